@@ -1,0 +1,90 @@
+//! toastrep's replicator Lambda: wires `lambda_runtime` to
+//! `toastrep-replication`. All decisions live in the library, which the CLI
+//! shares; this file only reads configuration and maps results.
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+use toastrep_replication::{
+    CopySettings, Decision, Destination, HandleError, RegionalClients, Replicator,
+};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // One JSON object per line, no colours: CloudWatch Logs stores lines, and
+    // Logs Insights parses JSON lines into fields (`decision`, `key`, ...).
+    tracing_subscriber::fmt()
+        .json()
+        .with_ansi(false)
+        .with_current_span(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let sdk_config = aws_config::load_from_env().await;
+    let mut s3_config = aws_sdk_s3::config::Builder::from(&sdk_config);
+    // Custom endpoints (emulators, S3-compatible stores) need path-style
+    // addressing; real S3 wants virtual-hosted style, so only then.
+    if sdk_config.endpoint_url().is_some() {
+        s3_config = s3_config.force_path_style(true);
+    }
+
+    let destination = Destination {
+        region: required_env("AWS_REGION")?,
+        bucket: required_env("DESTINATION_BUCKET")?,
+    };
+    let settings = CopySettings::from_env()?;
+    tracing::info!(
+        destination_bucket = %destination.bucket,
+        destination_region = %destination.region,
+        multipart_threshold = settings.multipart_threshold,
+        part_size = settings.part_size,
+        concurrency = settings.concurrency,
+        "replicator starting"
+    );
+    let replicator = Replicator::new(RegionalClients::new(s3_config.build()), settings);
+
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        handle(&replicator, &destination, event)
+    }))
+    .await
+}
+
+/// Replicates every notice in the event. An Err makes the platform retry
+/// the whole event (twice for async invokes) and then dead-letter it;
+/// retrying is safe because copied records come back `skipped_up_to_date`.
+async fn handle(
+    replicator: &Replicator,
+    destination: &Destination,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    match toastrep_replication::handle_sns_event(replicator, destination, &event.payload).await {
+        Ok(outcomes) => {
+            let count = |d: Decision| outcomes.iter().filter(|o| o.decision == d).count();
+            Ok(json!({
+                "records": outcomes.len(),
+                "copied": count(Decision::Copied),
+                "skipped_copy": count(Decision::SkippedCopy),
+                "skipped_up_to_date": count(Decision::SkippedUpToDate),
+                "skipped_gone": count(Decision::SkippedGone),
+                "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
+            }))
+        }
+        Err(error) => {
+            let error_type = match &error {
+                HandleError::Malformed(_) => "MalformedEvent",
+                HandleError::Records { .. } if error.is_retryable() => "ReplicationFailedRetryable",
+                HandleError::Records { .. } => "ReplicationFailed",
+            };
+            Err(Diagnostic {
+                error_type: error_type.to_owned(),
+                error_message: error.to_string(),
+            })
+        }
+    }
+}
+
+fn required_env(name: &str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} must be set").into())
+}

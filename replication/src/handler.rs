@@ -1,0 +1,81 @@
+//! Handling one Lambda invocation: an SNS event carrying S3 notifications.
+//! Here rather than in the Lambda crate so the CLI can replay dead-lettered
+//! events through exactly the same code.
+
+use futures::StreamExt;
+
+use crate::event::{EventError, S3Notice, parse_sns_event};
+use crate::replicate::{Destination, Outcome, ReplicateError, Replicator};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Permanent: retrying cannot fix the message.
+    #[error("malformed event: {0}")]
+    Malformed(#[from] EventError),
+    /// Some records failed; the others were attempted. Retrying the whole
+    /// event is safe: records already copied come back `skipped_up_to_date`.
+    #[error("{} of {total} records failed ({} retryable): {}", .failures.len(), retryable_count(.failures), summarise(.failures))]
+    Records {
+        total: usize,
+        failures: Vec<(S3Notice, ReplicateError)>,
+    },
+}
+
+impl HandleError {
+    /// Whether another attempt may succeed (any failed record retryable).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HandleError::Malformed(_) => false,
+            HandleError::Records { failures, .. } => failures.iter().any(|(_, e)| e.is_retryable()),
+        }
+    }
+}
+
+fn retryable_count(failures: &[(S3Notice, ReplicateError)]) -> usize {
+    failures.iter().filter(|(_, e)| e.is_retryable()).count()
+}
+
+fn summarise(failures: &[(S3Notice, ReplicateError)]) -> String {
+    failures
+        .iter()
+        .map(|(_, e)| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Parses a raw Lambda SNS event and replicates every notice in it into
+/// `dest`, a few at a time. Every record is attempted before any failure is
+/// reported, so one bad record does not hold the others back.
+pub async fn handle_sns_event(
+    replicator: &Replicator,
+    dest: &Destination,
+    event: &serde_json::Value,
+) -> Result<Vec<Outcome>, HandleError> {
+    let notices = parse_sns_event(event).inspect_err(|error| {
+        // The raw event goes in the log: the dead-letter queue keeps it too,
+        // but the log is where someone reading the error looks first.
+        tracing::error!(target: "toastrep::event", error = %error, raw = %event, "malformed event");
+    })?;
+    let total = notices.len();
+    let results: Vec<(S3Notice, Result<Outcome, ReplicateError>)> = futures::stream::iter(notices)
+        .map(|notice| async move {
+            let result = replicator.replicate(&notice, dest).await;
+            (notice, result)
+        })
+        .buffer_unordered(replicator.settings().concurrency.max(1))
+        .collect()
+        .await;
+    let mut outcomes = Vec::with_capacity(total);
+    let mut failures = Vec::new();
+    for (notice, result) in results {
+        match result {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => failures.push((notice, error)),
+        }
+    }
+    if failures.is_empty() {
+        Ok(outcomes)
+    } else {
+        Err(HandleError::Records { total, failures })
+    }
+}

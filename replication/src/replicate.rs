@@ -1,0 +1,364 @@
+//! Replicating one notice: the decision, the copy, one decision log line.
+
+use std::time::Instant;
+
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use serde::Serialize;
+
+use crate::clients::RegionalClients;
+use crate::copy::{CopyError, CopyPlan, CopySettings, ObjectHeaders, copy_version};
+use crate::event::S3Notice;
+use crate::origin::{Origin, OriginError, should_copy};
+use crate::s3_error::{ErrorKind, S3Error};
+
+/// The bucket this replicator writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub region: String,
+    pub bucket: String,
+}
+
+/// What was done with a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The source version was copied to the destination.
+    Copied,
+    /// The source object is itself a replica: copying it on would loop.
+    SkippedCopy,
+    /// The destination already holds this write, or one that wins over it.
+    SkippedUpToDate,
+    /// The notified version is no longer the source's current object
+    /// (deleted, or superseded by a write that brings its own event).
+    SkippedGone,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Copied => "copied",
+            Decision::SkippedCopy => "skipped_copy",
+            Decision::SkippedUpToDate => "skipped_up_to_date",
+            Decision::SkippedGone => "skipped_gone",
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// Bytes copied (0 unless copied).
+    pub bytes: u64,
+    pub millis: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    #[error("HeadObject s3://{bucket}/{key} in {region}: {source}")]
+    HeadSource {
+        bucket: String,
+        key: String,
+        region: String,
+        source: S3Error,
+    },
+    #[error("HeadObject s3://{bucket}/{key} in {region} (destination): {source}")]
+    HeadDestination {
+        bucket: String,
+        key: String,
+        region: String,
+        source: S3Error,
+    },
+    #[error("s3://{bucket}/{key} in {region} has unusable origin markers: {source}")]
+    Origin {
+        bucket: String,
+        key: String,
+        region: String,
+        source: OriginError,
+    },
+    #[error(
+        "copying s3://{source_bucket}/{key} ({source_region}) to s3://{bucket} in {region}: {source}"
+    )]
+    Copy {
+        source_bucket: String,
+        source_region: String,
+        bucket: String,
+        key: String,
+        region: String,
+        source: CopyError,
+    },
+}
+
+impl ReplicateError {
+    /// Whether the platform should retry: throttling, 5xx, timeouts,
+    /// connection failures, AccessDenied. Broken markers or a missing bucket
+    /// will not heal by themselves.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ReplicateError::HeadSource { source, .. }
+            | ReplicateError::HeadDestination { source, .. } => source.is_retryable(),
+            ReplicateError::Origin { .. } => false,
+            ReplicateError::Copy { source, .. } => source.is_retryable(),
+        }
+    }
+}
+
+/// Replicates notices into a destination bucket.
+#[derive(Debug)]
+pub struct Replicator {
+    clients: RegionalClients,
+    settings: CopySettings,
+}
+
+/// What `decide_and_copy` settled on, before timing and logging.
+struct Settled {
+    decision: Decision,
+    bytes: u64,
+    /// The source version the decision was about.
+    version_id: Option<String>,
+}
+
+impl Settled {
+    fn skip(decision: Decision, version_id: Option<&str>) -> Settled {
+        Settled {
+            decision,
+            bytes: 0,
+            version_id: version_id.map(str::to_owned),
+        }
+    }
+}
+
+impl Replicator {
+    pub fn new(clients: RegionalClients, settings: CopySettings) -> Replicator {
+        Replicator { clients, settings }
+    }
+
+    pub fn settings(&self) -> &CopySettings {
+        &self.settings
+    }
+
+    pub fn clients(&self) -> &RegionalClients {
+        &self.clients
+    }
+
+    /// Decides whether `notice`'s object must be copied to `dest`, copies it
+    /// if so, and logs exactly one `toastrep::decision` line.
+    pub async fn replicate(
+        &self,
+        notice: &S3Notice,
+        dest: &Destination,
+    ) -> Result<Outcome, ReplicateError> {
+        let started = Instant::now();
+        let result = self.decide_and_copy(notice, dest).await;
+        let millis = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(settled) => {
+                tracing::info!(
+                    target: "toastrep::decision",
+                    decision = settled.decision.as_str(),
+                    key = %notice.key,
+                    source_region = %notice.region,
+                    destination_region = %dest.region,
+                    source_bucket = %notice.bucket,
+                    destination_bucket = %dest.bucket,
+                    bytes = settled.bytes,
+                    ms = millis,
+                    version_id = settled.version_id.as_deref().unwrap_or(""),
+                );
+                Ok(Outcome {
+                    decision: settled.decision,
+                    bytes: settled.bytes,
+                    millis,
+                })
+            }
+            Err(error) => {
+                tracing::info!(
+                    target: "toastrep::decision",
+                    decision = "failed",
+                    key = %notice.key,
+                    source_region = %notice.region,
+                    destination_region = %dest.region,
+                    source_bucket = %notice.bucket,
+                    destination_bucket = %dest.bucket,
+                    bytes = 0u64,
+                    ms = millis,
+                    version_id = notice.version_id.as_deref().unwrap_or(""),
+                    retryable = error.is_retryable(),
+                    error = %error,
+                );
+                Err(error)
+            }
+        }
+    }
+
+    async fn decide_and_copy(
+        &self,
+        notice: &S3Notice,
+        dest: &Destination,
+    ) -> Result<Settled, ReplicateError> {
+        let source_client = self.clients.client(&notice.region);
+        let head_error = |source| ReplicateError::HeadSource {
+            bucket: notice.bucket.clone(),
+            key: notice.key.clone(),
+            region: notice.region.clone(),
+            source,
+        };
+
+        // 1. The source's *current* object: the notified version may already
+        //    be superseded or deleted, and then the newer event decides.
+        let Some(source) = head_current(&source_client, &notice.bucket, &notice.key)
+            .await
+            .map_err(head_error)?
+        else {
+            return Ok(Settled::skip(
+                Decision::SkippedGone,
+                notice.version_id.as_deref(),
+            ));
+        };
+        let current_version = source.version_id();
+        let superseded = match (&notice.version_id, &notice.etag) {
+            (Some(version), _) => current_version != Some(version.as_str()),
+            (None, Some(etag)) => source.e_tag().map(unquote) != Some(etag.as_str()),
+            (None, None) => false,
+        };
+        if superseded {
+            return Ok(Settled::skip(
+                Decision::SkippedGone,
+                notice.version_id.as_deref(),
+            ));
+        }
+
+        // 2. A replica in the source is one of our own copies: stop here,
+        //    or every copy would echo back and forth between regions.
+        let origin = Origin::of_object(
+            &notice.region,
+            source.metadata(),
+            source.last_modified(),
+            current_version,
+            source.e_tag(),
+        )
+        .map_err(|e| ReplicateError::Origin {
+            bucket: notice.bucket.clone(),
+            key: notice.key.clone(),
+            region: notice.region.clone(),
+            source: e,
+        })?;
+        if origin.region != notice.region {
+            return Ok(Settled::skip(Decision::SkippedCopy, current_version));
+        }
+
+        // 3. What the destination holds now, and which write wins.
+        let destination_client = self.clients.client(&dest.region);
+        let existing = head_current(&destination_client, &dest.bucket, &notice.key)
+            .await
+            .map_err(|source| ReplicateError::HeadDestination {
+                bucket: dest.bucket.clone(),
+                key: notice.key.clone(),
+                region: dest.region.clone(),
+                source,
+            })?;
+        let existing_origin = existing
+            .as_ref()
+            .map(|d| {
+                Origin::of_object(
+                    &dest.region,
+                    d.metadata(),
+                    d.last_modified(),
+                    d.version_id(),
+                    d.e_tag(),
+                )
+            })
+            .transpose()
+            .map_err(|e| ReplicateError::Origin {
+                bucket: dest.bucket.clone(),
+                key: notice.key.clone(),
+                region: dest.region.clone(),
+                source: e,
+            })?;
+        if !should_copy(&origin, existing_origin.as_ref()) {
+            return Ok(Settled::skip(Decision::SkippedUpToDate, current_version));
+        }
+
+        // 4. Copy exactly the version decided on.
+        let plan = plan_copy(notice, dest, &source, &origin);
+        match copy_version(&source_client, &destination_client, &plan, &self.settings).await {
+            Ok(_) => Ok(Settled {
+                decision: Decision::Copied,
+                bytes: plan.size,
+                version_id: current_version.map(str::to_owned),
+            }),
+            // Overwritten or deleted between our HeadObject and the copy:
+            // the newer write's own event takes over.
+            Err(e) if e.is_source_gone() => {
+                Ok(Settled::skip(Decision::SkippedGone, current_version))
+            }
+            Err(e) => Err(ReplicateError::Copy {
+                source_bucket: notice.bucket.clone(),
+                source_region: notice.region.clone(),
+                bucket: dest.bucket.clone(),
+                key: notice.key.clone(),
+                region: dest.region.clone(),
+                source: e,
+            }),
+        }
+    }
+}
+
+/// The copy of `source` (the current object of `notice`'s key) into `dest`:
+/// all of its user metadata, its kept headers, and the origin markers.
+fn plan_copy(
+    notice: &S3Notice,
+    dest: &Destination,
+    source: &HeadObjectOutput,
+    origin: &Origin,
+) -> CopyPlan {
+    let mut metadata = source.metadata().cloned().unwrap_or_default();
+    metadata.extend(origin.to_markers());
+    CopyPlan {
+        source_bucket: notice.bucket.clone(),
+        key: notice.key.clone(),
+        source_version: source
+            .version_id()
+            .filter(|v| *v != "null")
+            .map(str::to_owned),
+        source_etag: source
+            .e_tag()
+            .map(str::to_owned)
+            .or_else(|| notice.etag.as_ref().map(|e| format!("\"{e}\""))),
+        size: source.content_length().unwrap_or_default().max(0) as u64,
+        destination_bucket: dest.bucket.clone(),
+        headers: ObjectHeaders::from_head(source),
+        metadata,
+    }
+}
+
+/// HeadObject of the current object; `None` when there is none (404, which
+/// is also what S3 answers when the current version is a delete marker:
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeleteMarker.html>).
+async fn head_current(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<HeadObjectOutput>, S3Error> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) if head.delete_marker() == Some(true) => Ok(None),
+        Ok(head) => Ok(Some(head)),
+        Err(e) => {
+            let error = S3Error::from_sdk(e);
+            if error.kind == ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
+fn unquote(etag: &str) -> &str {
+    etag.trim_matches('"')
+}

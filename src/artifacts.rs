@@ -1,0 +1,149 @@
+//! The artifact bucket of each region, which toastrep creates, owns and
+//! deletes: Lambda reads a function's code from a bucket in its own region.
+
+use anyhow::{Context, Result};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule,
+};
+
+use crate::package::Package;
+
+/// What ensuring the bucket and the package did, for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactChange {
+    pub bucket_created: bool,
+    pub package_uploaded: bool,
+}
+
+/// Makes sure the artifact bucket exists, hardened like the data buckets, and
+/// holds the package.
+pub async fn ensure_package(
+    s3: &Client,
+    bucket: &str,
+    region: &str,
+    partition: &str,
+    package: &Package,
+) -> Result<ArtifactChange> {
+    let bucket_created = create_bucket(s3, bucket, region).await?;
+    if bucket_created || !has_policy(s3, bucket).await? {
+        harden(s3, bucket, partition).await?;
+    }
+    let exists = s3
+        .head_object()
+        .bucket(bucket)
+        .key(&package.key)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        s3.put_object()
+            .bucket(bucket)
+            .key(&package.key)
+            .body(ByteStream::from(package.zip.clone()))
+            .content_type("application/zip")
+            .send()
+            .await
+            .with_context(|| format!("uploading {} to s3://{bucket} in {region}", package.key))?;
+    }
+    Ok(ArtifactChange {
+        bucket_created,
+        package_uploaded: !exists,
+    })
+}
+
+/// Creates the bucket; `false` if this account already owns it.
+async fn create_bucket(s3: &Client, bucket: &str, region: &str) -> Result<bool> {
+    let mut request = s3.create_bucket().bucket(bucket);
+    // us-east-1 is S3's default location and rejects an explicit constraint.
+    if region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some("BucketAlreadyOwnedByYou") => Ok(false),
+        Err(error) if error.code() == Some("BucketAlreadyExists") => Err(
+            crate::error::InputError::new(format!(
+                "the artifact bucket name {bucket} is taken by another AWS account: choose another set name"
+            ))
+            .into(),
+        ),
+        Err(error) => Err(anyhow::Error::new(error)
+            .context(format!("creating artifact bucket {bucket} in {region}"))),
+    }
+}
+
+async fn has_policy(s3: &Client, bucket: &str) -> Result<bool> {
+    match s3.get_bucket_policy().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some("NoSuchBucketPolicy") => Ok(false),
+        Err(error) => Err(anyhow::Error::new(error)
+            .context(format!("reading the policy of artifact bucket {bucket}"))),
+    }
+}
+
+/// Public access blocked, encryption at rest, TLS-only: the same defaults as
+/// the data buckets in `templates/base.yaml`.
+async fn harden(s3: &Client, bucket: &str, partition: &str) -> Result<()> {
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("blocking public access to {bucket}"))?;
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::Aes256)
+                                .build()?,
+                        )
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("setting default encryption on {bucket}"))?;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            // Every action: a request without TLS is refused whatever it asks.
+            "Action": "s3:*",
+            "Resource": [
+                format!("arn:{partition}:s3:::{bucket}"),
+                format!("arn:{partition}:s3:::{bucket}/*"),
+            ],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    });
+    s3.put_bucket_policy()
+        .bucket(bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .with_context(|| format!("setting the TLS-only policy on {bucket}"))?;
+    Ok(())
+}

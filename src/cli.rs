@@ -1,0 +1,190 @@
+//! Command-line definitions. The doc comments are the `--help` text, and so
+//! the reference; the work lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::FunctionSettings;
+
+/// Provision and run an active-active, multi-region S3 replica set.
+///
+/// Every region gets a bucket; an object written to any of them is copied to
+/// all the others by a replicator function in each region. toastrep deploys
+/// the set with CloudFormation, verifies that it replicates, and tears it down.
+#[derive(Debug, Parser)]
+#[command(
+    name = "toastrep",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Send every AWS call to this endpoint instead of AWS's (e.g. a local emulator).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Use this profile from the AWS config and credentials files.
+    #[arg(long, global = true, env = "AWS_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// How to print the result on stdout: text for people, json for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Log what toastrep does (AWS calls, decisions) on stderr; -vv for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy a replica set, or bring a deployed one up to date.
+    ///
+    /// Builds the replicator (or takes --lambda-zip), uploads it to an artifact
+    /// bucket in every region, deploys every base stack in parallel, then every
+    /// pair of stacks linking one region's topic to another region's function.
+    /// Running it again with nothing changed changes nothing.
+    Deploy(DeployArgs),
+    /// Write every stack of a set (template and parameters) to a directory and
+    /// print the `aws` commands that would deploy the same by hand.
+    Render(RenderArgs),
+    /// Upload a probe object into every region, wait until every other region
+    /// holds it byte-identical, and print the replication latency per pair.
+    ///
+    /// Exits 0 only if every pair converged within the timeout.
+    Verify(VerifyArgs),
+    /// Delete a set: pair stacks, then base stacks, then artifact buckets.
+    ///
+    /// Buckets that hold objects are kept and listed, unless --delete-data is given.
+    Teardown(TeardownArgs),
+    /// Build the replicator package and write it to a file.
+    Package(PackageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The replica set's name: lowercase letters, digits and single hyphens,
+    /// starting with a letter. Every AWS resource name is derived from it.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FunctionArgs {
+    /// Use this prebuilt function package (a zip with a `bootstrap` executable)
+    /// instead of building the `lambda/` crate.
+    #[arg(long, value_name = "PATH")]
+    pub lambda_zip: Option<PathBuf>,
+    /// Objects larger than this many bytes are copied in parts (S3's single
+    /// copy limit is 5 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = FunctionSettings::default().multipart_threshold)]
+    pub multipart_threshold: u64,
+    /// The part size of multipart copies, in bytes (S3's minimum is 5 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = FunctionSettings::default().part_size)]
+    pub part_size: u64,
+    /// Parts copied at once by one multipart copy.
+    #[arg(long, value_name = "N", default_value_t = FunctionSettings::default().copy_concurrency)]
+    pub copy_concurrency: u32,
+    /// How many days the function's logs are kept.
+    #[arg(long, value_name = "DAYS", default_value_t = FunctionSettings::default().log_retention_days)]
+    pub log_retention_days: u32,
+}
+
+impl FunctionArgs {
+    pub fn settings(&self) -> FunctionSettings {
+        FunctionSettings {
+            multipart_threshold: self.multipart_threshold,
+            part_size: self.part_size,
+            copy_concurrency: self.copy_concurrency,
+            log_retention_days: self.log_retention_days,
+            ..FunctionSettings::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The regions of the set, comma-separated (at least two), e.g.
+    /// us-east-1,eu-west-2,ap-northeast-1.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub function: FunctionArgs,
+    /// How many stacks to deploy at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The regions of the set, comma-separated (at least two).
+    #[arg(long, value_delimiter = ',', required = true, value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// The directory to write the stacks, the package and `deploy.sh` to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub function: FunctionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only these regions of the set (default: every region it is deployed in).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// Seconds to wait for every pair to converge.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    /// The size of each probe object, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub probe_size: usize,
+    /// Upload this many probe objects, spread evenly over the regions, and
+    /// report throughput and latency percentiles: a load check. Default: one
+    /// probe per region.
+    #[arg(long, value_name = "K")]
+    pub objects: Option<usize>,
+    /// Probe uploads in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only look for the set in these regions (default: every region of the partition).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// Also delete every object version and delete marker in the set's
+    /// buckets, and the buckets. Needs --yes or a confirmation typed at a terminal.
+    #[arg(long)]
+    pub delete_data: bool,
+    /// Confirm --delete-data without asking.
+    #[arg(long, requires = "delete_data")]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// Where to write the zip.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+}

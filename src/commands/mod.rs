@@ -1,0 +1,51 @@
+//! One module per command. Each returns a [`Report`]: a JSON value that is the
+//! command's stable machine-readable result, the text shown to people, and
+//! whether the command succeeded.
+
+mod deploy;
+mod package;
+mod render;
+mod teardown;
+mod verify;
+
+pub use deploy::deploy;
+pub use package::package;
+pub use render::render;
+pub use teardown::teardown;
+pub use verify::verify;
+
+use serde::Serialize;
+
+use crate::aws::{Aws, AwsOptions};
+use crate::progress::Reporter;
+
+/// What every command gets: how to reach AWS and how to report progress.
+pub struct Context {
+    pub aws: AwsOptions,
+    pub reporter: Box<dyn Reporter>,
+}
+
+impl Context {
+    /// Loads the AWS configuration; `region` serves calls that need one.
+    pub async fn aws(&self, region: &str) -> Aws {
+        Aws::load(&self.aws, region).await
+    }
+}
+
+/// A command's result.
+pub struct Report {
+    pub json: serde_json::Value,
+    pub text: String,
+    /// false: the command ran but its check failed (exit status 1).
+    pub ok: bool,
+}
+
+impl Report {
+    pub fn new(result: &impl Serialize, text: String, ok: bool) -> Self {
+        Self {
+            json: serde_json::to_value(result).expect("results serialise"),
+            text,
+            ok,
+        }
+    }
+}

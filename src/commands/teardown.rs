@@ -1,0 +1,274 @@
+//! `toastrep teardown`: delete a set, keeping its data unless told otherwise.
+//!
+//! Subscription stacks go first (no new events), then grant stacks, then base
+//! stacks, then buckets. CloudFormation never deletes a data bucket (its
+//! DeletionPolicy retains it); toastrep deletes one itself only when it holds
+//! no object version, or when --delete-data was confirmed.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::Result;
+use futures::future::join_all;
+use serde::Serialize;
+
+use super::{Context, Report};
+use crate::aws::Aws;
+use crate::bail_input;
+use crate::buckets;
+use crate::cli::TeardownArgs;
+use crate::discover;
+use crate::names::SetName;
+use crate::plan::parse_regions;
+use crate::progress::Reporter;
+use crate::stack::{self, StackAction};
+
+#[derive(Serialize)]
+struct TeardownResult {
+    name: String,
+    account: String,
+    regions: Vec<String>,
+    stacks: Vec<StackRow>,
+    buckets: Vec<BucketRow>,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct StackRow {
+    stack_name: String,
+    region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<StackAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BucketRow {
+    bucket: String,
+    region: String,
+    kind: &'static str,
+    /// deleted, or kept (it holds objects and --delete-data was not given).
+    action: &'static str,
+    /// Object versions found in it (for a kept bucket, at least this many).
+    versions: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Versions counted before a bucket is called non-empty and kept.
+const COUNT_LIMIT: u64 = 10_000;
+
+pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let given = parse_regions(&args.regions)?;
+    if args.delete_data && !args.yes {
+        confirm(&name)?;
+    }
+    let reporter = context.reporter.as_ref();
+    let aws = context
+        .aws(given.first().map_or("us-east-1", String::as_str))
+        .await;
+    let account = aws.account_id().await?;
+    let candidates = discover::candidate_regions(&given, aws.region());
+    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let regions: Vec<String> = found.regions().into_iter().collect();
+
+    let pairs: Vec<(&String, &String)> = regions
+        .iter()
+        .flat_map(|s| regions.iter().filter(move |d| *d != s).map(move |d| (s, d)))
+        .collect();
+    let mut stacks = Vec::new();
+    // Subscriptions live in the source region, grants in the destination.
+    let subscriptions = pairs
+        .iter()
+        .map(|(source, destination)| (name.subscription_stack(destination), (*source).clone()));
+    stacks.extend(delete_all(&aws, subscriptions.collect(), reporter).await);
+    let grants = pairs
+        .iter()
+        .map(|(source, destination)| (name.grant_stack(source), (*destination).clone()));
+    stacks.extend(delete_all(&aws, grants.collect(), reporter).await);
+    let bases = found
+        .bases
+        .keys()
+        .map(|region| (name.base_stack(), region.clone()));
+    stacks.extend(delete_all(&aws, bases.collect(), reporter).await);
+    // Only stacks that existed are worth a line.
+    stacks.retain(|row| row.action != Some(StackAction::Absent));
+    let stacks_ok = stacks.iter().all(|row| row.error.is_none());
+
+    let mut bucket_rows = Vec::new();
+    if stacks_ok {
+        let data = found.data_buckets.iter().map(|region| {
+            let bucket = name.data_bucket(region, &account);
+            remove_bucket(&aws, region, bucket, "data", args.delete_data, reporter)
+        });
+        bucket_rows.extend(join_all(data).await);
+        // The artifact buckets hold only toastrep's own packages.
+        let artifacts = found.artifact_buckets.iter().map(|region| {
+            let bucket = name.artifact_bucket(region, &account);
+            remove_bucket(&aws, region, bucket, "artifact", true, reporter)
+        });
+        bucket_rows.extend(join_all(artifacts).await);
+    }
+    let ok = stacks_ok && bucket_rows.iter().all(|row| row.error.is_none());
+    let result = TeardownResult {
+        name: name.to_string(),
+        account,
+        regions,
+        stacks,
+        buckets: bucket_rows,
+        ok,
+    };
+    let text = summary(&result, stacks_ok);
+    Ok(Report::new(&result, text, ok))
+}
+
+/// --delete-data without --yes: ask at a terminal, refuse elsewhere.
+fn confirm(name: &SetName) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail_input!(
+            "--delete-data deletes every object version in the set's buckets and needs confirmation: add --yes (there is no terminal to ask)"
+        );
+    }
+    eprint!(
+        "This deletes every object, every version and the buckets of replica set '{name}' in every region.\nType the set name to confirm: "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != name.as_str() {
+        bail_input!("not confirmed: nothing was deleted");
+    }
+    Ok(())
+}
+
+async fn delete_all(
+    aws: &Aws,
+    stacks: Vec<(String, String)>,
+    reporter: &dyn Reporter,
+) -> Vec<StackRow> {
+    join_all(stacks.into_iter().map(|(stack_name, region)| async move {
+        let cfn = aws.cloudformation(&region);
+        let result = stack::delete_stack(&cfn, &stack_name, &region, reporter).await;
+        match result {
+            Ok(outcome) => {
+                if outcome.action == StackAction::Deleted {
+                    reporter.finished(&region, &stack_name, "deleted", true);
+                }
+                StackRow {
+                    stack_name,
+                    region,
+                    action: Some(outcome.action),
+                    error: None,
+                }
+            }
+            Err(error) => {
+                reporter.finished(&region, &stack_name, "failed", false);
+                StackRow {
+                    stack_name,
+                    region,
+                    action: None,
+                    error: Some(error.to_string()),
+                }
+            }
+        }
+    }))
+    .await
+}
+
+async fn remove_bucket(
+    aws: &Aws,
+    region: &str,
+    bucket: String,
+    kind: &'static str,
+    delete_data: bool,
+    reporter: &dyn Reporter,
+) -> BucketRow {
+    let s3 = aws.s3(region);
+    let result: Result<(&'static str, u64)> = async {
+        let contents = buckets::count(&s3, &bucket, COUNT_LIMIT).await?;
+        if contents.versions > 0 && !delete_data {
+            return Ok(("kept", contents.versions));
+        }
+        reporter.started(region, &bucket, "emptying and deleting");
+        // Without --delete-data only delete markers are removed: no data.
+        buckets::purge(&s3, &bucket, !delete_data).await?;
+        buckets::delete_bucket(&s3, &bucket).await?;
+        reporter.finished(region, &bucket, "deleted", true);
+        Ok(("deleted", contents.versions))
+    }
+    .await;
+    match result {
+        Ok((action, versions)) => BucketRow {
+            bucket,
+            region: region.to_owned(),
+            kind,
+            action,
+            versions,
+            error: None,
+        },
+        Err(error) => BucketRow {
+            bucket,
+            region: region.to_owned(),
+            kind,
+            action: "failed",
+            versions: 0,
+            error: Some(format!("{error:#}")),
+        },
+    }
+}
+
+fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
+    if result.regions.is_empty() {
+        return format!(
+            "Nothing of replica set '{}' was found in the regions searched: nothing to do.\n",
+            result.name
+        );
+    }
+    let mut text = format!(
+        "Replica set '{}' found in {}\n",
+        result.name,
+        result.regions.join(", ")
+    );
+    for row in &result.stacks {
+        match (&row.action, &row.error) {
+            (Some(action), _) => {
+                let _ = writeln!(
+                    text,
+                    "stack  {:<44} {:<16} {action}",
+                    row.stack_name, row.region
+                );
+            }
+            (None, error) => {
+                let _ = writeln!(
+                    text,
+                    "stack  {:<44} {:<16} FAILED: {}",
+                    row.stack_name,
+                    row.region,
+                    error.as_deref().unwrap_or_default()
+                );
+            }
+        }
+    }
+    for row in &result.buckets {
+        let detail = match (row.action, &row.error) {
+            ("kept", _) => format!(
+                "kept: holds {}{} object versions (delete with --delete-data)",
+                row.versions,
+                if row.versions >= COUNT_LIMIT { "+" } else { "" }
+            ),
+            (_, Some(error)) => format!("FAILED: {error}"),
+            (action, None) => format!("{action} ({} object versions removed)", row.versions),
+        };
+        let _ = writeln!(
+            text,
+            "bucket {:<44} {:<16} {detail}",
+            row.bucket, row.region
+        );
+    }
+    if !stacks_ok {
+        text.push_str("Some stacks could not be deleted, so the buckets were left alone; fix the cause above and run teardown again.\n");
+    }
+    text
+}

@@ -1,0 +1,422 @@
+//! `toastrep verify`: prove the set replicates, pair by pair.
+//!
+//! Probe objects go into the regions' buckets (one per region by default, K
+//! spread over the regions with `--objects K`). Each destination region is then
+//! listed repeatedly until it holds every other region's probes with the same
+//! ETag (the MD5 of the bytes, for these single-part SSE-S3 objects); a probe's
+//! latency runs from the end of its upload to the first listing that shows it.
+//! In the default mode every replica is also read back and compared byte for
+//! byte. Probes are removed afterwards, every version, replicas included.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+use futures::future::join_all;
+use futures::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Context, Report};
+use crate::aws::Aws;
+use crate::bail_input;
+use crate::buckets;
+use crate::cli::VerifyArgs;
+use crate::discover;
+use crate::names::SetName;
+use crate::plan::parse_regions;
+
+/// Where probes live; outside any prefix a user is likely to have.
+const PROBE_PREFIX: &str = ".toastrep/verify";
+
+#[derive(Serialize)]
+struct VerifyResult {
+    name: String,
+    regions: Vec<String>,
+    objects: usize,
+    timeout_seconds: u64,
+    /// Seconds from the first upload to the last replica seen.
+    seconds: f64,
+    /// Replicas seen per second over that time.
+    replicas_per_second: f64,
+    pairs: Vec<PairResult>,
+    /// Pairs that did not converge in time, as "source -> destination".
+    failed: Vec<String>,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct PairResult {
+    source: String,
+    destination: String,
+    converged: bool,
+    objects: usize,
+    replicated: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p50_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p95_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_ms: Option<u64>,
+}
+
+/// A probe uploaded into one region.
+struct Probe {
+    region: String,
+    key: String,
+    etag: String,
+    body: Vec<u8>,
+    uploaded: Instant,
+}
+
+pub async fn verify(context: &Context, args: &VerifyArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let given = parse_regions(&args.regions)?;
+    if args.timeout == 0 {
+        bail_input!(
+            "--timeout 0 leaves no time to replicate: give a number of seconds, e.g. --timeout 60"
+        );
+    }
+    if args.objects == Some(0) {
+        bail_input!("--objects 0 uploads nothing to check: give at least 1");
+    }
+    let aws = context
+        .aws(given.first().map_or("us-east-1", String::as_str))
+        .await;
+    let account = aws.account_id().await?;
+    let candidates = discover::candidate_regions(&given, aws.region());
+    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let regions = discover::require_deployed(&found, &name)?;
+    if regions.len() < 2 {
+        bail_input!(
+            "set '{name}' is deployed in only {} here, so there is nothing to replicate to: verify needs at least two regions",
+            regions.join(", ")
+        );
+    }
+    let buckets: HashMap<String, String> = regions
+        .iter()
+        .map(|r| (r.clone(), name.data_bucket(r, &account)))
+        .collect();
+    let reporter = context.reporter.as_ref();
+    let run = run_id();
+    let prefix = format!("{PROBE_PREFIX}/{run}/");
+    let count = args.objects.unwrap_or(regions.len());
+    reporter.note(&format!(
+        "uploading {count} probe objects into {} regions",
+        regions.len()
+    ));
+    let start = Instant::now();
+    let probes: Vec<Probe> = stream::iter((0..count).map(|i| {
+        let region = regions[i % regions.len()].clone();
+        let key = format!("{prefix}{region}/{i:06}");
+        upload_probe(&aws, region, &buckets, key, args.probe_size)
+    }))
+    .buffer_unordered(usize::from(args.concurrency))
+    .try_collect()
+    .await?;
+
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let sightings = join_all(regions.iter().map(|destination| {
+        watch(
+            &aws,
+            destination,
+            &buckets[destination],
+            &prefix,
+            &probes,
+            deadline,
+        )
+    }))
+    .await;
+    let mut seen: HashMap<(&str, &str), Duration> = HashMap::new();
+    for (destination, sighting) in regions.iter().zip(&sightings) {
+        for (key, latency) in sighting {
+            seen.insert((destination.as_str(), key.as_str()), *latency);
+        }
+    }
+    let elapsed = start.elapsed();
+    if args.objects.is_none() {
+        compare_bytes(&aws, &buckets, &probes, &mut seen).await;
+    }
+    remove_probes(&aws, &buckets, &prefix).await;
+
+    let pairs = pair_results(&regions, &probes, &seen);
+    let failed: Vec<String> = pairs
+        .iter()
+        .filter(|p| !p.converged)
+        .map(|p| format!("{} -> {}", p.source, p.destination))
+        .collect();
+    let replicas = pairs.iter().map(|p| p.replicated).sum::<usize>();
+    let result = VerifyResult {
+        name: name.to_string(),
+        regions,
+        objects: count,
+        timeout_seconds: args.timeout,
+        seconds: elapsed.as_secs_f64(),
+        replicas_per_second: replicas as f64 / elapsed.as_secs_f64().max(0.001),
+        ok: failed.is_empty(),
+        pairs,
+        failed,
+    };
+    let text = summary(&result);
+    let ok = result.ok;
+    Ok(Report::new(&result, text, ok))
+}
+
+/// Unique per run, so runs (and their cleanups) never touch each other.
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}", std::process::id())
+}
+
+/// Probe content derived from its key: different for every probe and run.
+fn probe_body(key: &str, size: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(size + 32);
+    let mut block = Sha256::digest(key.as_bytes());
+    while body.len() < size {
+        body.extend_from_slice(&block);
+        block = Sha256::digest(block);
+    }
+    body.truncate(size);
+    body
+}
+
+async fn upload_probe(
+    aws: &Aws,
+    region: String,
+    buckets: &HashMap<String, String>,
+    key: String,
+    size: usize,
+) -> Result<Probe> {
+    let body = probe_body(&key, size);
+    let bucket = &buckets[&region];
+    let out = aws
+        .s3(&region)
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(body.clone().into())
+        .send()
+        .await
+        .with_context(|| format!("uploading the probe s3://{bucket}/{key} in {region}"))?;
+    Ok(Probe {
+        etag: out.e_tag().unwrap_or_default().to_owned(),
+        region,
+        key,
+        body,
+        uploaded: Instant::now(),
+    })
+}
+
+/// Lists the destination's probes until every other region's are there with
+/// their ETag, or the deadline passes. Returns key → latency.
+async fn watch(
+    aws: &Aws,
+    destination: &str,
+    bucket: &str,
+    prefix: &str,
+    probes: &[Probe],
+    deadline: Instant,
+) -> HashMap<String, Duration> {
+    let s3 = aws.s3(destination);
+    let expected: HashMap<&str, &Probe> = probes
+        .iter()
+        .filter(|p| p.region != destination)
+        .map(|p| (p.key.as_str(), p))
+        .collect();
+    let mut seen: HashMap<String, Duration> = HashMap::new();
+    let mut delay = Duration::from_millis(50);
+    while seen.len() < expected.len() {
+        let mut pages = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(Ok(page)) = pages.next().await {
+            for object in page.contents() {
+                let (Some(key), Some(etag)) = (object.key(), object.e_tag()) else {
+                    continue;
+                };
+                if let Some(probe) = expected.get(key)
+                    && probe.etag == etag
+                    && !seen.contains_key(key)
+                {
+                    seen.insert(key.to_owned(), probe.uploaded.elapsed());
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+    seen
+}
+
+/// Reads every replica back and drops the ones whose bytes differ.
+async fn compare_bytes(
+    aws: &Aws,
+    buckets: &HashMap<String, String>,
+    probes: &[Probe],
+    seen: &mut HashMap<(&str, &str), Duration>,
+) {
+    let checks = seen.keys().map(|(destination, key)| async move {
+        let probe = probes
+            .iter()
+            .find(|p| p.key == *key)
+            .expect("seen probes exist");
+        let object = aws
+            .s3(destination)
+            .get_object()
+            .bucket(&buckets[*destination])
+            .key(*key)
+            .send()
+            .await;
+        let same = match object {
+            Ok(object) => object
+                .body
+                .collect()
+                .await
+                .is_ok_and(|b| b.into_bytes() == probe.body),
+            Err(_) => false,
+        };
+        ((*destination, *key), same)
+    });
+    for (entry, same) in join_all(checks).await {
+        if !same {
+            seen.remove(&entry);
+        }
+    }
+}
+
+/// Deletes every version of this run's probes in every region.
+async fn remove_probes(aws: &Aws, buckets: &HashMap<String, String>, prefix: &str) {
+    join_all(buckets.iter().map(|(region, bucket)| async move {
+        if let Err(error) = buckets::purge_prefix(&aws.s3(region), bucket, prefix).await {
+            tracing::warn!(bucket, "could not remove the probes: {error:#}");
+        }
+    }))
+    .await;
+}
+
+fn pair_results(
+    regions: &[String],
+    probes: &[Probe],
+    seen: &HashMap<(&str, &str), Duration>,
+) -> Vec<PairResult> {
+    let mut pairs = Vec::new();
+    for source in regions {
+        let sent: Vec<&Probe> = probes.iter().filter(|p| &p.region == source).collect();
+        for destination in regions.iter().filter(|d| *d != source) {
+            let mut latencies: Vec<u64> = sent
+                .iter()
+                .filter_map(|p| seen.get(&(destination.as_str(), p.key.as_str())))
+                .map(|d| d.as_millis() as u64)
+                .collect();
+            latencies.sort_unstable();
+            pairs.push(PairResult {
+                source: source.clone(),
+                destination: destination.clone(),
+                converged: latencies.len() == sent.len(),
+                objects: sent.len(),
+                replicated: latencies.len(),
+                p50_ms: percentile(&latencies, 50),
+                p95_ms: percentile(&latencies, 95),
+                max_ms: latencies.last().copied(),
+            });
+        }
+    }
+    pairs
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
+}
+
+fn summary(result: &VerifyResult) -> String {
+    let mut text = format!(
+        "Replication latency in ms (max per pair), source (rows) to destination (columns), set '{}':\n",
+        result.name
+    );
+    let width = result.regions.iter().map(String::len).max().unwrap_or(8) + 2;
+    let _ = write!(text, "{:width$}", "");
+    for region in &result.regions {
+        let _ = write!(text, "{region:>width$}");
+    }
+    text.push('\n');
+    let cells: BTreeMap<(&str, &str), &PairResult> = result
+        .pairs
+        .iter()
+        .map(|p| ((p.source.as_str(), p.destination.as_str()), p))
+        .collect();
+    for source in &result.regions {
+        let _ = write!(text, "{source:width$}");
+        for destination in &result.regions {
+            let cell = match cells.get(&(source.as_str(), destination.as_str())) {
+                None => "-".to_owned(),
+                Some(pair) if pair.converged => pair.max_ms.unwrap_or_default().to_string(),
+                Some(pair) => format!("TIMEOUT {}/{}", pair.replicated, pair.objects),
+            };
+            let _ = write!(text, "{cell:>width$}");
+        }
+        text.push('\n');
+    }
+    if result.objects > result.regions.len() {
+        let _ = writeln!(
+            text,
+            "\n{:<34} {:>8} {:>8} {:>8} {:>8}",
+            "PAIR", "OBJECTS", "P50 MS", "P95 MS", "MAX MS"
+        );
+        for pair in &result.pairs {
+            let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            let _ = writeln!(
+                text,
+                "{:<34} {:>8} {:>8} {:>8} {:>8}",
+                format!("{} -> {}", pair.source, pair.destination),
+                format!("{}/{}", pair.replicated, pair.objects),
+                ms(pair.p50_ms),
+                ms(pair.p95_ms),
+                ms(pair.max_ms)
+            );
+        }
+        let _ = writeln!(
+            text,
+            "{} objects, {:.1} s, {:.1} replicas/s",
+            result.objects, result.seconds, result.replicas_per_second
+        );
+    }
+    if result.ok {
+        let _ = writeln!(text, "All {} pairs converged.", result.pairs.len());
+    } else {
+        let _ = writeln!(
+            text,
+            "Not converged within {} s: {}",
+            result.timeout_seconds,
+            result.failed.join(", ")
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let values: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&values, 50), Some(50));
+        assert_eq!(percentile(&values, 95), Some(95));
+        assert_eq!(percentile(&[7], 95), Some(7));
+        assert_eq!(percentile(&[], 50), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Finding a deployed set from its name alone.
+//!
+//! A set is what is deployed: its regions are those holding its base stack
+//! (`toastrep-NAME`, tagged `toastrep:set=NAME`). toastrep asks CloudFormation
+//! in every region of the partition (or the regions given), in parallel; no
+//! local file has to be kept. Buckets are found by their derived names, since
+//! the data buckets outlive their stacks on purpose.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context as _, Result};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use aws_sdk_cloudformation::types::Stack;
+use futures::{StreamExt, TryStreamExt, stream};
+
+use crate::aws::Aws;
+use crate::names::SetName;
+use crate::plan::TAG_SET;
+use crate::regions;
+use crate::stack::{self, tag_of};
+
+/// How many regions are asked at once.
+const PARALLEL_REGIONS: usize = 12;
+
+/// What is deployed of a set.
+pub struct DeployedSet {
+    pub account: String,
+    /// Region → its base stack.
+    pub bases: BTreeMap<String, Stack>,
+    /// Regions whose data bucket exists (with or without a stack).
+    pub data_buckets: BTreeSet<String>,
+    /// Regions whose artifact bucket exists.
+    pub artifact_buckets: BTreeSet<String>,
+}
+
+impl DeployedSet {
+    /// Regions where anything of the set exists.
+    pub fn regions(&self) -> BTreeSet<String> {
+        self.bases
+            .keys()
+            .chain(&self.data_buckets)
+            .chain(&self.artifact_buckets)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The regions to look in: the ones given, or every region of the partition of
+/// the configured region (the `aws` partition when none is configured).
+pub fn candidate_regions(given: &[String], configured: Option<&str>) -> Vec<String> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let partition = configured.and_then(regions::partition_of).unwrap_or("aws");
+    regions::regions_in(partition).map(str::to_owned).collect()
+}
+
+/// Finds the set's base stacks and buckets in the candidate regions.
+pub async fn discover(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    candidates: &[String],
+) -> Result<DeployedSet> {
+    let bases: Vec<(String, Option<Stack>)> = stream::iter(candidates.iter().cloned())
+        .map(|region| async move {
+            let stack = base_stack(aws, name, &region).await?;
+            Ok::<_, anyhow::Error>((region, stack))
+        })
+        .buffer_unordered(PARALLEL_REGIONS)
+        .try_collect()
+        .await?;
+    let bases = bases
+        .into_iter()
+        .filter_map(|(region, stack)| Some((region, stack?)))
+        .collect();
+    let buckets = set_buckets(
+        aws,
+        candidates.first().map_or("us-east-1", String::as_str),
+        name,
+    )
+    .await?;
+    let mut data_buckets = BTreeSet::new();
+    let mut artifact_buckets = BTreeSet::new();
+    for region in candidates {
+        if buckets.contains(&name.data_bucket(region, account)) {
+            data_buckets.insert(region.clone());
+        }
+        if buckets.contains(&name.artifact_bucket(region, account)) {
+            artifact_buckets.insert(region.clone());
+        }
+    }
+    Ok(DeployedSet {
+        account: account.to_owned(),
+        bases,
+        data_buckets,
+        artifact_buckets,
+    })
+}
+
+async fn base_stack(aws: &Aws, name: &SetName, region: &str) -> Result<Option<Stack>> {
+    let cfn = aws.cloudformation(region);
+    match stack::describe_stack(&cfn, &name.base_stack(), region).await {
+        Ok(Some(stack)) if tag_of(&stack, TAG_SET) == Some(name.as_str()) => Ok(Some(stack)),
+        Ok(_) => Ok(None),
+        Err(error) => {
+            // A region the account has not opted into answers with an auth
+            // error; nothing of the set can be there.
+            let text = error.to_string();
+            if text.contains("InvalidClientTokenId") || text.contains("UnrecognizedClient") {
+                tracing::debug!(region, "region not enabled for this account; skipped");
+                Ok(None)
+            } else {
+                Err(error.into())
+            }
+        }
+    }
+}
+
+/// Names of the account's buckets that may belong to the set. ListBuckets is
+/// global, so one call covers every region.
+async fn set_buckets(aws: &Aws, region: &str, name: &SetName) -> Result<BTreeSet<String>> {
+    let s3 = aws.s3(region);
+    let prefix = format!("{}-", name.base_stack());
+    let mut names = BTreeSet::new();
+    let mut pages = s3
+        .list_buckets()
+        .prefix(&prefix)
+        .max_buckets(1000)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            let code = e.code().unwrap_or_default().to_owned();
+            anyhow::Error::new(e).context(format!("listing buckets ({code})"))
+        })?;
+        names.extend(
+            page.buckets()
+                .iter()
+                .filter_map(|b| b.name())
+                .filter(|n| n.starts_with(&prefix))
+                .map(str::to_owned),
+        );
+    }
+    Ok(names)
+}
+
+/// The set's regions for commands that need it deployed (verify, status...):
+/// an error naming the fix when it is not.
+pub fn require_deployed(set: &DeployedSet, name: &SetName) -> Result<Vec<String>> {
+    let regions: Vec<String> = set.bases.keys().cloned().collect();
+    if regions.is_empty() {
+        return Err(crate::error::InputError::new(format!(
+            "no replica set named '{name}' is deployed in the regions searched: check the name, or deploy it with `toastrep deploy --name {name} --regions ...`"
+        )))
+        .context("finding the set");
+    }
+    Ok(regions)
+}

@@ -1,0 +1,327 @@
+//! The whole deployment of a replica set, computed before any AWS call.
+//!
+//! `render`, `deploy` and (later) `plan` share this one value: which stacks,
+//! in which regions, from which template, with which parameters and tags.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::error::InputError;
+use crate::names::{self, SetName};
+use crate::regions;
+use crate::templates::Template;
+
+/// Tag keys on every stack of a set. Stacks, not buckets, carry them: they
+/// are how a set is found again from its name.
+pub const TAG_SET: &str = "toastrep:set";
+pub const TAG_STACK: &str = "toastrep:stack";
+
+/// Function settings that become base-stack parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionSettings {
+    pub log_retention_days: u32,
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+    pub copy_concurrency: u32,
+    pub memory_size: u32,
+    pub timeout: u32,
+}
+
+impl Default for FunctionSettings {
+    fn default() -> Self {
+        Self {
+            log_retention_days: 30,
+            // Just under S3's 5 GiB single-request copy limit.
+            multipart_threshold: 5_000_000_000,
+            part_size: 256 * 1024 * 1024,
+            copy_concurrency: 8,
+            memory_size: 512,
+            timeout: 900,
+        }
+    }
+}
+
+/// S3 refuses a single CopyObject, and a part, above 5 GiB.
+const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// The values CloudWatch Logs accepts for a retention period.
+const RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+impl FunctionSettings {
+    /// The same bounds as the base template's parameters, checked before any
+    /// AWS call so a bad value fails fast rather than as a rolled-back stack.
+    pub fn check(&self) -> Result<(), InputError> {
+        if !(1..=MAX_COPY).contains(&self.multipart_threshold) {
+            return Err(InputError::new(format!(
+                "--multipart-threshold {} is out of range: use 1 to {MAX_COPY} bytes (S3 copies at most 5 GiB in one request)",
+                self.multipart_threshold
+            )));
+        }
+        if !(1..=MAX_COPY).contains(&self.part_size) {
+            return Err(InputError::new(format!(
+                "--part-size {} is out of range: use 5242880 (5 MiB, S3's minimum) to {MAX_COPY} bytes",
+                self.part_size
+            )));
+        }
+        if !(1..=64).contains(&self.copy_concurrency) {
+            return Err(InputError::new(format!(
+                "--copy-concurrency {} is out of range: use 1 to 64",
+                self.copy_concurrency
+            )));
+        }
+        if !RETENTION_DAYS.contains(&self.log_retention_days) {
+            return Err(InputError::new(format!(
+                "--log-retention-days {} is not a period CloudWatch Logs offers: use one of {RETENTION_DAYS:?}",
+                self.log_retention_days
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A replica set's name and regions, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetSpec {
+    pub name: SetName,
+    pub regions: Vec<String>,
+    pub partition: &'static str,
+}
+
+impl SetSpec {
+    /// Checks a name and a region list as the user typed them.
+    pub fn parse(name: &str, regions: &[String]) -> Result<Self, InputError> {
+        let name = SetName::parse(name)?;
+        let regions = parse_regions(regions)?;
+        if regions.len() < 2 {
+            return Err(InputError::new(format!(
+                "a replica set needs at least two regions, got {}: pass --regions with two or more, e.g. --regions us-east-1,eu-west-2",
+                regions.len()
+            )));
+        }
+        let partition = same_partition(&regions)?;
+        names::check_lengths(&name, regions.iter().map(String::as_str))?;
+        Ok(Self {
+            name,
+            regions,
+            partition,
+        })
+    }
+}
+
+/// Checks region names: each known, none twice. Keeps the user's order.
+pub fn parse_regions(input: &[String]) -> Result<Vec<String>, InputError> {
+    let mut seen = BTreeSet::new();
+    let mut regions = Vec::new();
+    for raw in input {
+        let region = raw.trim();
+        if regions::partition_of(region).is_none() {
+            let hint = match regions::closest(region) {
+                Some(near) => format!("did you mean '{near}'?"),
+                None => "use an AWS region code such as us-east-1 or eu-west-2".to_owned(),
+            };
+            return Err(InputError::new(format!(
+                "'{region}' is not an AWS region: {hint}"
+            )));
+        }
+        if !seen.insert(region.to_owned()) {
+            return Err(InputError::new(format!(
+                "region '{region}' is listed twice: list each region once"
+            )));
+        }
+        regions.push(region.to_owned());
+    }
+    Ok(regions)
+}
+
+fn same_partition(regions: &[String]) -> Result<&'static str, InputError> {
+    let first = regions::partition_of(&regions[0]).expect("regions are checked");
+    if let Some(other) = regions
+        .iter()
+        .find(|r| regions::partition_of(r) != Some(first))
+    {
+        return Err(InputError::new(format!(
+            "regions '{}' and '{other}' are in different AWS partitions, which cannot deliver \
+             events to each other: use regions of one partition",
+            regions[0]
+        )));
+    }
+    Ok(first)
+}
+
+/// One stack to deploy.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackPlan {
+    pub stack_name: String,
+    pub region: String,
+    pub template: Template,
+    pub parameters: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The link from one region's topic to another region's function: two stacks,
+/// because the subscription must live in the topic's region and the invoke
+/// permission in the function's region.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairPlan {
+    pub source: String,
+    pub destination: String,
+    /// In the destination region; deployed first.
+    pub grant: StackPlan,
+    /// In the source region; deployed once the grant is in place.
+    pub subscription: StackPlan,
+}
+
+/// Every stack of a replica set, in dependency order.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployPlan {
+    pub spec: SetSpec,
+    /// The S3 key of the function package in every region's artifact bucket.
+    pub code_key: String,
+    pub bases: Vec<StackPlan>,
+    pub pairs: Vec<PairPlan>,
+}
+
+impl DeployPlan {
+    pub fn new(spec: SetSpec, code_key: String, settings: &FunctionSettings) -> Self {
+        let name = &spec.name;
+        let bases = spec
+            .regions
+            .iter()
+            .map(|region| StackPlan {
+                stack_name: name.base_stack(),
+                region: region.clone(),
+                template: Template::Base,
+                parameters: BTreeMap::from([
+                    ("SetName".into(), name.to_string()),
+                    ("CodeKey".into(), code_key.clone()),
+                    (
+                        "LogRetentionDays".into(),
+                        settings.log_retention_days.to_string(),
+                    ),
+                    (
+                        "MultipartThreshold".into(),
+                        settings.multipart_threshold.to_string(),
+                    ),
+                    ("PartSize".into(), settings.part_size.to_string()),
+                    (
+                        "CopyConcurrency".into(),
+                        settings.copy_concurrency.to_string(),
+                    ),
+                    ("MemorySize".into(), settings.memory_size.to_string()),
+                    ("Timeout".into(), settings.timeout.to_string()),
+                ]),
+                tags: tags(name, Template::Base, []),
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        for source in &spec.regions {
+            for destination in &spec.regions {
+                if source == destination {
+                    continue;
+                }
+                let endpoints = [
+                    ("toastrep:source", source.as_str()),
+                    ("toastrep:destination", destination.as_str()),
+                ];
+                pairs.push(PairPlan {
+                    source: source.clone(),
+                    destination: destination.clone(),
+                    grant: StackPlan {
+                        stack_name: name.grant_stack(source),
+                        region: destination.clone(),
+                        template: Template::Grant,
+                        parameters: BTreeMap::from([
+                            ("SetName".into(), name.to_string()),
+                            ("SourceRegion".into(), source.clone()),
+                        ]),
+                        tags: tags(name, Template::Grant, endpoints),
+                    },
+                    subscription: StackPlan {
+                        stack_name: name.subscription_stack(destination),
+                        region: source.clone(),
+                        template: Template::Subscription,
+                        parameters: BTreeMap::from([
+                            ("SetName".into(), name.to_string()),
+                            ("DestinationRegion".into(), destination.clone()),
+                        ]),
+                        tags: tags(name, Template::Subscription, endpoints),
+                    },
+                });
+            }
+        }
+        Self {
+            spec,
+            code_key,
+            bases,
+            pairs,
+        }
+    }
+
+    /// Every stack, bases first, then each pair's grant and subscription.
+    pub fn stacks(&self) -> impl Iterator<Item = &StackPlan> {
+        self.bases.iter().chain(
+            self.pairs
+                .iter()
+                .flat_map(|pair| [&pair.grant, &pair.subscription]),
+        )
+    }
+}
+
+fn tags<'a>(
+    name: &SetName,
+    template: Template,
+    extra: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::from([
+        (TAG_SET.to_owned(), name.to_string()),
+        (TAG_STACK.to_owned(), template.kind().to_owned()),
+    ]);
+    tags.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions(list: &[&str]) -> Vec<String> {
+        list.iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn three_regions_make_three_bases_and_six_pairs() {
+        let spec = SetSpec::parse(
+            "demo",
+            &regions(&["us-east-1", "eu-west-2", "ap-northeast-1"]),
+        )
+        .unwrap();
+        let plan = DeployPlan::new(spec, "k.zip".into(), &FunctionSettings::default());
+        assert_eq!(plan.bases.len(), 3);
+        assert_eq!(plan.pairs.len(), 6);
+        let pair = &plan.pairs[0];
+        assert_eq!(
+            (pair.source.as_str(), pair.destination.as_str()),
+            ("us-east-1", "eu-west-2")
+        );
+        assert_eq!(pair.grant.region, "eu-west-2");
+        assert_eq!(pair.grant.stack_name, "toastrep-demo-from-us-east-1");
+        assert_eq!(pair.subscription.region, "us-east-1");
+        assert_eq!(pair.subscription.stack_name, "toastrep-demo-to-eu-west-2");
+    }
+
+    #[test]
+    fn rejects_bad_region_lists() {
+        let err = |list: &[&str]| {
+            SetSpec::parse("demo", &regions(list))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&["us-east-1"]).contains("at least two regions"));
+        assert!(err(&["us-east-1", "us-east-1"]).contains("listed twice"));
+        assert!(err(&["us-east-1", "us-east1"]).contains("did you mean 'us-east-1'"));
+        assert!(err(&["us-east-1", "cn-north-1"]).contains("partitions"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Progress reporting, on stderr. Core code reports through [`Reporter`]; the
+//! CLI picks bars on a terminal and plain lines otherwise.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// What long-running work tells the user while it runs.
+pub trait Reporter: Send + Sync {
+    /// A unit of work (a stack, a bucket) has started.
+    fn started(&self, region: &str, item: &str, what: &str);
+    /// Something happened inside it (a resource event).
+    fn progressed(&self, region: &str, item: &str, message: &str);
+    /// It has ended; `ok` tells how.
+    fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool);
+    /// A free-standing line.
+    fn note(&self, message: &str);
+}
+
+/// Bars only where a person watches: a terminal, and no verbose logs, which
+/// would interleave with the bars.
+pub fn reporter(verbose: bool) -> Box<dyn Reporter> {
+    if std::io::stderr().is_terminal() && !verbose {
+        Box::new(Bars::default())
+    } else {
+        Box::new(Lines)
+    }
+}
+
+/// One plain line per event, for logs and CI.
+pub struct Lines;
+
+impl Reporter for Lines {
+    fn started(&self, region: &str, item: &str, what: &str) {
+        eprintln!("[{region}] {item}: {what}");
+    }
+
+    fn progressed(&self, region: &str, item: &str, message: &str) {
+        eprintln!("[{region}] {item}: {message}");
+    }
+
+    fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool) {
+        let mark = if ok { "done" } else { "FAILED" };
+        eprintln!("[{region}] {item}: {mark}: {outcome}");
+    }
+
+    fn note(&self, message: &str) {
+        eprintln!("{message}");
+    }
+}
+
+/// A spinner per unit of work under one [`MultiProgress`].
+#[derive(Default)]
+pub struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<(String, String), ProgressBar>>,
+}
+
+impl Reporter for Bars {
+    fn started(&self, region: &str, item: &str, what: &str) {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
+                .expect("the template is valid"),
+        );
+        bar.set_prefix(format!("[{region}] {item}"));
+        bar.set_message(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.bars
+            .lock()
+            .expect("no panic holds the lock")
+            .insert((region.to_owned(), item.to_owned()), bar);
+    }
+
+    fn progressed(&self, region: &str, item: &str, message: &str) {
+        if let Some(bar) = self.bar(region, item) {
+            bar.set_message(message.to_owned());
+        }
+    }
+
+    fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool) {
+        if let Some(bar) = self.bar(region, item) {
+            let mark = if ok { "✔" } else { "✘" };
+            bar.finish_with_message(format!("{mark} {outcome}"));
+        }
+    }
+
+    fn note(&self, message: &str) {
+        let _ = self.multi.println(message);
+    }
+}
+
+impl Bars {
+    fn bar(&self, region: &str, item: &str) -> Option<ProgressBar> {
+        self.bars
+            .lock()
+            .expect("no panic holds the lock")
+            .get(&(region.to_owned(), item.to_owned()))
+            .cloned()
+    }
+}

@@ -1,0 +1,328 @@
+//! The walking skeleton, end to end on the emulator: deploy three regions,
+//! replicate real uploads, redeploy with nothing changed, verify, break a
+//! region and see verify fail, tear down keeping data, then delete it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::harness::{
+    self, REGIONS, artifact_bucket, bucket_exists, data_bucket, eventually, json, s3, set_stacks,
+    toastrep, unique_name,
+};
+
+/// An object as a user writes it, with every attribute that must survive.
+struct Upload {
+    region: &'static str,
+    key: String,
+    body: Vec<u8>,
+    content_type: &'static str,
+    metadata: HashMap<String, String>,
+    tags: Vec<(String, String)>,
+}
+
+fn uploads() -> Vec<Upload> {
+    let mut uploads = Vec::new();
+    for (i, region) in REGIONS.iter().enumerate() {
+        for (j, key) in ["plain/object.txt", "dir/a b+c%d/ü ß.json"]
+            .iter()
+            .enumerate()
+        {
+            uploads.push(Upload {
+                region,
+                key: format!("{region}/{key}"),
+                body: format!("body {i}-{j} from {region} ")
+                    .repeat(100 + i * 7 + j)
+                    .into_bytes(),
+                content_type: if j == 0 {
+                    "text/plain"
+                } else {
+                    "application/json"
+                },
+                metadata: HashMap::from([
+                    ("owner".to_owned(), format!("team-{i}")),
+                    ("purpose".to_owned(), "replication test".to_owned()),
+                ]),
+                tags: vec![
+                    ("env".to_owned(), "test".to_owned()),
+                    ("n".to_owned(), j.to_string()),
+                ],
+            });
+        }
+    }
+    uploads
+}
+
+fn deploy_args<'a>(name: &'a str, zip: &'a str) -> Vec<&'a str> {
+    vec![
+        "deploy",
+        "--name",
+        name,
+        "--regions",
+        "us-east-1,eu-west-2,ap-northeast-1",
+        "--lambda-zip",
+        zip,
+        "--output",
+        "json",
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
+    let name = unique_name("life");
+    let zip = harness::lambda_zip();
+    let zip = zip.to_str().unwrap();
+
+    // Deploy: 3 bases, 6 grants, 6 subscriptions, all created.
+    let first = toastrep(&deploy_args(&name, zip));
+    assert!(first.status.success());
+    let result = json(&first);
+    let stacks = result["stacks"].as_array().unwrap();
+    assert_eq!(stacks.len(), 15);
+    assert!(stacks.iter().all(|s| s["action"] == "created"), "{result}");
+    assert_eq!(
+        result["package"]["uploaded_to"].as_array().unwrap().len(),
+        3
+    );
+
+    replicates_every_upload_exactly_once(&name).await;
+
+    // Deploy again with nothing changed: nothing created, updated or uploaded.
+    let second = toastrep(&deploy_args(&name, zip));
+    assert!(second.status.success());
+    let result = json(&second);
+    assert_eq!(result["up_to_date"], true, "{result}");
+    assert!(
+        result["stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "unchanged")
+    );
+    assert!(
+        result["package"]["uploaded_to"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // A healthy set verifies.
+    let verify = toastrep(&[
+        "verify",
+        "--name",
+        &name,
+        "--timeout",
+        "30",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(verify.status.code(), Some(0));
+    let result = json(&verify);
+    assert_eq!(result["pairs"].as_array().unwrap().len(), 6);
+    assert!(result["failed"].as_array().unwrap().is_empty());
+    assert_no_probes_left(&name).await;
+
+    // Break ap-northeast-1's function: verify fails and names the pairs into it.
+    break_function(&name, "ap-northeast-1").await;
+    let verify = toastrep(&[
+        "verify",
+        "--name",
+        &name,
+        "--timeout",
+        "5",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(verify.status.code(), Some(1));
+    let failed: Vec<String> = json(&verify)["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        failed,
+        ["eu-west-2 -> ap-northeast-1", "us-east-1 -> ap-northeast-1"]
+    );
+    assert_no_probes_left(&name).await;
+
+    // Teardown without --delete-data: every stack gone, every object kept.
+    let teardown = toastrep(&["teardown", "--name", &name, "--output", "json"]);
+    assert!(teardown.status.success());
+    for region in REGIONS {
+        assert!(
+            set_stacks(region, &name).await.is_empty(),
+            "stacks left in {region}"
+        );
+        assert!(!bucket_exists(region, &artifact_bucket(&name, region)).await);
+        let keys = keys_in(region, &data_bucket(&name, region)).await;
+        assert_eq!(
+            keys.len(),
+            6,
+            "objects in {region} after teardown: {keys:?}"
+        );
+    }
+    let result = json(&teardown);
+    let kept = result["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["kind"] == "data" && b["action"] == "kept")
+        .count();
+    assert_eq!(kept, 3, "{result}");
+
+    // Again, with --delete-data --yes: nothing is left.
+    let purge = toastrep(&["teardown", "--name", &name, "--delete-data", "--yes"]);
+    assert!(purge.status.success());
+    for region in REGIONS {
+        assert!(!bucket_exists(region, &data_bucket(&name, region)).await);
+    }
+    harness::assert_nothing_created(&name).await;
+
+    // And once more: a set that is gone tears down to nothing, successfully.
+    let again = toastrep(&["teardown", "--name", &name]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to do"));
+}
+
+async fn replicates_every_upload_exactly_once(name: &str) {
+    let uploads = uploads();
+    for upload in &uploads {
+        let tagging = upload
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        s3(upload.region)
+            .put_object()
+            .bucket(data_bucket(name, upload.region))
+            .key(&upload.key)
+            .body(ByteStream::from(upload.body.clone()))
+            .content_type(upload.content_type)
+            .set_metadata(Some(upload.metadata.clone()))
+            .tagging(tagging)
+            .send()
+            .await
+            .expect("upload");
+    }
+    for upload in &uploads {
+        for region in REGIONS.iter().filter(|r| **r != upload.region) {
+            let bucket = data_bucket(name, region);
+            let client = s3(region);
+            let what = format!("{} from {} in {region}", upload.key, upload.region);
+            let object = eventually(&what, Duration::from_secs(30), || async {
+                client
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&upload.key)
+                    .send()
+                    .await
+                    .ok()
+            })
+            .await;
+            assert_eq!(object.content_type(), Some(upload.content_type), "{what}");
+            let user_metadata: HashMap<String, String> = object
+                .metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("toastrep-"))
+                .collect();
+            assert_eq!(user_metadata, upload.metadata, "{what}");
+            let body = object.body.collect().await.unwrap().into_bytes();
+            assert!(
+                body.as_ref() == upload.body.as_slice(),
+                "{what}: bytes differ"
+            );
+            let tags = client
+                .get_object_tagging()
+                .bucket(&bucket)
+                .key(&upload.key)
+                .send()
+                .await
+                .unwrap();
+            let mut tags: Vec<(String, String)> = tags
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect();
+            tags.sort();
+            assert_eq!(tags, upload.tags, "{what}");
+        }
+    }
+    // Exactly once: one version of every key in every region (the original
+    // where it was written, one copy elsewhere), also a while later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for region in REGIONS {
+        let versions = s3(region)
+            .list_object_versions()
+            .bucket(data_bucket(name, region))
+            .send()
+            .await
+            .unwrap();
+        let mut per_key: HashMap<&str, usize> = HashMap::new();
+        for version in versions.versions() {
+            *per_key.entry(version.key().unwrap()).or_default() += 1;
+        }
+        assert_eq!(
+            per_key.len(),
+            uploads.len(),
+            "keys in {region}: {per_key:?}"
+        );
+        assert!(
+            per_key.values().all(|n| *n == 1),
+            "versions per key in {region}: {per_key:?}"
+        );
+    }
+}
+
+/// Replaces a region's function code with one that fails every invocation.
+async fn break_function(name: &str, region: &str) {
+    let failing = b"#!/bin/sh\n\
+        # Fails every invocation through the Lambda Runtime API.\n\
+        api=\"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation\"\n\
+        while true; do\n\
+          id=$(curl -sS -D - -o /dev/null \"$api/next\" | tr -d '\\r' | awk 'tolower($1)==\"lambda-runtime-aws-request-id:\" {print $2}')\n\
+          curl -sS -X POST \"$api/$id/error\" -d '{\"errorMessage\":\"broken on purpose\",\"errorType\":\"Broken\"}' >/dev/null\n\
+        done\n";
+    let package = toastrep::package::Package::from_bootstrap(failing).unwrap();
+    harness::lambda(region)
+        .update_function_code()
+        .function_name(format!("toastrep-{name}-replicator"))
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(package.zip))
+        .send()
+        .await
+        .expect("UpdateFunctionCode");
+}
+
+async fn keys_in(region: &str, bucket: &str) -> Vec<String> {
+    let out = s3(region)
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+async fn assert_no_probes_left(name: &str) {
+    for region in REGIONS {
+        let out = s3(region)
+            .list_object_versions()
+            .bucket(data_bucket(name, region))
+            .prefix(".toastrep/")
+            .send()
+            .await
+            .unwrap();
+        assert!(out.versions().is_empty(), "probe versions left in {region}");
+        assert!(
+            out.delete_markers().is_empty(),
+            "probe delete markers left in {region}"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! `toastrep render`: the files and commands of a plan, and the lint gates
+//! every rendered template must pass.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{json, toastrep};
+
+fn render_into(dir: &Path) -> serde_json::Value {
+    let zip = dir.join("fake.zip");
+    write_fake_package(&zip);
+    let output = toastrep(&[
+        "render",
+        "--name",
+        "demo",
+        "--regions",
+        "us-east-1,eu-west-2,ap-northeast-1",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        "--lambda-zip",
+        zip.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(output.status.success());
+    json(&output)
+}
+
+/// A tiny stand-in package, so the plan (which names the package by its hash)
+/// is the same on every machine.
+fn write_fake_package(path: &Path) {
+    let package = toastrep::package::Package::from_bootstrap(b"#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::write(path, package.zip).unwrap();
+}
+
+fn rendered_templates(out: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for region in std::fs::read_dir(out.join("stacks")).unwrap() {
+        for file in std::fs::read_dir(region.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn render_writes_every_stack_and_the_commands_in_dependency_order() {
+    let dir = tempdir();
+    let result = render_into(&dir);
+    let out = dir.join("out");
+    // 3 bases + 6 grants + 6 subscriptions.
+    assert_eq!(rendered_templates(&out).len(), 15);
+    assert!(out.join("plan.json").is_file());
+    assert!(out.join("deploy.sh").is_file());
+    let commands: Vec<String> = result["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().replace(out.to_str().unwrap(), "OUT"))
+        .collect();
+    let deploys: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.starts_with("aws cloudformation deploy"))
+        .collect();
+    assert_eq!(deploys.len(), 15);
+    // Bases before every grant, grants before every subscription.
+    let last_base = commands
+        .iter()
+        .rposition(|c| c.contains("toastrep:stack=base"))
+        .unwrap();
+    let first_grant = commands
+        .iter()
+        .position(|c| c.contains("toastrep:stack=grant"))
+        .unwrap();
+    let last_grant = commands
+        .iter()
+        .rposition(|c| c.contains("toastrep:stack=grant"))
+        .unwrap();
+    let first_subscription = commands
+        .iter()
+        .position(|c| c.contains("toastrep:stack=subscription"))
+        .unwrap();
+    assert!(last_base < first_grant && last_grant < first_subscription);
+    // The package hash follows the zip library's output; the commands are what matter.
+    insta::with_settings!({filters => vec![(r"[0-9a-f]{64}", "<sha256>")]}, {
+        insta::assert_snapshot!(commands.join("\n"));
+    });
+}
+
+#[test]
+fn every_rendered_template_passes_cfn_lint_without_warnings() {
+    let dir = tempdir();
+    render_into(&dir);
+    let templates = rendered_templates(&dir.join("out"));
+    let output = Command::new(lint_tool("cfn-lint"))
+        .args(&templates)
+        .output()
+        .expect("cfn-lint runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cfn-lint found errors or warnings:\n{report}"
+    );
+    assert!(
+        report.trim().is_empty(),
+        "cfn-lint printed findings:\n{report}"
+    );
+}
+
+#[test]
+fn every_rendered_template_passes_checkov() {
+    let dir = tempdir();
+    render_into(&dir);
+    let output = Command::new(lint_tool("checkov"))
+        .args(["--directory"])
+        .arg(dir.join("out").join("stacks"))
+        .args([
+            "--framework",
+            "cloudformation",
+            "--compact",
+            "--output",
+            "json",
+        ])
+        // No telemetry or platform calls: the machine may be offline.
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .env("CHECKOV_RUN_SCA_PACKAGE_SCAN_V2", "false")
+        .output()
+        .expect("checkov runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "checkov failed checks:\n{report}");
+    let parsed: serde_json::Value = serde_json::from_str(&report).expect("checkov prints JSON");
+    let summary = &parsed["summary"];
+    assert_eq!(summary["failed"], 0, "{report}");
+    assert!(
+        summary["passed"].as_u64().unwrap() > 0,
+        "checkov checked nothing: {report}"
+    );
+    // Every skip must carry its reason in the template.
+    let skipped = parsed["results"]["skipped_checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for skipped in skipped {
+        let reason = skipped["check_result"]["suppress_comment"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            reason.len() > 20,
+            "skip without a written reason: {skipped}"
+        );
+    }
+}
+
+/// The pinned linters `tools/setup lint` installs.
+fn lint_tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/lint/bin")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run the suite with `tools/test`",
+        path.display()
+    );
+    path
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(crate::harness::unique_name("render"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
