@@ -88,6 +88,20 @@ impl Aws {
         aws_sdk_s3::Client::from_conf(self.s3_config(region))
     }
 
+    pub fn lambda(&self, region: &str) -> aws_sdk_lambda::Client {
+        let config = aws_sdk_lambda::config::Builder::from(&self.config)
+            .region(Region::new(region.to_owned()))
+            .build();
+        aws_sdk_lambda::Client::from_conf(config)
+    }
+
+    pub fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::config::Builder::from(&self.config)
+            .region(Region::new(region.to_owned()))
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
     /// Checks that credentials exist and are accepted, and returns the account
     /// id. Every command calls this first, so a bad environment is reported
     /// before anything is changed.

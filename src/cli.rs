@@ -71,6 +71,46 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// Build the replicator package and write it to a file.
     Package(PackageArgs),
+    /// Replay the events in the dead-letter queues through the replicator's
+    /// own code, and delete each message once all of its records succeeded.
+    ///
+    /// Messages whose records still fail, or that cannot be parsed, stay in
+    /// the queue; the command then exits 1 and says why.
+    Replay(ReplayArgs),
+    /// Anti-entropy: copy the winning version of every key into every region
+    /// that lacks it or holds a losing write. Never deletes.
+    ///
+    /// Lists every region's bucket in key order and merges the listings, so
+    /// memory does not grow with the number of objects. A region that cannot
+    /// be reached is named, the others are still repaired, and the exit
+    /// status is 1.
+    Sync(SyncArgs),
+    /// Add a region to a deployed set: its base stack, the pair stacks between
+    /// it and every member (both ways), a backfill of every existing object,
+    /// then a verify.
+    ///
+    /// The new region gets the package and function settings the members run.
+    /// Interrupted at any point, running it again finishes the job.
+    AddRegion(AddRegionArgs),
+    /// Remove a region from a deployed set: its pair stacks (both ways), then
+    /// its base stack. Its data bucket is kept unless --delete-data is given.
+    ///
+    /// A set keeps at least two regions; to delete it all, use `teardown`.
+    RemoveRegion(RemoveRegionArgs),
+    /// Show what `deploy` would do, changing nothing: for every stack create,
+    /// update (with the resource-level changes of a CloudFormation change set)
+    /// or no change, and where the package would be uploaded.
+    Plan(PlanArgs),
+    /// Per region: each stack's status, the function's state and whether its
+    /// code is the deployed package, the dead-letter queue depth, and the
+    /// bucket's object count and size.
+    ///
+    /// Exits 1 if anything is unhealthy, and flags it.
+    Status(StatusArgs),
+    /// Print a shell completion script, e.g. `toastrep completions bash > /etc/bash_completion.d/toastrep`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with --out.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +167,80 @@ pub struct DeployArgs {
     /// How many stacks to deploy at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// Show what would be done, as `toastrep plan` does, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddRegionArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The region to add.
+    #[arg(long, value_name = "REGION")]
+    pub region: String,
+    /// How many stacks to deploy at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveRegionArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The region to remove.
+    #[arg(long, value_name = "REGION")]
+    pub region: String,
+    /// Also delete every object version and delete marker in the region's
+    /// data bucket, and the bucket. Needs --yes or a confirmation typed at a terminal.
+    #[arg(long)]
+    pub delete_data: bool,
+    /// Confirm --delete-data without asking.
+    #[arg(long, requires = "delete_data")]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The regions the set should have, comma-separated (default: the regions
+    /// it is deployed in).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub function: FunctionArgs,
+    /// How many stacks to examine at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only look for the set in these regions (default: every region of the partition).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// Compare the functions' code with this package instead of the one the
+    /// base stacks name (e.g. the package a deploy would ship).
+    #[arg(long, value_name = "PATH")]
+    pub lambda_zip: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write toastrep.1 and one page per command (toastrep-deploy.1, ...) into
+    /// this directory instead of printing toastrep.1.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,4 +301,36 @@ pub struct PackageArgs {
     /// Where to write the zip.
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only this region's dead-letter queue (default: every region of the set).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Read and parse the messages and say what would be replayed; copy and
+    /// delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only look for the set in these regions (default: every region of the partition).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// Only keys that start with this prefix.
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// Print the copies that would be made (as JSON with --output json) and
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keys examined and copied at once.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }

@@ -17,4 +17,5 @@ pub mod plan;
 pub mod progress;
 pub mod regions;
 pub mod stack;
+pub mod sync;
 pub mod templates;

@@ -48,6 +48,14 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Verify(args) => commands::verify(&context, args).await,
         Command::Teardown(args) => commands::teardown(&context, args).await,
         Command::Package(args) => commands::package(&context, args).await,
+        Command::Replay(args) => commands::replay(&context, args).await,
+        Command::Sync(args) => commands::sync(&context, args).await,
+        Command::AddRegion(args) => commands::add_region(&context, args).await,
+        Command::RemoveRegion(args) => commands::remove_region(&context, args).await,
+        Command::Plan(args) => commands::plan(&context, args).await,
+        Command::Status(args) => commands::status(&context, args).await,
+        Command::Completions(args) => commands::completions(args),
+        Command::Man(args) => commands::man(args),
     }
 }
 

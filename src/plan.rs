@@ -42,6 +42,25 @@ impl Default for FunctionSettings {
     }
 }
 
+impl FunctionSettings {
+    /// The settings a deployed base stack was given (its parameters), so a
+    /// region added later gets the same; defaults for any that are missing.
+    pub fn from_parameters(parameters: &BTreeMap<String, String>) -> Self {
+        fn get<T: std::str::FromStr>(p: &BTreeMap<String, String>, key: &str, default: T) -> T {
+            p.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+        }
+        let d = Self::default();
+        Self {
+            log_retention_days: get(parameters, "LogRetentionDays", d.log_retention_days),
+            multipart_threshold: get(parameters, "MultipartThreshold", d.multipart_threshold),
+            part_size: get(parameters, "PartSize", d.part_size),
+            copy_concurrency: get(parameters, "CopyConcurrency", d.copy_concurrency),
+            memory_size: get(parameters, "MemorySize", d.memory_size),
+            timeout: get(parameters, "Timeout", d.timeout),
+        }
+    }
+}
+
 /// S3 refuses a single CopyObject, and a part, above 5 GiB.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// The values CloudWatch Logs accepts for a retention period.
@@ -270,6 +289,31 @@ impl DeployPlan {
     }
 }
 
+/// A stack by (name, region it lives in).
+pub type StackAt = (String, String);
+
+/// The pair stacks that link `region` with each of `others`, in both
+/// directions, as (stack name, region it lives in): what removing `region`
+/// from a set deletes before its base stack. Subscriptions first, so no event
+/// is sent to a function whose permission is already gone.
+pub fn pair_stacks_of(
+    name: &SetName,
+    region: &str,
+    others: &[String],
+) -> (Vec<StackAt>, Vec<StackAt>) {
+    let mut subscriptions = Vec::new();
+    let mut grants = Vec::new();
+    for other in others.iter().filter(|o| *o != region) {
+        // region -> other: subscription in region, grant in other.
+        subscriptions.push((name.subscription_stack(other), region.to_owned()));
+        grants.push((name.grant_stack(region), other.clone()));
+        // other -> region: subscription in other, grant in region.
+        subscriptions.push((name.subscription_stack(region), other.clone()));
+        grants.push((name.grant_stack(other), region.to_owned()));
+    }
+    (subscriptions, grants)
+}
+
 fn tags<'a>(
     name: &SetName,
     template: Template,
@@ -310,6 +354,37 @@ mod tests {
         assert_eq!(pair.grant.stack_name, "toastrep-demo-from-us-east-1");
         assert_eq!(pair.subscription.region, "us-east-1");
         assert_eq!(pair.subscription.stack_name, "toastrep-demo-to-eu-west-2");
+    }
+
+    #[test]
+    fn settings_round_trip_through_base_stack_parameters() {
+        let settings = FunctionSettings {
+            part_size: 5 * 1024 * 1024,
+            log_retention_days: 7,
+            ..FunctionSettings::default()
+        };
+        let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
+        let plan = DeployPlan::new(spec, "k.zip".into(), &settings);
+        let back = FunctionSettings::from_parameters(&plan.bases[0].parameters);
+        assert_eq!(back.part_size, settings.part_size);
+        assert_eq!(back.log_retention_days, 7);
+        assert_eq!(back.multipart_threshold, settings.multipart_threshold);
+    }
+
+    #[test]
+    fn a_region_has_four_pair_stacks_per_other_member() {
+        let name = SetName::parse("demo").unwrap();
+        let others = regions(&["us-east-1", "eu-west-2", "ap-northeast-1"]);
+        let (subscriptions, grants) = pair_stacks_of(&name, "ap-northeast-1", &others);
+        assert_eq!(subscriptions.len(), 4);
+        assert_eq!(grants.len(), 4);
+        assert!(
+            subscriptions.contains(&("toastrep-demo-to-ap-northeast-1".into(), "us-east-1".into()))
+        );
+        assert!(grants.contains(&(
+            "toastrep-demo-from-ap-northeast-1".into(),
+            "eu-west-2".into()
+        )));
     }
 
     #[test]

@@ -128,8 +128,8 @@ fn render_failures(failures: &[ResourceFailure]) -> String {
 
 /// Fixes for failures whose cause is well known.
 fn hint_for(reason: &str) -> &'static str {
-    if reason.contains("already exists") && reason.contains("bucket") {
-        "\n    hint: a bucket of that name is left from an earlier set; delete it (after saving its objects) or choose another set name"
+    if reason.contains("already exists") && reason.contains("AWS::S3::Bucket") {
+        "\n    hint: bucket names are global: this one is taken, by an earlier deployment or by another account; delete it (after saving its objects) or choose another set name"
     } else if reason.contains("not authorized") || reason.contains("AccessDenied") {
         "\n    hint: the credentials lack a permission CloudFormation needs; see the README's 'Permissions' section"
     } else {
@@ -397,6 +397,20 @@ async fn resource_failures(cfn: &Client, stack: &Stack, name: &str) -> Vec<Resou
         })
         .collect();
     failures.reverse();
+    // A create that fails CloudFormation's pre-deployment validation (a
+    // bucket name already taken, say) shows only "Validation failed ... Call
+    // DescribeEvents" in the stack events; the resource and reason are in the
+    // operation's validation events.
+    let operation = events
+        .iter()
+        .find(|e| is_operation_start(e, name))
+        .and_then(|e| e.operation_id());
+    if failures
+        .iter()
+        .all(|f| f.resource_type == "AWS::CloudFormation::Stack")
+    {
+        failures.extend(validation_failures(cfn, id, operation).await);
+    }
     if failures.is_empty()
         && let Some(reason) = stack.stack_status_reason()
     {
@@ -408,6 +422,49 @@ async fn resource_failures(cfn: &Client, stack: &Stack, name: &str) -> Vec<Resou
         });
     }
     failures
+}
+
+/// The failed pre-deployment validations of an operation: the one given,
+/// or else the stack's latest.
+async fn validation_failures(
+    cfn: &Client,
+    stack: &str,
+    operation: Option<&str>,
+) -> Vec<ResourceFailure> {
+    let Ok(out) = cfn
+        .describe_events()
+        .stack_name(stack)
+        .set_operation_id(operation.map(str::to_owned))
+        .send()
+        .await
+    else {
+        // An endpoint without DescribeEvents: the stack events are all there is.
+        return Vec::new();
+    };
+    let events = out.operation_events();
+    let latest = operation.or_else(|| {
+        events
+            .iter()
+            .max_by_key(|e| e.timestamp().map(|t| (t.secs(), t.subsec_nanos())))
+            .and_then(|e| e.operation_id())
+    });
+    events
+        .iter()
+        .filter(|e| e.operation_id() == latest)
+        .filter(|e| {
+            e.validation_status()
+                .is_some_and(|s| s.as_str() == "FAILED")
+        })
+        .map(|e| ResourceFailure {
+            logical_id: e.logical_resource_id().unwrap_or_default().into(),
+            resource_type: e.resource_type().unwrap_or_default().into(),
+            status: e.validation_name().unwrap_or("VALIDATION_FAILED").into(),
+            reason: e
+                .validation_status_reason()
+                .unwrap_or("no reason given")
+                .into(),
+        })
+        .collect()
 }
 
 /// The stack's own `*_IN_PROGRESS` event that opened the latest operation.
@@ -550,4 +607,204 @@ where
         region: region.into(),
         message: DisplayErrorContext(error).to_string(),
     }
+}
+
+/// What applying a stack's plan would do, found without changing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreviewAction {
+    Create,
+    /// Left `ROLLBACK_COMPLETE` by a failed create: deleted and created again.
+    Recreate,
+    Update,
+    NoChange,
+    /// In progress (another deploy?) or stuck: apply would wait or fail.
+    Blocked,
+}
+
+impl fmt::Display for PreviewAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PreviewAction::Create => "create",
+            PreviewAction::Recreate => "recreate",
+            PreviewAction::Update => "update",
+            PreviewAction::NoChange => "no change",
+            PreviewAction::Blocked => "blocked",
+        })
+    }
+}
+
+/// One resource a change set would touch.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceChange {
+    /// Add, Modify, Remove, ...
+    pub action: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    /// For a Modify: True, False or Conditional (AWS's own words).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+}
+
+/// What applying a stack's plan would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackPreview {
+    pub stack_name: String,
+    pub region: String,
+    pub action: PreviewAction,
+    /// The stack's status when it is not one an update can start from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ResourceChange>,
+}
+
+/// Finds what [`apply_stack`] would do, changing nothing: an absent stack would
+/// be created; for a present one a CloudFormation change set lists the
+/// resource-level changes, and is deleted again.
+pub async fn preview_stack(cfn: &Client, plan: &StackPlan) -> Result<StackPreview, StackError> {
+    let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
+    let preview = |action, status: Option<&str>, changes| StackPreview {
+        stack_name: name.into(),
+        region: region.into(),
+        action,
+        status: status.map(str::to_owned),
+        changes,
+    };
+    let Some(stack) = describe_stack(cfn, name, region).await? else {
+        return Ok(preview(PreviewAction::Create, None, Vec::new()));
+    };
+    check_owner(&stack, plan)?;
+    let status = status_of(&stack);
+    match status {
+        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" => {
+            return Ok(preview(PreviewAction::Recreate, Some(status), Vec::new()));
+        }
+        s if s.ends_with("_IN_PROGRESS") || s.ends_with("_FAILED") => {
+            return Ok(preview(PreviewAction::Blocked, Some(status), Vec::new()));
+        }
+        _ => {}
+    }
+    // Unique per call, so two plans never touch each other's change sets.
+    let change_set = format!(
+        "toastrep-plan-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    cfn.create_change_set()
+        .stack_name(name)
+        .change_set_name(&change_set)
+        .change_set_type(aws_sdk_cloudformation::types::ChangeSetType::Update)
+        .template_body(plan.template.body())
+        .set_parameters(Some(parameters(plan)))
+        .set_tags(Some(tags(plan)))
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .map_err(|e| call_error("CreateChangeSet", name, region, &e))?;
+    let result = read_change_set(cfn, name, region, &change_set).await;
+    // Always removed, also after an error: a plan leaves nothing behind.
+    if let Err(error) = cfn
+        .delete_change_set()
+        .stack_name(name)
+        .change_set_name(&change_set)
+        .send()
+        .await
+    {
+        tracing::warn!(
+            stack = name,
+            region,
+            "could not delete change set {change_set}: {}",
+            DisplayErrorContext(&error)
+        );
+    }
+    let changes = result?;
+    let action = if changes.is_empty() {
+        PreviewAction::NoChange
+    } else {
+        PreviewAction::Update
+    };
+    Ok(preview(action, None, changes))
+}
+
+/// Waits for a change set to be computed and returns its resource changes;
+/// empty when there are none.
+async fn read_change_set(
+    cfn: &Client,
+    name: &str,
+    region: &str,
+    change_set: &str,
+) -> Result<Vec<ResourceChange>, StackError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut changes = Vec::new();
+        let mut next_token = None;
+        let status = loop {
+            let out = cfn
+                .describe_change_set()
+                .stack_name(name)
+                .change_set_name(change_set)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeChangeSet", name, region, &e))?;
+            let status = out.status().map_or("", |s| s.as_str()).to_owned();
+            if status == "FAILED" {
+                let reason = out.status_reason().unwrap_or_default();
+                // An empty change set fails: "The submitted information didn't
+                // contain changes" (AWS), likewise on the emulator.
+                if reason.contains("didn't contain changes")
+                    || reason.contains("No updates are to be performed")
+                {
+                    return Ok(Vec::new());
+                }
+                return Err(StackError::Failed {
+                    stack: name.into(),
+                    region: region.into(),
+                    status: "change set FAILED".into(),
+                    failures: vec![ResourceFailure {
+                        logical_id: change_set.into(),
+                        resource_type: "AWS::CloudFormation::ChangeSet".into(),
+                        status: status.clone(),
+                        reason: reason.into(),
+                    }],
+                });
+            }
+            if status != "CREATE_COMPLETE" {
+                break status;
+            }
+            changes.extend(out.changes().iter().filter_map(|c| {
+                let rc = c.resource_change()?;
+                Some(ResourceChange {
+                    action: rc.action().map_or("", |a| a.as_str()).to_owned(),
+                    logical_id: rc.logical_resource_id().unwrap_or_default().to_owned(),
+                    resource_type: rc.resource_type().unwrap_or_default().to_owned(),
+                    replacement: rc.replacement().map(|r| r.as_str().to_owned()),
+                })
+            }));
+            match out.next_token() {
+                Some(token) => next_token = Some(token.to_owned()),
+                None => return Ok(changes),
+            }
+        };
+        tracing::debug!(stack = name, region, status, "change set not ready");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(3));
+    }
+}
+
+/// The stack's parameter values as a map.
+pub fn parameters_of(stack: &Stack) -> BTreeMap<String, String> {
+    stack
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value()?.to_owned(),
+            ))
+        })
+        .collect()
 }

@@ -54,6 +54,14 @@ async fn main() -> Result<(), Error> {
 /// Replicates every notice in the event. An Err makes the platform retry
 /// the whole event (twice for async invokes) and then dead-letter it;
 /// retrying is safe because copied records come back `skipped_up_to_date`.
+///
+/// A malformed or non-S3 message is an Err too (`MalformedEvent`), logged
+/// with the raw event. Deliberately so: returning Ok would drop it silently,
+/// while an Err sends it, after the platform's bounded two retries (never
+/// more: SNS invokes asynchronously), to the dead-letter queue, where a human
+/// can read it and `replay` it. The two retries cost three parses of a bad
+/// message and no S3 call; telling the platform "do not retry this one" is
+/// not possible per invocation.
 async fn handle(
     replicator: &Replicator,
     destination: &Destination,

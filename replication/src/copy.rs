@@ -194,6 +194,38 @@ pub struct CopyPlan {
     pub metadata: HashMap<String, String>,
 }
 
+impl CopyPlan {
+    /// The copy of the exact version `head` describes (the current object of
+    /// `key` in `source_bucket`) into `destination_bucket`: its user metadata,
+    /// its kept headers, and `origin`'s markers. For an original, `origin` is
+    /// the object itself and the markers are added; for a replica it is the
+    /// replica's own markers, so a copy of a copy keeps the original's origin.
+    /// Used by the CLI's `sync`, which may copy a replica onward.
+    pub fn of_head(
+        source_bucket: &str,
+        key: &str,
+        head: &HeadObjectOutput,
+        origin: &crate::origin::Origin,
+        destination_bucket: &str,
+    ) -> CopyPlan {
+        let mut metadata = head.metadata().cloned().unwrap_or_default();
+        metadata.extend(origin.to_markers());
+        CopyPlan {
+            source_bucket: source_bucket.to_owned(),
+            key: key.to_owned(),
+            source_version: head
+                .version_id()
+                .filter(|v| *v != "null")
+                .map(str::to_owned),
+            source_etag: head.e_tag().map(str::to_owned),
+            size: head.content_length().unwrap_or_default().max(0) as u64,
+            destination_bucket: destination_bucket.to_owned(),
+            headers: ObjectHeaders::from_head(head),
+            metadata,
+        }
+    }
+}
+
 /// Which call of a copy failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyStep {

@@ -6,9 +6,9 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use serde::Serialize;
 
 use crate::clients::RegionalClients;
-use crate::copy::{CopyError, CopyPlan, CopySettings, ObjectHeaders, copy_version};
+use crate::copy::{Copied, CopyError, CopyPlan, CopySettings, ObjectHeaders, copy_version};
 use crate::event::S3Notice;
-use crate::origin::{Origin, OriginError, should_copy};
+use crate::origin::{Origin, OriginError, compare, should_copy};
 use crate::s3_error::{ErrorKind, S3Error};
 
 /// The bucket this replicator writes to.
@@ -287,11 +287,16 @@ impl Replicator {
         // 4. Copy exactly the version decided on.
         let plan = plan_copy(notice, dest, &source, &origin);
         match copy_version(&source_client, &destination_client, &plan, &self.settings).await {
-            Ok(_) => Ok(Settled {
-                decision: Decision::Copied,
-                bytes: plan.size,
-                version_id: current_version.map(str::to_owned),
-            }),
+            Ok(copied) => {
+                let before = existing.as_ref().and_then(|d| d.version_id());
+                self.restore_overtaken_write(dest, &notice.key, &origin, before, &copied)
+                    .await;
+                Ok(Settled {
+                    decision: Decision::Copied,
+                    bytes: plan.size,
+                    version_id: current_version.map(str::to_owned),
+                })
+            }
             // Overwritten or deleted between our HeadObject and the copy:
             // the newer write's own event takes over.
             Err(e) if e.is_source_gone() => {
@@ -305,6 +310,133 @@ impl Replicator {
                 region: dest.region.clone(),
                 source: e,
             }),
+        }
+    }
+}
+
+impl Replicator {
+    /// Closes the race between deciding and copying. The decision compared
+    /// the source with the destination's current object `before`; if other
+    /// writes landed in the destination after that look and before our copy,
+    /// our copy now hides them, and their own events may already have been
+    /// judged (skipped as superseded by our copy). If the best of them wins
+    /// over what we copied, it is written again on top, with its origin
+    /// markers, so the winner is current again and, through the rewrite's own
+    /// event, everywhere.
+    ///
+    /// On AWS a destination `If-Match` on the copy would refuse to overwrite
+    /// them in the first place, but ministack ignores destination conditions
+    /// on CopyObject, and this check works with both. It costs one
+    /// ListObjectVersions per copy. Best effort: a failure is logged, never
+    /// fails the record, since the copy itself was right.
+    pub async fn restore_overtaken_write(
+        &self,
+        dest: &Destination,
+        key: &str,
+        copied_origin: &Origin,
+        before: Option<&str>,
+        copied: &Copied,
+    ) {
+        let Some(ours) = copied.version_id.as_deref().filter(|v| *v != "null") else {
+            // Unversioned: no history to look at.
+            return;
+        };
+        let client = self.clients.client(&dest.region);
+        let listed = client
+            .list_object_versions()
+            .bucket(&dest.bucket)
+            .prefix(key)
+            .max_keys(100)
+            .send()
+            .await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(bucket = %dest.bucket, key, error = %S3Error::from_sdk(e), "could not check the destination's history after a copy");
+                return;
+            }
+        };
+        // Newest first, per key; other keys sharing the prefix are skipped.
+        let mut history = listed.versions().iter().filter(|v| v.key() == Some(key));
+        let Some(top) = history.next() else { return };
+        if top.version_id() != Some(ours) {
+            // Something newer is already on top (or the listing lags):
+            // that write's own replication, and its own check, decide.
+            return;
+        }
+        // With no current object at decision time, the window starts after
+        // the newest delete marker: older versions were deleted, not overtaken.
+        let deleted_at = listed
+            .delete_markers()
+            .iter()
+            .filter(|m| m.key() == Some(key))
+            .filter_map(|m| m.last_modified())
+            .map(|t| (t.secs(), t.subsec_nanos()))
+            .max();
+        let window: Vec<&str> = history
+            .take_while(|v| before.is_none() || v.version_id() != before)
+            .filter(|v| {
+                before.is_some()
+                    || deleted_at.is_none_or(|d| {
+                        v.last_modified()
+                            .is_some_and(|t| (t.secs(), t.subsec_nanos()) > d)
+                    })
+            })
+            .filter_map(|v| v.version_id())
+            .collect();
+        let mut best: Option<(Origin, aws_sdk_s3::operation::head_object::HeadObjectOutput)> = None;
+        for version in window {
+            let Ok(head) = client
+                .head_object()
+                .bucket(&dest.bucket)
+                .key(key)
+                .version_id(version)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let Ok(origin) = Origin::of_object(
+                &dest.region,
+                head.metadata(),
+                head.last_modified(),
+                head.version_id(),
+                head.e_tag(),
+            ) else {
+                continue;
+            };
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| compare(&origin, b) == std::cmp::Ordering::Greater)
+            {
+                best = Some((origin, head));
+            }
+        }
+        let Some((overtaken, head)) = best else {
+            return; // Nothing came in between.
+        };
+        if compare(&overtaken, copied_origin) != std::cmp::Ordering::Greater {
+            return; // Our copy wins over it too: all is well.
+        }
+        let plan = CopyPlan::of_head(&dest.bucket, key, &head, &overtaken, &dest.bucket);
+        let restored = copy_version(&client, &client, &plan, &self.settings).await;
+        match restored {
+            Ok(_) => tracing::info!(
+                target: "toastrep::decision",
+                decision = "restored",
+                key,
+                destination_region = %dest.region,
+                destination_bucket = %dest.bucket,
+                origin_region = %overtaken.region,
+                version_id = head.version_id().unwrap_or(""),
+                "a winning write that landed during our copy was put back on top"
+            ),
+            Err(error) => tracing::warn!(
+                bucket = %dest.bucket,
+                key,
+                %error,
+                "could not put back a winning write that our copy overtook"
+            ),
         }
     }
 }

@@ -1,13 +1,24 @@
 //! `toastrep deploy`: bring a replica set to its plan.
 //!
-//! Order: check all input and build the plan; check credentials; build the
-//! package; upload it to every region's artifact bucket; deploy every base
-//! stack in parallel; then every pair (grant, then subscription) in parallel.
+//! Order: check all input and build the plan; check credentials; find what is
+//! deployed (a region list that drops a member is refused: that is
+//! remove-region's job); build the package; upload it to every region's
+//! artifact bucket; deploy every base stack in parallel; then every pair
+//! (grant, then subscription) in parallel. Regions new to a deployed set are
+//! then backfilled with the objects the set already holds and the set is
+//! verified: the same as `add-region`, which calls [`roll_out`] too.
+//!
+//! A region being added carries a marker object in its artifact bucket (which
+//! only toastrep writes, and which is not replicated) from before its base
+//! stack is created until the backfill and the verify have passed. A run that
+//! was interrupted leaves the marker, so the next deploy or add-region knows
+//! the region still needs its backfill, and `status` flags it.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use futures::future::join_all;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -16,12 +27,15 @@ use super::{Context, Report};
 use crate::artifacts;
 use crate::aws::Aws;
 use crate::bail_input;
-use crate::cli::DeployArgs;
-use crate::discover;
+use crate::cli::{DeployArgs, SetArgs, VerifyArgs};
+use crate::discover::{self, DeployedSet};
+use crate::names::SetName;
 use crate::package::Package;
 use crate::plan::{DeployPlan, SetSpec, StackPlan};
 use crate::progress::Reporter;
+use crate::regions;
 use crate::stack::{self, ResourceFailure, StackAction};
+use crate::sync::{self, SyncOptions};
 
 #[derive(Serialize)]
 struct DeployResult {
@@ -30,6 +44,17 @@ struct DeployResult {
     regions: Vec<String>,
     package: PackageResult,
     stacks: Vec<StackRow>,
+    /// Regions new to an already deployed set: backfilled, then verified.
+    added: Vec<String>,
+    /// The backfill's report (the objects copied into the added regions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backfill: Option<serde_json::Value>,
+    /// verify's report, run once regions were added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<serde_json::Value>,
+    /// Why the backfill or the verify failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
     /// True when the deploy changed nothing at all.
     up_to_date: bool,
     ok: bool,
@@ -70,34 +95,204 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
         .as_deref()
         .map(Package::from_file)
         .transpose()?;
+    if args.dry_run {
+        return super::plan::preview(context, spec, settings, prebuilt, args.concurrency).await;
+    }
     let reporter = context.reporter.as_ref();
     let aws = context.aws(&spec.regions[0]).await;
     let account = aws.account_id().await?;
-    check_no_leftover_buckets(&aws, &spec, &account).await?;
+    let found = discover_in_partition(&aws, &spec.name, &account, spec.partition).await?;
+    check_no_leftover_buckets(&found, &spec, &account)?;
+    check_no_dropped_members(&found, &spec)?;
+    let members = complete_members(&aws, &spec.name, &account, &found).await?;
 
     let package = match prebuilt {
         Some(package) => package,
         None => Package::build(reporter).await?,
     };
     let plan = DeployPlan::new(spec, package.key.clone(), &settings);
-    let uploaded_to = upload_package(&aws, &plan, &account, &package, reporter).await?;
+    roll_out(
+        context,
+        &aws,
+        &account,
+        &plan,
+        &package,
+        &members,
+        args.concurrency,
+    )
+    .await
+}
 
-    let permits = Arc::new(Semaphore::new(usize::from(args.concurrency)));
+/// Finds the set in every region of the partition: a member missing from the
+/// region list must be noticed, wherever it is.
+pub(crate) async fn discover_in_partition(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    partition: &str,
+) -> Result<DeployedSet> {
+    let candidates: Vec<String> = regions::regions_in(partition).map(str::to_owned).collect();
+    discover::discover(aws, name, account, &candidates).await
+}
+
+/// A deploy never deletes a region: removing one is a separate, deliberate
+/// command, since it stops replication there.
+pub(crate) fn check_no_dropped_members(found: &DeployedSet, spec: &SetSpec) -> Result<()> {
+    let dropped: Vec<&String> = found
+        .bases
+        .keys()
+        .filter(|r| !spec.regions.contains(r))
+        .collect();
+    if let Some(region) = dropped.first() {
+        let members: Vec<&str> = found.bases.keys().map(String::as_str).collect();
+        bail_input!(
+            "set '{}' is deployed in {}, and --regions leaves out {}: deploy never removes a region; to remove it, run `toastrep remove-region --name {} --region {region}`, or add it to --regions",
+            spec.name,
+            members.join(", "),
+            dropped
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            spec.name
+        );
+    }
+    Ok(())
+}
+
+/// The marker key in a region's artifact bucket while the region is being added.
+const JOINING_MARKER: &str = "toastrep/joining";
+
+/// The regions with a base stack whose addition has finished (no marker).
+pub(crate) async fn complete_members(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    found: &DeployedSet,
+) -> Result<BTreeSet<String>> {
+    let joining = joining_regions(aws, name, account, found).await?;
+    Ok(found
+        .bases
+        .keys()
+        .filter(|r| !joining.contains(*r))
+        .cloned()
+        .collect())
+}
+
+/// The regions with a base stack whose addition has not finished.
+pub(crate) async fn joining_regions(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    found: &DeployedSet,
+) -> Result<BTreeSet<String>> {
+    let checks = found
+        .bases
+        .keys()
+        .filter(|r| found.artifact_buckets.contains(*r))
+        .map(|region| async move {
+            let bucket = name.artifact_bucket(region, account);
+            let head = aws
+                .s3(region)
+                .head_object()
+                .bucket(&bucket)
+                .key(JOINING_MARKER)
+                .send()
+                .await;
+            match head {
+                Ok(_) => Ok(Some(region.clone())),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                    Ok(None)
+                }
+                Err(error) => Err(anyhow::Error::new(error).context(format!(
+                    "checking s3://{bucket}/{JOINING_MARKER} in {region}"
+                ))),
+            }
+        });
+    let mut joining = BTreeSet::new();
+    for result in join_all(checks).await {
+        joining.extend(result?);
+    }
+    Ok(joining)
+}
+
+async fn set_joining_marker(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    joining: bool,
+) -> Result<()> {
+    let bucket = name.artifact_bucket(region, account);
+    let s3 = aws.s3(region);
+    let result = if joining {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(JOINING_MARKER)
+            .body(
+                b"added by toastrep; removed once the backfill and verify passed\n"
+                    .to_vec()
+                    .into(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::new)
+    } else {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(JOINING_MARKER)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::new)
+    };
+    result.with_context(|| format!("writing s3://{bucket}/{JOINING_MARKER} in {region}"))
+}
+
+/// Deploys a plan: the package, every stack, and for regions new to a set
+/// whose `members` were already deployed, the backfill and a verify.
+pub(crate) async fn roll_out(
+    context: &Context,
+    aws: &Aws,
+    account: &str,
+    plan: &DeployPlan,
+    package: &Package,
+    members: &BTreeSet<String>,
+    concurrency: u16,
+) -> Result<Report> {
+    let reporter = context.reporter.as_ref();
+    let name = &plan.spec.name;
+    // A brand-new set has nothing to backfill.
+    let added: Vec<String> = if members.is_empty() {
+        Vec::new()
+    } else {
+        plan.spec
+            .regions
+            .iter()
+            .filter(|r| !members.contains(*r))
+            .cloned()
+            .collect()
+    };
+    let uploaded_to = upload_package(aws, plan, account, package, reporter).await?;
+    for region in &added {
+        set_joining_marker(aws, name, account, region, true).await?;
+    }
+
+    let permits = Arc::new(Semaphore::new(usize::from(concurrency)));
     let mut rows: Vec<StackRow> = join_all(
         plan.bases
             .iter()
-            .map(|base| apply(&aws, base, &permits, reporter)),
+            .map(|base| apply(aws, base, &permits, reporter)),
     )
     .await;
-    let failed_bases: Vec<&str> = rows
+    let failed_bases: Vec<String> = rows
         .iter()
         .filter(|r| r.error.is_some())
-        .map(|r| r.region.as_str())
+        .map(|r| r.region.clone())
         .collect();
-    let failed_bases: Vec<String> = failed_bases.into_iter().map(str::to_owned).collect();
     let pair_rows = join_all(plan.pairs.iter().map(|pair| {
         let permits = permits.clone();
-        let aws = &aws;
         let blocked =
             failed_bases.contains(&pair.source) || failed_bases.contains(&pair.destination);
         async move {
@@ -117,16 +312,66 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
     }))
     .await;
     rows.extend(pair_rows.into_iter().flatten());
+    let stacks_ok = rows.iter().all(|r| r.error.is_none() && !r.skipped);
 
-    let ok = rows.iter().all(|r| r.error.is_none() && !r.skipped);
+    // Only once every subscription is in place: from then on the replicator
+    // copies every new upload into the added regions, so the backfill's
+    // listing, taken afterwards, misses nothing.
+    let (mut backfill_json, mut verify_json, mut error) = (None, None, None);
+    let mut added_ok = true;
+    if stacks_ok && !added.is_empty() {
+        let result = async {
+            reporter.note(&format!(
+                "backfilling the set's objects into {}",
+                added.join(", ")
+            ));
+            let backfill = backfill(aws, name, account, &plan.spec.regions, &added, reporter)
+                .await
+                .context("backfilling the added regions")?;
+            backfill_json = Some(backfill);
+            reporter.note("verifying the set");
+            let verify = super::verify(
+                context,
+                &VerifyArgs {
+                    set: SetArgs {
+                        name: name.to_string(),
+                    },
+                    regions: plan.spec.regions.clone(),
+                    timeout: 60,
+                    probe_size: 64 * 1024,
+                    objects: None,
+                    concurrency: 16,
+                },
+            )
+            .await
+            .context("verifying the set")?;
+            let verified = verify.ok;
+            verify_json = Some(verify.json);
+            if !verified {
+                anyhow::bail!("verify did not converge (see its report)");
+            }
+            for region in &added {
+                set_joining_marker(aws, name, account, region, false).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            added_ok = false;
+            error = Some(format!("{e:#}"));
+        }
+    }
+
+    let ok = stacks_ok && added_ok;
     let up_to_date = ok
+        && added.is_empty()
         && uploaded_to.is_empty()
         && rows
             .iter()
             .all(|r| r.action == Some(StackAction::Unchanged));
     let result = DeployResult {
-        name: plan.spec.name.to_string(),
-        account,
+        name: name.to_string(),
+        account: account.to_owned(),
         regions: plan.spec.regions.clone(),
         package: PackageResult {
             key: package.key.clone(),
@@ -135,6 +380,10 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
             uploaded_to,
         },
         stacks: rows,
+        added,
+        backfill: backfill_json,
+        verify: verify_json,
+        error,
         up_to_date,
         ok,
     };
@@ -142,10 +391,45 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
     Ok(Report::new(&result, text, ok))
 }
 
+/// Keys examined and copied at once by the backfill.
+const BACKFILL_CONCURRENCY: usize = 32;
+
+/// Copies every object the set holds into the added regions, with the
+/// replicator's rule for which write wins; never deletes.
+async fn backfill(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    regions: &[String],
+    into: &[String],
+    reporter: &dyn Reporter,
+) -> Result<serde_json::Value> {
+    let options = SyncOptions {
+        prefix: None,
+        dry_run: false,
+        concurrency: BACKFILL_CONCURRENCY,
+        only_into: Some(into.to_vec()),
+    };
+    let report = sync::sync_set(aws, name, account, regions, &options, reporter).await?;
+    let ok = report.ok;
+    let json = serde_json::to_value(&report).expect("reports serialise");
+    if !ok {
+        anyhow::bail!(
+            "the backfill did not copy everything: {} failures, unreachable regions {:?}",
+            report.failures.len(),
+            report.unreachable
+        );
+    }
+    Ok(json)
+}
+
 /// A data bucket kept by an earlier teardown (it held objects) blocks the
 /// base stack's create; say so before anything is changed.
-async fn check_no_leftover_buckets(aws: &Aws, spec: &SetSpec, account: &str) -> Result<()> {
-    let found = discover::discover(aws, &spec.name, account, &spec.regions).await?;
+pub(crate) fn check_no_leftover_buckets(
+    found: &DeployedSet,
+    spec: &SetSpec,
+    account: &str,
+) -> Result<()> {
     for region in &spec.regions {
         if found.data_buckets.contains(region) && !found.bases.contains_key(region) {
             bail_input!(
@@ -295,6 +579,31 @@ fn summary(result: &DeployResult) -> String {
             row.error.as_deref().unwrap_or_default()
         );
     }
+    if !result.added.is_empty() {
+        let _ = writeln!(text, "Added: {}", result.added.join(", "));
+        if let Some(backfill) = &result.backfill {
+            let _ = writeln!(text, "Backfill: {}", backfill_line(backfill));
+        }
+        if let Some(verify) = &result.verify {
+            let ok = verify["ok"] == true;
+            let _ = writeln!(
+                text,
+                "Verify: {}",
+                if ok {
+                    "every pair converged".to_owned()
+                } else {
+                    format!("NOT converged: {}", verify["failed"])
+                }
+            );
+        }
+    }
+    if let Some(error) = &result.error {
+        let _ = writeln!(
+            text,
+            "\nerror: {error}\nThe stacks are in place; run the same command again to finish adding {}.",
+            result.added.join(", ")
+        );
+    }
     if result.up_to_date {
         text.push_str("The set is up to date: nothing changed.\n");
     } else if result.ok {
@@ -306,8 +615,21 @@ fn summary(result: &DeployResult) -> String {
             count(StackAction::Updated),
             count(StackAction::Unchanged)
         );
-    } else {
+    } else if result.error.is_none() {
         text.push_str("The deploy failed; fix the cause above and run it again to finish.\n");
     }
     text
+}
+
+/// One line from the backfill's JSON report: its counters.
+fn backfill_line(report: &serde_json::Value) -> String {
+    match report.as_object() {
+        Some(fields) => fields
+            .iter()
+            .filter(|(_, v)| v.is_number())
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => report.to_string(),
+    }
 }

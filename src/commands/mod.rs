@@ -2,15 +2,29 @@
 //! command's stable machine-readable result, the text shown to people, and
 //! whether the command succeeded.
 
+mod add_region;
+mod completions;
 mod deploy;
 mod package;
+mod plan;
+mod remove_region;
 mod render;
+mod replay;
+mod status;
+mod sync;
 mod teardown;
 mod verify;
 
+pub use add_region::add_region;
+pub use completions::{completions, man};
 pub use deploy::deploy;
 pub use package::package;
+pub use plan::plan;
+pub use remove_region::remove_region;
 pub use render::render;
+pub use replay::replay;
+pub use status::status;
+pub use sync::sync;
 pub use teardown::teardown;
 pub use verify::verify;
 

@@ -34,36 +34,39 @@ struct TeardownResult {
 }
 
 #[derive(Serialize)]
-struct StackRow {
-    stack_name: String,
-    region: String,
+pub(super) struct StackRow {
+    pub(super) stack_name: String,
+    pub(super) region: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<StackAction>,
+    pub(super) action: Option<StackAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(super) error: Option<String>,
 }
 
 #[derive(Serialize)]
-struct BucketRow {
-    bucket: String,
-    region: String,
-    kind: &'static str,
+pub(super) struct BucketRow {
+    pub(super) bucket: String,
+    pub(super) region: String,
+    pub(super) kind: &'static str,
     /// deleted, or kept (it holds objects and --delete-data was not given).
-    action: &'static str,
+    pub(super) action: &'static str,
     /// Object versions found in it (for a kept bucket, at least this many).
-    versions: u64,
+    pub(super) versions: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(super) error: Option<String>,
 }
 
 /// Versions counted before a bucket is called non-empty and kept.
-const COUNT_LIMIT: u64 = 10_000;
+pub(super) const COUNT_LIMIT: u64 = 10_000;
 
 pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
     let given = parse_regions(&args.regions)?;
     if args.delete_data && !args.yes {
-        confirm(&name)?;
+        confirm(
+            &name,
+            &format!("the buckets of replica set '{name}' in every region"),
+        )?;
     }
     let reporter = context.reporter.as_ref();
     let aws = context
@@ -125,15 +128,14 @@ pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> 
 }
 
 /// --delete-data without --yes: ask at a terminal, refuse elsewhere.
-fn confirm(name: &SetName) -> Result<()> {
+/// `what` completes "This deletes every object, every version and ...".
+pub(super) fn confirm(name: &SetName, what: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         bail_input!(
             "--delete-data deletes every object version in the set's buckets and needs confirmation: add --yes (there is no terminal to ask)"
         );
     }
-    eprint!(
-        "This deletes every object, every version and the buckets of replica set '{name}' in every region.\nType the set name to confirm: "
-    );
+    eprint!("This deletes every object, every version and {what}.\nType the set name to confirm: ");
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
@@ -143,7 +145,8 @@ fn confirm(name: &SetName) -> Result<()> {
     Ok(())
 }
 
-async fn delete_all(
+/// Deletes stacks, given as (name, region), in parallel.
+pub(super) async fn delete_all(
     aws: &Aws,
     stacks: Vec<(String, String)>,
     reporter: &dyn Reporter,
@@ -177,7 +180,9 @@ async fn delete_all(
     .await
 }
 
-async fn remove_bucket(
+/// Deletes a bucket that holds no object version, or (`delete_data`) one
+/// that does, after emptying it; otherwise keeps it and says how full it is.
+pub(super) async fn remove_bucket(
     aws: &Aws,
     region: &str,
     bucket: String,

@@ -7,6 +7,15 @@
 //! latency runs from the end of its upload to the first listing that shows it.
 //! In the default mode every replica is also read back and compared byte for
 //! byte. Probes are removed afterwards, every version, replicas included.
+//!
+//! Before removing them, verify counts the replica copies: every object version
+//! under the run's prefix, in every checked region, that is not one of the
+//! uploads. Probe keys are unique to the run, so each version beyond the upload
+//! is one copy the replicator wrote (a redundant copy or a copy echoed back to
+//! the origin region shows up as an extra version). The count comes from the
+//! buckets' version history rather than the function's decision logs: it needs
+//! no log permissions and no wait for log ingestion, and it counts what was
+//! actually written. Exactly N-1 copies per upload is required.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -43,7 +52,37 @@ struct VerifyResult {
     pairs: Vec<PairResult>,
     /// Pairs that did not converge in time, as "source -> destination".
     failed: Vec<String>,
+    copies: CopyCount,
     ok: bool,
+}
+
+/// Replica copies of this run's probes, from the buckets' version history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct CopyCount {
+    uploads: usize,
+    /// Object versions under the run's prefix in the checked regions, minus
+    /// the uploads; `None` when the versions could not be listed.
+    copies: Option<usize>,
+    /// `uploads × (regions − 1)`: one copy per upload into every other region.
+    expected: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_upload: Option<f64>,
+    /// Whether `copies == expected`.
+    exact: bool,
+}
+
+impl CopyCount {
+    fn new(uploads: usize, regions: usize, versions: Option<usize>) -> CopyCount {
+        let expected = uploads * regions.saturating_sub(1);
+        let copies = versions.map(|v| v.saturating_sub(uploads));
+        CopyCount {
+            uploads,
+            copies,
+            expected,
+            per_upload: copies.map(|c| c as f64 / uploads.max(1) as f64),
+            exact: copies == Some(expected),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -138,7 +177,9 @@ pub async fn verify(context: &Context, args: &VerifyArgs) -> Result<Report> {
     if args.objects.is_none() {
         compare_bytes(&aws, &buckets, &probes, &mut seen).await;
     }
+    let versions = settled_version_count(&aws, &buckets, &prefix, deadline).await;
     remove_probes(&aws, &buckets, &prefix).await;
+    let copies = CopyCount::new(probes.len(), regions.len(), versions);
 
     let pairs = pair_results(&regions, &probes, &seen);
     let failed: Vec<String> = pairs
@@ -154,9 +195,10 @@ pub async fn verify(context: &Context, args: &VerifyArgs) -> Result<Report> {
         timeout_seconds: args.timeout,
         seconds: elapsed.as_secs_f64(),
         replicas_per_second: replicas as f64 / elapsed.as_secs_f64().max(0.001),
-        ok: failed.is_empty(),
+        ok: failed.is_empty() && copies.exact,
         pairs,
         failed,
+        copies,
     };
     let text = summary(&result);
     let ok = result.ok;
@@ -255,6 +297,61 @@ async fn watch(
         delay = (delay * 2).min(Duration::from_millis(500));
     }
     seen
+}
+
+/// Counts the object versions under `prefix` in every bucket, again and again
+/// until two counts a second apart agree (or the deadline passed), so a late
+/// redundant copy is counted too. `None` if a listing failed.
+async fn settled_version_count(
+    aws: &Aws,
+    buckets: &HashMap<String, String>,
+    prefix: &str,
+    deadline: Instant,
+) -> Option<usize> {
+    let mut last = count_versions(aws, buckets, prefix).await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = count_versions(aws, buckets, prefix).await?;
+        if now == last || Instant::now() >= deadline {
+            return Some(now);
+        }
+        last = now;
+    }
+}
+
+async fn count_versions(
+    aws: &Aws,
+    buckets: &HashMap<String, String>,
+    prefix: &str,
+) -> Option<usize> {
+    let counts = join_all(buckets.iter().map(|(region, bucket)| async move {
+        let s3 = aws.s3(region);
+        let mut total = 0;
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = s3
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .inspect_err(|error| {
+                    tracing::warn!(bucket, "could not count the probes' versions: {error}");
+                })
+                .ok()?;
+            // Delete markers are not copies: only versions count.
+            total += page.versions().len();
+            if page.is_truncated() != Some(true) {
+                return Some(total);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+    }))
+    .await;
+    counts.into_iter().sum()
 }
 
 /// Reads every replica back and drops the ones whose bytes differ.
@@ -394,8 +491,33 @@ fn summary(result: &VerifyResult) -> String {
             result.objects, result.seconds, result.replicas_per_second
         );
     }
+    let copies = &result.copies;
+    match (copies.copies, copies.per_upload) {
+        (Some(count), Some(per_upload)) => {
+            let _ = writeln!(
+                text,
+                "Copies per upload: {per_upload:.2} ({count} copies of {} uploads, from the buckets' version history; expected {} = regions - 1){}",
+                copies.uploads,
+                result.regions.len() - 1,
+                if copies.exact { "" } else { " MISMATCH" }
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                text,
+                "Copies per upload: unknown (the probes' versions could not be listed)"
+            );
+        }
+    }
     if result.ok {
         let _ = writeln!(text, "All {} pairs converged.", result.pairs.len());
+    } else if result.failed.is_empty() {
+        let _ = writeln!(
+            text,
+            "All {} pairs converged, but the copies are not exactly {} per upload.",
+            result.pairs.len(),
+            result.regions.len() - 1
+        );
     } else {
         let _ = writeln!(
             text,
@@ -409,7 +531,21 @@ fn summary(result: &VerifyResult) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{CopyCount, percentile};
+
+    #[test]
+    fn copies_must_be_exactly_n_minus_1_per_upload() {
+        // 3 regions, 30 uploads: 30 originals + 60 replicas.
+        let exact = CopyCount::new(30, 3, Some(90));
+        assert_eq!((exact.copies, exact.expected), (Some(60), 60));
+        assert_eq!(exact.per_upload, Some(2.0));
+        assert!(exact.exact);
+        // One redundant copy, one missing copy, or no count at all: not exact.
+        assert!(!CopyCount::new(30, 3, Some(91)).exact);
+        assert!(!CopyCount::new(30, 3, Some(89)).exact);
+        assert!(!CopyCount::new(30, 3, None).exact);
+        assert_eq!(CopyCount::new(20, 5, Some(100)).copies, Some(80));
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

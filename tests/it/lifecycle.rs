@@ -326,3 +326,102 @@ async fn assert_no_probes_left(name: &str) {
         );
     }
 }
+
+/// A stack that fails prints each failed resource with CloudFormation's
+/// reason and exits 1; once the cause is gone, the next deploy finishes the
+/// set (the failed base stack, left ROLLBACK_COMPLETE, is created again).
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_stack_is_reported_with_its_reason_and_a_rerun_completes_the_set() {
+    let name = unique_name("fail");
+    let zip = harness::lambda_zip();
+    let zip = zip.to_str().unwrap();
+    // The cause: another account already holds the (global) name of
+    // eu-west-2's data bucket. The emulator picks the account from a
+    // 12-digit access key.
+    let squatter = other_account_s3("eu-west-2");
+    let bucket = data_bucket(&name, "eu-west-2");
+    squatter
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateBucket in the other account");
+    let regions = "us-east-1,eu-west-2";
+    let args = [
+        "deploy",
+        "--name",
+        &name,
+        "--regions",
+        regions,
+        "--lambda-zip",
+        zip,
+    ];
+
+    let failed = toastrep(&args);
+    assert_eq!(failed.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&failed.stdout);
+    assert!(report.contains("Bucket (AWS::S3::Bucket)"), "{report}");
+    assert!(report.contains("already exists"), "{report}");
+    assert!(report.contains("hint: bucket names are global"), "{report}");
+    // The other region's base stack is there; no pair was attempted.
+    assert_eq!(
+        set_stacks("us-east-1", &name).await,
+        [format!("toastrep-{name}")]
+    );
+    assert!(
+        report.contains("skipped (a stack it needs failed)"),
+        "{report}"
+    );
+
+    squatter
+        .delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("DeleteBucket");
+    let fixed = toastrep(&[&args[..], &["--output", "json"]].concat());
+    assert_eq!(fixed.status.code(), Some(0));
+    let result = json(&fixed);
+    let action = |stack: &str, region: &str| {
+        result["stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stack_name"] == stack && s["region"] == region)
+            .map(|s| s["action"].as_str().unwrap().to_owned())
+    };
+    let base = format!("toastrep-{name}");
+    assert_eq!(action(&base, "eu-west-2").as_deref(), Some("recreated"));
+    assert_eq!(action(&base, "us-east-1").as_deref(), Some("unchanged"));
+    assert_eq!(result["stacks"].as_array().unwrap().len(), 6);
+
+    let teardown = toastrep(&[
+        "teardown",
+        "--name",
+        &name,
+        "--regions",
+        regions,
+        "--delete-data",
+        "--yes",
+    ]);
+    assert!(teardown.status.success());
+    harness::assert_nothing_created(&name).await;
+}
+
+fn other_account_s3(region: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(harness::endpoint())
+            .credentials_provider(Credentials::new("111111111111", "test", None, None, "test"))
+            .force_path_style(true)
+            .build(),
+    )
+}

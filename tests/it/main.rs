@@ -1,8 +1,12 @@
 //! toastrep's integration tests, one binary: the CLI against the emulator.
 //! Run them with `tools/test`, which starts the emulator and builds the package.
 
+mod faults;
 mod harness;
 mod input;
 mod lifecycle;
+mod operate;
 mod package;
 mod render;
+mod replicator;
+mod sync;

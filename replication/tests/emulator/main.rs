@@ -8,7 +8,9 @@ use std::cmp::Ordering;
 
 use aws_sdk_s3::primitives::DateTime;
 use harness::{Bucket, REGION_A, REGION_B, pattern, replicator};
-use toastrep_replication::copy::{CopyPlan, CopySettings, ObjectHeaders, copy_multipart};
+use toastrep_replication::copy::{
+    CopyPlan, CopySettings, ObjectHeaders, copy_multipart, copy_version,
+};
 use toastrep_replication::origin::{self, Origin};
 use toastrep_replication::{Decision, HandleError, handle_sns_event};
 
@@ -529,6 +531,127 @@ async fn handler_replicates_a_delivered_event_and_rejects_a_malformed_one() {
         matches!(&err, HandleError::Records { total: 1, failures } if failures.len() == 1),
         "{err:?}"
     );
+    a.delete().await;
+    b.delete().await;
+}
+
+/// The race between deciding and copying: a winning write W lands in the
+/// destination after the replicator looked (and saw nothing) but before its
+/// copy of an older write. The check after the copy must put W back on top.
+#[tokio::test]
+async fn a_winning_write_overtaken_by_a_copy_is_put_back() {
+    let (a, b) = two_regions().await;
+    let replicator = replicator(CopySettings::default());
+    let key = "overtaken.txt";
+    a.put(key, b"older, from A").await;
+    // A second later, so W is the later write and wins.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let w = b.put(key, b"newer, from B").await;
+
+    // The copy as decided when B had nothing yet, landing on top of W.
+    let head = a
+        .client
+        .head_object()
+        .bucket(&a.name)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let origin_a = Origin::of_object(
+        &a.region,
+        head.metadata(),
+        head.last_modified(),
+        head.version_id(),
+        head.e_tag(),
+    )
+    .unwrap();
+    let plan = CopyPlan::of_head(&a.name, key, &head, &origin_a, &b.name);
+    let copied = copy_version(&a.client, &b.client, &plan, &CopySettings::default())
+        .await
+        .unwrap();
+    assert_eq!(b.body(key).await.unwrap(), b"older, from A");
+
+    replicator
+        .restore_overtaken_write(&b.destination(), key, &origin_a, None, &copied)
+        .await;
+    assert_eq!(b.body(key).await.unwrap(), b"newer, from B");
+    // Put back with W's own origin, so other regions see the same write.
+    let current = b
+        .client
+        .head_object()
+        .bucket(&b.name)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let markers = Origin::from_markers(current.metadata().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(markers.region, b.region);
+    assert_eq!(markers.version, w.version_id);
+
+    // When nothing came in between, the check leaves the copy alone.
+    let before = current.version_id().map(str::to_owned);
+    let head = a
+        .client
+        .head_object()
+        .bucket(&a.name)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let plan = CopyPlan::of_head(&a.name, key, &head, &origin_a, &b.name);
+    let copied = copy_version(&a.client, &b.client, &plan, &CopySettings::default())
+        .await
+        .unwrap();
+    replicator
+        .restore_overtaken_write(&b.destination(), key, &origin_a, before.as_deref(), &copied)
+        .await;
+    assert_eq!(b.body(key).await.unwrap(), b"older, from A");
+    a.delete().await;
+    b.delete().await;
+}
+
+/// Two late copies of losing writes on top of the winner: the check after the
+/// last one looks past the other one to the winner.
+#[tokio::test]
+async fn a_winner_buried_under_two_late_copies_is_put_back() {
+    let (a, b) = two_regions().await;
+    let replicator = replicator(CopySettings::default());
+    let key = "buried.txt";
+    a.put(key, b"older, from A").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    b.put(key, b"newer, from B").await;
+
+    let head = a
+        .client
+        .head_object()
+        .bucket(&a.name)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let origin_a = Origin::of_object(
+        &a.region,
+        head.metadata(),
+        head.last_modified(),
+        head.version_id(),
+        head.e_tag(),
+    )
+    .unwrap();
+    let plan = CopyPlan::of_head(&a.name, key, &head, &origin_a, &b.name);
+    let settings = CopySettings::default();
+    copy_version(&a.client, &b.client, &plan, &settings)
+        .await
+        .unwrap();
+    let last = copy_version(&a.client, &b.client, &plan, &settings)
+        .await
+        .unwrap();
+
+    replicator
+        .restore_overtaken_write(&b.destination(), key, &origin_a, None, &last)
+        .await;
+    assert_eq!(b.body(key).await.unwrap(), b"newer, from B");
     a.delete().await;
     b.delete().await;
 }

@@ -1,0 +1,121 @@
+//! `toastrep add-region`: grow a deployed set by one region.
+//!
+//! The new region runs exactly what the members run: the package their base
+//! stacks name (copied from a member's artifact bucket, not rebuilt) and the
+//! same function settings, so no member changes. Then it is the deploy of
+//! the grown set ([`super::deploy::roll_out`]): the new base stack, every pair
+//! in both directions, the backfill of the objects the set already holds, and
+//! a verify. Running it again after an interruption finishes the job.
+
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+
+use super::deploy;
+use super::{Context, Report};
+use crate::bail_input;
+use crate::cli::AddRegionArgs;
+use crate::discover;
+use crate::names::SetName;
+use crate::package::Package;
+use crate::plan::{DeployPlan, FunctionSettings, SetSpec, parse_regions};
+use crate::regions;
+use crate::stack;
+
+pub async fn add_region(context: &Context, args: &AddRegionArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let region = parse_regions(std::slice::from_ref(&args.region))?.remove(0);
+    crate::names::check_lengths(&name, [region.as_str()])?;
+    let aws = context.aws(&region).await;
+    let account = aws.account_id().await?;
+    let partition = regions::partition_of(&region).expect("regions are checked");
+    let found = deploy::discover_in_partition(&aws, &name, &account, partition).await?;
+    let deployed = discover::require_deployed(&found, &name)?;
+    let members = deploy::complete_members(&aws, &name, &account, &found).await?;
+    if members.contains(&region) {
+        bail_input!(
+            "{region} is already a region of set '{name}' (it is deployed in {}): to bring it up to date run `toastrep deploy`, to see its health `toastrep status --name {name}`",
+            deployed.join(", ")
+        );
+    }
+    // A member to copy from: the package and settings the set runs.
+    let Some(source) = members.iter().next() else {
+        bail_input!(
+            "set '{name}' has no region whose deployment finished (only {}, being added): finish it with `toastrep deploy --name {name} --regions ...` listing its regions",
+            deployed.join(", ")
+        );
+    };
+    let mut regions: Vec<String> = deployed.clone();
+    if !regions.contains(&region) {
+        regions.push(region.clone());
+    }
+    let spec = SetSpec::parse(name.as_str(), &regions)?;
+    deploy::check_no_leftover_buckets(&found, &spec, &account)?;
+
+    let base = &found.bases[source];
+    let parameters = stack::parameters_of(base);
+    let settings = FunctionSettings::from_parameters(&parameters);
+    let Some(code_key) = parameters.get("CodeKey") else {
+        bail_input!(
+            "the base stack of '{name}' in {source} has no CodeKey parameter, so it was not made by this toastrep: redeploy the set with `toastrep deploy`"
+        );
+    };
+    let package = deployed_package(&aws, &name, &account, source, code_key).await?;
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings);
+    deploy::roll_out(
+        context,
+        &aws,
+        &account,
+        &plan,
+        &package,
+        &members,
+        args.concurrency,
+    )
+    .await
+}
+
+/// The package a member runs, read from its artifact bucket and checked
+/// against the hash in its name.
+async fn deployed_package(
+    aws: &crate::aws::Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    key: &str,
+) -> Result<Package> {
+    let bucket = name.artifact_bucket(region, account);
+    let object = aws
+        .s3(region)
+        .get_object()
+        .bucket(&bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| {
+            format!(
+                "reading the deployed package s3://{bucket}/{key} in {region} (if it is gone, `toastrep deploy` with the set's regions and the new one uploads it again)"
+            )
+        })?;
+    let zip = object
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes()
+        .to_vec();
+    let sha256: String = Sha256::digest(&zip)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if !key.contains(&sha256) {
+        anyhow::bail!(
+            "s3://{bucket}/{key} in {region} does not hash to the SHA-256 in its name (it is {sha256}): redeploy the set with `toastrep deploy`"
+        );
+    }
+    Ok(Package {
+        sha256,
+        key: key.to_owned(),
+        bytes: zip.len(),
+        zip,
+    })
+}

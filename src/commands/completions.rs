@@ -1,0 +1,88 @@
+//! `toastrep completions SHELL` and `toastrep man`: generated from the clap
+//! definitions, so they never drift from `--help`.
+
+use anyhow::{Context as _, Result};
+use clap::CommandFactory;
+use serde::Serialize;
+
+use super::Report;
+use crate::cli::{Cli, CompletionsArgs, ManArgs};
+
+#[derive(Serialize)]
+struct Generated {
+    /// The script or page (when printed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    /// The files written (with `man --out`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    files: Vec<String>,
+}
+
+pub fn completions(args: &CompletionsArgs) -> Result<Report> {
+    let mut command = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "toastrep", &mut script);
+    let text = String::from_utf8(script).context("the completion script is UTF-8")?;
+    Ok(Report::new(
+        &Generated {
+            text: Some(text.clone()),
+            files: Vec::new(),
+        },
+        text,
+        true,
+    ))
+}
+
+pub fn man(args: &ManArgs) -> Result<Report> {
+    let command = Cli::command();
+    match &args.out {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            let text = String::from_utf8(page).context("the man page is UTF-8")?;
+            Ok(Report::new(
+                &Generated {
+                    text: Some(text.clone()),
+                    files: Vec::new(),
+                },
+                text,
+                true,
+            ))
+        }
+        Some(dir) => {
+            // Building propagates the global flags into every subcommand's page.
+            let mut command = command;
+            command.build();
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut files = Vec::new();
+            write_pages(command, "toastrep", dir, &mut files)?;
+            let text = files.iter().map(|f| format!("{f}\n")).collect();
+            Ok(Report::new(&Generated { text: None, files }, text, true))
+        }
+    }
+}
+
+/// One page per command, named like git's: toastrep-deploy.1.
+fn write_pages(
+    command: clap::Command,
+    name: &str,
+    dir: &std::path::Path,
+    files: &mut Vec<String>,
+) -> Result<()> {
+    let path = dir.join(format!("{name}.1"));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .title(name.to_owned())
+        .render(&mut page)?;
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    files.push(path.display().to_string());
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        write_pages(
+            sub.clone(),
+            &format!("{name}-{}", sub.get_name()),
+            dir,
+            files,
+        )?;
+    }
+    Ok(())
+}

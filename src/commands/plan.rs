@@ -1,0 +1,264 @@
+//! `toastrep plan` (and `deploy --dry-run`): what a deploy would do, changing
+//! nothing. An absent stack would be created; for a present one a
+//! CloudFormation change set gives the resource-level changes and is deleted
+//! again; the package would be uploaded where its key is missing.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use futures::{StreamExt, stream};
+use serde::Serialize;
+
+use super::deploy;
+use super::{Context, Report};
+use crate::cli::PlanArgs;
+use crate::discover;
+use crate::names::SetName;
+use crate::package::Package;
+use crate::plan::{DeployPlan, FunctionSettings, SetSpec, StackPlan};
+use crate::stack::{self, PreviewAction, ResourceChange};
+
+#[derive(Serialize)]
+struct PlanResult {
+    name: String,
+    account: String,
+    regions: Vec<String>,
+    package: PackagePlan,
+    stacks: Vec<StackRow>,
+    /// Regions new to the deployed set: they would be backfilled and verified.
+    added: Vec<String>,
+    /// Whether a deploy would change anything.
+    changes: bool,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct PackagePlan {
+    key: String,
+    sha256: String,
+    bytes: usize,
+    /// Regions whose artifact bucket lacks the package.
+    upload_to: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct StackRow {
+    stack_name: String,
+    region: String,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<PreviewAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    changes: Vec<ResourceChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub async fn plan(context: &Context, args: &PlanArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let settings = args.function.settings();
+    settings.check()?;
+    let prebuilt = args
+        .function
+        .lambda_zip
+        .as_deref()
+        .map(Package::from_file)
+        .transpose()?;
+    let spec = if args.regions.is_empty() {
+        // No list: plan for the regions the set is deployed in.
+        let aws = context.aws("us-east-1").await;
+        let account = aws.account_id().await?;
+        let candidates = discover::candidate_regions(&[], aws.region());
+        let found = discover::discover(&aws, &name, &account, &candidates).await?;
+        let regions = discover::require_deployed(&found, &name)?;
+        SetSpec::parse(name.as_str(), &regions)?
+    } else {
+        SetSpec::parse(name.as_str(), &args.regions)?
+    };
+    preview(context, spec, settings, prebuilt, args.concurrency).await
+}
+
+/// The plan of a deploy of `spec`; shared with `deploy --dry-run`.
+pub(crate) async fn preview(
+    context: &Context,
+    spec: SetSpec,
+    settings: FunctionSettings,
+    prebuilt: Option<Package>,
+    concurrency: u16,
+) -> Result<Report> {
+    let reporter = context.reporter.as_ref();
+    let aws = context.aws(&spec.regions[0]).await;
+    let account = aws.account_id().await?;
+    let found = deploy::discover_in_partition(&aws, &spec.name, &account, spec.partition).await?;
+    deploy::check_no_leftover_buckets(&found, &spec, &account)?;
+    deploy::check_no_dropped_members(&found, &spec)?;
+    let members = deploy::complete_members(&aws, &spec.name, &account, &found).await?;
+    let package = match prebuilt {
+        Some(package) => package,
+        None => Package::build(reporter).await?,
+    };
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings);
+
+    let mut upload_to = Vec::new();
+    for region in &plan.spec.regions {
+        let bucket = plan.spec.name.artifact_bucket(region, &account);
+        let present = found.artifact_buckets.contains(region)
+            && aws
+                .s3(region)
+                .head_object()
+                .bucket(&bucket)
+                .key(&package.key)
+                .send()
+                .await
+                .is_ok();
+        if !present {
+            upload_to.push(region.clone());
+        }
+    }
+
+    let aws = &aws;
+    let stacks: Vec<StackRow> = stream::iter(plan.stacks())
+        .map(|stack_plan| async move {
+            let cfn = aws.cloudformation(&stack_plan.region);
+            reporter.started(&stack_plan.region, &stack_plan.stack_name, "planning");
+            let preview = stack::preview_stack(&cfn, stack_plan).await;
+            let row = row(stack_plan, preview);
+            reporter.finished(
+                &stack_plan.region,
+                &stack_plan.stack_name,
+                &row.action.map_or("failed".to_owned(), |a| a.to_string()),
+                row.error.is_none(),
+            );
+            row
+        })
+        .buffered(usize::from(concurrency))
+        .collect()
+        .await;
+    let added: Vec<String> = if members.is_empty() {
+        Vec::new()
+    } else {
+        plan.spec
+            .regions
+            .iter()
+            .filter(|r| !members.contains(*r))
+            .cloned()
+            .collect()
+    };
+    let ok = stacks.iter().all(|s| s.error.is_none());
+    let changes = !upload_to.is_empty()
+        || !added.is_empty()
+        || stacks
+            .iter()
+            .any(|s| s.action != Some(PreviewAction::NoChange));
+    let result = PlanResult {
+        name: plan.spec.name.to_string(),
+        account,
+        regions: plan.spec.regions.clone(),
+        package: PackagePlan {
+            key: package.key.clone(),
+            sha256: package.sha256.clone(),
+            bytes: package.bytes,
+            upload_to,
+        },
+        stacks,
+        added,
+        changes,
+        ok,
+    };
+    let text = summary(&result);
+    Ok(Report::new(&result, text, ok))
+}
+
+fn row(plan: &StackPlan, preview: Result<stack::StackPreview, stack::StackError>) -> StackRow {
+    let mut row = StackRow {
+        stack_name: plan.stack_name.clone(),
+        region: plan.region.clone(),
+        kind: plan.template.kind(),
+        action: None,
+        status: None,
+        changes: Vec::new(),
+        error: None,
+    };
+    match preview {
+        Ok(preview) => {
+            row.action = Some(preview.action);
+            row.status = preview.status;
+            row.changes = preview.changes;
+        }
+        Err(error) => row.error = Some(error.to_string()),
+    }
+    row
+}
+
+fn summary(result: &PlanResult) -> String {
+    let mut text = format!(
+        "Plan for replica set '{}' in {} regions: {}\n",
+        result.name,
+        result.regions.len(),
+        result.regions.join(", ")
+    );
+    let _ = writeln!(
+        text,
+        "Package {} ({} bytes): {}",
+        result.package.key,
+        result.package.bytes,
+        if result.package.upload_to.is_empty() {
+            "already in every region".to_owned()
+        } else {
+            format!("upload to {}", result.package.upload_to.join(", "))
+        }
+    );
+    let _ = writeln!(
+        text,
+        "{:<44} {:<16} {:<13} ACTION",
+        "STACK", "REGION", "KIND"
+    );
+    for row in &result.stacks {
+        let action = match (&row.action, &row.error) {
+            (Some(action), _) => match &row.status {
+                Some(status) => format!("{action} (it is {status})"),
+                None => action.to_string(),
+            },
+            (None, error) => format!("ERROR: {}", error.as_deref().unwrap_or_default()),
+        };
+        let _ = writeln!(
+            text,
+            "{:<44} {:<16} {:<13} {action}",
+            row.stack_name, row.region, row.kind
+        );
+        for change in &row.changes {
+            let replacement = match change.replacement.as_deref() {
+                Some("True") => " (replaced)",
+                Some("Conditional") => " (may be replaced)",
+                _ => "",
+            };
+            let _ = writeln!(
+                text,
+                "    {:<8} {} {}{replacement}",
+                change.action, change.resource_type, change.logical_id
+            );
+        }
+    }
+    if !result.added.is_empty() {
+        let _ = writeln!(
+            text,
+            "New regions, to be backfilled with the set's objects and verified: {}",
+            result.added.join(", ")
+        );
+    }
+    let count = |a: PreviewAction| result.stacks.iter().filter(|r| r.action == Some(a)).count();
+    if result.changes {
+        let _ = writeln!(
+            text,
+            "{} to create, {} to update, {} unchanged. Nothing was changed.",
+            count(PreviewAction::Create) + count(PreviewAction::Recreate),
+            count(PreviewAction::Update),
+            count(PreviewAction::NoChange)
+        );
+    } else {
+        text.push_str("No change: the set is up to date.\n");
+    }
+    text
+}

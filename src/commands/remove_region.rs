@@ -1,0 +1,146 @@
+//! `toastrep remove-region`: take one region out of a deployed set.
+//!
+//! The region's subscriptions and the other regions' subscriptions to it go
+//! first (no event is sent into a half-removed region), then the grants, then
+//! its base stack, then its artifact bucket. Its data bucket is kept, as in
+//! teardown, unless --delete-data was confirmed. The other regions' stacks
+//! are not touched, so they keep replicating among themselves.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::teardown::{self, BucketRow, COUNT_LIMIT, StackRow};
+use super::{Context, Report};
+use crate::bail_input;
+use crate::cli::RemoveRegionArgs;
+use crate::names::SetName;
+use crate::plan::{self, parse_regions};
+use crate::regions;
+use crate::stack::StackAction;
+
+#[derive(Serialize)]
+struct RemoveResult {
+    name: String,
+    account: String,
+    region: String,
+    /// The set's regions afterwards.
+    remaining: Vec<String>,
+    stacks: Vec<StackRow>,
+    buckets: Vec<BucketRow>,
+    ok: bool,
+}
+
+pub async fn remove_region(context: &Context, args: &RemoveRegionArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let region = parse_regions(std::slice::from_ref(&args.region))?.remove(0);
+    if args.delete_data && !args.yes {
+        teardown::confirm(&name, &format!("the data bucket of '{name}' in {region}"))?;
+    }
+    let reporter = context.reporter.as_ref();
+    let aws = context.aws(&region).await;
+    let account = aws.account_id().await?;
+    let partition = regions::partition_of(&region).expect("regions are checked");
+    let found = super::deploy::discover_in_partition(&aws, &name, &account, partition).await?;
+    let members = crate::discover::require_deployed(&found, &name)?;
+    if !members.contains(&region) {
+        bail_input!(
+            "{region} is not a region of set '{name}' (it is deployed in {}): check --region",
+            members.join(", ")
+        );
+    }
+    let remaining: Vec<String> = members.iter().filter(|r| **r != region).cloned().collect();
+    if remaining.len() < 2 {
+        bail_input!(
+            "removing {region} would leave set '{name}' with only {}, and a replica set needs two regions: to delete the whole set, run `toastrep teardown --name {name}`",
+            remaining.join(", ")
+        );
+    }
+
+    let (subscriptions, grants) = plan::pair_stacks_of(&name, &region, &members);
+    let mut stacks = teardown::delete_all(&aws, subscriptions, reporter).await;
+    if stacks.iter().all(|r| r.error.is_none()) {
+        stacks.extend(teardown::delete_all(&aws, grants, reporter).await);
+    }
+    if stacks.iter().all(|r| r.error.is_none()) {
+        let base = vec![(name.base_stack(), region.clone())];
+        stacks.extend(teardown::delete_all(&aws, base, reporter).await);
+    }
+    let stacks_ok = stacks.iter().all(|r| r.error.is_none());
+    stacks.retain(|row| row.action != Some(StackAction::Absent));
+
+    let mut buckets = Vec::new();
+    if stacks_ok {
+        if found.data_buckets.contains(&region) {
+            let bucket = name.data_bucket(&region, &account);
+            buckets.push(
+                teardown::remove_bucket(&aws, &region, bucket, "data", args.delete_data, reporter)
+                    .await,
+            );
+        }
+        if found.artifact_buckets.contains(&region) {
+            // Only toastrep's own packages (and markers) live there.
+            let bucket = name.artifact_bucket(&region, &account);
+            buckets.push(
+                teardown::remove_bucket(&aws, &region, bucket, "artifact", true, reporter).await,
+            );
+        }
+    }
+    let ok = stacks_ok && buckets.iter().all(|b| b.error.is_none());
+    let result = RemoveResult {
+        name: name.to_string(),
+        account,
+        region,
+        remaining,
+        stacks,
+        buckets,
+        ok,
+    };
+    let text = summary(&result, stacks_ok);
+    Ok(Report::new(&result, text, ok))
+}
+
+fn summary(result: &RemoveResult, stacks_ok: bool) -> String {
+    let mut text = format!(
+        "Removing {} from replica set '{}'\n",
+        result.region, result.name
+    );
+    for row in &result.stacks {
+        let outcome = match (&row.action, &row.error) {
+            (Some(action), _) => action.to_string(),
+            (None, error) => format!("FAILED: {}", error.as_deref().unwrap_or_default()),
+        };
+        let _ = writeln!(
+            text,
+            "stack  {:<44} {:<16} {outcome}",
+            row.stack_name, row.region
+        );
+    }
+    for row in &result.buckets {
+        let detail = match (row.action, &row.error) {
+            ("kept", _) => format!(
+                "kept: holds {}{} object versions (delete with --delete-data)",
+                row.versions,
+                if row.versions >= COUNT_LIMIT { "+" } else { "" }
+            ),
+            (_, Some(error)) => format!("FAILED: {error}"),
+            (action, None) => format!("{action} ({} object versions removed)", row.versions),
+        };
+        let _ = writeln!(
+            text,
+            "bucket {:<44} {:<16} {detail}",
+            row.bucket, row.region
+        );
+    }
+    if stacks_ok {
+        let _ = writeln!(
+            text,
+            "Removed. The set replicates among {}.",
+            result.remaining.join(", ")
+        );
+    } else {
+        text.push_str("Some stacks could not be deleted, so the buckets were left alone; fix the cause above and run remove-region again.\n");
+    }
+    text
+}

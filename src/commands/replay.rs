@@ -1,0 +1,417 @@
+//! `toastrep replay`: re-run the replication of dead-lettered events.
+//!
+//! Each region's function dead-letters the events it failed on into that
+//! region's queue (`toastrep-NAME-dlq`). A message is replayed with the same
+//! library code the function runs (`handle_sns_event`), into the same
+//! destination (that region's bucket), and deleted only once every record in
+//! it succeeded. Messages that still fail, or cannot be parsed, stay in the
+//! queue and are made visible again at once for the next attempt.
+//!
+//! Two message shapes are accepted:
+//! - AWS's: the body is the original event, the error in message attributes
+//!   (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html#invocation-dlq>);
+//! - a Lambda-destination style wrapper, whose `requestPayload` holds the
+//!   event, which is what the emulator (ministack) puts in a dead-letter queue.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, Message};
+use futures::future::join_all;
+use futures::{StreamExt, stream};
+use serde::Serialize;
+use serde_json::Value;
+use toastrep_replication::{
+    CopySettings, Destination, HandleError, RegionalClients, Replicator, handle_sns_event,
+    parse_sns_event,
+};
+
+use super::{Context, Report};
+use crate::aws::Aws;
+use crate::bail_input;
+use crate::cli::ReplayArgs;
+use crate::discover;
+use crate::names::SetName;
+use crate::plan::parse_regions;
+
+/// Long enough that a message being replayed is not received again in the
+/// same run; messages left in the queue are made visible again at the end.
+const VISIBILITY_SECONDS: i32 = 300;
+/// Messages replayed at once per region (one ReceiveMessage batch).
+const BATCH: i32 = 10;
+
+#[derive(Serialize)]
+struct ReplayResult {
+    name: String,
+    dry_run: bool,
+    regions: Vec<RegionReplay>,
+    replayed: usize,
+    failing: usize,
+    unparseable: usize,
+    ok: bool,
+}
+
+#[derive(Serialize, Default)]
+struct RegionReplay {
+    region: String,
+    queue: String,
+    /// Messages received.
+    messages: usize,
+    /// Replayed and deleted (on a dry run: would be replayed).
+    replayed: usize,
+    /// Some record still fails: left in the queue.
+    failing: usize,
+    /// Not an event toastrep can replay: left in the queue.
+    unparseable: usize,
+    /// The region's queue could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// One row per message that was left in the queue, with the reason.
+    left: Vec<LeftMessage>,
+}
+
+#[derive(Serialize)]
+struct LeftMessage {
+    message_id: String,
+    /// failing or unparseable.
+    outcome: &'static str,
+    reason: String,
+    /// The function's own error, from AWS's ErrorMessage attribute, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_error: Option<String>,
+}
+
+pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let only = parse_regions(args.region.as_slice())?;
+    let aws = context
+        .aws(only.first().map_or("us-east-1", String::as_str))
+        .await;
+    let account = aws.account_id().await?;
+    let candidates = discover::candidate_regions(&only, aws.region());
+    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let regions = discover::require_deployed(&found, &name)?;
+    if let Some(region) = &args.region
+        && !regions.contains(region)
+    {
+        bail_input!(
+            "set '{name}' is not deployed in {region}: pass one of its regions to --region, or leave it out"
+        );
+    }
+    let reporter = context.reporter.as_ref();
+    let results = join_all(regions.iter().map(|region| async {
+        reporter.started(region, &name.dead_letter_queue(), "replaying");
+        let result = replay_region(&aws, &name, &account, region, args.dry_run).await;
+        let result = result.unwrap_or_else(|error| RegionReplay {
+            region: region.clone(),
+            queue: name.dead_letter_queue(),
+            error: Some(format!("{error:#}")),
+            ..RegionReplay::default()
+        });
+        let ok = result.error.is_none() && result.left.is_empty();
+        reporter.finished(
+            region,
+            &name.dead_letter_queue(),
+            &format!(
+                "{} replayed, {} failing, {} unparseable",
+                result.replayed, result.failing, result.unparseable
+            ),
+            ok,
+        );
+        result
+    }))
+    .await;
+    let sum = |f: fn(&RegionReplay) -> usize| results.iter().map(f).sum::<usize>();
+    let result = ReplayResult {
+        name: name.to_string(),
+        dry_run: args.dry_run,
+        replayed: sum(|r| r.replayed),
+        failing: sum(|r| r.failing),
+        unparseable: sum(|r| r.unparseable),
+        ok: results
+            .iter()
+            .all(|r| r.error.is_none() && r.left.is_empty()),
+        regions: results,
+    };
+    let text = render_text(&result);
+    Ok(Report::new(&result, text, result.ok))
+}
+
+/// What became of one message.
+enum Outcome {
+    Replayed,
+    Left(LeftMessage),
+}
+
+async fn replay_region(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    dry_run: bool,
+) -> Result<RegionReplay> {
+    let sqs = aws.sqs(region);
+    let queue = name.dead_letter_queue();
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .with_context(|| format!("finding queue {queue} in {region}"))?
+        .queue_url
+        .with_context(|| format!("GetQueueUrl for {queue} in {region} returned no URL"))?;
+    let replicator = Replicator::new(
+        RegionalClients::new(aws.s3_config(region)),
+        CopySettings::default(),
+    );
+    let destination = Destination {
+        region: region.to_owned(),
+        bucket: name.data_bucket(region, account),
+    };
+    let mut result = RegionReplay {
+        region: region.to_owned(),
+        queue: queue.clone(),
+        ..RegionReplay::default()
+    };
+    let mut seen = HashSet::new();
+    let mut to_release = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(BATCH)
+            // Long polling asks every SQS server, so an empty answer means an
+            // empty queue (short polling samples only some).
+            .wait_time_seconds(1)
+            .visibility_timeout(VISIBILITY_SECONDS)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .with_context(|| format!("receiving from {queue} in {region}"))?;
+        let fresh: Vec<Message> = received
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| seen.insert(m.message_id().unwrap_or_default().to_owned()))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        let outcomes: Vec<(Message, Outcome)> = stream::iter(fresh)
+            .map(|message| async {
+                let outcome =
+                    replay_message(&replicator, &destination, &message, dry_run, &sqs, &url).await;
+                (message, outcome)
+            })
+            .buffer_unordered(BATCH as usize)
+            .collect()
+            .await;
+        for (message, outcome) in outcomes {
+            result.messages += 1;
+            match outcome {
+                Outcome::Replayed => {
+                    result.replayed += 1;
+                    if dry_run {
+                        to_release.push(message);
+                    }
+                }
+                Outcome::Left(left) => {
+                    if left.outcome == "unparseable" {
+                        result.unparseable += 1;
+                    } else {
+                        result.failing += 1;
+                    }
+                    result.left.push(left);
+                    to_release.push(message);
+                }
+            }
+        }
+    }
+    release(&sqs, &url, &to_release).await;
+    Ok(result)
+}
+
+/// Replays one message; deletes it only if every record succeeded.
+async fn replay_message(
+    replicator: &Replicator,
+    destination: &Destination,
+    message: &Message,
+    dry_run: bool,
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Outcome {
+    let message_id = message.message_id().unwrap_or_default().to_owned();
+    let function_error = message
+        .message_attributes()
+        .and_then(|a| a.get("ErrorMessage"))
+        .and_then(|v| v.string_value())
+        .map(str::to_owned);
+    let left = |outcome, reason: String| {
+        Outcome::Left(LeftMessage {
+            message_id: message_id.clone(),
+            outcome,
+            reason,
+            function_error: function_error.clone(),
+        })
+    };
+    let event = match event_of(message.body().unwrap_or_default()) {
+        Ok(event) => event,
+        Err(reason) => return left("unparseable", reason),
+    };
+    if dry_run {
+        return Outcome::Replayed;
+    }
+    match handle_sns_event(replicator, destination, &event).await {
+        Ok(_) => {}
+        Err(HandleError::Malformed(error)) => return left("unparseable", error.to_string()),
+        Err(error) => return left("failing", error.to_string()),
+    }
+    let Some(receipt) = message.receipt_handle() else {
+        return left(
+            "failing",
+            "the message came without a receipt handle".into(),
+        );
+    };
+    match sqs
+        .delete_message()
+        .queue_url(url)
+        .receipt_handle(receipt)
+        .send()
+        .await
+    {
+        Ok(_) => Outcome::Replayed,
+        // Replayed, but still in the queue: replaying it again is harmless
+        // (copied records come back up to date).
+        Err(error) => left(
+            "failing",
+            format!(
+                "replayed, but DeleteMessage failed: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&error)
+            ),
+        ),
+    }
+}
+
+/// The Lambda SNS event a dead-lettered message carries, checked to be one
+/// toastrep can replay.
+fn event_of(body: &str) -> Result<Value, String> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let event = match value.get("requestPayload") {
+        // The wrapper may carry the payload as an object or as JSON text.
+        Some(Value::String(text)) => {
+            serde_json::from_str(text).map_err(|e| format!("requestPayload is not JSON: {e}"))?
+        }
+        Some(payload) => payload.clone(),
+        None => value,
+    };
+    parse_sns_event(&event).map_err(|e| e.to_string())?;
+    Ok(event)
+}
+
+/// Makes messages left in the queue visible again now, rather than after
+/// the visibility timeout, so the next replay (or a person) sees them.
+async fn release(sqs: &aws_sdk_sqs::Client, url: &str, messages: &[Message]) {
+    for chunk in messages.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        if entries.is_empty() {
+            continue;
+        }
+        if let Err(error) = sqs
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            // Harmless: the messages reappear when the timeout ends.
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "could not make left messages visible again");
+        }
+    }
+}
+
+fn render_text(result: &ReplayResult) -> String {
+    let mut text = String::new();
+    let verb = if result.dry_run {
+        "would replay"
+    } else {
+        "replayed"
+    };
+    for region in &result.regions {
+        if let Some(error) = &region.error {
+            let _ = writeln!(text, "{}: {}: ERROR {error}", region.region, region.queue);
+            continue;
+        }
+        let _ = writeln!(
+            text,
+            "{}: {}: {} messages, {verb} {}, {} still failing, {} unparseable",
+            region.region,
+            region.queue,
+            region.messages,
+            region.replayed,
+            region.failing,
+            region.unparseable
+        );
+        for left in &region.left {
+            let _ = writeln!(
+                text,
+                "  left {} ({}): {}",
+                left.message_id, left.outcome, left.reason
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "set '{}': {verb} {}, {} still failing, {} unparseable (left in the queues)",
+        result.name, result.replayed, result.failing, result.unparseable
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S3_MESSAGE: &str = r#"{"Records":[{"eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k","versionId":"v","eTag":"e"}}}]}"#;
+
+    fn sns_event() -> Value {
+        serde_json::json!({"Records":[{"EventSource":"aws:sns","Sns":{"MessageId":"m","Message":S3_MESSAGE}}]})
+    }
+
+    #[test]
+    fn accepts_the_aws_shape() {
+        let body = sns_event().to_string();
+        assert_eq!(event_of(&body).unwrap(), sns_event());
+    }
+
+    #[test]
+    fn accepts_the_emulator_wrapper() {
+        let wrapped = serde_json::json!({
+            "requestContext": {"condition": "RetriesExhausted"},
+            "requestPayload": sns_event(),
+            "responsePayload": {"errorType": "ReplicationFailed"},
+        });
+        assert_eq!(event_of(&wrapped.to_string()).unwrap(), sns_event());
+        let as_text = serde_json::json!({"requestPayload": sns_event().to_string()});
+        assert_eq!(event_of(&as_text.to_string()).unwrap(), sns_event());
+    }
+
+    #[test]
+    fn says_why_a_body_is_unparseable() {
+        assert!(event_of("not json").unwrap_err().contains("not JSON"));
+        let not_s3 = serde_json::json!({"Records":[{"Sns":{"Message":"{\"hello\":1}"}}]});
+        assert!(event_of(&not_s3.to_string()).is_err());
+    }
+}

@@ -1,0 +1,500 @@
+//! `toastrep status`: the health of a deployed set, region by region.
+//!
+//! Per region: every stack of the set there (its base, a grant from and a
+//! subscription to every other member), the function (state, last update,
+//! and whether its code is the package the base stack names), the
+//! dead-letter queue's depth, and the data bucket's object count and size.
+//! Anything unhealthy is flagged, and makes the exit status 1.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use futures::future::join_all;
+use serde::Serialize;
+
+use super::{Context, Report};
+use crate::aws::Aws;
+use crate::cli::StatusArgs;
+use crate::discover;
+use crate::names::SetName;
+use crate::package::Package;
+use crate::plan::parse_regions;
+use crate::stack;
+
+#[derive(Serialize)]
+struct StatusResult {
+    name: String,
+    account: String,
+    regions: Vec<RegionStatus>,
+    healthy: bool,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct RegionStatus {
+    region: String,
+    healthy: bool,
+    /// What is wrong, one line each; empty when healthy.
+    problems: Vec<String>,
+    /// Being added: add-region (or a deploy) has not finished its backfill and verify.
+    joining: bool,
+    stacks: Vec<StackStatus>,
+    function: Option<FunctionStatus>,
+    dead_letter_queue: Option<QueueStatus>,
+    bucket: Option<BucketStatus>,
+}
+
+#[derive(Serialize)]
+struct StackStatus {
+    stack_name: String,
+    /// CloudFormation's status, or MISSING.
+    status: String,
+    healthy: bool,
+}
+
+#[derive(Serialize)]
+struct FunctionStatus {
+    function_name: String,
+    state: String,
+    last_update_status: String,
+    /// Base64 SHA-256 of the deployed code, as Lambda reports it.
+    code_sha256: String,
+    /// Base64 SHA-256 of the package it should run.
+    expected_sha256: Option<String>,
+    code_matches: bool,
+}
+
+#[derive(Serialize)]
+struct QueueStatus {
+    queue_name: String,
+    /// Messages waiting: events the function gave up on.
+    messages: u64,
+    /// Messages received by someone and not yet deleted.
+    in_flight: u64,
+}
+
+#[derive(Serialize)]
+struct BucketStatus {
+    bucket: String,
+    objects: u64,
+    bytes: u64,
+}
+
+pub async fn status(context: &Context, args: &StatusArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let given = parse_regions(&args.regions)?;
+    let package = args
+        .lambda_zip
+        .as_deref()
+        .map(Package::from_file)
+        .transpose()?;
+    let aws = context
+        .aws(given.first().map_or("us-east-1", String::as_str))
+        .await;
+    let account = aws.account_id().await?;
+    let candidates = discover::candidate_regions(&given, aws.region());
+    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let members = discover::require_deployed(&found, &name)?;
+    let joining = super::deploy::joining_regions(&aws, &name, &account, &found).await?;
+    context
+        .reporter
+        .note(&format!("checking {} regions", members.len()));
+
+    let regions = join_all(members.iter().map(|region| {
+        // The package the base stack deployed, unless --lambda-zip names another.
+        let expected = match &package {
+            Some(package) => Some(package.sha256.clone()),
+            None => stack::parameters_of(&found.bases[region])
+                .get("CodeKey")
+                .and_then(|key| sha256_in_key(key)),
+        };
+        region_status(
+            &aws,
+            &name,
+            &account,
+            region,
+            &members,
+            &found.bases[region],
+            expected,
+            joining.contains(region),
+        )
+    }))
+    .await;
+    let healthy = regions.iter().all(|r| r.healthy);
+    let result = StatusResult {
+        name: name.to_string(),
+        account,
+        regions,
+        healthy,
+        ok: healthy,
+    };
+    let text = summary(&result);
+    Ok(Report::new(&result, text, healthy))
+}
+
+/// The hex SHA-256 in a content-addressed package key
+/// (`toastrep/replicator-HEX.zip`).
+fn sha256_in_key(key: &str) -> Option<String> {
+    let hex = key
+        .strip_prefix("toastrep/replicator-")?
+        .strip_suffix(".zip")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_owned())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn region_status(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    members: &[String],
+    base: &aws_sdk_cloudformation::types::Stack,
+    expected_hex: Option<String>,
+    joining: bool,
+) -> RegionStatus {
+    let mut problems = Vec::new();
+    if joining {
+        problems.push(format!(
+            "being added: the backfill and verify have not finished; run `toastrep add-region --name {name} --region {region}` again"
+        ));
+    }
+    let mut stacks = vec![StackStatus {
+        stack_name: name.base_stack(),
+        status: stack::status_of(base).to_owned(),
+        healthy: stack_healthy(stack::status_of(base)),
+    }];
+    let cfn = aws.cloudformation(region);
+    let others: Vec<&String> = members.iter().filter(|m| *m != region).collect();
+    let pair_names: Vec<String> = others
+        .iter()
+        .flat_map(|other| [name.grant_stack(other), name.subscription_stack(other)])
+        .collect();
+    let described = join_all(
+        pair_names
+            .iter()
+            .map(|stack_name| stack::describe_stack(&cfn, stack_name, region)),
+    )
+    .await;
+    for (stack_name, described) in pair_names.into_iter().zip(described) {
+        let status = match described {
+            Ok(Some(stack)) => stack::status_of(&stack).to_owned(),
+            Ok(None) => "MISSING".to_owned(),
+            Err(error) => format!("UNKNOWN ({error})"),
+        };
+        stacks.push(StackStatus {
+            healthy: stack_healthy(&status),
+            stack_name,
+            status,
+        });
+    }
+    for stack in stacks.iter().filter(|s| !s.healthy) {
+        problems.push(format!("stack {} is {}", stack.stack_name, stack.status));
+    }
+
+    let (function, queue, bucket) = tokio::join!(
+        function_status(aws, name, region, expected_hex),
+        queue_status(aws, name, region),
+        bucket_status(aws, name, account, region),
+    );
+    let function = match function {
+        Ok(function) => {
+            if function.state != "Active" {
+                problems.push(format!("function is {}", function.state));
+            }
+            if function.last_update_status == "Failed" {
+                problems.push("the function's last update failed".to_owned());
+            }
+            if !function.code_matches {
+                problems.push(format!(
+                    "function code {} is not the deployed package {}: redeploy with `toastrep deploy`",
+                    function.code_sha256,
+                    function.expected_sha256.as_deref().unwrap_or("(unknown)")
+                ));
+            }
+            Some(function)
+        }
+        Err(error) => {
+            problems.push(format!("function: {error:#}"));
+            None
+        }
+    };
+    let queue = match queue {
+        Ok(queue) => {
+            if queue.messages + queue.in_flight > 0 {
+                problems.push(format!(
+                    "dead-letter queue holds {} messages ({} in flight): events the function failed on",
+                    queue.messages, queue.in_flight
+                ));
+            }
+            Some(queue)
+        }
+        Err(error) => {
+            problems.push(format!("dead-letter queue: {error:#}"));
+            None
+        }
+    };
+    let bucket = match bucket {
+        Ok(bucket) => Some(bucket),
+        Err(error) => {
+            problems.push(format!("bucket: {error:#}"));
+            None
+        }
+    };
+    RegionStatus {
+        region: region.to_owned(),
+        healthy: problems.is_empty(),
+        problems,
+        joining,
+        stacks,
+        function,
+        dead_letter_queue: queue,
+        bucket,
+    }
+}
+
+/// A stack is healthy when its last operation succeeded.
+fn stack_healthy(status: &str) -> bool {
+    matches!(status, "CREATE_COMPLETE" | "UPDATE_COMPLETE")
+}
+
+async fn function_status(
+    aws: &Aws,
+    name: &SetName,
+    region: &str,
+    expected_hex: Option<String>,
+) -> Result<FunctionStatus> {
+    let function_name = name.function();
+    let out = aws
+        .lambda(region)
+        .get_function()
+        .function_name(&function_name)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("GetFunction {function_name} in {region}"))?;
+    let config = out.configuration();
+    let state = config
+        .and_then(|c| c.state())
+        .map_or("Unknown", |s| s.as_str())
+        .to_owned();
+    let last_update_status = config
+        .and_then(|c| c.last_update_status())
+        .map_or("Unknown", |s| s.as_str())
+        .to_owned();
+    let code_sha256 = config
+        .and_then(|c| c.code_sha256())
+        .unwrap_or_default()
+        .to_owned();
+    // Lambda reports the base64 of the zip's SHA-256; the package key holds its hex.
+    let expected_sha256 = expected_hex.as_deref().and_then(hex_to_base64);
+    let code_matches = expected_sha256.as_deref() == Some(code_sha256.as_str());
+    Ok(FunctionStatus {
+        function_name,
+        state,
+        last_update_status,
+        code_sha256,
+        expected_sha256,
+        code_matches,
+    })
+}
+
+async fn queue_status(aws: &Aws, name: &SetName, region: &str) -> Result<QueueStatus> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let queue_name = name.dead_letter_queue();
+    let sqs = aws.sqs(region);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue_name)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("GetQueueUrl {queue_name} in {region}"))?;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url.queue_url().unwrap_or_default())
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("GetQueueAttributes {queue_name} in {region}"))?;
+    let attributes: BTreeMap<String, String> = out
+        .attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let number = |key: &str| {
+        attributes
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(QueueStatus {
+        queue_name,
+        messages: number("ApproximateNumberOfMessages"),
+        in_flight: number("ApproximateNumberOfMessagesNotVisible"),
+    })
+}
+
+/// Current objects and their bytes, from a full listing (S3's CloudWatch
+/// size metrics are a day old, and absent for new buckets).
+async fn bucket_status(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+) -> Result<BucketStatus> {
+    let bucket = name.data_bucket(region, account);
+    let mut pages = aws
+        .s3(region)
+        .list_objects_v2()
+        .bucket(&bucket)
+        .into_paginator()
+        .send();
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("listing s3://{bucket}"))?;
+        for object in page.contents() {
+            objects += 1;
+            bytes += object.size().unwrap_or(0).max(0) as u64;
+        }
+    }
+    Ok(BucketStatus {
+        bucket,
+        objects,
+        bytes,
+    })
+}
+
+fn hex_to_base64(hex: &str) -> Option<String> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    Some(base64(&bytes))
+}
+
+/// Standard base64 with padding, as Lambda prints CodeSha256.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn summary(result: &StatusResult) -> String {
+    let mut text = format!("Replica set '{}'\n", result.name);
+    for region in &result.regions {
+        let _ = writeln!(
+            text,
+            "{} {}",
+            region.region,
+            if region.healthy { "ok" } else { "UNHEALTHY" }
+        );
+        let complete = region.stacks.iter().filter(|s| s.healthy).count();
+        let _ = writeln!(
+            text,
+            "  stacks        {complete}/{} complete",
+            region.stacks.len()
+        );
+        if let Some(function) = &region.function {
+            let _ = writeln!(
+                text,
+                "  function      {}, last update {}, code {}",
+                function.state,
+                function.last_update_status,
+                if function.code_matches {
+                    "is the deployed package"
+                } else {
+                    "DIFFERS from the deployed package"
+                }
+            );
+        }
+        if let Some(queue) = &region.dead_letter_queue {
+            let _ = writeln!(
+                text,
+                "  dead letters  {} ({} in flight)",
+                queue.messages, queue.in_flight
+            );
+        }
+        if let Some(bucket) = &region.bucket {
+            let _ = writeln!(
+                text,
+                "  bucket        {} objects, {}",
+                bucket.objects,
+                human_bytes(bucket.bytes)
+            );
+        }
+        for problem in &region.problems {
+            let _ = writeln!(text, "  ! {problem}");
+        }
+    }
+    if result.healthy {
+        let _ = writeln!(text, "Healthy: {} regions.", result.regions.len());
+    } else {
+        let bad: Vec<&str> = result
+            .regions
+            .iter()
+            .filter(|r| !r.healthy)
+            .map(|r| r.region.as_str())
+            .collect();
+        let _ = writeln!(text, "UNHEALTHY: {}", bad.join(", "));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_hash_is_lambdas_base64_of_the_key_hex() {
+        // SHA-256 of the empty string, in both spellings.
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            hex_to_base64(hex).unwrap(),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert_eq!(
+            sha256_in_key(&format!("toastrep/replicator-{hex}.zip")).as_deref(),
+            Some(hex)
+        );
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"a"), "YQ==");
+    }
+}

@@ -1,0 +1,101 @@
+//! `toastrep sync`: anti-entropy over every region of a set (see [`crate::sync`]).
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+
+use super::{Context, Report};
+use crate::bail_input;
+use crate::cli::SyncArgs;
+use crate::discover;
+use crate::names::SetName;
+use crate::plan::parse_regions;
+use crate::sync::{SyncOptions, SyncReport, sync_set};
+
+pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
+    let name = SetName::parse(&args.set.name)?;
+    let given = parse_regions(&args.regions)?;
+    if args.prefix.as_deref() == Some("") {
+        bail_input!(
+            "--prefix is empty: leave it out to sync every key, or give the start of the keys to sync"
+        );
+    }
+    let aws = context
+        .aws(given.first().map_or("us-east-1", String::as_str))
+        .await;
+    let account = aws.account_id().await?;
+    let candidates = discover::candidate_regions(&given, aws.region());
+    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let regions = discover::require_deployed(&found, &name)?;
+    if regions.len() < 2 {
+        bail_input!(
+            "set '{name}' is deployed in only {} here, so there is nothing to sync with: sync needs at least two regions",
+            regions.join(", ")
+        );
+    }
+    let options = SyncOptions {
+        prefix: args.prefix.clone(),
+        dry_run: args.dry_run,
+        concurrency: usize::from(args.concurrency),
+        only_into: None,
+    };
+    let report = sync_set(
+        &aws,
+        &name,
+        &account,
+        &regions,
+        &options,
+        context.reporter.as_ref(),
+    )
+    .await?;
+    let text = render_text(&report);
+    Ok(Report::new(&report, text, report.ok))
+}
+
+fn render_text(report: &SyncReport) -> String {
+    let mut text = String::new();
+    if report.dry_run {
+        for copy in &report.copies {
+            let _ = writeln!(
+                text,
+                "would copy {} {} -> {} ({:?}, {} bytes)",
+                copy.key, copy.source, copy.destination, copy.reason, copy.bytes
+            );
+        }
+    }
+    for failure in &report.failures {
+        let _ = writeln!(
+            text,
+            "FAILED {} in {}: {}",
+            failure.key, failure.region, failure.error
+        );
+    }
+    for region in &report.unreachable {
+        let _ = writeln!(
+            text,
+            "UNREACHABLE {}: {} (not repaired; the other regions were)",
+            region.region, region.error
+        );
+    }
+    let copies = if report.dry_run {
+        format!("{} copies planned, none made", report.copies_planned)
+    } else {
+        format!(
+            "{} copies made ({} bytes)",
+            report.copies_made, report.bytes_copied
+        )
+    };
+    let _ = writeln!(
+        text,
+        "set '{}': {} keys scanned in {} regions, {} examined, {copies}, {} skipped (changed meanwhile), {} failed, {} regions unreachable, in {:.1} s",
+        report.name,
+        report.keys_scanned,
+        report.regions.len(),
+        report.keys_examined,
+        report.copies_skipped,
+        report.failures.len(),
+        report.unreachable.len(),
+        report.seconds
+    );
+    text
+}

@@ -1,0 +1,697 @@
+//! Anti-entropy: make every region of a set hold every object, whatever
+//! events were lost on the way.
+//!
+//! Every region's bucket is listed in key order (ListObjectsV2 returns keys in
+//! UTF-8 binary order: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>),
+//! one task per region prefetching at most [`PAGES_AHEAD`] pages, and the
+//! listings are merged as streams. Memory therefore depends on the page size,
+//! the number of regions and the concurrency, never on how many objects the
+//! buckets hold.
+//!
+//! A key whose ETag is the same in every region is in sync and costs no
+//! further call. Any other key is looked at closely: HeadObject in every
+//! region that holds it, the origin of each current object
+//! ([`Origin::of_object`]), and the winner by the replicator's own rule
+//! ([`origin::compare`]). The winner is then copied, server-side and with the
+//! replication crate's copy code, into every region that lacks it or holds a
+//! losing write. Nothing is ever deleted.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use futures::StreamExt;
+use futures::future::join_all;
+use serde::Serialize;
+use toastrep_replication::copy::{CopyPlan, CopySettings, copy_version};
+use toastrep_replication::origin::{self, Origin};
+use toastrep_replication::s3_error::{ErrorKind, S3Error};
+use tokio::sync::mpsc;
+
+use crate::aws::Aws;
+use crate::names::SetName;
+use crate::progress::Reporter;
+
+/// Listing pages (up to 1,000 keys each) a region's lister may run ahead of
+/// the merge.
+const PAGES_AHEAD: usize = 2;
+/// How often the progress line is refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// A region bitmask holds every region of a partition (the largest has 30-odd).
+const MAX_REGIONS: usize = 64;
+
+/// What `sync` does.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Plan only: list the copies that would be made, make none.
+    pub dry_run: bool,
+    /// Keys examined and copied at once.
+    pub concurrency: usize,
+    /// Repair only these regions (the others are still read, as sources).
+    pub only_into: Option<Vec<String>>,
+}
+
+/// Why a region gets a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyReason {
+    /// The region does not hold the key.
+    Missing,
+    /// The region holds a write that loses to the winner.
+    Stale,
+}
+
+/// One copy, made or (on a dry run) planned.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncCopy {
+    pub key: String,
+    /// The region the winning version is copied from.
+    pub source: String,
+    pub destination: String,
+    pub reason: CopyReason,
+    pub bytes: u64,
+}
+
+/// A key that could not be examined or copied.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncFailure {
+    pub key: String,
+    /// The region whose call failed.
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub error: String,
+}
+
+/// A region whose bucket could not be listed: it was neither read nor repaired.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreachableRegion {
+    pub region: String,
+    pub error: String,
+}
+
+/// What `sync` found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub name: String,
+    pub regions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_into: Option<Vec<String>>,
+    pub dry_run: bool,
+    /// Distinct keys seen over all regions.
+    pub keys_scanned: u64,
+    /// Keys whose ETags differed or that some region lacked: examined closely.
+    pub keys_examined: u64,
+    /// Copies made (0 on a dry run).
+    pub copies_made: u64,
+    /// Copies planned on a dry run (0 otherwise).
+    pub copies_planned: u64,
+    /// Copies not made because the source changed after it was examined: the
+    /// newer write brings its own event (or the next sync takes it).
+    pub copies_skipped: u64,
+    pub bytes_copied: u64,
+    /// Every copy made, or planned on a dry run.
+    pub copies: Vec<SyncCopy>,
+    pub failures: Vec<SyncFailure>,
+    pub unreachable: Vec<UnreachableRegion>,
+    pub seconds: f64,
+    /// No failure and every region reached.
+    pub ok: bool,
+}
+
+/// One object as a listing shows it.
+struct Listed {
+    key: String,
+    etag: Option<String>,
+}
+
+/// A key that needs a closer look, with what the listings showed.
+struct Divergent {
+    key: String,
+    /// Region index → ETag, for the regions whose listing holds the key.
+    present: Vec<(usize, Option<String>)>,
+    /// Regions still reachable when the key was merged.
+    live: u64,
+}
+
+/// What the merge reports when it is done.
+struct Scanned {
+    keys: u64,
+    unreachable: Vec<UnreachableRegion>,
+}
+
+/// The result of one divergent key.
+#[derive(Default)]
+struct KeyOutcome {
+    copies: Vec<SyncCopy>,
+    skipped: u64,
+    failures: Vec<SyncFailure>,
+}
+
+/// Makes every region of set `name` hold the winning version of every key
+/// (under `options.prefix`), copying only where a region lacks it or holds
+/// a losing write. Regions whose bucket cannot be listed are reported in
+/// [`SyncReport::unreachable`]; the others are still repaired.
+pub async fn sync_set(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    regions: &[String],
+    options: &SyncOptions,
+    reporter: &dyn Reporter,
+) -> Result<SyncReport> {
+    let started = Instant::now();
+    if regions.is_empty() || regions.len() > MAX_REGIONS {
+        bail!(
+            "sync needs between 1 and {MAX_REGIONS} regions, not {}",
+            regions.len()
+        );
+    }
+    let mut in_scope = u64::MAX;
+    if let Some(only) = &options.only_into {
+        in_scope = 0;
+        for region in only {
+            let Some(index) = regions.iter().position(|r| r == region) else {
+                bail!("sync into {region}: it is not one of the set's regions ({regions:?})");
+            };
+            in_scope |= 1 << index;
+        }
+    }
+    let set = Arc::new(SetBuckets {
+        regions: regions.to_vec(),
+        buckets: regions
+            .iter()
+            .map(|r| name.data_bucket(r, account))
+            .collect(),
+        clients: regions.iter().map(|r| aws.s3(r)).collect(),
+    });
+    let concurrency = options.concurrency.max(1);
+    let scanned_keys = Arc::new(AtomicU64::new(0));
+
+    // Listers → merge → divergent keys, each step bounded.
+    let (work_tx, mut work_rx) = mpsc::channel::<Divergent>(concurrency * 2);
+    let merge = tokio::spawn(merge_listings(
+        Arc::clone(&set),
+        options.prefix.clone(),
+        in_scope,
+        work_tx,
+        Arc::clone(&scanned_keys),
+    ));
+    let work = futures::stream::poll_fn(move |cx| work_rx.poll_recv(cx));
+    let settings = CopySettings::default();
+    let dry_run = options.dry_run;
+    let mut outcomes = work
+        .map(|divergent| {
+            let set = Arc::clone(&set);
+            let settings = &settings;
+            async move { repair_key(&set, divergent, in_scope, dry_run, settings).await }
+        })
+        .buffer_unordered(concurrency);
+
+    let what = if dry_run { "planning" } else { "repairing" };
+    reporter.started(
+        name.as_str(),
+        "sync",
+        &format!("listing {} regions, {what}", regions.len()),
+    );
+    let mut examined = 0u64;
+    let mut copies = Vec::new();
+    let mut skipped = 0u64;
+    let mut failures = Vec::new();
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let progress = |copies: usize| {
+        let verb = if dry_run { "planned" } else { "done" };
+        format!(
+            "{} keys scanned, {copies} copies {verb}",
+            scanned_keys.load(Relaxed)
+        )
+    };
+    loop {
+        tokio::select! {
+            next = outcomes.next() => {
+                let Some(outcome) = next else { break };
+                examined += 1;
+                copies.extend(outcome.copies);
+                skipped += outcome.skipped;
+                failures.extend(outcome.failures);
+            }
+            _ = ticker.tick() => reporter.progressed(name.as_str(), "sync", &progress(copies.len())),
+        }
+    }
+    let scanned = merge.await.context("the listing merge stopped")?;
+    let ok = failures.is_empty() && scanned.unreachable.is_empty();
+    let summary = progress(copies.len());
+    reporter.finished(name.as_str(), "sync", &summary, ok);
+
+    copies.sort_by(|a, b| (&a.key, &a.destination).cmp(&(&b.key, &b.destination)));
+    failures.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
+    let count = copies.len() as u64;
+    Ok(SyncReport {
+        name: name.to_string(),
+        regions: regions.to_vec(),
+        prefix: options.prefix.clone(),
+        only_into: options.only_into.clone(),
+        dry_run,
+        keys_scanned: scanned.keys,
+        keys_examined: examined,
+        copies_made: if dry_run { 0 } else { count },
+        copies_planned: if dry_run { count } else { 0 },
+        copies_skipped: skipped,
+        bytes_copied: if dry_run {
+            0
+        } else {
+            copies.iter().map(|c| c.bytes).sum()
+        },
+        copies,
+        failures,
+        unreachable: scanned.unreachable,
+        seconds: started.elapsed().as_secs_f64(),
+        ok,
+    })
+}
+
+/// The set's buckets, by region index.
+struct SetBuckets {
+    regions: Vec<String>,
+    buckets: Vec<String>,
+    clients: Vec<Client>,
+}
+
+/// One region's listing as the merge consumes it.
+struct Cursor {
+    rx: mpsc::Receiver<Result<Vec<Listed>, String>>,
+    page: VecDeque<Listed>,
+    /// The listing ended (or failed).
+    done: bool,
+}
+
+impl Cursor {
+    /// Makes sure a head entry is buffered unless the listing is over.
+    /// `Err` carries the listing's error; the region is then dead.
+    async fn fill(&mut self) -> Result<(), String> {
+        while self.page.is_empty() && !self.done {
+            match self.rx.recv().await {
+                Some(Ok(page)) => self.page = page.into(),
+                Some(Err(error)) => {
+                    self.done = true;
+                    return Err(error);
+                }
+                None => self.done = true,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lists every region in key order and merges the listings, sending every
+/// key that needs a closer look to `work`.
+async fn merge_listings(
+    set: Arc<SetBuckets>,
+    prefix: Option<String>,
+    in_scope: u64,
+    work: mpsc::Sender<Divergent>,
+    scanned: Arc<AtomicU64>,
+) -> Scanned {
+    let mut cursors: Vec<Cursor> = (0..set.regions.len())
+        .map(|index| {
+            let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+            tokio::spawn(list_bucket(
+                set.clients[index].clone(),
+                set.buckets[index].clone(),
+                prefix.clone(),
+                tx,
+            ));
+            Cursor {
+                rx,
+                page: VecDeque::new(),
+                done: false,
+            }
+        })
+        .collect();
+    let mut live: u64 = (1u64 << set.regions.len()).wrapping_sub(1);
+    if set.regions.len() == MAX_REGIONS {
+        live = u64::MAX;
+    }
+    let mut unreachable = Vec::new();
+    let mut keys = 0u64;
+    loop {
+        for (index, cursor) in cursors.iter_mut().enumerate() {
+            if let Err(error) = cursor.fill().await {
+                live &= !(1 << index);
+                unreachable.push(UnreachableRegion {
+                    region: set.regions[index].clone(),
+                    error,
+                });
+            }
+        }
+        let Some(key) = cursors
+            .iter()
+            .filter_map(|c| c.page.front().map(|l| &l.key))
+            .min()
+            .cloned()
+        else {
+            break;
+        };
+        let mut present = Vec::new();
+        for (index, cursor) in cursors.iter_mut().enumerate() {
+            if cursor.page.front().is_some_and(|l| l.key == key) {
+                let listed = cursor.page.pop_front().expect("the front was just seen");
+                if live & (1 << index) != 0 {
+                    present.push((index, listed.etag));
+                }
+            }
+        }
+        keys += 1;
+        scanned.store(keys, Relaxed);
+        if needs_repair(&present, live, in_scope)
+            && work.send(Divergent { key, present, live }).await.is_err()
+        {
+            break;
+        }
+    }
+    Scanned { keys, unreachable }
+}
+
+/// Whether a key needs a closer look: a live region in scope lacks it, or
+/// its ETags differ (an in-scope region may hold a losing write).
+fn needs_repair(present: &[(usize, Option<String>)], live: u64, in_scope: u64) -> bool {
+    let held = present.iter().fold(0u64, |mask, (i, _)| mask | (1 << i));
+    if live & in_scope & !held != 0 {
+        return true;
+    }
+    let Some((_, first)) = present.first() else {
+        return false;
+    };
+    let differs = present
+        .iter()
+        .any(|(_, etag)| etag != first || etag.is_none());
+    differs && present.iter().any(|(i, _)| in_scope & (1 << i) != 0)
+}
+
+/// Pages through one bucket, sending each page (or the error that ended
+/// the listing) to the merge.
+async fn list_bucket(
+    client: Client,
+    bucket: String,
+    prefix: Option<String>,
+    pages_tx: mpsc::Sender<Result<Vec<Listed>, String>>,
+) {
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .set_prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let message = match page {
+            Ok(page) => Ok(page
+                .contents()
+                .iter()
+                .filter_map(|o| {
+                    Some(Listed {
+                        key: o.key()?.to_owned(),
+                        etag: o.e_tag().map(str::to_owned),
+                    })
+                })
+                .collect()),
+            Err(error) => Err(format!(
+                "listing s3://{bucket}: {}",
+                S3Error::from_sdk(error)
+            )),
+        };
+        let failed = message.is_err();
+        if pages_tx.send(message).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// A region's current object of a key, and where its write came from.
+struct Held {
+    region: usize,
+    head: HeadObjectOutput,
+    origin: Origin,
+}
+
+/// Examines one key in every region that holds it and copies the winner
+/// where it is missing or beaten.
+async fn repair_key(
+    set: &SetBuckets,
+    divergent: Divergent,
+    in_scope: u64,
+    dry_run: bool,
+    settings: &CopySettings,
+) -> KeyOutcome {
+    let key = divergent.key.as_str();
+    let mut outcome = KeyOutcome::default();
+    let heads = join_all(divergent.present.iter().map(|(index, _)| async move {
+        let result = set.clients[*index]
+            .head_object()
+            .bucket(&set.buckets[*index])
+            .key(key)
+            .send()
+            .await;
+        (*index, result)
+    }))
+    .await;
+    let mut held = Vec::with_capacity(heads.len());
+    for (index, result) in heads {
+        let region = &set.regions[index];
+        let head = match result {
+            Ok(head) if head.delete_marker() != Some(true) => head,
+            Ok(_) => continue,
+            Err(error) => {
+                let error = S3Error::from_sdk(error);
+                // Deleted since the listing: the region lacks it now.
+                if error.kind == ErrorKind::NotFound {
+                    continue;
+                }
+                outcome.failures.push(SyncFailure {
+                    key: key.to_owned(),
+                    region: region.clone(),
+                    source: None,
+                    error: format!("HeadObject: {error}"),
+                });
+                continue;
+            }
+        };
+        match Origin::of_object(
+            region,
+            head.metadata(),
+            head.last_modified(),
+            head.version_id(),
+            head.e_tag(),
+        ) {
+            Ok(origin) => held.push(Held {
+                region: index,
+                head,
+                origin,
+            }),
+            Err(error) => outcome.failures.push(SyncFailure {
+                key: key.to_owned(),
+                region: region.clone(),
+                source: None,
+                error: format!("unusable origin markers: {error}"),
+            }),
+        }
+    }
+    // A region we could not read may hold the winner: copying anything over
+    // this key now could only be undone later. Leave it for the next run.
+    if !outcome.failures.is_empty() {
+        return outcome;
+    }
+    let Some(winner) = pick_winner(&held, &set.regions) else {
+        return outcome;
+    };
+    let winner = &held[winner];
+
+    let targets: Vec<(usize, CopyReason)> = (0..set.regions.len())
+        .filter(|i| divergent.live & in_scope & (1 << i) != 0)
+        .filter_map(|i| match held.iter().find(|h| h.region == i) {
+            None => Some((i, CopyReason::Missing)),
+            Some(h) if h.origin.same_write(&winner.origin) => None,
+            Some(_) => Some((i, CopyReason::Stale)),
+        })
+        .collect();
+    let source_region = &set.regions[winner.region];
+    let copies = join_all(targets.into_iter().map(|(destination, reason)| async move {
+        let plan = CopyPlan::of_head(
+            &set.buckets[winner.region],
+            key,
+            &winner.head,
+            &winner.origin,
+            &set.buckets[destination],
+        );
+        let copy = SyncCopy {
+            key: key.to_owned(),
+            source: source_region.clone(),
+            destination: set.regions[destination].clone(),
+            reason,
+            bytes: plan.size,
+        };
+        if dry_run {
+            return Ok(Some(copy));
+        }
+        match copy_version(
+            &set.clients[winner.region],
+            &set.clients[destination],
+            &plan,
+            settings,
+        )
+        .await
+        {
+            Ok(_) => Ok(Some(copy)),
+            // Overwritten or deleted since the HeadObject: the copy source
+            // condition refused to copy anything but the version decided on.
+            Err(error) if error.is_source_gone() => Ok(None),
+            Err(error) => Err(SyncFailure {
+                key: key.to_owned(),
+                region: copy.destination,
+                source: Some(copy.source),
+                error: format!("copy: {error}"),
+            }),
+        }
+    }))
+    .await;
+    for copy in copies {
+        match copy {
+            Ok(Some(copy)) => outcome.copies.push(copy),
+            Ok(None) => outcome.skipped += 1,
+            Err(failure) => outcome.failures.push(failure),
+        }
+    }
+    outcome
+}
+
+/// The index (into `held`) of the write every region should hold, by the
+/// replicator's rule: a region's own original is the newest write made there,
+/// so another region's replica of a different write from that region is
+/// older whatever the clocks say ([`origin::should_copy`]); among the rest
+/// the later origin time wins, and on a tie the region sorting first
+/// ([`origin::compare`]). Writes the rule cannot order (same region, same
+/// second, the region's original unseen) are ordered by version id and
+/// ETag, so every run picks the same one.
+fn pick_winner(held: &[Held], regions: &[String]) -> Option<usize> {
+    let original_of = |region: &str| {
+        held.iter()
+            .find(|h| h.origin.region == region && regions[h.region] == region)
+    };
+    held.iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            original_of(&h.origin.region)
+                .is_none_or(|original| original.origin.same_write(&h.origin))
+        })
+        .max_by(|(_, a), (_, b)| {
+            origin::compare(&a.origin, &b.origin)
+                .then_with(|| a.origin.version.cmp(&b.origin.version))
+                .then_with(|| a.origin.etag.cmp(&b.origin.etag))
+                // The same write everywhere: copy from its own region.
+                .then_with(|| {
+                    let own = |h: &Held| regions[h.region] == h.origin.region;
+                    own(a).cmp(&own(b))
+                })
+        })
+        .map(|(index, _)| index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::primitives::DateTime;
+
+    fn regions() -> Vec<String> {
+        ["ap-northeast-1", "eu-west-2", "us-east-1"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn held(region: usize, origin_region: &str, secs: i64, version: &str) -> Held {
+        Held {
+            region,
+            head: HeadObjectOutput::builder().build(),
+            origin: Origin {
+                region: origin_region.into(),
+                time: DateTime::from_secs(secs),
+                version: Some(version.into()),
+                etag: Some(format!("e-{version}")),
+            },
+        }
+    }
+
+    #[test]
+    fn agreeing_etags_everywhere_need_nothing() {
+        let tag = Some("\"a\"".to_owned());
+        let all = vec![(0, tag.clone()), (1, tag.clone()), (2, tag)];
+        assert!(!needs_repair(&all, 0b111, u64::MAX));
+    }
+
+    #[test]
+    fn a_missing_live_region_needs_repair_unless_out_of_scope_or_dead() {
+        let tag = Some("\"a\"".to_owned());
+        let two = vec![(0, tag.clone()), (1, tag)];
+        assert!(needs_repair(&two, 0b111, u64::MAX));
+        // Region 2 is unreachable: nothing to do for the others.
+        assert!(!needs_repair(&two, 0b011, u64::MAX));
+        // Only region 0 is being repaired, and it holds the key.
+        assert!(!needs_repair(&two, 0b111, 0b001));
+        assert!(needs_repair(&two, 0b111, 0b100));
+    }
+
+    #[test]
+    fn differing_etags_need_repair() {
+        let mixed = vec![(0, Some("\"a\"".into())), (1, Some("\"b\"".into()))];
+        assert!(needs_repair(&mixed, 0b011, u64::MAX));
+    }
+
+    #[test]
+    fn the_later_write_wins() {
+        let regions = regions();
+        let held = vec![
+            held(0, "ap-northeast-1", 10, "a"),
+            held(2, "us-east-1", 11, "u"),
+        ];
+        assert_eq!(pick_winner(&held, &regions), Some(1));
+    }
+
+    #[test]
+    fn on_a_tie_the_region_sorting_first_wins() {
+        let regions = regions();
+        let held = vec![held(2, "us-east-1", 10, "u"), held(1, "eu-west-2", 10, "e")];
+        assert_eq!(pick_winner(&held, &regions), Some(1));
+    }
+
+    #[test]
+    fn a_regions_own_original_beats_an_older_replica_of_it_whatever_the_clock() {
+        let regions = regions();
+        // eu-west-2 holds a replica of an older us-east-1 write that claims a
+        // later time (clock skew); us-east-1's current original must win.
+        let held = vec![
+            held(1, "us-east-1", 50, "old"),
+            held(2, "us-east-1", 40, "new"),
+        ];
+        assert_eq!(pick_winner(&held, &regions), Some(1));
+    }
+
+    #[test]
+    fn the_same_write_is_copied_from_its_own_region() {
+        let regions = regions();
+        let held = vec![held(0, "us-east-1", 10, "v"), held(2, "us-east-1", 10, "v")];
+        assert_eq!(pick_winner(&held, &regions), Some(1));
+    }
+
+    #[test]
+    fn nothing_held_means_no_winner() {
+        assert_eq!(pick_winner(&[], &regions()), None);
+    }
+}

@@ -1,0 +1,901 @@
+//! Operating a deployed set: add-region with its backfill, remove-region,
+//! plan, status, a deploy resumed after being killed, and the bad input these
+//! commands refuse without changing anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::harness::{
+    self, ACCOUNT, REGIONS, artifact_bucket, bucket_exists, data_bucket, eventually, json, s3,
+    set_stacks, stderr, toastrep, unique_name,
+};
+
+const FOURTH: &str = "eu-central-1";
+
+/// An object as a user writes it, with every attribute a copy must keep.
+struct Upload {
+    region: &'static str,
+    key: String,
+    body: Vec<u8>,
+    content_type: &'static str,
+    metadata: HashMap<String, String>,
+    tags: Vec<(String, String)>,
+}
+
+fn upload(region: &'static str, key: &str, n: usize) -> Upload {
+    Upload {
+        region,
+        key: key.to_owned(),
+        body: format!("{key} from {region} #{n} ")
+            .repeat(50 + n)
+            .into_bytes(),
+        content_type: if n.is_multiple_of(2) {
+            "text/plain"
+        } else {
+            "application/json"
+        },
+        metadata: HashMap::from([("owner".to_owned(), format!("team-{n}"))]),
+        tags: vec![
+            ("env".to_owned(), "test".to_owned()),
+            ("n".to_owned(), n.to_string()),
+        ],
+    }
+}
+
+async fn put(name: &str, upload: &Upload) {
+    let tagging = upload
+        .tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    s3(upload.region)
+        .put_object()
+        .bucket(data_bucket(name, upload.region))
+        .key(&upload.key)
+        .body(ByteStream::from(upload.body.clone()))
+        .content_type(upload.content_type)
+        .set_metadata(Some(upload.metadata.clone()))
+        .tagging(tagging)
+        .send()
+        .await
+        .expect("upload");
+}
+
+/// Waits until `region` holds the object, then checks bytes, content type,
+/// user metadata (toastrep's own origin keys aside) and tags.
+async fn assert_replica(name: &str, region: &str, upload: &Upload) {
+    let client = s3(region);
+    let bucket = data_bucket(name, region);
+    let what = format!("{} from {} in {region}", upload.key, upload.region);
+    let object = eventually(&what, Duration::from_secs(30), || async {
+        client
+            .get_object()
+            .bucket(&bucket)
+            .key(&upload.key)
+            .send()
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(object.content_type(), Some(upload.content_type), "{what}");
+    let metadata: HashMap<String, String> = object
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("toastrep-"))
+        .collect();
+    assert_eq!(metadata, upload.metadata, "{what}");
+    let body = object.body.collect().await.unwrap().into_bytes();
+    assert!(
+        body.as_ref() == upload.body.as_slice(),
+        "{what}: bytes differ"
+    );
+    let tags = client
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key(&upload.key)
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, upload.tags, "{what}");
+}
+
+fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Output {
+    toastrep(&[
+        "deploy",
+        "--name",
+        name,
+        "--regions",
+        regions,
+        "--lambda-zip",
+        zip,
+        "--output",
+        "json",
+    ])
+}
+
+fn teardown(name: &str) {
+    let out = toastrep(&["teardown", "--name", name, "--delete-data", "--yes"]);
+    assert!(out.status.success(), "teardown of {name} failed");
+}
+
+fn zip_path() -> String {
+    harness::lambda_zip().to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_data() {
+    let name = unique_name("grow");
+    let zip = zip_path();
+    assert!(deploy(&name, &REGIONS.join(","), &zip).status.success());
+
+    // The set holds objects before the region is added.
+    let existing: Vec<Upload> = REGIONS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, region)| {
+            [
+                upload(region, &format!("old/{region}/plain.txt"), 2 * i),
+                upload(region, &format!("old/{region}/dir/a b+ü.json"), 2 * i + 1),
+            ]
+        })
+        .collect();
+    for object in &existing {
+        put(&name, object).await;
+    }
+    for object in &existing {
+        for region in REGIONS {
+            assert_replica(&name, region, object).await;
+        }
+    }
+
+    let added = toastrep(&[
+        "add-region",
+        "--name",
+        &name,
+        "--region",
+        FOURTH,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(added.status.code(), Some(0));
+    let result = json(&added);
+    assert_eq!(result["added"], serde_json::json!([FOURTH]), "{result}");
+    assert_eq!(result["backfill"]["copies_made"], 6, "{result}");
+    assert_eq!(result["verify"]["ok"], true, "{result}");
+    // The members' stacks were not touched: only the new base and its pairs.
+    for stack in result["stacks"].as_array().unwrap() {
+        let involves_new =
+            stack["region"] == FOURTH || stack["stack_name"].as_str().unwrap().ends_with(FOURTH);
+        let expected = if involves_new { "created" } else { "unchanged" };
+        assert_eq!(stack["action"], expected, "{stack}");
+    }
+
+    // Every existing object is in the new region, byte-identical, with its
+    // metadata and tags.
+    for object in &existing {
+        assert_replica(&name, FOURTH, object).await;
+    }
+
+    // New uploads in any region reach all four.
+    let all = [REGIONS[0], REGIONS[1], REGIONS[2], FOURTH];
+    let fresh: Vec<Upload> = all
+        .iter()
+        .enumerate()
+        .map(|(i, region)| upload(region, &format!("new/{region}.txt"), i))
+        .collect();
+    for object in &fresh {
+        put(&name, object).await;
+    }
+    for object in &fresh {
+        for region in all {
+            assert_replica(&name, region, object).await;
+        }
+    }
+
+    // status sees four healthy regions, and the backfilled objects.
+    let status = toastrep(&["status", "--name", &name, "--output", "json"]);
+    assert_eq!(status.status.code(), Some(0));
+    let status = json(&status);
+    let regions = status["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 4, "{status}");
+    let fourth = regions.iter().find(|r| r["region"] == FOURTH).unwrap();
+    assert_eq!(fourth["bucket"]["objects"], 10, "{fourth}");
+    assert_eq!(fourth["stacks"].as_array().unwrap().len(), 7, "{fourth}");
+
+    // Remove it again.
+    let removed = toastrep(&[
+        "remove-region",
+        "--name",
+        &name,
+        "--region",
+        FOURTH,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(removed.status.code(), Some(0));
+    let result = json(&removed);
+    // 3 subscriptions and 3 grants each way, and the base.
+    assert_eq!(result["stacks"].as_array().unwrap().len(), 13, "{result}");
+    assert!(set_stacks(FOURTH, &name).await.is_empty());
+    for region in REGIONS {
+        let left: Vec<String> = set_stacks(region, &name)
+            .await
+            .into_iter()
+            .filter(|s| s.ends_with(FOURTH))
+            .collect();
+        assert!(left.is_empty(), "pair stacks with {FOURTH} left: {left:?}");
+    }
+    // Its objects are still there; its artifact bucket is gone.
+    assert!(!bucket_exists(FOURTH, &artifact_bucket(&name, FOURTH)).await);
+    for object in existing.iter().chain(&fresh) {
+        assert_replica(&name, FOURTH, object).await;
+    }
+
+    // The other three still replicate, and verify passes.
+    let after: Vec<Upload> = REGIONS
+        .iter()
+        .enumerate()
+        .map(|(i, region)| upload(region, &format!("after/{region}.txt"), i))
+        .collect();
+    for object in &after {
+        put(&name, object).await;
+    }
+    for object in &after {
+        for region in REGIONS {
+            assert_replica(&name, region, object).await;
+        }
+    }
+    let verify = toastrep(&["verify", "--name", &name, "--timeout", "30"]);
+    assert_eq!(verify.status.code(), Some(0));
+
+    teardown(&name);
+    assert!(!bucket_exists(FOURTH, &data_bucket(&name, FOURTH)).await);
+}
+
+/// The replicator package with a different hash that still works: an ELF
+/// binary ignores bytes appended to it.
+fn changed_package() -> PathBuf {
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(harness::lambda_zip()).unwrap()).unwrap();
+    let mut bootstrap = Vec::new();
+    archive
+        .by_name("bootstrap")
+        .unwrap()
+        .read_to_end(&mut bootstrap)
+        .unwrap();
+    bootstrap.extend_from_slice(b"\0a code change");
+    let package = toastrep::package::Package::from_bootstrap(&bootstrap).unwrap();
+    let path = std::env::temp_dir().join(format!("toastrep-changed-{}.zip", std::process::id()));
+    std::fs::write(&path, &package.zip).unwrap();
+    path
+}
+
+/// What a plan says per stack: (stack, region) → (action, [(change, type, logical id)]).
+type PlanView = BTreeMap<(String, String), (String, Vec<(String, String, String)>)>;
+
+fn plan_view(result: &serde_json::Value) -> PlanView {
+    result["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let changes = s["changes"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .map(|c| {
+                            (
+                                c["action"].as_str().unwrap().to_owned(),
+                                c["resource_type"].as_str().unwrap().to_owned(),
+                                c["logical_id"].as_str().unwrap().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                (
+                    s["stack_name"].as_str().unwrap().to_owned(),
+                    s["region"].as_str().unwrap().to_owned(),
+                ),
+                (s["action"].as_str().unwrap().to_owned(), changes),
+            )
+        })
+        .collect()
+}
+
+/// Every stack of the set as the emulator holds it: status, parameters,
+/// and the change sets that exist.
+async fn stack_state(name: &str, regions: &[&str]) -> Vec<String> {
+    let mut state = Vec::new();
+    for region in regions {
+        let cfn = harness::cloudformation(region);
+        for stack in set_stacks(region, name).await {
+            let described = cfn
+                .describe_stacks()
+                .stack_name(&stack)
+                .send()
+                .await
+                .unwrap();
+            let s = &described.stacks()[0];
+            let mut parameters: Vec<String> = s
+                .parameters()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}={}",
+                        p.parameter_key().unwrap(),
+                        p.parameter_value().unwrap()
+                    )
+                })
+                .collect();
+            parameters.sort();
+            let change_sets = cfn
+                .list_change_sets()
+                .stack_name(&stack)
+                .send()
+                .await
+                .map(|c| c.summaries().len())
+                .unwrap_or(0);
+            state.push(format!(
+                "{region} {stack} {:?} {parameters:?} change sets: {change_sets}",
+                s.stack_status()
+            ));
+        }
+    }
+    state.sort();
+    state
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_changes() {
+    let name = unique_name("plan");
+    let zip = zip_path();
+    let regions = ["us-east-1", "eu-west-2"];
+    assert!(deploy(&name, &regions.join(","), &zip).status.success());
+    let before = stack_state(&name, &regions).await;
+
+    // Up to date: no change anywhere, nothing to upload.
+    let plan = toastrep(&[
+        "plan",
+        "--name",
+        &name,
+        "--lambda-zip",
+        &zip,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(plan.status.code(), Some(0));
+    let result = json(&plan);
+    assert_eq!(result["changes"], false, "{result}");
+    assert!(
+        result["package"]["upload_to"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let view = plan_view(&result);
+    assert_eq!(view.len(), 6);
+    assert!(
+        view.values().all(|(a, c)| a == "no_change" && c.is_empty()),
+        "{view:?}"
+    );
+
+    // A code change: the base stacks' function, in every region, and nothing else.
+    let changed = changed_package();
+    let changed = changed.to_str().unwrap();
+    let plan = toastrep(&[
+        "plan",
+        "--name",
+        &name,
+        "--lambda-zip",
+        changed,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(plan.status.code(), Some(0));
+    let result = json(&plan);
+    assert_eq!(result["changes"], true);
+    let mut upload_to: Vec<&str> = result["package"]["upload_to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    upload_to.sort();
+    assert_eq!(upload_to, ["eu-west-2", "us-east-1"]);
+    let code_view = plan_view(&result);
+    for ((stack, region), (action, changes)) in &code_view {
+        if *stack == format!("toastrep-{name}") {
+            assert_eq!(action, "update", "{stack} in {region}");
+            let function = (
+                "Modify".to_owned(),
+                "AWS::Lambda::Function".to_owned(),
+                "Function".to_owned(),
+            );
+            assert_eq!(changes, &vec![function], "{stack} in {region}");
+        } else {
+            assert_eq!(
+                (action.as_str(), changes.len()),
+                ("no_change", 0),
+                "{stack}"
+            );
+        }
+    }
+    // deploy --dry-run is the same plan.
+    let dry = toastrep(&[
+        "deploy",
+        "--dry-run",
+        "--name",
+        &name,
+        "--regions",
+        &regions.join(","),
+        "--lambda-zip",
+        changed,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert_eq!(plan_view(&json(&dry)), code_view);
+
+    // A template change (a parameter of the base template): the log group, in
+    // the base stacks only.
+    let plan = toastrep(&[
+        "plan",
+        "--name",
+        &name,
+        "--regions",
+        &regions.join(","),
+        "--lambda-zip",
+        &zip,
+        "--log-retention-days",
+        "7",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(plan.status.code(), Some(0));
+    let result = json(&plan);
+    assert!(
+        result["package"]["upload_to"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    for ((stack, region), (action, changes)) in plan_view(&result) {
+        if stack == format!("toastrep-{name}") {
+            assert_eq!(action, "update", "{stack} in {region}");
+            assert!(
+                changes
+                    .iter()
+                    .any(|(a, t, _)| a == "Modify" && t == "AWS::Logs::LogGroup"),
+                "{changes:?}"
+            );
+        } else {
+            assert_eq!(action, "no_change", "{stack}");
+        }
+    }
+
+    // None of it changed anything: same stacks, parameters, statuses, no
+    // change set left behind, the changed package not uploaded.
+    assert_eq!(stack_state(&name, &regions).await, before);
+    for region in regions {
+        let listed = s3(region)
+            .list_objects_v2()
+            .bucket(artifact_bucket(&name, region))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.contents().len(), 1, "packages in {region}");
+    }
+
+    // Deploying the code change updates only the base stacks, and the
+    // function in every region runs the new package.
+    let deployed = deploy(&name, &regions.join(","), changed);
+    assert!(deployed.status.success());
+    let result = json(&deployed);
+    for stack in result["stacks"].as_array().unwrap() {
+        let expected = if stack["kind"] == "base" {
+            "updated"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(stack["action"], expected, "{stack}");
+    }
+    let status = toastrep(&[
+        "status",
+        "--name",
+        &name,
+        "--lambda-zip",
+        changed,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "every function runs the new code"
+    );
+    // And the new code replicates.
+    let object = upload("us-east-1", "after-code-change.txt", 1);
+    put(&name, &object).await;
+    assert_replica(&name, "eu-west-2", &object).await;
+
+    teardown(&name);
+}
+
+fn sqs(region: &str) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(harness::endpoint())
+            .credentials_provider(Credentials::for_tests())
+            .build(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
+    let name = unique_name("stat");
+    let zip = zip_path();
+    let (good, bad) = ("us-east-1", "eu-west-2");
+    assert!(
+        deploy(&name, &format!("{good},{bad}"), &zip)
+            .status
+            .success()
+    );
+    let healthy = toastrep(&["status", "--name", &name, "--output", "json"]);
+    assert_eq!(healthy.status.code(), Some(0));
+    assert_eq!(json(&healthy)["healthy"], true);
+
+    let function = format!("toastrep-{name}-replicator");
+    let lambda = harness::lambda(bad);
+    // ministack drops the template's DeadLetterConfig on create (see
+    // EMULATOR.md); on AWS the base stack sets it. Set it here as AWS would have.
+    lambda
+        .update_function_configuration()
+        .function_name(&function)
+        .dead_letter_config(
+            aws_sdk_lambda::types::DeadLetterConfig::builder()
+                .target_arn(format!("arn:aws:sqs:{bad}:{ACCOUNT}:toastrep-{name}-dlq"))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateFunctionConfiguration");
+    // Break the function: code that fails every invocation.
+    let failing = b"#!/bin/sh\n\
+        api=\"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation\"\n\
+        while true; do\n\
+          id=$(curl -sS -D - -o /dev/null \"$api/next\" | tr -d '\\r' | awk 'tolower($1)==\"lambda-runtime-aws-request-id:\" {print $2}')\n\
+          curl -sS -X POST \"$api/$id/error\" -d '{\"errorMessage\":\"broken on purpose\",\"errorType\":\"Broken\"}' >/dev/null\n\
+        done\n";
+    let package = toastrep::package::Package::from_bootstrap(failing).unwrap();
+    lambda
+        .update_function_code()
+        .function_name(&function)
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(package.zip))
+        .send()
+        .await
+        .expect("UpdateFunctionCode");
+    // ministack's SNS delivery makes one attempt and never dead-letters; an
+    // asynchronous Invoke takes the dead-letter path (EMULATOR.md).
+    lambda
+        .invoke()
+        .function_name(&function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"Records":[]}"#))
+        .send()
+        .await
+        .expect("Invoke");
+    let queue = sqs(bad)
+        .get_queue_url()
+        .queue_name(format!("toastrep-{name}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    eventually("a dead letter", Duration::from_secs(30), || async {
+        let out = sqs(bad)
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()?;
+        let n: u64 = out
+            .attributes()?
+            .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)?
+            .parse()
+            .ok()?;
+        (n > 0).then_some(())
+    })
+    .await;
+
+    let status = toastrep(&["status", "--name", &name, "--output", "json"]);
+    assert_eq!(status.status.code(), Some(1));
+    let result = json(&status);
+    assert_eq!(result["healthy"], false);
+    let region = |r: &str| {
+        result["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["region"] == r)
+            .unwrap()
+            .clone()
+    };
+    let broken = region(bad);
+    assert_eq!(broken["healthy"], false, "{broken}");
+    assert_eq!(broken["function"]["code_matches"], false, "{broken}");
+    assert!(
+        broken["dead_letter_queue"]["messages"].as_u64().unwrap() >= 1,
+        "{broken}"
+    );
+    let problems = broken["problems"].to_string();
+    assert!(problems.contains("dead-letter queue holds"), "{problems}");
+    assert!(problems.contains("not the deployed package"), "{problems}");
+    let fine = region(good);
+    assert_eq!(fine["healthy"], true, "{fine}");
+    // The text flags it too.
+    let text = toastrep(&["status", "--name", &name]);
+    assert_eq!(text.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("{bad} UNHEALTHY")), "{text}");
+    assert!(text.contains("  ! dead-letter queue holds"), "{text}");
+
+    teardown(&name);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_killed_after_its_base_stacks_completes_on_the_next_run() {
+    let name = unique_name("kill");
+    let zip = zip_path();
+    let regions = "us-east-1,eu-west-2";
+    // One stack at a time, so the kill lands between stacks.
+    let child = harness::toastrep_command()
+        .args([
+            "deploy",
+            "--name",
+            &name,
+            "--regions",
+            regions,
+            "--lambda-zip",
+            &zip,
+            "--concurrency",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("toastrep starts");
+    kill_at_first_pair_stack(child, &name);
+    let mut subscriptions = 0;
+    for region in ["us-east-1", "eu-west-2"] {
+        let stacks = set_stacks(region, &name).await;
+        assert!(
+            stacks.contains(&format!("toastrep-{name}")),
+            "no base in {region}"
+        );
+        subscriptions += stacks.iter().filter(|s| s.contains("-to-")).count();
+    }
+    assert!(
+        subscriptions < 2,
+        "the kill came after every pair was deployed"
+    );
+
+    let again = deploy(&name, regions, &zip);
+    assert_eq!(again.status.code(), Some(0));
+    let result = json(&again);
+    for stack in result["stacks"].as_array().unwrap() {
+        if stack["kind"] == "base" {
+            assert_eq!(stack["action"], "unchanged", "{stack}");
+        }
+    }
+    assert!(
+        result["stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["action"] == "created"),
+        "{result}"
+    );
+    let verify = toastrep(&["verify", "--name", &name, "--timeout", "30"]);
+    assert_eq!(verify.status.code(), Some(0));
+
+    // add-region killed once the new base stack is there: status flags the
+    // region as being added, and add-region run again finishes the job,
+    // backfill included.
+    let object = upload("us-east-1", "before-add.txt", 0);
+    put(&name, &object).await;
+    assert_replica(&name, "eu-west-2", &object).await;
+    let third = "ap-northeast-1";
+    let child = harness::toastrep_command()
+        .args([
+            "add-region",
+            "--name",
+            &name,
+            "--region",
+            third,
+            "--concurrency",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("toastrep starts");
+    kill_at_first_pair_stack(child, &name);
+    assert!(
+        set_stacks(third, &name)
+            .await
+            .contains(&format!("toastrep-{name}"))
+    );
+    let status = toastrep(&["status", "--name", &name, "--output", "json"]);
+    assert_eq!(status.status.code(), Some(1));
+    let result = json(&status);
+    let joining: Vec<&serde_json::Value> = result["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["joining"] == true)
+        .collect();
+    assert_eq!(joining.len(), 1, "{result}");
+    assert_eq!(joining[0]["region"], third);
+
+    let again = toastrep(&[
+        "add-region",
+        "--name",
+        &name,
+        "--region",
+        third,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(again.status.code(), Some(0));
+    let result = json(&again);
+    assert_eq!(result["backfill"]["copies_made"], 1, "{result}");
+    assert_eq!(result["verify"]["ok"], true, "{result}");
+    assert_replica(&name, third, &object).await;
+    let status = toastrep(&["status", "--name", &name]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "healthy once the add finished"
+    );
+    teardown(&name);
+}
+
+/// Reads a running deploy's progress (stderr, one line per event) and kills
+/// it as the first pair stack starts: every base stack is done by then.
+fn kill_at_first_pair_stack(mut child: std::process::Child, name: &str) {
+    let grant = format!("toastrep-{name}-from-");
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(&grant) && line.ends_with(": creating") {
+            child.kill().expect("kill toastrep");
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "toastrep finished before it was killed: {seen:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_for_region_commands_exits_2_and_changes_nothing() {
+    // A set that is not deployed.
+    let ghost = unique_name("ghost");
+    let zip = zip_path();
+    for args in [
+        vec!["add-region", "--name", &ghost, "--region", "eu-west-2"],
+        vec!["remove-region", "--name", &ghost, "--region", "eu-west-2"],
+        vec!["status", "--name", &ghost],
+        vec!["plan", "--name", &ghost, "--lambda-zip", &zip],
+    ] {
+        let out = toastrep(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("no replica set named '{ghost}'")),
+            "{args:?}: {err}"
+        );
+    }
+    harness::assert_nothing_created(&ghost).await;
+
+    let name = unique_name("bad");
+    let regions = ["us-east-1", "eu-west-2"];
+    assert!(deploy(&name, &regions.join(","), &zip).status.success());
+    let before = stack_state(&name, &["us-east-1", "eu-west-2", "ap-northeast-1"]).await;
+
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            vec!["add-region", "--name", &name, "--region", "us-east-1"],
+            "already a region of set",
+        ),
+        (
+            vec!["add-region", "--name", &name, "--region", "us-east1"],
+            "did you mean 'us-east-1'",
+        ),
+        (
+            vec![
+                "remove-region",
+                "--name",
+                &name,
+                "--region",
+                "ap-northeast-1",
+            ],
+            "ap-northeast-1 is not a region of set",
+        ),
+        (
+            vec!["remove-region", "--name", &name, "--region", "eu-west-2"],
+            "toastrep teardown --name",
+        ),
+        (
+            vec![
+                "deploy",
+                "--name",
+                &name,
+                "--regions",
+                "us-east-1,ap-northeast-1",
+                "--lambda-zip",
+                &zip,
+            ],
+            "toastrep remove-region --name",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = toastrep(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    assert_eq!(
+        stack_state(&name, &["us-east-1", "eu-west-2", "ap-northeast-1"]).await,
+        before
+    );
+    assert!(!bucket_exists("ap-northeast-1", &artifact_bucket(&name, "ap-northeast-1")).await);
+    assert!(bucket_exists("eu-west-2", &data_bucket(&name, "eu-west-2")).await);
+    teardown(&name);
+}
+
+#[test]
+fn completions_and_man_page_cover_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = toastrep(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in ["add-region", "remove-region", "status", "plan", "deploy"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+        assert!(script.contains("dry-run"), "{shell} completes --dry-run");
+    }
+    let man = toastrep(&["man"]);
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH toastrep"),
+        "{page}"
+    );
+    assert!(page.contains("add\\-region"), "{page}");
+}

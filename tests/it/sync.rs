@@ -1,0 +1,596 @@
+//! `sync` and `replay` against deployed three-region sets: a region that slept
+//! through uploads, concurrent writers of the same keys, a dry run that
+//! changes nothing, and a replay that keeps the messages that still fail.
+//! The helpers here serve `faults.rs` too, which runs its own emulator.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+
+use crate::harness::{self, ACCOUNT, REGIONS, json, unique_name};
+
+/// One emulator: the shared one, or the fault tests' own.
+pub struct Emu {
+    pub endpoint: String,
+}
+
+impl Emu {
+    pub fn shared() -> Emu {
+        Emu {
+            endpoint: harness::endpoint(),
+        }
+    }
+
+    fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_sdk_s3::config::Credentials::for_tests(),
+            ))
+            .build()
+    }
+
+    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config(region))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    pub fn sns(&self, region: &str) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.sdk_config(region))
+    }
+
+    pub fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config(region))
+    }
+
+    pub fn lambda(&self, region: &str) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.sdk_config(region))
+    }
+
+    /// Runs toastrep against this emulator.
+    pub fn toastrep(&self, args: &[&str]) -> Output {
+        harness::run(
+            harness::toastrep_command()
+                .env("AWS_ENDPOINT_URL", &self.endpoint)
+                .args(args),
+        )
+    }
+
+    pub fn deploy(&self, name: &str) {
+        let zip = harness::lambda_zip();
+        let out = self.toastrep(&[
+            "deploy",
+            "--name",
+            name,
+            "--regions",
+            &REGIONS.join(","),
+            "--lambda-zip",
+            zip.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "deploy {name} failed");
+    }
+
+    pub fn teardown(&self, name: &str) {
+        let out = self.toastrep(&["teardown", "--name", name, "--delete-data", "--yes"]);
+        assert!(out.status.success(), "teardown {name} failed");
+    }
+
+    /// `toastrep sync` with `extra` arguments, as JSON, and its exit code.
+    pub fn sync(&self, name: &str, extra: &[&str]) -> (Value, Option<i32>) {
+        let mut args = vec!["sync", "--name", name, "--output", "json"];
+        args.extend_from_slice(extra);
+        let out = self.toastrep(&args);
+        (json(&out), out.status.code())
+    }
+
+    /// Uploads an object; returns its version id and ETag.
+    pub async fn put(
+        &self,
+        name: &str,
+        region: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> (String, String) {
+        let out = self
+            .s3(region)
+            .put_object()
+            .bucket(harness::data_bucket(name, region))
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutObject {key} in {region}: {e:?}"));
+        (
+            out.version_id().unwrap_or_default().to_owned(),
+            out.e_tag().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Every key of a region's bucket with its ETag.
+    pub async fn listing(&self, name: &str, region: &str) -> BTreeMap<String, String> {
+        let mut keys = BTreeMap::new();
+        let mut pages = self
+            .s3(region)
+            .list_objects_v2()
+            .bucket(harness::data_bucket(name, region))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for object in page.expect("ListObjectsV2").contents() {
+                keys.insert(
+                    object.key().unwrap().to_owned(),
+                    object.e_tag().unwrap_or_default().to_owned(),
+                );
+            }
+        }
+        keys
+    }
+
+    /// Every region's listing.
+    pub async fn listings(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        futures::future::join_all(REGIONS.iter().map(|r| self.listing(name, r))).await
+    }
+
+    /// Every object version of a region (key, version id): what "changed
+    /// nothing" is checked against.
+    pub async fn versions(&self, name: &str, region: &str) -> Vec<(String, String)> {
+        let out = self
+            .s3(region)
+            .list_object_versions()
+            .bucket(harness::data_bucket(name, region))
+            .max_keys(1000)
+            .send()
+            .await
+            .expect("ListObjectVersions");
+        assert_ne!(out.is_truncated(), Some(true), "more versions than a page");
+        let mut versions: Vec<(String, String)> = out
+            .versions()
+            .iter()
+            .map(|v| {
+                (
+                    v.key().unwrap().to_owned(),
+                    v.version_id().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        versions.sort();
+        versions
+    }
+
+    /// Stops (or restarts) the delivery of the other regions' events to
+    /// `region`'s function: a filter policy no S3 event matches (S3 events
+    /// carry no message attributes) on every subscription into it.
+    pub async fn pause_into(&self, name: &str, region: &str, paused: bool) {
+        let function = format!(":{region}:{ACCOUNT}:function:toastrep-{name}-replicator");
+        let policy = if paused {
+            r#"{"toastrep-test-paused":["yes"]}"#
+        } else {
+            "{}"
+        };
+        let mut changed = 0;
+        for source in REGIONS.iter().filter(|r| **r != region) {
+            let sns = self.sns(source);
+            let topic = format!("arn:aws:sns:{source}:{ACCOUNT}:toastrep-{name}-events");
+            let subscriptions = sns
+                .list_subscriptions_by_topic()
+                .topic_arn(&topic)
+                .send()
+                .await
+                .expect("ListSubscriptionsByTopic");
+            for subscription in subscriptions.subscriptions() {
+                if subscription
+                    .endpoint()
+                    .is_some_and(|e| e.ends_with(&function))
+                {
+                    sns.set_subscription_attributes()
+                        .subscription_arn(subscription.subscription_arn().unwrap())
+                        .attribute_name("FilterPolicy")
+                        .attribute_value(policy)
+                        .send()
+                        .await
+                        .expect("SetSubscriptionAttributes");
+                    changed += 1;
+                }
+            }
+        }
+        assert_eq!(changed, REGIONS.len() - 1, "subscriptions into {region}");
+    }
+
+    /// Waits until no bucket of the set has changed for a while: the
+    /// emulator delivers events on background threads after PutObject returns.
+    pub async fn settle(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        self.settle_for(name, Duration::from_millis(1500)).await
+    }
+
+    /// As [`Emu::settle`], with the quiet time to wait for.
+    pub async fn settle_for(&self, name: &str, quiet: Duration) -> Vec<BTreeMap<String, String>> {
+        let start = Instant::now();
+        let mut last = self.listings(name).await;
+        let mut stable_since = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let now = self.listings(name).await;
+            if now != last {
+                last = now;
+                stable_since = Instant::now();
+            } else if stable_since.elapsed() > quiet {
+                return last;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "{name} never settled"
+            );
+        }
+    }
+}
+
+/// Content unique to a key, a writer and a round, of varying size.
+pub fn body_of(key: &str, writer: &str, round: usize) -> Vec<u8> {
+    let line = format!("{key} written in {writer}, round {round}\n");
+    line.repeat(1 + key.len() % 7 + round * 3).into_bytes()
+}
+
+/// Asserts every region holds exactly `keys`, with one ETag per key.
+fn assert_converged(listings: &[BTreeMap<String, String>], keys: usize) {
+    for (region, listing) in REGIONS.iter().zip(listings) {
+        assert_eq!(listing.len(), keys, "keys in {region}");
+        assert_eq!(
+            listing, &listings[0],
+            "{region} differs from {}",
+            REGIONS[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_changes_nothing() {
+    let emu = Emu::shared();
+    let name = unique_name("asleep");
+    emu.deploy(&name);
+
+    // eu-west-2's function hears nothing while 100 objects are uploaded
+    // all over the set (its own uploads still replicate outwards).
+    emu.pause_into(&name, "eu-west-2", true).await;
+    let uploads: Vec<(String, &str)> = (0..100)
+        .map(|i| {
+            let region = REGIONS[i % REGIONS.len()];
+            (format!("asleep/{region}/{i:03}"), region)
+        })
+        .collect();
+    stream::iter(&uploads)
+        .for_each_concurrent(8, |(key, region)| {
+            let emu = &emu;
+            let name = &name;
+            async move {
+                emu.put(name, region, key, body_of(key, region, 0)).await;
+            }
+        })
+        .await;
+    let before = emu.settle(&name).await;
+    emu.pause_into(&name, "eu-west-2", false).await;
+    let missing_in_eu = 100 - before[1].len();
+    assert!(
+        missing_in_eu >= 60,
+        "eu-west-2 should have missed the others' 66 uploads, holds {} of 100",
+        before[1].len()
+    );
+    assert_eq!(before[0].len(), 100);
+    assert_eq!(before[2].len(), 100);
+
+    // The dry run plans exactly the missing copies and changes nothing.
+    let versions_before =
+        futures::future::join_all(REGIONS.iter().map(|r| emu.versions(&name, r))).await;
+    let (plan, code) = emu.sync(&name, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["keys_scanned"], 100);
+    assert_eq!(plan["copies_made"], 0);
+    assert_eq!(plan["copies_planned"], missing_in_eu as u64, "{plan}");
+    let copies = plan["copies"].as_array().unwrap();
+    assert!(copies.iter().all(|c| c["destination"] == "eu-west-2"
+        && c["reason"] == "missing"
+        && !before[1].contains_key(c["key"].as_str().unwrap())));
+    let versions_after =
+        futures::future::join_all(REGIONS.iter().map(|r| emu.versions(&name, r))).await;
+    assert_eq!(
+        versions_before, versions_after,
+        "the dry run changed a bucket"
+    );
+
+    // The real run makes those copies, and the region is complete.
+    let (report, code) = emu.sync(&name, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["copies_made"], missing_in_eu as u64, "{report}");
+    assert_eq!(report["failures"], json!([]));
+    let after = emu.settle(&name).await;
+    assert_converged(&after, 100);
+    for (key, region) in &uploads {
+        let object = emu
+            .s3("eu-west-2")
+            .get_object()
+            .bucket(harness::data_bucket(&name, "eu-west-2"))
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let origin = object
+            .metadata()
+            .and_then(|m| m.get("toastrep-origin-region").cloned());
+        if *region != "eu-west-2" {
+            // A copy made by sync is marked like the replicator's copies.
+            assert_eq!(origin.as_deref(), Some(*region), "{key}");
+        }
+        let bytes = object.body.collect().await.unwrap().into_bytes();
+        assert_eq!(bytes.as_ref(), body_of(key, region, 0).as_slice(), "{key}");
+    }
+
+    // Nothing left to do.
+    let (again, code) = emu.sync(&name, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(again["copies_made"], 0, "{again}");
+    assert_eq!(again["keys_examined"], 0, "{again}");
+
+    emu.teardown(&name);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
+    let emu = Emu::shared();
+    let name = unique_name("writers");
+    emu.deploy(&name);
+
+    // Three rounds; in each, every key is written in all three regions at
+    // once with different content.
+    let keys: Vec<String> = (0..50).map(|i| format!("contested/{i:02}")).collect();
+    let last_round = std::sync::Mutex::new(BTreeMap::<String, Vec<String>>::new());
+    for round in 0..3 {
+        let writes: Vec<(&String, &str)> = keys
+            .iter()
+            .flat_map(|k| REGIONS.iter().map(move |r| (k, *r)))
+            .collect();
+        stream::iter(writes)
+            .for_each_concurrent(24, |(key, region)| {
+                let (emu, name, last_round) = (&emu, &name, &last_round);
+                async move {
+                    let (_, etag) = emu
+                        .put(name, region, key, body_of(key, region, round))
+                        .await;
+                    if round == 2 {
+                        let mut last = last_round.lock().unwrap();
+                        last.entry(key.clone()).or_default().push(etag);
+                    }
+                }
+            })
+            .await;
+    }
+    let before = emu.settle(&name).await;
+    let diverged = keys
+        .iter()
+        .filter(|k| before.iter().any(|l| l.get(*k) != before[0].get(*k)))
+        .count();
+    eprintln!("concurrent writers: {diverged} of 50 keys diverged before sync");
+
+    let (report, code) = emu.sync(&name, &["--concurrency", "8"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["failures"], json!([]));
+    let after = emu.settle(&name).await;
+    assert_converged(&after, 50);
+    // Every region holds one of the final round's writes, byte for byte.
+    let last_round = last_round.into_inner().unwrap();
+    for key in &keys {
+        assert!(
+            last_round[key].contains(&after[0][key]),
+            "{key} is not a last-round write"
+        );
+    }
+
+    let (again, code) = emu.sync(&name, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(again["copies_made"], 0, "{again}");
+    assert_eq!(again["keys_examined"], 0, "{again}");
+
+    emu.teardown(&name);
+}
+
+/// The Lambda SNS event S3 → SNS delivers for one object (the shape AWS
+/// dead-letters), with its records' keys form-encoded the S3 way.
+pub fn sns_event(records: &[(&str, &str, &str, &str)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(region, bucket, key, version)| {
+            json!({
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": region,
+                "eventTime": "2024-05-01T12:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                    "object": {"key": key, "versionId": version, "sequencer": "0A"},
+                },
+            })
+        })
+        .collect();
+    json!({"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": "00000000-0000-0000-0000-000000000000",
+            "Message": json!({"Records": records}).to_string(),
+        },
+    }]})
+}
+
+/// The bodies of every message in a queue (received, then released).
+async fn queue_bodies(emu: &Emu, region: &str, url: &str) -> Vec<String> {
+    let sqs = emu.sqs(region);
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    let mut bodies: Vec<String> = out
+        .messages()
+        .iter()
+        .map(|m| m.body().unwrap_or_default().to_owned())
+        .collect();
+    bodies.sort();
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_deletes_only_messages_whose_records_all_succeeded() {
+    let emu = Emu::shared();
+    let name = unique_name("replay");
+    emu.deploy(&name);
+    let source = "us-east-1";
+    let destination = "eu-west-2";
+    let source_bucket = harness::data_bucket(&name, source);
+
+    // A good object whose replica in eu-west-2 is then lost...
+    let good_body = body_of("good", source, 0);
+    let (good_version, _) = emu
+        .put(&name, source, "replay/good", good_body.clone())
+        .await;
+    emu.settle(&name).await;
+    toastrep::buckets::purge_prefix(
+        &emu.s3(destination),
+        &harness::data_bucket(&name, destination),
+        "replay/good",
+    )
+    .await
+    .unwrap();
+    // ...and one whose origin markers are broken: replicating it can only fail.
+    let bad = emu
+        .s3(source)
+        .put_object()
+        .bucket(&source_bucket)
+        .key("replay/bad")
+        .body(ByteStream::from_static(b"bad"))
+        .metadata("toastrep-origin-region", "ap-northeast-1")
+        .metadata("toastrep-origin-time", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    let bad_version = bad.version_id().unwrap_or_default().to_owned();
+
+    // Three dead letters in eu-west-2's queue: the good record in AWS's
+    // shape; the good and the bad one in the emulator's wrapper; garbage.
+    let sqs = emu.sqs(destination);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(format!("toastrep-{name}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let good = sns_event(&[(source, &source_bucket, "replay/good", &good_version)]);
+    let mixed = json!({
+        "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": sns_event(&[
+            (source, &source_bucket, "replay/good", &good_version),
+            (source, &source_bucket, "replay/bad", &bad_version),
+        ]),
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "ReplicationFailed"},
+    });
+    for body in [
+        good.to_string(),
+        mixed.to_string(),
+        "not an event".to_owned(),
+    ] {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let sent = queue_bodies(&emu, destination, &url).await;
+    assert_eq!(sent.len(), 3);
+    let good_in_destination = || async {
+        emu.s3(destination)
+            .get_object()
+            .bucket(harness::data_bucket(&name, destination))
+            .key("replay/good")
+            .send()
+            .await
+            .ok()
+    };
+    assert!(good_in_destination().await.is_none());
+
+    // A dry run parses and reports, and neither copies nor deletes.
+    let out = emu.toastrep(&[
+        "replay",
+        "--name",
+        &name,
+        "--region",
+        destination,
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    let dry = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{dry}");
+    assert_eq!(dry["replayed"], 2, "{dry}");
+    assert_eq!(dry["unparseable"], 1, "{dry}");
+    assert_eq!(queue_bodies(&emu, destination, &url).await, sent);
+    assert!(good_in_destination().await.is_none());
+
+    // The real replay: the good message is replayed and deleted; the mixed
+    // one still fails and stays (its good record was copied all the same);
+    // the garbage stays, with the reason.
+    let out = emu.toastrep(&["replay", "--name", &name, "--output", "json"]);
+    let result = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{result}");
+    assert_eq!(result["replayed"], 1, "{result}");
+    assert_eq!(result["failing"], 1, "{result}");
+    assert_eq!(result["unparseable"], 1, "{result}");
+    let eu = result["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == destination)
+        .unwrap();
+    let reasons: Vec<&str> = eu["left"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("origin markers")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not JSON")),
+        "{reasons:?}"
+    );
+    let left = queue_bodies(&emu, destination, &url).await;
+    let mut expected = vec![mixed.to_string(), "not an event".to_owned()];
+    expected.sort();
+    assert_eq!(left, expected);
+    let replica = good_in_destination()
+        .await
+        .expect("the good object was replayed");
+    assert_eq!(
+        replica.body.collect().await.unwrap().into_bytes().as_ref(),
+        good_body.as_slice()
+    );
+
+    emu.teardown(&name);
+}
