@@ -157,3 +157,17 @@ pub fn require_deployed(set: &DeployedSet, name: &SetName) -> Result<Vec<String>
     }
     Ok(regions)
 }
+
+/// The set's regions for commands that work between regions (verify, sync):
+/// like [`require_deployed`], and at least two of them.
+pub fn require_members(set: &DeployedSet, name: &SetName, command: &str) -> Result<Vec<String>> {
+    let regions = require_deployed(set, name)?;
+    if regions.len() < 2 {
+        return Err(crate::error::InputError::new(format!(
+            "set '{name}' is deployed only in {} among the regions searched: {command} needs at least two regions (widen --regions, or deploy more)",
+            regions.join(", ")
+        ))
+        .into());
+    }
+    Ok(regions)
+}

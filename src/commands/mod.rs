@@ -30,7 +30,11 @@ pub use verify::verify;
 
 use serde::Serialize;
 
+use anyhow::Result;
+
 use crate::aws::{Aws, AwsOptions};
+use crate::discover::{self, DeployedSet};
+use crate::names::SetName;
 use crate::progress::Reporter;
 
 /// What every command gets: how to reach AWS and how to report progress.
@@ -44,6 +48,30 @@ impl Context {
     pub async fn aws(&self, region: &str) -> Aws {
         Aws::load(&self.aws, region).await
     }
+
+    /// For the commands that work from `--name`: checks the credentials, then
+    /// finds what is deployed of the set in the `given` regions (every region
+    /// of the partition when none are given).
+    pub async fn locate(&self, name: &SetName, given: &[String]) -> Result<Located> {
+        let aws = self
+            .aws(given.first().map_or("us-east-1", String::as_str))
+            .await;
+        let account = aws.account_id().await?;
+        let candidates = discover::candidate_regions(given, aws.region());
+        let found = discover::discover(&aws, name, &account, &candidates).await?;
+        Ok(Located {
+            aws,
+            account,
+            found,
+        })
+    }
+}
+
+/// A set found from its name, with the configuration that found it.
+pub struct Located {
+    pub aws: Aws,
+    pub account: String,
+    pub found: DeployedSet,
 }
 
 /// A command's result.

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::teardown::{self, BucketRow, COUNT_LIMIT, StackRow};
+use super::teardown::{self, BucketRow, StackRow, bucket_line};
 use super::{Context, Report};
 use crate::bail_input;
 use crate::cli::RemoveRegionArgs;
@@ -118,20 +118,7 @@ fn summary(result: &RemoveResult, stacks_ok: bool) -> String {
         );
     }
     for row in &result.buckets {
-        let detail = match (row.action, &row.error) {
-            ("kept", _) => format!(
-                "kept: holds {}{} object versions (delete with --delete-data)",
-                row.versions,
-                if row.versions >= COUNT_LIMIT { "+" } else { "" }
-            ),
-            (_, Some(error)) => format!("FAILED: {error}"),
-            (action, None) => format!("{action} ({} object versions removed)", row.versions),
-        };
-        let _ = writeln!(
-            text,
-            "bucket {:<44} {:<16} {detail}",
-            row.bucket, row.region
-        );
+        text.push_str(&bucket_line(row));
     }
     if stacks_ok {
         let _ = writeln!(

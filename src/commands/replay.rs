@@ -27,7 +27,7 @@ use toastrep_replication::{
     parse_sns_event,
 };
 
-use super::{Context, Report};
+use super::{Context, Located, Report};
 use crate::aws::Aws;
 use crate::bail_input;
 use crate::cli::ReplayArgs;
@@ -85,12 +85,11 @@ struct LeftMessage {
 pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
     let only = parse_regions(args.region.as_slice())?;
-    let aws = context
-        .aws(only.first().map_or("us-east-1", String::as_str))
-        .await;
-    let account = aws.account_id().await?;
-    let candidates = discover::candidate_regions(&only, aws.region());
-    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let Located {
+        aws,
+        account,
+        found,
+    } = context.locate(&name, &only).await?;
     let regions = discover::require_deployed(&found, &name)?;
     if let Some(region) = &args.region
         && !regions.contains(region)

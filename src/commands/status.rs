@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::{Context, Report};
+use super::{Context, Located, Report};
 use crate::aws::Aws;
 use crate::cli::StatusArgs;
 use crate::discover;
@@ -89,12 +89,11 @@ pub async fn status(context: &Context, args: &StatusArgs) -> Result<Report> {
         .as_deref()
         .map(Package::from_file)
         .transpose()?;
-    let aws = context
-        .aws(given.first().map_or("us-east-1", String::as_str))
-        .await;
-    let account = aws.account_id().await?;
-    let candidates = discover::candidate_regions(&given, aws.region());
-    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let Located {
+        aws,
+        account,
+        found,
+    } = context.locate(&name, &given).await?;
     let members = discover::require_deployed(&found, &name)?;
     let joining = super::deploy::joining_regions(&aws, &name, &account, &found).await?;
     context

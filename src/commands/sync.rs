@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
-use super::{Context, Report};
+use super::{Context, Located, Report};
 use crate::bail_input;
 use crate::cli::SyncArgs;
 use crate::discover;
@@ -20,19 +20,12 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
             "--prefix is empty: leave it out to sync every key, or give the start of the keys to sync"
         );
     }
-    let aws = context
-        .aws(given.first().map_or("us-east-1", String::as_str))
-        .await;
-    let account = aws.account_id().await?;
-    let candidates = discover::candidate_regions(&given, aws.region());
-    let found = discover::discover(&aws, &name, &account, &candidates).await?;
-    let regions = discover::require_deployed(&found, &name)?;
-    if regions.len() < 2 {
-        bail_input!(
-            "set '{name}' is deployed in only {} here, so there is nothing to sync with: sync needs at least two regions",
-            regions.join(", ")
-        );
-    }
+    let Located {
+        aws,
+        account,
+        found,
+    } = context.locate(&name, &given).await?;
+    let regions = discover::require_members(&found, &name, "sync")?;
     let options = SyncOptions {
         prefix: args.prefix.clone(),
         dry_run: args.dry_run,

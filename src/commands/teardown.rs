@@ -12,12 +12,11 @@ use anyhow::Result;
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::{Context, Report};
+use super::{Context, Located, Report};
 use crate::aws::Aws;
 use crate::bail_input;
 use crate::buckets;
 use crate::cli::TeardownArgs;
-use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
 use crate::progress::Reporter;
@@ -69,12 +68,11 @@ pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> 
         )?;
     }
     let reporter = context.reporter.as_ref();
-    let aws = context
-        .aws(given.first().map_or("us-east-1", String::as_str))
-        .await;
-    let account = aws.account_id().await?;
-    let candidates = discover::candidate_regions(&given, aws.region());
-    let found = discover::discover(&aws, &name, &account, &candidates).await?;
+    let Located {
+        aws,
+        account,
+        found,
+    } = context.locate(&name, &given).await?;
     let regions: Vec<String> = found.regions().into_iter().collect();
 
     let pairs: Vec<(&String, &String)> = regions
@@ -257,23 +255,24 @@ fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
         }
     }
     for row in &result.buckets {
-        let detail = match (row.action, &row.error) {
-            ("kept", _) => format!(
-                "kept: holds {}{} object versions (delete with --delete-data)",
-                row.versions,
-                if row.versions >= COUNT_LIMIT { "+" } else { "" }
-            ),
-            (_, Some(error)) => format!("FAILED: {error}"),
-            (action, None) => format!("{action} ({} object versions removed)", row.versions),
-        };
-        let _ = writeln!(
-            text,
-            "bucket {:<44} {:<16} {detail}",
-            row.bucket, row.region
-        );
+        text.push_str(&bucket_line(row));
     }
     if !stacks_ok {
         text.push_str("Some stacks could not be deleted, so the buckets were left alone; fix the cause above and run teardown again.\n");
     }
     text
+}
+
+/// A bucket's line in teardown's and remove-region's summaries.
+pub(super) fn bucket_line(row: &BucketRow) -> String {
+    let detail = match (row.action, &row.error) {
+        ("kept", _) => format!(
+            "kept: holds {}{} object versions (delete with --delete-data)",
+            row.versions,
+            if row.versions >= COUNT_LIMIT { "+" } else { "" }
+        ),
+        (_, Some(error)) => format!("FAILED: {error}"),
+        (action, None) => format!("{action} ({} object versions removed)", row.versions),
+    };
+    format!("bucket {:<44} {:<16} {detail}\n", row.bucket, row.region)
 }

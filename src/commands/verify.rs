@@ -27,7 +27,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Context, Report};
+use super::{Context, Located, Report};
 use crate::aws::Aws;
 use crate::bail_input;
 use crate::buckets;
@@ -120,19 +120,12 @@ pub async fn verify(context: &Context, args: &VerifyArgs) -> Result<Report> {
     if args.objects == Some(0) {
         bail_input!("--objects 0 uploads nothing to check: give at least 1");
     }
-    let aws = context
-        .aws(given.first().map_or("us-east-1", String::as_str))
-        .await;
-    let account = aws.account_id().await?;
-    let candidates = discover::candidate_regions(&given, aws.region());
-    let found = discover::discover(&aws, &name, &account, &candidates).await?;
-    let regions = discover::require_deployed(&found, &name)?;
-    if regions.len() < 2 {
-        bail_input!(
-            "set '{name}' is deployed in only {} here, so there is nothing to replicate to: verify needs at least two regions",
-            regions.join(", ")
-        );
-    }
+    let Located {
+        aws,
+        account,
+        found,
+    } = context.locate(&name, &given).await?;
+    let regions = discover::require_members(&found, &name, "verify")?;
     let buckets: HashMap<String, String> = regions
         .iter()
         .map(|r| (r.clone(), name.data_bucket(r, &account)))

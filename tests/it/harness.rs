@@ -1,12 +1,14 @@
 //! Shared test harness: the emulator, the toastrep binary, AWS clients, and
 //! unique names so tests can run in parallel against one emulator.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
 
 pub const ACCOUNT: &str = "000000000000";
 pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-2", "ap-northeast-1"];
@@ -185,4 +187,82 @@ pub async fn assert_nothing_created(name: &str) {
         .filter(|n| n.starts_with(&prefix))
         .collect();
     assert!(ours.is_empty(), "buckets of {name} exist: {ours:?}");
+}
+
+/// An object as a user writes it, with every attribute a copy must keep.
+pub struct Upload {
+    pub region: &'static str,
+    pub key: String,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub metadata: HashMap<String, String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Uploads the object into its region's bucket of set `name`, with its
+/// content type, user metadata and tags.
+pub async fn put(name: &str, upload: &Upload) {
+    let tagging = upload
+        .tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    s3(upload.region)
+        .put_object()
+        .bucket(data_bucket(name, upload.region))
+        .key(&upload.key)
+        .body(ByteStream::from(upload.body.clone()))
+        .content_type(upload.content_type)
+        .set_metadata(Some(upload.metadata.clone()))
+        .tagging(tagging)
+        .send()
+        .await
+        .expect("upload");
+}
+
+/// Waits until `region` holds the object, then checks bytes, content type,
+/// user metadata (toastrep's own origin keys aside) and tags.
+pub async fn assert_replica(name: &str, region: &str, upload: &Upload) {
+    let client = s3(region);
+    let bucket = data_bucket(name, region);
+    let what = format!("{} from {} in {region}", upload.key, upload.region);
+    let object = eventually(&what, Duration::from_secs(30), || async {
+        client
+            .get_object()
+            .bucket(&bucket)
+            .key(&upload.key)
+            .send()
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(object.content_type(), Some(upload.content_type), "{what}");
+    let metadata: HashMap<String, String> = object
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("toastrep-"))
+        .collect();
+    assert_eq!(metadata, upload.metadata, "{what}");
+    let body = object.body.collect().await.unwrap().into_bytes();
+    assert!(
+        body.as_ref() == upload.body.as_slice(),
+        "{what}: bytes differ"
+    );
+    let tags = client
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key(&upload.key)
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, upload.tags, "{what}");
 }

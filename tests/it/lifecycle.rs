@@ -5,22 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
-
 use crate::harness::{
-    self, REGIONS, artifact_bucket, bucket_exists, data_bucket, eventually, json, s3, set_stacks,
-    toastrep, unique_name,
+    self, REGIONS, Upload, artifact_bucket, assert_replica, bucket_exists, data_bucket, json, put,
+    s3, set_stacks, toastrep, unique_name,
 };
-
-/// An object as a user writes it, with every attribute that must survive.
-struct Upload {
-    region: &'static str,
-    key: String,
-    body: Vec<u8>,
-    content_type: &'static str,
-    metadata: HashMap<String, String>,
-    tags: Vec<(String, String)>,
-}
 
 fn uploads() -> Vec<Upload> {
     let mut uploads = Vec::new();
@@ -189,67 +177,11 @@ async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
 async fn replicates_every_upload_exactly_once(name: &str) {
     let uploads = uploads();
     for upload in &uploads {
-        let tagging = upload
-            .tags
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        s3(upload.region)
-            .put_object()
-            .bucket(data_bucket(name, upload.region))
-            .key(&upload.key)
-            .body(ByteStream::from(upload.body.clone()))
-            .content_type(upload.content_type)
-            .set_metadata(Some(upload.metadata.clone()))
-            .tagging(tagging)
-            .send()
-            .await
-            .expect("upload");
+        put(name, upload).await;
     }
     for upload in &uploads {
         for region in REGIONS.iter().filter(|r| **r != upload.region) {
-            let bucket = data_bucket(name, region);
-            let client = s3(region);
-            let what = format!("{} from {} in {region}", upload.key, upload.region);
-            let object = eventually(&what, Duration::from_secs(30), || async {
-                client
-                    .get_object()
-                    .bucket(&bucket)
-                    .key(&upload.key)
-                    .send()
-                    .await
-                    .ok()
-            })
-            .await;
-            assert_eq!(object.content_type(), Some(upload.content_type), "{what}");
-            let user_metadata: HashMap<String, String> = object
-                .metadata()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| !k.starts_with("toastrep-"))
-                .collect();
-            assert_eq!(user_metadata, upload.metadata, "{what}");
-            let body = object.body.collect().await.unwrap().into_bytes();
-            assert!(
-                body.as_ref() == upload.body.as_slice(),
-                "{what}: bytes differ"
-            );
-            let tags = client
-                .get_object_tagging()
-                .bucket(&bucket)
-                .key(&upload.key)
-                .send()
-                .await
-                .unwrap();
-            let mut tags: Vec<(String, String)> = tags
-                .tag_set()
-                .iter()
-                .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                .collect();
-            tags.sort();
-            assert_eq!(tags, upload.tags, "{what}");
+            assert_replica(name, region, upload).await;
         }
     }
     // Exactly once: one version of every key in every region (the original

@@ -9,24 +9,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::primitives::ByteStream;
 
 use crate::harness::{
-    self, ACCOUNT, REGIONS, artifact_bucket, bucket_exists, data_bucket, eventually, json, s3,
-    set_stacks, stderr, toastrep, unique_name,
+    self, ACCOUNT, REGIONS, Upload, artifact_bucket, assert_replica, bucket_exists, data_bucket,
+    eventually, json, put, s3, set_stacks, stderr, toastrep, unique_name,
 };
 
 const FOURTH: &str = "eu-central-1";
-
-/// An object as a user writes it, with every attribute a copy must keep.
-struct Upload {
-    region: &'static str,
-    key: String,
-    body: Vec<u8>,
-    content_type: &'static str,
-    metadata: HashMap<String, String>,
-    tags: Vec<(String, String)>,
-}
 
 fn upload(region: &'static str, key: &str, n: usize) -> Upload {
     Upload {
@@ -46,72 +35,6 @@ fn upload(region: &'static str, key: &str, n: usize) -> Upload {
             ("n".to_owned(), n.to_string()),
         ],
     }
-}
-
-async fn put(name: &str, upload: &Upload) {
-    let tagging = upload
-        .tags
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    s3(upload.region)
-        .put_object()
-        .bucket(data_bucket(name, upload.region))
-        .key(&upload.key)
-        .body(ByteStream::from(upload.body.clone()))
-        .content_type(upload.content_type)
-        .set_metadata(Some(upload.metadata.clone()))
-        .tagging(tagging)
-        .send()
-        .await
-        .expect("upload");
-}
-
-/// Waits until `region` holds the object, then checks bytes, content type,
-/// user metadata (toastrep's own origin keys aside) and tags.
-async fn assert_replica(name: &str, region: &str, upload: &Upload) {
-    let client = s3(region);
-    let bucket = data_bucket(name, region);
-    let what = format!("{} from {} in {region}", upload.key, upload.region);
-    let object = eventually(&what, Duration::from_secs(30), || async {
-        client
-            .get_object()
-            .bucket(&bucket)
-            .key(&upload.key)
-            .send()
-            .await
-            .ok()
-    })
-    .await;
-    assert_eq!(object.content_type(), Some(upload.content_type), "{what}");
-    let metadata: HashMap<String, String> = object
-        .metadata()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("toastrep-"))
-        .collect();
-    assert_eq!(metadata, upload.metadata, "{what}");
-    let body = object.body.collect().await.unwrap().into_bytes();
-    assert!(
-        body.as_ref() == upload.body.as_slice(),
-        "{what}: bytes differ"
-    );
-    let tags = client
-        .get_object_tagging()
-        .bucket(&bucket)
-        .key(&upload.key)
-        .send()
-        .await
-        .unwrap();
-    let mut tags: Vec<(String, String)> = tags
-        .tag_set()
-        .iter()
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect();
-    tags.sort();
-    assert_eq!(tags, upload.tags, "{what}");
 }
 
 fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Output {
