@@ -76,6 +76,7 @@ async fn handle(
                 "skipped_copy": count(Decision::SkippedCopy),
                 "skipped_up_to_date": count(Decision::SkippedUpToDate),
                 "skipped_gone": count(Decision::SkippedGone),
+                "restored": count(Decision::Restored),
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))
         }

@@ -31,6 +31,9 @@ pub enum Decision {
     /// The notified version is no longer the source's current object
     /// (deleted, or superseded by a write that brings its own event).
     SkippedGone,
+    /// A write in the function's own region landed on top of a replica that
+    /// wins over it; the winner was put back on top.
+    Restored,
 }
 
 impl Decision {
@@ -40,6 +43,7 @@ impl Decision {
             Decision::SkippedCopy => "skipped_copy",
             Decision::SkippedUpToDate => "skipped_up_to_date",
             Decision::SkippedGone => "skipped_gone",
+            Decision::Restored => "restored",
         }
     }
 }
@@ -201,6 +205,9 @@ impl Replicator {
         notice: &S3Notice,
         dest: &Destination,
     ) -> Result<Settled, ReplicateError> {
+        if notice.bucket == dest.bucket {
+            return self.check_local_write(notice, dest).await;
+        }
         let source_client = self.clients.client(&notice.region);
         let head_error = |source| ReplicateError::HeadSource {
             bucket: notice.bucket.clone(),
@@ -315,6 +322,137 @@ impl Replicator {
 }
 
 impl Replicator {
+    /// A write in the function's own region. Nothing is copied for it here:
+    /// the other regions' functions copy it. One case needs this region's
+    /// function: the write landed on top of a replica of a write it loses to
+    /// (the same second, with the tie going to the other region). Everywhere
+    /// else the winner stays, and this region would keep the loser for good,
+    /// since no event brings the winner here again. So the newest replica
+    /// below the write is compared with it, and put back on top if it wins.
+    /// The local write stays, as a noncurrent version.
+    async fn check_local_write(
+        &self,
+        notice: &S3Notice,
+        dest: &Destination,
+    ) -> Result<Settled, ReplicateError> {
+        let client = self.clients.client(&dest.region);
+        let head_error = |source| ReplicateError::HeadDestination {
+            bucket: dest.bucket.clone(),
+            key: notice.key.clone(),
+            region: dest.region.clone(),
+            source,
+        };
+        let origin_error = |source| ReplicateError::Origin {
+            bucket: dest.bucket.clone(),
+            key: notice.key.clone(),
+            region: dest.region.clone(),
+            source,
+        };
+        let Some(current) = head_current(&client, &dest.bucket, &notice.key)
+            .await
+            .map_err(head_error)?
+        else {
+            return Ok(Settled::skip(
+                Decision::SkippedGone,
+                notice.version_id.as_deref(),
+            ));
+        };
+        let version = current.version_id();
+        if notice.version_id.is_some() && version != notice.version_id.as_deref() {
+            return Ok(Settled::skip(
+                Decision::SkippedGone,
+                notice.version_id.as_deref(),
+            ));
+        }
+        let origin = Origin::of_object(
+            &dest.region,
+            current.metadata(),
+            current.last_modified(),
+            version,
+            current.e_tag(),
+        )
+        .map_err(origin_error)?;
+        if origin.region != dest.region {
+            // One of our own copies: its origin region decided it.
+            return Ok(Settled::skip(Decision::SkippedCopy, version));
+        }
+        let Some(ours) = version.filter(|v| *v != "null") else {
+            return Ok(Settled::skip(Decision::SkippedUpToDate, version));
+        };
+        let listed = client
+            .list_object_versions()
+            .bucket(&dest.bucket)
+            .prefix(&notice.key)
+            .max_keys(100)
+            .send()
+            .await
+            .map_err(|e| head_error(S3Error::from_sdk(e)))?;
+        // Newest first. Below our write, older writes of this region lose to
+        // it; the first replica is what this region held from elsewhere. A
+        // delete marker newer than it means it was deleted, not overtaken.
+        let deleted_at = listed
+            .delete_markers()
+            .iter()
+            .filter(|m| m.key() == Some(notice.key.as_str()))
+            .filter_map(|m| m.last_modified())
+            .map(|t| (t.secs(), t.subsec_nanos()))
+            .max();
+        let below = listed
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(notice.key.as_str()))
+            .skip_while(|v| v.version_id() != Some(ours))
+            .skip(1)
+            .take_while(|v| {
+                deleted_at.is_none_or(|d| {
+                    v.last_modified()
+                        .is_some_and(|t| (t.secs(), t.subsec_nanos()) > d)
+                })
+            })
+            .filter_map(|v| v.version_id());
+        for candidate in below {
+            let head = client
+                .head_object()
+                .bucket(&dest.bucket)
+                .key(&notice.key)
+                .version_id(candidate)
+                .send()
+                .await
+                .map_err(|e| head_error(S3Error::from_sdk(e)))?;
+            let replica = Origin::of_object(
+                &dest.region,
+                head.metadata(),
+                head.last_modified(),
+                head.version_id(),
+                head.e_tag(),
+            )
+            .map_err(origin_error)?;
+            if replica.region == dest.region {
+                continue; // An older write of this region: ours beats it.
+            }
+            if compare(&replica, &origin) != std::cmp::Ordering::Greater {
+                break;
+            }
+            let plan = CopyPlan::of_head(&dest.bucket, &notice.key, &head, &replica, &dest.bucket);
+            copy_version(&client, &client, &plan, &self.settings)
+                .await
+                .map_err(|source| ReplicateError::Copy {
+                    source_bucket: dest.bucket.clone(),
+                    source_region: dest.region.clone(),
+                    bucket: dest.bucket.clone(),
+                    key: notice.key.clone(),
+                    region: dest.region.clone(),
+                    source,
+                })?;
+            return Ok(Settled {
+                decision: Decision::Restored,
+                bytes: plan.size,
+                version_id: Some(candidate.to_owned()),
+            });
+        }
+        Ok(Settled::skip(Decision::SkippedUpToDate, version))
+    }
+
     /// Closes the race between deciding and copying. The decision compared
     /// the source with the destination's current object `before`; if other
     /// writes landed in the destination after that look and before our copy,

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
@@ -100,6 +101,15 @@ struct PairResult {
     max_ms: Option<u64>,
 }
 
+/// The probes uploaded so far, shared with the watchers.
+#[derive(Default)]
+struct Uploaded {
+    /// Key → (region, ETag).
+    probes: Mutex<HashMap<String, (String, String)>>,
+    /// Set once every upload has ended: the watchers stop at this instant.
+    deadline: OnceLock<Instant>,
+}
+
 /// A probe uploaded into one region.
 struct Probe {
     region: String,
@@ -138,32 +148,43 @@ pub async fn verify(context: &Context, args: &VerifyArgs) -> Result<Report> {
         "uploading {count} probe objects into {} regions",
         regions.len()
     ));
+    // The destinations are watched while the probes are uploaded, so a
+    // probe's latency runs from the end of its own upload, not of the last.
     let start = Instant::now();
-    let probes: Vec<Probe> = stream::iter((0..count).map(|i| {
-        let region = regions[i % regions.len()].clone();
-        let key = format!("{prefix}{region}/{i:06}");
-        upload_probe(&aws, region, &buckets, key, args.probe_size)
-    }))
-    .buffer_unordered(usize::from(args.concurrency))
-    .try_collect()
-    .await?;
-
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    let sightings = join_all(regions.iter().map(|destination| {
-        watch(
-            &aws,
-            destination,
-            &buckets[destination],
-            &prefix,
-            &probes,
-            deadline,
-        )
-    }))
-    .await;
+    let uploaded = Uploaded::default();
+    let uploading = async {
+        let probes: Result<Vec<Probe>> = stream::iter((0..count).map(|i| {
+            let region = regions[i % regions.len()].clone();
+            let key = format!("{prefix}{region}/{i:06}");
+            upload_probe(&aws, region, &buckets, key, args.probe_size, &uploaded)
+        }))
+        .buffer_unordered(usize::from(args.concurrency))
+        .try_collect()
+        .await;
+        // Set even when an upload failed, so the watchers stop.
+        let _ = uploaded
+            .deadline
+            .set(Instant::now() + Duration::from_secs(args.timeout));
+        probes
+    };
+    let watching =
+        join_all(regions.iter().map(|destination| {
+            watch(&aws, destination, &buckets[destination], &prefix, &uploaded)
+        }));
+    let (probes, sightings) = futures::join!(uploading, watching);
+    let probes = probes?;
+    let deadline = *uploaded.deadline.get().expect("set once uploading ended");
     let mut seen: HashMap<(&str, &str), Duration> = HashMap::new();
     for (destination, sighting) in regions.iter().zip(&sightings) {
-        for (key, latency) in sighting {
-            seen.insert((destination.as_str(), key.as_str()), *latency);
+        for probe in probes.iter().filter(|p| &p.region != destination) {
+            if let Some((etag, at)) = sighting.get(&probe.key)
+                && *etag == probe.etag
+            {
+                seen.insert(
+                    (destination.as_str(), probe.key.as_str()),
+                    at.saturating_duration_since(probe.uploaded),
+                );
+            }
         }
     }
     let elapsed = start.elapsed();
@@ -224,6 +245,7 @@ async fn upload_probe(
     buckets: &HashMap<String, String>,
     key: String,
     size: usize,
+    uploaded: &Uploaded,
 ) -> Result<Probe> {
     let body = probe_body(&key, size);
     let bucket = &buckets[&region];
@@ -236,8 +258,14 @@ async fn upload_probe(
         .send()
         .await
         .with_context(|| format!("uploading the probe s3://{bucket}/{key} in {region}"))?;
+    let etag = out.e_tag().unwrap_or_default().to_owned();
+    uploaded
+        .probes
+        .lock()
+        .expect("no panic holds the lock")
+        .insert(key.clone(), (region.clone(), etag.clone()));
     Ok(Probe {
-        etag: out.e_tag().unwrap_or_default().to_owned(),
+        etag,
         region,
         key,
         body,
@@ -245,25 +273,20 @@ async fn upload_probe(
     })
 }
 
-/// Lists the destination's probes until every other region's are there with
-/// their ETag, or the deadline passes. Returns key → latency.
+/// Lists the destination's probes, from the first upload on, until every
+/// other region's are there with their ETag once uploading has ended, or the
+/// deadline passes. Returns key → (ETag, when first seen with it).
 async fn watch(
     aws: &Aws,
     destination: &str,
     bucket: &str,
     prefix: &str,
-    probes: &[Probe],
-    deadline: Instant,
-) -> HashMap<String, Duration> {
+    uploaded: &Uploaded,
+) -> HashMap<String, (String, Instant)> {
     let s3 = aws.s3(destination);
-    let expected: HashMap<&str, &Probe> = probes
-        .iter()
-        .filter(|p| p.region != destination)
-        .map(|p| (p.key.as_str(), p))
-        .collect();
-    let mut seen: HashMap<String, Duration> = HashMap::new();
+    let mut seen: HashMap<String, (String, Instant)> = HashMap::new();
     let mut delay = Duration::from_millis(50);
-    while seen.len() < expected.len() {
+    loop {
         let mut pages = s3
             .list_objects_v2()
             .bucket(bucket)
@@ -271,25 +294,35 @@ async fn watch(
             .into_paginator()
             .send();
         while let Some(Ok(page)) = pages.next().await {
+            // When the page arrived: the replica was there by then at the
+            // latest, so a latency is never understated.
+            let now = Instant::now();
             for object in page.contents() {
                 let (Some(key), Some(etag)) = (object.key(), object.e_tag()) else {
                     continue;
                 };
-                if let Some(probe) = expected.get(key)
-                    && probe.etag == etag
-                    && !seen.contains_key(key)
-                {
-                    seen.insert(key.to_owned(), probe.uploaded.elapsed());
+                if seen.get(key).is_none_or(|(known, _)| known != etag) {
+                    seen.insert(key.to_owned(), (etag.to_owned(), now));
                 }
             }
         }
-        if Instant::now() >= deadline {
-            break;
+        if let Some(deadline) = uploaded.deadline.get() {
+            let complete = uploaded
+                .probes
+                .lock()
+                .expect("no panic holds the lock")
+                .iter()
+                .filter(|(_, (region, _))| region != destination)
+                .all(|(key, (_, etag))| seen.get(key).is_some_and(|(e, _)| e == etag));
+            if complete || Instant::now() >= *deadline {
+                return seen;
+            }
+            tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+        } else {
+            tokio::time::sleep(delay).await;
         }
-        tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
         delay = (delay * 2).min(Duration::from_millis(500));
     }
-    seen
 }
 
 /// Counts the object versions under `prefix` in every bucket, again and again

@@ -655,3 +655,79 @@ async fn a_winner_buried_under_two_late_copies_is_put_back() {
     a.delete().await;
     b.delete().await;
 }
+
+/// A write that lands on top of a replica it loses to (same second; ties go
+/// to the region sorting first, eu-west-2 here) would stay in its region for
+/// good: the function's check of its own region's writes puts the winner back.
+#[tokio::test]
+async fn a_local_write_losing_the_tie_to_the_replica_below_it_gets_the_winner_back() {
+    let (a, b) = two_regions().await;
+    let replicator = replicator(CopySettings::default());
+    for attempt in 0..5 {
+        let key = format!("tie-{attempt}.txt");
+        let winner = b.put(&key, b"from eu-west-2, wins ties").await;
+        let copied = replicator
+            .replicate(&winner, &a.destination())
+            .await
+            .unwrap();
+        assert_eq!(copied.decision, Decision::Copied);
+        let local = a.put(&key, b"from us-east-1, same second").await;
+        let seconds = |bucket: &Bucket| {
+            let key = key.clone();
+            let client = bucket.client.clone();
+            let name = bucket.name.clone();
+            async move {
+                let head = client
+                    .head_object()
+                    .bucket(name)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
+                head.last_modified().unwrap().secs()
+            }
+        };
+        if seconds(&a).await != seconds(&b).await {
+            continue; // Crossed a second boundary: no tie, try again.
+        }
+        let outcome = replicator
+            .replicate(&local, &a.destination())
+            .await
+            .unwrap();
+        assert_eq!(outcome.decision, Decision::Restored);
+        assert_eq!(a.body(&key).await.unwrap(), b"from eu-west-2, wins ties");
+        // The event of the put-back is the function's own copy: nothing to do.
+        let again = a.notice_for_current(&key).await;
+        let outcome = replicator
+            .replicate(&again, &a.destination())
+            .await
+            .unwrap();
+        assert_eq!(outcome.decision, Decision::SkippedCopy);
+        return;
+    }
+    panic!("no two writes landed in the same second in five attempts");
+}
+
+/// A later local write wins: the check leaves it alone.
+#[tokio::test]
+async fn a_later_local_write_is_left_on_top() {
+    let (a, b) = two_regions().await;
+    let replicator = replicator(CopySettings::default());
+    let key = "later.txt";
+    let older = b.put(key, b"from eu-west-2").await;
+    replicator
+        .replicate(&older, &a.destination())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let local = a.put(key, b"from us-east-1, a second later").await;
+    let outcome = replicator
+        .replicate(&local, &a.destination())
+        .await
+        .unwrap();
+    assert_eq!(outcome.decision, Decision::SkippedUpToDate);
+    assert_eq!(
+        a.body(key).await.unwrap(),
+        b"from us-east-1, a second later"
+    );
+}
