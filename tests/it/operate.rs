@@ -439,20 +439,26 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         };
         assert_eq!(stack["action"], expected, "{stack}");
     }
-    let status = toastrep(&[
-        "status",
-        "--name",
-        &name,
-        "--lambda-zip",
-        changed,
-        "--output",
-        "json",
-    ]);
-    assert_eq!(
-        status.status.code(),
-        Some(0),
-        "every function runs the new code"
-    );
+    // CloudFormation on AWS completes a code update only once the function
+    // is Active again; the emulator completes it while the function is still
+    // Pending, which status rightly flags. So wait for it here.
+    eventually(
+        "every function running the new code, healthy",
+        Duration::from_secs(30),
+        || async {
+            let status = toastrep(&[
+                "status",
+                "--name",
+                &name,
+                "--lambda-zip",
+                changed,
+                "--output",
+                "json",
+            ]);
+            (status.status.code() == Some(0)).then_some(())
+        },
+    )
+    .await;
     // And the new code replicates.
     let object = upload("us-east-1", "after-code-change.txt", 1);
     put(&name, &object).await;
