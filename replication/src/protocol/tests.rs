@@ -1,0 +1,173 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::store::Headers;
+
+fn head(version: &str, last_modified: i64) -> ObjectHead {
+    ObjectHead {
+        version_id: version.into(),
+        etag: format!("e-{version}"),
+        last_modified,
+        size: 1,
+        metadata: BTreeMap::new(),
+        headers: Headers::default(),
+    }
+}
+
+fn original(region: &str, version: &str, time: i64) -> Seen {
+    Seen::of(region, "k", head(version, time), &MarkerKey::for_tests("t"))
+}
+
+fn replica(region: &str, version: &str, written: i64, of: &Seen) -> Seen {
+    let key = MarkerKey::for_tests("t");
+    let mut h = head(version, written);
+    h.metadata
+        .insert(marker::MARKER.into(), key.seal("k", &of.write, written));
+    Seen::of(region, "k", h, &key)
+}
+
+#[test]
+fn a_replica_is_recognised_and_a_restored_original_replicates() {
+    let a = original("us-east-1", "a1", 10);
+    let copy = replica("eu-west-2", "b1", 11, &a);
+    assert_eq!(copy.kind, Kind::Replica);
+    assert_eq!(copy.write, a.write);
+    assert_eq!(
+        decide_source(Some("b1"), Some(&copy)),
+        SourceDecision::Replica
+    );
+    let restored = replica("us-east-1", "a2", 12, &a);
+    assert_eq!(restored.kind, Kind::Restored);
+    assert_eq!(
+        decide_source(Some("a2"), Some(&restored)),
+        SourceDecision::Replicate(a.write.clone())
+    );
+    assert_eq!(
+        decide_source(Some("a1"), Some(&restored)),
+        SourceDecision::Gone
+    );
+}
+
+#[test]
+fn copy_decisions() {
+    let a = original("us-east-1", "a1", 10);
+    assert_eq!(
+        decide_copy(&a.write, None),
+        CopyDecision::Copy(Precondition::IfNoneMatch)
+    );
+    let held = replica("eu-west-2", "b1", 11, &a);
+    assert_eq!(decide_copy(&a.write, Some(&held)), CopyDecision::Holds);
+    let later = original("eu-west-2", "b2", 12);
+    assert_eq!(decide_copy(&a.write, Some(&later)), CopyDecision::Beaten);
+    // An older write of the same region, even one stamped later by a
+    // skewed clock, loses to the source: the source is its region's latest.
+    let older = original("us-east-1", "a0", 30);
+    let older_copy = replica("eu-west-2", "b3", 31, &older);
+    assert_eq!(
+        decide_copy(&a.write, Some(&older_copy)),
+        CopyDecision::Copy(Precondition::IfMatch("e-b3".into()))
+    );
+}
+
+#[test]
+fn a_check_restores_a_buried_winner_and_settles_otherwise() {
+    let eu = original("eu-west-2", "e1", 10);
+    let ap = original("ap-northeast-1", "p1", 10);
+    let us_local = original("us-east-1", "u1", 10);
+    let ap_copy = replica("us-east-1", "u2", 10, &ap);
+    let eu_copy = replica("us-east-1", "u3", 11, &eu);
+    // The race: the eu copy lands on top of the ap copy it loses to.
+    let history: Vec<VersionEntry> = [&eu_copy, &ap_copy, &us_local]
+        .iter()
+        .map(|s| VersionEntry::Object {
+            version_id: s.head.version_id.clone(),
+            etag: s.head.etag.clone(),
+            last_modified: s.head.last_modified,
+        })
+        .collect();
+    assert_eq!(
+        check_candidates(&history, &eu_copy),
+        vec!["u2".to_owned(), "u1".to_owned()]
+    );
+    let decision = decide_check(
+        &eu_copy,
+        &[ap_copy.clone(), us_local.clone()],
+        &Histories::default(),
+    );
+    assert_eq!(
+        decision,
+        Ok(CheckDecision::Restore {
+            version: "u2".into(),
+            precondition: Precondition::IfMatch("e-u3".into())
+        })
+    );
+    assert_eq!(
+        decide_check(&ap_copy, &[eu_copy, us_local], &Histories::default()),
+        Ok(CheckDecision::Settled)
+    );
+}
+
+#[test]
+fn a_delete_marker_ends_the_candidates() {
+    let top = original("us-east-1", "u2", 10);
+    let history = vec![
+        VersionEntry::Object {
+            version_id: "u2".into(),
+            etag: "e".into(),
+            last_modified: 10,
+        },
+        VersionEntry::DeleteMarker {
+            version_id: "d".into(),
+            last_modified: 10,
+        },
+        VersionEntry::Object {
+            version_id: "u1".into(),
+            etag: "e".into(),
+            last_modified: 10,
+        },
+    ];
+    assert!(check_candidates(&history, &top).is_empty());
+}
+
+#[test]
+fn sync_copies_the_winner_from_its_own_region_into_the_others() {
+    let a = original("ap-northeast-1", "p1", 10);
+    let in_us = replica("us-east-1", "u1", 11, &a);
+    let eu = original("eu-west-2", "e1", 9);
+    let currents = vec![Some(in_us), Some(a), Some(eu), None];
+    let plan = decide_sync(&currents, &[true, true, true, true], &Histories::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.source, 1);
+    assert_eq!(
+        plan.targets,
+        vec![
+            (2, Reason::Stale, Precondition::IfMatch("e-e1".into())),
+            (3, Reason::Missing, Precondition::IfNoneMatch)
+        ]
+    );
+    let plan = decide_sync(
+        &currents,
+        &[true, true, false, false],
+        &Histories::default(),
+    )
+    .unwrap();
+    assert_eq!(plan.unwrap().targets, vec![]);
+}
+
+#[test]
+fn same_second_writes_of_one_region_ask_for_its_history() {
+    let a1 = original("us-east-1", "a1", 10);
+    let a2 = original("us-east-1", "a2", 10);
+    let c1 = replica("eu-west-2", "b1", 10, &a1);
+    let c2 = replica("ap-northeast-1", "p1", 10, &a2);
+    assert_eq!(histories_needed([&c1, &c2]), vec!["us-east-1".to_owned()]);
+    let currents = vec![Some(c1), Some(c2)];
+    assert!(decide_sync(&currents, &[true, true], &Histories::default()).is_err());
+    let mut histories = Histories::default();
+    histories.listed("us-east-1", vec!["a2".into(), "a1".into()]);
+    let plan = decide_sync(&currents, &[true, true], &histories)
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.source, 1);
+}

@@ -1,0 +1,257 @@
+//! Every S3 call replication makes, behind one small trait.
+//!
+//! Two implementations: [`s3::SdkStore`] on `aws-sdk-s3`, and the simulated
+//! S3 in [`crate::sim`], which the deterministic simulation drives through
+//! exactly the same replication code.
+
+pub mod s3;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// A bucket and the region it lives in (calls are signed for that region).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bucket {
+    pub region: String,
+    pub name: String,
+}
+
+impl Bucket {
+    pub fn new(region: impl Into<String>, name: impl Into<String>) -> Bucket {
+        Bucket {
+            region: region.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// The headers a writer can set on an object, which a copy keeps. With
+/// MetadataDirective REPLACE S3 keeps none of them unless they are sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    /// The Expires header as stored (an HTTP date).
+    pub expires: Option<String>,
+    pub website_redirect_location: Option<String>,
+    /// `None` is STANDARD.
+    pub storage_class: Option<String>,
+    /// The additional checksum's algorithm (CRC32, CRC32C, SHA1, SHA256,
+    /// CRC64NVME), so a copy computes the same kind.
+    pub checksum_algorithm: Option<String>,
+    /// Object Lock retention and legal hold, kept where the destination
+    /// bucket has Object Lock.
+    pub object_lock_mode: Option<String>,
+    pub object_lock_retain_until: Option<String>,
+    pub object_lock_legal_hold: Option<String>,
+}
+
+/// One object version as HeadObject describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// `null` on an unversioned bucket.
+    pub version_id: String,
+    /// Without quotes.
+    pub etag: String,
+    /// Whole seconds since the epoch.
+    pub last_modified: i64,
+    pub size: u64,
+    /// User metadata, names lowercased.
+    pub metadata: BTreeMap<String, String>,
+    pub headers: Headers,
+}
+
+/// One entry of a key's history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionEntry {
+    Object {
+        version_id: String,
+        etag: String,
+        last_modified: i64,
+    },
+    DeleteMarker {
+        version_id: String,
+        last_modified: i64,
+    },
+}
+
+impl VersionEntry {
+    pub fn version_id(&self) -> &str {
+        match self {
+            VersionEntry::Object { version_id, .. }
+            | VersionEntry::DeleteMarker { version_id, .. } => version_id,
+        }
+    }
+}
+
+/// A condition on the destination of a write: what the decision saw there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// The destination's current object still has this ETag.
+    IfMatch(String),
+    /// The destination still has no current object.
+    IfNoneMatch,
+}
+
+/// A server-side copy of one exact source version.
+#[derive(Debug, Clone)]
+pub struct CopyRequest {
+    pub source: Bucket,
+    pub key: String,
+    pub source_version: String,
+    /// The source version's ETag: the copy fails rather than copy anything else.
+    pub source_etag: String,
+    pub destination: Bucket,
+    pub headers: Headers,
+    pub metadata: BTreeMap<String, String>,
+    pub precondition: Precondition,
+}
+
+/// A version a write created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub version_id: String,
+}
+
+/// One page of a bucket listing, in key order.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPage {
+    /// Key and ETag (without quotes) of each current object.
+    pub keys: Vec<(String, String)>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<String>,
+}
+
+/// What a failed call means for replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 404: the object, version or upload is gone.
+    NotFound,
+    /// 412: a condition did not hold (the source changed, or the
+    /// destination is no longer what the decision saw).
+    PreconditionFailed,
+    /// 409 ConditionalRequestConflict: a concurrent write to the same key.
+    Conflict,
+    /// Throttling, 5xx, timeouts, connection failures, AccessDenied right
+    /// after a deploy: worth another attempt.
+    Retryable,
+    /// Anything else.
+    Permanent,
+}
+
+/// A failed store call, classified.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} s3://{bucket}/{key} in {region}: {message}")]
+pub struct StoreError {
+    pub kind: ErrorKind,
+    pub operation: &'static str,
+    pub region: String,
+    pub bucket: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
+    }
+
+    /// The write's condition failed: decide again.
+    pub fn is_condition(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::PreconditionFailed | ErrorKind::Conflict
+        )
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The S3 calls replication makes. Every future is `Send`, so the Lambda
+/// runtime and the CLI can run them on any thread.
+pub trait ObjectStore: Send + Sync {
+    /// Seconds since the epoch, as the store's writes will stamp them.
+    fn now(&self) -> i64;
+
+    /// HeadObject of the current object (`version` None) or one version.
+    /// `None` when there is none: 404, or a delete marker on top.
+    fn head(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Option<ObjectHead>>> + Send;
+
+    /// Every version and delete marker of exactly `key`, newest first.
+    fn versions(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+    ) -> impl Future<Output = StoreResult<Vec<VersionEntry>>> + Send;
+
+    /// CopyObject: metadata replaced, tags copied.
+    fn copy_object(
+        &self,
+        request: &CopyRequest,
+    ) -> impl Future<Output = StoreResult<Written>> + Send;
+
+    /// The tags of one version.
+    fn tags(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: &str,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+
+    /// Sets the tags of one version (no new version, no event).
+    fn put_tags(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// CreateMultipartUpload in `request.destination`; returns the upload id.
+    fn create_upload(
+        &self,
+        request: &CopyRequest,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    /// UploadPartCopy of bytes `first..=last`; returns the part's ETag.
+    fn copy_part(
+        &self,
+        request: &CopyRequest,
+        upload_id: &str,
+        part: i32,
+        first: u64,
+        last: u64,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    /// CompleteMultipartUpload, under `request.precondition`.
+    fn complete_upload(
+        &self,
+        request: &CopyRequest,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> impl Future<Output = StoreResult<Written>> + Send;
+
+    fn abort_upload(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// One page of current keys under `prefix`, after `start`.
+    fn list_keys(
+        &self,
+        bucket: &Bucket,
+        prefix: Option<&str>,
+        start: Option<&str>,
+    ) -> impl Future<Output = StoreResult<KeyPage>> + Send;
+}
