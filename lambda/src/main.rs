@@ -5,7 +5,8 @@
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::{
-    CopySettings, Decision, Destination, HandleError, RegionalClients, Replicator,
+    Bucket, CopySettings, Decision, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
+    SetBuckets,
 };
 
 #[tokio::main]
@@ -30,20 +31,26 @@ async fn main() -> Result<(), Error> {
         s3_config = s3_config.force_path_style(true);
     }
 
-    let destination = Destination {
-        region: required_env("AWS_REGION")?,
-        bucket: required_env("DESTINATION_BUCKET")?,
+    let destination = Bucket::new(required_env("AWS_REGION")?, required_env("DESTINATION_BUCKET")?);
+    let set = SetBuckets {
+        set: required_env("SET_NAME")?,
+        account: required_env("ACCOUNT_ID")?,
     };
+    let key = MarkerKey::from_hex(&required_env("MARKER_KEY")?)
+        .map_err(|e| format!("environment variable MARKER_KEY: {e}"))?;
     let settings = CopySettings::from_env()?;
     tracing::info!(
-        destination_bucket = %destination.bucket,
+        destination_bucket = %destination.name,
         destination_region = %destination.region,
         multipart_threshold = settings.multipart_threshold,
         part_size = settings.part_size,
         concurrency = settings.concurrency,
         "replicator starting"
     );
-    let replicator = Replicator::new(RegionalClients::new(s3_config.build()), settings);
+    // Every call names the set's own account as the bucket owner, so a
+    // bucket of the same name elsewhere is never read or written.
+    let store = SdkStore::new(RegionalClients::new(s3_config.build())).expecting_owner(&set.account);
+    let replicator = Replicator::new(store, key, set, settings);
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         handle(&replicator, &destination, event)
@@ -63,8 +70,8 @@ async fn main() -> Result<(), Error> {
 /// message and no S3 call; telling the platform "do not retry this one" is
 /// not possible per invocation.
 async fn handle(
-    replicator: &Replicator,
-    destination: &Destination,
+    replicator: &Replicator<SdkStore>,
+    destination: &Bucket,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     match toastrep_replication::handle_sns_event(replicator, destination, &event.payload).await {
@@ -77,6 +84,7 @@ async fn handle(
                 "skipped_up_to_date": count(Decision::SkippedUpToDate),
                 "skipped_gone": count(Decision::SkippedGone),
                 "restored": count(Decision::Restored),
+                "restores": outcomes.iter().map(|o| o.restores).sum::<u32>(),
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))
         }

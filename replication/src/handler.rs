@@ -5,7 +5,8 @@
 use futures::StreamExt;
 
 use crate::event::{EventError, S3Notice, parse_sns_event};
-use crate::replicate::{Destination, Outcome, ReplicateError, Replicator};
+use crate::engine::{Outcome, ReplicateError, Replicator};
+use crate::store::{Bucket, ObjectStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
@@ -46,9 +47,9 @@ fn summarise(failures: &[(S3Notice, ReplicateError)]) -> String {
 /// Parses a raw Lambda SNS event and replicates every notice in it into
 /// `dest`, a few at a time. Every record is attempted before any failure is
 /// reported, so one bad record does not hold the others back.
-pub async fn handle_sns_event(
-    replicator: &Replicator,
-    dest: &Destination,
+pub async fn handle_sns_event<S: ObjectStore>(
+    replicator: &Replicator<S>,
+    dest: &Bucket,
     event: &serde_json::Value,
 ) -> Result<Vec<Outcome>, HandleError> {
     let notices = parse_sns_event(event).inspect_err(|error| {

@@ -1,25 +1,28 @@
-//! toastrep's replication core, shared by the replicator Lambda and the CLI.
+//! toastrep's replication: the protocol, its I/O shell, and the stores it
+//! runs on, shared by the replicator Lambda, the CLI and the simulation.
 //!
-//! A notice (an S3 `ObjectCreated` event, delivered through SNS) is
-//! replicated in four steps — see [`replicate::Replicator::replicate`]:
-//! check the source's current object, stop on replicas (no loops), compare
-//! origins with the destination ([`origin::should_copy`]), then server-side
-//! copy the exact version decided on ([`copy`]).
+//! - [`protocol`]: every decision, as pure functions of observed states;
+//! - [`store`]: every S3 call, behind the [`store::ObjectStore`] trait, with
+//!   the `aws-sdk-s3` implementation;
+//! - [`engine`]: runs the decisions against a store (a notice, a check, a
+//!   key's repair);
+//! - [`sim`] (feature `sim`): the simulated S3 and the deterministic world
+//!   the simulation tests run.
 
 pub mod clients;
-pub mod copy;
+pub mod engine;
 pub mod event;
 pub mod handler;
-pub mod origin;
 pub mod protocol;
-pub mod replicate;
 pub mod s3_error;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod store;
 
 pub use clients::RegionalClients;
-pub use copy::{CopySettings, SettingsError};
+pub use engine::{CopySettings, Decision, Outcome, ReplicateError, Replicator, SetBuckets, SettingsError};
 pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_sns_event};
 pub use handler::{HandleError, handle_sns_event};
-pub use origin::Origin;
 pub use protocol::MarkerKey;
-pub use replicate::{Decision, Destination, Outcome, ReplicateError, Replicator};
+pub use store::s3::SdkStore;
+pub use store::{Bucket, ObjectStore};

@@ -7,7 +7,8 @@
 //! and every field. So:
 //! - a forged marker (a writer without the key) does not verify;
 //! - a marker moved to another key (a user's `aws s3 cp` of a replica to a
-//!   new name keeps its metadata) does not verify, since the key is signed;
+//!   new name keeps its metadata) or another region's bucket does not
+//!   verify, since the key and the bucket's region are signed;
 //! - a marker re-uploaded later (a replica downloaded and uploaded again
 //!   with its metadata) does not verify, since the copy's write time is
 //!   signed and must match the object's Last-Modified within [`WINDOW`].
@@ -93,13 +94,14 @@ impl MarkerKey {
         MarkerKey(bytes)
     }
 
-    fn mac(&self, key: &str, write: &Write, written: i64) -> String {
+    fn mac(&self, key: &str, region: &str, write: &Write, written: i64) -> String {
         let mut mac =
             hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         // Length-prefixed fields: no two field lists sign the same bytes.
         for field in [
             FORMAT,
             key,
+            region,
             &write.region,
             &write.time.to_string(),
             &write.version,
@@ -112,26 +114,27 @@ impl MarkerKey {
         hex::encode(&mac.finalize().into_bytes()[..MAC_BYTES])
     }
 
-    /// The marker for a copy of `write` at `key`, written at `written`
-    /// (seconds since the epoch, the writer's clock).
-    pub fn seal(&self, key: &str, write: &Write, written: i64) -> String {
+    /// The marker for a copy of `write` at `key` in `region`'s bucket,
+    /// written at `written` (seconds since the epoch, the writer's clock).
+    pub fn seal(&self, key: &str, region: &str, write: &Write, written: i64) -> String {
         format!(
             "{FORMAT};region={};time={};version={};etag={};written={written};mac={}",
             write.region,
             write.time,
             write.version,
             write.etag,
-            self.mac(key, write, written)
+            self.mac(key, region, write, written)
         )
     }
 
-    /// The write a marker names, if it verifies for an object at `key`
-    /// last modified at `last_modified`. `None` for anything else: no
+    /// The write a marker names, if it verifies for an object at `key` in
+    /// `region`'s bucket, last modified at `last_modified`. `None` for anything else: no
     /// marker, a malformed one, a wrong MAC, or a write time too far from
     /// the object's.
     pub fn open(
         &self,
         key: &str,
+        region: &str,
         metadata: &BTreeMap<String, String>,
         last_modified: i64,
     ) -> Option<Write> {
@@ -139,7 +142,7 @@ impl MarkerKey {
         if !(written - SKEW..=written + WINDOW).contains(&last_modified) {
             return None;
         }
-        let expected = self.mac(key, &write, written);
+        let expected = self.mac(key, region, &write, written);
         // Compare in constant time: the MAC is a secret-derived value.
         let same = expected.len() == mac.len()
             && expected
@@ -205,40 +208,41 @@ mod tests {
     }
 
     fn sealed(key: &MarkerKey, object_key: &str, written: i64) -> BTreeMap<String, String> {
-        BTreeMap::from([(MARKER.to_owned(), key.seal(object_key, &write(), written))])
+        BTreeMap::from([(MARKER.to_owned(), key.seal(object_key, "us-east-1", &write(), written))])
     }
 
     #[test]
     fn a_sealed_marker_opens_for_its_key_and_time() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "a/b", 1_700_000_010);
-        assert_eq!(key.open("a/b", &metadata, 1_700_000_011), Some(write()));
+        assert_eq!(key.open("a/b", "us-east-1", &metadata, 1_700_000_011), Some(write()));
     }
 
     #[test]
-    fn a_marker_moved_to_another_key_does_not_open() {
+    fn a_marker_moved_to_another_key_or_region_does_not_open() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "a/b", 1_700_000_010);
-        assert_eq!(key.open("a/c", &metadata, 1_700_000_011), None);
+        assert_eq!(key.open("a/c", "us-east-1", &metadata, 1_700_000_011), None);
+        assert_eq!(key.open("a/b", "eu-west-1", &metadata, 1_700_000_011), None);
     }
 
     #[test]
     fn a_marker_reuploaded_after_the_window_does_not_open() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "k", 1_700_000_010);
-        assert_eq!(key.open("k", &metadata, 1_700_000_010 + WINDOW + 1), None);
-        assert_eq!(key.open("k", &metadata, 1_700_000_010 - SKEW - 1), None);
+        assert_eq!(key.open("k", "us-east-1", &metadata, 1_700_000_010 + WINDOW + 1), None);
+        assert_eq!(key.open("k", "us-east-1", &metadata, 1_700_000_010 - SKEW - 1), None);
     }
 
     #[test]
     fn another_sets_key_or_an_edited_field_does_not_open() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&MarkerKey::for_tests("other"), "k", 10);
-        assert_eq!(key.open("k", &metadata, 10), None);
+        assert_eq!(key.open("k", "us-east-1", &metadata, 10), None);
         let mut forged = sealed(&key, "k", 10);
         let far_future = forged[MARKER].replace("time=1700000000", "time=4102444800");
         forged.insert(MARKER.to_owned(), far_future);
-        assert_eq!(key.open("k", &forged, 10), None);
+        assert_eq!(key.open("k", "us-east-1", &forged, 10), None);
     }
 
     #[test]
@@ -251,7 +255,7 @@ mod tests {
             "v1;region=a;time=x;version=v;etag=e;written=1;mac=00",
         ] {
             let metadata = BTreeMap::from([(MARKER.to_owned(), value.to_owned())]);
-            assert_eq!(key.open("k", &metadata, 1), None, "{value}");
+            assert_eq!(key.open("k", "us-east-1", &metadata, 1), None, "{value}");
         }
     }
 

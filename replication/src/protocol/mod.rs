@@ -52,7 +52,7 @@ pub struct Seen {
 impl Seen {
     /// Interprets a version of `key` in `region`'s bucket.
     pub fn of(region: &str, key: &str, head: ObjectHead, marker_key: &MarkerKey) -> Seen {
-        let (write, kind) = match marker_key.open(key, &head.metadata, head.last_modified) {
+        let (write, kind) = match marker_key.open(key, region, &head.metadata, head.last_modified) {
             Some(write) if write.region == region => (write, Kind::Restored),
             Some(write) => (write, Kind::Replica),
             None => (

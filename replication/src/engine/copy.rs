@@ -1,0 +1,271 @@
+//! The one primitive every write into a destination goes through: copy,
+//! restore and sync repair alike. A server-side copy of one exact source
+//! version (CopyObject, or UploadPartCopy parts above the threshold), with
+//! the source's headers, metadata and tags and a fresh marker, on condition
+//! the destination is still what the decision saw. Bytes never pass through
+//! the caller.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+
+use super::Replicator;
+use crate::protocol::Write;
+use crate::protocol::marker::metadata_for_copy;
+use crate::store::{Bucket, CopyRequest, ObjectHead, ObjectStore, Precondition, StoreResult, Written};
+
+/// CopyObject copies at most 5 GB in one request
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html>).
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 5_000_000_000;
+pub const DEFAULT_PART_SIZE: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// A multipart upload has at most 10,000 parts
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>).
+pub const MAX_PARTS: u64 = 10_000;
+
+/// How copies are made. Configurable because the emulator does not enforce
+/// S3's 5 GB / 5 MiB limits, so tests exercise multipart on small objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySettings {
+    /// Objects larger than this (bytes) are copied in parts.
+    pub multipart_threshold: u64,
+    /// Preferred part size (bytes); raised when 10,000 parts would not cover the object.
+    pub part_size: u64,
+    /// How many parts are copied at once (and, in the Lambda, how many records).
+    pub concurrency: usize,
+}
+
+impl Default for CopySettings {
+    fn default() -> Self {
+        CopySettings {
+            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+            part_size: DEFAULT_PART_SIZE,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} is {value:?}, not {expected}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl CopySettings {
+    /// Reads `MULTIPART_THRESHOLD`, `PART_SIZE` and `COPY_CONCURRENCY`;
+    /// unset variables keep their defaults.
+    pub fn from_env() -> Result<CopySettings, SettingsError> {
+        CopySettings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`CopySettings::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<CopySettings, SettingsError> {
+        let defaults = CopySettings::default();
+        let read = |name: &'static str, default: u64| -> Result<u64, SettingsError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(SettingsError {
+                        name,
+                        value,
+                        expected: "a positive integer",
+                    }),
+                },
+            }
+        };
+        Ok(CopySettings {
+            multipart_threshold: read("MULTIPART_THRESHOLD", defaults.multipart_threshold)?,
+            part_size: read("PART_SIZE", defaults.part_size)?,
+            concurrency: read("COPY_CONCURRENCY", defaults.concurrency as u64)? as usize,
+        })
+    }
+}
+
+/// The part size actually used: at least `part_size`, and large enough that
+/// `size` fits in 10,000 parts.
+pub fn effective_part_size(size: u64, part_size: u64) -> u64 {
+    part_size.max(size.div_ceil(MAX_PARTS)).max(1)
+}
+
+/// `(part number, first byte, last byte)` for each part, inclusive ranges as
+/// `x-amz-copy-source-range` wants them.
+pub fn part_ranges(size: u64, part_size: u64) -> Vec<(i32, u64, u64)> {
+    let part_size = effective_part_size(size, part_size);
+    (0..size.div_ceil(part_size))
+        .map(|i| {
+            let first = i * part_size;
+            let last = (first + part_size).min(size) - 1;
+            (i as i32 + 1, first, last)
+        })
+        .collect()
+}
+
+impl<S: ObjectStore> Replicator<S> {
+    /// Writes a copy of `head` (a version of `key` in `source`), which is or
+    /// copies `write`, into `destination` under `precondition`. The caller
+    /// checks the destination afterwards ([`Replicator::settle`]): a store
+    /// may ignore the condition.
+    pub(crate) async fn write_copy(
+        &self,
+        source: &Bucket,
+        key: &str,
+        head: &ObjectHead,
+        write: &Write,
+        destination: &Bucket,
+        precondition: Precondition,
+    ) -> StoreResult<Written> {
+        let marker = self.key.seal(key, &destination.region, write, self.store.now());
+        let request = CopyRequest {
+            source: source.clone(),
+            key: key.to_owned(),
+            source_version: head.version_id.clone(),
+            source_etag: head.etag.clone(),
+            destination: destination.clone(),
+            headers: head.headers.clone(),
+            metadata: metadata_for_copy(&head.metadata, marker),
+            precondition,
+        };
+        if head.size > self.settings.multipart_threshold {
+            self.copy_in_parts(&request, head.size).await
+        } else {
+            self.store.copy_object(&request).await
+        }
+    }
+
+    /// A multipart copy. Any failure after CreateMultipartUpload aborts the
+    /// upload, so no incomplete upload (and its billed storage) is left.
+    async fn copy_in_parts(&self, request: &CopyRequest, size: u64) -> StoreResult<Written> {
+        // UploadPartCopy has no tagging directive: the tags go on the
+        // upload, read from the exact source version.
+        let tags = self
+            .store
+            .tags(&request.source, &request.key, &request.source_version)
+            .await?;
+        let upload_id = self.store.create_upload(request, &tags).await?;
+        match self.copy_parts(request, size, &upload_id).await {
+            Ok(written) => {
+                // On AWS the upload already carried the tags and this writes
+                // the same ones again (no new version, no event); some stores
+                // drop tags given at CreateMultipartUpload.
+                if !tags.is_empty()
+                    && let Err(error) = self
+                        .store
+                        .put_tags(&request.destination, &request.key, &written.version_id, &tags)
+                        .await
+                {
+                    tracing::warn!(%error, "could not set the tags again after a multipart copy");
+                }
+                Ok(written)
+            }
+            Err(error) => {
+                if let Err(abort) = self
+                    .store
+                    .abort_upload(&request.destination, &request.key, &upload_id)
+                    .await
+                {
+                    // The bucket's lifecycle rule (AbortIncompleteMultipartUpload)
+                    // is the backstop; the copy's own error matters more.
+                    tracing::warn!(%abort, upload_id, "could not abort a failed multipart copy");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn copy_parts(&self, request: &CopyRequest, size: u64, upload_id: &str) -> StoreResult<Written> {
+        // After the first failure, parts not yet started are skipped, but
+        // parts in flight are awaited rather than dropped: S3 may finish a
+        // dropped part after the abort, leaving storage behind.
+        let failed = AtomicBool::new(false);
+        let results: Vec<StoreResult<Option<(i32, String)>>> =
+            futures::stream::iter(part_ranges(size, self.settings.part_size))
+                .map(|(number, first, last)| {
+                    let failed = &failed;
+                    async move {
+                        if failed.load(Ordering::Relaxed) {
+                            return Ok(None);
+                        }
+                        match self.store.copy_part(request, upload_id, number, first, last).await {
+                            Ok(etag) => Ok(Some((number, etag))),
+                            Err(error) => {
+                                failed.store(true, Ordering::Relaxed);
+                                Err(error)
+                            }
+                        }
+                    }
+                })
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+        let mut parts = Vec::with_capacity(results.len());
+        for result in results {
+            if let Some(part) = result? {
+                parts.push(part);
+            }
+        }
+        // CompleteMultipartUpload wants the parts in ascending order.
+        parts.sort();
+        self.store.complete_upload(request, upload_id, &parts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_object_exactly() {
+        let mib = 1024 * 1024;
+        assert_eq!(
+            part_ranges(12 * mib, 5 * mib),
+            vec![
+                (1, 0, 5 * mib - 1),
+                (2, 5 * mib, 10 * mib - 1),
+                (3, 10 * mib, 12 * mib - 1)
+            ]
+        );
+        assert_eq!(part_ranges(10, 5), vec![(1, 0, 4), (2, 5, 9)]);
+        assert_eq!(part_ranges(0, 5), vec![]);
+    }
+
+    #[test]
+    fn part_size_grows_to_fit_ten_thousand_parts() {
+        assert_eq!(effective_part_size(100, 10), 10);
+        assert_eq!(effective_part_size(1_000_001, 10), 101);
+        let size = 5 * 1024u64.pow(4); // 5 TiB, S3's maximum object size
+        let ranges = part_ranges(size, DEFAULT_PART_SIZE);
+        assert!(ranges.len() as u64 <= MAX_PARTS);
+        assert_eq!(ranges.last().unwrap().2, size - 1);
+    }
+
+    #[test]
+    fn settings_from_lookup() {
+        let none = CopySettings::from_lookup(|_| None).unwrap();
+        assert_eq!(none, CopySettings::default());
+        assert_eq!(none.multipart_threshold, 5_000_000_000);
+        assert_eq!(none.part_size, 268_435_456);
+        assert_eq!(none.concurrency, 8);
+        let set = CopySettings::from_lookup(|n| match n {
+            "MULTIPART_THRESHOLD" => Some("10".into()),
+            "PART_SIZE" => Some("5".into()),
+            "COPY_CONCURRENCY" => Some("2".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            set,
+            CopySettings {
+                multipart_threshold: 10,
+                part_size: 5,
+                concurrency: 2
+            }
+        );
+        let bad = CopySettings::from_lookup(|n| (n == "PART_SIZE").then(|| "big".into()));
+        assert_eq!(bad.unwrap_err().name, "PART_SIZE");
+    }
+}

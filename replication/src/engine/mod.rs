@@ -1,0 +1,146 @@
+//! The protocol's I/O shell: runs the decisions of [`crate::protocol`]
+//! against an [`ObjectStore`]. The function, `sync`, `replay`, backfill and
+//! the simulation all run this same code.
+
+mod copy;
+mod replicate;
+mod settle;
+mod sync;
+
+use std::collections::BTreeMap;
+
+pub use copy::{CopySettings, SettingsError, effective_part_size, part_ranges};
+pub use replicate::{Decision, Outcome};
+pub use sync::{KeyRepair, RepairFailure, RepairedCopy};
+
+use crate::protocol::{Histories, MarkerKey, NeedHistory, Seen};
+use crate::store::{Bucket, ObjectStore, StoreError};
+
+/// How the set names its buckets: `toastrep-SET-REGION-ACCOUNT`, the same
+/// rule as the CLI's (`src/names.rs`), which the function gets through its
+/// `SET_NAME` and `ACCOUNT_ID` environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetBuckets {
+    pub set: String,
+    pub account: String,
+}
+
+impl SetBuckets {
+    pub fn bucket(&self, region: &str) -> Bucket {
+        Bucket::new(region, format!("toastrep-{}-{region}-{}", self.set, self.account))
+    }
+
+    /// Whether `bucket` is this set's bucket in its region: the only
+    /// buckets replication reads or writes.
+    pub fn owns(&self, bucket: &Bucket) -> bool {
+        self.bucket(&bucket.region) == *bucket
+    }
+}
+
+/// Why a record could not be replicated.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("s3://{bucket}/{key} in {region} changed under {rounds} decisions in a row; another attempt will decide again")]
+    Contended {
+        region: String,
+        bucket: String,
+        key: String,
+        rounds: usize,
+    },
+    #[error("the notice names s3://{bucket} in {region}, which is not a bucket of set {set}: ignored")]
+    Foreign {
+        set: String,
+        region: String,
+        bucket: String,
+    },
+}
+
+impl ReplicateError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ReplicateError::Store(e) => e.is_retryable() || e.is_condition(),
+            ReplicateError::Contended { .. } => true,
+            ReplicateError::Foreign { .. } => false,
+        }
+    }
+}
+
+/// Decisions are retried at most this often when a write's condition fails
+/// (the destination changed since it was looked at) before the record is
+/// failed as retryable.
+const ROUNDS: usize = 8;
+
+/// Replication over one store, for one set.
+#[derive(Debug)]
+pub struct Replicator<S> {
+    store: S,
+    key: MarkerKey,
+    set: SetBuckets,
+    settings: CopySettings,
+}
+
+impl<S: ObjectStore> Replicator<S> {
+    pub fn new(store: S, key: MarkerKey, set: SetBuckets, settings: CopySettings) -> Replicator<S> {
+        Replicator {
+            store,
+            key,
+            set,
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &CopySettings {
+        &self.settings
+    }
+
+    pub fn set(&self) -> &SetBuckets {
+        &self.set
+    }
+
+    /// The current object (or one version) of `key` in `bucket`, interpreted.
+    async fn seen(&self, bucket: &Bucket, key: &str, version: Option<&str>) -> Result<Option<Seen>, StoreError> {
+        Ok(self
+            .store
+            .head(bucket, key, version)
+            .await?
+            .map(|head| Seen::of(&bucket.region, key, head, &self.key)))
+    }
+
+    /// Runs `decide` with the region histories it asks for, fetching each
+    /// at most once.
+    async fn with_histories<T>(
+        &self,
+        key: &str,
+        mut histories: Histories,
+        mut decide: impl FnMut(&Histories) -> Result<T, NeedHistory>,
+    ) -> Result<T, ReplicateError> {
+        let mut fetched = BTreeMap::new();
+        loop {
+            match decide(&histories) {
+                Ok(decision) => return Ok(decision),
+                Err(NeedHistory(region)) => {
+                    if fetched.contains_key(&region) {
+                        unreachable!("a fetched history orders every version of its region");
+                    }
+                    let bucket = self.set.bucket(&region);
+                    let versions: Vec<String> = self
+                        .store
+                        .versions(&bucket, key)
+                        .await?
+                        .into_iter()
+                        .map(|entry| entry.version_id().to_owned())
+                        .collect();
+                    histories.listed(&region, versions.clone());
+                    fetched.insert(region, versions);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! One notice, into one destination: decide, write, check, and log one
+//! decision line.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{ROUNDS, ReplicateError, Replicator};
+use crate::event::S3Notice;
+use crate::protocol::{CopyDecision, Kind, SourceDecision, decide_copy, decide_source};
+use crate::store::{Bucket, ErrorKind, ObjectStore};
+
+/// What was done with a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The source's write was copied to the destination.
+    Copied,
+    /// The source's current object is toastrep's copy of another region's
+    /// write: that write's own notices carry it.
+    SkippedCopy,
+    /// The destination holds this write, or one that wins over it.
+    SkippedUpToDate,
+    /// The notified version is no longer the source's current object
+    /// (deleted, or superseded by a write that brings its own notice).
+    SkippedGone,
+    /// A check put a winning version back on top.
+    Restored,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Copied => "copied",
+            Decision::SkippedCopy => "skipped_copy",
+            Decision::SkippedUpToDate => "skipped_up_to_date",
+            Decision::SkippedGone => "skipped_gone",
+            Decision::Restored => "restored",
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// Bytes written (copies and restores).
+    pub bytes: u64,
+    /// Versions a check put back on top.
+    pub restores: u32,
+    pub millis: u64,
+}
+
+impl<S: ObjectStore> Replicator<S> {
+    /// Replicates `notice` into `destination` and logs exactly one
+    /// `toastrep::decision` line.
+    pub async fn replicate(&self, notice: &S3Notice, destination: &Bucket) -> Result<Outcome, ReplicateError> {
+        let started = Instant::now();
+        let result = self.decide_and_write(notice, destination).await;
+        let millis = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(outcome) => tracing::info!(
+                target: "toastrep::decision",
+                decision = outcome.decision.as_str(),
+                key = %notice.key,
+                source_region = %notice.region,
+                destination_region = %destination.region,
+                bytes = outcome.bytes,
+                restores = outcome.restores,
+                ms = millis,
+                version_id = notice.version_id.as_deref().unwrap_or(""),
+            ),
+            Err(error) => tracing::info!(
+                target: "toastrep::decision",
+                decision = "failed",
+                key = %notice.key,
+                source_region = %notice.region,
+                destination_region = %destination.region,
+                ms = millis,
+                version_id = notice.version_id.as_deref().unwrap_or(""),
+                retryable = error.is_retryable(),
+                error = %error,
+            ),
+        }
+        result.map(|outcome| Outcome { millis, ..outcome })
+    }
+
+    async fn decide_and_write(&self, notice: &S3Notice, destination: &Bucket) -> Result<Outcome, ReplicateError> {
+        let source = Bucket::new(&notice.region, &notice.bucket);
+        // Only the set's own buckets: a notice naming any other bucket
+        // (a forged message, a stray subscription) is not acted on.
+        if !self.set.owns(&source) {
+            return Err(ReplicateError::Foreign {
+                set: self.set.set.clone(),
+                region: source.region,
+                bucket: source.name,
+            });
+        }
+        let key = notice.key.as_str();
+        let outcome = |decision, bytes, restores| Outcome {
+            decision,
+            bytes,
+            restores,
+            millis: 0,
+        };
+        if source == *destination {
+            return self.check_local_write(notice, destination).await;
+        }
+
+        // A failed condition means the source or the destination changed
+        // since it was looked at (a 412 does not say which): look again.
+        for _ in 0..ROUNDS {
+            let current = self.seen(&source, key, None).await?;
+            let write = match decide_source(notice.version_id.as_deref(), current.as_ref()) {
+                // The current object is another region's write, named by
+                // its own notices; it cannot be a copy of this notice's.
+                SourceDecision::Replica => return Ok(outcome(Decision::SkippedCopy, 0, 0)),
+                SourceDecision::Gone => {
+                    let restores = self.owed_check(notice, destination).await?;
+                    return Ok(outcome(Decision::SkippedGone, 0, restores));
+                }
+                SourceDecision::Replicate(write) => write,
+            };
+            let source_head = current.expect("a write to replicate is current").head;
+            let held = self.seen(destination, key, None).await?;
+            let precondition = match decide_copy(&write, held.as_ref()) {
+                CopyDecision::Beaten => return Ok(outcome(Decision::SkippedUpToDate, 0, 0)),
+                CopyDecision::Holds => {
+                    // A retry of a copy that landed: its check may be owed.
+                    let settled = self.settle(destination, key).await?;
+                    return Ok(outcome(Decision::SkippedUpToDate, settled.bytes, settled.restores));
+                }
+                CopyDecision::Copy(precondition) => precondition,
+            };
+            match self
+                .write_copy(&source, key, &source_head, &write, destination, precondition)
+                .await
+            {
+                Ok(_) => {
+                    let settled = self.settle(destination, key).await?;
+                    return Ok(outcome(Decision::Copied, source_head.size + settled.bytes, settled.restores));
+                }
+                Err(error) if error.is_condition() || error.kind == ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ReplicateError::Contended {
+            region: destination.region.clone(),
+            bucket: destination.name.clone(),
+            key: key.to_owned(),
+            rounds: ROUNDS,
+        })
+    }
+
+    /// An earlier attempt at this notice may have copied its write and
+    /// failed before its check; the source has moved on since, so this
+    /// attempt copies nothing, but the check is owed still.
+    async fn owed_check(&self, notice: &S3Notice, destination: &Bucket) -> Result<u32, ReplicateError> {
+        let held = self.seen(destination, &notice.key, None).await?;
+        let ours = held.is_some_and(|h| {
+            h.kind != Kind::Original
+                && h.write.region == notice.region
+                && Some(&h.write.version) == notice.version_id.as_ref()
+        });
+        Ok(if ours { self.settle(destination, &notice.key).await?.restores } else { 0 })
+    }
+
+    /// A write in the function's own region. The other regions' functions
+    /// copy it; here it is only checked: it may have landed on top of a
+    /// version that wins over it (a copy of a write in the same second
+    /// whose tie goes to another region), and no other notice would bring
+    /// the winner back.
+    async fn check_local_write(&self, notice: &S3Notice, bucket: &Bucket) -> Result<Outcome, ReplicateError> {
+        let current = self.seen(bucket, &notice.key, None).await?;
+        let decision = match current {
+            // Gone or superseded: whatever is on top has its own check.
+            None => Decision::SkippedGone,
+            Some(current) if notice.version_id.as_ref().is_some_and(|v| *v != current.head.version_id) => {
+                Decision::SkippedGone
+            }
+            // Every version that lands here is checked on its own notice,
+            // toastrep's own copies too: their writer checks them at once,
+            // but a writer that fails after writing may never come back to
+            // it (its retry finds the source moved on), and a store that
+            // ignores write conditions lets a copy land on a newer write.
+            Some(current) => {
+                let own = current.kind != Kind::Original;
+                let settled = self.settle(bucket, &notice.key).await?;
+                return Ok(Outcome {
+                    decision: match (settled.restores > 0, own) {
+                        (true, _) => Decision::Restored,
+                        (false, true) => Decision::SkippedCopy,
+                        (false, false) => Decision::SkippedUpToDate,
+                    },
+                    bytes: settled.bytes,
+                    restores: settled.restores,
+                    millis: 0,
+                });
+            }
+        };
+        Ok(Outcome {
+            decision,
+            bytes: 0,
+            restores: 0,
+            millis: 0,
+        })
+    }
+}

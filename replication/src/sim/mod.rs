@@ -1,0 +1,11 @@
+//! The deterministic simulation: the replication engine, exactly as the
+//! function and `sync` run it, over a simulated S3 whose notifications are
+//! duplicated, delayed, reordered and dropped and whose calls fail, under a
+//! seeded scheduler. A seed fixes everything; the same seed replays the
+//! same schedule.
+
+pub mod executor;
+pub mod s3;
+pub mod world;
+
+pub use world::{Scenario, Summary, UserOp, run, run_scenario};

@@ -1,0 +1,533 @@
+//! One simulated replica set: user writes, the notifications they cause,
+//! every region's replicator, the platform's retries and dead-letter
+//! queue, a replay and a sync at the end, and the checks that the set
+//! converged on the documented winner and then stopped copying.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use super::executor::Executor;
+use super::s3::{Faults, SimS3, Version};
+use crate::engine::{CopySettings, Replicator, SetBuckets};
+use crate::event::S3Notice;
+use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
+use crate::protocol::{MarkerKey, Seen};
+use crate::store::{Bucket, Headers, ObjectHead};
+
+/// Region names, in an order that is not their sorted order, so the
+/// tie-break is exercised both ways.
+const REGIONS: [&str; 5] = ["us-east-1", "eu-west-2", "ap-northeast-1", "us-west-2", "eu-central-1"];
+/// Steps after which a schedule that has not gone quiet fails.
+const STEP_LIMIT: u64 = 400_000;
+
+/// What a user does, at a time in the schedule.
+#[derive(Debug, Clone)]
+pub enum UserOp {
+    /// PutObject of new bytes.
+    Put { region: usize, key: String },
+    /// A server-side copy of whatever is current at `from` to `to`, within
+    /// one bucket, metadata and tags included.
+    Copy { region: usize, from: String, to: String },
+    /// The current object of `key` in region `from` uploaded again, bytes
+    /// and metadata (a replica's marker included), into region `region`.
+    Reupload { region: usize, from: usize, key: String },
+    /// An upload whose metadata claims another region and a far-future time.
+    Forged { region: usize, key: String },
+    /// Time passes: longer than a marker's window.
+    Wait { seconds: u64 },
+}
+
+/// A schedule's setting: everything but the interleaving, which the seed picks.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub regions: usize,
+    /// (milliseconds from the start, operation), in time order.
+    pub ops: Vec<(u64, UserOp)>,
+    pub faults: Faults,
+    /// Notifications dropped and duplicated, per 1,000.
+    pub drop: u32,
+    pub duplicate: u32,
+    /// CopyObject ignores destination conditions, as the emulator does.
+    pub ignore_copy_conditions: bool,
+    /// Object sizes up to this; copies above `multipart_threshold` go in parts.
+    pub max_size: u64,
+    pub settings: CopySettings,
+}
+
+impl Scenario {
+    /// A random scenario for `seed`.
+    pub fn random(seed: u64) -> Scenario {
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed_5eed);
+        let regions = [2, 3, 5][rng.usize(0..3)];
+        let keys = rng.usize(1..=3);
+        let key = |rng: &mut fastrand::Rng| ["k", "a b+c/ü", "k2"][rng.usize(0..keys)].to_owned();
+        let mut ops = Vec::new();
+        for _ in 0..rng.usize(2..=7) {
+            let op = UserOp::Put {
+                region: rng.usize(0..regions),
+                key: key(&mut rng),
+            };
+            ops.push((rng.u64(0..2500), op));
+        }
+        if rng.u32(0..10) < 3 {
+            let from = key(&mut rng);
+            let op = UserOp::Copy {
+                region: rng.usize(0..regions),
+                to: format!("copy-of-{from}"),
+                from,
+            };
+            ops.push((rng.u64(1500..4000), op));
+        }
+        if rng.u32(0..10) < 3 {
+            let from = rng.usize(0..regions);
+            let region = (from + rng.usize(1..regions)) % regions;
+            let op = UserOp::Reupload {
+                region,
+                from,
+                key: key(&mut rng),
+            };
+            ops.push((rng.u64(1500..4000), op));
+        }
+        if rng.u32(0..10) < 2 {
+            let op = UserOp::Forged {
+                region: rng.usize(0..regions),
+                key: key(&mut rng),
+            };
+            ops.push((rng.u64(0..4000), op));
+        }
+        if rng.u32(0..10) < 1 {
+            // A replica re-uploaded to its own key and region after the
+            // marker's window: a new write.
+            let at = rng.u64(4000..5000);
+            ops.push((at, UserOp::Wait { seconds: 16 * 60 }));
+            let region = rng.usize(0..regions);
+            ops.push((at + 1, UserOp::Reupload { region, from: region, key: key(&mut rng) }));
+        }
+        ops.sort_by_key(|(at, _)| *at);
+        let multipart = rng.bool();
+        Scenario {
+            regions,
+            ops,
+            faults: Faults {
+                fail: rng.u32(0..=60),
+                timeout: rng.u32(0..=30),
+            },
+            drop: rng.u32(0..=100),
+            duplicate: rng.u32(0..=150),
+            ignore_copy_conditions: rng.bool(),
+            max_size: 400,
+            settings: CopySettings {
+                multipart_threshold: if multipart { 100 } else { 1 << 40 },
+                part_size: 64,
+                concurrency: 3,
+            },
+        }
+    }
+}
+
+/// What a schedule did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub regions: usize,
+    pub user_writes: usize,
+    pub deliveries: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub store_writes: u64,
+    pub sync_copies: usize,
+    pub steps: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Delivery {
+    notice: S3Notice,
+    destination: usize,
+    attempt: u32,
+}
+
+/// The mutable state the delivery tasks share with the world.
+#[derive(Default)]
+struct Mail {
+    pending: Vec<Delivery>,
+    dead: Vec<Delivery>,
+    retried: u64,
+}
+
+struct World {
+    rng: fastrand::Rng,
+    s3: SimS3,
+    buckets: Vec<Bucket>,
+    replicators: Vec<Rc<Replicator<SimS3>>>,
+    key: MarkerKey,
+    executor: Executor,
+    mail: Rc<RefCell<Mail>>,
+    /// Every notification ever emitted, for the re-delivery at the end.
+    log: Vec<S3Notice>,
+    /// Ground truth: every user write, in the order it was made.
+    user_writes: Vec<(usize, String, Version)>,
+    drop: u32,
+    duplicate: u32,
+    summary: Summary,
+}
+
+/// Runs the random scenario of `seed` under the schedule of `seed`.
+pub fn run(seed: u64) -> Result<Summary, String> {
+    run_scenario(seed, &Scenario::random(seed))
+}
+
+/// Runs `scenario` under the schedule of `seed`.
+pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
+    let set = SetBuckets {
+        set: "sim".into(),
+        account: "000000000000".into(),
+    };
+    let buckets: Vec<Bucket> = REGIONS[..scenario.regions].iter().map(|r| set.bucket(r)).collect();
+    let s3 = SimS3::new(seed, &buckets, scenario.ignore_copy_conditions);
+    let key = MarkerKey::for_tests("sim");
+    let replicators = buckets
+        .iter()
+        .map(|_| Rc::new(Replicator::new(s3.clone(), key.clone(), set.clone(), scenario.settings.clone())))
+        .collect();
+    let mut world = World {
+        rng: fastrand::Rng::with_seed(seed),
+        s3,
+        buckets,
+        replicators,
+        key,
+        executor: Executor::default(),
+        mail: Rc::default(),
+        log: Vec::new(),
+        user_writes: Vec::new(),
+        drop: scenario.drop,
+        duplicate: scenario.duplicate,
+        summary: Summary {
+            regions: scenario.regions,
+            ..Summary::default()
+        },
+    };
+
+    // 1. The users write while replication runs, under faults and losses.
+    world.s3.set_faults(scenario.faults);
+    let start = world.s3.clock_ms();
+    let mut ops = scenario.ops.iter().peekable();
+    loop {
+        while let Some((at, op)) = ops.peek() {
+            if world.s3.clock_ms() < start + at {
+                break;
+            }
+            // Time jumps only while the set is idle: no request is in
+            // flight for longer than S3's 15-minute signature limit.
+            if matches!(op, UserOp::Wait { .. }) && !world.quiet() {
+                break;
+            }
+            world.user(op, scenario.max_size);
+            ops.next();
+        }
+        world.announce();
+        if ops.peek().is_none() && world.quiet() {
+            break;
+        }
+        world.step()?;
+    }
+
+    // 2. The operator replays the dead-letter queue, then runs one sync.
+    //    No more faults or losses from here: these are the repairs.
+    world.s3.set_faults(Faults::default());
+    world.drop = 0;
+    world.duplicate = 0;
+    let dead = std::mem::take(&mut world.mail.borrow_mut().dead);
+    world.mail.borrow_mut().pending.extend(dead.into_iter().map(|d| Delivery { attempt: 0, ..d }));
+    world.settle()?;
+    world.summary.sync_copies = world.sync()?;
+    world.settle()?;
+    world.check_converged()?;
+
+    // 3. Converged means quiet: every notification delivered again, and
+    //    another sync, write nothing.
+    let before = world.s3.writes();
+    let log = world.log.clone();
+    for notice in log {
+        for destination in 0..world.buckets.len() {
+            world.mail.borrow_mut().pending.push(Delivery {
+                notice: notice.clone(),
+                destination,
+                attempt: 0,
+            });
+        }
+    }
+    world.settle()?;
+    let copies = world.sync()?;
+    world.settle()?;
+    let after = world.s3.writes();
+    if after != before || copies != 0 {
+        return Err(format!(
+            "copying went on after convergence: {} writes and {copies} sync copies",
+            after - before
+        ));
+    }
+    world.summary.store_writes = after;
+    world.summary.user_writes = world.user_writes.len();
+    world.summary.retried = world.mail.borrow().retried;
+    Ok(world.summary)
+}
+
+impl World {
+    fn quiet(&self) -> bool {
+        self.executor.is_empty() && self.mail.borrow().pending.is_empty()
+    }
+
+    /// Runs until nothing is pending.
+    fn settle(&mut self) -> Result<(), String> {
+        loop {
+            self.announce();
+            if self.quiet() {
+                return Ok(());
+            }
+            self.step()?;
+        }
+    }
+
+    /// Queues the notifications of new writes: one to every region's
+    /// function (its own region's included), each maybe lost or doubled.
+    fn announce(&mut self) {
+        for notice in self.s3.take_outbox() {
+            self.log.push(notice.clone());
+            for destination in 0..self.buckets.len() {
+                if self.drop > 0 && self.rng.u32(0..1000) < self.drop {
+                    self.summary.dropped += 1;
+                    continue;
+                }
+                let copies = if self.rng.u32(0..1000) < self.duplicate { 2 } else { 1 };
+                self.summary.duplicated += copies - 1;
+                for _ in 0..copies {
+                    self.mail.borrow_mut().pending.push(Delivery {
+                        notice: notice.clone(),
+                        destination,
+                        attempt: 0,
+                    });
+                }
+            }
+        }
+    }
+
+    /// One scheduling step: time passes, then either a running task takes
+    /// a step or a pending delivery starts (so deliveries are delayed and
+    /// reordered at random).
+    fn step(&mut self) -> Result<(), String> {
+        self.summary.steps += 1;
+        if self.summary.steps > STEP_LIMIT {
+            return Err(format!("no quiescence after {STEP_LIMIT} steps"));
+        }
+        self.s3.advance(self.rng.u64(0..=30));
+        let running = self.executor.len();
+        let pending = self.mail.borrow().pending.len();
+        if running + pending == 0 {
+            return Ok(());
+        }
+        let choice = self.rng.usize(0..running + pending);
+        if choice < running {
+            self.executor.step(choice);
+            return Ok(());
+        }
+        let delivery = self.mail.borrow_mut().pending.swap_remove(choice - running);
+        self.summary.deliveries += 1;
+        let replicator = Rc::clone(&self.replicators[delivery.destination]);
+        let destination = self.buckets[delivery.destination].clone();
+        let mail = Rc::clone(&self.mail);
+        self.executor.spawn(async move {
+            let result = replicator.replicate(&delivery.notice, &destination).await;
+            if std::env::var_os("TOASTREP_SIM_TRACE").is_some() {
+                let n = &delivery.notice;
+                eprintln!(
+                    "{} {} {:?} -> {} (attempt {}): {:?}",
+                    n.region, n.key, n.version_id, destination.region, delivery.attempt,
+                    result.as_ref().map(|o| (o.decision, o.restores)).map_err(|e| e.to_string())
+                );
+            }
+            let mut mail = mail.borrow_mut();
+            match result {
+                Ok(_) => {}
+                // The platform retries an asynchronous invocation twice.
+                Err(error) if error.is_retryable() && delivery.attempt < 2 => {
+                    mail.retried += 1;
+                    mail.pending.push(Delivery {
+                        attempt: delivery.attempt + 1,
+                        ..delivery
+                    });
+                }
+                Err(_) => mail.dead.push(delivery),
+            }
+        });
+        Ok(())
+    }
+
+    fn user(&mut self, op: &UserOp, max_size: u64) {
+        match op {
+            UserOp::Put { region, key } => {
+                let size = self.rng.u64(1..=max_size);
+                let tag = self.rng.u32(0..100).to_string();
+                let version = self.s3.user_put(
+                    &self.buckets[*region].name,
+                    key,
+                    size,
+                    BTreeMap::from([("writer".to_owned(), format!("{region}-{tag}"))]),
+                    Headers {
+                        content_type: Some(format!("text/x-{tag}")),
+                        cache_control: Some("max-age=60".into()),
+                        storage_class: self.rng.bool().then(|| "STANDARD_IA".to_owned()),
+                        ..Headers::default()
+                    },
+                    vec![("t".to_owned(), tag)],
+                );
+                self.user_writes.push((*region, key.clone(), version));
+            }
+            UserOp::Copy { region, from, to } => {
+                if let Some(version) = self.s3.user_copy(&self.buckets[*region].name, from, to) {
+                    self.user_writes.push((*region, to.clone(), version));
+                }
+            }
+            UserOp::Reupload { region, from, key } => {
+                let history = self.s3.history(&self.buckets[*from].name, key);
+                if let Some(source) = history.last().filter(|v| !v.delete_marker) {
+                    let version = self.s3.user_reupload(&self.buckets[*region].name, key, source);
+                    self.user_writes.push((*region, key.clone(), version));
+                }
+            }
+            UserOp::Forged { region, key } => {
+                let other = REGIONS[(region + 1) % REGIONS.len()];
+                let forged = format!(
+                    "v1;region={other};time=4102444800;version=x;etag=y;written={};mac={}",
+                    self.s3.clock_ms() / 1000,
+                    "0".repeat(32)
+                );
+                let version = self.s3.user_put(
+                    &self.buckets[*region].name,
+                    key,
+                    10,
+                    BTreeMap::from([(MARKER.to_owned(), forged)]),
+                    Headers::default(),
+                    Vec::new(),
+                );
+                self.user_writes.push((*region, key.clone(), version));
+            }
+            UserOp::Wait { seconds } => self.s3.advance(seconds * 1000),
+        }
+        if std::env::var_os("TOASTREP_SIM_TRACE").is_some() {
+            eprintln!("user op at {}: {op:?}; writes so far: {}", self.s3.clock_ms(), self.user_writes.len());
+        }
+    }
+
+    /// One sync over every key, as `toastrep sync` runs it; returns the
+    /// copies it made.
+    fn sync(&mut self) -> Result<usize, String> {
+        let copies = Rc::new(RefCell::new(0usize));
+        let failures = Rc::new(RefCell::new(Vec::new()));
+        for key in self.s3.keys() {
+            let replicator = Rc::clone(&self.replicators[0]);
+            let buckets = self.buckets.clone();
+            let (copies, failures) = (Rc::clone(&copies), Rc::clone(&failures));
+            self.executor.spawn(async move {
+                let all = vec![true; buckets.len()];
+                let repair = replicator.repair_key(&key, &buckets, &all, false).await;
+                *copies.borrow_mut() += repair.copies.len();
+                failures.borrow_mut().extend(repair.failures.into_iter().map(|f| format!("{key}: {}", f.error)));
+            });
+        }
+        self.settle()?;
+        let failures = failures.borrow();
+        if !failures.is_empty() {
+            return Err(format!("sync failed without faults: {failures:?}"));
+        }
+        let copies = *copies.borrow();
+        Ok(copies)
+    }
+
+    /// Every region's current object of every key is the documented
+    /// winner, and no user write is lost.
+    fn check_converged(&self) -> Result<(), String> {
+        let mut by_key: BTreeMap<&str, Vec<(usize, &Version, usize)>> = BTreeMap::new();
+        for (order, (region, key, version)) in self.user_writes.iter().enumerate() {
+            by_key.entry(key).or_default().push((*region, version, order));
+            let kept = self
+                .s3
+                .history(&self.buckets[*region].name, key)
+                .iter()
+                .any(|v| v.version_id == version.version_id);
+            if !kept {
+                return Err(format!("user write {} of {key:?} in {} is lost", version.version_id, REGIONS[*region]));
+            }
+        }
+        for (key, writes) in by_key {
+            // The documented rule: the later second wins; in one second the
+            // region sorting first; within one region, its later write.
+            let (winner_region, winner, _) = writes
+                .iter()
+                .max_by(|(ra, a, oa), (rb, b, ob)| {
+                    a.last_modified
+                        .cmp(&b.last_modified)
+                        .then_with(|| REGIONS[*rb].cmp(REGIONS[*ra]))
+                        .then_with(|| oa.cmp(ob))
+                })
+                .expect("a key with writes");
+            for (index, bucket) in self.buckets.iter().enumerate() {
+                let history = self.s3.history(&bucket.name, key);
+                let Some(current) = history.last().filter(|v| !v.delete_marker) else {
+                    return Err(format!("{key:?} is missing in {}", bucket.region));
+                };
+                let seen = Seen::of(&bucket.region, key, head(current), &self.key);
+                let same_write = seen.write.region == REGIONS[*winner_region] && seen.write.version == winner.version_id;
+                let same_object = current.content == winner.content
+                    && user_metadata(&current.metadata) == user_metadata(&winner.metadata)
+                    && current.headers == winner.headers
+                    && current.tags == winner.tags;
+                if !same_write || !same_object {
+                    return Err(format!(
+                        "{key:?} in {} holds {:?} of {} {} (content {}), not the winner {} {} (content {}); history: {}; user writes: {}",
+                        REGIONS[index],
+                        seen.kind,
+                        seen.write.region,
+                        seen.write.version,
+                        current.content,
+                        REGIONS[*winner_region],
+                        winner.version_id,
+                        winner.content,
+                        describe(&history),
+                        writes
+                            .iter()
+                            .map(|(r, v, _)| format!("{} {}@{}", REGIONS[*r], v.version_id, v.last_modified))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn head(v: &Version) -> ObjectHead {
+    ObjectHead {
+        version_id: v.version_id.clone(),
+        etag: v.etag.clone(),
+        last_modified: v.last_modified,
+        size: v.size,
+        metadata: v.metadata.clone(),
+        headers: v.headers.clone(),
+    }
+}
+
+fn user_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<&String, &String> {
+    metadata.iter().filter(|(k, _)| !k.starts_with(RESERVED_PREFIX)).collect()
+}
+
+fn describe(history: &[Version]) -> String {
+    history
+        .iter()
+        .rev()
+        .map(|v| format!("{}@{}", v.version_id, v.last_modified))
+        .collect::<Vec<_>>()
+        .join(" < ")
+}
