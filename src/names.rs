@@ -87,6 +87,11 @@ impl SetName {
 
     /// The replicated bucket of a region. The account id keeps the name
     /// globally unique, as S3 requires.
+    ///
+    /// The CLI's one statement of this rule. The replicator derives the same
+    /// names from SET_NAME and ACCOUNT_ID (its environment, set by the base
+    /// stack) in `toastrep-replication`, and the templates with `!Sub`: change
+    /// all three together.
     pub fn data_bucket(&self, region: &str, account: &str) -> String {
         format!("{PREFIX}-{}-{region}-{account}", self.0)
     }

@@ -1,0 +1,341 @@
+//! The set's marker key: one secret per set, the same in every region.
+//!
+//! The replicator authenticates the origin marker on every copy with it
+//! ([`MarkerKey`], from `toastrep-replication`), and so do `sync`, `replay` and
+//! the backfill of an added region. It is kept in one place: the `MARKER_KEY`
+//! environment variable of each region's function, which the base stack sets
+//! from its NoEcho parameter `MarkerKey`. CloudFormation never shows a NoEcho
+//! value back (DescribeStacks answers `****`), so the function's configuration
+//! is where toastrep reads it, and every deploy passes the deployed key back:
+//! an update never rotates it by accident, and a plan of an unchanged set shows
+//! no change.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use aws_sdk_lambda::error::DisplayErrorContext;
+use aws_sdk_lambda::types::EnvironmentResponse;
+use futures::future::join_all;
+
+pub use toastrep_replication::MarkerKey;
+
+use crate::aws::Aws;
+use crate::error::InputError;
+use crate::names::SetName;
+
+/// The base-stack parameter holding the key (NoEcho in `templates/base.yaml`).
+pub const PARAMETER: &str = "MarkerKey";
+/// The function's environment variable holding the key.
+pub const VARIABLE: &str = "MARKER_KEY";
+/// A variable every toastrep function has had from the start. An environment
+/// without it was not read (Lambda may withhold it, e.g. when the caller may
+/// not decrypt it), which must never pass for "no key yet": a deploy would
+/// then make a new one.
+const ALWAYS_SET: &str = "DESTINATION_BUCKET";
+
+/// What one region's function says about the key.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// No function (a region whose base stack failed to create, say).
+    NoFunction,
+    /// A function deployed before sets had a marker key.
+    NoKey,
+    Key(MarkerKey),
+}
+
+/// The key the set's functions hold in `regions`: `None` when none holds one
+/// (not deployed there, or deployed before sets had a marker key). Regions
+/// holding different keys are an error naming them and the fix, as is a
+/// function whose configuration cannot be read.
+pub async fn existing(aws: &Aws, name: &SetName, regions: &[String]) -> Result<Option<MarkerKey>> {
+    let reads = join_all(regions.iter().map(|region| async move {
+        let found = read(aws, name, region).await;
+        (region.clone(), found)
+    }))
+    .await;
+    let mut keys = Vec::new();
+    for (region, found) in reads {
+        if let Found::Key(key) = found? {
+            keys.push((region, key));
+        }
+    }
+    agree(name, keys)
+}
+
+/// The deployed set's key, for the commands that write markers (`sync`,
+/// `replay`): an error naming the fix when its functions hold none.
+pub async fn for_set(aws: &Aws, name: &SetName, regions: &[String]) -> Result<MarkerKey> {
+    match existing(aws, name, regions).await? {
+        Some(key) => Ok(key),
+        None => Err(InputError::new(format!(
+            "no function of set '{name}' in {} holds a marker key ({VARIABLE}): the set is not \
+             deployed there, or was deployed by a toastrep from before marker keys; run \
+             `toastrep deploy --name {name} --regions {}` to give it one",
+            list(regions),
+            regions.join(",")
+        ))
+        .into()),
+    }
+}
+
+/// The key a deploy passes to every base stack: the one the set's functions
+/// in `deployed` hold, read before any stack changes, or a new one for a set
+/// that has none yet.
+pub async fn for_deploy(aws: &Aws, name: &SetName, deployed: &[String]) -> Result<MarkerKey> {
+    if let Some(key) = existing(aws, name, deployed).await? {
+        return Ok(key);
+    }
+    generate()
+}
+
+/// A new random key.
+pub fn generate() -> Result<MarkerKey> {
+    MarkerKey::generate().context("generating the set's marker key")
+}
+
+async fn read(aws: &Aws, name: &SetName, region: &str) -> Result<Found> {
+    let function = name.function();
+    let out = aws
+        .lambda(region)
+        .get_function_configuration()
+        .function_name(&function)
+        .send()
+        .await;
+    match out {
+        Ok(out) => from_environment(name, region, out.environment()),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(Found::NoFunction)
+        }
+        Err(error) => Err(unreadable(
+            name,
+            region,
+            &DisplayErrorContext(&error).to_string(),
+        )),
+    }
+}
+
+fn from_environment(
+    name: &SetName,
+    region: &str,
+    environment: Option<&EnvironmentResponse>,
+) -> Result<Found> {
+    if let Some(error) = environment.and_then(|e| e.error()) {
+        // Lambda reports an environment it could not decrypt for the caller
+        // here, instead of failing the call.
+        return Err(unreadable(
+            name,
+            region,
+            &format!(
+                "Lambda could not decrypt its environment: {}: {}",
+                error.error_code().unwrap_or("no error code"),
+                error.message().unwrap_or("no message")
+            ),
+        ));
+    }
+    let variables = environment.and_then(|e| e.variables());
+    let Some(variables) = variables.filter(|v| v.contains_key(ALWAYS_SET)) else {
+        return Err(unreadable(
+            name,
+            region,
+            &format!("its environment came back without {ALWAYS_SET}, so it was not read"),
+        ));
+    };
+    match variables.get(VARIABLE) {
+        None => Ok(Found::NoKey),
+        // The value is never printed, not even when it is malformed.
+        Some(hex) => MarkerKey::from_hex(hex).map(Found::Key).with_context(|| {
+            format!(
+                "{VARIABLE} of function {} in {region} is not a marker key: run `toastrep deploy` \
+                 for the set's regions to set it again from its base stack",
+                name.function()
+            )
+        }),
+    }
+}
+
+fn unreadable(name: &SetName, region: &str, detail: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the set's marker key could not be read from its function {} in {region}: {detail}; \
+         toastrep needs lambda:GetFunctionConfiguration on that function, and kms:Decrypt \
+         (through Lambda) on the set's key alias/{} in {region}",
+        name.function(),
+        name.base_stack()
+    )
+}
+
+/// The one key of every region that holds one; an error naming the regions
+/// of each key (never the keys) when they differ.
+fn agree(name: &SetName, keys: Vec<(String, MarkerKey)>) -> Result<Option<MarkerKey>> {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (region, key) in &keys {
+        groups.entry(key.to_hex()).or_default().push(region.clone());
+    }
+    if groups.len() <= 1 {
+        return Ok(keys.into_iter().next().map(|(_, key)| key));
+    }
+    let mut groups: Vec<Vec<String>> = groups.into_values().collect();
+    // Largest group first; equal sizes by region, so the message is stable.
+    groups.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    let described: Vec<String> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, regions)| format!("key {} in {}", i + 1, list(regions)))
+        .collect();
+    let function = name.function();
+    let stack = name.base_stack();
+    let keep = if groups[0].len() > groups[1].len() {
+        format!(
+            "give {} the key of {} (key 1, held by most regions)",
+            list(&groups[1..].concat()),
+            list(&groups[0])
+        )
+    } else {
+        "decide which key the set keeps (the one most of its replicas were written with: \
+         normally that of the regions deployed first), and give it to the other regions"
+            .to_owned()
+    };
+    Err(InputError::new(format!(
+        "the functions of set '{name}' hold different marker keys ({}); every region of a set \
+         must hold the same one, or its copies pass for original writes elsewhere. To fix it, \
+         {keep}: read {VARIABLE} from function {function} in a region that holds the key to \
+         keep, and in each other region update its base stack {stack} with that value as its \
+         {PARAMETER} parameter (`aws cloudformation update-stack --region REGION --stack-name \
+         {stack} --use-previous-template --capabilities CAPABILITY_NAMED_IAM --parameters \
+         ParameterKey={PARAMETER},ParameterValue=KEY` and UsePreviousValue=true for its other \
+         parameters); then run this command again",
+        described.join("; ")
+    ))
+    .into())
+}
+
+fn list(regions: &[String]) -> String {
+    regions.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name() -> SetName {
+        SetName::parse("demo").unwrap()
+    }
+
+    fn environment(variables: &[(&str, &str)]) -> EnvironmentResponse {
+        let mut builder = EnvironmentResponse::builder();
+        for (k, v) in variables {
+            builder = builder.variables(*k, *v);
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn reads_the_key_and_tells_an_older_deployment_from_an_unread_environment() {
+        let key = MarkerKey::for_tests("a");
+        let found = from_environment(
+            &name(),
+            "us-east-1",
+            Some(&environment(&[
+                (ALWAYS_SET, "b"),
+                (VARIABLE, &key.to_hex()),
+            ])),
+        )
+        .unwrap();
+        assert_eq!(found, Found::Key(key));
+        let older = from_environment(
+            &name(),
+            "us-east-1",
+            Some(&environment(&[(ALWAYS_SET, "b")])),
+        );
+        assert_eq!(older.unwrap(), Found::NoKey);
+        for unread in [None, Some(environment(&[]))] {
+            let err = from_environment(&name(), "eu-west-2", unread.as_ref())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(
+                    "could not be read from its function toastrep-demo-replicator in eu-west-2"
+                ),
+                "{err}"
+            );
+            assert!(err.contains("lambda:GetFunctionConfiguration"), "{err}");
+        }
+        let denied = EnvironmentResponse::builder()
+            .error(
+                aws_sdk_lambda::types::EnvironmentError::builder()
+                    .error_code("AccessDeniedException")
+                    .message("not allowed to decrypt")
+                    .build(),
+            )
+            .build();
+        let err = from_environment(&name(), "eu-west-2", Some(&denied))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AccessDeniedException"), "{err}");
+        assert!(err.contains("kms:Decrypt"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_key_is_an_error_that_does_not_show_it() {
+        let err = from_environment(
+            &name(),
+            "us-east-1",
+            Some(&environment(&[
+                (ALWAYS_SET, "b"),
+                (VARIABLE, "secret-but-bad"),
+            ])),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("is not a marker key"), "{text}");
+        assert!(!text.contains("secret-but-bad"), "{text}");
+    }
+
+    #[test]
+    fn regions_that_disagree_are_named_with_the_fix_and_no_key() {
+        let (a, b) = (MarkerKey::for_tests("a"), MarkerKey::for_tests("b"));
+        let same = agree(
+            &name(),
+            vec![
+                ("us-east-1".into(), a.clone()),
+                ("eu-west-2".into(), a.clone()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(same, Some(a.clone()));
+        assert_eq!(agree(&name(), Vec::new()).unwrap(), None);
+
+        let err = agree(
+            &name(),
+            vec![
+                ("us-east-1".into(), a.clone()),
+                ("ap-northeast-1".into(), b.clone()),
+                ("eu-west-2".into(), a.clone()),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.is::<InputError>());
+        let text = err.to_string();
+        assert!(
+            text.contains("key 1 in us-east-1, eu-west-2; key 2 in ap-northeast-1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("give ap-northeast-1 the key of us-east-1, eu-west-2"),
+            "{text}"
+        );
+        assert!(text.contains("ParameterKey=MarkerKey"), "{text}");
+        assert!(!text.contains(&a.to_hex()) && !text.contains(&b.to_hex()));
+
+        let tie = agree(
+            &name(),
+            vec![("us-east-1".into(), a), ("eu-west-2".into(), b)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(tie.contains("decide which key the set keeps"), "{tie}");
+    }
+}
