@@ -22,15 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use aws_sdk_s3::Client;
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use futures::StreamExt;
-use futures::future::join_all;
 use serde::Serialize;
-use toastrep_replication::copy::{CopyPlan, CopySettings, copy_version};
-use toastrep_replication::origin::{self, Origin};
-use toastrep_replication::s3_error::{ErrorKind, S3Error};
 use tokio::sync::mpsc;
+use toastrep_replication::protocol::Reason;
+use toastrep_replication::{
+    Bucket, CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, SdkStore, SetBuckets as SetNaming,
+};
 
 use crate::aws::Aws;
 use crate::names::SetName;
@@ -57,15 +55,8 @@ pub struct SyncOptions {
     pub only_into: Option<Vec<String>>,
 }
 
-/// Why a region gets a copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CopyReason {
-    /// The region does not hold the key.
-    Missing,
-    /// The region holds a write that loses to the winner.
-    Stale,
-}
+/// Why a region gets a copy: it lacks the key, or holds a losing write.
+pub type CopyReason = Reason;
 
 /// One copy, made or (on a dry run) planned.
 #[derive(Debug, Clone, Serialize)]
@@ -136,8 +127,6 @@ struct Listed {
 /// A key that needs a closer look, with what the listings showed.
 struct Divergent {
     key: String,
-    /// Region index → ETag, for the regions whose listing holds the key.
-    present: Vec<(usize, Option<String>)>,
     /// Regions still reachable when the key was merged.
     live: u64,
 }
@@ -160,11 +149,14 @@ struct KeyOutcome {
 /// (under `options.prefix`), copying only where a region lacks it or holds
 /// a losing write. Regions whose bucket cannot be listed are reported in
 /// [`SyncReport::unreachable`]; the others are still repaired.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync_set(
     aws: &Aws,
     name: &SetName,
     account: &str,
     regions: &[String],
+    marker_key: &MarkerKey,
+    settings: &CopySettings,
     options: &SyncOptions,
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
@@ -185,13 +177,18 @@ pub async fn sync_set(
             in_scope |= 1 << index;
         }
     }
+    // One store for every region (clients per region), owned by the set's
+    // account: the same engine the function runs, with the deployed
+    // copy settings.
+    let store = SdkStore::new(RegionalClients::new(aws.s3_config(&regions[0]))).expecting_owner(account);
+    let naming = SetNaming {
+        set: name.to_string(),
+        account: account.to_owned(),
+    };
     let set = Arc::new(SetBuckets {
         regions: regions.to_vec(),
-        buckets: regions
-            .iter()
-            .map(|r| name.data_bucket(r, account))
-            .collect(),
-        clients: regions.iter().map(|r| aws.s3(r)).collect(),
+        buckets: regions.iter().map(|r| naming.bucket(r)).collect(),
+        replicator: Replicator::new(store, marker_key.clone(), naming, settings.clone()),
     });
     let concurrency = options.concurrency.max(1);
     let scanned_keys = Arc::new(AtomicU64::new(0));
@@ -206,13 +203,11 @@ pub async fn sync_set(
         Arc::clone(&scanned_keys),
     ));
     let work = futures::stream::poll_fn(move |cx| work_rx.poll_recv(cx));
-    let settings = CopySettings::default();
     let dry_run = options.dry_run;
     let mut outcomes = work
         .map(|divergent| {
             let set = Arc::clone(&set);
-            let settings = &settings;
-            async move { repair_key(&set, divergent, in_scope, dry_run, settings).await }
+            async move { repair_key(&set, divergent, in_scope, dry_run).await }
         })
         .buffer_unordered(concurrency);
 
@@ -280,11 +275,11 @@ pub async fn sync_set(
     })
 }
 
-/// The set's buckets, by region index.
+/// The set's buckets, by region index, and the engine that repairs them.
 struct SetBuckets {
     regions: Vec<String>,
-    buckets: Vec<String>,
-    clients: Vec<Client>,
+    buckets: Vec<Bucket>,
+    replicator: Replicator<SdkStore>,
 }
 
 /// One region's listing as the merge consumes it.
@@ -325,12 +320,7 @@ async fn merge_listings(
     let mut cursors: Vec<Cursor> = (0..set.regions.len())
         .map(|index| {
             let (tx, rx) = mpsc::channel(PAGES_AHEAD);
-            tokio::spawn(list_bucket(
-                set.clients[index].clone(),
-                set.buckets[index].clone(),
-                prefix.clone(),
-                tx,
-            ));
+            tokio::spawn(list_bucket(Arc::clone(&set), index, prefix.clone(), tx));
             Cursor {
                 rx,
                 page: VecDeque::new(),
@@ -374,7 +364,7 @@ async fn merge_listings(
         keys += 1;
         scanned.store(keys, Relaxed);
         if needs_repair(&present, live, in_scope)
-            && work.send(Divergent { key, present, live }).await.is_err()
+            && work.send(Divergent { key, live }).await.is_err()
         {
             break;
         }
@@ -401,233 +391,73 @@ fn needs_repair(present: &[(usize, Option<String>)], live: u64, in_scope: u64) -
 /// Pages through one bucket, sending each page (or the error that ended
 /// the listing) to the merge.
 async fn list_bucket(
-    client: Client,
-    bucket: String,
+    set: Arc<SetBuckets>,
+    index: usize,
     prefix: Option<String>,
     pages_tx: mpsc::Sender<Result<Vec<Listed>, String>>,
 ) {
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&bucket)
-        .set_prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let message = match page {
-            Ok(page) => Ok(page
-                .contents()
-                .iter()
-                .filter_map(|o| {
-                    Some(Listed {
-                        key: o.key()?.to_owned(),
-                        etag: o.e_tag().map(str::to_owned),
+    let bucket = &set.buckets[index];
+    let store = set.replicator.store();
+    let mut start: Option<String> = None;
+    loop {
+        let message = match store.list_keys(bucket, prefix.as_deref(), start.as_deref()).await {
+            Ok(page) => {
+                start = page.next;
+                Ok(page
+                    .keys
+                    .into_iter()
+                    .map(|(key, etag)| Listed {
+                        key,
+                        etag: Some(etag),
                     })
-                })
-                .collect()),
-            Err(error) => Err(format!(
-                "listing s3://{bucket}: {}",
-                S3Error::from_sdk(error)
-            )),
+                    .collect())
+            }
+            Err(error) => Err(format!("listing s3://{}: {error}", bucket.name)),
         };
         let failed = message.is_err();
-        if pages_tx.send(message).await.is_err() || failed {
+        if pages_tx.send(message).await.is_err() || failed || start.is_none() {
             return;
         }
     }
 }
 
-/// A region's current object of a key, and where its write came from.
-struct Held {
-    region: usize,
-    head: HeadObjectOutput,
-    origin: Origin,
-}
-
-/// Examines one key in every region that holds it and copies the winner
-/// where it is missing or beaten.
-async fn repair_key(
-    set: &SetBuckets,
-    divergent: Divergent,
-    in_scope: u64,
-    dry_run: bool,
-    settings: &CopySettings,
-) -> KeyOutcome {
+/// Repairs one key with the replication engine: the winner among every
+/// region's current object, copied where it is missing or beaten.
+async fn repair_key(set: &SetBuckets, divergent: Divergent, in_scope: u64, dry_run: bool) -> KeyOutcome {
     let key = divergent.key.as_str();
-    let mut outcome = KeyOutcome::default();
-    let heads = join_all(divergent.present.iter().map(|(index, _)| async move {
-        let result = set.clients[*index]
-            .head_object()
-            .bucket(&set.buckets[*index])
-            .key(key)
-            .send()
-            .await;
-        (*index, result)
-    }))
-    .await;
-    let mut held = Vec::with_capacity(heads.len());
-    for (index, result) in heads {
-        let region = &set.regions[index];
-        let head = match result {
-            Ok(head) if head.delete_marker() != Some(true) => head,
-            Ok(_) => continue,
-            Err(error) => {
-                let error = S3Error::from_sdk(error);
-                // Deleted since the listing: the region lacks it now.
-                if error.kind == ErrorKind::NotFound {
-                    continue;
-                }
-                outcome.failures.push(SyncFailure {
-                    key: key.to_owned(),
-                    region: region.clone(),
-                    source: None,
-                    error: format!("HeadObject: {error}"),
-                });
-                continue;
-            }
-        };
-        match Origin::of_object(
-            region,
-            head.metadata(),
-            head.last_modified(),
-            head.version_id(),
-            head.e_tag(),
-        ) {
-            Ok(origin) => held.push(Held {
-                region: index,
-                head,
-                origin,
-            }),
-            Err(error) => outcome.failures.push(SyncFailure {
-                key: key.to_owned(),
-                region: region.clone(),
-                source: None,
-                error: format!("unusable origin markers: {error}"),
-            }),
-        }
-    }
-    // A region we could not read may hold the winner: copying anything over
-    // this key now could only be undone later. Leave it for the next run.
-    if !outcome.failures.is_empty() {
-        return outcome;
-    }
-    let Some(winner) = pick_winner(&held, &set.regions) else {
-        return outcome;
-    };
-    let winner = &held[winner];
-
-    let targets: Vec<(usize, CopyReason)> = (0..set.regions.len())
-        .filter(|i| divergent.live & in_scope & (1 << i) != 0)
-        .filter_map(|i| match held.iter().find(|h| h.region == i) {
-            None => Some((i, CopyReason::Missing)),
-            Some(h) if h.origin.same_write(&winner.origin) => None,
-            Some(_) => Some((i, CopyReason::Stale)),
-        })
+    let repair: Vec<bool> = (0..set.regions.len())
+        .map(|i| divergent.live & in_scope & (1 << i) != 0)
         .collect();
-    let source_region = &set.regions[winner.region];
-    let copies = join_all(targets.into_iter().map(|(destination, reason)| async move {
-        let plan = CopyPlan::of_head(
-            &set.buckets[winner.region],
-            key,
-            &winner.head,
-            &winner.origin,
-            &set.buckets[destination],
-        );
-        let copy = SyncCopy {
-            key: key.to_owned(),
-            source: source_region.clone(),
-            destination: set.regions[destination].clone(),
-            reason,
-            bytes: plan.size,
-        };
-        if dry_run {
-            return Ok(Some(copy));
-        }
-        match copy_version(
-            &set.clients[winner.region],
-            &set.clients[destination],
-            &plan,
-            settings,
-        )
-        .await
-        {
-            Ok(_) => Ok(Some(copy)),
-            // Overwritten or deleted since the HeadObject: the copy source
-            // condition refused to copy anything but the version decided on.
-            Err(error) if error.is_source_gone() => Ok(None),
-            Err(error) => Err(SyncFailure {
+    let result = set.replicator.repair_key(key, &set.buckets, &repair, dry_run).await;
+    KeyOutcome {
+        copies: result
+            .copies
+            .iter()
+            .map(|c| SyncCopy {
                 key: key.to_owned(),
-                region: copy.destination,
-                source: Some(copy.source),
-                error: format!("copy: {error}"),
-            }),
-        }
-    }))
-    .await;
-    for copy in copies {
-        match copy {
-            Ok(Some(copy)) => outcome.copies.push(copy),
-            Ok(None) => outcome.skipped += 1,
-            Err(failure) => outcome.failures.push(failure),
-        }
+                source: set.regions[c.source].clone(),
+                destination: set.regions[c.destination].clone(),
+                reason: c.reason,
+                bytes: c.bytes,
+            })
+            .collect(),
+        skipped: 0,
+        failures: result
+            .failures
+            .iter()
+            .map(|f| SyncFailure {
+                key: key.to_owned(),
+                region: set.regions[f.region].clone(),
+                source: f.source.map(|s| set.regions[s].clone()),
+                error: f.error.clone(),
+            })
+            .collect(),
     }
-    outcome
-}
-
-/// The index (into `held`) of the write every region should hold, by the
-/// replicator's rule: a region's own original is the newest write made there,
-/// so another region's replica of a different write from that region is
-/// older whatever the clocks say ([`origin::should_copy`]); among the rest
-/// the later origin time wins, and on a tie the region sorting first
-/// ([`origin::compare`]). Writes the rule cannot order (same region, same
-/// second, the region's original unseen) are ordered by version id and
-/// ETag, so every run picks the same one.
-fn pick_winner(held: &[Held], regions: &[String]) -> Option<usize> {
-    let original_of = |region: &str| {
-        held.iter()
-            .find(|h| h.origin.region == region && regions[h.region] == region)
-    };
-    held.iter()
-        .enumerate()
-        .filter(|(_, h)| {
-            original_of(&h.origin.region)
-                .is_none_or(|original| original.origin.same_write(&h.origin))
-        })
-        .max_by(|(_, a), (_, b)| {
-            origin::compare(&a.origin, &b.origin)
-                .then_with(|| a.origin.version.cmp(&b.origin.version))
-                .then_with(|| a.origin.etag.cmp(&b.origin.etag))
-                // The same write everywhere: copy from its own region.
-                .then_with(|| {
-                    let own = |h: &Held| regions[h.region] == h.origin.region;
-                    own(a).cmp(&own(b))
-                })
-        })
-        .map(|(index, _)| index)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_s3::primitives::DateTime;
-
-    fn regions() -> Vec<String> {
-        ["ap-northeast-1", "eu-west-2", "us-east-1"]
-            .map(String::from)
-            .to_vec()
-    }
-
-    fn held(region: usize, origin_region: &str, secs: i64, version: &str) -> Held {
-        Held {
-            region,
-            head: HeadObjectOutput::builder().build(),
-            origin: Origin {
-                region: origin_region.into(),
-                time: DateTime::from_secs(secs),
-                version: Some(version.into()),
-                etag: Some(format!("e-{version}")),
-            },
-        }
-    }
 
     #[test]
     fn agreeing_etags_everywhere_need_nothing() {
@@ -652,46 +482,5 @@ mod tests {
     fn differing_etags_need_repair() {
         let mixed = vec![(0, Some("\"a\"".into())), (1, Some("\"b\"".into()))];
         assert!(needs_repair(&mixed, 0b011, u64::MAX));
-    }
-
-    #[test]
-    fn the_later_write_wins() {
-        let regions = regions();
-        let held = vec![
-            held(0, "ap-northeast-1", 10, "a"),
-            held(2, "us-east-1", 11, "u"),
-        ];
-        assert_eq!(pick_winner(&held, &regions), Some(1));
-    }
-
-    #[test]
-    fn on_a_tie_the_region_sorting_first_wins() {
-        let regions = regions();
-        let held = vec![held(2, "us-east-1", 10, "u"), held(1, "eu-west-2", 10, "e")];
-        assert_eq!(pick_winner(&held, &regions), Some(1));
-    }
-
-    #[test]
-    fn a_regions_own_original_beats_an_older_replica_of_it_whatever_the_clock() {
-        let regions = regions();
-        // eu-west-2 holds a replica of an older us-east-1 write that claims a
-        // later time (clock skew); us-east-1's current original must win.
-        let held = vec![
-            held(1, "us-east-1", 50, "old"),
-            held(2, "us-east-1", 40, "new"),
-        ];
-        assert_eq!(pick_winner(&held, &regions), Some(1));
-    }
-
-    #[test]
-    fn the_same_write_is_copied_from_its_own_region() {
-        let regions = regions();
-        let held = vec![held(0, "us-east-1", 10, "v"), held(2, "us-east-1", 10, "v")];
-        assert_eq!(pick_winner(&held, &regions), Some(1));
-    }
-
-    #[test]
-    fn nothing_held_means_no_winner() {
-        assert_eq!(pick_winner(&[], &regions()), None);
     }
 }

@@ -410,7 +410,11 @@ async fn backfill(
         concurrency: BACKFILL_CONCURRENCY,
         only_into: Some(into.to_vec()),
     };
-    let report = sync::sync_set(aws, name, account, regions, &options, reporter).await?;
+    // The same key as the set's functions: the added regions' copies must
+    // carry markers they can verify.
+    let marker_key = crate::marker_key::for_set(aws, name, regions).await?;
+    let settings = toastrep_replication::CopySettings::default();
+    let report = sync::sync_set(aws, name, account, regions, &marker_key, &settings, &options, reporter).await?;
     let ok = report.ok;
     let json = serde_json::to_value(&report).expect("reports serialise");
     if !ok {

@@ -23,8 +23,8 @@ use futures::{StreamExt, stream};
 use serde::Serialize;
 use serde_json::Value;
 use toastrep_replication::{
-    CopySettings, Destination, HandleError, RegionalClients, Replicator, handle_sns_event,
-    parse_sns_event,
+    Bucket, CopySettings, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore, SetBuckets,
+    handle_sns_event, parse_sns_event,
 };
 
 use super::{Context, Located, Report};
@@ -98,10 +98,11 @@ pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
             "set '{name}' is not deployed in {region}: pass one of its regions to --region, or leave it out"
         );
     }
+    let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
     let reporter = context.reporter.as_ref();
     let results = join_all(regions.iter().map(|region| async {
         reporter.started(region, &name.dead_letter_queue(), "replaying");
-        let result = replay_region(&aws, &name, &account, region, args.dry_run).await;
+        let result = replay_region(&aws, &name, &account, region, &marker_key, args.dry_run).await;
         let result = result.unwrap_or_else(|error| RegionReplay {
             region: region.clone(),
             queue: name.dead_letter_queue(),
@@ -148,6 +149,7 @@ async fn replay_region(
     name: &SetName,
     account: &str,
     region: &str,
+    marker_key: &MarkerKey,
     dry_run: bool,
 ) -> Result<RegionReplay> {
     let sqs = aws.sqs(region);
@@ -160,14 +162,15 @@ async fn replay_region(
         .with_context(|| format!("finding queue {queue} in {region}"))?
         .queue_url
         .with_context(|| format!("GetQueueUrl for {queue} in {region} returned no URL"))?;
-    let replicator = Replicator::new(
-        RegionalClients::new(aws.s3_config(region)),
-        CopySettings::default(),
-    );
-    let destination = Destination {
-        region: region.to_owned(),
-        bucket: name.data_bucket(region, account),
+    // The function's own engine, on the set's buckets only: a message
+    // naming any other bucket is refused, whoever put it in the queue.
+    let set = SetBuckets {
+        set: name.to_string(),
+        account: account.to_owned(),
     };
+    let destination = set.bucket(region);
+    let store = SdkStore::new(RegionalClients::new(aws.s3_config(region))).expecting_owner(account);
+    let replicator = Replicator::new(store, marker_key.clone(), set, CopySettings::default());
     let mut result = RegionReplay {
         region: region.to_owned(),
         queue: queue.clone(),
@@ -233,8 +236,8 @@ async fn replay_region(
 
 /// Replays one message; deletes it only if every record succeeded.
 async fn replay_message(
-    replicator: &Replicator,
-    destination: &Destination,
+    replicator: &Replicator<SdkStore>,
+    destination: &Bucket,
     message: &Message,
     dry_run: bool,
     sqs: &aws_sdk_sqs::Client,

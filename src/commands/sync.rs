@@ -11,6 +11,7 @@ use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
 use crate::sync::{SyncOptions, SyncReport, sync_set};
+use toastrep_replication::CopySettings;
 
 pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
@@ -32,11 +33,14 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
         concurrency: usize::from(args.concurrency),
         only_into: None,
     };
+    let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
     let report = sync_set(
         &aws,
         &name,
         &account,
         &regions,
+        &marker_key,
+        &CopySettings::default(),
         &options,
         context.reporter.as_ref(),
     )

@@ -321,12 +321,11 @@ async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_chan
             .send()
             .await
             .unwrap();
-        let origin = object
-            .metadata()
-            .and_then(|m| m.get("toastrep-origin-region").cloned());
+        let marker = object.metadata().and_then(|m| m.get("toastrep-origin").cloned());
         if *region != "eu-west-2" {
             // A copy made by sync is marked like the replicator's copies.
-            assert_eq!(origin.as_deref(), Some(*region), "{key}");
+            let named = format!(";region={region};");
+            assert!(marker.as_deref().is_some_and(|m| m.contains(&named)), "{key}: {marker:?}");
         }
         let bytes = object.body.collect().await.unwrap().into_bytes();
         assert_eq!(bytes.as_ref(), body_of(key, region, 0).as_slice(), "{key}");
@@ -473,19 +472,10 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
     )
     .await
     .unwrap();
-    // ...and one whose origin markers are broken: replicating it can only fail.
-    let bad = emu
-        .s3(source)
-        .put_object()
-        .bucket(&source_bucket)
-        .key("replay/bad")
-        .body(ByteStream::from_static(b"bad"))
-        .metadata("toastrep-origin-region", "ap-northeast-1")
-        .metadata("toastrep-origin-time", "yesterday")
-        .send()
-        .await
-        .unwrap();
-    let bad_version = bad.version_id().unwrap_or_default().to_owned();
+    // ...and one naming a bucket outside the set, as anyone who can send to
+    // the queue could forge: replay must refuse it, whatever it holds.
+    let foreign_bucket = format!("not-{}", harness::data_bucket(&name, source));
+    let bad_version = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".to_owned();
 
     // Three dead letters in eu-west-2's queue: the good record in AWS's
     // shape; the good and the bad one in the emulator's wrapper; garbage.
@@ -503,7 +493,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
         "requestPayload": sns_event(&[
             (source, &source_bucket, "replay/good", &good_version),
-            (source, &source_bucket, "replay/bad", &bad_version),
+            (source, &foreign_bucket, "replay/bad", &bad_version),
         ]),
         "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
         "responsePayload": {"errorType": "ReplicationFailed"},
@@ -573,7 +563,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         .map(|l| l["reason"].as_str().unwrap())
         .collect();
     assert!(
-        reasons.iter().any(|r| r.contains("origin markers")),
+        reasons.iter().any(|r| r.contains("not a bucket of set")),
         "{reasons:?}"
     );
     assert!(
