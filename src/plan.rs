@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::error::InputError;
+use crate::marker_key::{self, MarkerKey};
 use crate::names::{self, SetName};
 use crate::regions;
 use crate::templates::Template;
@@ -170,14 +171,51 @@ fn same_partition(regions: &[String]) -> Result<&'static str, InputError> {
     Ok(first)
 }
 
+/// Parameters CloudFormation keeps secret (`NoEcho: true` in the templates):
+/// toastrep shows them as `****`, as CloudFormation does.
+pub const SECRET_PARAMETERS: &[&str] = &[marker_key::PARAMETER];
+
 /// One stack to deploy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct StackPlan {
     pub stack_name: String,
     pub region: String,
     pub template: Template,
+    /// The values to deploy. Serialized (plan.json, `--output json`) and
+    /// debug-printed with the secret ones masked.
+    #[serde(serialize_with = "serialize_shown")]
     pub parameters: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for StackPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackPlan")
+            .field("stack_name", &self.stack_name)
+            .field("region", &self.region)
+            .field("template", &self.template)
+            .field("parameters", &shown_parameters(&self.parameters))
+            .field("tags", &self.tags)
+            .finish()
+    }
+}
+
+/// Parameters as they may be shown: secret values as `****`.
+pub fn shown_parameters(parameters: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    parameters
+        .iter()
+        .map(|(k, v)| {
+            let secret = SECRET_PARAMETERS.contains(&k.as_str());
+            (k.as_str(), if secret { "****" } else { v.as_str() })
+        })
+        .collect()
+}
+
+fn serialize_shown<S: serde::Serializer>(
+    parameters: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    shown_parameters(parameters).serialize(serializer)
 }
 
 /// The link from one region's topic to another region's function: two stacks,
@@ -204,7 +242,14 @@ pub struct DeployPlan {
 }
 
 impl DeployPlan {
-    pub fn new(spec: SetSpec, code_key: String, settings: &FunctionSettings) -> Self {
+    /// `marker_key` is the set's: the deployed one for a deployed set (see
+    /// [`marker_key::for_deploy`]), the same for every base stack.
+    pub fn new(
+        spec: SetSpec,
+        code_key: String,
+        settings: &FunctionSettings,
+        marker_key: &MarkerKey,
+    ) -> Self {
         let name = &spec.name;
         let bases = spec
             .regions
@@ -231,6 +276,7 @@ impl DeployPlan {
                     ),
                     ("MemorySize".into(), settings.memory_size.to_string()),
                     ("Timeout".into(), settings.timeout.to_string()),
+                    (marker_key::PARAMETER.into(), marker_key.to_hex()),
                 ]),
                 tags: tags(name, Template::Base, []),
             })
@@ -342,7 +388,12 @@ mod tests {
             &regions(&["us-east-1", "eu-west-2", "ap-northeast-1"]),
         )
         .unwrap();
-        let plan = DeployPlan::new(spec, "k.zip".into(), &FunctionSettings::default());
+        let plan = DeployPlan::new(
+            spec,
+            "k.zip".into(),
+            &FunctionSettings::default(),
+            &MarkerKey::for_tests("demo"),
+        );
         assert_eq!(plan.bases.len(), 3);
         assert_eq!(plan.pairs.len(), 6);
         let pair = &plan.pairs[0];
@@ -364,11 +415,45 @@ mod tests {
             ..FunctionSettings::default()
         };
         let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
-        let plan = DeployPlan::new(spec, "k.zip".into(), &settings);
+        let plan = DeployPlan::new(spec, "k.zip".into(), &settings, &MarkerKey::for_tests("k"));
         let back = FunctionSettings::from_parameters(&plan.bases[0].parameters);
         assert_eq!(back.part_size, settings.part_size);
         assert_eq!(back.log_retention_days, 7);
         assert_eq!(back.multipart_threshold, settings.multipart_threshold);
+    }
+
+    #[test]
+    fn every_base_stack_gets_the_one_marker_key_and_no_output_shows_it() {
+        let key = MarkerKey::for_tests("secret");
+        let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
+        let plan = DeployPlan::new(spec, "k.zip".into(), &FunctionSettings::default(), &key);
+        for base in &plan.bases {
+            assert_eq!(base.parameters[marker_key::PARAMETER], key.to_hex());
+        }
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(!json.contains(&key.to_hex()), "{json}");
+        assert!(json.contains(r#""MarkerKey":"****""#), "{json}");
+        let debug = format!("{plan:?}");
+        assert!(!debug.contains(&key.to_hex()), "{debug}");
+    }
+
+    /// toastrep masks exactly the parameters the templates declare NoEcho.
+    #[test]
+    fn secret_parameters_are_the_templates_noecho_parameters() {
+        for template in [Template::Base, Template::Grant, Template::Subscription] {
+            let body: serde_yaml::Value = serde_yaml::from_str(template.body()).unwrap();
+            let parameters = body["Parameters"].as_mapping().unwrap();
+            for (key, definition) in parameters {
+                let key = key.as_str().unwrap();
+                let no_echo = definition["NoEcho"].as_bool().unwrap_or(false);
+                assert_eq!(
+                    no_echo,
+                    SECRET_PARAMETERS.contains(&key),
+                    "{key} in {}",
+                    template.file_name()
+                );
+            }
+        }
     }
 
     #[test]

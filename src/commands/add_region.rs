@@ -15,6 +15,7 @@ use super::{Context, Report};
 use crate::bail_input;
 use crate::cli::AddRegionArgs;
 use crate::discover;
+use crate::marker_key;
 use crate::names::SetName;
 use crate::package::Package;
 use crate::plan::{DeployPlan, FunctionSettings, SetSpec, parse_regions};
@@ -60,7 +61,10 @@ pub async fn add_region(context: &Context, args: &AddRegionArgs) -> Result<Repor
         );
     };
     let package = deployed_package(&aws, &name, &account, source, code_key).await?;
-    let plan = DeployPlan::new(spec, package.key.clone(), &settings);
+    // The members' key, read before any stack changes: the new region must
+    // hold the same one.
+    let marker_key = marker_key::for_deploy(&aws, &name, &deployed).await?;
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
     deploy::roll_out(
         context,
         &aws,

@@ -29,6 +29,7 @@ use crate::aws::Aws;
 use crate::bail_input;
 use crate::cli::{DeployArgs, SetArgs, VerifyArgs};
 use crate::discover::{self, DeployedSet};
+use crate::marker_key;
 use crate::names::SetName;
 use crate::package::Package;
 use crate::plan::{DeployPlan, SetSpec, StackPlan};
@@ -105,12 +106,14 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
     check_no_leftover_buckets(&found, &spec, &account)?;
     check_no_dropped_members(&found, &spec)?;
     let members = complete_members(&aws, &spec.name, &account, &found).await?;
+    // Read back before any stack changes, so a redeploy keeps the set's key.
+    let marker_key = marker_key::for_deploy(&aws, &spec.name, &deployed_regions(&found)).await?;
 
     let package = match prebuilt {
         Some(package) => package,
         None => Package::build(reporter).await?,
     };
-    let plan = DeployPlan::new(spec, package.key.clone(), &settings);
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
     roll_out(
         context,
         &aws,
@@ -133,6 +136,11 @@ pub(crate) async fn discover_in_partition(
 ) -> Result<DeployedSet> {
     let candidates: Vec<String> = regions::regions_in(partition).map(str::to_owned).collect();
     discover::discover(aws, name, account, &candidates).await
+}
+
+/// The regions holding a base stack of the set.
+pub(crate) fn deployed_regions(found: &DeployedSet) -> Vec<String> {
+    found.bases.keys().cloned().collect()
 }
 
 /// A deploy never deletes a region: removing one is a separate, deliberate

@@ -13,6 +13,7 @@ use super::deploy;
 use super::{Context, Report};
 use crate::cli::PlanArgs;
 use crate::discover;
+use crate::marker_key;
 use crate::names::SetName;
 use crate::package::Package;
 use crate::plan::{DeployPlan, FunctionSettings, SetSpec, StackPlan};
@@ -95,11 +96,15 @@ pub(crate) async fn preview(
     deploy::check_no_leftover_buckets(&found, &spec, &account)?;
     deploy::check_no_dropped_members(&found, &spec)?;
     let members = deploy::complete_members(&aws, &spec.name, &account, &found).await?;
+    // The deployed key, as deploy would pass it: an unchanged set then shows
+    // no change (the NoEcho value is the same, though no API shows it).
+    let marker_key =
+        marker_key::for_deploy(&aws, &spec.name, &deploy::deployed_regions(&found)).await?;
     let package = match prebuilt {
         Some(package) => package,
         None => Package::build(reporter).await?,
     };
-    let plan = DeployPlan::new(spec, package.key.clone(), &settings);
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
 
     let mut upload_to = Vec::new();
     for region in &plan.spec.regions {

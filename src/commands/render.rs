@@ -8,8 +8,12 @@ use serde::Serialize;
 
 use super::{Context, Report};
 use crate::cli::RenderArgs;
+use crate::marker_key::{self, MarkerKey};
 use crate::package::Package;
-use crate::plan::{DeployPlan, SetSpec, StackPlan};
+use crate::plan::{DeployPlan, SetSpec, StackPlan, shown_parameters};
+
+/// The file in OUT that holds the rendered set's marker key.
+const MARKER_KEY_FILE: &str = "marker-key";
 
 #[derive(Serialize)]
 struct RenderResult<'a> {
@@ -27,8 +31,9 @@ pub async fn render(context: &Context, args: &RenderArgs) -> Result<Report> {
         Some(path) => Package::from_file(path)?,
         None => Package::build(context.reporter.as_ref()).await?,
     };
-    let plan = DeployPlan::new(spec, package.key.clone(), &settings);
     let out = &args.out;
+    let marker_key = rendered_marker_key(out)?;
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
     write_files(&plan, &package, out)?;
     let commands = shell_commands(&plan, &package, out);
     let script = format!("#!/bin/sh\nset -eu\n{}\n", commands.join("\n"));
@@ -41,6 +46,40 @@ pub async fn render(context: &Context, args: &RenderArgs) -> Result<Report> {
     };
     let text = result.commands.join("\n");
     Ok(Report::new(&result, text, true))
+}
+
+/// The set's key in `OUT/marker-key`: the one already there (a set rendered
+/// again, maybe deployed by hand from the first rendering, must keep its
+/// key), or a new one, written readable by the owner only. The plan files and
+/// the script never hold it: they show `****` and read the file.
+fn rendered_marker_key(out: &Path) -> Result<MarkerKey> {
+    let path = out.join(MARKER_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return MarkerKey::from_hex(&text).with_context(|| {
+                format!(
+                    "{} is not a marker key: restore the key the set was deployed with, or delete the file to render a new set",
+                    path.display()
+                )
+            });
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", path.display()));
+        }
+    }
+    let key = marker_key::generate()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{}\n", key.to_hex()).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(key)
 }
 
 /// `OUT/plan.json`, `OUT/package/<zip>` and, per stack,
@@ -60,7 +99,7 @@ fn write_files(plan: &DeployPlan, package: &Package, out: &Path) -> Result<()> {
         let values = serde_json::json!({
             "StackName": stack.stack_name,
             "Region": stack.region,
-            "Parameters": stack.parameters,
+            "Parameters": shown_parameters(&stack.parameters),
             "Tags": stack.tags,
         });
         write(
@@ -88,6 +127,7 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
     let name = &plan.spec.name;
     let q = |s: &str| shlex::try_quote(s).map_or_else(|_| s.to_owned(), |q| q.into_owned());
     let zip = out.join(package_path(package));
+    let key_file = q(&out.join(MARKER_KEY_FILE).display().to_string());
     let mut lines = vec![
         format!(
             "# Replica set '{name}': {} regions, {} base stacks, then {} pairs (a grant stack in the destination region, then a subscription stack in the source region).",
@@ -96,6 +136,10 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
             plan.pairs.len()
         ),
         "ACCOUNT=$(aws sts get-caller-identity --query Account --output text)".to_owned(),
+        format!(
+            "# The set's marker key, made by toastrep render: a secret (it authenticates the origin marker on every replica), the same in every region and for every later deploy of this set. Keep {key_file} private, and keep it."
+        ),
+        format!("{}=$(cat {key_file})", marker_key::VARIABLE),
         "# 1. An artifact bucket per region, holding the function package.".to_owned(),
     ];
     for region in &plan.spec.regions {
@@ -131,7 +175,14 @@ fn deploy_command(stack: &StackPlan, out: &Path, q: &dyn Fn(&str) -> String) -> 
     let parameters: Vec<String> = stack
         .parameters
         .iter()
-        .map(|(k, v)| q(&format!("{k}={v}")))
+        .map(|(k, v)| {
+            if k == marker_key::PARAMETER {
+                // From the variable the script read at its top, never inline.
+                format!("\"{k}=${{{}}}\"", marker_key::VARIABLE)
+            } else {
+                q(&format!("{k}={v}"))
+            }
+        })
         .collect();
     let tags: Vec<String> = stack
         .tags

@@ -92,6 +92,43 @@ fn render_writes_every_stack_and_the_commands_in_dependency_order() {
 }
 
 #[test]
+fn render_keeps_the_marker_key_in_one_private_file_and_keeps_it_when_rendered_again() {
+    let dir = tempdir();
+    let result = render_into(&dir);
+    let out = dir.join("out");
+    let file = out.join("marker-key");
+    let key = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(
+        key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "not a marker key: {} characters",
+        key.len()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    // Nothing else holds it: the plan shows ****, the script reads the file.
+    assert!(!result.to_string().contains(&key));
+    let mut written = vec![out.join("plan.json"), out.join("deploy.sh")];
+    for template in rendered_templates(&out) {
+        written.push(template.with_extension("json"));
+    }
+    for path in &written {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains(&key), "{} holds the key", path.display());
+    }
+    let base = std::fs::read_to_string(out.join("stacks/us-east-1/toastrep-demo.json")).unwrap();
+    assert!(base.contains(r#""MarkerKey": "****""#), "{base}");
+
+    // Rendered again into the same directory (after a deploy by hand, say):
+    // the same key, or the set would get a second one.
+    render_into(&dir);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
+}
+
+#[test]
 fn every_rendered_template_passes_cfn_lint_without_warnings() {
     let dir = tempdir();
     render_into(&dir);
