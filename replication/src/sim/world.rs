@@ -239,6 +239,7 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
     world.drop = 0;
     world.duplicate = 0;
     let dead = std::mem::take(&mut world.mail.borrow_mut().dead);
+    world.summary.dead_lettered = dead.len() as u64;
     world.mail.borrow_mut().pending.extend(dead.into_iter().map(|d| Delivery { attempt: 0, ..d }));
     world.settle()?;
     world.summary.sync_copies = world.sync()?;
