@@ -148,6 +148,28 @@ impl SimS3 {
         state.append(bucket, key, content, size, etag_of(content), metadata, headers, tags, "Put")
     }
 
+    /// A user's DeleteObject without a version id: a delete marker on top.
+    /// It emits no ObjectCreated notification.
+    pub fn user_delete(&self, bucket: &str, key: &str) {
+        let mut state = self.state();
+        let id = state.fresh_id();
+        let now = state.now();
+        let marker = Version {
+            version_id: format!("v{id}"),
+            etag: String::new(),
+            last_modified: now,
+            content: 0,
+            size: 0,
+            metadata: BTreeMap::new(),
+            headers: Headers::default(),
+            tags: Vec::new(),
+            delete_marker: true,
+        };
+        if let Some(objects) = state.buckets.get_mut(bucket) {
+            objects.1.entry(key.to_owned()).or_default().push(marker);
+        }
+    }
+
     /// A user's upload of an object's bytes and metadata, as downloaded.
     pub fn user_reupload(&self, bucket: &str, key: &str, source: &Version) -> Version {
         let mut state = self.state();

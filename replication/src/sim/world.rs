@@ -34,6 +34,10 @@ pub enum UserOp {
     Reupload { region: usize, from: usize, key: String },
     /// An upload whose metadata claims another region and a far-future time.
     Forged { region: usize, key: String },
+    /// DeleteObject without a version id. Random scenarios do not delete
+    /// yet: what a delete means for the set (propagation, add-wins) is the
+    /// deletes work's to define and prove here.
+    Delete { region: usize, key: String },
     /// Time passes: longer than a marker's window.
     Wait { seconds: u64 },
 }
@@ -414,6 +418,7 @@ impl World {
                 );
                 self.user_writes.push((*region, key.clone(), version));
             }
+            UserOp::Delete { region, key } => self.s3.user_delete(&self.buckets[*region].name, key),
             UserOp::Wait { seconds } => self.s3.advance(seconds * 1000),
         }
         if std::env::var_os("TOASTREP_SIM_TRACE").is_some() {

@@ -1,7 +1,11 @@
-//! Shared set-up for the emulator tests: clients, unique versioned buckets
-//! in two regions, and notices built from real PutObject answers.
+//! Shared set-up for the emulator tests: clients, a uniquely named set with
+//! versioned buckets in two regions, notices built from real PutObject
+//! answers, and a store that meddles with a copy half-way through.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -12,10 +16,20 @@ use aws_sdk_s3::types::{
     VersioningConfiguration,
 };
 use aws_sdk_s3::{Client, Config};
-use toastrep_replication::{CopySettings, Destination, RegionalClients, Replicator, S3Notice};
+use toastrep_replication::protocol::Seen;
+use toastrep_replication::store::{
+    CopyRequest, KeyPage, ObjectHead, StoreResult, VersionEntry, Written,
+};
+use toastrep_replication::{
+    CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, S3Notice, SdkStore,
+    SetBuckets,
+};
 
 pub const REGION_A: &str = "us-east-1";
 pub const REGION_B: &str = "eu-west-2";
+/// The account ministack gives any credentials whose access key is not a
+/// 12-digit number.
+pub const ACCOUNT: &str = "000000000000";
 
 /// The emulator's URL. Unset is a failure, never a silent pass: a green run
 /// without an emulator would prove nothing.
@@ -55,11 +69,20 @@ pub fn client(region: &str) -> Client {
     )
 }
 
-pub fn replicator(settings: CopySettings) -> Replicator {
-    Replicator::new(RegionalClients::new(base_config()), settings)
+/// The marker key every test set shares.
+pub fn marker_key() -> MarkerKey {
+    MarkerKey::for_tests("emulator")
 }
 
-pub fn unique(prefix: &str) -> String {
+/// The store the function uses, on the emulator.
+pub fn sdk_store() -> SdkStore {
+    SdkStore::new(RegionalClients::new(base_config())).expecting_owner(ACCOUNT)
+}
+
+/// A set name no other test (or run) uses: lowercase letters and digits, short
+/// enough that `toastrep-{set}-eu-west-2-{account}` stays within S3's 63
+/// characters.
+fn unique_set() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -67,24 +90,60 @@ pub fn unique(prefix: &str) -> String {
         .as_nanos()
         % 1_000_000_000_000;
     format!(
-        "{prefix}-{}-{nanos}-{}",
+        "t{:x}{:x}x{nanos:x}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
 
-/// One versioned bucket in a region.
+/// One test's replica set: its name, and its versioned bucket in each of
+/// two regions, named as the set names them (the replicator refuses notices
+/// from any other bucket).
+pub struct TestSet {
+    pub buckets: SetBuckets,
+    pub a: TestBucket,
+    pub b: TestBucket,
+}
+
+impl TestSet {
+    pub async fn create() -> TestSet {
+        let buckets = SetBuckets {
+            set: unique_set(),
+            account: ACCOUNT.to_owned(),
+        };
+        let (a, b) = tokio::join!(
+            TestBucket::create(&buckets, REGION_A),
+            TestBucket::create(&buckets, REGION_B)
+        );
+        TestSet { buckets, a, b }
+    }
+
+    /// The replicator of this set, on the SDK store.
+    pub fn replicator(&self, settings: CopySettings) -> Replicator<SdkStore> {
+        self.replicator_on(sdk_store(), settings)
+    }
+
+    pub fn replicator_on<S: ObjectStore>(&self, store: S, settings: CopySettings) -> Replicator<S> {
+        Replicator::new(store, marker_key(), self.buckets.clone(), settings)
+    }
+
+    pub async fn delete(self) {
+        tokio::join!(self.a.delete(), self.b.delete());
+    }
+}
+
+/// One versioned bucket of a test set.
 #[derive(Clone)]
-pub struct Bucket {
+pub struct TestBucket {
     pub region: String,
     pub name: String,
     pub client: Client,
 }
 
-impl Bucket {
-    pub async fn create(region: &str) -> Bucket {
+impl TestBucket {
+    async fn create(set: &SetBuckets, region: &str) -> TestBucket {
         let client = client(region);
-        let name = unique(&format!("trt-{}", &region[..2]));
+        let name = set.bucket(region).name;
         let mut create = client.create_bucket().bucket(&name);
         if region != "us-east-1" {
             // us-east-1 is the one region that rejects an explicit constraint.
@@ -94,7 +153,10 @@ impl Bucket {
                     .build(),
             );
         }
-        create.send().await.expect("CreateBucket");
+        create
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateBucket {name}: {e:?}"));
         client
             .put_bucket_versioning()
             .bucket(&name)
@@ -106,18 +168,16 @@ impl Bucket {
             .send()
             .await
             .expect("PutBucketVersioning");
-        Bucket {
+        TestBucket {
             region: region.to_owned(),
             name,
             client,
         }
     }
 
-    pub fn destination(&self) -> Destination {
-        Destination {
-            region: self.region.clone(),
-            bucket: self.name.clone(),
-        }
+    /// The bucket as the replication library names it.
+    pub fn bucket(&self) -> toastrep_replication::Bucket {
+        toastrep_replication::Bucket::new(&self.region, &self.name)
     }
 
     /// PutObject, then the notice S3 would send for it.
@@ -175,6 +235,25 @@ impl Bucket {
             size: head.content_length(),
             event_time: None,
         }
+    }
+
+    /// The current object (or one version) as the store reads it.
+    pub async fn head(&self, key: &str, version: Option<&str>) -> ObjectHead {
+        sdk_store()
+            .head(&self.bucket(), key, version)
+            .await
+            .unwrap_or_else(|e| panic!("HeadObject {key:?}: {e}"))
+            .unwrap_or_else(|| panic!("no object {key:?} ({version:?}) in {}", self.name))
+    }
+
+    /// The current object (or one version), interpreted with the set's key.
+    pub async fn seen(&self, key: &str, version: Option<&str>) -> Seen {
+        Seen::of(
+            &self.region,
+            key,
+            self.head(key, version).await,
+            &marker_key(),
+        )
     }
 
     pub async fn body(&self, key: &str) -> Option<Vec<u8>> {
@@ -272,12 +351,193 @@ impl Bucket {
                 .await
                 .ok();
         }
+        if let Ok(uploads) = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.name)
+            .send()
+            .await
+        {
+            for upload in uploads.uploads() {
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.name)
+                    .key(upload.key().unwrap_or_default())
+                    .upload_id(upload.upload_id().unwrap_or_default())
+                    .send()
+                    .await
+                    .ok();
+            }
+        }
         self.client
             .delete_bucket()
             .bucket(&self.name)
             .send()
             .await
             .ok();
+    }
+}
+
+/// Something a test does to S3 in the middle of a replicator's copy.
+pub type Meddling = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// When the meddling happens: just before the store sends this call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    CopyObject,
+    CopyPart(i32),
+}
+
+/// The SDK store, with a test's hand in it: it can run one [`Meddling`]
+/// just before a given copy call (once), and it can claim objects in one
+/// bucket are larger than they are. Everything else goes to S3 unchanged,
+/// so the replicator's own code meets real S3 answers.
+pub struct MeddlingStore {
+    inner: SdkStore,
+    meddle: Option<(Before, Meddling)>,
+    meddled: AtomicBool,
+    inflate: Option<(toastrep_replication::Bucket, u64)>,
+}
+
+impl MeddlingStore {
+    pub fn new() -> MeddlingStore {
+        MeddlingStore {
+            inner: sdk_store(),
+            meddle: None,
+            meddled: AtomicBool::new(false),
+            inflate: None,
+        }
+    }
+
+    pub fn before<F, Fut>(mut self, call: Before, meddling: F) -> MeddlingStore
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.meddle = Some((call, Arc::new(move || Box::pin(meddling()))));
+        self
+    }
+
+    /// HeadObject in `bucket` reports `extra` more bytes than there are.
+    pub fn inflating(mut self, bucket: toastrep_replication::Bucket, extra: u64) -> MeddlingStore {
+        self.inflate = Some((bucket, extra));
+        self
+    }
+
+    async fn maybe_meddle(&self, call: Before) {
+        if let Some((when, meddling)) = &self.meddle
+            && *when == call
+            && !self.meddled.swap(true, Ordering::SeqCst)
+        {
+            meddling().await;
+        }
+    }
+
+    /// Whether the meddling ran.
+    pub fn meddled(&self) -> bool {
+        self.meddled.load(Ordering::SeqCst)
+    }
+}
+
+impl ObjectStore for MeddlingStore {
+    fn now(&self) -> i64 {
+        self.inner.now()
+    }
+
+    async fn head(
+        &self,
+        bucket: &toastrep_replication::Bucket,
+        key: &str,
+        version: Option<&str>,
+    ) -> StoreResult<Option<ObjectHead>> {
+        let mut head = self.inner.head(bucket, key, version).await?;
+        if let (Some(head), Some((inflated, extra))) = (head.as_mut(), &self.inflate)
+            && inflated == bucket
+        {
+            head.size += extra;
+        }
+        Ok(head)
+    }
+
+    async fn versions(
+        &self,
+        bucket: &toastrep_replication::Bucket,
+        key: &str,
+    ) -> StoreResult<Vec<VersionEntry>> {
+        self.inner.versions(bucket, key).await
+    }
+
+    async fn copy_object(&self, request: &CopyRequest) -> StoreResult<Written> {
+        self.maybe_meddle(Before::CopyObject).await;
+        self.inner.copy_object(request).await
+    }
+
+    async fn tags(
+        &self,
+        bucket: &toastrep_replication::Bucket,
+        key: &str,
+        version: &str,
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.inner.tags(bucket, key, version).await
+    }
+
+    async fn put_tags(
+        &self,
+        bucket: &toastrep_replication::Bucket,
+        key: &str,
+        version: &str,
+        tags: &[(String, String)],
+    ) -> StoreResult<()> {
+        self.inner.put_tags(bucket, key, version, tags).await
+    }
+
+    async fn create_upload(
+        &self,
+        request: &CopyRequest,
+        tags: &[(String, String)],
+    ) -> StoreResult<String> {
+        self.inner.create_upload(request, tags).await
+    }
+
+    async fn copy_part(
+        &self,
+        request: &CopyRequest,
+        upload_id: &str,
+        part: i32,
+        first: u64,
+        last: u64,
+    ) -> StoreResult<String> {
+        self.maybe_meddle(Before::CopyPart(part)).await;
+        self.inner
+            .copy_part(request, upload_id, part, first, last)
+            .await
+    }
+
+    async fn complete_upload(
+        &self,
+        request: &CopyRequest,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> StoreResult<Written> {
+        self.inner.complete_upload(request, upload_id, parts).await
+    }
+
+    async fn abort_upload(
+        &self,
+        bucket: &toastrep_replication::Bucket,
+        key: &str,
+        upload_id: &str,
+    ) -> StoreResult<()> {
+        self.inner.abort_upload(bucket, key, upload_id).await
+    }
+
+    async fn list_keys(
+        &self,
+        bucket: &toastrep_replication::Bucket,
+        prefix: Option<&str>,
+        start: Option<&str>,
+    ) -> StoreResult<KeyPage> {
+        self.inner.list_keys(bucket, prefix, start).await
     }
 }
 
