@@ -5,6 +5,7 @@ mod faults;
 mod harness;
 mod input;
 mod lifecycle;
+mod marker_key;
 mod operate;
 mod package;
 mod render;

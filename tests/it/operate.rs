@@ -37,7 +37,7 @@ fn upload(region: &'static str, key: &str, n: usize) -> Upload {
     }
 }
 
-fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Output {
+pub(crate) fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Output {
     toastrep(&[
         "deploy",
         "--name",
@@ -51,12 +51,12 @@ fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Output {
     ])
 }
 
-fn teardown(name: &str) {
+pub(crate) fn teardown(name: &str) {
     let out = toastrep(&["teardown", "--name", name, "--delete-data", "--yes"]);
     assert!(out.status.success(), "teardown of {name} failed");
 }
 
-fn zip_path() -> String {
+pub(crate) fn zip_path() -> String {
     harness::lambda_zip().to_str().unwrap().to_owned()
 }
 
@@ -244,7 +244,7 @@ fn plan_view(result: &serde_json::Value) -> PlanView {
 
 /// Every stack of the set as the emulator holds it: status, parameters,
 /// and the change sets that exist.
-async fn stack_state(name: &str, regions: &[&str]) -> Vec<String> {
+pub(crate) async fn stack_state(name: &str, regions: &[&str]) -> Vec<String> {
     let mut state = Vec::new();
     for region in regions {
         let cfn = harness::cloudformation(region);
