@@ -86,8 +86,9 @@ fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     match code {
         Some("NoSuchKey" | "NoSuchVersion" | "NotFound") => return ErrorKind::NotFound,
         Some("PreconditionFailed") => return ErrorKind::PreconditionFailed,
-        // A missing bucket is a configuration problem, not a vanished object.
-        Some("NoSuchBucket") => return ErrorKind::Permanent,
+        // A missing bucket is a configuration problem, not a vanished object;
+        // an archived source (GLACIER, DEEP_ARCHIVE) must be restored first.
+        Some("NoSuchBucket" | "InvalidObjectState") => return ErrorKind::Permanent,
         Some(
             "SlowDown"
             | "Throttling"
@@ -147,6 +148,10 @@ mod tests {
         assert_eq!(classify(None, Some(500)), ErrorKind::Retryable);
         assert_eq!(
             classify(Some("NoSuchBucket"), Some(404)),
+            ErrorKind::Permanent
+        );
+        assert_eq!(
+            classify(Some("InvalidObjectState"), Some(403)),
             ErrorKind::Permanent
         );
         assert_eq!(

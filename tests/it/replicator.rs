@@ -911,3 +911,58 @@ async fn every_event_shape_is_handled_as_a_real_delivery() {
     assert!(error.is_some(), "{payload}");
     assert_eq!(payload["errorType"], "MalformedEvent", "{payload}");
 }
+
+/// What a bucket writer puts in metadata can neither stop an object from
+/// replicating nor make it win: a user's server-side copy of a replica to a
+/// new key (as `aws s3 cp` makes it, metadata kept) is a new write, and an
+/// upload claiming another region and a far-future time replicates as what
+/// it is and loses to a later write.
+#[tokio::test(flavor = "multi_thread")]
+async fn markers_a_writer_copies_or_forges_neither_stop_nor_hijack_replication() {
+    let set = Set::deploy("markers", &THREE[..2], &[]);
+    let (a, b) = (THREE[0], THREE[1]);
+
+    // A replica in b, copied by a user to a new key, keeping its metadata.
+    set.put(a, "orig", b"original").await;
+    set.wait_everywhere("orig", b"original").await;
+    let source = format!("{}/orig", set.bucket(b));
+    s3(b)
+        .copy_object()
+        .bucket(set.bucket(b))
+        .key("renamed")
+        .copy_source(&source)
+        .send()
+        .await
+        .expect("a user's CopyObject of a replica");
+    set.wait_everywhere("renamed", b"original").await;
+
+    // An upload whose marker claims region a and the year 2100.
+    let forged = format!(
+        "v1;region={a};time=4102444800;version=x;etag=y;written={};mac={}",
+        DateTime::from(std::time::SystemTime::now()).secs(),
+        "0".repeat(32)
+    );
+    s3(b)
+        .put_object()
+        .bucket(set.bucket(b))
+        .key("forged")
+        .body(ByteStream::from_static(b"forged"))
+        .metadata("toastrep-origin", &forged)
+        .send()
+        .await
+        .expect("PutObject with a forged marker");
+    set.wait_everywhere("forged", b"forged").await;
+    // It won nothing by its claim: a later write replaces it everywhere.
+    set.put(a, "forged", b"later").await;
+    set.wait_everywhere("forged", b"later").await;
+    // The copy of the renamed object names where it was really written.
+    let head = s3(a)
+        .get_object()
+        .bucket(set.bucket(a))
+        .key("renamed")
+        .send()
+        .await
+        .unwrap();
+    let marker = head.metadata().and_then(|m| m.get("toastrep-origin")).cloned().unwrap_or_default();
+    assert!(marker.contains(&format!(";region={b};")), "the copy names its real origin: {marker}");
+}

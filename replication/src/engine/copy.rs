@@ -12,7 +12,7 @@ use futures::StreamExt;
 use super::Replicator;
 use crate::protocol::Write;
 use crate::protocol::marker::metadata_for_copy;
-use crate::store::{Bucket, CopyRequest, ObjectHead, ObjectStore, Precondition, StoreResult, Written};
+use crate::store::{Bucket, CopyRequest, ObjectHead, ObjectStore, Part, Precondition, StoreResult, Written};
 
 /// CopyObject copies at most 5 GB in one request
 /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html>).
@@ -182,7 +182,7 @@ impl<S: ObjectStore> Replicator<S> {
         // parts in flight are awaited rather than dropped: S3 may finish a
         // dropped part after the abort, leaving storage behind.
         let failed = AtomicBool::new(false);
-        let results: Vec<StoreResult<Option<(i32, String)>>> =
+        let results: Vec<StoreResult<Option<Part>>> =
             futures::stream::iter(part_ranges(size, self.settings.part_size))
                 .map(|(number, first, last)| {
                     let failed = &failed;
@@ -191,7 +191,7 @@ impl<S: ObjectStore> Replicator<S> {
                             return Ok(None);
                         }
                         match self.store.copy_part(request, upload_id, number, first, last).await {
-                            Ok(etag) => Ok(Some((number, etag))),
+                            Ok(part) => Ok(Some(part)),
                             Err(error) => {
                                 failed.store(true, Ordering::Relaxed);
                                 Err(error)

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::event::S3Notice;
 use crate::store::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, ObjectHead, ObjectStore, Precondition,
+    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, ObjectHead, ObjectStore, Part, Precondition,
     StoreError, StoreResult, VersionEntry, Written,
 };
 
@@ -459,7 +459,7 @@ impl ObjectStore for SimS3 {
         .await
     }
 
-    async fn copy_part(&self, request: &CopyRequest, upload_id: &str, part: i32, first: u64, last: u64) -> StoreResult<String> {
+    async fn copy_part(&self, request: &CopyRequest, upload_id: &str, part: i32, first: u64, last: u64) -> StoreResult<Part> {
         let destination = &request.destination;
         self.call("UploadPartCopy", destination, &request.key, true, |state| {
             let Some(source) = state
@@ -476,12 +476,16 @@ impl ObjectStore for SimS3 {
                 .get_mut(upload_id)
                 .ok_or_else(|| error(ErrorKind::NotFound, "UploadPartCopy", destination, &request.key, "NoSuchUpload"))?;
             upload.parts.insert(part, (source.content, first, last));
-            Ok(format!("p{part}-{}", source.content))
+            Ok(Part {
+                number: part,
+                etag: format!("p{part}-{}", source.content),
+                checksum: None,
+            })
         })
         .await
     }
 
-    async fn complete_upload(&self, request: &CopyRequest, upload_id: &str, parts: &[(i32, String)]) -> StoreResult<Written> {
+    async fn complete_upload(&self, request: &CopyRequest, upload_id: &str, parts: &[Part]) -> StoreResult<Written> {
         let destination = &request.destination;
         self.call("CompleteMultipartUpload", destination, &request.key, true, |state| {
             let upload = state
@@ -495,7 +499,7 @@ impl ObjectStore for SimS3 {
             // The parts must tile one source's bytes exactly.
             let mut next = 0;
             let mut content = None;
-            for (number, _) in parts {
+            for Part { number, .. } in parts {
                 let (c, first, last) = *upload.parts.get(number).ok_or_else(|| {
                     error(ErrorKind::Permanent, "CompleteMultipartUpload", destination, &request.key, "InvalidPart")
                 })?;

@@ -110,6 +110,16 @@ pub struct CopyRequest {
     pub precondition: Precondition,
 }
 
+/// One part of a multipart copy, as CompleteMultipartUpload wants it back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Part {
+    pub number: i32,
+    pub etag: String,
+    /// The part's checksum, of the upload's algorithm: an upload created
+    /// with a checksum algorithm completes only with every part's checksum.
+    pub checksum: Option<String>,
+}
+
 /// A version a write created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -222,7 +232,7 @@ pub trait ObjectStore: Send + Sync {
         tags: &[(String, String)],
     ) -> impl Future<Output = StoreResult<String>> + Send;
 
-    /// UploadPartCopy of bytes `first..=last`; returns the part's ETag.
+    /// UploadPartCopy of bytes `first..=last`.
     fn copy_part(
         &self,
         request: &CopyRequest,
@@ -230,14 +240,14 @@ pub trait ObjectStore: Send + Sync {
         part: i32,
         first: u64,
         last: u64,
-    ) -> impl Future<Output = StoreResult<String>> + Send;
+    ) -> impl Future<Output = StoreResult<Part>> + Send;
 
     /// CompleteMultipartUpload, under `request.precondition`.
     fn complete_upload(
         &self,
         request: &CopyRequest,
         upload_id: &str,
-        parts: &[(i32, String)],
+        parts: &[Part],
     ) -> impl Future<Output = StoreResult<Written>> + Send;
 
     fn abort_upload(

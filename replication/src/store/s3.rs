@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, ObjectHead, ObjectStore, Precondition,
+    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, ObjectHead, ObjectStore, Part, Precondition,
     StoreError, StoreResult, VersionEntry, Written,
 };
 use crate::clients::RegionalClients;
@@ -495,7 +495,7 @@ impl ObjectStore for SdkStore {
         part: i32,
         first: u64,
         last: u64,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<Part> {
         let out = self
             .client(&request.destination)
             .upload_part_copy()
@@ -511,27 +511,44 @@ impl ObjectStore for SdkStore {
             .send()
             .await
             .map_err(error("UploadPartCopy", &request.destination, &request.key))?;
-        Ok(out
-            .copy_part_result()
-            .and_then(|r| r.e_tag())
-            .unwrap_or_default()
-            .to_owned())
+        let result = out.copy_part_result();
+        let checksum = result.and_then(|r| match request.headers.checksum_algorithm.as_deref()? {
+            "CRC32" => r.checksum_crc32(),
+            "CRC32C" => r.checksum_crc32_c(),
+            "CRC64NVME" => r.checksum_crc64_nvme(),
+            "SHA1" => r.checksum_sha1(),
+            "SHA256" => r.checksum_sha256(),
+            _ => None,
+        });
+        Ok(Part {
+            number: part,
+            etag: result.and_then(|r| r.e_tag()).unwrap_or_default().to_owned(),
+            checksum: checksum.map(str::to_owned),
+        })
     }
 
     async fn complete_upload(
         &self,
         request: &CopyRequest,
         upload_id: &str,
-        parts: &[(i32, String)],
+        parts: &[Part],
     ) -> StoreResult<Written> {
         let (if_match, if_none_match) = split_precondition(&request.precondition);
+        let algorithm = request.headers.checksum_algorithm.as_deref();
         let parts = parts
             .iter()
-            .map(|(number, etag)| {
-                CompletedPart::builder()
-                    .part_number(*number)
-                    .e_tag(etag)
-                    .build()
+            .map(|part| {
+                let builder = CompletedPart::builder().part_number(part.number).e_tag(&part.etag);
+                let checksum = part.checksum.clone();
+                match algorithm {
+                    Some("CRC32") => builder.set_checksum_crc32(checksum),
+                    Some("CRC32C") => builder.set_checksum_crc32_c(checksum),
+                    Some("CRC64NVME") => builder.set_checksum_crc64_nvme(checksum),
+                    Some("SHA1") => builder.set_checksum_sha1(checksum),
+                    Some("SHA256") => builder.set_checksum_sha256(checksum),
+                    _ => builder,
+                }
+                .build()
             })
             .collect();
         let out = self

@@ -18,7 +18,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::{Client, Config};
 use toastrep_replication::protocol::Seen;
 use toastrep_replication::store::{
-    CopyRequest, KeyPage, ObjectHead, StoreResult, VersionEntry, Written,
+    CopyRequest, KeyPage, ObjectHead, Part, StoreResult, VersionEntry, Written,
 };
 use toastrep_replication::{
     CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, S3Notice, SdkStore,
@@ -506,7 +506,7 @@ impl ObjectStore for MeddlingStore {
         part: i32,
         first: u64,
         last: u64,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<Part> {
         self.maybe_meddle(Before::CopyPart(part)).await;
         self.inner
             .copy_part(request, upload_id, part, first, last)
@@ -517,7 +517,7 @@ impl ObjectStore for MeddlingStore {
         &self,
         request: &CopyRequest,
         upload_id: &str,
-        parts: &[(i32, String)],
+        parts: &[Part],
     ) -> StoreResult<Written> {
         self.inner.complete_upload(request, upload_id, parts).await
     }
