@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use toastrep_replication::protocol::Reason;
 use toastrep_replication::{
-    Bucket, CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, SdkStore, SetBuckets as SetNaming,
+    Bucket, CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, SdkStore,
+    SetBuckets as SetNaming,
 };
+use tokio::sync::mpsc;
 
 use crate::aws::Aws;
 use crate::names::SetName;
@@ -180,7 +181,8 @@ pub async fn sync_set(
     // One store for every region (clients per region), owned by the set's
     // account: the same engine the function runs, with the deployed
     // copy settings.
-    let store = SdkStore::new(RegionalClients::new(aws.s3_config(&regions[0]))).expecting_owner(account);
+    let store =
+        SdkStore::new(RegionalClients::new(aws.s3_config(&regions[0]))).expecting_owner(account);
     let naming = SetNaming {
         set: name.to_string(),
         account: account.to_owned(),
@@ -400,7 +402,10 @@ async fn list_bucket(
     let store = set.replicator.store();
     let mut start: Option<String> = None;
     loop {
-        let message = match store.list_keys(bucket, prefix.as_deref(), start.as_deref()).await {
+        let message = match store
+            .list_keys(bucket, prefix.as_deref(), start.as_deref())
+            .await
+        {
             Ok(page) => {
                 start = page.next;
                 Ok(page
@@ -423,12 +428,20 @@ async fn list_bucket(
 
 /// Repairs one key with the replication engine: the winner among every
 /// region's current object, copied where it is missing or beaten.
-async fn repair_key(set: &SetBuckets, divergent: Divergent, in_scope: u64, dry_run: bool) -> KeyOutcome {
+async fn repair_key(
+    set: &SetBuckets,
+    divergent: Divergent,
+    in_scope: u64,
+    dry_run: bool,
+) -> KeyOutcome {
     let key = divergent.key.as_str();
     let repair: Vec<bool> = (0..set.regions.len())
         .map(|i| divergent.live & in_scope & (1 << i) != 0)
         .collect();
-    let result = set.replicator.repair_key(key, &set.buckets, &repair, dry_run).await;
+    let result = set
+        .replicator
+        .repair_key(key, &set.buckets, &repair, dry_run)
+        .await;
     KeyOutcome {
         copies: result
             .copies

@@ -31,7 +31,10 @@ async fn main() -> Result<(), Error> {
         s3_config = s3_config.force_path_style(true);
     }
 
-    let destination = Bucket::new(required_env("AWS_REGION")?, required_env("DESTINATION_BUCKET")?);
+    let destination = Bucket::new(
+        required_env("AWS_REGION")?,
+        required_env("DESTINATION_BUCKET")?,
+    );
     let set = SetBuckets {
         set: required_env("SET_NAME")?,
         account: required_env("ACCOUNT_ID")?,
@@ -49,7 +52,8 @@ async fn main() -> Result<(), Error> {
     );
     // Every call names the set's own account as the bucket owner, so a
     // bucket of the same name elsewhere is never read or written.
-    let store = SdkStore::new(RegionalClients::new(s3_config.build())).expecting_owner(&set.account);
+    let store =
+        SdkStore::new(RegionalClients::new(s3_config.build())).expecting_owner(&set.account);
     let replicator = Replicator::new(store, key, set, settings);
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

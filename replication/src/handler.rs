@@ -4,8 +4,8 @@
 
 use futures::StreamExt;
 
-use crate::event::{EventError, S3Notice, parse_sns_event};
 use crate::engine::{Outcome, ReplicateError, Replicator};
+use crate::event::{EventError, S3Notice, parse_sns_event};
 use crate::store::{Bucket, ObjectStore};
 
 #[derive(Debug, thiserror::Error)]

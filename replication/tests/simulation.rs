@@ -7,12 +7,15 @@
 
 use std::time::Instant;
 
+use toastrep_replication::CopySettings;
 use toastrep_replication::sim::s3::Faults;
 use toastrep_replication::sim::{Scenario, UserOp, run, run_scenario};
-use toastrep_replication::CopySettings;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Runs `seeds` on every core; returns the failures, seed first.
@@ -34,7 +37,10 @@ fn run_all(seeds: Vec<u64>, one: impl Fn(u64) -> Result<(), String> + Sync) -> V
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a simulation thread panicked")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a simulation thread panicked"))
+            .collect()
     });
     failures.sort();
     failures
@@ -42,9 +48,16 @@ fn run_all(seeds: Vec<u64>, one: impl Fn(u64) -> Result<(), String> + Sync) -> V
 
 fn report(name: &str, failures: &[(u64, String)]) {
     for (seed, error) in failures.iter().take(5) {
-        eprintln!("{name}: seed {seed} failed: {error}\n  replay: TOASTREP_SIM_SEED={seed} cargo test -p toastrep-replication --test simulation {name}");
+        eprintln!(
+            "{name}: seed {seed} failed: {error}\n  replay: TOASTREP_SIM_SEED={seed} cargo test -p toastrep-replication --test simulation {name}"
+        );
     }
-    assert!(failures.is_empty(), "{} schedules failed; first seeds: {:?}", failures.len(), failures.iter().take(10).map(|f| f.0).collect::<Vec<_>>());
+    assert!(
+        failures.is_empty(),
+        "{} schedules failed; first seeds: {:?}",
+        failures.len(),
+        failures.iter().take(10).map(|f| f.0).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -60,8 +73,14 @@ fn random_schedules_converge_on_the_documented_winner_and_go_quiet() {
     let count = seeds.len();
     let failures = run_all(seeds, |seed| run(seed).map(|_| ()));
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!("simulation: {count} schedules in {seconds:.1} s ({:.0} per second)", count as f64 / seconds);
-    report("random_schedules_converge_on_the_documented_winner_and_go_quiet", &failures);
+    eprintln!(
+        "simulation: {count} schedules in {seconds:.1} s ({:.0} per second)",
+        count as f64 / seconds
+    );
+    report(
+        "random_schedules_converge_on_the_documented_winner_and_go_quiet",
+        &failures,
+    );
 }
 
 #[test]
@@ -69,8 +88,22 @@ fn a_seed_replays_exactly() {
     for seed in [1, 7, 4242] {
         let (a, b) = (run(seed).unwrap(), run(seed).unwrap());
         assert_eq!(
-            (a.steps, a.deliveries, a.dropped, a.duplicated, a.retried, a.store_writes),
-            (b.steps, b.deliveries, b.dropped, b.duplicated, b.retried, b.store_writes),
+            (
+                a.steps,
+                a.deliveries,
+                a.dropped,
+                a.duplicated,
+                a.retried,
+                a.store_writes
+            ),
+            (
+                b.steps,
+                b.deliveries,
+                b.dropped,
+                b.duplicated,
+                b.retried,
+                b.store_writes
+            ),
             "seed {seed}"
         );
     }
@@ -87,7 +120,10 @@ fn the_schedules_exercise_what_they_claim() {
     assert!(runs.iter().any(|r| r.dead_lettered > 0));
     assert!(runs.iter().any(|r| r.sync_copies > 0));
     for regions in [2, 3, 5] {
-        assert!(runs.iter().any(|r| r.regions == regions), "{regions} regions");
+        assert!(
+            runs.iter().any(|r| r.regions == regions),
+            "{regions} regions"
+        );
     }
 }
 
@@ -102,17 +138,48 @@ fn same_second_three_region_race() {
     let scenario = |ignore: bool| Scenario {
         regions: 3,
         ops: vec![
-            (0, UserOp::Put { region: 1, key: "race/18".into() }),
-            (5, UserOp::Put { region: 2, key: "race/18".into() }),
-            (10, UserOp::Put { region: 0, key: "race/18".into() }),
-            (200, UserOp::Put { region: 1, key: "race/18".into() }),
+            (
+                0,
+                UserOp::Put {
+                    region: 1,
+                    key: "race/18".into(),
+                },
+            ),
+            (
+                5,
+                UserOp::Put {
+                    region: 2,
+                    key: "race/18".into(),
+                },
+            ),
+            (
+                10,
+                UserOp::Put {
+                    region: 0,
+                    key: "race/18".into(),
+                },
+            ),
+            (
+                200,
+                UserOp::Put {
+                    region: 1,
+                    key: "race/18".into(),
+                },
+            ),
         ],
-        faults: Faults { fail: 20, timeout: 10 },
+        faults: Faults {
+            fail: 20,
+            timeout: 10,
+        },
         drop: 0,
         duplicate: 50,
         ignore_copy_conditions: ignore,
         max_size: 50,
-        settings: CopySettings { multipart_threshold: 1 << 40, part_size: 64, concurrency: 2 },
+        settings: CopySettings {
+            multipart_threshold: 1 << 40,
+            part_size: 64,
+            concurrency: 2,
+        },
     };
     let failures = run_all((0..2_000).collect(), |seed| {
         run_scenario(seed, &scenario(seed % 4 != 0)).map(|_| ())

@@ -422,7 +422,17 @@ async fn backfill(
     // carry markers they can verify.
     let marker_key = crate::marker_key::for_set(aws, name, regions).await?;
     let settings = toastrep_replication::CopySettings::default();
-    let report = sync::sync_set(aws, name, account, regions, &marker_key, &settings, &options, reporter).await?;
+    let report = sync::sync_set(
+        aws,
+        name,
+        account,
+        regions,
+        &marker_key,
+        &settings,
+        &options,
+        reporter,
+    )
+    .await?;
     let ok = report.ok;
     let json = serde_json::to_value(&report).expect("reports serialise");
     if !ok {

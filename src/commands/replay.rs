@@ -23,8 +23,8 @@ use futures::{StreamExt, stream};
 use serde::Serialize;
 use serde_json::Value;
 use toastrep_replication::{
-    Bucket, CopySettings, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore, SetBuckets,
-    handle_sns_event, parse_sns_event,
+    Bucket, CopySettings, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
+    SetBuckets, handle_sns_event, parse_sns_event,
 };
 
 use super::{Context, Located, Report};

@@ -963,6 +963,13 @@ async fn markers_a_writer_copies_or_forges_neither_stop_nor_hijack_replication()
         .send()
         .await
         .unwrap();
-    let marker = head.metadata().and_then(|m| m.get("toastrep-origin")).cloned().unwrap_or_default();
-    assert!(marker.contains(&format!(";region={b};")), "the copy names its real origin: {marker}");
+    let marker = head
+        .metadata()
+        .and_then(|m| m.get("toastrep-origin"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        marker.contains(&format!(";region={b};")),
+        "the copy names its real origin: {marker}"
+    );
 }

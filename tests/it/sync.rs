@@ -321,11 +321,16 @@ async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_chan
             .send()
             .await
             .unwrap();
-        let marker = object.metadata().and_then(|m| m.get("toastrep-origin").cloned());
+        let marker = object
+            .metadata()
+            .and_then(|m| m.get("toastrep-origin").cloned());
         if *region != "eu-west-2" {
             // A copy made by sync is marked like the replicator's copies.
             let named = format!(";region={region};");
-            assert!(marker.as_deref().is_some_and(|m| m.contains(&named)), "{key}: {marker:?}");
+            assert!(
+                marker.as_deref().is_some_and(|m| m.contains(&named)),
+                "{key}: {marker:?}"
+            );
         }
         let bytes = object.body.collect().await.unwrap().into_bytes();
         assert_eq!(bytes.as_ref(), body_of(key, region, 0).as_slice(), "{key}");

@@ -12,7 +12,9 @@ use futures::StreamExt;
 use super::Replicator;
 use crate::protocol::Write;
 use crate::protocol::marker::metadata_for_copy;
-use crate::store::{Bucket, CopyRequest, ObjectHead, ObjectStore, Part, Precondition, StoreResult, Written};
+use crate::store::{
+    Bucket, CopyRequest, ObjectHead, ObjectStore, Part, Precondition, StoreResult, Written,
+};
 
 /// CopyObject copies at most 5 GB in one request
 /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html>).
@@ -119,7 +121,9 @@ impl<S: ObjectStore> Replicator<S> {
         destination: &Bucket,
         precondition: Precondition,
     ) -> StoreResult<Written> {
-        let marker = self.key.seal(key, &destination.region, write, self.store.now());
+        let marker = self
+            .key
+            .seal(key, &destination.region, write, self.store.now());
         let request = CopyRequest {
             source: source.clone(),
             key: key.to_owned(),
@@ -155,7 +159,12 @@ impl<S: ObjectStore> Replicator<S> {
                 if !tags.is_empty()
                     && let Err(error) = self
                         .store
-                        .put_tags(&request.destination, &request.key, &written.version_id, &tags)
+                        .put_tags(
+                            &request.destination,
+                            &request.key,
+                            &written.version_id,
+                            &tags,
+                        )
                         .await
                 {
                     tracing::warn!(%error, "could not set the tags again after a multipart copy");
@@ -177,7 +186,12 @@ impl<S: ObjectStore> Replicator<S> {
         }
     }
 
-    async fn copy_parts(&self, request: &CopyRequest, size: u64, upload_id: &str) -> StoreResult<Written> {
+    async fn copy_parts(
+        &self,
+        request: &CopyRequest,
+        size: u64,
+        upload_id: &str,
+    ) -> StoreResult<Written> {
         // After the first failure, parts not yet started are skipped, but
         // parts in flight are awaited rather than dropped: S3 may finish a
         // dropped part after the abort, leaving storage behind.
@@ -190,7 +204,11 @@ impl<S: ObjectStore> Replicator<S> {
                         if failed.load(Ordering::Relaxed) {
                             return Ok(None);
                         }
-                        match self.store.copy_part(request, upload_id, number, first, last).await {
+                        match self
+                            .store
+                            .copy_part(request, upload_id, number, first, last)
+                            .await
+                        {
                             Ok(part) => Ok(Some(part)),
                             Err(error) => {
                                 failed.store(true, Ordering::Relaxed);

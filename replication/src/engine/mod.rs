@@ -27,7 +27,10 @@ pub struct SetBuckets {
 
 impl SetBuckets {
     pub fn bucket(&self, region: &str) -> Bucket {
-        Bucket::new(region, format!("toastrep-{}-{region}-{}", self.set, self.account))
+        Bucket::new(
+            region,
+            format!("toastrep-{}-{region}-{}", self.set, self.account),
+        )
     }
 
     /// Whether `bucket` is this set's bucket in its region: the only
@@ -42,14 +45,18 @@ impl SetBuckets {
 pub enum ReplicateError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("s3://{bucket}/{key} in {region} changed under {rounds} decisions in a row; another attempt will decide again")]
+    #[error(
+        "s3://{bucket}/{key} in {region} changed under {rounds} decisions in a row; another attempt will decide again"
+    )]
     Contended {
         region: String,
         bucket: String,
         key: String,
         rounds: usize,
     },
-    #[error("the notice names s3://{bucket} in {region}, which is not a bucket of set {set}: ignored")]
+    #[error(
+        "the notice names s3://{bucket} in {region}, which is not a bucket of set {set}: ignored"
+    )]
     Foreign {
         set: String,
         region: String,
@@ -105,7 +112,12 @@ impl<S: ObjectStore> Replicator<S> {
     }
 
     /// The current object (or one version) of `key` in `bucket`, interpreted.
-    async fn seen(&self, bucket: &Bucket, key: &str, version: Option<&str>) -> Result<Option<Seen>, StoreError> {
+    async fn seen(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<Seen>, StoreError> {
         Ok(self
             .store
             .head(bucket, key, version)

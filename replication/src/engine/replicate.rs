@@ -59,7 +59,11 @@ pub struct Outcome {
 impl<S: ObjectStore> Replicator<S> {
     /// Replicates `notice` into `destination` and logs exactly one
     /// `toastrep::decision` line.
-    pub async fn replicate(&self, notice: &S3Notice, destination: &Bucket) -> Result<Outcome, ReplicateError> {
+    pub async fn replicate(
+        &self,
+        notice: &S3Notice,
+        destination: &Bucket,
+    ) -> Result<Outcome, ReplicateError> {
         let started = Instant::now();
         let result = self.decide_and_write(notice, destination).await;
         let millis = started.elapsed().as_millis() as u64;
@@ -90,7 +94,11 @@ impl<S: ObjectStore> Replicator<S> {
         result.map(|outcome| Outcome { millis, ..outcome })
     }
 
-    async fn decide_and_write(&self, notice: &S3Notice, destination: &Bucket) -> Result<Outcome, ReplicateError> {
+    async fn decide_and_write(
+        &self,
+        notice: &S3Notice,
+        destination: &Bucket,
+    ) -> Result<Outcome, ReplicateError> {
         let source = Bucket::new(&notice.region, &notice.bucket);
         // Only the set's own buckets: a notice naming any other bucket
         // (a forged message, a stray subscription) is not acted on.
@@ -133,17 +141,32 @@ impl<S: ObjectStore> Replicator<S> {
                 CopyDecision::Holds => {
                     // A retry of a copy that landed: its check may be owed.
                     let settled = self.settle(destination, key).await?;
-                    return Ok(outcome(Decision::SkippedUpToDate, settled.bytes, settled.restores));
+                    return Ok(outcome(
+                        Decision::SkippedUpToDate,
+                        settled.bytes,
+                        settled.restores,
+                    ));
                 }
                 CopyDecision::Copy(precondition) => precondition,
             };
             match self
-                .write_copy(&source, key, &source_head, &write, destination, precondition)
+                .write_copy(
+                    &source,
+                    key,
+                    &source_head,
+                    &write,
+                    destination,
+                    precondition,
+                )
                 .await
             {
                 Ok(_) => {
                     let settled = self.settle(destination, key).await?;
-                    return Ok(outcome(Decision::Copied, source_head.size + settled.bytes, settled.restores));
+                    return Ok(outcome(
+                        Decision::Copied,
+                        source_head.size + settled.bytes,
+                        settled.restores,
+                    ));
                 }
                 Err(error) if error.is_condition() || error.kind == ErrorKind::NotFound => {}
                 Err(error) => return Err(error.into()),
@@ -160,14 +183,22 @@ impl<S: ObjectStore> Replicator<S> {
     /// An earlier attempt at this notice may have copied its write and
     /// failed before its check; the source has moved on since, so this
     /// attempt copies nothing, but the check is owed still.
-    async fn owed_check(&self, notice: &S3Notice, destination: &Bucket) -> Result<u32, ReplicateError> {
+    async fn owed_check(
+        &self,
+        notice: &S3Notice,
+        destination: &Bucket,
+    ) -> Result<u32, ReplicateError> {
         let held = self.seen(destination, &notice.key, None).await?;
         let ours = held.is_some_and(|h| {
             h.kind != Kind::Original
                 && h.write.region == notice.region
                 && Some(&h.write.version) == notice.version_id.as_ref()
         });
-        Ok(if ours { self.settle(destination, &notice.key).await?.restores } else { 0 })
+        Ok(if ours {
+            self.settle(destination, &notice.key).await?.restores
+        } else {
+            0
+        })
     }
 
     /// A write in the function's own region. The other regions' functions
@@ -175,12 +206,21 @@ impl<S: ObjectStore> Replicator<S> {
     /// version that wins over it (a copy of a write in the same second
     /// whose tie goes to another region), and no other notice would bring
     /// the winner back.
-    async fn check_local_write(&self, notice: &S3Notice, bucket: &Bucket) -> Result<Outcome, ReplicateError> {
+    async fn check_local_write(
+        &self,
+        notice: &S3Notice,
+        bucket: &Bucket,
+    ) -> Result<Outcome, ReplicateError> {
         let current = self.seen(bucket, &notice.key, None).await?;
         let decision = match current {
             // Gone or superseded: whatever is on top has its own check.
             None => Decision::SkippedGone,
-            Some(current) if notice.version_id.as_ref().is_some_and(|v| *v != current.head.version_id) => {
+            Some(current)
+                if notice
+                    .version_id
+                    .as_ref()
+                    .is_some_and(|v| *v != current.head.version_id) =>
+            {
                 Decision::SkippedGone
             }
             // Every version that lands here is checked on its own notice,

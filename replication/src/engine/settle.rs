@@ -38,9 +38,15 @@ impl<S: ObjectStore> Replicator<S> {
                 }
             }
             let decision = self
-                .with_histories(key, Histories::default(), |h| decide_check(&top, &candidates, h))
+                .with_histories(key, Histories::default(), |h| {
+                    decide_check(&top, &candidates, h)
+                })
                 .await?;
-            let CheckDecision::Restore { version, precondition } = decision else {
+            let CheckDecision::Restore {
+                version,
+                precondition,
+            } = decision
+            else {
                 return Ok(settled);
             };
             let winner: &Seen = candidates
@@ -48,7 +54,14 @@ impl<S: ObjectStore> Replicator<S> {
                 .find(|c| c.head.version_id == version)
                 .expect("the decision names a candidate");
             match self
-                .write_copy(bucket, key, &winner.head, &winner.write, bucket, precondition)
+                .write_copy(
+                    bucket,
+                    key,
+                    &winner.head,
+                    &winner.write,
+                    bucket,
+                    precondition,
+                )
                 .await
             {
                 Ok(_) => {

@@ -41,7 +41,13 @@ impl<S: ObjectStore> Replicator<S> {
     /// Makes every region in `buckets` whose `repair` flag is set hold the
     /// winning write of `key`. On a dry run nothing is written and the plan
     /// is returned as copies.
-    pub async fn repair_key(&self, key: &str, buckets: &[Bucket], repair: &[bool], dry_run: bool) -> KeyRepair {
+    pub async fn repair_key(
+        &self,
+        key: &str,
+        buckets: &[Bucket],
+        repair: &[bool],
+        dry_run: bool,
+    ) -> KeyRepair {
         let mut result = KeyRepair::default();
         for _ in 0..ROUNDS {
             result.failures.clear();
@@ -65,7 +71,9 @@ impl<S: ObjectStore> Replicator<S> {
                 }
             }
             let plan = match self
-                .with_histories(key, Histories::default(), |h| decide_sync(&currents, &writable, h))
+                .with_histories(key, Histories::default(), |h| {
+                    decide_sync(&currents, &writable, h)
+                })
                 .await
             {
                 Ok(Some(plan)) => plan,
@@ -79,7 +87,9 @@ impl<S: ObjectStore> Replicator<S> {
                     return result;
                 }
             };
-            let winner = currents[plan.source].clone().expect("the source holds the winner");
+            let winner = currents[plan.source]
+                .clone()
+                .expect("the source holds the winner");
             let source = &buckets[plan.source];
             if dry_run {
                 result.copies = plan
@@ -94,22 +104,31 @@ impl<S: ObjectStore> Replicator<S> {
                     .collect();
                 return result;
             }
-            let writes = join_all(plan.targets.iter().map(|(destination, reason, precondition)| {
-                let winner = &winner;
-                async move {
-                    let target = &buckets[*destination];
-                    let written = self
-                        .write_copy(source, key, &winner.head, &winner.write, target, precondition.clone())
-                        .await
-                        .map_err(ReplicateError::from);
-                    let settled = match written {
-                        Ok(_) => self.settle(target, key).await.map(Some),
-                        Err(ReplicateError::Store(e)) if e.is_condition() => Ok(None),
-                        Err(e) => Err(e),
-                    };
-                    (*destination, *reason, settled)
-                }
-            }))
+            let writes = join_all(plan.targets.iter().map(
+                |(destination, reason, precondition)| {
+                    let winner = &winner;
+                    async move {
+                        let target = &buckets[*destination];
+                        let written = self
+                            .write_copy(
+                                source,
+                                key,
+                                &winner.head,
+                                &winner.write,
+                                target,
+                                precondition.clone(),
+                            )
+                            .await
+                            .map_err(ReplicateError::from);
+                        let settled = match written {
+                            Ok(_) => self.settle(target, key).await.map(Some),
+                            Err(ReplicateError::Store(e)) if e.is_condition() => Ok(None),
+                            Err(e) => Err(e),
+                        };
+                        (*destination, *reason, settled)
+                    }
+                },
+            ))
             .await;
             let mut changed = false;
             for (destination, reason, settled) in writes {
@@ -139,7 +158,9 @@ impl<S: ObjectStore> Replicator<S> {
         result.failures.push(RepairFailure {
             region: 0,
             source: None,
-            error: format!("{key} changed under {ROUNDS} decisions in a row; the next sync decides again"),
+            error: format!(
+                "{key} changed under {ROUNDS} decisions in a row; the next sync decides again"
+            ),
         });
         result
     }

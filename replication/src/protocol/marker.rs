@@ -208,14 +208,20 @@ mod tests {
     }
 
     fn sealed(key: &MarkerKey, object_key: &str, written: i64) -> BTreeMap<String, String> {
-        BTreeMap::from([(MARKER.to_owned(), key.seal(object_key, "us-east-1", &write(), written))])
+        BTreeMap::from([(
+            MARKER.to_owned(),
+            key.seal(object_key, "us-east-1", &write(), written),
+        )])
     }
 
     #[test]
     fn a_sealed_marker_opens_for_its_key_and_time() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "a/b", 1_700_000_010);
-        assert_eq!(key.open("a/b", "us-east-1", &metadata, 1_700_000_011), Some(write()));
+        assert_eq!(
+            key.open("a/b", "us-east-1", &metadata, 1_700_000_011),
+            Some(write())
+        );
     }
 
     #[test]
@@ -230,8 +236,14 @@ mod tests {
     fn a_marker_reuploaded_after_the_window_does_not_open() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "k", 1_700_000_010);
-        assert_eq!(key.open("k", "us-east-1", &metadata, 1_700_000_010 + WINDOW + 1), None);
-        assert_eq!(key.open("k", "us-east-1", &metadata, 1_700_000_010 - SKEW - 1), None);
+        assert_eq!(
+            key.open("k", "us-east-1", &metadata, 1_700_000_010 + WINDOW + 1),
+            None
+        );
+        assert_eq!(
+            key.open("k", "us-east-1", &metadata, 1_700_000_010 - SKEW - 1),
+            None
+        );
     }
 
     #[test]

@@ -21,8 +21,10 @@ fn original(region: &str, version: &str, time: i64) -> Seen {
 fn replica(region: &str, version: &str, written: i64, of: &Seen) -> Seen {
     let key = MarkerKey::for_tests("t");
     let mut h = head(version, written);
-    h.metadata
-        .insert(marker::MARKER.into(), key.seal("k", region, &of.write, written));
+    h.metadata.insert(
+        marker::MARKER.into(),
+        key.seal("k", region, &of.write, written),
+    );
     Seen::of(region, "k", h, &key)
 }
 

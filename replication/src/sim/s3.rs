@@ -121,13 +121,21 @@ impl SimS3 {
     /// The history of `key` in `bucket`, oldest first.
     pub fn history(&self, bucket: &str, key: &str) -> Vec<Version> {
         let state = self.state();
-        state.buckets[bucket].1.get(key).cloned().unwrap_or_default()
+        state.buckets[bucket]
+            .1
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every key that has a history in any bucket.
     pub fn keys(&self) -> Vec<String> {
         let state = self.state();
-        let mut keys: Vec<String> = state.buckets.values().flat_map(|(_, o)| o.keys().cloned()).collect();
+        let mut keys: Vec<String> = state
+            .buckets
+            .values()
+            .flat_map(|(_, o)| o.keys().cloned())
+            .collect();
         keys.sort();
         keys.dedup();
         keys
@@ -145,7 +153,17 @@ impl SimS3 {
     ) -> Version {
         let mut state = self.state();
         let content = state.fresh_id();
-        state.append(bucket, key, content, size, etag_of(content), metadata, headers, tags, "Put")
+        state.append(
+            bucket,
+            key,
+            content,
+            size,
+            etag_of(content),
+            metadata,
+            headers,
+            tags,
+            "Put",
+        )
     }
 
     /// A user's DeleteObject without a version id: a delete marker on top.
@@ -278,7 +296,12 @@ impl State {
     }
 
     fn version(&self, bucket: &str, key: &str, version: &str) -> Option<&Version> {
-        self.buckets.get(bucket)?.1.get(key)?.iter().find(|v| v.version_id == version)
+        self.buckets
+            .get(bucket)?
+            .1
+            .get(key)?
+            .iter()
+            .find(|v| v.version_id == version)
     }
 
     fn holds(&self, bucket: &str, key: &str, precondition: &Precondition) -> bool {
@@ -290,7 +313,13 @@ impl State {
     }
 }
 
-fn error(kind: ErrorKind, operation: &'static str, bucket: &Bucket, key: &str, message: &str) -> StoreError {
+fn error(
+    kind: ErrorKind,
+    operation: &'static str,
+    bucket: &Bucket,
+    key: &str,
+    message: &str,
+) -> StoreError {
     StoreError {
         kind,
         operation,
@@ -317,14 +346,32 @@ impl SimS3 {
             let mut state = self.state();
             let faults = state.faults;
             if state.roll(faults.fail) {
-                Err(error(ErrorKind::Retryable, operation, bucket, key, "SlowDown (injected)"))
+                Err(error(
+                    ErrorKind::Retryable,
+                    operation,
+                    bucket,
+                    key,
+                    "SlowDown (injected)",
+                ))
             } else if !writes && state.roll(faults.timeout) {
-                Err(error(ErrorKind::Retryable, operation, bucket, key, "timeout (injected)"))
+                Err(error(
+                    ErrorKind::Retryable,
+                    operation,
+                    bucket,
+                    key,
+                    "timeout (injected)",
+                ))
             } else {
                 let result = act(&mut state);
                 // A write may act and still time out on the way back.
                 if writes && result.is_ok() && state.roll(faults.timeout) {
-                    Err(error(ErrorKind::Retryable, operation, bucket, key, "timeout after acting (injected)"))
+                    Err(error(
+                        ErrorKind::Retryable,
+                        operation,
+                        bucket,
+                        key,
+                        "timeout after acting (injected)",
+                    ))
                 } else {
                     result
                 }
@@ -335,7 +382,8 @@ impl SimS3 {
     }
 }
 
-fn head_of(v: &Version) -> ObjectHead {
+/// What HeadObject says of a version.
+pub fn head_of(v: &Version) -> ObjectHead {
     ObjectHead {
         version_id: v.version_id.clone(),
         etag: v.etag.clone(),
@@ -351,11 +399,19 @@ impl ObjectStore for SimS3 {
         self.state().now()
     }
 
-    async fn head(&self, bucket: &Bucket, key: &str, version: Option<&str>) -> StoreResult<Option<ObjectHead>> {
+    async fn head(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: Option<&str>,
+    ) -> StoreResult<Option<ObjectHead>> {
         self.call("HeadObject", bucket, key, false, |state| {
             Ok(match version {
                 None => state.current(&bucket.name, key).as_ref().map(head_of),
-                Some(v) => state.version(&bucket.name, key, v).filter(|v| !v.delete_marker).map(head_of),
+                Some(v) => state
+                    .version(&bucket.name, key, v)
+                    .filter(|v| !v.delete_marker)
+                    .map(head_of),
             })
         })
         .await
@@ -363,7 +419,11 @@ impl ObjectStore for SimS3 {
 
     async fn versions(&self, bucket: &Bucket, key: &str) -> StoreResult<Vec<VersionEntry>> {
         self.call("ListObjectVersions", bucket, key, false, |state| {
-            let history = state.buckets[&bucket.name].1.get(key).cloned().unwrap_or_default();
+            let history = state.buckets[&bucket.name]
+                .1
+                .get(key)
+                .cloned()
+                .unwrap_or_default();
             Ok(history
                 .iter()
                 .rev()
@@ -391,13 +451,33 @@ impl ObjectStore for SimS3 {
                 .filter(|v| !v.delete_marker)
                 .cloned()
             else {
-                return Err(error(ErrorKind::NotFound, "CopyObject", destination, &request.key, "NoSuchVersion"));
+                return Err(error(
+                    ErrorKind::NotFound,
+                    "CopyObject",
+                    destination,
+                    &request.key,
+                    "NoSuchVersion",
+                ));
             };
             if source.etag != request.source_etag {
-                return Err(error(ErrorKind::PreconditionFailed, "CopyObject", destination, &request.key, "source ETag"));
+                return Err(error(
+                    ErrorKind::PreconditionFailed,
+                    "CopyObject",
+                    destination,
+                    &request.key,
+                    "source ETag",
+                ));
             }
-            if !state.ignore_copy_conditions && !state.holds(&destination.name, &request.key, &request.precondition) {
-                return Err(error(ErrorKind::PreconditionFailed, "CopyObject", destination, &request.key, "destination condition"));
+            if !state.ignore_copy_conditions
+                && !state.holds(&destination.name, &request.key, &request.precondition)
+            {
+                return Err(error(
+                    ErrorKind::PreconditionFailed,
+                    "CopyObject",
+                    destination,
+                    &request.key,
+                    "destination condition",
+                ));
             }
             let version = state.append(
                 &destination.name,
@@ -417,64 +497,126 @@ impl ObjectStore for SimS3 {
         .await
     }
 
-    async fn tags(&self, bucket: &Bucket, key: &str, version: &str) -> StoreResult<Vec<(String, String)>> {
+    async fn tags(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: &str,
+    ) -> StoreResult<Vec<(String, String)>> {
         self.call("GetObjectTagging", bucket, key, false, |state| {
             state
                 .version(&bucket.name, key, version)
                 .map(|v| v.tags.clone())
-                .ok_or_else(|| error(ErrorKind::NotFound, "GetObjectTagging", bucket, key, "NoSuchVersion"))
+                .ok_or_else(|| {
+                    error(
+                        ErrorKind::NotFound,
+                        "GetObjectTagging",
+                        bucket,
+                        key,
+                        "NoSuchVersion",
+                    )
+                })
         })
         .await
     }
 
-    async fn put_tags(&self, bucket: &Bucket, key: &str, version: &str, tags: &[(String, String)]) -> StoreResult<()> {
+    async fn put_tags(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: &str,
+        tags: &[(String, String)],
+    ) -> StoreResult<()> {
         self.call("PutObjectTagging", bucket, key, true, |state| {
-            let history = state.buckets.get_mut(&bucket.name).and_then(|b| b.1.get_mut(key));
+            let history = state
+                .buckets
+                .get_mut(&bucket.name)
+                .and_then(|b| b.1.get_mut(key));
             let found = history.and_then(|h| h.iter_mut().find(|v| v.version_id == version));
             match found {
                 Some(v) => {
                     v.tags = tags.to_vec();
                     Ok(())
                 }
-                None => Err(error(ErrorKind::NotFound, "PutObjectTagging", bucket, key, "NoSuchVersion")),
+                None => Err(error(
+                    ErrorKind::NotFound,
+                    "PutObjectTagging",
+                    bucket,
+                    key,
+                    "NoSuchVersion",
+                )),
             }
         })
         .await
     }
 
-    async fn create_upload(&self, request: &CopyRequest, tags: &[(String, String)]) -> StoreResult<String> {
-        self.call("CreateMultipartUpload", &request.destination, &request.key, true, |state| {
-            let id = format!("u{}", state.fresh_id());
-            state.uploads.insert(
-                id.clone(),
-                Upload {
-                    key: request.key.clone(),
-                    request: request.clone(),
-                    tags: tags.to_vec(),
-                    parts: BTreeMap::new(),
-                },
-            );
-            Ok(id)
-        })
+    async fn create_upload(
+        &self,
+        request: &CopyRequest,
+        tags: &[(String, String)],
+    ) -> StoreResult<String> {
+        self.call(
+            "CreateMultipartUpload",
+            &request.destination,
+            &request.key,
+            true,
+            |state| {
+                let id = format!("u{}", state.fresh_id());
+                state.uploads.insert(
+                    id.clone(),
+                    Upload {
+                        key: request.key.clone(),
+                        request: request.clone(),
+                        tags: tags.to_vec(),
+                        parts: BTreeMap::new(),
+                    },
+                );
+                Ok(id)
+            },
+        )
         .await
     }
 
-    async fn copy_part(&self, request: &CopyRequest, upload_id: &str, part: i32, first: u64, last: u64) -> StoreResult<Part> {
+    async fn copy_part(
+        &self,
+        request: &CopyRequest,
+        upload_id: &str,
+        part: i32,
+        first: u64,
+        last: u64,
+    ) -> StoreResult<Part> {
         let destination = &request.destination;
         self.call("UploadPartCopy", destination, &request.key, true, |state| {
             let Some(source) = state
                 .version(&request.source.name, &request.key, &request.source_version)
                 .cloned()
             else {
-                return Err(error(ErrorKind::NotFound, "UploadPartCopy", destination, &request.key, "NoSuchVersion"));
+                return Err(error(
+                    ErrorKind::NotFound,
+                    "UploadPartCopy",
+                    destination,
+                    &request.key,
+                    "NoSuchVersion",
+                ));
             };
             if source.etag != request.source_etag {
-                return Err(error(ErrorKind::PreconditionFailed, "UploadPartCopy", destination, &request.key, "source ETag"));
+                return Err(error(
+                    ErrorKind::PreconditionFailed,
+                    "UploadPartCopy",
+                    destination,
+                    &request.key,
+                    "source ETag",
+                ));
             }
-            let upload = state
-                .uploads
-                .get_mut(upload_id)
-                .ok_or_else(|| error(ErrorKind::NotFound, "UploadPartCopy", destination, &request.key, "NoSuchUpload"))?;
+            let upload = state.uploads.get_mut(upload_id).ok_or_else(|| {
+                error(
+                    ErrorKind::NotFound,
+                    "UploadPartCopy",
+                    destination,
+                    &request.key,
+                    "NoSuchUpload",
+                )
+            })?;
             upload.parts.insert(part, (source.content, first, last));
             Ok(Part {
                 number: part,
@@ -485,47 +627,74 @@ impl ObjectStore for SimS3 {
         .await
     }
 
-    async fn complete_upload(&self, request: &CopyRequest, upload_id: &str, parts: &[Part]) -> StoreResult<Written> {
+    async fn complete_upload(
+        &self,
+        request: &CopyRequest,
+        upload_id: &str,
+        parts: &[Part],
+    ) -> StoreResult<Written> {
         let destination = &request.destination;
-        self.call("CompleteMultipartUpload", destination, &request.key, true, |state| {
-            let upload = state
-                .uploads
-                .get(upload_id)
-                .cloned()
-                .ok_or_else(|| error(ErrorKind::NotFound, "CompleteMultipartUpload", destination, &request.key, "NoSuchUpload"))?;
-            if !state.holds(&destination.name, &upload.key, &request.precondition) {
-                return Err(error(ErrorKind::PreconditionFailed, "CompleteMultipartUpload", destination, &request.key, "destination condition"));
-            }
-            // The parts must tile one source's bytes exactly.
-            let mut next = 0;
-            let mut content = None;
-            for Part { number, .. } in parts {
-                let (c, first, last) = *upload.parts.get(number).ok_or_else(|| {
-                    error(ErrorKind::Permanent, "CompleteMultipartUpload", destination, &request.key, "InvalidPart")
+        self.call(
+            "CompleteMultipartUpload",
+            destination,
+            &request.key,
+            true,
+            |state| {
+                let upload = state.uploads.get(upload_id).cloned().ok_or_else(|| {
+                    error(
+                        ErrorKind::NotFound,
+                        "CompleteMultipartUpload",
+                        destination,
+                        &request.key,
+                        "NoSuchUpload",
+                    )
                 })?;
-                assert_eq!(first, next, "parts must be contiguous");
-                assert!(content.is_none_or(|x| x == c), "parts from one source");
-                content = Some(c);
-                next = last + 1;
-            }
-            let content = content.expect("at least one part");
-            state.uploads.remove(upload_id);
-            let etag = format!("{}-{}", etag_of(content), parts.len());
-            let version = state.append(
-                &destination.name,
-                &upload.key,
-                content,
-                next,
-                etag,
-                upload.request.metadata.clone(),
-                upload.request.headers.clone(),
-                upload.tags.clone(),
-                "CompleteMultipartUpload",
-            );
-            Ok(Written {
-                version_id: version.version_id,
-            })
-        })
+                if !state.holds(&destination.name, &upload.key, &request.precondition) {
+                    return Err(error(
+                        ErrorKind::PreconditionFailed,
+                        "CompleteMultipartUpload",
+                        destination,
+                        &request.key,
+                        "destination condition",
+                    ));
+                }
+                // The parts must tile one source's bytes exactly.
+                let mut next = 0;
+                let mut content = None;
+                for Part { number, .. } in parts {
+                    let (c, first, last) = *upload.parts.get(number).ok_or_else(|| {
+                        error(
+                            ErrorKind::Permanent,
+                            "CompleteMultipartUpload",
+                            destination,
+                            &request.key,
+                            "InvalidPart",
+                        )
+                    })?;
+                    assert_eq!(first, next, "parts must be contiguous");
+                    assert!(content.is_none_or(|x| x == c), "parts from one source");
+                    content = Some(c);
+                    next = last + 1;
+                }
+                let content = content.expect("at least one part");
+                state.uploads.remove(upload_id);
+                let etag = format!("{}-{}", etag_of(content), parts.len());
+                let version = state.append(
+                    &destination.name,
+                    &upload.key,
+                    content,
+                    next,
+                    etag,
+                    upload.request.metadata.clone(),
+                    upload.request.headers.clone(),
+                    upload.tags.clone(),
+                    "CompleteMultipartUpload",
+                );
+                Ok(Written {
+                    version_id: version.version_id,
+                })
+            },
+        )
         .await
     }
 
@@ -537,19 +706,34 @@ impl ObjectStore for SimS3 {
         .await
     }
 
-    async fn list_keys(&self, bucket: &Bucket, prefix: Option<&str>, start: Option<&str>) -> StoreResult<KeyPage> {
-        self.call("ListObjectsV2", bucket, prefix.unwrap_or(""), false, |state| {
-            let keys: Vec<(String, String)> = state.buckets[&bucket.name]
-                .1
-                .iter()
-                .filter(|(k, _)| prefix.is_none_or(|p| k.starts_with(p)))
-                .filter(|(k, _)| start.is_none_or(|s| k.as_str() > s))
-                .filter_map(|(k, h)| h.last().filter(|v| !v.delete_marker).map(|v| (k.clone(), v.etag.clone())))
-                .take(1000)
-                .collect();
-            let next = (keys.len() == 1000).then(|| keys.last().expect("1000 keys").0.clone());
-            Ok(KeyPage { keys, next })
-        })
+    async fn list_keys(
+        &self,
+        bucket: &Bucket,
+        prefix: Option<&str>,
+        start: Option<&str>,
+    ) -> StoreResult<KeyPage> {
+        self.call(
+            "ListObjectsV2",
+            bucket,
+            prefix.unwrap_or(""),
+            false,
+            |state| {
+                let keys: Vec<(String, String)> = state.buckets[&bucket.name]
+                    .1
+                    .iter()
+                    .filter(|(k, _)| prefix.is_none_or(|p| k.starts_with(p)))
+                    .filter(|(k, _)| start.is_none_or(|s| k.as_str() > s))
+                    .filter_map(|(k, h)| {
+                        h.last()
+                            .filter(|v| !v.delete_marker)
+                            .map(|v| (k.clone(), v.etag.clone()))
+                    })
+                    .take(1000)
+                    .collect();
+                let next = (keys.len() == 1000).then(|| keys.last().expect("1000 keys").0.clone());
+                Ok(KeyPage { keys, next })
+            },
+        )
         .await
     }
 }

@@ -8,16 +8,22 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::executor::Executor;
-use super::s3::{Faults, SimS3, Version};
+use super::s3::{Faults, SimS3, Version, head_of};
 use crate::engine::{CopySettings, Replicator, SetBuckets};
 use crate::event::S3Notice;
 use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
 use crate::protocol::{MarkerKey, Seen};
-use crate::store::{Bucket, Headers, ObjectHead};
+use crate::store::{Bucket, Headers};
 
 /// Region names, in an order that is not their sorted order, so the
 /// tie-break is exercised both ways.
-const REGIONS: [&str; 5] = ["us-east-1", "eu-west-2", "ap-northeast-1", "us-west-2", "eu-central-1"];
+const REGIONS: [&str; 5] = [
+    "us-east-1",
+    "eu-west-2",
+    "ap-northeast-1",
+    "us-west-2",
+    "eu-central-1",
+];
 /// Steps after which a schedule that has not gone quiet fails.
 const STEP_LIMIT: u64 = 400_000;
 
@@ -28,10 +34,18 @@ pub enum UserOp {
     Put { region: usize, key: String },
     /// A server-side copy of whatever is current at `from` to `to`, within
     /// one bucket, metadata and tags included.
-    Copy { region: usize, from: String, to: String },
+    Copy {
+        region: usize,
+        from: String,
+        to: String,
+    },
     /// The current object of `key` in region `from` uploaded again, bytes
     /// and metadata (a replica's marker included), into region `region`.
-    Reupload { region: usize, from: usize, key: String },
+    Reupload {
+        region: usize,
+        from: usize,
+        key: String,
+    },
     /// An upload whose metadata claims another region and a far-future time.
     Forged { region: usize, key: String },
     /// DeleteObject without a version id. Random scenarios do not delete
@@ -106,7 +120,14 @@ impl Scenario {
             let at = rng.u64(4000..5000);
             ops.push((at, UserOp::Wait { seconds: 16 * 60 }));
             let region = rng.usize(0..regions);
-            ops.push((at + 1, UserOp::Reupload { region, from: region, key: key(&mut rng) }));
+            ops.push((
+                at + 1,
+                UserOp::Reupload {
+                    region,
+                    from: region,
+                    key: key(&mut rng),
+                },
+            ));
         }
         ops.sort_by_key(|(at, _)| *at);
         let multipart = rng.bool();
@@ -188,12 +209,22 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
         set: "sim".into(),
         account: "000000000000".into(),
     };
-    let buckets: Vec<Bucket> = REGIONS[..scenario.regions].iter().map(|r| set.bucket(r)).collect();
+    let buckets: Vec<Bucket> = REGIONS[..scenario.regions]
+        .iter()
+        .map(|r| set.bucket(r))
+        .collect();
     let s3 = SimS3::new(seed, &buckets, scenario.ignore_copy_conditions);
     let key = MarkerKey::for_tests("sim");
     let replicators = buckets
         .iter()
-        .map(|_| Rc::new(Replicator::new(s3.clone(), key.clone(), set.clone(), scenario.settings.clone())))
+        .map(|_| {
+            Rc::new(Replicator::new(
+                s3.clone(),
+                key.clone(),
+                set.clone(),
+                scenario.settings.clone(),
+            ))
+        })
         .collect();
     let mut world = World {
         rng: fastrand::Rng::with_seed(seed),
@@ -244,7 +275,11 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
     world.duplicate = 0;
     let dead = std::mem::take(&mut world.mail.borrow_mut().dead);
     world.summary.dead_lettered = dead.len() as u64;
-    world.mail.borrow_mut().pending.extend(dead.into_iter().map(|d| Delivery { attempt: 0, ..d }));
+    world
+        .mail
+        .borrow_mut()
+        .pending
+        .extend(dead.into_iter().map(|d| Delivery { attempt: 0, ..d }));
     world.settle()?;
     world.summary.sync_copies = world.sync()?;
     world.settle()?;
@@ -305,7 +340,11 @@ impl World {
                     self.summary.dropped += 1;
                     continue;
                 }
-                let copies = if self.rng.u32(0..1000) < self.duplicate { 2 } else { 1 };
+                let copies = if self.rng.u32(0..1000) < self.duplicate {
+                    2
+                } else {
+                    1
+                };
                 self.summary.duplicated += copies - 1;
                 for _ in 0..copies {
                     self.mail.borrow_mut().pending.push(Delivery {
@@ -348,8 +387,15 @@ impl World {
                 let n = &delivery.notice;
                 eprintln!(
                     "{} {} {:?} -> {} (attempt {}): {:?}",
-                    n.region, n.key, n.version_id, destination.region, delivery.attempt,
-                    result.as_ref().map(|o| (o.decision, o.restores)).map_err(|e| e.to_string())
+                    n.region,
+                    n.key,
+                    n.version_id,
+                    destination.region,
+                    delivery.attempt,
+                    result
+                        .as_ref()
+                        .map(|o| (o.decision, o.restores))
+                        .map_err(|e| e.to_string())
                 );
             }
             let mut mail = mail.borrow_mut();
@@ -397,7 +443,9 @@ impl World {
             UserOp::Reupload { region, from, key } => {
                 let history = self.s3.history(&self.buckets[*from].name, key);
                 if let Some(source) = history.last().filter(|v| !v.delete_marker) {
-                    let version = self.s3.user_reupload(&self.buckets[*region].name, key, source);
+                    let version = self
+                        .s3
+                        .user_reupload(&self.buckets[*region].name, key, source);
                     self.user_writes.push((*region, key.clone(), version));
                 }
             }
@@ -422,7 +470,11 @@ impl World {
             UserOp::Wait { seconds } => self.s3.advance(seconds * 1000),
         }
         if std::env::var_os("TOASTREP_SIM_TRACE").is_some() {
-            eprintln!("user op at {}: {op:?}; writes so far: {}", self.s3.clock_ms(), self.user_writes.len());
+            eprintln!(
+                "user op at {}: {op:?}; writes so far: {}",
+                self.s3.clock_ms(),
+                self.user_writes.len()
+            );
         }
     }
 
@@ -439,7 +491,12 @@ impl World {
                 let all = vec![true; buckets.len()];
                 let repair = replicator.repair_key(&key, &buckets, &all, false).await;
                 *copies.borrow_mut() += repair.copies.len();
-                failures.borrow_mut().extend(repair.failures.into_iter().map(|f| format!("{key}: {}", f.error)));
+                failures.borrow_mut().extend(
+                    repair
+                        .failures
+                        .into_iter()
+                        .map(|f| format!("{key}: {}", f.error)),
+                );
             });
         }
         self.settle()?;
@@ -456,14 +513,20 @@ impl World {
     fn check_converged(&self) -> Result<(), String> {
         let mut by_key: BTreeMap<&str, Vec<(usize, &Version, usize)>> = BTreeMap::new();
         for (order, (region, key, version)) in self.user_writes.iter().enumerate() {
-            by_key.entry(key).or_default().push((*region, version, order));
+            by_key
+                .entry(key)
+                .or_default()
+                .push((*region, version, order));
             let kept = self
                 .s3
                 .history(&self.buckets[*region].name, key)
                 .iter()
                 .any(|v| v.version_id == version.version_id);
             if !kept {
-                return Err(format!("user write {} of {key:?} in {} is lost", version.version_id, REGIONS[*region]));
+                return Err(format!(
+                    "user write {} of {key:?} in {} is lost",
+                    version.version_id, REGIONS[*region]
+                ));
             }
         }
         for (key, writes) in by_key {
@@ -483,8 +546,9 @@ impl World {
                 let Some(current) = history.last().filter(|v| !v.delete_marker) else {
                     return Err(format!("{key:?} is missing in {}", bucket.region));
                 };
-                let seen = Seen::of(&bucket.region, key, head(current), &self.key);
-                let same_write = seen.write.region == REGIONS[*winner_region] && seen.write.version == winner.version_id;
+                let seen = Seen::of(&bucket.region, key, head_of(current), &self.key);
+                let same_write = seen.write.region == REGIONS[*winner_region]
+                    && seen.write.version == winner.version_id;
                 let same_object = current.content == winner.content
                     && user_metadata(&current.metadata) == user_metadata(&winner.metadata)
                     && current.headers == winner.headers
@@ -503,7 +567,10 @@ impl World {
                         describe(&history),
                         writes
                             .iter()
-                            .map(|(r, v, _)| format!("{} {}@{}", REGIONS[*r], v.version_id, v.last_modified))
+                            .map(|(r, v, _)| format!(
+                                "{} {}@{}",
+                                REGIONS[*r], v.version_id, v.last_modified
+                            ))
                             .collect::<Vec<_>>()
                             .join(", "),
                     ));
@@ -514,19 +581,11 @@ impl World {
     }
 }
 
-fn head(v: &Version) -> ObjectHead {
-    ObjectHead {
-        version_id: v.version_id.clone(),
-        etag: v.etag.clone(),
-        last_modified: v.last_modified,
-        size: v.size,
-        metadata: v.metadata.clone(),
-        headers: v.headers.clone(),
-    }
-}
-
 fn user_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<&String, &String> {
-    metadata.iter().filter(|(k, _)| !k.starts_with(RESERVED_PREFIX)).collect()
+    metadata
+        .iter()
+        .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
+        .collect()
 }
 
 fn describe(history: &[Version]) -> String {

@@ -168,6 +168,31 @@ fn split_precondition(p: &Precondition) -> (Option<String>, Option<String>) {
     }
 }
 
+/// Sets the kept headers on a CopyObject or CreateMultipartUpload request,
+/// whose builders have the same setters.
+macro_rules! with_headers {
+    ($builder:expr, $headers:expr) => {{
+        let h: &Headers = $headers;
+        $builder
+            .set_content_type(h.content_type.clone())
+            .set_cache_control(h.cache_control.clone())
+            .set_content_disposition(h.content_disposition.clone())
+            .set_content_encoding(h.content_encoding.clone())
+            .set_content_language(h.content_language.clone())
+            .set_expires(http_date(h.expires.as_ref()))
+            .set_website_redirect_location(h.website_redirect_location.clone())
+            .set_storage_class(h.storage_class.as_deref().map(StorageClass::from))
+            .set_checksum_algorithm(h.checksum_algorithm.as_deref().map(ChecksumAlgorithm::from))
+            .set_object_lock_mode(h.object_lock_mode.as_deref().map(ObjectLockMode::from))
+            .set_object_lock_retain_until_date(rfc3339(h.object_lock_retain_until.as_ref()))
+            .set_object_lock_legal_hold_status(
+                h.object_lock_legal_hold
+                    .as_deref()
+                    .map(ObjectLockLegalHoldStatus::from),
+            )
+    }};
+}
+
 impl ObjectStore for SdkStore {
     fn now(&self) -> i64 {
         std::time::SystemTime::now()
@@ -347,9 +372,8 @@ impl ObjectStore for SdkStore {
     }
 
     async fn copy_object(&self, request: &CopyRequest) -> StoreResult<Written> {
-        let h = &request.headers;
         let (if_match, if_none_match) = split_precondition(&request.precondition);
-        let out = self
+        let builder = self
             .client(&request.destination)
             .copy_object()
             .bucket(&request.destination.name)
@@ -360,23 +384,8 @@ impl ObjectStore for SdkStore {
             .set_if_none_match(if_none_match)
             .metadata_directive(MetadataDirective::Replace)
             .set_metadata(Some(request.metadata.clone().into_iter().collect()))
-            .tagging_directive(TaggingDirective::Copy)
-            .set_content_type(h.content_type.clone())
-            .set_cache_control(h.cache_control.clone())
-            .set_content_disposition(h.content_disposition.clone())
-            .set_content_encoding(h.content_encoding.clone())
-            .set_content_language(h.content_language.clone())
-            .set_expires(http_date(h.expires.as_ref()))
-            .set_website_redirect_location(h.website_redirect_location.clone())
-            .set_storage_class(h.storage_class.as_deref().map(StorageClass::from))
-            .set_checksum_algorithm(h.checksum_algorithm.as_deref().map(ChecksumAlgorithm::from))
-            .set_object_lock_mode(h.object_lock_mode.as_deref().map(ObjectLockMode::from))
-            .set_object_lock_retain_until_date(rfc3339(h.object_lock_retain_until.as_ref()))
-            .set_object_lock_legal_hold_status(
-                h.object_lock_legal_hold
-                    .as_deref()
-                    .map(ObjectLockLegalHoldStatus::from),
-            )
+            .tagging_directive(TaggingDirective::Copy);
+        let out = with_headers!(builder, &request.headers)
             .set_expected_bucket_owner(self.expected_owner.clone())
             .set_expected_source_bucket_owner(self.expected_owner.clone())
             .send()
@@ -444,30 +453,14 @@ impl ObjectStore for SdkStore {
         request: &CopyRequest,
         tags: &[(String, String)],
     ) -> StoreResult<String> {
-        let h = &request.headers;
-        let out = self
+        let builder = self
             .client(&request.destination)
             .create_multipart_upload()
             .bucket(&request.destination.name)
             .key(&request.key)
             .set_metadata(Some(request.metadata.clone().into_iter().collect()))
-            .set_tagging((!tags.is_empty()).then(|| encode_tagging(tags)))
-            .set_content_type(h.content_type.clone())
-            .set_cache_control(h.cache_control.clone())
-            .set_content_disposition(h.content_disposition.clone())
-            .set_content_encoding(h.content_encoding.clone())
-            .set_content_language(h.content_language.clone())
-            .set_expires(http_date(h.expires.as_ref()))
-            .set_website_redirect_location(h.website_redirect_location.clone())
-            .set_storage_class(h.storage_class.as_deref().map(StorageClass::from))
-            .set_checksum_algorithm(h.checksum_algorithm.as_deref().map(ChecksumAlgorithm::from))
-            .set_object_lock_mode(h.object_lock_mode.as_deref().map(ObjectLockMode::from))
-            .set_object_lock_retain_until_date(rfc3339(h.object_lock_retain_until.as_ref()))
-            .set_object_lock_legal_hold_status(
-                h.object_lock_legal_hold
-                    .as_deref()
-                    .map(ObjectLockLegalHoldStatus::from),
-            )
+            .set_tagging((!tags.is_empty()).then(|| encode_tagging(tags)));
+        let out = with_headers!(builder, &request.headers)
             .set_expected_bucket_owner(self.expected_owner.clone())
             .send()
             .await
@@ -512,17 +505,21 @@ impl ObjectStore for SdkStore {
             .await
             .map_err(error("UploadPartCopy", &request.destination, &request.key))?;
         let result = out.copy_part_result();
-        let checksum = result.and_then(|r| match request.headers.checksum_algorithm.as_deref()? {
-            "CRC32" => r.checksum_crc32(),
-            "CRC32C" => r.checksum_crc32_c(),
-            "CRC64NVME" => r.checksum_crc64_nvme(),
-            "SHA1" => r.checksum_sha1(),
-            "SHA256" => r.checksum_sha256(),
-            _ => None,
-        });
+        let checksum =
+            result.and_then(|r| match request.headers.checksum_algorithm.as_deref()? {
+                "CRC32" => r.checksum_crc32(),
+                "CRC32C" => r.checksum_crc32_c(),
+                "CRC64NVME" => r.checksum_crc64_nvme(),
+                "SHA1" => r.checksum_sha1(),
+                "SHA256" => r.checksum_sha256(),
+                _ => None,
+            });
         Ok(Part {
             number: part,
-            etag: result.and_then(|r| r.e_tag()).unwrap_or_default().to_owned(),
+            etag: result
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default()
+                .to_owned(),
             checksum: checksum.map(str::to_owned),
         })
     }
@@ -538,7 +535,9 @@ impl ObjectStore for SdkStore {
         let parts = parts
             .iter()
             .map(|part| {
-                let builder = CompletedPart::builder().part_number(part.number).e_tag(&part.etag);
+                let builder = CompletedPart::builder()
+                    .part_number(part.number)
+                    .e_tag(&part.etag);
                 let checksum = part.checksum.clone();
                 match algorithm {
                     Some("CRC32") => builder.set_checksum_crc32(checksum),
