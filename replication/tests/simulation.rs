@@ -197,6 +197,19 @@ fn seeds_that_once_failed() {
         // check they owed. Fixed: every version that lands is checked on its
         // own-region notice, toastrep's copies included.
         1876,
+        // A check's restore landed on a newer user write (conditions
+        // ignored), the check failed before looking again, its retry found
+        // its notice superseded and skipped, and the restore's own notice
+        // was lost. Fixed: a superseded local notice, or a source beaten by
+        // toastrep's write, still runs the check it may owe.
+        54792, 92765,
+        // A stale check restored an older write of eu-west-2 over a newer
+        // one of the same second, and the restore's notice copied it over
+        // the newer one elsewhere, as if a region's current object were
+        // always its newest write. Fixed: a restored source is ordered by
+        // its region's history; a retry finds its own earlier writes by
+        // their markers.
+        427970,
         // A copy stamped before a long pause landed after it: its marker's
         // window had passed, so the copy counted as a new write. Time now
         // jumps only while the set is idle (S3 refuses requests signed more

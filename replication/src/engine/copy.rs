@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
 
 use super::Replicator;
-use crate::protocol::Write;
+use crate::protocol::Seen;
 use crate::protocol::marker::metadata_for_copy;
-use crate::store::{
-    Bucket, CopyRequest, ObjectHead, ObjectStore, Part, Precondition, StoreResult, Written,
-};
+use crate::store::{Bucket, CopyRequest, ObjectStore, Part, Precondition, StoreResult, Written};
 
 /// CopyObject copies at most 5 GB in one request
 /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html>).
@@ -108,22 +106,28 @@ pub fn part_ranges(size: u64, part_size: u64) -> Vec<(i32, u64, u64)> {
 }
 
 impl<S: ObjectStore> Replicator<S> {
-    /// Writes a copy of `head` (a version of `key` in `source`), which is or
-    /// copies `write`, into `destination` under `precondition`. The caller
+    /// Writes a copy of `version` (of `key` in `source`) into `destination`
+    /// under `precondition`, its marker naming the write `version` is or
+    /// copies. The caller
     /// checks the destination afterwards ([`Replicator::settle`]): a store
     /// may ignore the condition.
     pub(crate) async fn write_copy(
         &self,
         source: &Bucket,
         key: &str,
-        head: &ObjectHead,
-        write: &Write,
+        version: &Seen,
         destination: &Bucket,
         precondition: Precondition,
+        by: &str,
     ) -> StoreResult<Written> {
-        let marker = self
-            .key
-            .seal(key, &destination.region, write, self.store.now());
+        let marker = self.key.seal(
+            key,
+            &destination.region,
+            &version.write,
+            self.store.now(),
+            by,
+        );
+        let head = &version.head;
         let request = CopyRequest {
             source: source.clone(),
             key: key.to_owned(),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
-use crate::protocol::{CopyDecision, Kind, SourceDecision, decide_copy, decide_source};
+use crate::protocol::{CopyDecision, Histories, Kind, SourceDecision, decide_copy, decide_source};
 use crate::store::{Bucket, ErrorKind, ObjectStore};
 
 /// What was done with a notice.
@@ -110,6 +110,8 @@ impl<S: ObjectStore> Replicator<S> {
             });
         }
         let key = notice.key.as_str();
+        let by = cause(notice);
+        let by = by.as_str();
         let outcome = |decision, bytes, restores| Outcome {
             decision,
             bytes,
@@ -117,30 +119,47 @@ impl<S: ObjectStore> Replicator<S> {
             millis: 0,
         };
         if source == *destination {
-            return self.check_local_write(notice, destination).await;
+            return self.check_local_write(notice, destination, by).await;
         }
 
         // A failed condition means the source or the destination changed
         // since it was looked at (a 412 does not say which): look again.
         for _ in 0..ROUNDS {
             let current = self.seen(&source, key, None).await?;
-            let write = match decide_source(notice.version_id.as_deref(), current.as_ref()) {
+            match decide_source(notice.version_id.as_deref(), current.as_ref()) {
                 // The current object is another region's write, named by
                 // its own notices; it cannot be a copy of this notice's.
                 SourceDecision::Replica => return Ok(outcome(Decision::SkippedCopy, 0, 0)),
                 SourceDecision::Gone => {
-                    let restores = self.owed_check(notice, destination).await?;
+                    let restores = self.owed_check(notice, destination, by).await?;
                     return Ok(outcome(Decision::SkippedGone, 0, restores));
                 }
-                SourceDecision::Replicate(write) => write,
-            };
-            let source_head = current.expect("a write to replicate is current").head;
+                SourceDecision::Replicate(_) => {}
+            }
+            let current = current.expect("a write to replicate is current");
             let held = self.seen(destination, key, None).await?;
-            let precondition = match decide_copy(&write, held.as_ref()) {
-                CopyDecision::Beaten => return Ok(outcome(Decision::SkippedUpToDate, 0, 0)),
+            let decision = self
+                .with_histories(key, Histories::default(), |h| {
+                    decide_copy(&current, held.as_ref(), h)
+                })
+                .await?;
+            let precondition = match decision {
+                CopyDecision::Beaten => {
+                    // What beats the source may be a restore this notice's
+                    // earlier attempt made before it failed: its check is owed.
+                    let held = held.expect("only a held write beats the source");
+                    let restores = if held.made_by(by) {
+                        self.settle_knowing(destination, key, Some(held), by)
+                            .await?
+                            .restores
+                    } else {
+                        0
+                    };
+                    return Ok(outcome(Decision::SkippedUpToDate, 0, restores));
+                }
                 CopyDecision::Holds => {
                     // A retry of a copy that landed: its check may be owed.
-                    let settled = self.settle(destination, key).await?;
+                    let settled = self.settle(destination, key, by).await?;
                     return Ok(outcome(
                         Decision::SkippedUpToDate,
                         settled.bytes,
@@ -150,21 +169,14 @@ impl<S: ObjectStore> Replicator<S> {
                 CopyDecision::Copy(precondition) => precondition,
             };
             match self
-                .write_copy(
-                    &source,
-                    key,
-                    &source_head,
-                    &write,
-                    destination,
-                    precondition,
-                )
+                .write_copy(&source, key, &current, destination, precondition, by)
                 .await
             {
                 Ok(_) => {
-                    let settled = self.settle(destination, key).await?;
+                    let settled = self.settle(destination, key, by).await?;
                     return Ok(outcome(
                         Decision::Copied,
-                        source_head.size + settled.bytes,
+                        current.head.size + settled.bytes,
                         settled.restores,
                     ));
                 }
@@ -180,25 +192,23 @@ impl<S: ObjectStore> Replicator<S> {
         })
     }
 
-    /// An earlier attempt at this notice may have copied its write and
-    /// failed before its check; the source has moved on since, so this
-    /// attempt copies nothing, but the check is owed still.
+    /// An earlier attempt at this notice may have written (a copy, or a
+    /// check's restore) and failed before checking it; the source has
+    /// moved on since, so this attempt copies nothing, but the check is
+    /// owed still. The write's marker names the notice that made it.
     async fn owed_check(
         &self,
         notice: &S3Notice,
         destination: &Bucket,
+        by: &str,
     ) -> Result<u32, ReplicateError> {
-        let held = self.seen(destination, &notice.key, None).await?;
-        let ours = held.is_some_and(|h| {
-            h.kind != Kind::Original
-                && h.write.region == notice.region
-                && Some(&h.write.version) == notice.version_id.as_ref()
-        });
-        Ok(if ours {
-            self.settle(destination, &notice.key).await?.restores
-        } else {
-            0
-        })
+        match self.seen(destination, &notice.key, None).await? {
+            Some(held) if held.made_by(by) => Ok(self
+                .settle_knowing(destination, &notice.key, Some(held), by)
+                .await?
+                .restores),
+            _ => Ok(0),
+        }
     }
 
     /// A write in the function's own region. The other regions' functions
@@ -210,17 +220,31 @@ impl<S: ObjectStore> Replicator<S> {
         &self,
         notice: &S3Notice,
         bucket: &Bucket,
+        by: &str,
     ) -> Result<Outcome, ReplicateError> {
         let current = self.seen(bucket, &notice.key, None).await?;
         let decision = match current {
-            // Gone or superseded: whatever is on top has its own check.
             None => Decision::SkippedGone,
+            // Superseded: the newer version's own notice checks it, unless
+            // it is a restore this very check made before an attempt
+            // failed, whose check is owed.
             Some(current)
                 if notice
                     .version_id
                     .as_ref()
                     .is_some_and(|v| *v != current.head.version_id) =>
             {
+                if current.made_by(by) {
+                    let settled = self
+                        .settle_knowing(bucket, &notice.key, Some(current), by)
+                        .await?;
+                    return Ok(Outcome {
+                        decision: Decision::SkippedGone,
+                        bytes: settled.bytes,
+                        restores: settled.restores,
+                        millis: 0,
+                    });
+                }
                 Decision::SkippedGone
             }
             // Every version that lands here is checked on its own notice,
@@ -230,7 +254,9 @@ impl<S: ObjectStore> Replicator<S> {
             // ignores write conditions lets a copy land on a newer write.
             Some(current) => {
                 let own = current.kind != Kind::Original;
-                let settled = self.settle(bucket, &notice.key).await?;
+                let settled = self
+                    .settle_knowing(bucket, &notice.key, Some(current), by)
+                    .await?;
                 return Ok(Outcome {
                     decision: match (settled.restores > 0, own) {
                         (true, _) => Decision::Restored,
@@ -250,4 +276,15 @@ impl<S: ObjectStore> Replicator<S> {
             millis: 0,
         })
     }
+}
+
+/// What a notice's writes are marked as made by: its source region and
+/// version (or ETag, on an unversioned bucket).
+fn cause(notice: &S3Notice) -> String {
+    let id = notice
+        .version_id
+        .as_deref()
+        .or(notice.etag.as_deref())
+        .unwrap_or("");
+    format!("{}:{id}", notice.region)
 }

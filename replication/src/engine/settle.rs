@@ -20,7 +20,26 @@ impl<S: ObjectStore> Replicator<S> {
     /// versions that may beat it, restoring the best one on top until none
     /// does. Each restore is itself a write under a condition, checked by
     /// the next round.
-    pub async fn settle(&self, bucket: &Bucket, key: &str) -> Result<Settled, ReplicateError> {
+    /// Restores are marked as made `by` the caller's cause (a notice, or
+    /// sync), so a retry of that notice knows the check it owes.
+    pub async fn settle(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        by: &str,
+    ) -> Result<Settled, ReplicateError> {
+        self.settle_knowing(bucket, key, None, by).await
+    }
+
+    /// [`Replicator::settle`], given a version of the key the caller has
+    /// just looked at: no second HeadObject when it is still on top.
+    pub(crate) async fn settle_knowing(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        mut known: Option<Seen>,
+        by: &str,
+    ) -> Result<Settled, ReplicateError> {
         let mut settled = Settled::default();
         for _ in 0..ROUNDS {
             let history = self.store.versions(bucket, key).await?;
@@ -28,8 +47,12 @@ impl<S: ObjectStore> Replicator<S> {
                 // No versions, or a delete marker on top: nothing is current.
                 return Ok(settled);
             };
-            let Some(top) = self.seen(bucket, key, Some(version_id)).await? else {
-                continue; // Removed since the listing: look again.
+            let top = match known.take() {
+                Some(seen) if seen.head.version_id == *version_id => seen,
+                _ => match self.seen(bucket, key, Some(version_id)).await? {
+                    Some(seen) => seen,
+                    None => continue, // Removed since the listing: look again.
+                },
             };
             let mut candidates = Vec::new();
             for version in check_candidates(&history, &top) {
@@ -54,14 +77,7 @@ impl<S: ObjectStore> Replicator<S> {
                 .find(|c| c.head.version_id == version)
                 .expect("the decision names a candidate");
             match self
-                .write_copy(
-                    bucket,
-                    key,
-                    &winner.head,
-                    &winner.write,
-                    bucket,
-                    precondition,
-                )
+                .write_copy(bucket, key, winner, bucket, precondition, by)
                 .await
             {
                 Ok(_) => {

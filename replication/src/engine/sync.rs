@@ -8,6 +8,9 @@ use super::{ROUNDS, ReplicateError, Replicator};
 use crate::protocol::{Histories, Reason, Seen, decide_sync};
 use crate::store::{Bucket, ObjectStore};
 
+/// What sync's copies are marked as made by.
+const SYNC: &str = "sync";
+
 /// A copy sync made (or would make, on a dry run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairedCopy {
@@ -110,18 +113,11 @@ impl<S: ObjectStore> Replicator<S> {
                     async move {
                         let target = &buckets[*destination];
                         let written = self
-                            .write_copy(
-                                source,
-                                key,
-                                &winner.head,
-                                &winner.write,
-                                target,
-                                precondition.clone(),
-                            )
+                            .write_copy(source, key, winner, target, precondition.clone(), SYNC)
                             .await
                             .map_err(ReplicateError::from);
                         let settled = match written {
-                            Ok(_) => self.settle(target, key).await.map(Some),
+                            Ok(_) => self.settle(target, key, SYNC).await.map(Some),
                             Err(ReplicateError::Store(e)) if e.is_condition() => Ok(None),
                             Err(e) => Err(e),
                         };

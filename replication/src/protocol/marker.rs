@@ -94,7 +94,7 @@ impl MarkerKey {
         MarkerKey(bytes)
     }
 
-    fn mac(&self, key: &str, region: &str, write: &Write, written: i64) -> String {
+    fn mac(&self, key: &str, region: &str, write: &Write, written: i64, by: &str) -> String {
         let mut mac =
             hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         // Length-prefixed fields: no two field lists sign the same bytes.
@@ -107,6 +107,7 @@ impl MarkerKey {
             &write.version,
             &write.etag,
             &written.to_string(),
+            by,
         ] {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field.as_bytes());
@@ -116,14 +117,16 @@ impl MarkerKey {
 
     /// The marker for a copy of `write` at `key` in `region`'s bucket,
     /// written at `written` (seconds since the epoch, the writer's clock).
-    pub fn seal(&self, key: &str, region: &str, write: &Write, written: i64) -> String {
+    /// `by` names what made the copy (a notice, or sync), so a retry of
+    /// that notice can tell its own earlier writes from others'.
+    pub fn seal(&self, key: &str, region: &str, write: &Write, written: i64, by: &str) -> String {
         format!(
-            "{FORMAT};region={};time={};version={};etag={};written={written};mac={}",
+            "{FORMAT};region={};time={};version={};etag={};written={written};by={by};mac={}",
             write.region,
             write.time,
             write.version,
             write.etag,
-            self.mac(key, region, write, written)
+            self.mac(key, region, write, written, by)
         )
     }
 
@@ -137,12 +140,12 @@ impl MarkerKey {
         region: &str,
         metadata: &BTreeMap<String, String>,
         last_modified: i64,
-    ) -> Option<Write> {
-        let (write, written, mac) = parse(metadata.get(MARKER)?)?;
+    ) -> Option<(Write, String)> {
+        let (write, written, by, mac) = parse(metadata.get(MARKER)?)?;
         if !(written - SKEW..=written + WINDOW).contains(&last_modified) {
             return None;
         }
-        let expected = self.mac(key, region, &write, written);
+        let expected = self.mac(key, region, &write, written, by);
         // Compare in constant time: the MAC is a secret-derived value.
         let same = expected.len() == mac.len()
             && expected
@@ -150,11 +153,11 @@ impl MarkerKey {
                 .zip(mac.bytes())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
-        same.then_some(write)
+        same.then(|| (write, by.to_owned()))
     }
 }
 
-fn parse(value: &str) -> Option<(Write, i64, &str)> {
+fn parse(value: &str) -> Option<(Write, i64, &str, &str)> {
     let mut parts = value.split(';');
     if parts.next()? != FORMAT {
         return None;
@@ -166,6 +169,7 @@ fn parse(value: &str) -> Option<(Write, i64, &str)> {
     let version = field("version")?.to_owned();
     let etag = field("etag")?.to_owned();
     let written = field("written")?.parse().ok()?;
+    let by = field("by")?;
     let mac = field("mac")?;
     Some((
         Write {
@@ -175,6 +179,7 @@ fn parse(value: &str) -> Option<(Write, i64, &str)> {
             etag,
         },
         written,
+        by,
         mac,
     ))
 }
@@ -210,7 +215,7 @@ mod tests {
     fn sealed(key: &MarkerKey, object_key: &str, written: i64) -> BTreeMap<String, String> {
         BTreeMap::from([(
             MARKER.to_owned(),
-            key.seal(object_key, "us-east-1", &write(), written),
+            key.seal(object_key, "us-east-1", &write(), written, "us-east-1:v9"),
         )])
     }
 
@@ -220,7 +225,7 @@ mod tests {
         let metadata = sealed(&key, "a/b", 1_700_000_010);
         assert_eq!(
             key.open("a/b", "us-east-1", &metadata, 1_700_000_011),
-            Some(write())
+            Some((write(), "us-east-1:v9".to_owned()))
         );
     }
 
@@ -264,7 +269,7 @@ mod tests {
             "",
             "v1",
             "v2;region=a",
-            "v1;region=a;time=x;version=v;etag=e;written=1;mac=00",
+            "v1;region=a;time=x;version=v;etag=e;written=1;by=s;mac=00",
         ] {
             let metadata = BTreeMap::from([(MARKER.to_owned(), value.to_owned())]);
             assert_eq!(key.open("k", "us-east-1", &metadata, 1), None, "{value}");

@@ -47,25 +47,39 @@ pub struct Seen {
     /// The original write this version is or copies.
     pub write: Write,
     pub kind: Kind,
+    /// For toastrep's copies: what made it (see [`marker::MarkerKey::seal`]).
+    pub by: Option<String>,
 }
 
 impl Seen {
     /// Interprets a version of `key` in `region`'s bucket.
     pub fn of(region: &str, key: &str, head: ObjectHead, marker_key: &MarkerKey) -> Seen {
-        let (write, kind) = match marker_key.open(key, region, &head.metadata, head.last_modified) {
-            Some(write) if write.region == region => (write, Kind::Restored),
-            Some(write) => (write, Kind::Replica),
-            None => (
-                Write {
-                    region: region.to_owned(),
-                    time: head.last_modified,
-                    version: head.version_id.clone(),
-                    etag: head.etag.clone(),
-                },
-                Kind::Original,
-            ),
-        };
-        Seen { head, write, kind }
+        let (write, kind, by) =
+            match marker_key.open(key, region, &head.metadata, head.last_modified) {
+                Some((write, by)) if write.region == region => (write, Kind::Restored, Some(by)),
+                Some((write, by)) => (write, Kind::Replica, Some(by)),
+                None => (
+                    Write {
+                        region: region.to_owned(),
+                        time: head.last_modified,
+                        version: head.version_id.clone(),
+                        etag: head.etag.clone(),
+                    },
+                    Kind::Original,
+                    None,
+                ),
+            };
+        Seen {
+            head,
+            write,
+            kind,
+            by,
+        }
+    }
+
+    /// Whether this is toastrep's write, made for `cause`.
+    pub fn made_by(&self, cause: &str) -> bool {
+        self.by.as_deref() == Some(cause)
     }
 
     /// The destination condition for a write that replaces this version.
@@ -116,23 +130,35 @@ pub enum CopyDecision {
     Beaten,
 }
 
-/// Whether `source`, the current write of its region, is copied over the
+/// Whether `source`, its region's current object, is copied over the
 /// destination's current object.
-pub fn decide_copy(source: &Write, destination: Option<&Seen>) -> CopyDecision {
+///
+/// An original on top of its bucket is that region's newest write, which
+/// orders it against any other write of the region with no history. A
+/// restored write on top is not (it may be an older write put back over a
+/// newer one that a later check puts back in turn): against a write of its
+/// own region it is ordered by the region's history, fetched on demand.
+pub fn decide_copy(
+    source: &Seen,
+    destination: Option<&Seen>,
+    histories: &Histories,
+) -> Result<CopyDecision, NeedHistory> {
     let Some(current) = destination else {
-        return CopyDecision::Copy(Precondition::IfNoneMatch);
+        return Ok(CopyDecision::Copy(Precondition::IfNoneMatch));
     };
-    if current.write.same(source) {
-        return CopyDecision::Holds;
+    let write = &source.write;
+    if current.write.same(write) {
+        return Ok(CopyDecision::Holds);
     }
-    // The source is its region's newest write: that orders it against any
-    // other write of its region, so no history is needed.
-    let histories = Histories::default().latest(&source.region, &source.version);
-    match beats(source, &current.write, &histories) {
-        Ok(true) => CopyDecision::Copy(Seen::precondition(Some(current))),
-        Ok(false) => CopyDecision::Beaten,
-        Err(NeedHistory(_)) => unreachable!("the source is its region's latest write"),
-    }
+    let known = match source.kind {
+        Kind::Original => histories.clone().latest(&write.region, &write.version),
+        Kind::Replica | Kind::Restored => histories.clone(),
+    };
+    Ok(if beats(write, &current.write, &known)? {
+        CopyDecision::Copy(Seen::precondition(Some(current)))
+    } else {
+        CopyDecision::Beaten
+    })
 }
 
 /// The versions that may win over the current object `top`: every version

@@ -23,7 +23,7 @@ fn replica(region: &str, version: &str, written: i64, of: &Seen) -> Seen {
     let mut h = head(version, written);
     h.metadata.insert(
         marker::MARKER.into(),
-        key.seal("k", region, &of.write, written),
+        key.seal("k", region, &of.write, written, "test"),
     );
     Seen::of(region, "k", h, &key)
 }
@@ -54,19 +54,25 @@ fn a_replica_is_recognised_and_a_restored_original_replicates() {
 fn copy_decisions() {
     let a = original("us-east-1", "a1", 10);
     assert_eq!(
-        decide_copy(&a.write, None),
+        decide_copy(&a, None, &Histories::default()).unwrap(),
         CopyDecision::Copy(Precondition::IfNoneMatch)
     );
     let held = replica("eu-west-2", "b1", 11, &a);
-    assert_eq!(decide_copy(&a.write, Some(&held)), CopyDecision::Holds);
+    assert_eq!(
+        decide_copy(&a, Some(&held), &Histories::default()).unwrap(),
+        CopyDecision::Holds
+    );
     let later = original("eu-west-2", "b2", 12);
-    assert_eq!(decide_copy(&a.write, Some(&later)), CopyDecision::Beaten);
+    assert_eq!(
+        decide_copy(&a, Some(&later), &Histories::default()).unwrap(),
+        CopyDecision::Beaten
+    );
     // An older write of the same region, even one stamped later by a
     // skewed clock, loses to the source: the source is its region's latest.
     let older = original("us-east-1", "a0", 30);
     let older_copy = replica("eu-west-2", "b3", 31, &older);
     assert_eq!(
-        decide_copy(&a.write, Some(&older_copy)),
+        decide_copy(&a, Some(&older_copy), &Histories::default()).unwrap(),
         CopyDecision::Copy(Precondition::IfMatch("e-b3".into()))
     );
 }
@@ -172,4 +178,24 @@ fn same_second_writes_of_one_region_ask_for_its_history() {
         .unwrap()
         .unwrap();
     assert_eq!(plan.source, 1);
+}
+
+#[test]
+fn a_restored_source_is_ordered_by_its_regions_history() {
+    // eu-west-2 wrote e1 then e2 in one second; a stale check put e1 back
+    // on top there. Its notice must not bury e2 elsewhere.
+    let e1 = original("eu-west-2", "e1", 10);
+    let e2 = original("eu-west-2", "e2", 10);
+    let restored = replica("eu-west-2", "e3", 11, &e1);
+    let e2_in_us = replica("us-east-1", "u1", 10, &e2);
+    assert_eq!(
+        decide_copy(&restored, Some(&e2_in_us), &Histories::default()),
+        Err(NeedHistory("eu-west-2".into()))
+    );
+    let mut histories = Histories::default();
+    histories.listed("eu-west-2", vec!["e3".into(), "e2".into(), "e1".into()]);
+    assert_eq!(
+        decide_copy(&restored, Some(&e2_in_us), &histories),
+        Ok(CopyDecision::Beaten)
+    );
 }

@@ -555,7 +555,7 @@ impl World {
                     && current.tags == winner.tags;
                 if !same_write || !same_object {
                     return Err(format!(
-                        "{key:?} in {} holds {:?} of {} {} (content {}), not the winner {} {} (content {}); history: {}; user writes: {}",
+                        "{key:?} in {} holds {:?} of {} {} (content {}), not the winner {} {} (content {}); histories: {}; user writes: {}",
                         REGIONS[index],
                         seen.kind,
                         seen.write.region,
@@ -564,7 +564,15 @@ impl World {
                         REGIONS[*winner_region],
                         winner.version_id,
                         winner.content,
-                        describe(&history),
+                        self.buckets
+                            .iter()
+                            .map(|b| format!(
+                                "{}: {}",
+                                b.region,
+                                self.describe_seen(&b.name, &b.region, key)
+                            ))
+                            .collect::<Vec<_>>()
+                            .join("; "),
                         writes
                             .iter()
                             .map(|(r, v, _)| format!(
@@ -581,18 +589,36 @@ impl World {
     }
 }
 
+impl World {
+    /// A bucket's history of `key`, newest first, each version with the
+    /// write it is or copies.
+    fn describe_seen(&self, bucket: &str, region: &str, key: &str) -> String {
+        self.s3
+            .history(bucket, key)
+            .iter()
+            .rev()
+            .map(|v| match v.delete_marker {
+                true => format!("{}:deleted", v.version_id),
+                false => {
+                    let seen = Seen::of(region, key, head_of(v), &self.key);
+                    format!(
+                        "{}@{}={:?}({} {})",
+                        v.version_id,
+                        v.last_modified,
+                        seen.kind,
+                        seen.write.region,
+                        seen.write.version
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" < ")
+    }
+}
+
 fn user_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<&String, &String> {
     metadata
         .iter()
         .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
         .collect()
-}
-
-fn describe(history: &[Version]) -> String {
-    history
-        .iter()
-        .rev()
-        .map(|v| format!("{}@{}", v.version_id, v.last_modified))
-        .collect::<Vec<_>>()
-        .join(" < ")
 }

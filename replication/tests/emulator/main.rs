@@ -95,7 +95,7 @@ async fn late_copy(source: &TestBucket, destination: &TestBucket, key: &str) -> 
     let store = sdk_store();
     let seen = source.seen(key, None).await;
     let current = store.head(&destination.bucket(), key, None).await.unwrap();
-    let marker = marker_key().seal(key, &destination.region, &seen.write, store.now());
+    let marker = marker_key().seal(key, &destination.region, &seen.write, store.now(), "test");
     let request = CopyRequest {
         source: source.bucket(),
         key: key.to_owned(),
@@ -626,7 +626,7 @@ async fn a_winning_write_overtaken_by_a_copy_is_put_back() {
     late_copy(a, b, key).await;
     assert_eq!(b.body(key).await.unwrap(), b"older, from A");
 
-    let settled = replicator.settle(&b.bucket(), key).await.unwrap();
+    let settled = replicator.settle(&b.bucket(), key, "test").await.unwrap();
     assert_eq!(settled.restores, 1);
     assert_eq!(b.body(key).await.unwrap(), b"newer, from B");
     // Put back as W itself, so other regions see the same write.
@@ -637,7 +637,7 @@ async fn a_winning_write_overtaken_by_a_copy_is_put_back() {
 
     // Settled: another check changes nothing.
     let versions = b.version_count(key).await;
-    let again = replicator.settle(&b.bucket(), key).await.unwrap();
+    let again = replicator.settle(&b.bucket(), key, "test").await.unwrap();
     assert_eq!(again.restores, 0);
     assert_eq!(b.version_count(key).await, versions);
 
@@ -645,7 +645,7 @@ async fn a_winning_write_overtaken_by_a_copy_is_put_back() {
     let other = "alone.txt";
     a.put(other, b"only from A").await;
     late_copy(a, b, other).await;
-    let settled = replicator.settle(&b.bucket(), other).await.unwrap();
+    let settled = replicator.settle(&b.bucket(), other, "test").await.unwrap();
     assert_eq!(settled.restores, 0);
     assert_eq!(b.body(other).await.unwrap(), b"only from A");
     set.delete().await;
@@ -703,7 +703,7 @@ async fn a_winner_buried_under_two_late_copies_is_put_back() {
     late_copy(a, b, key).await;
     assert_eq!(b.version_count(key).await, 3);
 
-    let settled = replicator.settle(&b.bucket(), key).await.unwrap();
+    let settled = replicator.settle(&b.bucket(), key, "test").await.unwrap();
     assert_eq!(settled.restores, 1);
     assert_eq!(b.body(key).await.unwrap(), b"newer, from B");
     set.delete().await;
