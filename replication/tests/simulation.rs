@@ -194,8 +194,8 @@ fn seeds_that_once_failed() {
         // A local write's check restored a copy on top of the user's newer
         // write (the store ignored the condition), then failed; its retries
         // found the notified version superseded and skipped without the
-        // check they owed. Fixed: every version that lands is checked on its
-        // own-region notice, toastrep's copies included.
+        // check they owed. Fixed: a retry finds its earlier attempts' writes
+        // by their markers and runs the check they owe.
         1876,
         // A check's restore landed on a newer user write (conditions
         // ignored), the check failed before looking again, its retry found

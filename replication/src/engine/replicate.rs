@@ -247,21 +247,19 @@ impl<S: ObjectStore> Replicator<S> {
                 }
                 Decision::SkippedGone
             }
-            // Every version that lands here is checked on its own notice,
-            // toastrep's own copies too: their writer checks them at once,
-            // but a writer that fails after writing may never come back to
-            // it (its retry finds the source moved on), and a store that
-            // ignores write conditions lets a copy land on a newer write.
+            // toastrep's own write: its writer checked it, and a writer that
+            // failed before checking finds the check it owes on its retry
+            // (the write's marker names it).
+            Some(current) if current.kind != Kind::Original => Decision::SkippedCopy,
             Some(current) => {
-                let own = current.kind != Kind::Original;
                 let settled = self
                     .settle_knowing(bucket, &notice.key, Some(current), by)
                     .await?;
                 return Ok(Outcome {
-                    decision: match (settled.restores > 0, own) {
-                        (true, _) => Decision::Restored,
-                        (false, true) => Decision::SkippedCopy,
-                        (false, false) => Decision::SkippedUpToDate,
+                    decision: if settled.restores > 0 {
+                        Decision::Restored
+                    } else {
+                        Decision::SkippedUpToDate
                     },
                     bytes: settled.bytes,
                     restores: settled.restores,
