@@ -54,7 +54,10 @@ async fn main() -> Result<(), Error> {
     // bucket of the same name elsewhere is never read or written.
     let store =
         SdkStore::new(RegionalClients::new(s3_config.build())).expecting_owner(&set.account);
-    let replicator = Replicator::new(store, key, set, settings);
+    let mut replicator = Replicator::new(store, key, set, settings);
+    if let Ok(role_id) = std::env::var("REPLICATOR_ROLE_ID") {
+        replicator = replicator.writing_as_role(&role_id);
+    }
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         handle(&replicator, &destination, event)

@@ -31,6 +31,9 @@ pub struct S3Notice {
     pub sequencer: Option<String>,
     pub size: Option<i64>,
     pub event_time: Option<String>,
+    /// Who wrote the object (`userIdentity.principalId`): on AWS a role
+    /// session is `AWS:<role id>:<session>`.
+    pub principal: Option<String>,
 }
 
 /// A message that is not a well-formed S3 notification. Permanent: retrying
@@ -98,7 +101,14 @@ struct S3Record {
     aws_region: Option<String>,
     event_time: Option<String>,
     event_name: Option<String>,
+    user_identity: Option<S3UserIdentity>,
     s3: Option<S3Entity>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3UserIdentity {
+    principal_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +203,7 @@ fn notice_from_record(index: usize, record: S3Record) -> Result<S3Notice, EventE
         sequencer: object.sequencer,
         size: object.size,
         event_time: record.event_time,
+        principal: record.user_identity.and_then(|u| u.principal_id),
     })
 }
 
@@ -267,6 +278,7 @@ mod tests {
                 sequencer: Some("0055AED6DCD90281E5".into()),
                 size: Some(1024),
                 event_time: Some("2024-05-01T12:00:00.123Z".into()),
+                principal: Some("AWS:AIDAJDPLRKLG7UEXAMPLE".into()),
             }]
         );
     }
@@ -319,6 +331,7 @@ mod tests {
                     sequencer: Some(sequencer.into()),
                     size: Some(size),
                     event_time: Some(time.into()),
+                    principal: Some("AWS:AIDAJDPLRKLG7UEXAMPLE".into()),
                 }
             );
         }
@@ -353,6 +366,7 @@ mod tests {
                 sequencer: Some("0055AED6DCD90281E6".into()),
                 size: Some(11),
                 event_time: Some("2024-05-01T12:00:04.000Z".into()),
+                principal: Some("AWS:AIDAJDPLRKLG7UEXAMPLE".into()),
             }]
         );
     }

@@ -222,3 +222,77 @@ fn seeds_that_once_failed() {
         .collect();
     report("seeds_that_once_failed", &failures);
 }
+
+/// On AWS, S3 events name the writer: an own-region notice of the
+/// function's own copy is known as such without a request. A user's write
+/// is checked as before.
+#[test]
+fn an_own_region_notice_of_the_functions_own_write_needs_no_request() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use toastrep_replication::sim::executor::Executor;
+    use toastrep_replication::sim::s3::SimS3;
+    use toastrep_replication::{Decision, MarkerKey, Replicator, S3Notice, SetBuckets};
+
+    let set = SetBuckets {
+        set: "id".into(),
+        account: "000000000000".into(),
+    };
+    let bucket = set.bucket("us-east-1");
+    let s3 = SimS3::new(1, std::slice::from_ref(&bucket), false);
+    let version = s3.user_put(
+        &bucket.name,
+        "k",
+        3,
+        Default::default(),
+        Default::default(),
+        vec![],
+    );
+    let replicator = Rc::new(
+        Replicator::new(
+            s3.clone(),
+            MarkerKey::for_tests("id"),
+            set,
+            CopySettings::default(),
+        )
+        .writing_as_role("AROAEXAMPLE"),
+    );
+    let decide = |principal: &str| {
+        let notice = S3Notice {
+            event_name: "ObjectCreated:Copy".into(),
+            region: bucket.region.clone(),
+            bucket: bucket.name.clone(),
+            key: "k".into(),
+            version_id: Some(version.version_id.clone()),
+            etag: Some(version.etag.clone()),
+            sequencer: None,
+            size: Some(3),
+            event_time: None,
+            principal: Some(principal.to_owned()),
+        };
+        let before = s3.calls();
+        let decided = Rc::new(RefCell::new(None));
+        let (replicator, destination, slot) =
+            (Rc::clone(&replicator), bucket.clone(), Rc::clone(&decided));
+        let mut executor = Executor::default();
+        executor.spawn(async move {
+            let outcome = replicator.replicate(&notice, &destination).await.unwrap();
+            *slot.borrow_mut() = Some(outcome.decision);
+        });
+        while !executor.is_empty() {
+            executor.step(0);
+        }
+        let decision = decided.borrow().expect("decided");
+        (decision, s3.calls() - before)
+    };
+    assert_eq!(
+        decide("AWS:AROAEXAMPLE:toastrep-id-replicator"),
+        (Decision::SkippedCopy, 0)
+    );
+    let (decision, calls) = decide("AWS:AIDAEXAMPLEUSER");
+    assert_eq!(decision, Decision::SkippedUpToDate);
+    assert!(
+        calls >= 2,
+        "a user's write is looked at and checked: {calls} calls"
+    );
+}

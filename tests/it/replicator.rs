@@ -953,6 +953,22 @@ async fn markers_a_writer_copies_or_forges_neither_stop_nor_hijack_replication()
         .expect("PutObject with a forged marker");
     set.wait_everywhere("forged", b"forged").await;
     // It won nothing by its claim: a later write replaces it everywhere.
+    // Later means a later second: in the same one, the tie would go to b
+    // (its name sorts first), whatever the marker says.
+    let forged_at = s3(b)
+        .head_object()
+        .bucket(set.bucket(b))
+        .key("forged")
+        .send()
+        .await
+        .unwrap()
+        .last_modified()
+        .map(|t| t.secs())
+        .unwrap();
+    eventually("a second after the forged upload", WAIT, || async {
+        (DateTime::from(std::time::SystemTime::now()).secs() > forged_at).then_some(())
+    })
+    .await;
     set.put(a, "forged", b"later").await;
     set.wait_everywhere("forged", b"later").await;
     // The copy of the renamed object names where it was really written.

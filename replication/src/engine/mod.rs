@@ -87,6 +87,9 @@ pub struct Replicator<S> {
     key: MarkerKey,
     set: SetBuckets,
     settings: CopySettings,
+    /// `AWS:<role id>:`: the principal of this function's own writes in
+    /// S3 events, when known.
+    own_writer: Option<String>,
 }
 
 impl<S: ObjectStore> Replicator<S> {
@@ -96,7 +99,16 @@ impl<S: ObjectStore> Replicator<S> {
             key,
             set,
             settings,
+            own_writer: None,
         }
+    }
+
+    /// The unique id (`AROA…`) of the role this replicator writes with. On
+    /// AWS, S3 events name it as the writer of its copies, so their
+    /// own-region notices are known without a request.
+    pub fn writing_as_role(mut self, role_id: &str) -> Replicator<S> {
+        self.own_writer = Some(format!("AWS:{role_id}:"));
+        self
     }
 
     pub fn store(&self) -> &S {

@@ -119,6 +119,19 @@ impl<S: ObjectStore> Replicator<S> {
             millis: 0,
         };
         if source == *destination {
+            // The writer's identity, where the event carries it (AWS: the
+            // role session; the emulator says "EXAMPLE"): this function's
+            // own copy or restore, which its writer checked. Without it, a
+            // HeadObject finds the same.
+            let own = self.own_writer.as_deref();
+            if own.is_some_and(|own| {
+                notice
+                    .principal
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with(own))
+            }) {
+                return Ok(outcome(Decision::SkippedCopy, 0, 0));
+            }
             return self.check_local_write(notice, destination, by).await;
         }
 

@@ -65,6 +65,8 @@ struct State {
     outbox: Vec<S3Notice>,
     /// Every write ever made, for the convergence checks.
     writes: u64,
+    /// Every call made.
+    calls: u64,
 }
 
 /// The simulated S3, shared by every region's replicator and the world.
@@ -91,6 +93,7 @@ impl SimS3 {
             ignore_copy_conditions,
             outbox: Vec::new(),
             writes: 0,
+            calls: 0,
         })))
     }
 
@@ -116,6 +119,11 @@ impl SimS3 {
 
     pub fn writes(&self) -> u64 {
         self.state().writes
+    }
+
+    /// Calls made through the store trait.
+    pub fn calls(&self) -> u64 {
+        self.state().calls
     }
 
     /// The history of `key` in `bucket`, oldest first.
@@ -287,6 +295,7 @@ impl State {
             sequencer: Some(format!("{id:016X}")),
             size: Some(size as i64),
             event_time: None,
+            principal: None,
         });
         version
     }
@@ -344,6 +353,7 @@ impl SimS3 {
         yield_now().await;
         let result = {
             let mut state = self.state();
+            state.calls += 1;
             let faults = state.faults;
             if state.roll(faults.fail) {
                 Err(error(

@@ -211,6 +211,7 @@ impl TestBucket {
             sequencer: None,
             size: Some(body.len() as i64),
             event_time: None,
+            principal: None,
         }
     }
 
@@ -234,6 +235,7 @@ impl TestBucket {
             sequencer: None,
             size: head.content_length(),
             event_time: None,
+            principal: None,
         }
     }
 
