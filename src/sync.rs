@@ -181,16 +181,11 @@ pub async fn sync_set(
     // One store for every region (clients per region), owned by the set's
     // account: the same engine the function runs, with the deployed
     // copy settings.
-    let store =
-        SdkStore::new(RegionalClients::new(aws.s3_config(&regions[0]))).expecting_owner(account);
-    let naming = SetNaming {
-        set: name.to_string(),
-        account: account.to_owned(),
-    };
+    let replicator = set_replicator(aws, name, account, &regions[0], marker_key, settings);
     let set = Arc::new(SetBuckets {
         regions: regions.to_vec(),
-        buckets: regions.iter().map(|r| naming.bucket(r)).collect(),
-        replicator: Replicator::new(store, marker_key.clone(), naming, settings.clone()),
+        buckets: regions.iter().map(|r| replicator.set().bucket(r)).collect(),
+        replicator,
     });
     let concurrency = options.concurrency.max(1);
     let scanned_keys = Arc::new(AtomicU64::new(0));
@@ -275,6 +270,30 @@ pub async fn sync_set(
         seconds: started.elapsed().as_secs_f64(),
         ok,
     })
+}
+
+/// The replication engine the function runs, on S3 with the operator's
+/// credentials, for set `name`'s buckets in `account` only. `region` is any
+/// region of the set: each region's client is made from it on first use.
+pub fn set_replicator(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    marker_key: &MarkerKey,
+    settings: &CopySettings,
+) -> Replicator<SdkStore> {
+    let clients = RegionalClients::new(aws.s3_config(region));
+    let naming = SetNaming {
+        set: name.to_string(),
+        account: account.to_owned(),
+    };
+    Replicator::new(
+        SdkStore::new(clients).expecting_owner(account),
+        marker_key.clone(),
+        naming,
+        settings.clone(),
+    )
 }
 
 /// The set's buckets, by region index, and the engine that repairs them.

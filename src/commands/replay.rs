@@ -23,8 +23,7 @@ use futures::{StreamExt, stream};
 use serde::Serialize;
 use serde_json::Value;
 use toastrep_replication::{
-    Bucket, CopySettings, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
-    SetBuckets, handle_sns_event, parse_sns_event,
+    Bucket, CopySettings, HandleError, Replicator, SdkStore, handle_sns_event, parse_sns_event,
 };
 
 use super::{Context, Located, Report};
@@ -34,6 +33,7 @@ use crate::cli::ReplayArgs;
 use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
+use crate::sync::set_replicator;
 
 /// Long enough that a message being replayed is not received again in the
 /// same run; messages left in the queue are made visible again at the end.
@@ -99,10 +99,20 @@ pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
         );
     }
     let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
+    // The function's own engine, on the set's buckets only: a message
+    // naming any other bucket is refused, whoever put it in the queue.
+    let replicator = set_replicator(
+        &aws,
+        &name,
+        &account,
+        &regions[0],
+        &marker_key,
+        &CopySettings::default(),
+    );
     let reporter = context.reporter.as_ref();
     let results = join_all(regions.iter().map(|region| async {
         reporter.started(region, &name.dead_letter_queue(), "replaying");
-        let result = replay_region(&aws, &name, &account, region, &marker_key, args.dry_run).await;
+        let result = replay_region(&aws, &name, &replicator, region, args.dry_run).await;
         let result = result.unwrap_or_else(|error| RegionReplay {
             region: region.clone(),
             queue: name.dead_letter_queue(),
@@ -147,9 +157,8 @@ enum Outcome {
 async fn replay_region(
     aws: &Aws,
     name: &SetName,
-    account: &str,
+    replicator: &Replicator<SdkStore>,
     region: &str,
-    marker_key: &MarkerKey,
     dry_run: bool,
 ) -> Result<RegionReplay> {
     let sqs = aws.sqs(region);
@@ -162,15 +171,7 @@ async fn replay_region(
         .with_context(|| format!("finding queue {queue} in {region}"))?
         .queue_url
         .with_context(|| format!("GetQueueUrl for {queue} in {region} returned no URL"))?;
-    // The function's own engine, on the set's buckets only: a message
-    // naming any other bucket is refused, whoever put it in the queue.
-    let set = SetBuckets {
-        set: name.to_string(),
-        account: account.to_owned(),
-    };
-    let destination = set.bucket(region);
-    let store = SdkStore::new(RegionalClients::new(aws.s3_config(region))).expecting_owner(account);
-    let replicator = Replicator::new(store, marker_key.clone(), set, CopySettings::default());
+    let destination = replicator.set().bucket(region);
     let mut result = RegionReplay {
         region: region.to_owned(),
         queue: queue.clone(),
@@ -203,7 +204,7 @@ async fn replay_region(
         let outcomes: Vec<(Message, Outcome)> = stream::iter(fresh)
             .map(|message| async {
                 let outcome =
-                    replay_message(&replicator, &destination, &message, dry_run, &sqs, &url).await;
+                    replay_message(replicator, &destination, &message, dry_run, &sqs, &url).await;
                 (message, outcome)
             })
             .buffer_unordered(BATCH as usize)

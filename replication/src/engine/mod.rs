@@ -7,7 +7,7 @@ mod replicate;
 mod settle;
 mod sync;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 pub use copy::{CopySettings, SettingsError, effective_part_size, part_ranges};
 pub use replicate::{Decision, Outcome};
@@ -142,27 +142,25 @@ impl<S: ObjectStore> Replicator<S> {
     async fn with_histories<T>(
         &self,
         key: &str,
-        mut histories: Histories,
         mut decide: impl FnMut(&Histories) -> Result<T, NeedHistory>,
     ) -> Result<T, ReplicateError> {
-        let mut fetched = BTreeMap::new();
+        let mut histories = Histories::default();
+        let mut fetched = BTreeSet::new();
         loop {
             match decide(&histories) {
                 Ok(decision) => return Ok(decision),
                 Err(NeedHistory(region)) => {
-                    if fetched.contains_key(&region) {
+                    if !fetched.insert(region.clone()) {
                         unreachable!("a fetched history orders every version of its region");
                     }
-                    let bucket = self.set.bucket(&region);
-                    let versions: Vec<String> = self
+                    let versions = self
                         .store
-                        .versions(&bucket, key)
+                        .versions(&self.set.bucket(&region), key)
                         .await?
                         .into_iter()
                         .map(|entry| entry.version_id().to_owned())
                         .collect();
-                    histories.listed(&region, versions.clone());
-                    fetched.insert(region, versions);
+                    histories.listed(&region, versions);
                 }
             }
         }

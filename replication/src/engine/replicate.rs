@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
-use crate::protocol::{CopyDecision, Histories, Kind, SourceDecision, decide_copy, decide_source};
+use crate::protocol::{CopyDecision, Kind, SourceDecision, decide_copy, decide_source};
 use crate::store::{Bucket, ErrorKind, ObjectStore};
 
 /// What was done with a notice.
@@ -147,14 +147,12 @@ impl<S: ObjectStore> Replicator<S> {
                     let restores = self.owed_check(notice, destination, by).await?;
                     return Ok(outcome(Decision::SkippedGone, 0, restores));
                 }
-                SourceDecision::Replicate(_) => {}
+                SourceDecision::Replicate => {}
             }
             let current = current.expect("a write to replicate is current");
             let held = self.seen(destination, key, None).await?;
             let decision = self
-                .with_histories(key, Histories::default(), |h| {
-                    decide_copy(&current, held.as_ref(), h)
-                })
+                .with_histories(key, |h| decide_copy(&current, held.as_ref(), h))
                 .await?;
             let precondition = match decision {
                 CopyDecision::Beaten => {
@@ -172,7 +170,7 @@ impl<S: ObjectStore> Replicator<S> {
                 }
                 CopyDecision::Holds => {
                     // A retry of a copy that landed: its check may be owed.
-                    let settled = self.settle(destination, key, by).await?;
+                    let settled = self.settle_knowing(destination, key, held, by).await?;
                     return Ok(outcome(
                         Decision::SkippedUpToDate,
                         settled.bytes,

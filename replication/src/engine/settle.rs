@@ -3,7 +3,7 @@
 //! cannot complete, the caller's record fails as retryable and runs again.
 
 use super::{ROUNDS, ReplicateError, Replicator};
-use crate::protocol::{CheckDecision, Histories, Seen, check_candidates, decide_check};
+use crate::protocol::{CheckDecision, Seen, check_candidates, decide_check};
 use crate::store::{Bucket, ObjectStore, VersionEntry};
 
 /// What a check did.
@@ -61,9 +61,7 @@ impl<S: ObjectStore> Replicator<S> {
                 }
             }
             let decision = self
-                .with_histories(key, Histories::default(), |h| {
-                    decide_check(&top, &candidates, h)
-                })
+                .with_histories(key, |h| decide_check(&top, &candidates, h))
                 .await?;
             let CheckDecision::Restore {
                 version,

@@ -5,7 +5,7 @@
 use futures::future::join_all;
 
 use super::{ROUNDS, ReplicateError, Replicator};
-use crate::protocol::{Histories, Reason, Seen, decide_sync};
+use crate::protocol::{Reason, Seen, decide_sync};
 use crate::store::{Bucket, ObjectStore};
 
 /// What sync's copies are marked as made by.
@@ -74,9 +74,7 @@ impl<S: ObjectStore> Replicator<S> {
                 }
             }
             let plan = match self
-                .with_histories(key, Histories::default(), |h| {
-                    decide_sync(&currents, &writable, h)
-                })
+                .with_histories(key, |h| decide_sync(&currents, &writable, h))
                 .await
             {
                 Ok(Some(plan)) => plan,

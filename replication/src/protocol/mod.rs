@@ -100,8 +100,8 @@ pub enum SourceDecision {
     /// The current version is toastrep's copy of another region's write:
     /// that write's own notices carry it; copying it on would loop.
     Replica,
-    /// Replicate this write (an original, or a restored one).
-    Replicate(Write),
+    /// Replicate the current object (an original, or a restored one).
+    Replicate,
 }
 
 /// Whether a notice of `notified` (a version id) in `region` is to be
@@ -115,7 +115,7 @@ pub fn decide_source(notified: Option<&str>, current: Option<&Seen>) -> SourceDe
     }
     match current.kind {
         Kind::Replica => SourceDecision::Replica,
-        Kind::Original | Kind::Restored => SourceDecision::Replicate(current.write.clone()),
+        Kind::Original | Kind::Restored => SourceDecision::Replicate,
     }
 }
 

@@ -40,9 +40,10 @@ fn a_replica_is_recognised_and_a_restored_original_replicates() {
     );
     let restored = replica("us-east-1", "a2", 12, &a);
     assert_eq!(restored.kind, Kind::Restored);
+    assert_eq!(restored.write, a.write);
     assert_eq!(
         decide_source(Some("a2"), Some(&restored)),
-        SourceDecision::Replicate(a.write.clone())
+        SourceDecision::Replicate
     );
     assert_eq!(
         decide_source(Some("a1"), Some(&restored)),

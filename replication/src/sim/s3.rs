@@ -313,6 +313,35 @@ impl State {
             .find(|v| v.version_id == version)
     }
 
+    /// The exact source version a copy names: 404 when it is gone, 412
+    /// when its ETag is not the one the copy asks for.
+    fn copy_source(&self, request: &CopyRequest, operation: &'static str) -> StoreResult<Version> {
+        let destination = &request.destination;
+        let Some(source) = self
+            .version(&request.source.name, &request.key, &request.source_version)
+            .filter(|v| !v.delete_marker)
+            .cloned()
+        else {
+            return Err(error(
+                ErrorKind::NotFound,
+                operation,
+                destination,
+                &request.key,
+                "NoSuchVersion",
+            ));
+        };
+        if source.etag != request.source_etag {
+            return Err(error(
+                ErrorKind::PreconditionFailed,
+                operation,
+                destination,
+                &request.key,
+                "source ETag",
+            ));
+        }
+        Ok(source)
+    }
+
     fn holds(&self, bucket: &str, key: &str, precondition: &Precondition) -> bool {
         let current = self.current(bucket, key);
         match precondition {
@@ -456,28 +485,7 @@ impl ObjectStore for SimS3 {
     async fn copy_object(&self, request: &CopyRequest) -> StoreResult<Written> {
         let destination = &request.destination;
         self.call("CopyObject", destination, &request.key, true, |state| {
-            let Some(source) = state
-                .version(&request.source.name, &request.key, &request.source_version)
-                .filter(|v| !v.delete_marker)
-                .cloned()
-            else {
-                return Err(error(
-                    ErrorKind::NotFound,
-                    "CopyObject",
-                    destination,
-                    &request.key,
-                    "NoSuchVersion",
-                ));
-            };
-            if source.etag != request.source_etag {
-                return Err(error(
-                    ErrorKind::PreconditionFailed,
-                    "CopyObject",
-                    destination,
-                    &request.key,
-                    "source ETag",
-                ));
-            }
+            let source = state.copy_source(request, "CopyObject")?;
             if !state.ignore_copy_conditions
                 && !state.holds(&destination.name, &request.key, &request.precondition)
             {
@@ -597,27 +605,7 @@ impl ObjectStore for SimS3 {
     ) -> StoreResult<Part> {
         let destination = &request.destination;
         self.call("UploadPartCopy", destination, &request.key, true, |state| {
-            let Some(source) = state
-                .version(&request.source.name, &request.key, &request.source_version)
-                .cloned()
-            else {
-                return Err(error(
-                    ErrorKind::NotFound,
-                    "UploadPartCopy",
-                    destination,
-                    &request.key,
-                    "NoSuchVersion",
-                ));
-            };
-            if source.etag != request.source_etag {
-                return Err(error(
-                    ErrorKind::PreconditionFailed,
-                    "UploadPartCopy",
-                    destination,
-                    &request.key,
-                    "source ETag",
-                ));
-            }
+            let source = state.copy_source(request, "UploadPartCopy")?;
             let upload = state.uploads.get_mut(upload_id).ok_or_else(|| {
                 error(
                     ErrorKind::NotFound,

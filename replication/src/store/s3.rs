@@ -278,7 +278,12 @@ impl ObjectStore for SdkStore {
     }
 
     async fn versions(&self, bucket: &Bucket, key: &str) -> StoreResult<Vec<VersionEntry>> {
-        let mut entries: Vec<(i64, u32, usize, VersionEntry)> = Vec::new();
+        // S3 lists a key's versions and its delete markers apart, each
+        // newest first; (seconds, nanoseconds) orders them into one history.
+        let mut objects = Vec::new();
+        let mut markers = Vec::new();
+        let modified =
+            |t: Option<&DateTime>| t.map(|t| (t.secs(), t.subsec_nanos())).unwrap_or_default();
         let mut key_marker: Option<String> = None;
         let mut version_marker: Option<String> = None;
         loop {
@@ -293,21 +298,14 @@ impl ObjectStore for SdkStore {
                 .send()
                 .await
                 .map_err(error("ListObjectVersions", bucket, key))?;
-            // Versions and delete markers come in two lists; S3 orders each
-            // key's entries newest first, and this keeps that order.
             for v in page.versions().iter().filter(|v| v.key() == Some(key)) {
-                let modified = v
-                    .last_modified()
-                    .map(|t| (t.secs(), t.subsec_nanos()))
-                    .unwrap_or_default();
-                entries.push((
-                    modified.0,
-                    modified.1,
-                    entries.len(),
+                let time = modified(v.last_modified());
+                objects.push((
+                    time,
                     VersionEntry::Object {
                         version_id: version_or_null(v.version_id()),
                         etag: unquote(v.e_tag()),
-                        last_modified: modified.0,
+                        last_modified: time.0,
                     },
                 ));
             }
@@ -316,17 +314,12 @@ impl ObjectStore for SdkStore {
                 .iter()
                 .filter(|m| m.key() == Some(key))
             {
-                let modified = m
-                    .last_modified()
-                    .map(|t| (t.secs(), t.subsec_nanos()))
-                    .unwrap_or_default();
-                entries.push((
-                    modified.0,
-                    modified.1,
-                    entries.len(),
+                let time = modified(m.last_modified());
+                markers.push((
+                    time,
                     VersionEntry::DeleteMarker {
                         version_id: version_or_null(m.version_id()),
-                        last_modified: modified.0,
+                        last_modified: time.0,
                     },
                 ));
             }
@@ -345,30 +338,11 @@ impl ObjectStore for SdkStore {
             key_marker = page.next_key_marker().map(str::to_owned);
             version_marker = page.next_version_id_marker().map(str::to_owned);
         }
-        // Merge the two lists newest first. Each list is already newest
-        // first; within one time, versions came before markers in the
-        // listing's interleaving only by time, so keep listing order.
-        let (mut objects, mut markers): (Vec<_>, Vec<_>) = entries
-            .into_iter()
-            .partition(|e| matches!(e.3, VersionEntry::Object { .. }));
-        let mut merged = Vec::with_capacity(objects.len() + markers.len());
-        objects.reverse();
-        markers.reverse();
-        loop {
-            let take_object = match (objects.last(), markers.last()) {
-                (Some(o), Some(m)) => (o.0, o.1) >= (m.0, m.1),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let next = if take_object {
-                objects.pop()
-            } else {
-                markers.pop()
-            };
-            merged.push(next.expect("checked above").3);
-        }
-        Ok(merged)
+        // Both lists are newest first: a stable sort, newest first, merges
+        // them, a version before a marker of the same instant.
+        let mut history: Vec<_> = objects.into_iter().chain(markers).collect();
+        history.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
+        Ok(history.into_iter().map(|(_, entry)| entry).collect())
     }
 
     async fn copy_object(&self, request: &CopyRequest) -> StoreResult<Written> {
