@@ -36,6 +36,24 @@ pub struct S3Notice {
     pub principal: Option<String>,
 }
 
+impl S3Notice {
+    fn event(&self) -> &str {
+        self.event_name
+            .strip_prefix("s3:")
+            .unwrap_or(&self.event_name)
+    }
+
+    /// `ObjectRemoved:*`: a delete, not a write.
+    pub fn is_removal(&self) -> bool {
+        self.event().starts_with("ObjectRemoved:")
+    }
+
+    /// A delete without a version id, which put a delete marker on top.
+    pub fn is_delete_marker(&self) -> bool {
+        self.event() == "ObjectRemoved:DeleteMarkerCreated"
+    }
+}
+
 /// A message that is not a well-formed S3 notification. Permanent: retrying
 /// cannot fix it, so it goes to the dead-letter queue for a human to look at.
 #[derive(Debug, thiserror::Error)]

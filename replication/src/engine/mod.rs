@@ -3,6 +3,7 @@
 //! the simulation all run this same code.
 
 mod copy;
+mod delete;
 mod replicate;
 mod settle;
 mod sync;
@@ -90,6 +91,8 @@ pub struct Replicator<S> {
     /// `AWS:<role id>:`: the principal of this function's own writes in
     /// S3 events, when known.
     own_writer: Option<String>,
+    /// Whether the set carries deletes from region to region.
+    carry_deletes: bool,
 }
 
 impl<S: ObjectStore> Replicator<S> {
@@ -100,7 +103,19 @@ impl<S: ObjectStore> Replicator<S> {
             set,
             settings,
             own_writer: None,
+            carry_deletes: false,
         }
+    }
+
+    /// Carries deletes (delete markers) to the other regions, and has sync
+    /// carry the ones missed. Off, a delete stays where it was made.
+    pub fn carrying_deletes(mut self, carry: bool) -> Replicator<S> {
+        self.carry_deletes = carry;
+        self
+    }
+
+    pub fn carries_deletes(&self) -> bool {
+        self.carry_deletes
     }
 
     /// The unique id (`AROA…`) of the role this replicator writes with. On
@@ -134,6 +149,7 @@ impl<S: ObjectStore> Replicator<S> {
             .store
             .head(bucket, key, version)
             .await?
+            .found()
             .map(|head| Seen::of(&bucket.region, key, head, &self.key)))
     }
 

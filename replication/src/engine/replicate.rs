@@ -26,6 +26,13 @@ pub enum Decision {
     SkippedGone,
     /// A check put a winning version back on top.
     Restored,
+    /// The destination deleted this write, or one that wins over it.
+    SkippedDeleted,
+    /// A delete was carried: a delete marker put on top.
+    Deleted,
+    /// A delete stays where it was made: the set does not carry deletes,
+    /// or it deleted one version (never carried).
+    KeptLocal,
 }
 
 impl Decision {
@@ -36,6 +43,9 @@ impl Decision {
             Decision::SkippedUpToDate => "skipped_up_to_date",
             Decision::SkippedGone => "skipped_gone",
             Decision::Restored => "restored",
+            Decision::SkippedDeleted => "skipped_deleted",
+            Decision::Deleted => "deleted",
+            Decision::KeptLocal => "kept_local",
         }
     }
 }
@@ -109,6 +119,17 @@ impl<S: ObjectStore> Replicator<S> {
                 bucket: source.name,
             });
         }
+        if notice.is_removal() {
+            let decision = self
+                .carry_delete(notice, &source, destination, &cause(notice))
+                .await?;
+            return Ok(Outcome {
+                decision,
+                bytes: 0,
+                restores: 0,
+                millis: 0,
+            });
+        }
         let key = notice.key.as_str();
         let by = cause(notice);
         let by = by.as_str();
@@ -150,11 +171,13 @@ impl<S: ObjectStore> Replicator<S> {
                 SourceDecision::Replicate => {}
             }
             let current = current.expect("a write to replicate is current");
-            let held = self.seen(destination, key, None).await?;
+            let state = self.state(destination, key).await?;
             let decision = self
-                .with_histories(key, |h| decide_copy(&current, held.as_ref(), h))
+                .with_histories(key, |h| decide_copy(&current, &state, h))
                 .await?;
+            let held = state.object().cloned();
             let precondition = match decision {
+                CopyDecision::Deleted => return Ok(outcome(Decision::SkippedDeleted, 0, 0)),
                 CopyDecision::Beaten => {
                     // What beats the source may be a restore this notice's
                     // earlier attempt made before it failed: its check is owed.

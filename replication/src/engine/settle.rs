@@ -3,6 +3,7 @@
 //! cannot complete, the caller's record fails as retryable and runs again.
 
 use super::{ROUNDS, ReplicateError, Replicator};
+use crate::protocol::delete::delete_candidate;
 use crate::protocol::{CheckDecision, Seen, check_candidates, decide_check};
 use crate::store::{Bucket, ObjectStore, VersionEntry};
 
@@ -13,6 +14,9 @@ pub struct Settled {
     pub restores: u32,
     /// Bytes those restores copied.
     pub bytes: u64,
+    /// Delete markers put back on top because a delete beside the current
+    /// object deleted it.
+    pub deletes: u32,
 }
 
 impl<S: ObjectStore> Replicator<S> {
@@ -60,15 +64,42 @@ impl<S: ObjectStore> Replicator<S> {
                     candidates.push(seen);
                 }
             }
+            let tombstone = match delete_candidate(&history, &top) {
+                Some(index) => match self.tombstone(bucket, key, &history[index..]).await? {
+                    Some(tombstone) => Some(tombstone),
+                    None => continue, // Changed since the listing: look again.
+                },
+                None => None,
+            };
             let decision = self
-                .with_histories(key, |h| decide_check(&top, &candidates, h))
+                .with_histories(key, |h| {
+                    decide_check(&top, &candidates, tombstone.as_ref(), h)
+                })
                 .await?;
-            let CheckDecision::Restore {
-                version,
-                precondition,
-            } = decision
-            else {
-                return Ok(settled);
+            let (version, precondition) = match decision {
+                CheckDecision::Settled => return Ok(settled),
+                CheckDecision::Restore {
+                    version,
+                    precondition,
+                } => (version, precondition),
+                CheckDecision::Delete(etag) => {
+                    match self.store.delete_object(bucket, key, &etag).await {
+                        Ok(_) => {
+                            settled.deletes += 1;
+                            tracing::info!(
+                                target: "toastrep::decision",
+                                decision = "deleted",
+                                key,
+                                bucket = %bucket.name,
+                                region = %bucket.region,
+                                "a delete beside the current object deletes it: put back on top"
+                            );
+                        }
+                        Err(error) if error.is_condition() || error.is_not_found() => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                    continue;
+                }
             };
             let winner: &Seen = candidates
                 .iter()

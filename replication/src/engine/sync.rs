@@ -1,11 +1,13 @@
 //! Anti-entropy for one key: the winner among every region's current
 //! object goes, through the write primitive, wherever it is missing or
-//! beaten. Used by `sync`, `add-region`'s backfill and the simulation.
+//! beaten; or, where a delete deletes it and the set carries deletes, a
+//! delete marker goes wherever an object is left. Used by `sync`,
+//! `add-region`'s backfill and the simulation.
 
 use futures::future::join_all;
 
-use super::{ROUNDS, ReplicateError, Replicator};
-use crate::protocol::{Reason, Seen, decide_sync};
+use super::{Decision, ROUNDS, ReplicateError, Replicator};
+use crate::protocol::{Reason, State, decide_sync};
 use crate::store::{Bucket, ObjectStore};
 
 /// What sync's copies are marked as made by.
@@ -22,6 +24,13 @@ pub struct RepairedCopy {
     pub bytes: u64,
 }
 
+/// A delete sync carried (or would carry, on a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairedDelete {
+    /// Index of the region given a delete marker.
+    pub region: usize,
+}
+
 /// A region of a key that could not be examined or repaired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairFailure {
@@ -35,6 +44,10 @@ pub struct RepairFailure {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyRepair {
     pub copies: Vec<RepairedCopy>,
+    pub deletes: Vec<RepairedDelete>,
+    /// Regions whose delete of the key stays there (the set does not carry
+    /// deletes), while others hold it.
+    pub kept_deletes: Vec<usize>,
     /// Versions a check put back on top after a copy.
     pub restores: u32,
     pub failures: Vec<RepairFailure>,
@@ -54,17 +67,17 @@ impl<S: ObjectStore> Replicator<S> {
         let mut result = KeyRepair::default();
         for _ in 0..ROUNDS {
             result.failures.clear();
-            // Every region's current object; a region that cannot be read
-            // is neither a source nor repaired this time.
-            let heads = join_all(buckets.iter().map(|b| self.seen(b, key, None))).await;
-            let mut currents: Vec<Option<Seen>> = Vec::with_capacity(buckets.len());
+            // Every region's state; a region that cannot be read is
+            // neither a source nor repaired this time.
+            let states = join_all(buckets.iter().map(|b| self.state(b, key))).await;
+            let mut known: Vec<State> = Vec::with_capacity(buckets.len());
             let mut writable = repair.to_vec();
-            for (i, head) in heads.into_iter().enumerate() {
-                match head {
-                    Ok(seen) => currents.push(seen),
+            for (i, state) in states.into_iter().enumerate() {
+                match state {
+                    Ok(state) => known.push(state),
                     Err(error) => {
                         writable[i] = false;
-                        currents.push(None);
+                        known.push(State::Absent);
                         result.failures.push(RepairFailure {
                             region: i,
                             source: None,
@@ -74,7 +87,9 @@ impl<S: ObjectStore> Replicator<S> {
                 }
             }
             let plan = match self
-                .with_histories(key, |h| decide_sync(&currents, &writable, h))
+                .with_histories(key, |h| {
+                    decide_sync(&known, &writable, self.carry_deletes, h)
+                })
                 .await
             {
                 Ok(Some(plan)) => plan,
@@ -88,13 +103,15 @@ impl<S: ObjectStore> Replicator<S> {
                     return result;
                 }
             };
-            let winner = currents[plan.source]
-                .clone()
+            result.kept_deletes = plan.kept_deletes.clone();
+            let winner = known[plan.source]
+                .object()
+                .cloned()
                 .expect("the source holds the winner");
             let source = &buckets[plan.source];
             if dry_run {
                 result.copies = plan
-                    .targets
+                    .copies
                     .iter()
                     .map(|(destination, reason, _)| RepairedCopy {
                         source: plan.source,
@@ -103,28 +120,61 @@ impl<S: ObjectStore> Replicator<S> {
                         bytes: winner.head.size,
                     })
                     .collect();
+                result.deletes = plan
+                    .deletes
+                    .iter()
+                    .map(|&region| RepairedDelete { region })
+                    .collect();
                 return result;
             }
-            let writes = join_all(plan.targets.iter().map(
-                |(destination, reason, precondition)| {
-                    let winner = &winner;
-                    async move {
-                        let target = &buckets[*destination];
-                        let written = self
-                            .write_copy(source, key, winner, target, precondition.clone(), SYNC)
-                            .await
-                            .map_err(ReplicateError::from);
-                        let settled = match written {
-                            Ok(_) => self.settle(target, key, SYNC).await.map(Some),
-                            Err(ReplicateError::Store(e)) if e.is_condition() => Ok(None),
-                            Err(e) => Err(e),
-                        };
-                        (*destination, *reason, settled)
-                    }
-                },
-            ))
-            .await;
             let mut changed = false;
+            if let Some(&deleting) = plan.deleted_in.first() {
+                let deleted = &known[deleting];
+                let deletes = join_all(plan.deletes.iter().map(|&region| async move {
+                    (
+                        region,
+                        self.delete_into(&buckets[region], key, deleted).await,
+                    )
+                }))
+                .await;
+                for (region, decision) in deletes {
+                    match decision {
+                        Ok(Decision::Deleted) => result.deletes.push(RepairedDelete { region }),
+                        // The deleting region took a write since: decide again.
+                        Ok(Decision::SkippedGone) => changed = true,
+                        // Its value, beside a copy on top that loses to
+                        // it, wins over the delete: the copy's check owes
+                        // it a restore.
+                        Ok(_) => {}
+                        Err(error) => result.failures.push(RepairFailure {
+                            region,
+                            source: None,
+                            error: error.to_string(),
+                        }),
+                    }
+                }
+            }
+            let writes = join_all(
+                plan.copies
+                    .iter()
+                    .map(|(destination, reason, precondition)| {
+                        let winner = &winner;
+                        async move {
+                            let target = &buckets[*destination];
+                            let written = self
+                                .write_copy(source, key, winner, target, precondition.clone(), SYNC)
+                                .await
+                                .map_err(ReplicateError::from);
+                            let settled = match written {
+                                Ok(_) => self.settle(target, key, SYNC).await.map(Some),
+                                Err(ReplicateError::Store(e)) if e.is_condition() => Ok(None),
+                                Err(e) => Err(e),
+                            };
+                            (*destination, *reason, settled)
+                        }
+                    }),
+            )
+            .await;
             for (destination, reason, settled) in writes {
                 match settled {
                     Ok(Some(settled)) => {

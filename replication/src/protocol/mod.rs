@@ -9,22 +9,30 @@
 //! region's current object is a copy of (or is) the same write: the winner
 //! by [`write::compare`] among every write of the key.
 //!
-//! Three decisions keep it so:
+//! A delete marker on top deletes the write it removed and every write
+//! that loses to it (see [`delete`]); a write that wins over it survives.
+//!
+//! Four decisions keep it so:
 //! - [`decide_source`] / [`decide_copy`]: a region's new original is copied
-//!   where it wins over what the destination holds;
+//!   where it wins over what the destination holds (a delete included);
+//! - [`delete::decide_delete`]: a region's delete is carried where it
+//!   deletes the destination's current object, when the set carries deletes;
 //! - [`decide_check`]: after any write lands in a bucket (a copy, a restore,
 //!   or a user's write), the current object must win over every version
-//!   that landed beside it; if one of them wins, it is put back on top;
-//! - [`decide_sync`]: anti-entropy over every region's current object.
+//!   and delete that landed beside it; if one of them wins, it is put back
+//!   on top;
+//! - [`decide_sync`]: anti-entropy over every region's state of a key.
 //!
 //! Writes are conditional on what the decision saw (`If-Match` /
 //! `If-None-Match`), and checked afterwards, since a store may ignore the
 //! condition.
 
+pub mod delete;
 pub mod marker;
 pub mod write;
 
 use crate::store::{ObjectHead, Precondition, VersionEntry};
+pub use delete::{DeleteDecision, State, Tombstone, decide_delete};
 pub use marker::{MarkerKey, SKEW};
 pub use write::{Histories, NeedHistory, Write, beats, compare};
 
@@ -128,6 +136,8 @@ pub enum CopyDecision {
     Holds,
     /// The destination holds a write that wins over it.
     Beaten,
+    /// The destination deleted this write, or one that wins over it.
+    Deleted,
 }
 
 /// Whether `source`, its region's current object, is copied over the
@@ -140,11 +150,19 @@ pub enum CopyDecision {
 /// own region it is ordered by the region's history, fetched on demand.
 pub fn decide_copy(
     source: &Seen,
-    destination: Option<&Seen>,
+    destination: &State,
     histories: &Histories,
 ) -> Result<CopyDecision, NeedHistory> {
-    let Some(current) = destination else {
-        return Ok(CopyDecision::Copy(Precondition::IfNoneMatch));
+    let current = match destination {
+        State::Object(current) => current,
+        State::Absent => return Ok(CopyDecision::Copy(Precondition::IfNoneMatch)),
+        State::Deleted(tombstone) => {
+            return Ok(if tombstone.covers(&source.write, histories)? {
+                CopyDecision::Deleted
+            } else {
+                CopyDecision::Copy(Precondition::IfNoneMatch)
+            });
+        }
     };
     let write = &source.write;
     if current.write.same(write) {
@@ -193,26 +211,41 @@ pub enum CheckDecision {
         version: String,
         precondition: Precondition,
     },
+    /// A delete that landed beside it deletes the winner: put a delete
+    /// marker back on top, on condition the current object's ETag is
+    /// still this one.
+    Delete(String),
 }
 
 /// Decides whether the current object `top` must give way to one of the
-/// `candidates` (see [`check_candidates`]).
+/// `candidates` (see [`check_candidates`]) or to the delete that landed
+/// beside it (see [`delete::delete_candidate`]).
 pub fn decide_check(
     top: &Seen,
     candidates: &[Seen],
+    tombstone: Option<&Tombstone>,
     histories: &Histories,
 ) -> Result<CheckDecision, NeedHistory> {
-    let best = best_of(
+    let best = match best_of(
         candidates.iter().filter(|c| !c.write.same(&top.write)),
         histories,
-    )?;
-    match best {
-        Some(best) if beats(&best.write, &top.write, histories)? => Ok(CheckDecision::Restore {
+    )? {
+        Some(best) if beats(&best.write, &top.write, histories)? => Some(best),
+        _ => None,
+    };
+    let winner = best.unwrap_or(top);
+    if let Some(tombstone) = tombstone
+        && tombstone.covers(&winner.write, histories)?
+    {
+        return Ok(CheckDecision::Delete(top.head.etag.clone()));
+    }
+    Ok(match best {
+        Some(best) => CheckDecision::Restore {
             version: best.head.version_id.clone(),
             precondition: Seen::precondition(Some(top)),
-        }),
-        _ => Ok(CheckDecision::Settled),
-    }
+        },
+        None => CheckDecision::Settled,
+    })
 }
 
 /// The winning version among `seen`: the first of equal writes.
@@ -238,57 +271,99 @@ pub enum Reason {
     Missing,
     /// The region holds a write that loses to the winner.
     Stale,
+    /// The region deleted an older write; the winner won over the delete
+    /// (add-wins).
+    Deleted,
 }
 
 /// Sync's plan for one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncPlan {
-    /// The index (into the regions given) to copy the winner from.
+    /// The index (into the regions given) of a region holding the winning
+    /// write: the one to copy from.
     pub source: usize,
-    /// Regions to copy into, why, and on what condition.
-    pub targets: Vec<(usize, Reason, Precondition)>,
+    /// Regions to copy the winner into, why, and on what condition.
+    pub copies: Vec<(usize, Reason, Precondition)>,
+    /// Regions whose delete deletes the winner.
+    pub deleted_in: Vec<usize>,
+    /// Regions to carry that delete into: the set carries deletes, and
+    /// they hold an object.
+    pub deletes: Vec<usize>,
+    /// Regions that deleted the winner, left so: the set keeps deletes
+    /// where they were made.
+    pub kept_deletes: Vec<usize>,
 }
 
-/// Which regions need the winning write of a key. `currents[i]` is region
-/// i's current object (`None`: it has none); `repair[i]` whether region i
-/// may be written. `None` when nobody holds the key.
+impl SyncPlan {
+    /// Whether the regions differ only by deletes kept where they were made.
+    pub fn only_kept_deletes(&self) -> bool {
+        self.copies.is_empty() && self.deletes.is_empty() && !self.kept_deletes.is_empty()
+    }
+}
+
+/// What sync does for one key. `states[i]` is region i's state of it;
+/// `repair[i]` whether region i may be written; `carry_deletes` whether the
+/// set carries deletes. The winner is the best write any region holds; if
+/// a region's delete deletes it, the key is deleted: everywhere when the
+/// set carries deletes, else only there. `None` when no region holds an
+/// object.
 pub fn decide_sync(
-    currents: &[Option<Seen>],
+    states: &[State],
     repair: &[bool],
+    carry_deletes: bool,
     histories: &Histories,
 ) -> Result<Option<SyncPlan>, NeedHistory> {
-    let Some(winner) = best_of(currents.iter().flatten(), histories)? else {
+    let Some(winner) = best_of(states.iter().filter_map(State::object), histories)? else {
         return Ok(None);
     };
+    let mut deleting = Vec::new();
+    for (i, state) in states.iter().enumerate() {
+        if let State::Deleted(tombstone) = state
+            && tombstone.covers(&winner.write, histories)?
+        {
+            deleting.push(i);
+        }
+    }
     // Copy from the winner's own region where it is current there, else
     // from any region holding it.
     let holds = |i: usize| {
-        currents[i]
-            .as_ref()
+        states[i]
+            .object()
             .is_some_and(|s| s.write.same(&winner.write))
     };
-    let source = (0..currents.len())
+    let source = (0..states.len())
         .filter(|&i| holds(i))
-        .max_by_key(|&i| {
-            currents[i]
-                .as_ref()
-                .is_some_and(|s| s.kind != Kind::Replica)
-        })
+        .max_by_key(|&i| states[i].object().is_some_and(|s| s.kind != Kind::Replica))
         .expect("the winner is held somewhere");
-    let targets = currents
+    let mut plan = SyncPlan {
+        source,
+        copies: Vec::new(),
+        deleted_in: deleting.clone(),
+        deletes: Vec::new(),
+        kept_deletes: Vec::new(),
+    };
+    if !deleting.is_empty() && carry_deletes {
+        // Every object left loses to the winner, so the delete deletes it.
+        plan.deletes = (0..states.len())
+            .filter(|&i| repair[i] && states[i].object().is_some())
+            .collect();
+        return Ok(Some(plan));
+    }
+    plan.kept_deletes = deleting;
+    plan.copies = states
         .iter()
         .enumerate()
-        .filter(|(i, _)| repair[*i] && !holds(*i))
-        .map(|(i, current)| {
-            let reason = if current.is_some() {
-                Reason::Stale
-            } else {
-                Reason::Missing
+        .filter(|(i, _)| repair[*i] && !holds(*i) && !plan.kept_deletes.contains(i))
+        .map(|(i, state)| {
+            let reason = match state {
+                State::Object(_) => Reason::Stale,
+                State::Deleted(_) => Reason::Deleted,
+                State::Absent => Reason::Missing,
             };
-            (i, reason, Seen::precondition(current.as_ref()))
+            (i, reason, state.precondition())
         })
         .collect();
-    Ok(Some(SyncPlan { source, targets }))
+    Ok(Some(plan))
 }
 
 /// The regions whose history orders writes that tie in `seen`: the same

@@ -55,25 +55,30 @@ fn a_replica_is_recognised_and_a_restored_original_replicates() {
 fn copy_decisions() {
     let a = original("us-east-1", "a1", 10);
     assert_eq!(
-        decide_copy(&a, None, &Histories::default()).unwrap(),
+        decide_copy(&a, &State::Absent, &Histories::default()).unwrap(),
         CopyDecision::Copy(Precondition::IfNoneMatch)
     );
     let held = replica("eu-west-2", "b1", 11, &a);
     assert_eq!(
-        decide_copy(&a, Some(&held), &Histories::default()).unwrap(),
+        decide_copy(&a, &State::Object(held.clone()), &Histories::default()).unwrap(),
         CopyDecision::Holds
     );
     let later = original("eu-west-2", "b2", 12);
     assert_eq!(
-        decide_copy(&a, Some(&later), &Histories::default()).unwrap(),
+        decide_copy(&a, &State::Object(later.clone()), &Histories::default()).unwrap(),
         CopyDecision::Beaten
     );
-    // An older write of the same region, even one stamped later by a
-    // skewed clock, loses to the source: the source is its region's latest.
-    let older = original("us-east-1", "a0", 30);
+    // A later write of the same region wins by its time, whatever its
+    // region's current object is.
+    let older = original("us-east-1", "a0", 8);
     let older_copy = replica("eu-west-2", "b3", 31, &older);
     assert_eq!(
-        decide_copy(&a, Some(&older_copy), &Histories::default()).unwrap(),
+        decide_copy(
+            &a,
+            &State::Object(older_copy.clone()),
+            &Histories::default()
+        )
+        .unwrap(),
         CopyDecision::Copy(Precondition::IfMatch("e-b3".into()))
     );
 }
@@ -101,6 +106,7 @@ fn a_check_restores_a_buried_winner_and_settles_otherwise() {
     let decision = decide_check(
         &eu_copy,
         &[ap_copy.clone(), us_local.clone()],
+        None,
         &Histories::default(),
     );
     assert_eq!(
@@ -111,7 +117,7 @@ fn a_check_restores_a_buried_winner_and_settles_otherwise() {
         })
     );
     assert_eq!(
-        decide_check(&ap_copy, &[eu_copy, us_local], &Histories::default()),
+        decide_check(&ap_copy, &[eu_copy, us_local], None, &Histories::default()),
         Ok(CheckDecision::Settled)
     );
 }
@@ -143,13 +149,18 @@ fn sync_copies_the_winner_from_its_own_region_into_the_others() {
     let a = original("ap-northeast-1", "p1", 10);
     let in_us = replica("us-east-1", "u1", 11, &a);
     let eu = original("eu-west-2", "e1", 9);
-    let currents = vec![Some(in_us), Some(a), Some(eu), None];
-    let plan = decide_sync(&currents, &[true, true, true, true], &Histories::default())
+    let currents = vec![
+        State::Object(in_us),
+        State::Object(a),
+        State::Object(eu),
+        State::Absent,
+    ];
+    let plan = decide_sync(&currents, &[true; 4], true, &Histories::default())
         .unwrap()
         .unwrap();
     assert_eq!(plan.source, 1);
     assert_eq!(
-        plan.targets,
+        plan.copies,
         vec![
             (2, Reason::Stale, Precondition::IfMatch("e-e1".into())),
             (3, Reason::Missing, Precondition::IfNoneMatch)
@@ -158,10 +169,11 @@ fn sync_copies_the_winner_from_its_own_region_into_the_others() {
     let plan = decide_sync(
         &currents,
         &[true, true, false, false],
+        true,
         &Histories::default(),
     )
     .unwrap();
-    assert_eq!(plan.unwrap().targets, vec![]);
+    assert_eq!(plan.unwrap().copies, vec![]);
 }
 
 #[test]
@@ -171,11 +183,11 @@ fn same_second_writes_of_one_region_ask_for_its_history() {
     let c1 = replica("eu-west-2", "b1", 10, &a1);
     let c2 = replica("ap-northeast-1", "p1", 10, &a2);
     assert_eq!(histories_needed([&c1, &c2]), vec!["us-east-1".to_owned()]);
-    let currents = vec![Some(c1), Some(c2)];
-    assert!(decide_sync(&currents, &[true, true], &Histories::default()).is_err());
+    let currents = vec![State::Object(c1), State::Object(c2)];
+    assert!(decide_sync(&currents, &[true, true], true, &Histories::default()).is_err());
     let mut histories = Histories::default();
     histories.listed("us-east-1", vec!["a2".into(), "a1".into()]);
-    let plan = decide_sync(&currents, &[true, true], &histories)
+    let plan = decide_sync(&currents, &[true, true], true, &histories)
         .unwrap()
         .unwrap();
     assert_eq!(plan.source, 1);
@@ -190,13 +202,152 @@ fn a_restored_source_is_ordered_by_its_regions_history() {
     let restored = replica("eu-west-2", "e3", 11, &e1);
     let e2_in_us = replica("us-east-1", "u1", 10, &e2);
     assert_eq!(
-        decide_copy(&restored, Some(&e2_in_us), &Histories::default()),
+        decide_copy(
+            &restored,
+            &State::Object(e2_in_us.clone()),
+            &Histories::default()
+        ),
         Err(NeedHistory("eu-west-2".into()))
     );
     let mut histories = Histories::default();
     histories.listed("eu-west-2", vec!["e3".into(), "e2".into(), "e1".into()]);
     assert_eq!(
-        decide_copy(&restored, Some(&e2_in_us), &histories),
+        decide_copy(&restored, &State::Object(e2_in_us.clone()), &histories),
         Ok(CopyDecision::Beaten)
+    );
+}
+
+fn deleted(removed: Option<&Seen>) -> State {
+    State::Deleted(Tombstone {
+        marker: "dm".into(),
+        removed: removed.map(|s| s.write.clone()),
+    })
+}
+
+#[test]
+fn a_delete_deletes_the_removed_write_and_what_loses_to_it() {
+    let none = Histories::default();
+    let w1 = original("us-east-1", "a1", 10);
+    let older = original("eu-west-2", "e0", 9);
+    let later = original("eu-west-2", "e2", 11);
+    let gone = deleted(Some(&w1));
+    let delete = |held: &Seen| decide_delete(&gone, &State::Object(held.clone()), &none);
+    assert_eq!(
+        delete(&replica("eu-west-2", "e1", 12, &w1)),
+        Ok(DeleteDecision::Delete)
+    );
+    assert_eq!(delete(&older), Ok(DeleteDecision::Delete));
+    // Add-wins: a write that wins over the removed one stays.
+    assert_eq!(delete(&later), Ok(DeleteDecision::Survives));
+    // Nothing to delete, or nothing deleted.
+    assert_eq!(
+        decide_delete(&gone, &State::Absent, &none),
+        Ok(DeleteDecision::Holds)
+    );
+    assert_eq!(
+        decide_delete(&deleted(None), &State::Object(older.clone()), &none),
+        Ok(DeleteDecision::Gone)
+    );
+    // The source took a write since: that write's notice carries it.
+    assert_eq!(
+        decide_delete(&State::Object(later), &State::Object(older), &none),
+        Ok(DeleteDecision::Gone)
+    );
+}
+
+#[test]
+fn a_write_is_not_copied_over_a_delete_that_deletes_it() {
+    let none = Histories::default();
+    let w1 = original("us-east-1", "a1", 10);
+    let older = original("eu-west-2", "e0", 9);
+    let later = original("eu-west-2", "e2", 11);
+    assert_eq!(
+        decide_copy(&older, &deleted(Some(&w1)), &none),
+        Ok(CopyDecision::Deleted)
+    );
+    assert_eq!(
+        decide_copy(&later, &deleted(Some(&w1)), &none),
+        Ok(CopyDecision::Copy(Precondition::IfNoneMatch))
+    );
+    assert_eq!(
+        decide_copy(&older, &deleted(None), &none),
+        Ok(CopyDecision::Copy(Precondition::IfNoneMatch))
+    );
+}
+
+#[test]
+fn a_check_puts_back_a_delete_that_landed_beside_a_copy_it_deletes() {
+    let none = Histories::default();
+    let w1 = original("us-east-1", "a1", 10);
+    let older = replica("us-east-1", "u2", 12, &original("eu-west-2", "e0", 9));
+    let State::Deleted(tombstone) = deleted(Some(&w1)) else {
+        unreachable!()
+    };
+    assert_eq!(
+        decide_check(&older, &[], Some(&tombstone), &none),
+        Ok(CheckDecision::Delete("e-u2".into()))
+    );
+    let later = original("us-east-1", "a3", 12);
+    assert_eq!(
+        decide_check(&later, &[], Some(&tombstone), &none),
+        Ok(CheckDecision::Settled)
+    );
+    let history = vec![
+        VersionEntry::Object {
+            version_id: "u2".into(),
+            etag: "e-u2".into(),
+            last_modified: 12,
+        },
+        VersionEntry::DeleteMarker {
+            version_id: "dm".into(),
+            last_modified: 11,
+        },
+    ];
+    assert_eq!(delete::delete_candidate(&history, &older), Some(1));
+    let long_after = original("us-east-1", "a9", 100);
+    assert_eq!(delete::delete_candidate(&history, &long_after), None);
+}
+
+#[test]
+fn sync_carries_a_delete_or_keeps_it_where_it_was_made() {
+    let none = Histories::default();
+    let w1 = original("us-east-1", "a1", 10);
+    let copy = replica("eu-west-2", "e1", 11, &w1);
+    let older = original("ap-northeast-1", "p0", 9);
+    let states = vec![
+        deleted(Some(&w1)),
+        State::Object(copy),
+        State::Object(older),
+        State::Absent,
+    ];
+    let plan = decide_sync(&states, &[true; 4], true, &none)
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.deleted_in, vec![0]);
+    assert_eq!(plan.deletes, vec![1, 2]);
+    assert!(plan.copies.is_empty());
+    // Kept where it was made: the others still converge, the deleting
+    // region is left alone, and nothing is resurrected there.
+    let plan = decide_sync(&states, &[true; 4], false, &none)
+        .unwrap()
+        .unwrap();
+    assert!(plan.deletes.is_empty());
+    assert_eq!(plan.kept_deletes, vec![0]);
+    assert_eq!(
+        plan.copies,
+        vec![
+            (2, Reason::Stale, Precondition::IfMatch("e-p0".into())),
+            (3, Reason::Missing, Precondition::IfNoneMatch)
+        ]
+    );
+    // A write that wins over the delete goes everywhere (add-wins).
+    let later = original("ap-northeast-1", "p2", 12);
+    let states = vec![deleted(Some(&w1)), State::Object(later)];
+    let plan = decide_sync(&states, &[true; 2], true, &none)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        plan.copies,
+        vec![(0, Reason::Deleted, Precondition::IfNoneMatch)]
     );
 }

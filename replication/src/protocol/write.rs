@@ -81,25 +81,27 @@ impl Histories {
 /// 1. The later write wins, by its origin time in whole seconds.
 /// 2. In the same second, the region whose name sorts first wins: an
 ///    arbitrary order, but one every region applies alike.
-/// 3. Two writes of one region: the later in that region's own history
-///    wins, as it does in that bucket. Their times agree with it, but
-///    several can share a second; then the caller fetches the history.
+/// 3. Two writes of one region in the same second: the later in that
+///    region's own history wins, as it does in that bucket; the caller
+///    fetches the history. A version no longer there (expired, or deleted
+///    by its id) is the older.
 pub fn compare(a: &Write, b: &Write, histories: &Histories) -> Result<Ordering, NeedHistory> {
     if a.same(b) {
         return Ok(Ordering::Equal);
     }
-    if a.region == b.region {
-        // One bucket's own history is the truth about its writes; their
-        // times agree with it, except that several share a second.
-        if let Some(order) = histories.order(&a.region, &a.version, &b.version) {
-            return Ok(order);
+    match a.time.cmp(&b.time) {
+        Ordering::Equal if a.region == b.region => {
+            // Several writes of one bucket share a second: its own history
+            // orders them. Time decides otherwise, even within one region,
+            // so a write deleted by its version id keeps its place
+            // wherever a copy of it is compared.
+            histories
+                .order(&a.region, &a.version, &b.version)
+                .ok_or_else(|| NeedHistory(a.region.clone()))
         }
-        return match a.time.cmp(&b.time) {
-            Ordering::Equal => Err(NeedHistory(a.region.clone())),
-            order => Ok(order),
-        };
+        Ordering::Equal => Ok(b.region.cmp(&a.region)),
+        order => Ok(order),
     }
-    Ok(a.time.cmp(&b.time).then_with(|| b.region.cmp(&a.region)))
 }
 
 /// Whether `a` wins over `b`.

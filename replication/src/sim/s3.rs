@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::event::S3Notice;
 use crate::store::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, ObjectHead, ObjectStore, Part, Precondition,
-    StoreError, StoreResult, VersionEntry, Written,
+    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
+    Precondition, StoreError, StoreResult, VersionEntry, Written,
 };
 
 use super::executor::yield_now;
@@ -174,26 +174,36 @@ impl SimS3 {
         )
     }
 
-    /// A user's DeleteObject without a version id: a delete marker on top.
-    /// It emits no ObjectCreated notification.
-    pub fn user_delete(&self, bucket: &str, key: &str) {
+    /// A user's DeleteObject without a version id: a delete marker on top,
+    /// and its notice (S3 sends one even when nothing was current).
+    pub fn user_delete(&self, bucket: &str, key: &str) -> String {
+        self.state().delete_marker(bucket, key)
+    }
+
+    /// A user's DeleteObject of the current version by its id: the version
+    /// is gone for good, and an `ObjectRemoved:Delete` notice says so.
+    /// `None` when no object is current.
+    pub fn user_delete_version(&self, bucket: &str, key: &str) -> Option<Version> {
         let mut state = self.state();
-        let id = state.fresh_id();
-        let now = state.now();
-        let marker = Version {
-            version_id: format!("v{id}"),
-            etag: String::new(),
-            last_modified: now,
-            content: 0,
-            size: 0,
-            metadata: BTreeMap::new(),
-            headers: Headers::default(),
-            tags: Vec::new(),
-            delete_marker: true,
-        };
-        if let Some(objects) = state.buckets.get_mut(bucket) {
-            objects.1.entry(key.to_owned()).or_default().push(marker);
+        let region = state.buckets[bucket].0.clone();
+        let history = state.buckets.get_mut(bucket)?.1.get_mut(key)?;
+        if history.last()?.delete_marker {
+            return None;
         }
+        let removed = history.pop()?;
+        state.outbox.push(S3Notice {
+            event_name: "ObjectRemoved:Delete".into(),
+            region,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: Some(removed.version_id.clone()),
+            etag: None,
+            sequencer: None,
+            size: None,
+            event_time: None,
+            principal: None,
+        });
+        Some(removed)
     }
 
     /// A user's upload of an object's bytes and metadata, as downloaded.
@@ -298,6 +308,44 @@ impl State {
             principal: None,
         });
         version
+    }
+
+    /// A delete marker on top of `key`, and its notice.
+    fn delete_marker(&mut self, bucket: &str, key: &str) -> String {
+        let id = self.fresh_id();
+        let marker = Version {
+            version_id: format!("v{id}"),
+            etag: String::new(),
+            last_modified: self.now(),
+            content: 0,
+            size: 0,
+            metadata: BTreeMap::new(),
+            headers: Headers::default(),
+            tags: Vec::new(),
+            delete_marker: true,
+        };
+        let region = self.buckets[bucket].0.clone();
+        self.buckets
+            .get_mut(bucket)
+            .expect("a known bucket")
+            .1
+            .entry(key.to_owned())
+            .or_default()
+            .push(marker.clone());
+        self.writes += 1;
+        self.outbox.push(S3Notice {
+            event_name: "ObjectRemoved:DeleteMarkerCreated".into(),
+            region,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: Some(marker.version_id.clone()),
+            etag: None,
+            sequencer: Some(format!("{id:016X}")),
+            size: None,
+            event_time: None,
+            principal: None,
+        });
+        marker.version_id
     }
 
     fn roll(&mut self, per_mille: u32) -> bool {
@@ -438,20 +486,51 @@ impl ObjectStore for SimS3 {
         self.state().now()
     }
 
-    async fn head(
+    async fn head(&self, bucket: &Bucket, key: &str, version: Option<&str>) -> StoreResult<Lookup> {
+        self.call("HeadObject", bucket, key, false, |state| {
+            let found = match version {
+                None => state.buckets[&bucket.name]
+                    .1
+                    .get(key)
+                    .and_then(|h| h.last()),
+                Some(v) => state.version(&bucket.name, key, v),
+            };
+            Ok(match found {
+                None => Lookup::Missing,
+                Some(v) if v.delete_marker => Lookup::DeleteMarker,
+                Some(v) => Lookup::Found(head_of(v)),
+            })
+        })
+        .await
+    }
+
+    async fn delete_object(
         &self,
         bucket: &Bucket,
         key: &str,
-        version: Option<&str>,
-    ) -> StoreResult<Option<ObjectHead>> {
-        self.call("HeadObject", bucket, key, false, |state| {
-            Ok(match version {
-                None => state.current(&bucket.name, key).as_ref().map(head_of),
-                Some(v) => state
-                    .version(&bucket.name, key, v)
-                    .filter(|v| !v.delete_marker)
-                    .map(head_of),
-            })
+        if_match: &str,
+    ) -> StoreResult<Written> {
+        // Both S3 and the emulator honour If-Match on DeleteObject.
+        self.call("DeleteObject", bucket, key, true, |state| {
+            match state.current(&bucket.name, key) {
+                None => Err(error(
+                    ErrorKind::NotFound,
+                    "DeleteObject",
+                    bucket,
+                    key,
+                    "NoSuchKey",
+                )),
+                Some(current) if current.etag != if_match => Err(error(
+                    ErrorKind::PreconditionFailed,
+                    "DeleteObject",
+                    bucket,
+                    key,
+                    "If-Match",
+                )),
+                Some(_) => Ok(Written {
+                    version_id: state.delete_marker(&bucket.name, key),
+                }),
+            }
         })
         .await
     }

@@ -4,7 +4,8 @@
 //! converged on the documented winner and then stopped copying.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use super::executor::Executor;
@@ -48,10 +49,13 @@ pub enum UserOp {
     },
     /// An upload whose metadata claims another region and a far-future time.
     Forged { region: usize, key: String },
-    /// DeleteObject without a version id. Random scenarios do not delete
-    /// yet: what a delete means for the set (propagation, add-wins) is the
-    /// deletes work's to define and prove here.
+    /// DeleteObject without a version id: a delete marker on top.
     Delete { region: usize, key: String },
+    /// DeleteObject of the current version by its id: never carried.
+    DeleteVersion { region: usize, key: String },
+    /// Nothing happens until every delivery in flight is done, so what
+    /// follows comes after every write that arrived.
+    Quiesce,
     /// Time passes: longer than a marker's window.
     Wait { seconds: u64 },
 }
@@ -71,6 +75,8 @@ pub struct Scenario {
     /// Object sizes up to this; copies above `multipart_threshold` go in parts.
     pub max_size: u64,
     pub settings: CopySettings,
+    /// The set carries deletes from region to region.
+    pub carry_deletes: bool,
 }
 
 impl Scenario {
@@ -129,6 +135,31 @@ impl Scenario {
                 },
             ));
         }
+        if rng.u32(0..10) < 5 {
+            // Deletes racing writes, anywhere in the schedule.
+            for _ in 0..rng.usize(1..=3) {
+                let op = UserOp::Delete {
+                    region: rng.usize(0..regions),
+                    key: key(&mut rng),
+                };
+                ops.push((rng.u64(0..4000), op));
+            }
+        }
+        if rng.u32(0..10) < 2 {
+            let op = UserOp::DeleteVersion {
+                region: rng.usize(0..regions),
+                key: key(&mut rng),
+            };
+            ops.push((rng.u64(500..4000), op));
+        }
+        if rng.u32(0..10) < 2 {
+            // A delete after the writes: every region that heard of them
+            // holds them by then.
+            let key = key(&mut rng);
+            ops.push((5000, UserOp::Quiesce));
+            let region = rng.usize(0..regions);
+            ops.push((5001, UserOp::Delete { region, key }));
+        }
         ops.sort_by_key(|(at, _)| *at);
         let multipart = rng.bool();
         Scenario {
@@ -147,6 +178,7 @@ impl Scenario {
                 part_size: 64,
                 concurrency: 3,
             },
+            carry_deletes: rng.u32(0..4) > 0,
         }
     }
 }
@@ -156,6 +188,14 @@ impl Scenario {
 pub struct Summary {
     pub regions: usize,
     pub user_writes: usize,
+    pub user_deletes: usize,
+    pub version_deletes: usize,
+    /// Keys the set converged on deleting everywhere.
+    pub deleted_everywhere: usize,
+    /// Keys whose winning write survived a delete that raced it.
+    pub survived_deletes: usize,
+    /// Regions that kept their delete while others hold the key.
+    pub kept_local: usize,
     pub deliveries: u64,
     pub dropped: u64,
     pub duplicated: u64,
@@ -193,6 +233,13 @@ struct World {
     log: Vec<S3Notice>,
     /// Ground truth: every user write, in the order it was made.
     user_writes: Vec<(usize, String, Version)>,
+    /// Every user delete: region, key, and its delete marker.
+    user_deletes: Vec<(usize, String, String)>,
+    /// Versions users deleted by id: (region, version id).
+    version_deletes: Vec<(usize, String)>,
+    /// Regions left deleted while others hold the key (deletes not carried).
+    kept_local: std::cell::Cell<usize>,
+    carry_deletes: bool,
     drop: u32,
     duplicate: u32,
     summary: Summary,
@@ -218,12 +265,15 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
     let replicators = buckets
         .iter()
         .map(|_| {
-            Rc::new(Replicator::new(
-                s3.clone(),
-                key.clone(),
-                set.clone(),
-                scenario.settings.clone(),
-            ))
+            Rc::new(
+                Replicator::new(
+                    s3.clone(),
+                    key.clone(),
+                    set.clone(),
+                    scenario.settings.clone(),
+                )
+                .carrying_deletes(scenario.carry_deletes),
+            )
         })
         .collect();
     let mut world = World {
@@ -236,6 +286,10 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
         mail: Rc::default(),
         log: Vec::new(),
         user_writes: Vec::new(),
+        user_deletes: Vec::new(),
+        version_deletes: Vec::new(),
+        kept_local: Default::default(),
+        carry_deletes: scenario.carry_deletes,
         drop: scenario.drop,
         duplicate: scenario.duplicate,
         summary: Summary {
@@ -255,7 +309,7 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
             }
             // Time jumps only while the set is idle: no request is in
             // flight for longer than S3's 15-minute signature limit.
-            if matches!(op, UserOp::Wait { .. }) && !world.quiet() {
+            if matches!(op, UserOp::Wait { .. } | UserOp::Quiesce) && !world.quiet() {
                 break;
             }
             world.user(op, scenario.max_size);
@@ -302,7 +356,13 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
     let copies = world.sync()?;
     world.settle()?;
     let after = world.s3.writes();
-    if after != before || copies != 0 {
+    // A write deleted by its version id in its own region may be left only
+    // below another write elsewhere: a check whose notice was lost finds it
+    // when the notice comes again. Then the set must still be converged.
+    let hidden_winner = !world.version_deletes.is_empty();
+    if hidden_winner {
+        world.check_converged()?;
+    } else if after != before || copies != 0 {
         return Err(format!(
             "copying went on after convergence: {} writes and {copies} sync copies",
             after - before
@@ -310,6 +370,9 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
     }
     world.summary.store_writes = after;
     world.summary.user_writes = world.user_writes.len();
+    world.summary.user_deletes = world.user_deletes.len();
+    world.summary.version_deletes = world.version_deletes.len();
+    world.summary.kept_local = world.kept_local.get();
     world.summary.retried = world.mail.borrow().retried;
     Ok(world.summary)
 }
@@ -466,7 +529,19 @@ impl World {
                 );
                 self.user_writes.push((*region, key.clone(), version));
             }
-            UserOp::Delete { region, key } => self.s3.user_delete(&self.buckets[*region].name, key),
+            UserOp::Delete { region, key } => {
+                let marker = self.s3.user_delete(&self.buckets[*region].name, key);
+                self.user_deletes.push((*region, key.clone(), marker));
+            }
+            UserOp::DeleteVersion { region, key } => {
+                if let Some(v) = self
+                    .s3
+                    .user_delete_version(&self.buckets[*region].name, key)
+                {
+                    self.version_deletes.push((*region, v.version_id));
+                }
+            }
+            UserOp::Quiesce => {}
             UserOp::Wait { seconds } => self.s3.advance(seconds * 1000),
         }
         if std::env::var_os("TOASTREP_SIM_TRACE").is_some() {
@@ -509,14 +584,19 @@ impl World {
     }
 
     /// Every region's current object of every key is the documented
-    /// winner, and no user write is lost.
-    fn check_converged(&self) -> Result<(), String> {
-        let mut by_key: BTreeMap<&str, Vec<(usize, &Version, usize)>> = BTreeMap::new();
-        for (order, (region, key, version)) in self.user_writes.iter().enumerate() {
-            by_key
-                .entry(key)
-                .or_default()
-                .push((*region, version, order));
+    /// winner, or nothing where a delete deleted it; no user write is lost.
+    fn check_converged(&mut self) -> Result<(), String> {
+        // Counted afresh by each check.
+        self.kept_local.set(0);
+        self.summary.deleted_everywhere = 0;
+        self.summary.survived_deletes = 0;
+        for (region, key, version) in &self.user_writes {
+            if self
+                .version_deletes
+                .contains(&(*region, version.version_id.clone()))
+            {
+                continue;
+            }
             let kept = self
                 .s3
                 .history(&self.buckets[*region].name, key)
@@ -529,63 +609,327 @@ impl World {
                 ));
             }
         }
-        for (key, writes) in by_key {
-            // The documented rule: the later second wins; in one second the
-            // region sorting first; within one region, its later write.
-            let (winner_region, winner, _) = writes
+        let keys: BTreeSet<String> = self
+            .user_writes
+            .iter()
+            .map(|(_, key, _)| key.clone())
+            .chain(self.user_deletes.iter().map(|(_, key, _)| key.clone()))
+            .collect();
+        for key in &keys {
+            if self.carry_deletes {
+                self.check_carried_deletes(key)?;
+            } else {
+                self.check_kept_deletes(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the set carries deletes: every region holds the winner, the
+    /// documented one (the later second wins; in one second the region
+    /// sorting first; within one region, its later write), among the
+    /// writes still in the set; or none holds anything, when a delete
+    /// removed the winner (a delete deletes the write it removed and every
+    /// write that loses to it).
+    fn check_carried_deletes(&mut self, key: &str) -> Result<(), String> {
+        let survivors: Vec<usize> = (0..self.user_writes.len())
+            .filter(|&i| self.user_writes[i].1 == key && self.survives(i))
+            .collect();
+        let best =
+            |writes: &mut dyn Iterator<Item = usize>| writes.max_by(|&a, &b| self.rank(a, b));
+        // A write deleted by its version id in its own region may be left
+        // only below another write elsewhere, where nothing looks for it:
+        // the set may hold the winner with or without it.
+        let mut candidates = vec![best(&mut survivors.iter().copied())];
+        candidates.push(best(&mut survivors.iter().copied().filter(|&w| {
+            let (region, _, version) = &self.user_writes[w];
+            !self
+                .version_deletes
+                .contains(&(*region, version.version_id.clone()))
+        })));
+        let mut allowed: Vec<Option<usize>> = Vec::new();
+        for winner in candidates {
+            let Some(w) = winner else {
+                allowed.push(None);
+                continue;
+            };
+            let removed: Vec<Option<usize>> = self.removed_by_deletes(key);
+            if removed
                 .iter()
-                .max_by(|(ra, a, oa), (rb, b, ob)| {
-                    a.last_modified
-                        .cmp(&b.last_modified)
-                        .then_with(|| REGIONS[*rb].cmp(REGIONS[*ra]))
-                        .then_with(|| oa.cmp(ob))
-                })
-                .expect("a key with writes");
+                .any(|r| r.is_some_and(|r| self.rank(r, w).is_ge()))
+            {
+                allowed.push(None);
+                continue;
+            }
+            allowed.push(Some(w));
+        }
+        if self.same_bytes_race(key) {
+            allowed.push(None);
+        }
+        let finals: Vec<Option<usize>> = (0..self.buckets.len())
+            .map(|region| {
+                let history = self.s3.history(&self.buckets[region].name, key);
+                history
+                    .last()
+                    .filter(|v| !v.delete_marker)
+                    .map(|v| self.user_write_of(region, key, v))
+            })
+            .collect();
+        let outcome = finals[0];
+        if finals.iter().any(|f| *f != outcome) || !allowed.contains(&outcome) {
+            return Err(format!(
+                "{key:?}: regions hold {:?}, the set may hold one of {:?}; {}",
+                finals
+                    .iter()
+                    .map(|f| f.map(|w| &self.user_writes[w].2.version_id))
+                    .collect::<Vec<_>>(),
+                allowed
+                    .iter()
+                    .map(|f| f.map(|w| &self.user_writes[w].2.version_id))
+                    .collect::<Vec<_>>(),
+                self.describe_key(key),
+            ));
+        }
+        let raced = self.user_deletes.iter().any(|(_, k, _)| k == key);
+        match outcome {
+            None if raced => self.summary.deleted_everywhere += 1,
+            Some(_) if raced => self.summary.survived_deletes += 1,
+            _ => {}
+        }
+        if let Some(w) = outcome {
+            let winner = &self.user_writes[w].2;
             for (index, bucket) in self.buckets.iter().enumerate() {
                 let history = self.s3.history(&bucket.name, key);
-                let Some(current) = history.last().filter(|v| !v.delete_marker) else {
-                    return Err(format!("{key:?} is missing in {}", bucket.region));
-                };
-                let seen = Seen::of(&bucket.region, key, head_of(current), &self.key);
-                let same_write = seen.write.region == REGIONS[*winner_region]
-                    && seen.write.version == winner.version_id;
+                let current = history.last().expect("an object");
                 let same_object = current.content == winner.content
                     && user_metadata(&current.metadata) == user_metadata(&winner.metadata)
                     && current.headers == winner.headers
                     && current.tags == winner.tags;
-                if !same_write || !same_object {
+                if !same_object {
                     return Err(format!(
-                        "{key:?} in {} holds {:?} of {} {} (content {}), not the winner {} {} (content {}); histories: {}; user writes: {}",
+                        "{key:?} in {} holds the winner {} with other bytes, metadata, headers or tags; {}",
                         REGIONS[index],
-                        seen.kind,
-                        seen.write.region,
-                        seen.write.version,
-                        current.content,
-                        REGIONS[*winner_region],
                         winner.version_id,
-                        winner.content,
-                        self.buckets
-                            .iter()
-                            .map(|b| format!(
-                                "{}: {}",
-                                b.region,
-                                self.describe_seen(&b.name, &b.region, key)
-                            ))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                        writes
-                            .iter()
-                            .map(|(r, v, _)| format!(
-                                "{} {}@{}",
-                                REGIONS[*r], v.version_id, v.last_modified
-                            ))
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        self.describe_key(key),
                     ));
                 }
             }
         }
         Ok(())
+    }
+
+    /// What each user delete of `key` removed, read now: the winner among
+    /// the versions below its delete marker (which never change).
+    fn removed_by_deletes(&self, key: &str) -> Vec<Option<usize>> {
+        self.user_deletes
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(region, _, marker)| self.bucket_value_below(*region, key, marker))
+            .collect()
+    }
+
+    /// Where deletes stay where they were made, the set cannot promise a
+    /// write deleted before it was copied reaches other regions: it may
+    /// never have left. It promises that every region holding an object
+    /// holds the same one; that a region holds none only where its own
+    /// delete deleted that write; and that a write winning over it was
+    /// deleted by some delete, never lost.
+    fn check_kept_deletes(&self, key: &str) -> Result<(), String> {
+        let mut held = None;
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            let history = self.s3.history(&bucket.name, key);
+            if let Some(current) = history.last().filter(|v| !v.delete_marker) {
+                let write = self.user_write_of(index, key, current);
+                let object = (write, current.content, user_metadata(&current.metadata));
+                let object = (
+                    object.0,
+                    object.1,
+                    format!("{:?}", object.2),
+                    format!("{:?}{:?}", current.headers, current.tags),
+                );
+                match &held {
+                    None => held = Some(object),
+                    Some(h) if *h == object => {}
+                    Some(h) => {
+                        return Err(format!(
+                            "{key:?}: {} holds {:?}, another region {:?}; {}",
+                            REGIONS[index],
+                            object,
+                            h,
+                            self.describe_key(key)
+                        ));
+                    }
+                }
+            }
+        }
+        let held = held.map(|(write, ..)| write);
+        let deleted_by = |region: Option<usize>, write: usize| {
+            self.user_deletes.iter().any(|(r, k, marker)| {
+                let removed = self.bucket_value_below(*r, key, marker);
+                k == key
+                    && region.is_none_or(|region| region == *r)
+                    && (removed.is_some_and(|removed| self.rank(removed, write).is_ge())
+                        || self.same_bytes_race(key))
+            })
+        };
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            let history = self.s3.history(&bucket.name, key);
+            let deleted = history.last().is_some_and(|v| v.delete_marker);
+            let Some(write) = held else { continue };
+            if deleted && !deleted_by(Some(index), write) {
+                return Err(format!(
+                    "{key:?} is deleted in {}, whose deletes did not delete the set's value; {}",
+                    REGIONS[index],
+                    self.describe_key(key)
+                ));
+            }
+            // Never resurrected: a region whose own delete deletes the
+            // set's value keeps it deleted.
+            let own_delete = self.user_deletes.iter().any(|(r, k, marker)| {
+                *r == index
+                    && k == key
+                    && self
+                        .bucket_value_below(*r, key, marker)
+                        .is_some_and(|removed| self.rank(removed, write).is_ge())
+            });
+            if own_delete && !deleted {
+                return Err(format!(
+                    "{key:?} in {} was deleted there and is back; {}",
+                    REGIONS[index],
+                    self.describe_key(key)
+                ));
+            }
+            if deleted {
+                self.kept_local.set(self.kept_local.get() + 1);
+            }
+        }
+        for write in 0..self.user_writes.len() {
+            let (_, k, version) = &self.user_writes[write];
+            if k == key
+                && self.survives(write)
+                && held.is_none_or(|held| self.rank(write, held).is_gt())
+                && !deleted_by(None, write)
+            {
+                return Err(format!(
+                    "{key:?}: write {} won over the set's value and no delete deleted it; {}",
+                    version.version_id,
+                    self.describe_key(key)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A delete is conditional on the ETag of what it deletes, which names
+    /// bytes, not a version: where two writes of a key have the same bytes
+    /// and the key is deleted, a delete may land on the other write's copy
+    /// that arrived in between, and delete it (see the README). The set
+    /// must still converge, and may then converge on deleting the key.
+    fn same_bytes_race(&self, key: &str) -> bool {
+        let writes: Vec<&Version> = self
+            .user_writes
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(_, _, v)| v)
+            .collect();
+        let same_bytes = writes
+            .iter()
+            .enumerate()
+            .any(|(i, a)| writes[i + 1..].iter().any(|b| a.etag == b.etag));
+        same_bytes && self.user_deletes.iter().any(|(_, k, _)| k == key)
+    }
+
+    /// The order of two user writes (indexes into `user_writes`) by the
+    /// documented rule.
+    fn rank(&self, a: usize, b: usize) -> Ordering {
+        let (ra, _, va) = &self.user_writes[a];
+        let (rb, _, vb) = &self.user_writes[b];
+        // In one region's second, a write deleted by its version id is
+        // older than one still there.
+        let kept = |region: usize, version: &Version| {
+            !self
+                .version_deletes
+                .contains(&(region, version.version_id.clone()))
+        };
+        va.last_modified
+            .cmp(&vb.last_modified)
+            .then_with(|| REGIONS[*rb].cmp(REGIONS[*ra]))
+            .then_with(|| kept(*ra, va).cmp(&kept(*rb, vb)))
+            .then_with(|| match kept(*ra, va) || kept(*rb, vb) {
+                true => a.cmp(&b),
+                // Neither is left: the protocol's fixed order.
+                false => va.version_id.cmp(&vb.version_id),
+            })
+    }
+
+    /// The user write a version is or copies.
+    fn user_write_of(&self, region: usize, key: &str, version: &Version) -> usize {
+        let seen = Seen::of(REGIONS[region], key, head_of(version), &self.key);
+        self.user_writes
+            .iter()
+            .position(|(r, k, v)| {
+                REGIONS[*r] == seen.write.region && k == key && v.version_id == seen.write.version
+            })
+            .expect("every version is or copies a user write")
+    }
+
+    /// The user write `region`'s bucket held as its value of `key` when
+    /// `marker` was put on top (the winner among every version below it:
+    /// what its checks left on top, or what a delete removed); `None` if
+    /// it held none.
+    fn bucket_value_below(&self, region: usize, key: &str, marker: &str) -> Option<usize> {
+        self.s3
+            .history(&self.buckets[region].name, key)
+            .iter()
+            .take_while(|v| v.version_id != marker)
+            .filter(|v| !v.delete_marker)
+            .map(|v| self.user_write_of(region, key, v))
+            .max_by(|&a, &b| self.rank(a, b))
+    }
+
+    /// Whether a user write is still in the set: its original, or a copy
+    /// of it, in some bucket.
+    fn survives(&self, write: usize) -> bool {
+        let key = &self.user_writes[write].1;
+        (0..self.buckets.len()).any(|region| {
+            self.s3
+                .history(&self.buckets[region].name, key)
+                .iter()
+                .filter(|v| !v.delete_marker)
+                .any(|v| self.user_write_of(region, key, v) == write)
+        })
+    }
+
+    fn describe_key(&self, key: &str) -> String {
+        format!(
+            "histories: {}; user writes: {}; deletes: {}",
+            self.buckets
+                .iter()
+                .map(|b| format!(
+                    "{}: {}",
+                    b.region,
+                    self.describe_seen(&b.name, &b.region, key)
+                ))
+                .collect::<Vec<_>>()
+                .join("; "),
+            self.user_writes
+                .iter()
+                .filter(|(_, k, _)| k == key)
+                .map(|(r, _, v)| format!("{} {}@{}", REGIONS[*r], v.version_id, v.last_modified))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.user_deletes
+                .iter()
+                .filter(|(_, k, _)| k == key)
+                .map(|(r, _, marker)| format!(
+                    "{} {marker} removing {:?}",
+                    REGIONS[*r],
+                    self.bucket_value_below(*r, key, marker)
+                        .map(|w| &self.user_writes[w].2.version_id)
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     }
 }
 

@@ -64,6 +64,27 @@ pub struct ObjectHead {
     pub headers: Headers,
 }
 
+/// What HeadObject found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // Short-lived: read, then interpreted.
+pub enum Lookup {
+    Found(ObjectHead),
+    /// A delete marker: the current version of the key, or the version
+    /// asked for.
+    DeleteMarker,
+    /// No such key or version.
+    Missing,
+}
+
+impl Lookup {
+    pub fn found(self) -> Option<ObjectHead> {
+        match self {
+            Lookup::Found(head) => Some(head),
+            Lookup::DeleteMarker | Lookup::Missing => None,
+        }
+    }
+}
+
 /// One entry of a key's history, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionEntry {
@@ -169,6 +190,10 @@ impl StoreError {
         self.kind == ErrorKind::Retryable
     }
 
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
     /// The write's condition failed: decide again.
     pub fn is_condition(&self) -> bool {
         matches!(
@@ -187,13 +212,22 @@ pub trait ObjectStore: Send + Sync {
     fn now(&self) -> i64;
 
     /// HeadObject of the current object (`version` None) or one version.
-    /// `None` when there is none: 404, or a delete marker on top.
     fn head(
         &self,
         bucket: &Bucket,
         key: &str,
         version: Option<&str>,
-    ) -> impl Future<Output = StoreResult<Option<ObjectHead>>> + Send;
+    ) -> impl Future<Output = StoreResult<Lookup>> + Send;
+
+    /// DeleteObject without a version id, on condition the current
+    /// object's ETag is `if_match`: a delete marker on top, and its version
+    /// id. Replication never deletes a version: there is no call for it.
+    fn delete_object(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        if_match: &str,
+    ) -> impl Future<Output = StoreResult<Written>> + Send;
 
     /// Every version and delete marker of exactly `key`, newest first.
     fn versions(

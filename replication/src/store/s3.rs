@@ -13,8 +13,8 @@ use aws_sdk_s3::types::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, ObjectHead, ObjectStore, Part, Precondition,
-    StoreError, StoreResult, VersionEntry, Written,
+    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
+    Precondition, StoreError, StoreResult, VersionEntry, Written,
 };
 use crate::clients::RegionalClients;
 use crate::s3_error::{self, S3Error};
@@ -201,12 +201,7 @@ impl ObjectStore for SdkStore {
             .unwrap_or_default()
     }
 
-    async fn head(
-        &self,
-        bucket: &Bucket,
-        key: &str,
-        version: Option<&str>,
-    ) -> StoreResult<Option<ObjectHead>> {
+    async fn head(&self, bucket: &Bucket, key: &str, version: Option<&str>) -> StoreResult<Lookup> {
         let result = self
             .client(bucket)
             .head_object()
@@ -221,17 +216,23 @@ impl ObjectStore for SdkStore {
         let head = match result {
             Ok(head) => head,
             Err(sdk) => {
+                // A delete marker answers 404 (the current version) or 405
+                // (a version asked for), marked by x-amz-delete-marker.
+                let delete_marker = sdk
+                    .raw_response()
+                    .and_then(|r| r.headers().get("x-amz-delete-marker"))
+                    == Some("true");
                 let error = error("HeadObject", bucket, key)(sdk);
-                // 404, and on AWS 405 for a version that is a delete marker.
                 return match error.kind {
-                    ErrorKind::NotFound => Ok(None),
-                    _ if error.message.contains("HTTP 405") => Ok(None),
+                    _ if delete_marker => Ok(Lookup::DeleteMarker),
+                    ErrorKind::NotFound => Ok(Lookup::Missing),
+                    _ if error.message.contains("HTTP 405") => Ok(Lookup::DeleteMarker),
                     _ => Err(error),
                 };
             }
         };
         if head.delete_marker() == Some(true) {
-            return Ok(None);
+            return Ok(Lookup::DeleteMarker);
         }
         let metadata: BTreeMap<String, String> = head
             .metadata()
@@ -267,7 +268,7 @@ impl ObjectStore for SdkStore {
                 .object_lock_legal_hold_status()
                 .map(|s| s.as_str().to_owned()),
         };
-        Ok(Some(ObjectHead {
+        Ok(Lookup::Found(ObjectHead {
             version_id: version_or_null(head.version_id()),
             etag: unquote(head.e_tag()),
             last_modified: head.last_modified().map(|t| t.secs()).unwrap_or_default(),
@@ -343,6 +344,27 @@ impl ObjectStore for SdkStore {
         let mut history: Vec<_> = objects.into_iter().chain(markers).collect();
         history.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
         Ok(history.into_iter().map(|(_, entry)| entry).collect())
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        if_match: &str,
+    ) -> StoreResult<Written> {
+        let out = self
+            .client(bucket)
+            .delete_object()
+            .bucket(&bucket.name)
+            .key(key)
+            .if_match(quote(if_match))
+            .set_expected_bucket_owner(self.expected_owner.clone())
+            .send()
+            .await
+            .map_err(error("DeleteObject", bucket, key))?;
+        Ok(Written {
+            version_id: version_or_null(out.version_id()),
+        })
     }
 
     async fn copy_object(&self, request: &CopyRequest) -> StoreResult<Written> {

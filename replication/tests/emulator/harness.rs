@@ -18,7 +18,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::{Client, Config};
 use toastrep_replication::protocol::Seen;
 use toastrep_replication::store::{
-    CopyRequest, KeyPage, ObjectHead, Part, StoreResult, VersionEntry, Written,
+    CopyRequest, KeyPage, Lookup, ObjectHead, Part, StoreResult, VersionEntry, Written,
 };
 use toastrep_replication::{
     CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, S3Notice, SdkStore,
@@ -245,6 +245,7 @@ impl TestBucket {
             .head(&self.bucket(), key, version)
             .await
             .unwrap_or_else(|e| panic!("HeadObject {key:?}: {e}"))
+            .found()
             .unwrap_or_else(|| panic!("no object {key:?} ({version:?}) in {}", self.name))
     }
 
@@ -451,14 +452,23 @@ impl ObjectStore for MeddlingStore {
         bucket: &toastrep_replication::Bucket,
         key: &str,
         version: Option<&str>,
-    ) -> StoreResult<Option<ObjectHead>> {
+    ) -> StoreResult<Lookup> {
         let mut head = self.inner.head(bucket, key, version).await?;
-        if let (Some(head), Some((inflated, extra))) = (head.as_mut(), &self.inflate)
+        if let (Lookup::Found(head), Some((inflated, extra))) = (&mut head, &self.inflate)
             && inflated == bucket
         {
             head.size += extra;
         }
         Ok(head)
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &toastrep_replication::Bucket,
+        key: &str,
+        if_match: &str,
+    ) -> StoreResult<Written> {
+        self.inner.delete_object(bucket, key, if_match).await
     }
 
     async fn versions(

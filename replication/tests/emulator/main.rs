@@ -94,7 +94,11 @@ async fn assert_faithful_copy(original: &TestBucket, replica: &TestBucket, key: 
 async fn late_copy(source: &TestBucket, destination: &TestBucket, key: &str) -> Written {
     let store = sdk_store();
     let seen = source.seen(key, None).await;
-    let current = store.head(&destination.bucket(), key, None).await.unwrap();
+    let current = store
+        .head(&destination.bucket(), key, None)
+        .await
+        .unwrap()
+        .found();
     let marker = marker_key().seal(key, &destination.region, &seen.write, store.now(), "test");
     let request = CopyRequest {
         source: source.bucket(),
