@@ -50,6 +50,31 @@ impl<'a> VersionPages<'a> {
     }
 }
 
+/// Every key under `prefix` with a version or a delete marker, deleted
+/// keys included (ListObjectsV2 shows only keys with a current object).
+pub async fn keys_with_versions(
+    s3: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut keys = std::collections::BTreeSet::new();
+    let mut pages = VersionPages::new(s3, bucket, Some(prefix));
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        keys.extend(
+            page.versions()
+                .iter()
+                .filter_map(|v| v.key().map(str::to_owned)),
+        );
+        keys.extend(
+            page.delete_markers()
+                .iter()
+                .filter_map(|m| m.key().map(str::to_owned)),
+        );
+    }
+    Ok(keys)
+}
+
 /// What a versioned bucket holds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Contents {

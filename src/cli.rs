@@ -85,6 +85,12 @@ pub enum Command {
     /// be reached is named, the others are still repaired, and the exit
     /// status is 1.
     Sync(SyncArgs),
+    /// Bring every key under a prefix back, in every region, to the object
+    /// the set held at a past time: deletes and overwrites made since are
+    /// undone by new writes of the old objects (bytes, metadata, headers
+    /// and tags). No version is deleted; a key with no object then is left
+    /// as it is.
+    Restore(RestoreArgs),
     /// Add a region to a deployed set: its base stack, the pair stacks between
     /// it and every member (both ways), a backfill of every existing object,
     /// then a verify.
@@ -140,15 +146,43 @@ pub struct FunctionArgs {
     /// How many days the function's logs are kept.
     #[arg(long, value_name = "DAYS", default_value_t = FunctionSettings::default().log_retention_days)]
     pub log_retention_days: u32,
+    /// Carry deletes to every other region: `on` (the flag alone says on)
+    /// or `off`. A delete carried removes the write it deleted, or one that
+    /// loses to it, never a write that raced it. Left out, a deployed set
+    /// keeps its setting and a new set keeps deletes where they are made.
+    #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+    pub replicate_deletes: Option<Switch>,
+    /// Days an overwritten or deleted version is kept, for `restore`, before
+    /// it expires (expired delete markers are cleaned up too); 0 keeps every
+    /// version forever. Left out, a deployed set keeps its setting and a
+    /// new set keeps them 30 days.
+    #[arg(long, value_name = "DAYS")]
+    pub keep_noncurrent_days: Option<u32>,
+}
+
+/// A setting switched on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl FunctionArgs {
-    pub fn settings(&self) -> FunctionSettings {
+    /// The settings asked for, with what the set has deployed (if anything)
+    /// for the settings left out that keep their deployed value.
+    pub fn settings(&self, deployed: Option<&FunctionSettings>) -> FunctionSettings {
+        let kept = deployed.cloned().unwrap_or_default();
         FunctionSettings {
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
             copy_concurrency: self.copy_concurrency,
             log_retention_days: self.log_retention_days,
+            replicate_deletes: self
+                .replicate_deletes
+                .map_or(kept.replicate_deletes, |s| s == Switch::On),
+            keep_noncurrent_days: self
+                .keep_noncurrent_days
+                .unwrap_or(kept.keep_noncurrent_days),
             ..FunctionSettings::default()
         }
     }
@@ -314,6 +348,28 @@ pub struct ReplayArgs {
     /// delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only look for the set in these regions (default: every region of the partition).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// The keys to restore: those starting with this prefix.
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: String,
+    /// The time to restore to, RFC 3339 in UTC, e.g. 2026-11-27T09:30:00Z.
+    #[arg(long, value_name = "TIME")]
+    pub at: String,
+    /// Print what would be restored (as JSON with --output json) and change
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keys restored at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,15 @@ pub struct DeployedSet {
 }
 
 impl DeployedSet {
+    /// The function settings the set runs with (its first base stack's
+    /// parameters); `None` for a set with no base stack.
+    pub fn settings(&self) -> Option<crate::plan::FunctionSettings> {
+        self.bases
+            .values()
+            .next()
+            .map(|base| crate::plan::FunctionSettings::from_parameters(&stack::parameters_of(base)))
+    }
+
     /// Regions where anything of the set exists.
     pub fn regions(&self) -> BTreeSet<String> {
         self.bases

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod discover;
 pub mod error;
+pub mod lifecycle;
 pub mod marker_key;
 pub mod names;
 pub mod package;

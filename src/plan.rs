@@ -27,6 +27,10 @@ pub struct FunctionSettings {
     pub copy_concurrency: u32,
     pub memory_size: u32,
     pub timeout: u32,
+    /// Whether deletes are carried to the other regions.
+    pub replicate_deletes: bool,
+    /// Days a noncurrent version is kept before it expires; 0 keeps them.
+    pub keep_noncurrent_days: u32,
 }
 
 impl Default for FunctionSettings {
@@ -39,6 +43,11 @@ impl Default for FunctionSettings {
             copy_concurrency: 8,
             memory_size: 512,
             timeout: 900,
+            // Off until asked for: a set that never carried deletes keeps
+            // them where they are made.
+            replicate_deletes: false,
+            // A month to undo a delete or an overwrite with `restore`.
+            keep_noncurrent_days: 30,
         }
     }
 }
@@ -58,12 +67,16 @@ impl FunctionSettings {
             copy_concurrency: get(parameters, "CopyConcurrency", d.copy_concurrency),
             memory_size: get(parameters, "MemorySize", d.memory_size),
             timeout: get(parameters, "Timeout", d.timeout),
+            replicate_deletes: get(parameters, "ReplicateDeletes", d.replicate_deletes),
+            keep_noncurrent_days: get(parameters, "KeepNoncurrentDays", d.keep_noncurrent_days),
         }
     }
 }
 
 /// S3 refuses a single CopyObject, and a part, above 5 GiB.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// The longest noncurrent-version retention the template accepts (100 years).
+const MAX_KEEP_DAYS: u32 = 36_500;
 /// The values CloudWatch Logs accepts for a retention period.
 const RETENTION_DAYS: &[u32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -90,6 +103,12 @@ impl FunctionSettings {
             return Err(InputError::new(format!(
                 "--copy-concurrency {} is out of range: use 1 to 64",
                 self.copy_concurrency
+            )));
+        }
+        if self.keep_noncurrent_days > MAX_KEEP_DAYS {
+            return Err(InputError::new(format!(
+                "--keep-noncurrent-days {} is out of range: use 1 to {MAX_KEEP_DAYS} days, or 0 to keep noncurrent versions forever",
+                self.keep_noncurrent_days
             )));
         }
         if !RETENTION_DAYS.contains(&self.log_retention_days) {
@@ -237,6 +256,7 @@ pub struct DeployPlan {
     pub spec: SetSpec,
     /// The S3 key of the function package in every region's artifact bucket.
     pub code_key: String,
+    pub settings: FunctionSettings,
     pub bases: Vec<StackPlan>,
     pub pairs: Vec<PairPlan>,
 }
@@ -276,6 +296,14 @@ impl DeployPlan {
                     ),
                     ("MemorySize".into(), settings.memory_size.to_string()),
                     ("Timeout".into(), settings.timeout.to_string()),
+                    (
+                        "ReplicateDeletes".into(),
+                        settings.replicate_deletes.to_string(),
+                    ),
+                    (
+                        "KeepNoncurrentDays".into(),
+                        settings.keep_noncurrent_days.to_string(),
+                    ),
                     (marker_key::PARAMETER.into(), marker_key.to_hex()),
                 ]),
                 tags: tags(name, Template::Base, []),
@@ -320,6 +348,7 @@ impl DeployPlan {
         Self {
             spec,
             code_key,
+            settings: settings.clone(),
             bases,
             pairs,
         }

@@ -9,12 +9,14 @@
 //! buckets hold.
 //!
 //! A key whose ETag is the same in every region is in sync and costs no
-//! further call. Any other key is looked at closely: HeadObject in every
-//! region that holds it, the origin of each current object
-//! ([`Origin::of_object`]), and the winner by the replicator's own rule
-//! ([`origin::compare`]). The winner is then copied, server-side and with the
-//! replication crate's copy code, into every region that lacks it or holds a
-//! losing write. Nothing is ever deleted.
+//! further call. Any other key is looked at closely, by the replication
+//! engine's own anti-entropy for one key: every region's state (its current
+//! object, or the delete on top of it), and the winner by the replicator's
+//! rule. The winner is then copied, server-side, into every region that
+//! lacks it or holds a losing write. A key a region deleted is never copied
+//! back over that delete where the delete deletes the winner: the set then
+//! carries the delete to the other regions if it carries deletes, and
+//! otherwise leaves it there and counts the key. No version is ever deleted.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -54,6 +56,9 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// Repair only these regions (the others are still read, as sources).
     pub only_into: Option<Vec<String>>,
+    /// The set carries deletes: a delete that deletes the winner goes to
+    /// every region.
+    pub carry_deletes: bool,
 }
 
 /// Why a region gets a copy: it lacks the key, or holds a losing write.
@@ -68,6 +73,14 @@ pub struct SyncCopy {
     pub destination: String,
     pub reason: CopyReason,
     pub bytes: u64,
+}
+
+/// A delete carried (or, on a dry run, planned): a delete marker put on a
+/// region's object of the key.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncDelete {
+    pub key: String,
+    pub region: String,
 }
 
 /// A key that could not be examined or copied.
@@ -112,6 +125,17 @@ pub struct SyncReport {
     pub bytes_copied: u64,
     /// Every copy made, or planned on a dry run.
     pub copies: Vec<SyncCopy>,
+    /// Whether the set carries deletes.
+    pub carry_deletes: bool,
+    /// Deletes carried (0 on a dry run).
+    pub deletes_made: u64,
+    /// Deletes planned on a dry run (0 otherwise).
+    pub deletes_planned: u64,
+    /// Every delete carried, or planned on a dry run.
+    pub deletes: Vec<SyncDelete>,
+    /// Keys that differ between regions only by a delete the set keeps
+    /// where it was made (it does not carry deletes).
+    pub keys_differing_by_delete: u64,
     pub failures: Vec<SyncFailure>,
     pub unreachable: Vec<UnreachableRegion>,
     pub seconds: f64,
@@ -142,6 +166,8 @@ struct Scanned {
 #[derive(Default)]
 struct KeyOutcome {
     copies: Vec<SyncCopy>,
+    deletes: Vec<SyncDelete>,
+    differs_by_delete: bool,
     skipped: u64,
     failures: Vec<SyncFailure>,
 }
@@ -181,7 +207,8 @@ pub async fn sync_set(
     // One store for every region (clients per region), owned by the set's
     // account: the same engine the function runs, with the deployed
     // copy settings.
-    let replicator = set_replicator(aws, name, account, &regions[0], marker_key, settings);
+    let replicator = set_replicator(aws, name, account, &regions[0], marker_key, settings)
+        .carrying_deletes(options.carry_deletes);
     let set = Arc::new(SetBuckets {
         regions: regions.to_vec(),
         buckets: regions.iter().map(|r| replicator.set().bucket(r)).collect(),
@@ -216,6 +243,8 @@ pub async fn sync_set(
     );
     let mut examined = 0u64;
     let mut copies = Vec::new();
+    let mut deletes = Vec::new();
+    let mut differing_by_delete = 0u64;
     let mut skipped = 0u64;
     let mut failures = Vec::new();
     let mut ticker =
@@ -234,6 +263,8 @@ pub async fn sync_set(
                 let Some(outcome) = next else { break };
                 examined += 1;
                 copies.extend(outcome.copies);
+                deletes.extend(outcome.deletes);
+                differing_by_delete += u64::from(outcome.differs_by_delete);
                 skipped += outcome.skipped;
                 failures.extend(outcome.failures);
             }
@@ -247,7 +278,9 @@ pub async fn sync_set(
 
     copies.sort_by(|a, b| (&a.key, &a.destination).cmp(&(&b.key, &b.destination)));
     failures.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
+    deletes.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
     let count = copies.len() as u64;
+    let deleted = deletes.len() as u64;
     Ok(SyncReport {
         name: name.to_string(),
         regions: regions.to_vec(),
@@ -265,6 +298,11 @@ pub async fn sync_set(
             copies.iter().map(|c| c.bytes).sum()
         },
         copies,
+        carry_deletes: options.carry_deletes,
+        deletes_made: if dry_run { 0 } else { deleted },
+        deletes_planned: if dry_run { deleted } else { 0 },
+        deletes,
+        keys_differing_by_delete: differing_by_delete,
         failures,
         unreachable: scanned.unreachable,
         seconds: started.elapsed().as_secs_f64(),
@@ -446,7 +484,8 @@ async fn list_bucket(
 }
 
 /// Repairs one key with the replication engine: the winner among every
-/// region's current object, copied where it is missing or beaten.
+/// region's current object, copied where it is missing or beaten, or the
+/// delete that deletes it carried where the set carries deletes.
 async fn repair_key(
     set: &SetBuckets,
     divergent: Divergent,
@@ -473,6 +512,17 @@ async fn repair_key(
                 bytes: c.bytes,
             })
             .collect(),
+        deletes: result
+            .deletes
+            .iter()
+            .map(|d| SyncDelete {
+                key: key.to_owned(),
+                region: set.regions[d.region].clone(),
+            })
+            .collect(),
+        differs_by_delete: !result.kept_deletes.is_empty()
+            && result.copies.is_empty()
+            && result.deletes.is_empty(),
         skipped: 0,
         failures: result
             .failures

@@ -54,7 +54,18 @@ async fn main() -> Result<(), Error> {
     // bucket of the same name elsewhere is never read or written.
     let store =
         SdkStore::new(RegionalClients::new(s3_config.build())).expecting_owner(&set.account);
-    let mut replicator = Replicator::new(store, key, set, settings);
+    let carry_deletes = match std::env::var("REPLICATE_DELETES").as_deref() {
+        Ok("true") => true,
+        Ok("false") | Err(_) => false,
+        Ok(other) => {
+            return Err(format!(
+                "environment variable REPLICATE_DELETES is {other:?}: use true or false"
+            )
+            .into());
+        }
+    };
+    tracing::info!(carry_deletes, "deletes");
+    let mut replicator = Replicator::new(store, key, set, settings).carrying_deletes(carry_deletes);
     if let Ok(role_id) = std::env::var("REPLICATOR_ROLE_ID") {
         replicator = replicator.writing_as_role(&role_id);
     }
@@ -91,6 +102,9 @@ async fn handle(
                 "skipped_up_to_date": count(Decision::SkippedUpToDate),
                 "skipped_gone": count(Decision::SkippedGone),
                 "restored": count(Decision::Restored),
+                "deleted": count(Decision::Deleted),
+                "skipped_deleted": count(Decision::SkippedDeleted),
+                "kept_local": count(Decision::KeptLocal),
                 "restores": outcomes.iter().map(|o| o.restores).sum::<u32>(),
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))

@@ -29,6 +29,7 @@ use crate::aws::Aws;
 use crate::bail_input;
 use crate::cli::{DeployArgs, SetArgs, VerifyArgs};
 use crate::discover::{self, DeployedSet};
+use crate::lifecycle;
 use crate::marker_key;
 use crate::names::SetName;
 use crate::package::Package;
@@ -88,8 +89,7 @@ struct StackRow {
 
 pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
     let spec = SetSpec::parse(&args.set.name, &args.regions)?;
-    let settings = args.function.settings();
-    settings.check()?;
+    args.function.settings(None).check()?;
     let prebuilt = args
         .function
         .lambda_zip
@@ -97,7 +97,8 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
         .map(Package::from_file)
         .transpose()?;
     if args.dry_run {
-        return super::plan::preview(context, spec, settings, prebuilt, args.concurrency).await;
+        return super::plan::preview(context, spec, &args.function, prebuilt, args.concurrency)
+            .await;
     }
     let reporter = context.reporter.as_ref();
     let aws = context.aws(&spec.regions[0]).await;
@@ -106,6 +107,8 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
     check_no_leftover_buckets(&found, &spec, &account)?;
     check_no_dropped_members(&found, &spec)?;
     let members = complete_members(&aws, &spec.name, &account, &found).await?;
+    let settings = args.function.settings(found.settings().as_ref());
+    settings.check()?;
     // Read back before any stack changes, so a redeploy keeps the set's key.
     let marker_key = marker_key::for_deploy(&aws, &spec.name, &deployed_regions(&found)).await?;
 
@@ -299,6 +302,19 @@ pub(crate) async fn roll_out(
         .filter(|r| r.error.is_some())
         .map(|r| r.region.clone())
         .collect();
+    // The buckets' lifecycle rules, as the template declares them (see
+    // `lifecycle`): on every bucket whose base stack is in place.
+    let days = plan.settings.keep_noncurrent_days;
+    futures::future::try_join_all(
+        plan.bases
+            .iter()
+            .filter(|base| !failed_bases.contains(&base.region))
+            .map(|base| async move {
+                let bucket = name.data_bucket(&base.region, account);
+                lifecycle::apply(&aws.s3(&base.region), &bucket, days).await
+            }),
+    )
+    .await?;
     let pair_rows = join_all(plan.pairs.iter().map(|pair| {
         let permits = permits.clone();
         let blocked =
@@ -333,7 +349,7 @@ pub(crate) async fn roll_out(
                 "backfilling the set's objects into {}",
                 added.join(", ")
             ));
-            let backfill = backfill(aws, name, account, &plan.spec.regions, &added, reporter)
+            let backfill = backfill(aws, plan, account, &added, reporter)
                 .await
                 .context("backfilling the added regions")?;
             backfill_json = Some(backfill);
@@ -403,20 +419,22 @@ pub(crate) async fn roll_out(
 const BACKFILL_CONCURRENCY: usize = 32;
 
 /// Copies every object the set holds into the added regions, with the
-/// replicator's rule for which write wins; never deletes.
+/// replicator's rule for which write wins; a key deleted where the set
+/// carries deletes is not copied.
 async fn backfill(
     aws: &Aws,
-    name: &SetName,
+    plan: &DeployPlan,
     account: &str,
-    regions: &[String],
     into: &[String],
     reporter: &dyn Reporter,
 ) -> Result<serde_json::Value> {
+    let (name, regions) = (&plan.spec.name, &plan.spec.regions);
     let options = SyncOptions {
         prefix: None,
         dry_run: false,
         concurrency: BACKFILL_CONCURRENCY,
         only_into: Some(into.to_vec()),
+        carry_deletes: plan.settings.replicate_deletes,
     };
     // The same key as the set's functions: the added regions' copies must
     // carry markers they can verify.

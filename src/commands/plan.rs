@@ -11,12 +11,12 @@ use serde::Serialize;
 
 use super::deploy;
 use super::{Context, Report};
-use crate::cli::PlanArgs;
+use crate::cli::{FunctionArgs, PlanArgs};
 use crate::discover;
 use crate::marker_key;
 use crate::names::SetName;
 use crate::package::Package;
-use crate::plan::{DeployPlan, FunctionSettings, SetSpec, StackPlan};
+use crate::plan::{DeployPlan, SetSpec, StackPlan};
 use crate::stack::{self, PreviewAction, ResourceChange};
 
 #[derive(Serialize)]
@@ -25,12 +25,25 @@ struct PlanResult {
     account: String,
     regions: Vec<String>,
     package: PackagePlan,
+    /// How deletes and old versions are treated, deployed and planned.
+    deletes: DeletesPlan,
     stacks: Vec<StackRow>,
     /// Regions new to the deployed set: they would be backfilled and verified.
     added: Vec<String>,
     /// Whether a deploy would change anything.
     changes: bool,
     ok: bool,
+}
+
+#[derive(Serialize)]
+struct DeletesPlan {
+    /// The deployed setting (none for a new set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicated_now: Option<bool>,
+    replicated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_noncurrent_days_now: Option<u32>,
+    keep_noncurrent_days: u32,
 }
 
 #[derive(Serialize)]
@@ -59,8 +72,7 @@ struct StackRow {
 
 pub async fn plan(context: &Context, args: &PlanArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
-    let settings = args.function.settings();
-    settings.check()?;
+    args.function.settings(None).check()?;
     let prebuilt = args
         .function
         .lambda_zip
@@ -78,14 +90,14 @@ pub async fn plan(context: &Context, args: &PlanArgs) -> Result<Report> {
     } else {
         SetSpec::parse(name.as_str(), &args.regions)?
     };
-    preview(context, spec, settings, prebuilt, args.concurrency).await
+    preview(context, spec, &args.function, prebuilt, args.concurrency).await
 }
 
 /// The plan of a deploy of `spec`; shared with `deploy --dry-run`.
 pub(crate) async fn preview(
     context: &Context,
     spec: SetSpec,
-    settings: FunctionSettings,
+    function: &FunctionArgs,
     prebuilt: Option<Package>,
     concurrency: u16,
 ) -> Result<Report> {
@@ -96,6 +108,15 @@ pub(crate) async fn preview(
     deploy::check_no_leftover_buckets(&found, &spec, &account)?;
     deploy::check_no_dropped_members(&found, &spec)?;
     let members = deploy::complete_members(&aws, &spec.name, &account, &found).await?;
+    let deployed = found.settings();
+    let settings = function.settings(deployed.as_ref());
+    settings.check()?;
+    let deletes = DeletesPlan {
+        replicated_now: deployed.as_ref().map(|d| d.replicate_deletes),
+        replicated: settings.replicate_deletes,
+        keep_noncurrent_days_now: deployed.as_ref().map(|d| d.keep_noncurrent_days),
+        keep_noncurrent_days: settings.keep_noncurrent_days,
+    };
     // The deployed key, as deploy would pass it: an unchanged set then shows
     // no change (the NoEcho value is the same, though no API shows it).
     let marker_key =
@@ -167,6 +188,7 @@ pub(crate) async fn preview(
             bytes: package.bytes,
             upload_to,
         },
+        deletes,
         stacks,
         added,
         changes,
@@ -215,6 +237,34 @@ fn summary(result: &PlanResult) -> String {
             format!("upload to {}", result.package.upload_to.join(", "))
         }
     );
+    let carried = |on: bool| match on {
+        true => "replicated to every region",
+        false => "kept in the region that made them",
+    };
+    let kept = |days: u32| match days {
+        0 => "forever".to_owned(),
+        days => format!("{days} days"),
+    };
+    let deletes = &result.deletes;
+    let mut line = format!("Deletes {}", carried(deletes.replicated));
+    if let Some(now) = deletes
+        .replicated_now
+        .filter(|now| *now != deletes.replicated)
+    {
+        let _ = write!(line, " (now {})", carried(now));
+    }
+    let _ = write!(
+        line,
+        "; overwritten and deleted versions kept {}",
+        kept(deletes.keep_noncurrent_days)
+    );
+    if let Some(now) = deletes
+        .keep_noncurrent_days_now
+        .filter(|now| *now != deletes.keep_noncurrent_days)
+    {
+        let _ = write!(line, " (now {})", kept(now));
+    }
+    let _ = writeln!(text, "{line}");
     let _ = writeln!(
         text,
         "{:<44} {:<16} {:<13} ACTION",

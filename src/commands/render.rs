@@ -25,7 +25,7 @@ struct RenderResult<'a> {
 
 pub async fn render(context: &Context, args: &RenderArgs) -> Result<Report> {
     let spec = SetSpec::parse(&args.set.name, &args.regions)?;
-    let settings = args.function.settings();
+    let settings = args.function.settings(None);
     settings.check()?;
     let package = match &args.function.lambda_zip {
         Some(path) => Package::from_file(path)?,

@@ -26,6 +26,8 @@ use crate::stack;
 struct StatusResult {
     name: String,
     account: String,
+    /// How the set treats deletes and old versions.
+    deletes: Option<DeleteSettings>,
     regions: Vec<RegionStatus>,
     healthy: bool,
     ok: bool,
@@ -43,6 +45,14 @@ struct RegionStatus {
     function: Option<FunctionStatus>,
     dead_letter_queue: Option<QueueStatus>,
     bucket: Option<BucketStatus>,
+}
+
+#[derive(Serialize)]
+struct DeleteSettings {
+    /// Deletes are carried to every region (else kept where they are made).
+    replicated: bool,
+    /// Days noncurrent versions are kept; 0: forever.
+    keep_noncurrent_days: u32,
 }
 
 #[derive(Serialize)]
@@ -121,9 +131,20 @@ pub async fn status(context: &Context, args: &StatusArgs) -> Result<Report> {
     }))
     .await;
     let healthy = regions.iter().all(|r| r.healthy);
+    // Versions expire by the bucket's own rules: read them there.
+    let first = &members[0];
+    let kept =
+        crate::lifecycle::noncurrent_days(&aws.s3(first), &name.data_bucket(first, &account))
+            .await
+            .ok();
+    let deletes = found.settings().map(|s| DeleteSettings {
+        replicated: s.replicate_deletes,
+        keep_noncurrent_days: kept.unwrap_or(s.keep_noncurrent_days),
+    });
     let result = StatusResult {
         name: name.to_string(),
         account,
+        deletes,
         regions,
         healthy,
         ok: healthy,
@@ -418,6 +439,21 @@ fn human_bytes(bytes: u64) -> String {
 
 fn summary(result: &StatusResult) -> String {
     let mut text = format!("Replica set '{}'\n", result.name);
+    if let Some(deletes) = &result.deletes {
+        let kept = match deletes.keep_noncurrent_days {
+            0 => "forever".to_owned(),
+            days => format!("{days} days"),
+        };
+        let _ = writeln!(
+            text,
+            "deletes {}; overwritten and deleted versions kept {kept}",
+            if deletes.replicated {
+                "replicated to every region"
+            } else {
+                "kept in the region that made them"
+            }
+        );
+    }
     for region in &result.regions {
         let _ = writeln!(
             text,

@@ -32,6 +32,7 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
         dry_run: args.dry_run,
         concurrency: usize::from(args.concurrency),
         only_into: None,
+        carry_deletes: found.settings().is_some_and(|s| s.replicate_deletes),
     };
     let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
     let report = sync_set(
@@ -59,6 +60,13 @@ fn render_text(report: &SyncReport) -> String {
                 copy.key, copy.source, copy.destination, copy.reason, copy.bytes
             );
         }
+        for delete in &report.deletes {
+            let _ = writeln!(
+                text,
+                "would delete {} in {} (a delete elsewhere deletes it)",
+                delete.key, delete.region
+            );
+        }
     }
     for failure in &report.failures {
         let _ = writeln!(
@@ -82,9 +90,21 @@ fn render_text(report: &SyncReport) -> String {
             report.copies_made, report.bytes_copied
         )
     };
+    let deletes = if report.dry_run {
+        format!("{} deletes planned, none made", report.deletes_planned)
+    } else {
+        format!("{} deletes carried", report.deletes_made)
+    };
+    if report.keys_differing_by_delete > 0 {
+        let _ = writeln!(
+            text,
+            "{} keys differ only by a delete kept in the region that made it (the set does not carry deletes: `toastrep deploy --replicate-deletes on` carries them)",
+            report.keys_differing_by_delete
+        );
+    }
     let _ = writeln!(
         text,
-        "set '{}': {} keys scanned in {} regions, {} examined, {copies}, {} skipped (changed meanwhile), {} failed, {} regions unreachable, in {:.1} s",
+        "set '{}': {} keys scanned in {} regions, {} examined, {copies}, {deletes}, {} skipped (changed meanwhile), {} failed, {} regions unreachable, in {:.1} s",
         report.name,
         report.keys_scanned,
         report.regions.len(),

@@ -5,13 +5,14 @@
 //! the destination is still what the decision saw. Bytes never pass through
 //! the caller.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
 use super::Replicator;
 use crate::protocol::Seen;
-use crate::protocol::marker::metadata_for_copy;
+use crate::protocol::marker::{metadata_for_copy, user_metadata};
 use crate::store::{Bucket, CopyRequest, ObjectStore, Part, Precondition, StoreResult, Written};
 
 /// CopyObject copies at most 5 GB in one request
@@ -127,6 +128,35 @@ impl<S: ObjectStore> Replicator<S> {
             self.store.now(),
             by,
         );
+        let metadata = metadata_for_copy(&version.head.metadata, marker);
+        self.write_version(source, key, version, destination, precondition, metadata)
+            .await
+    }
+
+    /// Writes `version` (of `key` in `bucket`) again on top of `bucket`, as
+    /// a new write with no marker: the user's bytes, metadata, headers and
+    /// tags, made a new original now (what `restore` writes).
+    pub(crate) async fn write_original(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        version: &Seen,
+        precondition: Precondition,
+    ) -> StoreResult<Written> {
+        let metadata = user_metadata(&version.head.metadata);
+        self.write_version(bucket, key, version, bucket, precondition, metadata)
+            .await
+    }
+
+    async fn write_version(
+        &self,
+        source: &Bucket,
+        key: &str,
+        version: &Seen,
+        destination: &Bucket,
+        precondition: Precondition,
+        metadata: BTreeMap<String, String>,
+    ) -> StoreResult<Written> {
         let head = &version.head;
         let request = CopyRequest {
             source: source.clone(),
@@ -135,7 +165,7 @@ impl<S: ObjectStore> Replicator<S> {
             source_etag: head.etag.clone(),
             destination: destination.clone(),
             headers: head.headers.clone(),
-            metadata: metadata_for_copy(&head.metadata, marker),
+            metadata,
             precondition,
         };
         if head.size > self.settings.multipart_threshold {

@@ -5,6 +5,7 @@
 mod copy;
 mod delete;
 mod replicate;
+mod restore;
 mod settle;
 mod sync;
 
@@ -12,6 +13,7 @@ use std::collections::BTreeSet;
 
 pub use copy::{CopySettings, SettingsError, effective_part_size, part_ranges};
 pub use replicate::{Decision, Outcome};
+pub use restore::KeyRestore;
 pub use sync::{KeyRepair, RepairFailure, RepairedCopy};
 
 use crate::protocol::{Histories, MarkerKey, NeedHistory, Seen};

@@ -130,3 +130,13 @@ pub fn decide_delete(
         DeleteDecision::Survives
     })
 }
+
+/// The part of a key's history (newest first) that existed at `at`
+/// (seconds): from the newest version or delete marker no later than it.
+pub fn history_at(history: &[VersionEntry], at: i64) -> &[VersionEntry] {
+    let start = history
+        .iter()
+        .position(|entry| entry.last_modified() <= at)
+        .unwrap_or(history.len());
+    &history[start..]
+}

@@ -190,13 +190,18 @@ pub fn metadata_for_copy(
     source: &BTreeMap<String, String>,
     marker: String,
 ) -> BTreeMap<String, String> {
-    let mut metadata: BTreeMap<String, String> = source
+    let mut metadata = user_metadata(source);
+    metadata.insert(MARKER.to_owned(), marker);
+    metadata
+}
+
+/// A version's own metadata, without toastrep's (`toastrep-*`) entries.
+pub fn user_metadata(source: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    source
         .iter()
         .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    metadata.insert(MARKER.to_owned(), marker);
-    metadata
+        .collect()
 }
 
 #[cfg(test)]

@@ -106,6 +106,13 @@ impl VersionEntry {
             | VersionEntry::DeleteMarker { version_id, .. } => version_id,
         }
     }
+
+    pub fn last_modified(&self) -> i64 {
+        match self {
+            VersionEntry::Object { last_modified, .. }
+            | VersionEntry::DeleteMarker { last_modified, .. } => *last_modified,
+        }
+    }
 }
 
 /// A condition on the destination of a write: what the decision saw there.

@@ -1,0 +1,145 @@
+//! Point-in-time restore of one key: the set's value at a past time,
+//! written again as a new write in every region. No version is deleted.
+
+use super::{ReplicateError, Replicator};
+use crate::protocol::delete::history_at;
+use crate::protocol::marker::user_metadata;
+use crate::protocol::{Seen, State, decide_sync};
+use crate::store::{Bucket, ObjectStore, VersionEntry};
+
+/// What restore's writes are marked as made by.
+const RESTORE: &str = "restore";
+
+/// What a restore did (or would do, on a dry run) for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRestore {
+    /// Every region already holds the object the set held then.
+    Unchanged,
+    /// The set held no object of the key then (none was written yet, or a
+    /// delete had deleted it): the key is left as it is.
+    NoneThen,
+    /// The object the set held then, written again: a new write in the
+    /// region that held it (`source`, its version `version`), copied into
+    /// `regions`.
+    Restored {
+        source: usize,
+        version: String,
+        bytes: u64,
+        regions: Vec<usize>,
+    },
+}
+
+impl<S: ObjectStore> Replicator<S> {
+    /// Brings `key` back, in every region of `buckets`, to the object the
+    /// set held at `at` (seconds): the winner among the objects the regions
+    /// held then, each region's newest version no later than `at` (a delete
+    /// then counts as the protocol counts it). That version is copied onto
+    /// its own bucket as a new write (bytes, metadata, headers and tags;
+    /// no marker), which wins over everything written since, and from there
+    /// into every region that does not hold the same object now. Regions
+    /// that kept a delete of it then (a set that does not carry deletes)
+    /// are left alone.
+    pub async fn restore_key(
+        &self,
+        key: &str,
+        buckets: &[Bucket],
+        at: i64,
+        dry_run: bool,
+    ) -> Result<KeyRestore, ReplicateError> {
+        let mut then = Vec::with_capacity(buckets.len());
+        let mut now = Vec::with_capacity(buckets.len());
+        for bucket in buckets {
+            let history = self.store.versions(bucket, key).await?;
+            then.push(self.state_in(bucket, key, history_at(&history, at)).await?);
+            now.push(self.state(bucket, key).await?);
+        }
+        let all = vec![true; buckets.len()];
+        let Some(plan) = self
+            .with_histories(key, |h| decide_sync(&then, &all, self.carry_deletes, h))
+            .await?
+        else {
+            return Ok(KeyRestore::NoneThen);
+        };
+        if self.carry_deletes && !plan.deleted_in.is_empty() {
+            return Ok(KeyRestore::NoneThen);
+        }
+        let winner = then[plan.source]
+            .object()
+            .cloned()
+            .expect("the source held the winner");
+        let regions: Vec<usize> = (0..buckets.len())
+            .filter(|i| !plan.kept_deletes.contains(i))
+            .filter(|&i| !same_object(now[i].object(), &winner))
+            .collect();
+        if regions.is_empty() {
+            return Ok(KeyRestore::Unchanged);
+        }
+        let restored = KeyRestore::Restored {
+            source: plan.source,
+            version: winner.head.version_id.clone(),
+            bytes: winner.head.size,
+            regions: regions.clone(),
+        };
+        if dry_run {
+            return Ok(restored);
+        }
+        // A new write of the old object, in the region that held it; then
+        // copies of that write wherever the object is not.
+        let home = &buckets[plan.source];
+        let written = self
+            .write_original(home, key, &winner, now[plan.source].precondition())
+            .await?;
+        self.settle(home, key, RESTORE).await?;
+        let Some(write) = self.seen(home, key, Some(&written.version_id)).await? else {
+            return Err(self.contended(home, key));
+        };
+        for &i in regions.iter().filter(|&&i| i != plan.source) {
+            self.write_copy(
+                home,
+                key,
+                &write,
+                &buckets[i],
+                now[i].precondition(),
+                RESTORE,
+            )
+            .await?;
+            self.settle(&buckets[i], key, RESTORE).await?;
+        }
+        Ok(restored)
+    }
+
+    /// A region's state of `key` given its history as it was at some time
+    /// (see [`history_at`]).
+    async fn state_in(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        history: &[VersionEntry],
+    ) -> Result<State, ReplicateError> {
+        match history.first() {
+            None => Ok(State::Absent),
+            Some(VersionEntry::DeleteMarker { .. }) => {
+                match self.tombstone(bucket, key, history).await? {
+                    Some(tombstone) => Ok(State::Deleted(tombstone)),
+                    None => Err(self.contended(bucket, key)),
+                }
+            }
+            Some(VersionEntry::Object { version_id, .. }) => {
+                match self.seen(bucket, key, Some(version_id)).await? {
+                    Some(seen) => Ok(State::Object(seen)),
+                    None => Err(self.contended(bucket, key)),
+                }
+            }
+        }
+    }
+}
+
+/// Whether `current` is the same object as `version`: bytes, the user's
+/// metadata and headers.
+fn same_object(current: Option<&Seen>, version: &Seen) -> bool {
+    current.is_some_and(|current| {
+        current.head.etag == version.head.etag
+            && current.head.headers == version.head.headers
+            && user_metadata(&current.head.metadata) == user_metadata(&version.head.metadata)
+    })
+}

@@ -1,0 +1,99 @@
+//! The data buckets' lifecycle rules: how long overwritten and deleted
+//! versions are kept (`--keep-noncurrent-days`), and the cleanup of what
+//! nobody needs any more.
+//!
+//! The base template declares the same rules, which CloudFormation applies
+//! on AWS. `deploy` puts them on each bucket as well, and `status` and
+//! `plan` read them back from the bucket: the bucket's own configuration is
+//! what expires versions, so that is what is shown. (The emulator does not
+//! apply a bucket's `LifecycleConfiguration` from a template; this way it
+//! holds there too.)
+
+use anyhow::{Context as _, Result};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+};
+
+/// The rule that expires noncurrent versions (the template's too).
+pub const EXPIRE_NONCURRENT: &str = "expire-noncurrent-versions";
+/// The backstop for a multipart copy whose abort failed.
+const ABORT_UPLOADS: &str = "abort-incomplete-multipart-uploads";
+
+/// The rules for a bucket keeping noncurrent versions `days` days (0:
+/// forever), exactly as the base template declares them.
+fn configuration(days: u32) -> Result<BucketLifecycleConfiguration> {
+    let everything = || LifecycleRuleFilter::builder().prefix("").build();
+    let mut rules = vec![
+        LifecycleRule::builder()
+            .id(ABORT_UPLOADS)
+            .status(ExpirationStatus::Enabled)
+            .filter(everything())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(7)
+                    .build(),
+            )
+            .build()?,
+    ];
+    if days > 0 {
+        rules.push(
+            LifecycleRule::builder()
+                .id(EXPIRE_NONCURRENT)
+                .status(ExpirationStatus::Enabled)
+                .filter(everything())
+                .noncurrent_version_expiration(
+                    NoncurrentVersionExpiration::builder()
+                        .noncurrent_days(i32::try_from(days).context("days")?)
+                        .build(),
+                )
+                // A delete marker with nothing left below it goes too.
+                .expiration(
+                    LifecycleExpiration::builder()
+                        .expired_object_delete_marker(true)
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    Ok(BucketLifecycleConfiguration::builder()
+        .set_rules(Some(rules))
+        .build()?)
+}
+
+/// Puts the rules for `days` on `bucket`.
+pub async fn apply(s3: &Client, bucket: &str, days: u32) -> Result<()> {
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(configuration(days)?)
+        .send()
+        .await
+        .with_context(|| format!("setting the lifecycle rules of {bucket}"))?;
+    Ok(())
+}
+
+/// How many days `bucket` keeps noncurrent versions: 0 when no rule
+/// expires them.
+pub async fn noncurrent_days(s3: &Client, bucket: &str) -> Result<u32> {
+    let rules = match s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => out.rules.unwrap_or_default(),
+        Err(error) if error.code() == Some("NoSuchLifecycleConfiguration") => Vec::new(),
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading the lifecycle rules of {bucket}"));
+        }
+    };
+    Ok(rules
+        .iter()
+        .filter(|r| r.status() == &ExpirationStatus::Enabled)
+        .filter_map(|r| r.noncurrent_version_expiration()?.noncurrent_days())
+        .filter_map(|days| u32::try_from(days).ok())
+        .min()
+        .unwrap_or(0))
+}

@@ -1,0 +1,289 @@
+//! Deletes in a deployed set: carried to every region when the set carries
+//! them, never over a write that raced them, never for a delete of one
+//! version; kept where they were made otherwise, and never brought back by
+//! sync. Noncurrent versions expire by the deployed lifecycle rule.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{self, eventually, json, s3, toastrep};
+use crate::replicator::{Set, THREE, WAIT, sns_event};
+
+/// DeleteObject without a version id: the delete marker's version id.
+async fn delete(set: &Set, region: &str, key: &str) -> String {
+    s3(region)
+        .delete_object()
+        .bucket(set.bucket(region))
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DeleteObject {key:?} in {region}: {e:?}"))
+        .version_id()
+        .expect("a versioned bucket names the delete marker")
+        .to_owned()
+}
+
+/// Whether `key`'s current version in `region` is a delete marker.
+async fn is_deleted(set: &Set, region: &str, key: &str) -> bool {
+    let page = s3(region)
+        .list_object_versions()
+        .bucket(set.bucket(region))
+        .prefix(key)
+        .send()
+        .await
+        .expect("ListObjectVersions");
+    page.delete_markers()
+        .iter()
+        .any(|m| m.key() == Some(key) && m.is_latest() == Some(true))
+}
+
+async fn wait_deleted_everywhere(set: &Set, key: &str) {
+    for region in &set.regions {
+        eventually(&format!("{key:?} deleted in {region}"), WAIT, || async {
+            is_deleted(set, region, key).await.then_some(())
+        })
+        .await;
+    }
+}
+
+/// The SNS event of an `ObjectRemoved:*` notification from `region`.
+fn removal_event(set: &Set, region: &str, key: &str, version_id: &str, name: &str) -> Value {
+    let bucket = set.bucket(region);
+    sns_event(vec![json!({
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": region,
+        "eventTime": "2024-05-01T12:00:00.000Z", "eventName": name,
+        "userIdentity": {"principalId": "EXAMPLE"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "toastrep",
+               "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": key, "versionId": version_id,
+                          "sequencer": "0055AED6DCD90281E6"}}})])
+}
+
+/// Delivers `event` to every region's function, as SNS would, and returns
+/// each answer after checking it did not fail.
+async fn deliver_everywhere(set: &Set, event: &Value) -> Vec<Value> {
+    let mut payloads = Vec::new();
+    for region in &set.regions {
+        let (error, payload) = set.invoke(region, event).await;
+        assert_eq!(error, None, "{region}: {payload}");
+        payloads.push(payload);
+    }
+    payloads
+}
+
+fn toastrep_json(args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["--output", "json"]);
+    let out = toastrep(&args);
+    assert!(
+        out.status.success(),
+        "toastrep {args:?}: {}\n{}",
+        harness::stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    json(&out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_stay_local() {
+    let set = Set::deploy("del-on", &THREE, &["--replicate-deletes"]);
+
+    // A delete in one region reaches every region, and removes no version.
+    set.put("us-east-1", "gone", b"one").await;
+    set.wait_everywhere("gone", b"one").await;
+    delete(&set, "eu-west-2", "gone").await;
+    wait_deleted_everywhere(&set, "gone").await;
+    for region in THREE {
+        assert_eq!(set.versions(region, "gone").await.len(), 1, "{region}");
+    }
+
+    // A write that raced a delete survives everywhere, the deleting region
+    // included. The write is a second later than the one deleted, so it
+    // wins over it; the delete went first, so it did not see the write.
+    set.put("us-east-1", "raced", b"first").await;
+    set.wait_everywhere("raced", b"first").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let marker = delete(&set, "eu-west-2", "raced").await;
+    set.put("ap-northeast-1", "raced", b"second").await;
+    set.wait_everywhere("raced", b"second").await;
+    // However late the delete's notice comes, it deletes nothing now.
+    let late = removal_event(
+        &set,
+        "eu-west-2",
+        "raced",
+        &marker,
+        "ObjectRemoved:DeleteMarkerCreated",
+    );
+    for payload in deliver_everywhere(&set, &late).await {
+        assert_eq!(payload["deleted"], 0, "{payload}");
+    }
+    for region in THREE {
+        assert_eq!(
+            set.body(region, "raced").await.as_deref(),
+            Some(&b"second"[..])
+        );
+    }
+
+    // A delete of one version stays where it was made: every function,
+    // given its notice, deletes nothing, and sync puts the write back.
+    set.put("us-east-1", "kept", b"kept").await;
+    set.wait_everywhere("kept", b"kept").await;
+    let copy = set.versions("ap-northeast-1", "kept").await.remove(0);
+    s3("ap-northeast-1")
+        .delete_object()
+        .bucket(set.bucket("ap-northeast-1"))
+        .key("kept")
+        .version_id(&copy.version_id)
+        .send()
+        .await
+        .expect("DeleteObject of one version");
+    let removed = removal_event(
+        &set,
+        "ap-northeast-1",
+        "kept",
+        &copy.version_id,
+        "ObjectRemoved:Delete",
+    );
+    for payload in deliver_everywhere(&set, &removed).await {
+        assert_eq!(payload["deleted"], 0, "{payload}");
+    }
+    for region in ["us-east-1", "eu-west-2"] {
+        assert!(!is_deleted(&set, region, "kept").await, "{region}");
+        assert_eq!(
+            set.body(region, "kept").await.as_deref(),
+            Some(&b"kept"[..])
+        );
+    }
+    let sync = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(sync["copies_made"], 1, "{sync}");
+    assert_eq!(sync["deletes_made"], 0, "{sync}");
+    set.wait_everywhere("kept", b"kept").await;
+}
+
+/// The deployed noncurrent-version expiry of `region`'s bucket, in days;
+/// `None` without one.
+async fn noncurrent_days(set: &Set, region: &str) -> Option<i32> {
+    let rules = s3(region)
+        .get_bucket_lifecycle_configuration()
+        .bucket(set.bucket(region))
+        .send()
+        .await
+        .expect("GetBucketLifecycleConfiguration")
+        .rules
+        .unwrap_or_default();
+    let rule = rules
+        .iter()
+        .find(|r| r.id() == Some("expire-noncurrent-versions"))?;
+    assert_eq!(
+        rule.expiration()
+            .and_then(|e| e.expired_object_delete_marker()),
+        Some(true),
+        "expired delete markers are cleaned up: {rule:?}"
+    );
+    rule.noncurrent_version_expiration()
+        .and_then(|e| e.noncurrent_days())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() {
+    let set = Set::deploy("del-off", &THREE, &[]);
+    let regions = THREE.join(",");
+    let zip = harness::lambda_zip();
+    let zip = zip.to_str().unwrap();
+    for region in THREE {
+        assert_eq!(noncurrent_days(&set, region).await, Some(30), "{region}");
+    }
+    let status = toastrep_json(&["status", "--name", &set.name]);
+    assert_eq!(status["deletes"]["replicated"], false, "{status}");
+
+    // Off: a delete stays in its region, whatever the functions are told.
+    set.put("us-east-1", "local", b"x").await;
+    set.wait_everywhere("local", b"x").await;
+    let marker = delete(&set, "eu-west-2", "local").await;
+    let event = removal_event(
+        &set,
+        "eu-west-2",
+        "local",
+        &marker,
+        "ObjectRemoved:DeleteMarkerCreated",
+    );
+    for payload in deliver_everywhere(&set, &event).await {
+        assert_eq!(payload["deleted"], 0, "{payload}");
+    }
+    // Sync does not bring it back, and says the key differs only by it.
+    let sync = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(sync["copies_made"], 0, "{sync}");
+    assert_eq!(sync["deletes_made"], 0, "{sync}");
+    assert_eq!(sync["keys_differing_by_delete"], 1, "{sync}");
+    assert!(is_deleted(&set, "eu-west-2", "local").await);
+    for region in ["us-east-1", "ap-northeast-1"] {
+        assert_eq!(set.body(region, "local").await.as_deref(), Some(&b"x"[..]));
+    }
+
+    // Switched on, with a shorter expiry: plan shows it, then deploy.
+    let switch = [
+        "--name",
+        &set.name,
+        "--regions",
+        &regions,
+        "--lambda-zip",
+        zip,
+        "--replicate-deletes",
+        "on",
+        "--keep-noncurrent-days",
+        "7",
+    ];
+    let plan = toastrep_json(&[&["plan"][..], &switch].concat());
+    assert_eq!(plan["deletes"]["replicated_now"], false, "{plan}");
+    assert_eq!(plan["deletes"]["replicated"], true, "{plan}");
+    assert_eq!(plan["deletes"]["keep_noncurrent_days"], 7, "{plan}");
+    toastrep_json(&[&["deploy"][..], &switch].concat());
+    // Healthy once the functions have taken their new configuration.
+    let status = eventually("a healthy set", WAIT, || async {
+        let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
+        out.status.success().then(|| json(&out))
+    })
+    .await;
+    assert_eq!(status["deletes"]["replicated"], true, "{status}");
+    assert_eq!(status["deletes"]["keep_noncurrent_days"], 7, "{status}");
+    for region in THREE {
+        assert_eq!(noncurrent_days(&set, region).await, Some(7), "{region}");
+    }
+    // A deploy that leaves the flags out keeps them.
+    let plan = toastrep_json(&[
+        "plan",
+        "--name",
+        &set.name,
+        "--regions",
+        &regions,
+        "--lambda-zip",
+        zip,
+    ]);
+    assert_eq!(plan["deletes"]["replicated"], true, "{plan}");
+    assert_eq!(plan["changes"], false, "{plan}");
+
+    // Sync now carries the delete it kept before.
+    let dry = toastrep_json(&["sync", "--name", &set.name, "--dry-run"]);
+    assert_eq!(dry["deletes_planned"], 2, "{dry}");
+    assert_eq!(dry["copies_planned"], 0, "{dry}");
+    let sync = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(sync["deletes_made"], 2, "{sync}");
+    wait_deleted_everywhere(&set, "local").await;
+
+    // 0 keeps every version: no expiry rule.
+    toastrep_json(&[
+        "deploy",
+        "--name",
+        &set.name,
+        "--regions",
+        &regions,
+        "--lambda-zip",
+        zip,
+        "--keep-noncurrent-days",
+        "0",
+    ]);
+    for region in THREE {
+        assert_eq!(noncurrent_days(&set, region).await, None, "{region}");
+    }
+}
