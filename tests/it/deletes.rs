@@ -1,14 +1,18 @@
 //! Deletes in a deployed set: carried to every region when the set carries
 //! them, never over a write that raced them, never for a delete of one
 //! version; kept where they were made otherwise, and never brought back by
-//! sync. Noncurrent versions expire by the deployed lifecycle rule.
+//! sync. Noncurrent versions expire by the deployed lifecycle rule, and
+//! `restore` brings a prefix back to a past time.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use futures::future::join_all;
 use serde_json::{Value, json};
 
 use crate::harness::{self, eventually, json, s3, toastrep};
-use crate::replicator::{Set, THREE, WAIT, sns_event};
+use crate::replicator::{Set, THREE, WAIT, fields, put_decorated, sns_event};
 
 /// DeleteObject without a version id: the delete marker's version id.
 async fn delete(set: &Set, region: &str, key: &str) -> String {
@@ -286,4 +290,119 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
     for region in THREE {
         assert_eq!(noncurrent_days(&set, region).await, None, "{region}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_brings_a_prefix_back_in_every_region_and_refuses_bad_input() {
+    let set = Set::deploy("del-rst", &THREE, &["--replicate-deletes"]);
+    let keys: Vec<String> = (0..3).map(|i| format!("docs/{i}.csv")).collect();
+    for (key, region) in keys.iter().zip(THREE) {
+        let body = format!("id,region\n1,{region}\n").into_bytes();
+        put_decorated(&set, region, key, body.clone()).await;
+        set.wait_everywhere(key, &body).await;
+    }
+    let before = join_all(keys.iter().map(|key| fields(&set, "us-east-1", key))).await;
+    let bodies = join_all(keys.iter().map(|key| set.body("us-east-1", key))).await;
+
+    // The time restored to: after every write above (whole seconds), and
+    // before every change below.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let at = DateTime::from(SystemTime::now())
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.put("eu-west-2", &keys[0], b"overwritten").await;
+    set.wait_everywhere(&keys[0], b"overwritten").await;
+    delete(&set, "us-east-1", &keys[1]).await;
+    delete(&set, "ap-northeast-1", &keys[2]).await;
+    wait_deleted_everywhere(&set, &keys[1]).await;
+    wait_deleted_everywhere(&set, &keys[2]).await;
+    set.put("us-east-1", "docs/new.txt", b"made after").await;
+    set.wait_everywhere("docs/new.txt", b"made after").await;
+
+    // Bad input: exit 2, a message naming the fix, nothing changed.
+    let counts = set.version_counts("docs/").await;
+    let restore = |prefix: &str, at: &str| {
+        toastrep(&[
+            "restore", "--name", &set.name, "--prefix", prefix, "--at", at,
+        ])
+    };
+    for (out, says) in [
+        (restore("docs/", "2999-01-01T00:00:00Z"), "in the future"),
+        (restore("docs/", "yesterday"), "RFC 3339"),
+        (restore("nothing-here/", &at), "check the prefix"),
+    ] {
+        assert_eq!(out.status.code(), Some(2), "{}", harness::stderr(&out));
+        assert!(
+            harness::stderr(&out).contains(says),
+            "{}",
+            harness::stderr(&out)
+        );
+    }
+    assert_eq!(set.version_counts("docs/").await, counts);
+
+    // A dry run plans the three keys, leaves the newer one, changes nothing.
+    let dry = toastrep_json(&[
+        "restore",
+        "--name",
+        &set.name,
+        "--prefix",
+        "docs/",
+        "--at",
+        &at,
+        "--dry-run",
+    ]);
+    assert_eq!(dry["restored"].as_array().unwrap().len(), 3, "{dry}");
+    assert_eq!(dry["none_then"], 1, "{dry}");
+    assert_eq!(set.version_counts("docs/").await, counts);
+
+    // Every region gets back each object as it was: bytes, headers,
+    // metadata and tags. The key made later is left.
+    let done = toastrep_json(&[
+        "restore", "--name", &set.name, "--prefix", "docs/", "--at", &at,
+    ]);
+    assert_eq!(done["restored"].as_array().unwrap().len(), 3, "{done}");
+    for ((key, fields_then), body) in keys.iter().zip(&before).zip(&bodies) {
+        for region in THREE {
+            assert_eq!(
+                &fields(&set, region, key).await,
+                fields_then,
+                "{key} in {region}"
+            );
+            assert_eq!(&set.body(region, key).await, body, "{key} in {region}");
+        }
+    }
+    set.wait_everywhere("docs/new.txt", b"made after").await;
+    // Nothing was deleted: every version is still there, and more.
+    for (region, count) in set.version_counts("docs/").await {
+        assert!(count > counts[region], "{region}");
+    }
+    // Restored once, there is nothing left to restore.
+    let again = toastrep_json(&[
+        "restore", "--name", &set.name, "--prefix", "docs/", "--at", &at,
+    ]);
+    assert_eq!(again["restored"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["unchanged"], 3, "{again}");
+
+    // A bucket that keeps no versions is refused before anything is done.
+    s3("ap-northeast-1")
+        .put_bucket_versioning()
+        .bucket(set.bucket("ap-northeast-1"))
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Suspended)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("PutBucketVersioning");
+    let counts = set.version_counts("docs/").await;
+    let out = restore("docs/", &at);
+    assert_eq!(out.status.code(), Some(2), "{}", harness::stderr(&out));
+    assert!(
+        harness::stderr(&out).contains("versioning"),
+        "{}",
+        harness::stderr(&out)
+    );
+    assert_eq!(set.version_counts("docs/").await, counts);
 }

@@ -534,7 +534,7 @@ async fn verify_fails_when_a_region_gets_a_redundant_copy() {
 
 /// Everything a replica must keep, as HeadObject and GetObjectTagging show it.
 #[derive(Debug, PartialEq)]
-struct Fields {
+pub(crate) struct Fields {
     content_type: Option<String>,
     cache_control: Option<String>,
     content_disposition: Option<String>,
@@ -547,7 +547,7 @@ struct Fields {
     length: Option<i64>,
 }
 
-async fn fields(set: &Set, region: &str, key: &str) -> Fields {
+pub(crate) async fn fields(set: &Set, region: &str, key: &str) -> Fields {
     let client = s3(region);
     let head = client
         .head_object()
@@ -586,7 +586,7 @@ async fn fields(set: &Set, region: &str, key: &str) -> Fields {
     }
 }
 
-async fn put_decorated(set: &Set, region: &str, key: &str, body: Vec<u8>) {
+pub(crate) async fn put_decorated(set: &Set, region: &str, key: &str, body: Vec<u8>) {
     s3(region)
         .put_object()
         .bucket(set.bucket(region))
