@@ -95,6 +95,13 @@ impl Aws {
         aws_sdk_lambda::Client::from_conf(config)
     }
 
+    pub fn cloudwatch(&self, region: &str) -> aws_sdk_cloudwatch::Client {
+        let config = aws_sdk_cloudwatch::config::Builder::from(&self.config)
+            .region(Region::new(region.to_owned()))
+            .build();
+        aws_sdk_cloudwatch::Client::from_conf(config)
+    }
+
     pub fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
         let config = aws_sdk_sqs::config::Builder::from(&self.config)
             .region(Region::new(region.to_owned()))

@@ -91,6 +91,11 @@ pub enum Command {
     /// and tags). No version is deleted; a key with no object then is left
     /// as it is.
     Restore(RestoreArgs),
+    /// Show the deletes the mass-delete breaker holds, and release them
+    /// (carry them) or discard them (undo them where they were made) with
+    /// --release or --discard and --yes; without --yes it shows what it
+    /// would do. Either closes the breakers.
+    Deletes(DeletesArgs),
     /// Add a region to a deployed set: its base stack, the pair stacks between
     /// it and every member (both ways), a backfill of every existing object,
     /// then a verify.
@@ -158,6 +163,12 @@ pub struct FunctionArgs {
     /// new set keeps them 30 days.
     #[arg(long, value_name = "DAYS")]
     pub keep_noncurrent_days: Option<u32>,
+    /// The mass-delete breaker: past this many deletes a minute from one
+    /// region, its deletes are held (writes still replicate) until
+    /// `toastrep deletes` releases or discards them. Left out, a deployed
+    /// set keeps its setting and a new set gets 1000.
+    #[arg(long, value_name = "PER_MINUTE")]
+    pub delete_breaker: Option<u32>,
 }
 
 /// A setting switched on or off.
@@ -183,6 +194,9 @@ impl FunctionArgs {
             keep_noncurrent_days: self
                 .keep_noncurrent_days
                 .unwrap_or(kept.keep_noncurrent_days),
+            delete_breaker_per_minute: self
+                .delete_breaker
+                .unwrap_or(kept.delete_breaker_per_minute),
             ..FunctionSettings::default()
         }
     }
@@ -348,6 +362,25 @@ pub struct ReplayArgs {
     /// delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeletesArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only look for the set in these regions (default: every region of the partition).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// Carry the held deletes to the regions that hold them.
+    #[arg(long, conflicts_with = "discard")]
+    pub release: bool,
+    /// Undo the held deletes: each key gets back, in the region that
+    /// deleted it, the object the set held just before the delete.
+    #[arg(long)]
+    pub discard: bool,
+    /// Do it; without this, only show what would be done.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod aws;
+pub mod breaker;
 pub mod buckets;
 pub mod cli;
 pub mod commands;

@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Replay(args) => commands::replay(&context, args).await,
         Command::Sync(args) => commands::sync(&context, args).await,
         Command::Restore(args) => commands::restore(&context, args).await,
+        Command::Deletes(args) => commands::deletes(&context, args).await,
         Command::AddRegion(args) => commands::add_region(&context, args).await,
         Command::RemoveRegion(args) => commands::remove_region(&context, args).await,
         Command::Plan(args) => commands::plan(&context, args).await,

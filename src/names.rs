@@ -115,6 +115,16 @@ impl SetName {
     pub fn dead_letter_queue(&self) -> String {
         format!("{PREFIX}-{}-dlq", self.0)
     }
+
+    /// Deletes the mass-delete breaker holds (one queue per region).
+    pub fn held_deletes_queue(&self) -> String {
+        format!("{PREFIX}-{}-held-deletes", self.0)
+    }
+
+    /// In alarm while the region's delete breaker holds deletes.
+    pub fn breaker_alarm(&self, region: &str) -> String {
+        format!("{PREFIX}-{}-delete-breaker-{region}", self.0)
+    }
 }
 
 impl fmt::Display for SetName {

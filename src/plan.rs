@@ -31,6 +31,8 @@ pub struct FunctionSettings {
     pub replicate_deletes: bool,
     /// Days a noncurrent version is kept before it expires; 0 keeps them.
     pub keep_noncurrent_days: u32,
+    /// Deletes a minute from one region past which its deletes are held.
+    pub delete_breaker_per_minute: u32,
 }
 
 impl Default for FunctionSettings {
@@ -48,6 +50,9 @@ impl Default for FunctionSettings {
             replicate_deletes: false,
             // A month to undo a delete or an overwrite with `restore`.
             keep_noncurrent_days: 30,
+            // A full DeleteObjects batch (1,000 keys) a minute passes; a
+            // bigger burst from one region waits for a person.
+            delete_breaker_per_minute: 1000,
         }
     }
 }
@@ -69,6 +74,11 @@ impl FunctionSettings {
             timeout: get(parameters, "Timeout", d.timeout),
             replicate_deletes: get(parameters, "ReplicateDeletes", d.replicate_deletes),
             keep_noncurrent_days: get(parameters, "KeepNoncurrentDays", d.keep_noncurrent_days),
+            delete_breaker_per_minute: get(
+                parameters,
+                "DeleteBreakerPerMinute",
+                d.delete_breaker_per_minute,
+            ),
         }
     }
 }
@@ -77,6 +87,8 @@ impl FunctionSettings {
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// The longest noncurrent-version retention the template accepts (100 years).
 const MAX_KEEP_DAYS: u32 = 36_500;
+/// The highest delete-breaker limit the template accepts.
+const MAX_BREAKER: u32 = 1_000_000;
 /// The values CloudWatch Logs accepts for a retention period.
 const RETENTION_DAYS: &[u32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -109,6 +121,12 @@ impl FunctionSettings {
             return Err(InputError::new(format!(
                 "--keep-noncurrent-days {} is out of range: use 1 to {MAX_KEEP_DAYS} days, or 0 to keep noncurrent versions forever",
                 self.keep_noncurrent_days
+            )));
+        }
+        if !(1..=MAX_BREAKER).contains(&self.delete_breaker_per_minute) {
+            return Err(InputError::new(format!(
+                "--delete-breaker {} is out of range: use 1 to {MAX_BREAKER} deletes a minute",
+                self.delete_breaker_per_minute
             )));
         }
         if !RETENTION_DAYS.contains(&self.log_retention_days) {
@@ -303,6 +321,10 @@ impl DeployPlan {
                     (
                         "KeepNoncurrentDays".into(),
                         settings.keep_noncurrent_days.to_string(),
+                    ),
+                    (
+                        "DeleteBreakerPerMinute".into(),
+                        settings.delete_breaker_per_minute.to_string(),
                     ),
                     (marker_key::PARAMETER.into(), marker_key.to_hex()),
                 ]),

@@ -2,12 +2,16 @@
 //! `toastrep-replication`. All decisions live in the library, which the CLI
 //! shares; this file only reads configuration and maps results.
 
+mod breaker;
+
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::{
     Bucket, CopySettings, Decision, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
-    SetBuckets,
+    SetBuckets, handle_notices, parse_sns_event,
 };
+
+use breaker::Breaker;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -52,8 +56,8 @@ async fn main() -> Result<(), Error> {
     );
     // Every call names the set's own account as the bucket owner, so a
     // bucket of the same name elsewhere is never read or written.
-    let store =
-        SdkStore::new(RegionalClients::new(s3_config.build())).expecting_owner(&set.account);
+    let store = SdkStore::new(RegionalClients::new(s3_config.clone().build()))
+        .expecting_owner(&set.account);
     let carry_deletes = match std::env::var("REPLICATE_DELETES").as_deref() {
         Ok("true") => true,
         Ok("false") | Err(_) => false,
@@ -65,13 +69,29 @@ async fn main() -> Result<(), Error> {
         }
     };
     tracing::info!(carry_deletes, "deletes");
+    // Deletes carried from other regions pass the mass-delete breaker.
+    let breaker = match carry_deletes {
+        false => None,
+        true => Some(Breaker {
+            per_minute: required_env("DELETE_BREAKER_PER_MINUTE")?
+                .parse()
+                .map_err(|e| format!("environment variable DELETE_BREAKER_PER_MINUTE: {e}"))?,
+            function: required_env("AWS_LAMBDA_FUNCTION_NAME")?,
+            bucket: required_env("BREAKER_BUCKET")?,
+            queue_url: required_env("HELD_DELETES_QUEUE_URL")?,
+            alarm: required_env("BREAKER_ALARM")?,
+            s3: aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
+            sqs: aws_sdk_sqs::Client::new(&sdk_config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk_config),
+        }),
+    };
     let mut replicator = Replicator::new(store, key, set, settings).carrying_deletes(carry_deletes);
     if let Ok(role_id) = std::env::var("REPLICATOR_ROLE_ID") {
         replicator = replicator.writing_as_role(&role_id);
     }
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        handle(&replicator, &destination, event)
+        handle(&replicator, breaker.as_ref(), &destination, event)
     }))
     .await
 }
@@ -89,14 +109,49 @@ async fn main() -> Result<(), Error> {
 /// not possible per invocation.
 async fn handle(
     replicator: &Replicator<SdkStore>,
+    breaker: Option<&Breaker>,
     destination: &Bucket,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
-    match toastrep_replication::handle_sns_event(replicator, destination, &event.payload).await {
+    let notices = match parse_sns_event(&event.payload) {
+        Ok(notices) => notices,
+        Err(error) => {
+            tracing::error!(target: "toastrep::event", error = %error, raw = %event.payload, "malformed event");
+            return Err(diagnostic(&HandleError::Malformed(error)));
+        }
+    };
+    // Deletes from other regions go through the breaker first; a held one
+    // is done with here. A failure to count or hold fails the event, which
+    // the platform retries: nothing is carried unchecked or lost.
+    let mut held = 0;
+    let mut carried = Vec::with_capacity(notices.len());
+    for notice in notices {
+        if let Some(breaker) = breaker
+            && notice.is_delete_marker()
+            && notice.region != destination.region
+            && breaker
+                .counts(&notice, destination)
+                .await
+                .map_err(|e| infrastructure("DeleteBreakerFailed", e))?
+            && !breaker
+                .admit(&notice, now())
+                .await
+                .map_err(|e| infrastructure("DeleteBreakerFailed", e))?
+        {
+            breaker
+                .hold(&notice)
+                .await
+                .map_err(|e| infrastructure("DeleteBreakerFailed", e))?;
+            held += 1;
+            continue;
+        }
+        carried.push(notice);
+    }
+    match handle_notices(replicator, destination, carried).await {
         Ok(outcomes) => {
             let count = |d: Decision| outcomes.iter().filter(|o| o.decision == d).count();
             Ok(json!({
-                "records": outcomes.len(),
+                "records": outcomes.len() + held,
                 "copied": count(Decision::Copied),
                 "skipped_copy": count(Decision::SkippedCopy),
                 "skipped_up_to_date": count(Decision::SkippedUpToDate),
@@ -105,22 +160,47 @@ async fn handle(
                 "deleted": count(Decision::Deleted),
                 "skipped_deleted": count(Decision::SkippedDeleted),
                 "kept_local": count(Decision::KeptLocal),
+                "held": held,
                 "restores": outcomes.iter().map(|o| o.restores).sum::<u32>(),
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))
         }
-        Err(error) => {
-            let error_type = match &error {
-                HandleError::Malformed(_) => "MalformedEvent",
-                HandleError::Records { .. } if error.is_retryable() => "ReplicationFailedRetryable",
-                HandleError::Records { .. } => "ReplicationFailed",
-            };
-            Err(Diagnostic {
-                error_type: error_type.to_owned(),
-                error_message: error.to_string(),
-            })
-        }
+        Err(error) => Err(diagnostic(&error)),
     }
+}
+
+/// An Err makes the platform retry the whole event (twice for async
+/// invokes) and then dead-letter it; retrying is safe because copied records
+/// come back `skipped_up_to_date`.
+///
+/// A malformed or non-S3 message is an Err too (`MalformedEvent`), logged
+/// with the raw event. Deliberately so: returning Ok would drop it silently,
+/// while an Err sends it, after the platform's bounded two retries (never
+/// more: SNS invokes asynchronously), to the dead-letter queue, where a human
+/// can read it and `replay` it.
+fn diagnostic(error: &HandleError) -> Diagnostic {
+    let error_type = match error {
+        HandleError::Malformed(_) => "MalformedEvent",
+        HandleError::Records { .. } if error.is_retryable() => "ReplicationFailedRetryable",
+        HandleError::Records { .. } => "ReplicationFailed",
+    };
+    Diagnostic {
+        error_type: error_type.to_owned(),
+        error_message: error.to_string(),
+    }
+}
+
+fn infrastructure(error_type: &str, error: Error) -> Diagnostic {
+    Diagnostic {
+        error_type: error_type.to_owned(),
+        error_message: error.to_string(),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn required_env(name: &str) -> Result<String, Error> {

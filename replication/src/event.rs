@@ -12,7 +12,7 @@
 //! must never be dead-lettered over a field we never read. The fixtures are
 //! checked against `aws_lambda_events` in the tests, so they stay real shapes.
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 
 /// One S3 object-created notification, with its key already decoded.
@@ -51,6 +51,39 @@ impl S3Notice {
     /// A delete without a version id, which put a delete marker on top.
     pub fn is_delete_marker(&self) -> bool {
         self.event() == "ObjectRemoved:DeleteMarkerCreated"
+    }
+
+    /// The notice as an S3 notification message (`{"Records": [...]}`),
+    /// which [`parse_s3_message`] reads back as this notice: how a held
+    /// delete is kept until it is released.
+    pub fn to_s3_message(&self) -> String {
+        // Form-encoded as S3 does: every byte but unreserved ones and '/'.
+        const KEY: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~')
+            .remove(b'/');
+        serde_json::json!({"Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": self.region,
+            "eventTime": self.event_time,
+            "eventName": self.event_name,
+            "userIdentity": {"principalId": self.principal},
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "bucket": {"name": self.bucket},
+                "object": {
+                    "key": utf8_percent_encode(&self.key, KEY).to_string(),
+                    "versionId": self.version_id,
+                    "eTag": self.etag,
+                    "size": self.size,
+                    "sequencer": self.sequencer,
+                },
+            },
+        }]})
+        .to_string()
     }
 }
 
@@ -246,6 +279,24 @@ pub fn decode_event_key(raw: &str) -> Result<String, EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_kept_as_a_message_reads_back_the_same() {
+        let notice = S3Notice {
+            event_name: "ObjectRemoved:DeleteMarkerCreated".into(),
+            region: "eu-west-2".into(),
+            bucket: "b".into(),
+            key: "a b+c/ü%.txt".into(),
+            version_id: Some("v1".into()),
+            etag: None,
+            sequencer: Some("00AB".into()),
+            size: None,
+            event_time: Some("2024-05-01T12:00:00.000Z".into()),
+            principal: Some("AWS:AROA:s".into()),
+        };
+        let back = parse_s3_message(&notice.to_s3_message()).unwrap();
+        assert_eq!(back, vec![notice]);
+    }
     use aws_lambda_events::event::s3::S3Event;
     use aws_lambda_events::event::sns::SnsEvent as AwsSnsEvent;
 

@@ -57,6 +57,16 @@ pub async fn handle_sns_event<S: ObjectStore>(
         // but the log is where someone reading the error looks first.
         tracing::error!(target: "toastrep::event", error = %error, raw = %event, "malformed event");
     })?;
+    handle_notices(replicator, dest, notices).await
+}
+
+/// Replicates `notices` into `dest`, a few at a time; every one is
+/// attempted before any failure is reported.
+pub async fn handle_notices<S: ObjectStore>(
+    replicator: &Replicator<S>,
+    dest: &Bucket,
+    notices: Vec<S3Notice>,
+) -> Result<Vec<Outcome>, HandleError> {
     let total = notices.len();
     let results: Vec<(S3Notice, Result<Outcome, ReplicateError>)> = futures::stream::iter(notices)
         .map(|notice| async move {

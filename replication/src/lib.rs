@@ -25,7 +25,7 @@ pub use engine::{
     SettingsError,
 };
 pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_sns_event};
-pub use handler::{HandleError, handle_sns_event};
+pub use handler::{HandleError, handle_notices, handle_sns_event};
 pub use protocol::MarkerKey;
 pub use store::s3::SdkStore;
 pub use store::{Bucket, ObjectStore};

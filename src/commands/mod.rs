@@ -4,6 +4,7 @@
 
 mod add_region;
 mod completions;
+mod deletes;
 mod deploy;
 mod package;
 mod plan;
@@ -18,6 +19,7 @@ mod verify;
 
 pub use add_region::add_region;
 pub use completions::{completions, man};
+pub use deletes::deletes;
 pub use deploy::deploy;
 pub use package::package;
 pub use plan::plan;

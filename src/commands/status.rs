@@ -44,7 +44,18 @@ struct RegionStatus {
     stacks: Vec<StackStatus>,
     function: Option<FunctionStatus>,
     dead_letter_queue: Option<QueueStatus>,
+    delete_breaker: Option<BreakerStatus>,
     bucket: Option<BucketStatus>,
+}
+
+#[derive(Serialize)]
+struct BreakerStatus {
+    /// Regions whose deletes this region holds.
+    open_for: Vec<crate::breaker::OpenBreaker>,
+    /// Deletes waiting in the held-deletes queue.
+    held: u64,
+    /// The breaker alarm's state, when it could be read.
+    alarm: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -212,11 +223,33 @@ async fn region_status(
         problems.push(format!("stack {} is {}", stack.stack_name, stack.status));
     }
 
-    let (function, queue, bucket) = tokio::join!(
+    let (function, queue, bucket, breaker) = tokio::join!(
         function_status(aws, name, region, expected_hex),
         queue_status(aws, name, region),
         bucket_status(aws, name, account, region),
+        breaker_status(aws, name, account, region),
     );
+    let breaker = match breaker {
+        Ok(breaker) => {
+            for open in &breaker.open_for {
+                problems.push(format!(
+                    "delete breaker OPEN for deletes from {}: they are held, not carried here; look with `toastrep deletes --name {name}`, then --release or --discard them",
+                    open.source
+                ));
+            }
+            if breaker.held > 0 && breaker.open_for.is_empty() {
+                problems.push(format!(
+                    "{} deletes held: see `toastrep deletes --name {name}`",
+                    breaker.held
+                ));
+            }
+            Some(breaker)
+        }
+        Err(error) => {
+            problems.push(format!("delete breaker: {error:#}"));
+            None
+        }
+    };
     let function = match function {
         Ok(function) => {
             if function.state != "Active" {
@@ -269,8 +302,27 @@ async fn region_status(
         stacks,
         function,
         dead_letter_queue: queue,
+        delete_breaker: breaker,
         bucket,
     }
+}
+
+async fn breaker_status(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+) -> Result<BreakerStatus> {
+    let (open_for, held, alarm) = tokio::join!(
+        crate::breaker::open_breakers(aws, name, account, region),
+        crate::breaker::held_count(aws, name, region),
+        crate::breaker::alarm_state(aws, name, region),
+    );
+    Ok(BreakerStatus {
+        open_for: open_for?,
+        held: held?,
+        alarm,
+    })
 }
 
 /// A stack is healthy when its last operation succeeded.
@@ -485,6 +537,22 @@ fn summary(result: &StatusResult) -> String {
                 text,
                 "  dead letters  {} ({} in flight)",
                 queue.messages, queue.in_flight
+            );
+        }
+        if let Some(breaker) = &region.delete_breaker
+            && (breaker.held > 0 || !breaker.open_for.is_empty())
+        {
+            let sources: Vec<&str> = breaker.open_for.iter().map(|o| o.source.as_str()).collect();
+            let _ = writeln!(
+                text,
+                "  held deletes  {} (breaker open for {}; alarm {})",
+                breaker.held,
+                if sources.is_empty() {
+                    "none".to_owned()
+                } else {
+                    sources.join(", ")
+                },
+                breaker.alarm.as_deref().unwrap_or("unknown")
             );
         }
         if let Some(bucket) = &region.bucket {

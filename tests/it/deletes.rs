@@ -406,3 +406,161 @@ async fn restore_brings_a_prefix_back_in_every_region_and_refuses_bad_input() {
     );
     assert_eq!(set.version_counts("docs/").await, counts);
 }
+
+/// How many of `keys` are deleted, over `regions`.
+async fn count_deleted(set: &Set, regions: &[&str], keys: &[String]) -> u64 {
+    let mut deleted = 0;
+    for region in regions {
+        for key in keys {
+            deleted += u64::from(is_deleted(set, region, key).await);
+        }
+    }
+    deleted
+}
+
+/// Regions whose delete breaker is open, and the deletes each holds, as
+/// `status` reports them.
+fn breakers(status: &Value) -> Vec<(String, u64)> {
+    status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            !r["delete_breaker"]["open_for"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        })
+        .map(|r| {
+            (
+                r["region"].as_str().unwrap().to_owned(),
+                r["delete_breaker"]["held"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release_or_discard_ends_it()
+ {
+    let set = Set::deploy(
+        "del-brk",
+        &THREE,
+        &["--replicate-deletes", "--delete-breaker", "3"],
+    );
+    let burst: Vec<String> = (0..8).map(|i| format!("burst/{i}")).collect();
+    for key in &burst {
+        set.put("us-east-1", key, key.as_bytes()).await;
+    }
+    for key in &burst {
+        set.wait_everywhere(key, key.as_bytes()).await;
+    }
+
+    // Eight deletes in us-east-1 within moments: past three a minute, the
+    // other regions hold the rest (however the burst falls across minutes,
+    // one minute sees more than three).
+    for key in &burst {
+        delete(&set, "us-east-1", key).await;
+    }
+    let others = ["eu-west-2", "ap-northeast-1"];
+    let status = eventually("the breaker open in both other regions", WAIT, || async {
+        let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
+        let status = json(&out);
+        let open = breakers(&status);
+        let settled = open.len() == 2 && open.iter().all(|(_, held)| *held > 0);
+        let carried = count_deleted(&set, &others, &burst).await;
+        let held: u64 = open.iter().map(|(_, held)| held).sum();
+        // Every delete is carried or held (or both: on the emulator, whose
+        // events do not name the writer, a region's carried deletes echo to
+        // the others, where a held one may be carried that way).
+        (settled && carried + held >= 16 && out.status.code() == Some(1)).then_some(status)
+    })
+    .await;
+    for region in status["regions"].as_array().unwrap() {
+        if others.contains(&region["region"].as_str().unwrap()) {
+            assert_eq!(region["delete_breaker"]["alarm"], "ALARM", "{region}");
+        }
+    }
+
+    // Writes replicate throughout, from every region.
+    set.put("us-east-1", "after/one", b"still").await;
+    set.put("eu-west-2", "after/two", b"still").await;
+    set.wait_everywhere("after/one", b"still").await;
+    set.wait_everywhere("after/two", b"still").await;
+
+    // A look, and a release without --yes, change nothing.
+    let look = toastrep_json(&["deletes", "--name", &set.name]);
+    let held_keys = |report: &Value| -> usize {
+        report["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["held"].as_array().unwrap().len())
+            .sum()
+    };
+    let held = held_keys(&look);
+    assert!(held > 0, "{look}");
+    let dry = toastrep_json(&["deletes", "--name", &set.name, "--release"]);
+    assert_eq!(dry["done"], false, "{dry}");
+    assert_eq!(held_keys(&dry), held, "{dry}");
+
+    // Released, the held deletes are carried, and the breakers close. (On
+    // the emulator, whose events do not name the writer, a region's carried
+    // deletes echo to the others, which may hold them too: they are
+    // released with the rest.)
+    let released = toastrep_json(&["deletes", "--name", &set.name, "--release", "--yes"]);
+    assert!(held_keys(&released) >= held, "{released}");
+    for key in &burst {
+        wait_deleted_everywhere(&set, key).await;
+    }
+    let status = toastrep_json(&["status", "--name", &set.name]);
+    assert!(breakers(&status).is_empty(), "{status}");
+
+    // A second burst, discarded: the keys come back where they were
+    // deleted, and every region holds them.
+    let second: Vec<String> = (0..6).map(|i| format!("second/{i}")).collect();
+    for key in &second {
+        set.put("eu-west-2", key, key.as_bytes()).await;
+    }
+    for key in &second {
+        set.wait_everywhere(key, key.as_bytes()).await;
+    }
+    for key in &second {
+        delete(&set, "ap-northeast-1", key).await;
+    }
+    eventually("the breaker open again", WAIT, || async {
+        let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
+        (breakers(&json(&out)).len() == 2).then_some(())
+    })
+    .await;
+    // Deletes still in flight to the function are held too; the discard
+    // runs once they are all counted.
+    eventually("every delete of the burst counted", WAIT, || async {
+        let carried = count_deleted(&set, &["us-east-1", "eu-west-2"], &second).await;
+        let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
+        let held: u64 = breakers(&json(&out)).iter().map(|(_, h)| h).sum();
+        (carried + held >= 12).then_some(())
+    })
+    .await;
+    let discarded = toastrep_json(&["deletes", "--name", &set.name, "--discard", "--yes"]);
+    let undone: std::collections::BTreeSet<&str> = discarded["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["held"].as_array().unwrap())
+        .map(|h| h["key"].as_str().unwrap())
+        .collect();
+    assert!(!undone.is_empty(), "{discarded}");
+    // A key whose delete was held anywhere is back everywhere, the region
+    // that deleted it included; one carried everywhere before the breaker
+    // opened stays deleted (`restore --at` brings those back).
+    for key in &second {
+        if undone.contains(key.as_str()) {
+            set.wait_everywhere(key, key.as_bytes()).await;
+        } else {
+            wait_deleted_everywhere(&set, key).await;
+        }
+    }
+    let status = toastrep_json(&["status", "--name", &set.name]);
+    assert!(breakers(&status).is_empty(), "{status}");
+}

@@ -111,7 +111,7 @@ impl<S: ObjectStore> Replicator<S> {
     /// The winner among the versions below the top of `history`: what a
     /// delete marker on top removed. `None` when a version is gone since
     /// the listing.
-    async fn removed_below(
+    pub(super) async fn removed_below(
         &self,
         bucket: &Bucket,
         key: &str,

@@ -67,17 +67,69 @@ impl<S: ObjectStore> Replicator<S> {
             .object()
             .cloned()
             .expect("the source held the winner");
+        let skip = plan.kept_deletes.clone();
+        self.bring_back(key, buckets, plan.source, &winner, &now, &skip, dry_run)
+            .await
+    }
+
+    /// Undoes the delete whose marker is `marker` in `buckets[source]`:
+    /// the write it removed is written again on top there (a new write,
+    /// which wins over the delete wherever it was carried) and copied into
+    /// every region that does not hold that object now.
+    pub async fn undo_delete(
+        &self,
+        key: &str,
+        buckets: &[Bucket],
+        source: usize,
+        marker: &str,
+    ) -> Result<KeyRestore, ReplicateError> {
+        let history = self.store.versions(&buckets[source], key).await?;
+        let Some(at) = history.iter().position(|e| e.version_id() == marker) else {
+            // The marker is gone: nothing is deleted by it any more.
+            return Ok(KeyRestore::NoneThen);
+        };
+        let Some(removed) = self
+            .removed_below(&buckets[source], key, &history[at..])
+            .await?
+        else {
+            return Err(self.contended(&buckets[source], key));
+        };
+        let Some(removed) = removed else {
+            return Ok(KeyRestore::NoneThen);
+        };
+        let mut now = Vec::with_capacity(buckets.len());
+        for bucket in buckets {
+            now.push(self.state(bucket, key).await?);
+        }
+        self.bring_back(key, buckets, source, &removed, &now, &[], false)
+            .await
+    }
+
+    /// Writes `version` (held in `buckets[home]`) again on top of its
+    /// bucket as a new write, and copies it into every region, but those in
+    /// `skip`, whose current object (`now`) is not the same object.
+    #[allow(clippy::too_many_arguments)]
+    async fn bring_back(
+        &self,
+        key: &str,
+        buckets: &[Bucket],
+        home: usize,
+        version: &Seen,
+        now: &[State],
+        skip: &[usize],
+        dry_run: bool,
+    ) -> Result<KeyRestore, ReplicateError> {
         let regions: Vec<usize> = (0..buckets.len())
-            .filter(|i| !plan.kept_deletes.contains(i))
-            .filter(|&i| !same_object(now[i].object(), &winner))
+            .filter(|i| !skip.contains(i))
+            .filter(|&i| !same_object(now[i].object(), version))
             .collect();
         if regions.is_empty() {
             return Ok(KeyRestore::Unchanged);
         }
         let restored = KeyRestore::Restored {
-            source: plan.source,
-            version: winner.head.version_id.clone(),
-            bytes: winner.head.size,
+            source: home,
+            version: version.head.version_id.clone(),
+            bytes: version.head.size,
             regions: regions.clone(),
         };
         if dry_run {
@@ -85,17 +137,17 @@ impl<S: ObjectStore> Replicator<S> {
         }
         // A new write of the old object, in the region that held it; then
         // copies of that write wherever the object is not.
-        let home = &buckets[plan.source];
+        let bucket = &buckets[home];
         let written = self
-            .write_original(home, key, &winner, now[plan.source].precondition())
+            .write_original(bucket, key, version, now[home].precondition())
             .await?;
-        self.settle(home, key, RESTORE).await?;
-        let Some(write) = self.seen(home, key, Some(&written.version_id)).await? else {
-            return Err(self.contended(home, key));
+        self.settle(bucket, key, RESTORE).await?;
+        let Some(write) = self.seen(bucket, key, Some(&written.version_id)).await? else {
+            return Err(self.contended(bucket, key));
         };
-        for &i in regions.iter().filter(|&&i| i != plan.source) {
+        for &i in regions.iter().filter(|&&i| i != home) {
             self.write_copy(
-                home,
+                bucket,
                 key,
                 &write,
                 &buckets[i],

@@ -1,0 +1,194 @@
+//! The mass-delete breaker: deletes carried into this region from another
+//! are counted per source region and calendar minute. Past the limit the
+//! breaker for that source opens: from then on its deletes are held in the
+//! held-deletes queue, untouched, until `toastrep deletes` releases or
+//! discards them (and closes the breaker). Writes are never held.
+//!
+//! State lives in this region's artifact bucket, under `breaker/`:
+//! - `breaker/deletes/SOURCE/MINUTE/MARKER`: one empty object per delete
+//!   (named by its delete marker, so a notice delivered twice counts once);
+//!   a listing counts them;
+//! - `breaker/open/SOURCE`: the open breaker, with when and why.
+
+use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use lambda_runtime::Error;
+use toastrep_replication::S3Notice;
+
+/// Where the breaker keeps its state and its held deletes.
+pub struct Breaker {
+    pub per_minute: u32,
+    /// The set's function name, the same in every region.
+    pub function: String,
+    pub bucket: String,
+    pub queue_url: String,
+    pub alarm: String,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// The key of the open breaker for deletes from `source`.
+pub fn open_key(source: &str) -> String {
+    format!("breaker/open/{source}")
+}
+
+impl Breaker {
+    /// Whether the breaker counts the delete `notice` reports: only one
+    /// that would delete something here. A delete another set function made
+    /// (carrying the same delete into its own region) is an echo of one
+    /// every region hears directly: on AWS the event names its writer, the
+    /// set's function (its role session is the function's name, the same in
+    /// every region); elsewhere, an echo mostly finds the key deleted here
+    /// already. Each region's carried deletes echo to the others, so up to
+    /// (regions - 1) times the limit of one burst can land before every
+    /// breaker holds.
+    pub async fn counts(
+        &self,
+        notice: &S3Notice,
+        destination: &toastrep_replication::Bucket,
+    ) -> Result<bool, Error> {
+        if notice
+            .principal
+            .as_deref()
+            .is_some_and(|p| p.ends_with(&format!(":{}", self.function)))
+        {
+            return Ok(false);
+        }
+        match self
+            .s3
+            .head_object()
+            .bucket(&destination.name)
+            .key(&notice.key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Whether the delete `notice` reports may be carried now: `false`
+    /// when the breaker for its region is open, or this delete opens it.
+    pub async fn admit(&self, notice: &S3Notice, now: i64) -> Result<bool, Error> {
+        let source = &notice.region;
+        if self.is_open(source).await? {
+            return Ok(false);
+        }
+        let minute = now.div_euclid(60) * 60;
+        let prefix = format!("breaker/deletes/{source}/{minute}/");
+        let marker = notice.version_id.as_deref().unwrap_or("unversioned");
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("{prefix}{marker}"))
+            .body(ByteStream::from_static(b""))
+            .send()
+            .await?;
+        let counted = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .max_keys(i32::try_from(self.per_minute.saturating_add(1)).unwrap_or(i32::MAX))
+            .send()
+            .await?
+            .key_count
+            .unwrap_or_default();
+        let counted = u32::try_from(counted).unwrap_or_default();
+        if counted <= self.per_minute {
+            return Ok(true);
+        }
+        self.open(source, minute, counted).await?;
+        Ok(false)
+    }
+
+    async fn is_open(&self, source: &str) -> Result<bool, Error> {
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(open_key(source))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Opens the breaker for `source` (the first opener writes it) and sets
+    /// the alarm.
+    async fn open(&self, source: &str, minute: i64, counted: u32) -> Result<(), Error> {
+        let reason = format!(
+            "more than {} deletes from {source} in the minute from {minute} (unix time): {counted} seen; its deletes are held until `toastrep deletes` releases or discards them",
+            self.per_minute
+        );
+        let body = serde_json::json!({
+            "source": source,
+            "minute": minute,
+            "deletes": counted,
+            "per_minute": self.per_minute,
+        });
+        let created = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(open_key(source))
+            .if_none_match("*")
+            .content_type("application/json")
+            .body(ByteStream::from(body.to_string().into_bytes()))
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            // Another invocation opened it first.
+            Err(error) if error.code() == Some("PreconditionFailed") => {}
+            Err(error) => return Err(error.into()),
+        }
+        tracing::warn!(target: "toastrep::breaker", source, counted, "{reason}");
+        self.cloudwatch
+            .set_alarm_state()
+            .alarm_name(&self.alarm)
+            .state_value(StateValue::Alarm)
+            .state_reason(reason.chars().take(1023).collect::<String>())
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps `notice` in the held-deletes queue.
+    pub async fn hold(&self, notice: &S3Notice) -> Result<(), Error> {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(notice.to_s3_message())
+            .message_attributes(
+                "source_region",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(&notice.region)
+                    .build()?,
+            )
+            .send()
+            .await?;
+        tracing::info!(
+            target: "toastrep::decision",
+            decision = "held",
+            key = %notice.key,
+            source_region = %notice.region,
+            version_id = notice.version_id.as_deref().unwrap_or(""),
+        );
+        Ok(())
+    }
+}

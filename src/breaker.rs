@@ -1,0 +1,215 @@
+//! The mass-delete breaker as the operator sees it: which regions hold
+//! deletes from which, in their held-deletes queue, and the breakers that
+//! are open (see the function's `breaker` module for how they open).
+
+use anyhow::{Context as _, Result};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde::Serialize;
+use toastrep_replication::{S3Notice, parse_s3_message};
+
+use crate::aws::Aws;
+use crate::names::SetName;
+
+/// Where the function keeps its breaker state in a region's artifact bucket.
+const OPEN_PREFIX: &str = "breaker/open/";
+
+/// An open breaker: deletes from `source` are held in the region.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenBreaker {
+    pub source: String,
+    /// What opened it, as the function recorded it.
+    pub record: serde_json::Value,
+}
+
+/// One held delete.
+#[derive(Debug, Clone)]
+pub struct HeldDelete {
+    pub notice: S3Notice,
+    pub receipt: String,
+}
+
+/// The breakers open in `region`.
+pub async fn open_breakers(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+) -> Result<Vec<OpenBreaker>> {
+    let s3 = aws.s3(region);
+    let bucket = name.artifact_bucket(region, account);
+    let listed = match s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix(OPEN_PREFIX)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
+        Ok(listed) => listed,
+        Err(error) if error.code() == Some("NoSuchBucket") => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("listing the open breakers in {bucket}"));
+        }
+    };
+    let mut open = Vec::new();
+    for object in listed.contents() {
+        let Some(key) = object.key() else { continue };
+        let source = key.trim_start_matches(OPEN_PREFIX).to_owned();
+        let body = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(key)
+            .expected_bucket_owner(account)
+            .send()
+            .await
+            .with_context(|| format!("reading {key} in {bucket}"))?
+            .body
+            .collect()
+            .await
+            .context("reading an open breaker")?
+            .into_bytes();
+        open.push(OpenBreaker {
+            source,
+            record: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        });
+    }
+    Ok(open)
+}
+
+/// Closes the breaker for deletes from `source` in `region`: its deletes
+/// are carried again. Only toastrep's own state object goes.
+pub async fn close(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    source: &str,
+) -> Result<()> {
+    let bucket = name.artifact_bucket(region, account);
+    aws.s3(region)
+        .delete_object()
+        .bucket(&bucket)
+        .key(format!("{OPEN_PREFIX}{source}"))
+        .expected_bucket_owner(account)
+        .send()
+        .await
+        .with_context(|| format!("closing the breaker for {source} in {region}"))?;
+    Ok(())
+}
+
+/// The URL of `region`'s held-deletes queue.
+pub async fn queue_url(aws: &Aws, name: &SetName, region: &str) -> Result<String> {
+    let queue = name.held_deletes_queue();
+    let out = aws
+        .sqs(region)
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("GetQueueUrl {queue} in {region}"))?;
+    Ok(out.queue_url().unwrap_or_default().to_owned())
+}
+
+/// How many deletes `region` holds (visible and in flight).
+pub async fn held_count(aws: &Aws, name: &SetName, region: &str) -> Result<u64> {
+    let url = queue_url(aws, name, region).await?;
+    let out = aws
+        .sqs(region)
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("GetQueueAttributes {url}"))?;
+    Ok(out
+        .attributes()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| {
+            matches!(
+                k,
+                QueueAttributeName::ApproximateNumberOfMessages
+                    | QueueAttributeName::ApproximateNumberOfMessagesNotVisible
+            )
+        })
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum())
+}
+
+/// Takes every held delete off `region`'s queue for `hide` seconds (they
+/// come back unless deleted): to look at them, or to act on them.
+pub async fn receive_held(
+    aws: &Aws,
+    name: &SetName,
+    region: &str,
+    hide: i32,
+) -> Result<(String, Vec<HeldDelete>)> {
+    let url = queue_url(aws, name, region).await?;
+    let sqs = aws.sqs(region);
+    let mut held = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(hide)
+            .send()
+            .await
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("ReceiveMessage {url}"))?;
+        let messages = out.messages();
+        if messages.is_empty() {
+            return Ok((url, held));
+        }
+        for message in messages {
+            let body = message.body().unwrap_or_default();
+            let notices = parse_s3_message(body)
+                .with_context(|| format!("a held delete in {region} is not an S3 event: {body}"))?;
+            for notice in notices {
+                held.push(HeldDelete {
+                    notice,
+                    receipt: message.receipt_handle().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+    }
+}
+
+/// The state of `region`'s delete breaker alarm, when it can be read.
+pub async fn alarm_state(aws: &Aws, name: &SetName, region: &str) -> Option<String> {
+    let out = aws
+        .cloudwatch(region)
+        .describe_alarms()
+        .alarm_names(name.breaker_alarm(region))
+        .send()
+        .await
+        .ok()?;
+    out.metric_alarms()
+        .first()
+        .and_then(|a| a.state_value())
+        .map(|s| s.as_str().to_owned())
+}
+
+/// Makes held deletes visible again at once (after a look).
+pub async fn show_again(aws: &Aws, region: &str, url: &str, held: &[HeldDelete]) -> Result<()> {
+    let sqs = aws.sqs(region);
+    for receipt in held
+        .iter()
+        .map(|h| &h.receipt)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        sqs.change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("ChangeMessageVisibility {url}"))?;
+    }
+    Ok(())
+}
