@@ -57,6 +57,17 @@ impl<S: ObjectStore> Replicator<S> {
         key: &str,
     ) -> Result<Option<(State, Option<String>)>, ReplicateError> {
         let history = self.store.versions(bucket, key).await?;
+        self.value_in(bucket, key, &history).await
+    }
+
+    /// [`Replicator::value`] given the key's history, as it is or as it was
+    /// at some time.
+    pub(super) async fn value_in(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        history: &[VersionEntry],
+    ) -> Result<Option<(State, Option<String>)>, ReplicateError> {
         let Some(VersionEntry::Object {
             version_id, etag, ..
         }) = history.first()
@@ -64,7 +75,7 @@ impl<S: ObjectStore> Replicator<S> {
             return Ok(match history.first() {
                 None => Some((State::Absent, None)),
                 Some(_) => self
-                    .tombstone(bucket, key, &history)
+                    .tombstone(bucket, key, history)
                     .await?
                     .map(|t| (State::Deleted(t), None)),
             });
@@ -73,7 +84,7 @@ impl<S: ObjectStore> Replicator<S> {
             return Ok(None);
         };
         let mut held = vec![top];
-        for version in check_candidates(&history, &held[0]) {
+        for version in check_candidates(history, &held[0]) {
             match self.seen(bucket, key, Some(&version)).await? {
                 Some(seen) => held.push(seen),
                 None => return Ok(None),

@@ -1,10 +1,10 @@
 //! Point-in-time restore of one key: the set's value at a past time,
 //! written again as a new write in every region. No version is deleted.
 
-use super::{ReplicateError, Replicator};
+use super::{ROUNDS, ReplicateError, Replicator};
 use crate::protocol::delete::history_at;
 use crate::protocol::marker::user_metadata;
-use crate::protocol::{Seen, State, decide_sync};
+use crate::protocol::{CopyDecision, Seen, State, decide_copy, decide_sync};
 use crate::store::{Bucket, ObjectStore, VersionEntry};
 
 /// What restore's writes are marked as made by.
@@ -136,52 +136,79 @@ impl<S: ObjectStore> Replicator<S> {
             return Ok(restored);
         }
         // A new write of the old object, in the region that held it; then
-        // copies of that write wherever the object is not.
+        // copies of that write wherever the object is not. The set runs
+        // meanwhile (the functions copy the new write too): each write
+        // decides on what it sees, and again when that changed.
         let bucket = &buckets[home];
-        let written = self
-            .write_original(bucket, key, version, now[home].precondition())
-            .await?;
+        let mut written = None;
+        for _ in 0..ROUNDS {
+            let state = self.state(bucket, key).await?;
+            match self
+                .write_original(bucket, key, version, state.precondition())
+                .await
+            {
+                Ok(done) => {
+                    written = Some(done);
+                    break;
+                }
+                Err(error) if error.is_condition() => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let written = written.ok_or_else(|| self.contended(bucket, key))?;
         self.settle(bucket, key, RESTORE).await?;
         let Some(write) = self.seen(bucket, key, Some(&written.version_id)).await? else {
             return Err(self.contended(bucket, key));
         };
         for &i in regions.iter().filter(|&&i| i != home) {
-            self.write_copy(
-                bucket,
-                key,
-                &write,
-                &buckets[i],
-                now[i].precondition(),
-                RESTORE,
-            )
-            .await?;
-            self.settle(&buckets[i], key, RESTORE).await?;
+            self.copy_into(bucket, key, &write, &buckets[i]).await?;
         }
         Ok(restored)
     }
 
-    /// A region's state of `key` given its history as it was at some time
-    /// (see [`history_at`]).
+    /// Copies `write` (an original, of `key` in `source`) into
+    /// `destination` unless it holds it, or something that wins, already.
+    async fn copy_into(
+        &self,
+        source: &Bucket,
+        key: &str,
+        write: &Seen,
+        destination: &Bucket,
+    ) -> Result<(), ReplicateError> {
+        for _ in 0..ROUNDS {
+            let state = self.state(destination, key).await?;
+            let decision = self
+                .with_histories(key, |h| decide_copy(write, &state, h))
+                .await?;
+            let CopyDecision::Copy(precondition) = decision else {
+                return Ok(());
+            };
+            match self
+                .write_copy(source, key, write, destination, precondition, RESTORE)
+                .await
+            {
+                Ok(_) => {
+                    self.settle(destination, key, RESTORE).await?;
+                    return Ok(());
+                }
+                Err(error) if error.is_condition() => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(self.contended(destination, key))
+    }
+
+    /// A region's value of `key` given its history as it was at some time
+    /// (see [`history_at`]): what its check left on top, or would have.
     async fn state_in(
         &self,
         bucket: &Bucket,
         key: &str,
         history: &[VersionEntry],
     ) -> Result<State, ReplicateError> {
-        match history.first() {
-            None => Ok(State::Absent),
-            Some(VersionEntry::DeleteMarker { .. }) => {
-                match self.tombstone(bucket, key, history).await? {
-                    Some(tombstone) => Ok(State::Deleted(tombstone)),
-                    None => Err(self.contended(bucket, key)),
-                }
-            }
-            Some(VersionEntry::Object { version_id, .. }) => {
-                match self.seen(bucket, key, Some(version_id)).await? {
-                    Some(seen) => Ok(State::Object(seen)),
-                    None => Err(self.contended(bucket, key)),
-                }
-            }
+        match self.value_in(bucket, key, history).await? {
+            Some((state, _)) => Ok(state),
+            None => Err(self.contended(bucket, key)),
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct Scenario {
     pub settings: CopySettings,
     /// The set carries deletes from region to region.
     pub carry_deletes: bool,
+    /// Once the set is quiet, every key is restored to what the set held
+    /// this many milliseconds from the start (`restore --at`).
+    pub restore_at: Option<u64>,
 }
 
 impl Scenario {
@@ -179,6 +182,7 @@ impl Scenario {
                 concurrency: 3,
             },
             carry_deletes: rng.u32(0..4) > 0,
+            restore_at: None,
         }
     }
 }
@@ -367,6 +371,9 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
             "copying went on after convergence: {} writes and {copies} sync copies",
             after - before
         ));
+    }
+    if let Some(at) = scenario.restore_at {
+        world.restore(((start + at) / 1000) as i64)?;
     }
     world.summary.store_writes = after;
     world.summary.user_writes = world.user_writes.len();
@@ -620,6 +627,59 @@ impl World {
                 self.check_carried_deletes(key)?;
             } else {
                 self.check_kept_deletes(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores every key to what the set held at `at` (seconds), as
+    /// `restore` does; then every region must hold, for each key, the
+    /// winner among the user writes made by then (by the documented rule),
+    /// or be left as it was where no write was made by then.
+    fn restore(&mut self, at: i64) -> Result<(), String> {
+        let failures = Rc::new(RefCell::new(Vec::new()));
+        for key in self.s3.keys() {
+            let replicator = Rc::clone(&self.replicators[0]);
+            let buckets = self.buckets.clone();
+            let failures = Rc::clone(&failures);
+            self.executor.spawn(async move {
+                if let Err(error) = replicator.restore_key(&key, &buckets, at, false).await {
+                    failures.borrow_mut().push(format!("{key}: {error}"));
+                }
+            });
+        }
+        self.settle()?;
+        if !failures.borrow().is_empty() {
+            return Err(format!(
+                "restore failed without faults: {:?}",
+                failures.borrow()
+            ));
+        }
+        for key in self.s3.keys() {
+            let then = (0..self.user_writes.len())
+                .filter(|&w| {
+                    self.user_writes[w].1 == key && self.user_writes[w].2.last_modified <= at
+                })
+                .max_by(|&a, &b| self.rank(a, b));
+            let Some(then) = then else { continue };
+            let winner = &self.user_writes[then].2;
+            for bucket in &self.buckets {
+                let history = self.s3.history(&bucket.name, &key);
+                let same = history.last().is_some_and(|current| {
+                    !current.delete_marker
+                        && current.content == winner.content
+                        && user_metadata(&current.metadata) == user_metadata(&winner.metadata)
+                        && current.headers == winner.headers
+                        && current.tags == winner.tags
+                });
+                if !same {
+                    return Err(format!(
+                        "{key:?} in {} is not restored to {} (the winner at {at}); {}",
+                        bucket.region,
+                        winner.version_id,
+                        self.describe_key(&key)
+                    ));
+                }
             }
         }
         Ok(())
