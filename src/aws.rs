@@ -109,6 +109,48 @@ impl Aws {
         aws_sdk_sqs::Client::from_conf(config)
     }
 
+    /// The URL of queue `name` in `region`, and its depth: messages waiting,
+    /// and messages received but not yet deleted.
+    pub async fn queue_depth(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> anyhow::Result<(String, u64, u64)> {
+        use anyhow::Context as _;
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let sqs = self.sqs(region);
+        let url = sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("GetQueueUrl {name} in {region}"))?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("GetQueueAttributes {name} in {region}"))?;
+        let number = |attribute: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&attribute))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            url,
+            number(QueueAttributeName::ApproximateNumberOfMessages),
+            number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        ))
+    }
+
     /// Checks that credentials exist and are accepted, and returns the account
     /// id. Every command calls this first, so a bad environment is reported
     /// before anything is changed.

@@ -4,7 +4,6 @@
 
 use anyhow::{Context as _, Result};
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 use toastrep_replication::{S3Notice, parse_s3_message};
 
@@ -114,30 +113,8 @@ pub async fn queue_url(aws: &Aws, name: &SetName, region: &str) -> Result<String
 
 /// How many deletes `region` holds (visible and in flight).
 pub async fn held_count(aws: &Aws, name: &SetName, region: &str) -> Result<u64> {
-    let url = queue_url(aws, name, region).await?;
-    let out = aws
-        .sqs(region)
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("GetQueueAttributes {url}"))?;
-    Ok(out
-        .attributes()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| {
-            matches!(
-                k,
-                QueueAttributeName::ApproximateNumberOfMessages
-                    | QueueAttributeName::ApproximateNumberOfMessagesNotVisible
-            )
-        })
-        .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .sum())
+    let (_, waiting, in_flight) = aws.queue_depth(region, &name.held_deletes_queue()).await?;
+    Ok(waiting + in_flight)
 }
 
 /// Takes every held delete off `region`'s queue for `hide` seconds (they

@@ -334,6 +334,29 @@ pub fn set_replicator(
     )
 }
 
+/// The set's buckets in `regions` (in that order) and the replication
+/// engine over them, with the set's marker key, as the functions run it.
+pub async fn set_engine(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    regions: &[String],
+    carry_deletes: bool,
+) -> Result<(Vec<Bucket>, Replicator<SdkStore>)> {
+    let marker_key = crate::marker_key::for_set(aws, name, regions).await?;
+    let replicator = set_replicator(
+        aws,
+        name,
+        account,
+        &regions[0],
+        &marker_key,
+        &CopySettings::default(),
+    )
+    .carrying_deletes(carry_deletes);
+    let buckets = regions.iter().map(|r| replicator.set().bucket(r)).collect();
+    Ok((buckets, replicator))
+}
+
 /// The set's buckets, by region index, and the engine that repairs them.
 struct SetBuckets {
     regions: Vec<String>,

@@ -338,7 +338,7 @@ fn restore_schedule(seed: u64) -> Result<(), String> {
             },
         ),
     ];
-    let mut scenario = deletes_scenario(seed, ops, seed % 3 != 0);
+    let mut scenario = deletes_scenario(seed, ops, !seed.is_multiple_of(3));
     scenario.restore_at = Some(999);
     run_scenario(seed, &scenario).map(|_| ())
 }

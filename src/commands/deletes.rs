@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use serde::Serialize;
-use toastrep_replication::{Bucket, CopySettings, KeyRestore, ObjectStore};
+use toastrep_replication::{Bucket, KeyRestore, ObjectStore};
 
 use super::{Context, Located, Report};
 use crate::breaker::{self, HeldDelete, OpenBreaker};
@@ -21,7 +21,7 @@ use crate::cli::DeletesArgs;
 use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
-use crate::sync::set_replicator;
+use crate::sync::set_engine;
 
 /// How long held deletes stay hidden while they are read (then shown
 /// again) or acted on (then deleted, or back after this long).
@@ -77,19 +77,8 @@ pub async fn deletes(context: &Context, args: &DeletesArgs) -> Result<Report> {
         _ => "look",
     };
     let act = args.yes && action != "look";
-    let buckets: Vec<Bucket> = regions
-        .iter()
-        .map(|r| Bucket::new(r, name.data_bucket(r, &account)))
-        .collect();
-    let replicator = set_replicator(
-        &aws,
-        &name,
-        &account,
-        &regions[0],
-        &crate::marker_key::for_set(&aws, &name, &regions).await?,
-        &CopySettings::default(),
-    )
-    .carrying_deletes(true);
+    // Releasing carries deletes, whatever the set does now.
+    let (buckets, replicator) = set_engine(&aws, &name, &account, &regions, true).await?;
 
     let mut result = DeletesResult {
         name: name.to_string(),

@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_s3::types::BucketVersioningStatus;
 use futures::StreamExt;
 use serde::Serialize;
-use toastrep_replication::{Bucket, CopySettings, KeyRestore};
+use toastrep_replication::{Bucket, KeyRestore};
 
 use super::{Context, Located, Report};
 use crate::bail_input;
@@ -20,7 +20,7 @@ use crate::cli::RestoreArgs;
 use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
-use crate::sync::set_replicator;
+use crate::sync::set_engine;
 
 /// How often the progress line is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -118,15 +118,7 @@ pub async fn restore(context: &Context, args: &RestoreArgs) -> Result<Report> {
     }
 
     let carry = found.settings().is_some_and(|s| s.replicate_deletes);
-    let replicator = set_replicator(
-        &aws,
-        &name,
-        &account,
-        &regions[0],
-        &crate::marker_key::for_set(&aws, &name, &regions).await?,
-        &CopySettings::default(),
-    )
-    .carrying_deletes(carry);
+    let (_, replicator) = set_engine(&aws, &name, &account, &regions, carry).await?;
     let reporter = context.reporter.as_ref();
     let started = Instant::now();
     let what = if args.dry_run {

@@ -6,7 +6,6 @@
 //! dead-letter queue's depth, and the data bucket's object count and size.
 //! Anything unhealthy is flagged, and makes the exit status 1.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
@@ -372,43 +371,12 @@ async fn function_status(
 }
 
 async fn queue_status(aws: &Aws, name: &SetName, region: &str) -> Result<QueueStatus> {
-    use aws_sdk_sqs::types::QueueAttributeName;
     let queue_name = name.dead_letter_queue();
-    let sqs = aws.sqs(region);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue_name)
-        .send()
-        .await
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("GetQueueUrl {queue_name} in {region}"))?;
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url.queue_url().unwrap_or_default())
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("GetQueueAttributes {queue_name} in {region}"))?;
-    let attributes: BTreeMap<String, String> = out
-        .attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let number = |key: &str| {
-        attributes
-            .get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let (_, messages, in_flight) = aws.queue_depth(region, &queue_name).await?;
     Ok(QueueStatus {
         queue_name,
-        messages: number("ApproximateNumberOfMessages"),
-        in_flight: number("ApproximateNumberOfMessagesNotVisible"),
+        messages,
+        in_flight,
     })
 }
 

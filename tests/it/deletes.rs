@@ -311,12 +311,15 @@ async fn restore_brings_a_prefix_back_in_every_region_and_refuses_bad_input() {
         .fmt(DateTimeFormat::DateTime)
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Overwritten, then the whole prefix deleted in every region.
     set.put("eu-west-2", &keys[0], b"overwritten").await;
     set.wait_everywhere(&keys[0], b"overwritten").await;
+    delete(&set, "eu-west-2", &keys[0]).await;
     delete(&set, "us-east-1", &keys[1]).await;
     delete(&set, "ap-northeast-1", &keys[2]).await;
-    wait_deleted_everywhere(&set, &keys[1]).await;
-    wait_deleted_everywhere(&set, &keys[2]).await;
+    for key in &keys {
+        wait_deleted_everywhere(&set, key).await;
+    }
     set.put("us-east-1", "docs/new.txt", b"made after").await;
     set.wait_everywhere("docs/new.txt", b"made after").await;
 

@@ -185,24 +185,20 @@ impl SimS3 {
     /// `None` when no object is current.
     pub fn user_delete_version(&self, bucket: &str, key: &str) -> Option<Version> {
         let mut state = self.state();
-        let region = state.buckets[bucket].0.clone();
         let history = state.buckets.get_mut(bucket)?.1.get_mut(key)?;
         if history.last()?.delete_marker {
             return None;
         }
         let removed = history.pop()?;
-        state.outbox.push(S3Notice {
-            event_name: "ObjectRemoved:Delete".into(),
-            region,
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            version_id: Some(removed.version_id.clone()),
-            etag: None,
-            sequencer: None,
-            size: None,
-            event_time: None,
-            principal: None,
-        });
+        state.notify(
+            bucket,
+            key,
+            "ObjectRemoved:Delete".into(),
+            &removed.version_id,
+            None,
+            None,
+            None,
+        );
         Some(removed)
     }
 
@@ -286,7 +282,21 @@ impl State {
             tags,
             delete_marker: false,
         };
-        let region = self.buckets[bucket].0.clone();
+        self.push_version(bucket, key, &version);
+        self.notify(
+            bucket,
+            key,
+            format!("ObjectCreated:{how}"),
+            &version.version_id,
+            Some(version.etag.clone()),
+            Some(size as i64),
+            Some(id),
+        );
+        version
+    }
+
+    /// A new version on top of `key`: a write the convergence checks count.
+    fn push_version(&mut self, bucket: &str, key: &str, version: &Version) {
         self.buckets
             .get_mut(bucket)
             .expect("a known bucket")
@@ -295,19 +305,33 @@ impl State {
             .or_default()
             .push(version.clone());
         self.writes += 1;
+    }
+
+    /// Queues the notification S3 sends for a change of `key`.
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        event_name: String,
+        version_id: &str,
+        etag: Option<String>,
+        size: Option<i64>,
+        sequence: Option<u64>,
+    ) {
+        let region = self.buckets[bucket].0.clone();
         self.outbox.push(S3Notice {
-            event_name: format!("ObjectCreated:{how}"),
+            event_name,
             region,
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            version_id: Some(version.version_id.clone()),
-            etag: Some(version.etag.clone()),
-            sequencer: Some(format!("{id:016X}")),
-            size: Some(size as i64),
+            version_id: Some(version_id.to_owned()),
+            etag,
+            sequencer: sequence.map(|id| format!("{id:016X}")),
+            size,
             event_time: None,
             principal: None,
         });
-        version
     }
 
     /// A delete marker on top of `key`, and its notice.
@@ -324,27 +348,16 @@ impl State {
             tags: Vec::new(),
             delete_marker: true,
         };
-        let region = self.buckets[bucket].0.clone();
-        self.buckets
-            .get_mut(bucket)
-            .expect("a known bucket")
-            .1
-            .entry(key.to_owned())
-            .or_default()
-            .push(marker.clone());
-        self.writes += 1;
-        self.outbox.push(S3Notice {
-            event_name: "ObjectRemoved:DeleteMarkerCreated".into(),
-            region,
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            version_id: Some(marker.version_id.clone()),
-            etag: None,
-            sequencer: Some(format!("{id:016X}")),
-            size: None,
-            event_time: None,
-            principal: None,
-        });
+        self.push_version(bucket, key, &marker);
+        self.notify(
+            bucket,
+            key,
+            "ObjectRemoved:DeleteMarkerCreated".into(),
+            &marker.version_id,
+            None,
+            None,
+            Some(id),
+        );
         marker.version_id
     }
 
