@@ -63,6 +63,37 @@ fn configuration(days: u32) -> Result<BucketLifecycleConfiguration> {
         .build()?)
 }
 
+/// The artifact bucket's rule: the delete breaker's counts (one small
+/// object a carried delete, under `breaker/deletes/`) go after a day; a
+/// minute's count is all it reads.
+fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
+    Ok(BucketLifecycleConfiguration::builder()
+        .rules(
+            LifecycleRule::builder()
+                .id("expire-delete-counts")
+                .status(ExpirationStatus::Enabled)
+                .filter(
+                    LifecycleRuleFilter::builder()
+                        .prefix("breaker/deletes/")
+                        .build(),
+                )
+                .expiration(LifecycleExpiration::builder().days(1).build())
+                .build()?,
+        )
+        .build()?)
+}
+
+/// Puts the artifact bucket's rule on `bucket`.
+pub async fn apply_artifacts(s3: &Client, bucket: &str) -> Result<()> {
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(artifact_configuration()?)
+        .send()
+        .await
+        .with_context(|| format!("setting the lifecycle rule of {bucket}"))?;
+    Ok(())
+}
+
 /// Puts the rules for `days` on `bucket`.
 pub async fn apply(s3: &Client, bucket: &str, days: u32) -> Result<()> {
     s3.put_bucket_lifecycle_configuration()

@@ -303,15 +303,17 @@ pub(crate) async fn roll_out(
         .map(|r| r.region.clone())
         .collect();
     // The buckets' lifecycle rules, as the template declares them (see
-    // `lifecycle`): on every bucket whose base stack is in place.
+    // `lifecycle`), and the artifact bucket's: on every region whose base
+    // stack is in place.
     let days = plan.settings.keep_noncurrent_days;
     futures::future::try_join_all(
         plan.bases
             .iter()
             .filter(|base| !failed_bases.contains(&base.region))
             .map(|base| async move {
-                let bucket = name.data_bucket(&base.region, account);
-                lifecycle::apply(&aws.s3(&base.region), &bucket, days).await
+                let s3 = aws.s3(&base.region);
+                lifecycle::apply(&s3, &name.data_bucket(&base.region, account), days).await?;
+                lifecycle::apply_artifacts(&s3, &name.artifact_bucket(&base.region, account)).await
             }),
     )
     .await?;

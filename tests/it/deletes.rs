@@ -197,6 +197,19 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
     let zip = zip.to_str().unwrap();
     for region in THREE {
         assert_eq!(noncurrent_days(&set, region).await, Some(30), "{region}");
+        // The breaker's per-delete counts expire from the artifact bucket.
+        let rules = s3(region)
+            .get_bucket_lifecycle_configuration()
+            .bucket(harness::artifact_bucket(&set.name, region))
+            .send()
+            .await
+            .expect("the artifact bucket's lifecycle rules")
+            .rules
+            .unwrap_or_default();
+        assert!(
+            rules.iter().any(|r| r.id() == Some("expire-delete-counts")),
+            "{rules:?}"
+        );
     }
     let status = toastrep_json(&["status", "--name", &set.name]);
     assert_eq!(status["deletes"]["replicated"], false, "{status}");
