@@ -14,10 +14,14 @@ use aws_sdk_cloudwatch::types::StateValue;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::MessageAttributeValue;
+use std::future::Future;
+use std::pin::Pin;
+
 use lambda_runtime::Error;
-use toastrep_replication::S3Notice;
+use toastrep_replication::{DeleteGate, Gate, S3Notice};
 
 /// Where the breaker keeps its state and its held deletes.
+#[derive(Debug)]
 pub struct Breaker {
     pub per_minute: u32,
     /// The set's function name, the same in every region.
@@ -36,50 +40,23 @@ pub fn open_key(source: &str) -> String {
 }
 
 impl Breaker {
-    /// Whether the breaker counts the delete `notice` reports: only one
-    /// that would delete something here. A delete another set function made
-    /// (carrying the same delete into its own region) is an echo of one
-    /// every region hears directly: on AWS the event names its writer, the
-    /// set's function (its role session is the function's name, the same in
-    /// every region); elsewhere, an echo mostly finds the key deleted here
-    /// already. Each region's carried deletes echo to the others, so up to
-    /// (regions - 1) times the limit of one burst can land before every
-    /// breaker holds.
-    pub async fn counts(
-        &self,
-        notice: &S3Notice,
-        destination: &toastrep_replication::Bucket,
-    ) -> Result<bool, Error> {
+    /// Whether the delete `notice` reports may be carried now: `false`
+    /// when the breaker for its region is open, or this delete opens it.
+    /// The engine asks only for a delete that would delete something here.
+    /// A delete another of the set's functions made (carrying the same
+    /// delete into its own region) is an echo of one every region hears
+    /// directly: on AWS the event names its writer, the set's function (its
+    /// role session is the function's name, the same in every region), and
+    /// it is not counted. Elsewhere echoes count, so up to (regions - 1)
+    /// times the limit of one burst can land before every breaker holds.
+    async fn allows(&self, notice: &S3Notice, now: i64) -> Result<bool, Error> {
         if notice
             .principal
             .as_deref()
             .is_some_and(|p| p.ends_with(&format!(":{}", self.function)))
         {
-            return Ok(false);
+            return Ok(true);
         }
-        match self
-            .s3
-            .head_object()
-            .bucket(&destination.name)
-            .key(&notice.key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .raw_response()
-                    .is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    /// Whether the delete `notice` reports may be carried now: `false`
-    /// when the breaker for its region is open, or this delete opens it.
-    pub async fn admit(&self, notice: &S3Notice, now: i64) -> Result<bool, Error> {
         let source = &notice.region;
         if self.is_open(source).await? {
             return Ok(false);
@@ -168,7 +145,7 @@ impl Breaker {
     }
 
     /// Keeps `notice` in the held-deletes queue.
-    pub async fn hold(&self, notice: &S3Notice) -> Result<(), Error> {
+    async fn hold(&self, notice: &S3Notice) -> Result<(), Error> {
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
@@ -190,5 +167,23 @@ impl Breaker {
             version_id = notice.version_id.as_deref().unwrap_or(""),
         );
         Ok(())
+    }
+}
+
+impl DeleteGate for Breaker {
+    fn admit<'a>(
+        &'a self,
+        notice: &'a S3Notice,
+    ) -> Pin<Box<dyn Future<Output = Result<Gate, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if self.allows(notice, now).await.map_err(|e| e.to_string())? {
+                return Ok(Gate::Carry);
+            }
+            self.hold(notice).await.map_err(|e| e.to_string())?;
+            Ok(Gate::Held)
+        })
     }
 }

@@ -8,7 +8,7 @@ use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::{
     Bucket, CopySettings, Decision, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
-    SetBuckets, handle_notices, parse_sns_event,
+    SetBuckets,
 };
 
 use breaker::Breaker;
@@ -70,9 +70,9 @@ async fn main() -> Result<(), Error> {
     };
     tracing::info!(carry_deletes, "deletes");
     // Deletes carried from other regions pass the mass-delete breaker.
-    let breaker = match carry_deletes {
-        false => None,
-        true => Some(Breaker {
+    let mut replicator = Replicator::new(store, key, set, settings).carrying_deletes(carry_deletes);
+    if carry_deletes {
+        replicator = replicator.gating_deletes(std::sync::Arc::new(Breaker {
             per_minute: required_env("DELETE_BREAKER_PER_MINUTE")?
                 .parse()
                 .map_err(|e| format!("environment variable DELETE_BREAKER_PER_MINUTE: {e}"))?,
@@ -83,15 +83,14 @@ async fn main() -> Result<(), Error> {
             s3: aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
             sqs: aws_sdk_sqs::Client::new(&sdk_config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk_config),
-        }),
-    };
-    let mut replicator = Replicator::new(store, key, set, settings).carrying_deletes(carry_deletes);
+        }));
+    }
     if let Ok(role_id) = std::env::var("REPLICATOR_ROLE_ID") {
         replicator = replicator.writing_as_role(&role_id);
     }
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        handle(&replicator, breaker.as_ref(), &destination, event)
+        handle(&replicator, &destination, event)
     }))
     .await
 }
@@ -109,49 +108,14 @@ async fn main() -> Result<(), Error> {
 /// not possible per invocation.
 async fn handle(
     replicator: &Replicator<SdkStore>,
-    breaker: Option<&Breaker>,
     destination: &Bucket,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
-    let notices = match parse_sns_event(&event.payload) {
-        Ok(notices) => notices,
-        Err(error) => {
-            tracing::error!(target: "toastrep::event", error = %error, raw = %event.payload, "malformed event");
-            return Err(diagnostic(&HandleError::Malformed(error)));
-        }
-    };
-    // Deletes from other regions go through the breaker first; a held one
-    // is done with here. A failure to count or hold fails the event, which
-    // the platform retries: nothing is carried unchecked or lost.
-    let mut held = 0;
-    let mut carried = Vec::with_capacity(notices.len());
-    for notice in notices {
-        if let Some(breaker) = breaker
-            && notice.is_delete_marker()
-            && notice.region != destination.region
-            && breaker
-                .counts(&notice, destination)
-                .await
-                .map_err(|e| infrastructure("DeleteBreakerFailed", e))?
-            && !breaker
-                .admit(&notice, now())
-                .await
-                .map_err(|e| infrastructure("DeleteBreakerFailed", e))?
-        {
-            breaker
-                .hold(&notice)
-                .await
-                .map_err(|e| infrastructure("DeleteBreakerFailed", e))?;
-            held += 1;
-            continue;
-        }
-        carried.push(notice);
-    }
-    match handle_notices(replicator, destination, carried).await {
+    match toastrep_replication::handle_sns_event(replicator, destination, &event.payload).await {
         Ok(outcomes) => {
             let count = |d: Decision| outcomes.iter().filter(|o| o.decision == d).count();
             Ok(json!({
-                "records": outcomes.len() + held,
+                "records": outcomes.len(),
                 "copied": count(Decision::Copied),
                 "skipped_copy": count(Decision::SkippedCopy),
                 "skipped_up_to_date": count(Decision::SkippedUpToDate),
@@ -160,7 +124,7 @@ async fn handle(
                 "deleted": count(Decision::Deleted),
                 "skipped_deleted": count(Decision::SkippedDeleted),
                 "kept_local": count(Decision::KeptLocal),
-                "held": held,
+                "held": count(Decision::Held),
                 "restores": outcomes.iter().map(|o| o.restores).sum::<u32>(),
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))
@@ -188,19 +152,6 @@ fn diagnostic(error: &HandleError) -> Diagnostic {
         error_type: error_type.to_owned(),
         error_message: error.to_string(),
     }
-}
-
-fn infrastructure(error_type: &str, error: Error) -> Diagnostic {
-    Diagnostic {
-        error_type: error_type.to_owned(),
-        error_message: error.to_string(),
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn required_env(name: &str) -> Result<String, Error> {

@@ -21,8 +21,8 @@ pub mod store;
 
 pub use clients::RegionalClients;
 pub use engine::{
-    CopySettings, Decision, KeyRestore, Outcome, ReplicateError, Replicator, SetBuckets,
-    SettingsError,
+    CopySettings, Decision, DeleteGate, Gate, KeyRestore, Outcome, ReplicateError, Replicator,
+    SetBuckets, SettingsError,
 };
 pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_sns_event};
 pub use handler::{HandleError, handle_notices, handle_sns_event};

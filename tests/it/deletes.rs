@@ -163,6 +163,42 @@ async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_st
     assert_eq!(sync["copies_made"], 1, "{sync}");
     assert_eq!(sync["deletes_made"], 0, "{sync}");
     set.wait_everywhere("kept", b"kept").await;
+
+    // A delete nobody heard of (eu-west-2's bucket sent no events while it
+    // was made) is carried by sync, which plans it first.
+    set.put("us-east-1", "missed", b"missed").await;
+    set.wait_everywhere("missed", b"missed").await;
+    let eu = s3("eu-west-2");
+    let config = eu
+        .get_bucket_notification_configuration()
+        .bucket(set.bucket("eu-west-2"))
+        .send()
+        .await
+        .expect("GetBucketNotificationConfiguration");
+    let notify = |topics: Vec<aws_sdk_s3::types::TopicConfiguration>| {
+        eu.put_bucket_notification_configuration()
+            .bucket(set.bucket("eu-west-2"))
+            .notification_configuration(
+                aws_sdk_s3::types::NotificationConfiguration::builder()
+                    .set_topic_configurations(Some(topics))
+                    .build(),
+            )
+            .send()
+    };
+    notify(Vec::new()).await.expect("no notifications");
+    delete(&set, "eu-west-2", "missed").await;
+    notify(config.topic_configurations().to_vec())
+        .await
+        .expect("notifications again");
+    let dry = toastrep_json(&["sync", "--name", &set.name, "--dry-run"]);
+    assert_eq!(dry["deletes_planned"], 2, "{dry}");
+    assert_eq!(dry["copies_planned"], 0, "{dry}");
+    for region in ["us-east-1", "ap-northeast-1"] {
+        assert!(!is_deleted(&set, region, "missed").await, "{region}");
+    }
+    let sync = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(sync["deletes_made"], 2, "{sync}");
+    wait_deleted_everywhere(&set, "missed").await;
 }
 
 /// The deployed noncurrent-version expiry of `region`'s bucket, in days;
@@ -280,12 +316,12 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
     assert_eq!(plan["deletes"]["replicated"], true, "{plan}");
     assert_eq!(plan["changes"], false, "{plan}");
 
-    // Sync now carries the delete it kept before.
-    let dry = toastrep_json(&["sync", "--name", &set.name, "--dry-run"]);
-    assert_eq!(dry["deletes_planned"], 2, "{dry}");
-    assert_eq!(dry["copies_planned"], 0, "{dry}");
+    // Now the delete kept before is carried: by sync, or by the function if
+    // the delete's own notice is only now delivered (the emulator's delivery
+    // may lag a busy machine). Sync carrying a missed delete is shown,
+    // deterministically, in the test before.
     let sync = toastrep_json(&["sync", "--name", &set.name]);
-    assert_eq!(sync["deletes_made"], 2, "{sync}");
+    assert_eq!(sync["copies_made"], 0, "{sync}");
     wait_deleted_everywhere(&set, "local").await;
 
     // 0 keeps every version: no expiry rule.
@@ -518,7 +554,8 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     assert!(held > 0, "{look}");
     let dry = toastrep_json(&["deletes", "--name", &set.name, "--release"]);
     assert_eq!(dry["done"], false, "{dry}");
-    assert_eq!(held_keys(&dry), held, "{dry}");
+    // (More may be held by now: deliveries and echoes still come in.)
+    assert!(held_keys(&dry) >= held, "{dry}");
 
     // Released, the held deletes are carried, and the breakers close. (On
     // the emulator, whose events do not name the writer, a region's carried

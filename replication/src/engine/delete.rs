@@ -2,7 +2,7 @@
 //! carrying one region's delete into another.
 
 use super::replicate::Decision;
-use super::{ROUNDS, ReplicateError, Replicator};
+use super::{Gate, ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
 use crate::protocol::delete::may_win;
 use crate::protocol::{
@@ -193,7 +193,8 @@ impl<S: ObjectStore> Replicator<S> {
             return Ok(Decision::SkippedUpToDate);
         }
         let deleted = self.state(source, key).await?;
-        self.delete_into(destination, key, &deleted).await
+        self.delete_into(destination, key, &deleted, Some(notice))
+            .await
     }
 
     /// Puts a delete marker on `destination`'s object of `key` if the
@@ -203,6 +204,7 @@ impl<S: ObjectStore> Replicator<S> {
         destination: &Bucket,
         key: &str,
         deleted: &State,
+        notice: Option<&S3Notice>,
     ) -> Result<Decision, ReplicateError> {
         for _ in 0..ROUNDS {
             let Some((held, top)) = self.value(destination, key).await? else {
@@ -213,6 +215,13 @@ impl<S: ObjectStore> Replicator<S> {
                 .await?;
             match decision {
                 DeleteDecision::Delete => {
+                    // A delete a notice carries passes the gate first (the
+                    // mass-delete breaker), which may hold it instead.
+                    if let (Some(gate), Some(notice)) = (&self.gate, notice)
+                        && gate.admit(notice).await.map_err(ReplicateError::Gate)? == Gate::Held
+                    {
+                        return Ok(Decision::Held);
+                    }
                     // The condition names bytes, not a version: see the
                     // README on a racing write of the same bytes.
                     let etag = top.expect("an object is on top");

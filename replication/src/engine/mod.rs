@@ -10,12 +10,17 @@ mod settle;
 mod sync;
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 pub use copy::{CopySettings, SettingsError, effective_part_size, part_ranges};
 pub use replicate::{Decision, Outcome};
 pub use restore::KeyRestore;
 pub use sync::{KeyRepair, RepairFailure, RepairedCopy};
 
+use crate::event::S3Notice;
 use crate::protocol::{Histories, MarkerKey, NeedHistory, Seen};
 use crate::store::{Bucket, ObjectStore, StoreError};
 
@@ -57,6 +62,9 @@ pub enum ReplicateError {
         key: String,
         rounds: usize,
     },
+    /// The delete gate could not count or hold a delete: retry.
+    #[error("the delete breaker failed: {0}")]
+    Gate(String),
     #[error(
         "the notice names s3://{bucket} in {region}, which is not a bucket of set {set}: ignored"
     )]
@@ -72,10 +80,27 @@ impl ReplicateError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ReplicateError::Store(e) => e.is_retryable() || e.is_condition(),
-            ReplicateError::Contended { .. } => true,
+            ReplicateError::Contended { .. } | ReplicateError::Gate(_) => true,
             ReplicateError::Foreign { .. } => false,
         }
     }
+}
+
+/// Whether a delete is carried now or held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Carry,
+    Held,
+}
+
+/// What a delete a notice carries passes before it is made: the function's
+/// mass-delete breaker. It sees only deletes that would delete something.
+pub trait DeleteGate: Send + Sync + fmt::Debug {
+    /// Carry the delete `notice` reports, or hold it (and keep it).
+    fn admit<'a>(
+        &'a self,
+        notice: &'a S3Notice,
+    ) -> Pin<Box<dyn Future<Output = Result<Gate, String>> + Send + 'a>>;
 }
 
 /// Decisions are retried at most this often when a write's condition fails
@@ -95,6 +120,8 @@ pub struct Replicator<S> {
     own_writer: Option<String>,
     /// Whether the set carries deletes from region to region.
     carry_deletes: bool,
+    /// What carried deletes pass first, if anything.
+    gate: Option<Arc<dyn DeleteGate>>,
 }
 
 impl<S: ObjectStore> Replicator<S> {
@@ -106,7 +133,14 @@ impl<S: ObjectStore> Replicator<S> {
             settings,
             own_writer: None,
             carry_deletes: false,
+            gate: None,
         }
+    }
+
+    /// Carried deletes pass `gate` before they are made.
+    pub fn gating_deletes(mut self, gate: Arc<dyn DeleteGate>) -> Replicator<S> {
+        self.gate = Some(gate);
+        self
     }
 
     /// Carries deletes (delete markers) to the other regions, and has sync

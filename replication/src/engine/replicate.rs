@@ -33,6 +33,8 @@ pub enum Decision {
     /// A delete stays where it was made: the set does not carry deletes,
     /// or it deleted one version (never carried).
     KeptLocal,
+    /// A delete held by the gate (the mass-delete breaker), not carried.
+    Held,
 }
 
 impl Decision {
@@ -46,6 +48,7 @@ impl Decision {
             Decision::SkippedDeleted => "skipped_deleted",
             Decision::Deleted => "deleted",
             Decision::KeptLocal => "kept_local",
+            Decision::Held => "held",
         }
     }
 }

@@ -133,7 +133,7 @@ impl<S: ObjectStore> Replicator<S> {
                 let deletes = join_all(plan.deletes.iter().map(|&region| async move {
                     (
                         region,
-                        self.delete_into(&buckets[region], key, deleted).await,
+                        self.delete_into(&buckets[region], key, deleted, None).await,
                     )
                 }))
                 .await;
