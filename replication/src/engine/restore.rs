@@ -47,11 +47,9 @@ impl<S: ObjectStore> Replicator<S> {
         dry_run: bool,
     ) -> Result<KeyRestore, ReplicateError> {
         let mut then = Vec::with_capacity(buckets.len());
-        let mut now = Vec::with_capacity(buckets.len());
         for bucket in buckets {
             let history = self.store.versions(bucket, key).await?;
             then.push(self.state_in(bucket, key, history_at(&history, at)).await?);
-            now.push(self.state(bucket, key).await?);
         }
         let all = vec![true; buckets.len()];
         let Some(plan) = self
@@ -68,7 +66,7 @@ impl<S: ObjectStore> Replicator<S> {
             .cloned()
             .expect("the source held the winner");
         let skip = plan.kept_deletes.clone();
-        self.bring_back(key, buckets, plan.source, &winner, &now, &skip, dry_run)
+        self.bring_back(key, buckets, plan.source, &winner, &skip, dry_run)
             .await
     }
 
@@ -97,32 +95,30 @@ impl<S: ObjectStore> Replicator<S> {
         let Some(removed) = removed else {
             return Ok(KeyRestore::NoneThen);
         };
-        let mut now = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            now.push(self.state(bucket, key).await?);
-        }
-        self.bring_back(key, buckets, source, &removed, &now, &[], false)
+        self.bring_back(key, buckets, source, &removed, &[], false)
             .await
     }
 
     /// Writes `version` (held in `buckets[home]`) again on top of its
     /// bucket as a new write, and copies it into every region, but those in
-    /// `skip`, whose current object (`now`) is not the same object.
-    #[allow(clippy::too_many_arguments)]
+    /// `skip`, whose current object is not the same object.
     async fn bring_back(
         &self,
         key: &str,
         buckets: &[Bucket],
         home: usize,
         version: &Seen,
-        now: &[State],
         skip: &[usize],
         dry_run: bool,
     ) -> Result<KeyRestore, ReplicateError> {
-        let regions: Vec<usize> = (0..buckets.len())
-            .filter(|i| !skip.contains(i))
-            .filter(|&i| !same_object(now[i].object(), version))
-            .collect();
+        let mut regions = Vec::new();
+        for (i, bucket) in buckets.iter().enumerate() {
+            if !skip.contains(&i)
+                && !same_object(self.seen(bucket, key, None).await?.as_ref(), version)
+            {
+                regions.push(i);
+            }
+        }
         if regions.is_empty() {
             return Ok(KeyRestore::Unchanged);
         }
