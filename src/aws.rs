@@ -109,6 +109,19 @@ impl Aws {
         aws_sdk_sqs::Client::from_conf(config)
     }
 
+    /// The URL of queue `name` in `region`.
+    pub async fn queue_url(&self, region: &str, name: &str) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        self.sqs(region)
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .with_context(|| format!("finding queue {name} in {region}"))?
+            .queue_url
+            .with_context(|| format!("GetQueueUrl for {name} in {region} returned no URL"))
+    }
+
     /// The URL of queue `name` in `region`, and its depth: messages waiting,
     /// and messages received but not yet deleted.
     pub async fn queue_depth(
@@ -118,18 +131,9 @@ impl Aws {
     ) -> anyhow::Result<(String, u64, u64)> {
         use anyhow::Context as _;
         use aws_sdk_sqs::types::QueueAttributeName;
-        let sqs = self.sqs(region);
-        let url = sqs
-            .get_queue_url()
-            .queue_name(name)
-            .send()
-            .await
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("GetQueueUrl {name} in {region}"))?
-            .queue_url()
-            .unwrap_or_default()
-            .to_owned();
-        let out = sqs
+        let url = self.queue_url(region, name).await?;
+        let out = self
+            .sqs(region)
             .get_queue_attributes()
             .queue_url(&url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)

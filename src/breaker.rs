@@ -5,13 +5,11 @@
 use anyhow::{Context as _, Result};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use serde::Serialize;
+use toastrep_replication::breaker_keys;
 use toastrep_replication::{S3Notice, parse_s3_message};
 
 use crate::aws::Aws;
 use crate::names::SetName;
-
-/// Where the function keeps its breaker state in a region's artifact bucket.
-const OPEN_PREFIX: &str = "breaker/open/";
 
 /// An open breaker: deletes from `source` are held in the region.
 #[derive(Debug, Clone, Serialize)]
@@ -40,7 +38,7 @@ pub async fn open_breakers(
     let listed = match s3
         .list_objects_v2()
         .bucket(&bucket)
-        .prefix(OPEN_PREFIX)
+        .prefix(breaker_keys::OPEN)
         .expected_bucket_owner(account)
         .send()
         .await
@@ -54,7 +52,7 @@ pub async fn open_breakers(
     let mut open = Vec::new();
     for object in listed.contents() {
         let Some(key) = object.key() else { continue };
-        let source = key.trim_start_matches(OPEN_PREFIX).to_owned();
+        let source = key.trim_start_matches(breaker_keys::OPEN).to_owned();
         let body = s3
             .get_object()
             .bucket(&bucket)
@@ -89,26 +87,12 @@ pub async fn close(
     aws.s3(region)
         .delete_object()
         .bucket(&bucket)
-        .key(format!("{OPEN_PREFIX}{source}"))
+        .key(breaker_keys::open_key(source))
         .expected_bucket_owner(account)
         .send()
         .await
         .with_context(|| format!("closing the breaker for {source} in {region}"))?;
     Ok(())
-}
-
-/// The URL of `region`'s held-deletes queue.
-pub async fn queue_url(aws: &Aws, name: &SetName, region: &str) -> Result<String> {
-    let queue = name.held_deletes_queue();
-    let out = aws
-        .sqs(region)
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("GetQueueUrl {queue} in {region}"))?;
-    Ok(out.queue_url().unwrap_or_default().to_owned())
 }
 
 /// How many deletes `region` holds (visible and in flight).
@@ -125,7 +109,7 @@ pub async fn receive_held(
     region: &str,
     hide: i32,
 ) -> Result<(String, Vec<HeldDelete>)> {
-    let url = queue_url(aws, name, region).await?;
+    let url = aws.queue_url(region, &name.held_deletes_queue()).await?;
     let sqs = aws.sqs(region);
     let mut held = Vec::new();
     loop {

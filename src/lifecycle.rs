@@ -74,7 +74,7 @@ fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
                 .status(ExpirationStatus::Enabled)
                 .filter(
                     LifecycleRuleFilter::builder()
-                        .prefix("breaker/deletes/")
+                        .prefix(toastrep_replication::breaker_keys::COUNTS)
                         .build(),
                 )
                 .expiration(LifecycleExpiration::builder().days(1).build())

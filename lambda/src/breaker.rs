@@ -18,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use lambda_runtime::Error;
+use toastrep_replication::breaker_keys::{self, open_key};
 use toastrep_replication::{DeleteGate, Gate, S3Notice};
 
 /// Where the breaker keeps its state and its held deletes.
@@ -32,11 +33,6 @@ pub struct Breaker {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
-}
-
-/// The key of the open breaker for deletes from `source`.
-pub fn open_key(source: &str) -> String {
-    format!("breaker/open/{source}")
 }
 
 impl Breaker {
@@ -62,7 +58,7 @@ impl Breaker {
             return Ok(false);
         }
         let minute = now.div_euclid(60) * 60;
-        let prefix = format!("breaker/deletes/{source}/{minute}/");
+        let prefix = breaker_keys::count_prefix(source, minute);
         let marker = notice.version_id.as_deref().unwrap_or("unversioned");
         self.s3
             .put_object()

@@ -9,6 +9,7 @@
 //! - [`sim`] (feature `sim`): the simulated S3 and the deterministic world
 //!   the simulation tests run.
 
+pub mod breaker_keys;
 pub mod clients;
 pub mod engine;
 pub mod event;

@@ -163,14 +163,7 @@ async fn replay_region(
 ) -> Result<RegionReplay> {
     let sqs = aws.sqs(region);
     let queue = name.dead_letter_queue();
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .with_context(|| format!("finding queue {queue} in {region}"))?
-        .queue_url
-        .with_context(|| format!("GetQueueUrl for {queue} in {region} returned no URL"))?;
+    let url = aws.queue_url(region, &queue).await?;
     let destination = replicator.set().bucket(region);
     let mut result = RegionReplay {
         region: region.to_owned(),
