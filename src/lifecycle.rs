@@ -85,24 +85,38 @@ fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
 
 /// Puts the artifact bucket's rule on `bucket`.
 pub async fn apply_artifacts(s3: &Client, bucket: &str) -> Result<()> {
-    s3.put_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .lifecycle_configuration(artifact_configuration()?)
-        .send()
-        .await
-        .with_context(|| format!("setting the lifecycle rule of {bucket}"))?;
-    Ok(())
+    put(s3, bucket, artifact_configuration()?).await
 }
 
 /// Puts the rules for `days` on `bucket`.
 pub async fn apply(s3: &Client, bucket: &str, days: u32) -> Result<()> {
+    put(s3, bucket, configuration(days)?).await
+}
+
+async fn put(s3: &Client, bucket: &str, rules: BucketLifecycleConfiguration) -> Result<()> {
     s3.put_bucket_lifecycle_configuration()
         .bucket(bucket)
-        .lifecycle_configuration(configuration(days)?)
+        .lifecycle_configuration(rules)
         .send()
         .await
         .with_context(|| format!("setting the lifecycle rules of {bucket}"))?;
     Ok(())
+}
+
+/// How deletes are treated, in words: `status` and `plan` say it alike.
+pub fn deletes_phrase(replicated: bool) -> &'static str {
+    match replicated {
+        true => "replicated to every region",
+        false => "kept in the region that made them",
+    }
+}
+
+/// How long noncurrent versions are kept, in words.
+pub fn kept_phrase(days: u32) -> String {
+    match days {
+        0 => "forever".to_owned(),
+        days => format!("{days} days"),
+    }
 }
 
 /// How many days `bucket` keeps noncurrent versions: 0 when no rule

@@ -30,11 +30,30 @@ const ACT_SECONDS: i32 = 300;
 /// Passes over every region's held deletes when acting, at most.
 const PASSES: usize = 5;
 
+/// What the operator asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Look,
+    Release,
+    Discard,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Look => "look",
+            Action::Release => "release",
+            Action::Discard => "discard",
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct DeletesResult {
     name: String,
     /// What was asked: look, release or discard.
-    action: &'static str,
+    action: Action,
     /// Whether it was done (`--yes`), or only shown.
     done: bool,
     regions: Vec<RegionDeletes>,
@@ -72,11 +91,11 @@ pub async fn deletes(context: &Context, args: &DeletesArgs) -> Result<Report> {
     } = context.locate(&name, &given).await?;
     let regions = discover::require_members(&found, &name, "deletes")?;
     let action = match (args.release, args.discard) {
-        (true, _) => "release",
-        (_, true) => "discard",
-        _ => "look",
+        (true, _) => Action::Release,
+        (_, true) => Action::Discard,
+        _ => Action::Look,
     };
-    let act = args.yes && action != "look";
+    let act = args.yes && action != Action::Look;
     // Releasing carries deletes, whatever the set does now.
     let (buckets, replicator) = set_engine(&aws, &name, &account, &regions, true).await?;
 
@@ -107,12 +126,13 @@ pub async fn deletes(context: &Context, args: &DeletesArgs) -> Result<Report> {
             for HeldDelete { notice, receipt } in held {
                 let outcome = if act {
                     let done = match action {
-                        "release" => replicator
+                        Action::Release => replicator
                             .replicate(&notice, &buckets[index])
                             .await
                             .map(|o| o.decision.to_string())
                             .map_err(|e| e.to_string()),
-                        _ => undo(&replicator, &buckets, &notice).await,
+                        Action::Discard => undo(&replicator, &buckets, &notice).await,
+                        Action::Look => unreachable!("a look acts on nothing"),
                     };
                     match done {
                         Ok(outcome) => {
@@ -246,15 +266,16 @@ fn render_text(result: &DeletesResult) -> String {
         let _ = writeln!(text, "FAILED {failure}");
     }
     let _ = match (result.action, result.done) {
-        ("look", _) => writeln!(
+        (Action::Look, _) => writeln!(
             text,
             "{total} deletes held. To carry them: `toastrep deletes --name {} --release --yes`; to undo them where they were made: `--discard --yes`.",
             result.name
         ),
         (action, false) => writeln!(
             text,
-            "Would {action} {total} held deletes{}. Nothing was changed: run again with --yes to do it.",
-            if action == "discard" {
+            "Would {} {total} held deletes{}. Nothing was changed: run again with --yes to do it.",
+            action.as_str(),
+            if action == Action::Discard {
                 " (each key gets back, where it was deleted, the object it held just before)"
             } else {
                 " (each is carried as the function would have)"
@@ -262,7 +283,8 @@ fn render_text(result: &DeletesResult) -> String {
         ),
         (action, true) => writeln!(
             text,
-            "{total} held deletes: {action}d, {} failed; {}",
+            "{total} held deletes: {}d, {} failed; {}",
+            action.as_str(),
             result.failures.len(),
             if result.failures.is_empty() {
                 "the breakers are closed"

@@ -13,6 +13,7 @@ use super::deploy;
 use super::{Context, Report};
 use crate::cli::{FunctionArgs, PlanArgs};
 use crate::discover;
+use crate::lifecycle::{deletes_phrase, kept_phrase};
 use crate::marker_key;
 use crate::names::SetName;
 use crate::package::Package;
@@ -237,32 +238,24 @@ fn summary(result: &PlanResult) -> String {
             format!("upload to {}", result.package.upload_to.join(", "))
         }
     );
-    let carried = |on: bool| match on {
-        true => "replicated to every region",
-        false => "kept in the region that made them",
-    };
-    let kept = |days: u32| match days {
-        0 => "forever".to_owned(),
-        days => format!("{days} days"),
-    };
     let deletes = &result.deletes;
-    let mut line = format!("Deletes {}", carried(deletes.replicated));
+    let mut line = format!("Deletes {}", deletes_phrase(deletes.replicated));
     if let Some(now) = deletes
         .replicated_now
         .filter(|now| *now != deletes.replicated)
     {
-        let _ = write!(line, " (now {})", carried(now));
+        let _ = write!(line, " (now {})", deletes_phrase(now));
     }
     let _ = write!(
         line,
         "; overwritten and deleted versions kept {}",
-        kept(deletes.keep_noncurrent_days)
+        kept_phrase(deletes.keep_noncurrent_days)
     );
     if let Some(now) = deletes
         .keep_noncurrent_days_now
         .filter(|now| *now != deletes.keep_noncurrent_days)
     {
-        let _ = write!(line, " (now {})", kept(now));
+        let _ = write!(line, " (now {})", kept_phrase(now));
     }
     let _ = writeln!(text, "{line}");
     let _ = writeln!(

@@ -16,6 +16,7 @@ use super::{Context, Located, Report};
 use crate::aws::Aws;
 use crate::cli::StatusArgs;
 use crate::discover;
+use crate::lifecycle::{deletes_phrase, kept_phrase};
 use crate::names::SetName;
 use crate::package::Package;
 use crate::plan::parse_regions;
@@ -460,18 +461,11 @@ fn human_bytes(bytes: u64) -> String {
 fn summary(result: &StatusResult) -> String {
     let mut text = format!("Replica set '{}'\n", result.name);
     if let Some(deletes) = &result.deletes {
-        let kept = match deletes.keep_noncurrent_days {
-            0 => "forever".to_owned(),
-            days => format!("{days} days"),
-        };
         let _ = writeln!(
             text,
-            "deletes {}; overwritten and deleted versions kept {kept}",
-            if deletes.replicated {
-                "replicated to every region"
-            } else {
-                "kept in the region that made them"
-            }
+            "deletes {}; overwritten and deleted versions kept {}",
+            deletes_phrase(deletes.replicated),
+            kept_phrase(deletes.keep_noncurrent_days)
         );
     }
     for region in &result.regions {
