@@ -6,11 +6,16 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule,
+    BucketLocationConstraint, ChecksumAlgorithm, ChecksumMode, CreateBucketConfiguration,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha2::{Digest, Sha256};
+
+use crate::bail_input;
 use crate::package::Package;
 
 /// What ensuring the bucket and the package did, for the summary.
@@ -33,26 +38,53 @@ pub async fn ensure_package(
     if bucket_created || !has_policy(s3, bucket).await? {
         harden(s3, bucket, partition).await?;
     }
-    let exists = s3
+    // The key names the package's hash, but a name is no proof: anyone who
+    // could write to the bucket could have put other code under it. S3's
+    // SHA-256 checksum of the object must be the package's own.
+    let wanted = BASE64.encode(Sha256::digest(&package.zip));
+    let head = s3
         .head_object()
         .bucket(bucket)
         .key(&package.key)
+        .checksum_mode(ChecksumMode::Enabled)
         .send()
-        .await
-        .is_ok();
-    if !exists {
+        .await;
+    let found = match head {
+        Ok(head) => Some(head.checksum_sha256().map(str::to_owned)),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => None,
+        Err(error) => {
+            return Err(anyhow::Error::new(error)
+                .context(format!("reading s3://{bucket}/{} in {region}", package.key)));
+        }
+    };
+    let upload = match found {
+        Some(Some(sha)) if sha == wanted => false,
+        Some(Some(sha)) => bail_input!(
+            "s3://{bucket}/{} in {region} is not this function package: its SHA-256 is {sha}, \
+             the package's is {wanted}, so something other than toastrep wrote it. Nothing was \
+             deployed. Find out who can write to the artifact bucket, delete the object, and \
+             deploy again (toastrep uploads the package anew)",
+            package.key
+        ),
+        // Absent, or put without a SHA-256 checksum (by an older toastrep):
+        // put the package, whose checksum S3 verifies on arrival.
+        Some(None) | None => true,
+    };
+    if upload {
         s3.put_object()
             .bucket(bucket)
             .key(&package.key)
             .body(ByteStream::from(package.zip.clone()))
             .content_type("application/zip")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(&wanted)
             .send()
             .await
             .with_context(|| format!("uploading {} to s3://{bucket} in {region}", package.key))?;
     }
     Ok(ArtifactChange {
         bucket_created,
-        package_uploaded: !exists,
+        package_uploaded: upload,
     })
 }
 

@@ -4,11 +4,16 @@
 //! (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...) are honoured through
 //! `aws-config`; toastrep only overrides the region per client.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
 use aws_sdk_sts::config::ProvideCredentials;
 use aws_sdk_sts::error::{DisplayErrorContext, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 use crate::error::InputError;
 
@@ -25,6 +30,9 @@ pub struct Aws {
     config: SdkConfig,
     /// The region the environment or profile names, if any.
     configured_region: Option<String>,
+    /// The account of the credentials, once [`Aws::account_id`] has asked:
+    /// every S3 request then names it as the expected bucket owner.
+    account: Arc<OnceLock<String>>,
 }
 
 impl Aws {
@@ -55,6 +63,7 @@ impl Aws {
         Self {
             config,
             configured_region,
+            account: Arc::default(),
         }
     }
 
@@ -81,6 +90,7 @@ impl Aws {
         aws_sdk_s3::config::Builder::from(&self.config)
             .region(Region::new(region.to_owned()))
             .force_path_style(self.endpoint_url().is_some())
+            .interceptor(ExpectedOwner(self.account.clone()))
             .build()
     }
 
@@ -120,6 +130,31 @@ impl Aws {
             .with_context(|| format!("finding queue {name} in {region}"))?
             .queue_url
             .with_context(|| format!("GetQueueUrl for {name} in {region} returned no URL"))
+    }
+
+    /// [`Aws::queue_depth`] of a queue that may not exist: `None` if it
+    /// does not.
+    pub async fn queue_depth_if_exists(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> anyhow::Result<Option<(String, u64, u64)>> {
+        let found = self
+            .sqs(region)
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await;
+        match found {
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_queue_does_not_exist()) =>
+            {
+                Ok(None)
+            }
+            _ => self.queue_depth(region, name).await.map(Some),
+        }
     }
 
     /// The URL of queue `name` in `region`, and its depth: messages waiting,
@@ -172,9 +207,12 @@ impl Aws {
         let sts = aws_sdk_sts::Client::new(&self.config);
         let error = match sts.get_caller_identity().send().await {
             Ok(identity) => {
-                return identity
+                let account = identity
                     .account
-                    .ok_or_else(|| InputError::new("STS returned no account id"));
+                    .ok_or_else(|| InputError::new("STS returned no account id"))?;
+                // One set of credentials, one account: the first answer holds.
+                let _ = self.account.set(account.clone());
+                return Ok(account);
             }
             Err(error) => error,
         };
@@ -192,5 +230,140 @@ impl Aws {
                 DisplayErrorContext(&error)
             ),
         }))
+    }
+}
+
+/// Puts `x-amz-expected-bucket-owner` (and, on a copy, the source's
+/// `x-amz-source-expected-bucket-owner`) on every S3 request that names a
+/// bucket, once the account is known. S3 then refuses the request if the
+/// bucket belongs to another account: a set's bucket name taken by someone
+/// else can neither receive the set's data nor feed it. Every bucket name of
+/// a set holds the account id, so the account is known before any request
+/// on one of them.
+#[derive(Debug)]
+struct ExpectedOwner(Arc<OnceLock<String>>);
+
+impl Intercept for ExpectedOwner {
+    fn name(&self) -> &'static str {
+        "ExpectedOwner"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(account) = self.0.get() else {
+            return Ok(());
+        };
+        // The calls that name no existing bucket take no owner.
+        if let Some("CreateBucket" | "ListBuckets") = cfg.load::<Metadata>().map(Metadata::name) {
+            return Ok(());
+        }
+        let headers = context.request_mut().headers_mut();
+        headers.insert("x-amz-expected-bucket-owner", account.clone());
+        if headers.contains_key("x-amz-copy-source") {
+            headers.insert("x-amz-source-expected-bucket-owner", account.clone());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A local endpoint that answers every request with an empty 200 and
+    /// hands over each request's head (request line and headers).
+    fn recording_endpoint() -> (String, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (sent, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = n.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                if sent.send(head.to_ascii_lowercase()).is_err() {
+                    return;
+                }
+            }
+        });
+        (url, received)
+    }
+
+    #[tokio::test]
+    async fn every_s3_request_names_the_account_as_the_expected_bucket_owner() {
+        let (url, requests) = recording_endpoint();
+        let aws = Aws {
+            config: SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&url)
+                .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                    aws_sdk_sts::config::Credentials::for_tests(),
+                ))
+                .build(),
+            configured_region: None,
+            account: Arc::default(),
+        };
+        let _ = aws.account.set("111122223333".to_owned());
+        let s3 = aws.s3("us-east-1");
+        let next = || requests.recv_timeout(Duration::from_secs(10)).unwrap();
+
+        let _ = s3.head_object().bucket("b").key("k").send().await;
+        let head = next();
+        assert!(
+            head.contains("x-amz-expected-bucket-owner: 111122223333"),
+            "{head}"
+        );
+        assert!(
+            !head.contains("x-amz-source-expected-bucket-owner"),
+            "{head}"
+        );
+
+        let _ = s3
+            .copy_object()
+            .bucket("b")
+            .key("k2")
+            .copy_source("b/k")
+            .send()
+            .await;
+        let copy = next();
+        assert!(
+            copy.contains("x-amz-expected-bucket-owner: 111122223333"),
+            "{copy}"
+        );
+        assert!(
+            copy.contains("x-amz-source-expected-bucket-owner: 111122223333"),
+            "{copy}"
+        );
+
+        // CreateBucket names no existing bucket, and takes no owner.
+        let _ = s3.create_bucket().bucket("c").send().await;
+        let create = next();
+        assert!(create.starts_with("put /c"), "{create}");
+        assert!(!create.contains("expected-bucket-owner"), "{create}");
     }
 }

@@ -118,6 +118,12 @@ pub enum Command {
     ///
     /// Exits 1 if anything is unhealthy, and flags it.
     Status(StatusArgs),
+    /// Print the hash under which the set's functions log an object key.
+    ///
+    /// Unless the set was deployed with `--log-keys plain`, its functions
+    /// log a keyed hash of each object key instead of the key (keys often
+    /// hold personal data): grep the logs for the hash this prints.
+    HashKey(HashKeyArgs),
     /// Print a shell completion script, e.g. `toastrep completions bash > /etc/bash_completion.d/toastrep`.
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per command with --out.
@@ -169,6 +175,19 @@ pub struct FunctionArgs {
     /// set keeps its setting and a new set gets 1000.
     #[arg(long, value_name = "PER_MINUTE")]
     pub delete_breaker: Option<u32>,
+    /// How the function's log lines name object keys: `hashed` (a keyed
+    /// hash; `toastrep hash-key` finds a key's lines) or `plain`. Keys often
+    /// hold personal data. Left out, a deployed set keeps its setting and a
+    /// new set logs them hashed.
+    #[arg(long, value_name = "hashed|plain")]
+    pub log_keys: Option<LogKeys>,
+}
+
+/// How log lines name object keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogKeys {
+    Hashed,
+    Plain,
 }
 
 /// A setting switched on or off.
@@ -197,6 +216,9 @@ impl FunctionArgs {
             delete_breaker_per_minute: self
                 .delete_breaker
                 .unwrap_or(kept.delete_breaker_per_minute),
+            hash_logged_keys: self
+                .log_keys
+                .map_or(kept.hash_logged_keys, |k| k == LogKeys::Hashed),
             ..FunctionSettings::default()
         }
     }
@@ -246,6 +268,11 @@ pub struct RemoveRegionArgs {
     /// Confirm --delete-data without asking.
     #[arg(long, requires = "delete_data")]
     pub yes: bool,
+    /// Delete the set's dead-letter and held-deletes queues even if they
+    /// hold messages (failed replications, deletes the breaker held).
+    /// Without it, such messages stop the command before it changes anything.
+    #[arg(long)]
+    pub discard_dead_letters: bool,
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +288,18 @@ pub struct PlanArgs {
     /// How many stacks to examine at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct HashKeyArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Only look for the set in these regions (default: every region of the partition).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// The object keys to hash.
+    #[arg(required = true, value_name = "KEY")]
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +381,11 @@ pub struct TeardownArgs {
     /// Confirm --delete-data without asking.
     #[arg(long, requires = "delete_data")]
     pub yes: bool,
+    /// Delete the set's dead-letter and held-deletes queues even if they
+    /// hold messages (failed replications, deletes the breaker held).
+    /// Without it, such messages stop the command before it changes anything.
+    #[arg(long)]
+    pub discard_dead_letters: bool,
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::RemoveRegion(args) => commands::remove_region(&context, args).await,
         Command::Plan(args) => commands::plan(&context, args).await,
         Command::Status(args) => commands::status(&context, args).await,
+        Command::HashKey(args) => commands::hash_key(&context, args).await,
         Command::Completions(args) => commands::completions(args),
         Command::Man(args) => commands::man(args),
     }

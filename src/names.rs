@@ -18,6 +18,8 @@ const FUNCTION_MAX: usize = 64;
 /// A placeholder account id of the real length, for length checks before the
 /// account is known.
 const ACCOUNT_PLACEHOLDER: &str = "123456789012";
+/// What joins a set name and a region in the names of the pair stacks.
+const PAIR_INFIXES: [&str; 2] = ["-from-", "-to-"];
 
 /// A validated replica set name: lowercase letters, digits and single hyphens,
 /// starting with a letter; short enough for every name derived from it.
@@ -61,6 +63,21 @@ impl SetName {
                 "the set name '{input}' is too short: use at least 2 characters"
             )));
         }
+        // The pair stacks are `toastrep-SET-from-REGION` and
+        // `toastrep-SET-to-REGION`: a set named `x-from-us-east-1` would have
+        // as its base stack set `x`'s grant stack, and one teardown could
+        // reach the other's stacks. No set name may hold a pair-stack infix.
+        for infix in PAIR_INFIXES {
+            if format!("-{input}-").contains(infix) {
+                return Err(InputError::new(format!(
+                    "the set name '{input}' contains '{}', which toastrep uses in the names of \
+                     its pair stacks (toastrep-NAME{infix}REGION), so its stacks could be another \
+                     set's: choose a name without '{}'",
+                    infix.trim_matches('-'),
+                    infix.trim_matches('-'),
+                )));
+            }
+        }
         Ok(Self(input.to_owned()))
     }
 
@@ -76,13 +93,13 @@ impl SetName {
     /// The grant stack in `destination`'s region that lets `source`'s topic
     /// invoke the local function and the function read `source`'s bucket.
     pub fn grant_stack(&self, source: &str) -> String {
-        format!("{PREFIX}-{}-from-{source}", self.0)
+        format!("{PREFIX}-{}{}{source}", self.0, PAIR_INFIXES[0])
     }
 
     /// The subscription stack in the source region that subscribes
     /// `destination`'s function to the local topic.
     pub fn subscription_stack(&self, destination: &str) -> String {
-        format!("{PREFIX}-{}-to-{destination}", self.0)
+        format!("{PREFIX}-{}{}{destination}", self.0, PAIR_INFIXES[1])
     }
 
     /// The replicated bucket of a region. The account id keeps the name
@@ -192,6 +209,25 @@ mod tests {
         }
         let err = SetName::parse("Media").unwrap_err().to_string();
         assert!(err.contains("upper case"), "{err}");
+    }
+
+    #[test]
+    fn rejects_names_whose_stacks_could_be_another_sets() {
+        // `x-from-us-east-1`'s base stack is `x`'s grant stack from us-east-1.
+        let x = SetName::parse("x1").unwrap();
+        let colliding = SetName::parse("x1-from-us-east-1");
+        assert!(colliding.is_err());
+        assert_eq!(
+            format!("{PREFIX}-x1-from-us-east-1"),
+            x.grant_stack("us-east-1")
+        );
+        for bad in ["x1-to-eu-west-2", "from-a", "a-to", "to-b", "a-from"] {
+            let err = SetName::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("pair stacks"), "{bad}: {err}");
+        }
+        for fine in ["photos-tokyo", "fromage", "auto-sync", "a-tofu"] {
+            SetName::parse(fine).unwrap();
+        }
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct FunctionSettings {
     pub keep_noncurrent_days: u32,
     /// Deletes a minute from one region past which its deletes are held.
     pub delete_breaker_per_minute: u32,
+    /// Whether the function logs object keys as their keyed hash
+    /// (`LogKeys=hashed`) rather than plainly.
+    pub hash_logged_keys: bool,
 }
 
 impl Default for FunctionSettings {
@@ -53,6 +56,9 @@ impl Default for FunctionSettings {
             // A full DeleteObjects batch (1,000 keys) a minute passes; a
             // bigger burst from one region waits for a person.
             delete_breaker_per_minute: 1000,
+            // Keys often hold personal data; logs are read more widely, and
+            // kept longer, than the objects.
+            hash_logged_keys: true,
         }
     }
 }
@@ -79,6 +85,9 @@ impl FunctionSettings {
                 "DeleteBreakerPerMinute",
                 d.delete_breaker_per_minute,
             ),
+            hash_logged_keys: parameters
+                .get("LogKeys")
+                .map_or(d.hash_logged_keys, |v| v != "plain"),
         }
     }
 }
@@ -325,6 +334,15 @@ impl DeployPlan {
                     (
                         "DeleteBreakerPerMinute".into(),
                         settings.delete_breaker_per_minute.to_string(),
+                    ),
+                    (
+                        "LogKeys".into(),
+                        if settings.hash_logged_keys {
+                            "hashed"
+                        } else {
+                            "plain"
+                        }
+                        .into(),
                     ),
                     (marker_key::PARAMETER.into(), marker_key.to_hex()),
                 ]),

@@ -15,7 +15,7 @@ use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackEvent, Tag};
 use serde::Serialize;
 
-use crate::plan::{StackPlan, TAG_SET};
+use crate::plan::{StackPlan, TAG_SET, TAG_STACK};
 use crate::progress::Reporter;
 
 /// What an operation did to a stack.
@@ -30,6 +30,9 @@ pub enum StackAction {
     Deleted,
     /// There was nothing to delete.
     Absent,
+    /// A stack of the name exists but another set (or not toastrep) made
+    /// it: not deleted.
+    LeftAlone,
 }
 
 impl fmt::Display for StackAction {
@@ -41,6 +44,7 @@ impl fmt::Display for StackAction {
             StackAction::Unchanged => "unchanged",
             StackAction::Deleted => "deleted",
             StackAction::Absent => "absent",
+            StackAction::LeftAlone => "left alone",
         })
     }
 }
@@ -84,6 +88,15 @@ pub enum StackError {
         stack: String,
         region: String,
         owner: String,
+        wanted: String,
+    },
+    #[error(
+        "stack {stack} in {region} is not this set's to delete (its tags say {found}; wanted {wanted}): left alone"
+    )]
+    NotOursToDelete {
+        stack: String,
+        region: String,
+        found: String,
         wanted: String,
     },
     #[error("stack {stack} in {region} is {status}: {hint}")]
@@ -244,21 +257,39 @@ pub async fn apply_stack(
     }
 }
 
-/// Deletes a stack if it exists and waits until it is gone.
+/// Deletes a stack of set `owner` and of `kind` (its `toastrep:set` and
+/// `toastrep:stack` tags) if it exists, and waits until it is gone. A stack
+/// of that name made by another set, or not by toastrep, is left alone:
+/// names are derived, and a derived name is no proof of ownership.
 pub async fn delete_stack(
     cfn: &Client,
     name: &str,
     region: &str,
+    owner: &str,
+    kind: &str,
     reporter: &dyn Reporter,
 ) -> Result<StackOutcome, StackError> {
     let start = Instant::now();
-    let exists = describe_stack(cfn, name, region).await?.is_some();
-    let action = if exists {
-        reporter.started(region, name, "deleting");
-        delete_existing(cfn, name, region, reporter).await?;
-        StackAction::Deleted
-    } else {
-        StackAction::Absent
+    let action = match describe_stack(cfn, name, region).await? {
+        None => StackAction::Absent,
+        Some(stack) => {
+            let found = (tag_of(&stack, TAG_SET), tag_of(&stack, TAG_STACK));
+            if found != (Some(owner), Some(kind)) {
+                return Err(StackError::NotOursToDelete {
+                    stack: name.into(),
+                    region: region.into(),
+                    found: match found {
+                        (Some(set), Some(found_kind)) => format!("set '{set}', {found_kind} stack"),
+                        (Some(set), None) => format!("set '{set}'"),
+                        (None, _) => "none: not made by toastrep".to_owned(),
+                    },
+                    wanted: format!("set '{owner}', {kind} stack"),
+                });
+            }
+            reporter.started(region, name, "deleting");
+            delete_existing(cfn, name, region, reporter).await?;
+            StackAction::Deleted
+        }
     };
     Ok(StackOutcome {
         stack_name: name.into(),

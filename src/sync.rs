@@ -207,7 +207,7 @@ pub async fn sync_set(
     // One store for every region (clients per region), owned by the set's
     // account: the same engine the function runs, with the deployed
     // copy settings.
-    let replicator = set_replicator(aws, name, account, &regions[0], marker_key, settings)
+    let replicator = set_replicator(aws, name, account, regions, marker_key, settings)
         .carrying_deletes(options.carry_deletes);
     let set = Arc::new(SetBuckets {
         regions: regions.to_vec(),
@@ -311,21 +311,20 @@ pub async fn sync_set(
 }
 
 /// The replication engine the function runs, on S3 with the operator's
-/// credentials, for set `name`'s buckets in `account` only. `region` is any
-/// region of the set: each region's client is made from it on first use.
+/// credentials, for set `name`'s buckets in `account` and `regions` only.
+/// Each region's client is made from the first region's on first use.
 pub fn set_replicator(
     aws: &Aws,
     name: &SetName,
     account: &str,
-    region: &str,
+    regions: &[String],
     marker_key: &MarkerKey,
     settings: &CopySettings,
 ) -> Replicator<SdkStore> {
-    let clients = RegionalClients::new(aws.s3_config(region));
-    let naming = SetNaming {
-        set: name.to_string(),
-        account: account.to_owned(),
-    };
+    let clients = RegionalClients::new(aws.s3_config(&regions[0]));
+    // Only the set's buckets in its member regions: a notice or a listing
+    // that names any other bucket is refused.
+    let naming = SetNaming::new(name.as_str(), account).within(regions);
     Replicator::new(
         SdkStore::new(clients).expecting_owner(account),
         marker_key.clone(),
@@ -348,7 +347,7 @@ pub async fn set_engine(
         aws,
         name,
         account,
-        &regions[0],
+        regions,
         &marker_key,
         &CopySettings::default(),
     )

@@ -27,7 +27,10 @@ pub struct Breaker {
     pub per_minute: u32,
     /// The set's function name, the same in every region.
     pub function: String,
+    /// The artifact bucket, where the counts are kept.
     pub bucket: String,
+    /// The set's account: the expected owner of the bucket.
+    pub account: String,
     pub queue_url: String,
     pub alarm: String,
     pub s3: aws_sdk_s3::Client,
@@ -63,6 +66,7 @@ impl Breaker {
         self.s3
             .put_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.account)
             .key(format!("{prefix}{marker}"))
             .body(ByteStream::from_static(b""))
             .send()
@@ -71,6 +75,7 @@ impl Breaker {
             .s3
             .list_objects_v2()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.account)
             .prefix(&prefix)
             .max_keys(i32::try_from(self.per_minute.saturating_add(1)).unwrap_or(i32::MAX))
             .send()
@@ -90,6 +95,7 @@ impl Breaker {
             .s3
             .head_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.account)
             .key(open_key(source))
             .send()
             .await
@@ -117,6 +123,7 @@ impl Breaker {
             .s3
             .put_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.account)
             .key(open_key(source))
             .if_none_match("*")
             .content_type("application/json")
@@ -158,7 +165,7 @@ impl Breaker {
         tracing::info!(
             target: "toastrep::decision",
             decision = "held",
-            key = %notice.key,
+            key = %toastrep_replication::log_keys::shown(&notice.key),
             source_region = %notice.region,
             version_id = notice.version_id.as_deref().unwrap_or(""),
         );

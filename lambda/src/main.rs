@@ -8,7 +8,7 @@ use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::{
     Bucket, CopySettings, Decision, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
-    SetBuckets,
+    SetBuckets, deadline, log_keys,
 };
 
 use breaker::Breaker;
@@ -39,13 +39,20 @@ async fn main() -> Result<(), Error> {
         required_env("AWS_REGION")?,
         required_env("DESTINATION_BUCKET")?,
     );
-    let set = SetBuckets {
-        set: required_env("SET_NAME")?,
-        account: required_env("ACCOUNT_ID")?,
-    };
+    let set = SetBuckets::new(required_env("SET_NAME")?, required_env("ACCOUNT_ID")?);
     let key = MarkerKey::from_hex(&required_env("MARKER_KEY")?)
         .map_err(|e| format!("environment variable MARKER_KEY: {e}"))?;
     let settings = CopySettings::from_env()?;
+    // Object keys in log lines: a keyed hash unless the set says plain.
+    match std::env::var("LOG_KEYS").as_deref() {
+        Ok("hashed") | Err(_) => log_keys::hash_with(&key),
+        Ok("plain") => {}
+        Ok(other) => {
+            return Err(
+                format!("environment variable LOG_KEYS is {other:?}: use hashed or plain").into(),
+            );
+        }
+    }
     tracing::info!(
         destination_bucket = %destination.name,
         destination_region = %destination.region,
@@ -56,6 +63,7 @@ async fn main() -> Result<(), Error> {
     );
     // Every call names the set's own account as the bucket owner, so a
     // bucket of the same name elsewhere is never read or written.
+    let set_account = set.account.clone();
     let store = SdkStore::new(RegionalClients::new(s3_config.clone().build()))
         .expecting_owner(&set.account);
     let carry_deletes = match std::env::var("REPLICATE_DELETES").as_deref() {
@@ -78,6 +86,7 @@ async fn main() -> Result<(), Error> {
                 .map_err(|e| format!("environment variable DELETE_BREAKER_PER_MINUTE: {e}"))?,
             function: required_env("AWS_LAMBDA_FUNCTION_NAME")?,
             bucket: required_env("BREAKER_BUCKET")?,
+            account: set_account.clone(),
             queue_url: required_env("HELD_DELETES_QUEUE_URL")?,
             alarm: required_env("BREAKER_ALARM")?,
             s3: aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
@@ -111,7 +120,15 @@ async fn handle(
     destination: &Bucket,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
-    match toastrep_replication::handle_sns_event(replicator, destination, &event.payload).await {
+    // Multipart copies stop, and abort their uploads, before the platform
+    // stops the function at its timeout.
+    let deadline = deadline_of(&event.context);
+    let handled = deadline::within(
+        deadline,
+        toastrep_replication::handle_sns_event(replicator, destination, &event.payload),
+    )
+    .await;
+    match handled {
         Ok(outcomes) => {
             let count = |d: Decision| outcomes.iter().filter(|o| o.decision == d).count();
             Ok(json!({
@@ -152,6 +169,15 @@ fn diagnostic(error: &HandleError) -> Diagnostic {
         error_type: error_type.to_owned(),
         error_message: error.to_string(),
     }
+}
+
+/// The invocation's deadline on this process's monotonic clock.
+fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
+    let left = context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::Instant::now() + left
 }
 
 fn required_env(name: &str) -> Result<String, Error> {

@@ -53,9 +53,26 @@ pub async fn handle_sns_event<S: ObjectStore>(
     event: &serde_json::Value,
 ) -> Result<Vec<Outcome>, HandleError> {
     let notices = parse_sns_event(event).inspect_err(|error| {
-        // The raw event goes in the log: the dead-letter queue keeps it too,
-        // but the log is where someone reading the error looks first.
-        tracing::error!(target: "toastrep::event", error = %error, raw = %event, "malformed event");
+        // What was delivered goes in the log, where someone reading the
+        // error looks first (the dead-letter queue keeps the whole event).
+        // Not the SNS envelope: its signature and subscription URLs are no
+        // help, and the unsubscribe URL is a capability. And where keys are
+        // logged hashed, not the messages either: they hold object keys.
+        let messages: Vec<&str> = event["Records"]
+            .as_array()
+            .map(|records| {
+                records
+                    .iter()
+                    .filter_map(|r| r["Sns"]["Message"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if crate::log_keys::hashing() {
+            let bytes: Vec<usize> = messages.iter().map(|m| m.len()).collect();
+            tracing::error!(target: "toastrep::event", error = %error, message_bytes = ?bytes, "malformed event");
+        } else {
+            tracing::error!(target: "toastrep::event", error = %error, messages = ?messages, "malformed event");
+        }
     })?;
     handle_notices(replicator, dest, notices).await
 }

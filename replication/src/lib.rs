@@ -14,6 +14,7 @@ pub mod clients;
 pub mod engine;
 pub mod event;
 pub mod handler;
+pub mod log_keys;
 pub mod protocol;
 pub mod s3_error;
 #[cfg(feature = "sim")]
@@ -23,7 +24,7 @@ pub mod store;
 pub use clients::RegionalClients;
 pub use engine::{
     CopySettings, Decision, DeleteGate, Gate, KeyRestore, Outcome, ReplicateError, Replicator,
-    SetBuckets, SettingsError,
+    SetBuckets, SettingsError, deadline,
 };
 pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_sns_event};
 pub use handler::{HandleError, handle_notices, handle_sns_event};

@@ -436,10 +436,7 @@ fn an_own_region_notice_of_the_functions_own_write_needs_no_request() {
     use toastrep_replication::sim::s3::SimS3;
     use toastrep_replication::{Decision, MarkerKey, Replicator, S3Notice, SetBuckets};
 
-    let set = SetBuckets {
-        set: "id".into(),
-        account: "000000000000".into(),
-    };
+    let set = SetBuckets::new("id", "000000000000");
     let bucket = set.bucket("us-east-1");
     let s3 = SimS3::new(1, std::slice::from_ref(&bucket), false);
     let version = s3.user_put(

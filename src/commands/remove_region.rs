@@ -19,6 +19,7 @@ use crate::names::SetName;
 use crate::plan::{self, parse_regions};
 use crate::regions;
 use crate::stack::StackAction;
+use crate::templates::Template;
 
 #[derive(Serialize)]
 struct RemoveResult {
@@ -57,15 +58,19 @@ pub async fn remove_region(context: &Context, args: &RemoveRegionArgs) -> Result
             remaining.join(", ")
         );
     }
+    if !args.discard_dead_letters {
+        teardown::refuse_unread_queues(&aws, &name, [&region]).await?;
+    }
 
     let (subscriptions, grants) = plan::pair_stacks_of(&name, &region, &members);
-    let mut stacks = teardown::delete_all(&aws, subscriptions, reporter).await;
+    let mut stacks =
+        teardown::delete_all(&aws, &name, Template::Subscription, subscriptions, reporter).await;
     if stacks.iter().all(|r| r.error.is_none()) {
-        stacks.extend(teardown::delete_all(&aws, grants, reporter).await);
+        stacks.extend(teardown::delete_all(&aws, &name, Template::Grant, grants, reporter).await);
     }
     if stacks.iter().all(|r| r.error.is_none()) {
         let base = vec![(name.base_stack(), region.clone())];
-        stacks.extend(teardown::delete_all(&aws, base, reporter).await);
+        stacks.extend(teardown::delete_all(&aws, &name, Template::Base, base, reporter).await);
     }
     let stacks_ok = stacks.iter().all(|r| r.error.is_none());
     stacks.retain(|row| row.action != Some(StackAction::Absent));
@@ -107,9 +112,10 @@ fn summary(result: &RemoveResult, stacks_ok: bool) -> String {
         result.region, result.name
     );
     for row in &result.stacks {
-        let outcome = match (&row.action, &row.error) {
-            (Some(action), _) => action.to_string(),
-            (None, error) => format!("FAILED: {}", error.as_deref().unwrap_or_default()),
+        let outcome = match (&row.action, &row.error, &row.note) {
+            (Some(action), _, Some(note)) => format!("{action}: {note}"),
+            (Some(action), _, None) => action.to_string(),
+            (None, error, _) => format!("FAILED: {}", error.as_deref().unwrap_or_default()),
         };
         let _ = writeln!(
             text,

@@ -23,7 +23,8 @@ use futures::{StreamExt, stream};
 use serde::Serialize;
 use serde_json::Value;
 use toastrep_replication::{
-    Bucket, CopySettings, HandleError, Replicator, SdkStore, handle_sns_event, parse_sns_event,
+    Bucket, CopySettings, HandleError, Replicator, SdkStore, SetBuckets, handle_sns_event,
+    parse_s3_message, parse_sns_event,
 };
 
 use super::{Context, Located, Report};
@@ -33,6 +34,7 @@ use crate::cli::ReplayArgs;
 use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
+use crate::regions;
 use crate::sync::set_replicator;
 
 /// Long enough that a message being replayed is not received again in the
@@ -49,6 +51,7 @@ struct ReplayResult {
     replayed: usize,
     failing: usize,
     unparseable: usize,
+    refused: usize,
     ok: bool,
 }
 
@@ -64,6 +67,9 @@ struct RegionReplay {
     failing: usize,
     /// Not an event toastrep can replay: left in the queue.
     unparseable: usize,
+    /// Not from the set's own topics: never acted on, left in the queue
+    /// for a person to look at.
+    refused: usize,
     /// The region's queue could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -74,7 +80,7 @@ struct RegionReplay {
 #[derive(Serialize)]
 struct LeftMessage {
     message_id: String,
-    /// failing or unparseable.
+    /// failing, unparseable or refused.
     outcome: &'static str,
     reason: String,
     /// The function's own error, from AWS's ErrorMessage attribute, if any.
@@ -85,32 +91,44 @@ struct LeftMessage {
 pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
     let only = parse_regions(args.region.as_slice())?;
+    // The whole set even when --region picks one queue: a message is
+    // checked against every member region, its sources' too.
+    let search: Vec<String> = only
+        .first()
+        .and_then(|region| regions::partition_of(region))
+        .map(|partition| regions::regions_in(partition).map(str::to_owned).collect())
+        .unwrap_or_default();
     let Located {
         aws,
         account,
         found,
-    } = context.locate(&name, &only).await?;
+    } = context.locate(&name, &search).await?;
     let regions = discover::require_deployed(&found, &name)?;
-    if let Some(region) = &args.region
+    if let Some(region) = only.first()
         && !regions.contains(region)
     {
         bail_input!(
             "set '{name}' is not deployed in {region}: pass one of its regions to --region, or leave it out"
         );
     }
+    let queues: Vec<&String> = regions
+        .iter()
+        .filter(|region| only.is_empty() || only.contains(region))
+        .collect();
     let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
-    // The function's own engine, on the set's buckets only: a message
-    // naming any other bucket is refused, whoever put it in the queue.
+    // The function's own engine, on the set's buckets in its regions only:
+    // a message naming any other bucket is refused, whoever put it in the
+    // queue (and so is one that did not come from the set's topics).
     let replicator = set_replicator(
         &aws,
         &name,
         &account,
-        &regions[0],
+        &regions,
         &marker_key,
         &CopySettings::default(),
     );
     let reporter = context.reporter.as_ref();
-    let results = join_all(regions.iter().map(|region| async {
+    let results = join_all(queues.into_iter().map(|region| async {
         reporter.started(region, &name.dead_letter_queue(), "replaying");
         let result = replay_region(&aws, &name, &replicator, region, args.dry_run).await;
         let result = result.unwrap_or_else(|error| RegionReplay {
@@ -124,8 +142,8 @@ pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
             region,
             &name.dead_letter_queue(),
             &format!(
-                "{} replayed, {} failing, {} unparseable",
-                result.replayed, result.failing, result.unparseable
+                "{} replayed, {} failing, {} unparseable, {} refused",
+                result.replayed, result.failing, result.unparseable, result.refused
             ),
             ok,
         );
@@ -139,6 +157,7 @@ pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
         replayed: sum(|r| r.replayed),
         failing: sum(|r| r.failing),
         unparseable: sum(|r| r.unparseable),
+        refused: sum(|r| r.refused),
         ok: results
             .iter()
             .all(|r| r.error.is_none() && r.left.is_empty()),
@@ -213,10 +232,10 @@ async fn replay_region(
                     }
                 }
                 Outcome::Left(left) => {
-                    if left.outcome == "unparseable" {
-                        result.unparseable += 1;
-                    } else {
-                        result.failing += 1;
+                    match left.outcome {
+                        "unparseable" => result.unparseable += 1,
+                        "refused" => result.refused += 1,
+                        _ => result.failing += 1,
                     }
                     result.left.push(left);
                     to_release.push(message);
@@ -255,6 +274,9 @@ async fn replay_message(
         Ok(event) => event,
         Err(reason) => return left("unparseable", reason),
     };
+    if let Err(reason) = from_set_topics(&event, replicator.set()) {
+        return left("refused", reason);
+    }
     if dry_run {
         return Outcome::Replayed;
     }
@@ -306,6 +328,31 @@ fn event_of(body: &str) -> Result<Value, String> {
     Ok(event)
 }
 
+/// Checks that every record of `event` came from the set's own event topic
+/// in a member region, and that the S3 notices it carries are of that
+/// topic's region: anyone who can send to the queue could forge the rest.
+fn from_set_topics(event: &Value, set: &SetBuckets) -> Result<(), String> {
+    let records = event["Records"].as_array().map_or(&[][..], Vec::as_slice);
+    for record in records {
+        let arn = record["Sns"]["TopicArn"].as_str().unwrap_or_default();
+        let Some(region) = set.topic_region(arn) else {
+            return Err(format!(
+                "not from set {}'s event topics: it names topic {arn:?}",
+                set.set
+            ));
+        };
+        let message = record["Sns"]["Message"].as_str().unwrap_or_default();
+        let notices = parse_s3_message(message).map_err(|e| e.to_string())?;
+        if let Some(stray) = notices.iter().find(|n| n.region != region) {
+            return Err(format!(
+                "topic {arn} is in {region}, but its message names a bucket in {}",
+                stray.region
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Makes messages left in the queue visible again now, rather than after
 /// the visibility timeout, so the next replay (or a person) sees them.
 async fn release(sqs: &aws_sdk_sqs::Client, url: &str, messages: &[Message]) {
@@ -352,13 +399,14 @@ fn render_text(result: &ReplayResult) -> String {
         }
         let _ = writeln!(
             text,
-            "{}: {}: {} messages, {verb} {}, {} still failing, {} unparseable",
+            "{}: {}: {} messages, {verb} {}, {} still failing, {} unparseable, {} refused",
             region.region,
             region.queue,
             region.messages,
             region.replayed,
             region.failing,
-            region.unparseable
+            region.unparseable,
+            region.refused
         );
         for left in &region.left {
             let _ = writeln!(
@@ -370,8 +418,8 @@ fn render_text(result: &ReplayResult) -> String {
     }
     let _ = writeln!(
         text,
-        "set '{}': {verb} {}, {} still failing, {} unparseable (left in the queues)",
-        result.name, result.replayed, result.failing, result.unparseable
+        "set '{}': {verb} {}, {} still failing, {} unparseable, {} refused (left in the queues)",
+        result.name, result.replayed, result.failing, result.unparseable, result.refused
     );
     text
 }
@@ -402,6 +450,41 @@ mod tests {
         assert_eq!(event_of(&wrapped.to_string()).unwrap(), sns_event());
         let as_text = serde_json::json!({"requestPayload": sns_event().to_string()});
         assert_eq!(event_of(&as_text.to_string()).unwrap(), sns_event());
+    }
+
+    #[test]
+    fn only_the_sets_own_topics_in_its_regions_are_replayed() {
+        let set = SetBuckets::new("media", "111122223333").within(&["us-east-1".to_owned()]);
+        let from = |topic: &str, message: &str| serde_json::json!({"Records":[{"Sns":{"TopicArn": topic, "Message": message}}]});
+        let ours = "arn:aws:sns:us-east-1:111122223333:toastrep-media-events";
+        from_set_topics(&from(ours, S3_MESSAGE), &set).unwrap();
+        for (topic, why) in [
+            (
+                "arn:aws:sns:us-east-1:111122223333:other-events",
+                "another topic",
+            ),
+            (
+                "arn:aws:sns:us-east-1:444455556666:toastrep-media-events",
+                "another account",
+            ),
+            (
+                "arn:aws:sns:eu-west-2:111122223333:toastrep-media-events",
+                "not a member region",
+            ),
+            ("", "no topic"),
+        ] {
+            let err = from_set_topics(&from(topic, S3_MESSAGE), &set).unwrap_err();
+            assert!(
+                err.contains("not from set media's event topics"),
+                "{why}: {err}"
+            );
+        }
+        // The set's topic, carrying a notice of another region's bucket.
+        let both = SetBuckets::new("media", "111122223333")
+            .within(&["us-east-1".to_owned(), "eu-west-2".to_owned()]);
+        let elsewhere = ours.replace("us-east-1", "eu-west-2");
+        let err = from_set_topics(&from(&elsewhere, S3_MESSAGE), &both).unwrap_err();
+        assert!(err.contains("names a bucket in us-east-1"), "{err}");
     }
 
     #[test]

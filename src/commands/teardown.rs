@@ -20,7 +20,8 @@ use crate::cli::TeardownArgs;
 use crate::names::SetName;
 use crate::plan::parse_regions;
 use crate::progress::Reporter;
-use crate::stack::{self, StackAction};
+use crate::stack::{self, StackAction, StackError};
+use crate::templates::Template;
 
 #[derive(Serialize)]
 struct TeardownResult {
@@ -40,6 +41,9 @@ pub(super) struct StackRow {
     pub(super) action: Option<StackAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<String>,
+    /// Why a stack was left alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +78,9 @@ pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> 
         found,
     } = context.locate(&name, &given).await?;
     let regions: Vec<String> = found.regions().into_iter().collect();
+    if !args.discard_dead_letters {
+        refuse_unread_queues(&aws, &name, found.bases.keys()).await?;
+    }
 
     let pairs: Vec<(&String, &String)> = regions
         .iter()
@@ -84,16 +91,25 @@ pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> 
     let subscriptions = pairs
         .iter()
         .map(|(source, destination)| (name.subscription_stack(destination), (*source).clone()));
-    stacks.extend(delete_all(&aws, subscriptions.collect(), reporter).await);
+    stacks.extend(
+        delete_all(
+            &aws,
+            &name,
+            Template::Subscription,
+            subscriptions.collect(),
+            reporter,
+        )
+        .await,
+    );
     let grants = pairs
         .iter()
         .map(|(source, destination)| (name.grant_stack(source), (*destination).clone()));
-    stacks.extend(delete_all(&aws, grants.collect(), reporter).await);
+    stacks.extend(delete_all(&aws, &name, Template::Grant, grants.collect(), reporter).await);
     let bases = found
         .bases
         .keys()
         .map(|region| (name.base_stack(), region.clone()));
-    stacks.extend(delete_all(&aws, bases.collect(), reporter).await);
+    stacks.extend(delete_all(&aws, &name, Template::Base, bases.collect(), reporter).await);
     // Only stacks that existed are worth a line.
     stacks.retain(|row| row.action != Some(StackAction::Absent));
     let stacks_ok = stacks.iter().all(|row| row.error.is_none());
@@ -125,6 +141,71 @@ pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> 
     Ok(Report::new(&result, text, ok))
 }
 
+/// A queue of the set that still holds messages: its base stack would
+/// delete them with it.
+struct Unread {
+    region: String,
+    queue: String,
+    messages: u64,
+    /// What the messages are, and how to deal with them first.
+    what: String,
+}
+
+/// Refuses (changing nothing) when a dead-letter queue holds failed
+/// replications, or a held-deletes queue holds deletes the breaker kept:
+/// deleting a base stack deletes its queues, and with them the only record
+/// of what was not replicated. `--discard-dead-letters` accepts that.
+pub(super) async fn refuse_unread_queues(
+    aws: &Aws,
+    name: &SetName,
+    regions: impl IntoIterator<Item = &String>,
+) -> Result<()> {
+    let checks = regions.into_iter().flat_map(|region| {
+        [
+            (
+                region,
+                name.dead_letter_queue(),
+                format!("replications that failed; replay them first with `toastrep replay --name {name}`"),
+            ),
+            (
+                region,
+                name.held_deletes_queue(),
+                format!("deletes the breaker held; release or discard them first with `toastrep deletes --name {name}`"),
+            ),
+        ]
+    });
+    let found = join_all(checks.map(|(region, queue, what)| async move {
+        let depth = aws.queue_depth_if_exists(region, &queue).await?;
+        Ok::<_, anyhow::Error>(depth.map(|(_, waiting, in_flight)| Unread {
+            region: region.clone(),
+            queue,
+            messages: waiting + in_flight,
+            what,
+        }))
+    }))
+    .await;
+    let mut unread = Vec::new();
+    for depth in found {
+        unread.extend(depth?.filter(|queue| queue.messages > 0));
+    }
+    if unread.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = unread
+        .iter()
+        .map(|q| {
+            format!(
+                "  {} in {} holds {} messages: {}",
+                q.queue, q.region, q.messages, q.what
+            )
+        })
+        .collect();
+    bail_input!(
+        "the set's queues still hold messages, which deleting its stacks would delete:\n{}\nnothing was deleted; deal with them first, or add --discard-dead-letters to delete them with the set",
+        lines.join("\n")
+    )
+}
+
 /// --delete-data without --yes: ask at a terminal, refuse elsewhere.
 /// `what` completes "This deletes every object, every version and ...".
 pub(super) fn confirm(name: &SetName, what: &str) -> Result<()> {
@@ -143,15 +224,27 @@ pub(super) fn confirm(name: &SetName, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes stacks, given as (name, region), in parallel.
+/// Deletes set `name`'s stacks of one `kind`, given as (name, region), in
+/// parallel. A stack of that name that is not the set's is left alone and
+/// reported, and does not stop the rest.
 pub(super) async fn delete_all(
     aws: &Aws,
+    name: &SetName,
+    kind: Template,
     stacks: Vec<(String, String)>,
     reporter: &dyn Reporter,
 ) -> Vec<StackRow> {
     join_all(stacks.into_iter().map(|(stack_name, region)| async move {
         let cfn = aws.cloudformation(&region);
-        let result = stack::delete_stack(&cfn, &stack_name, &region, reporter).await;
+        let result = stack::delete_stack(
+            &cfn,
+            &stack_name,
+            &region,
+            name.as_str(),
+            kind.kind(),
+            reporter,
+        )
+        .await;
         match result {
             Ok(outcome) => {
                 if outcome.action == StackAction::Deleted {
@@ -162,6 +255,17 @@ pub(super) async fn delete_all(
                     region,
                     action: Some(outcome.action),
                     error: None,
+                    note: None,
+                }
+            }
+            Err(error @ StackError::NotOursToDelete { .. }) => {
+                reporter.finished(&region, &stack_name, "left alone: not this set's", true);
+                StackRow {
+                    stack_name,
+                    region,
+                    action: Some(StackAction::LeftAlone),
+                    error: None,
+                    note: Some(error.to_string()),
                 }
             }
             Err(error) => {
@@ -171,6 +275,7 @@ pub(super) async fn delete_all(
                     region,
                     action: None,
                     error: Some(error.to_string()),
+                    note: None,
                 }
             }
         }
@@ -242,6 +347,9 @@ fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
                     "stack  {:<44} {:<16} {action}",
                     row.stack_name, row.region
                 );
+                if let Some(note) = &row.note {
+                    let _ = writeln!(text, "       {note}");
+                }
             }
             (None, error) => {
                 let _ = writeln!(

@@ -156,7 +156,7 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
                     return;
                 }
                 let bucket = data_bucket(name, region);
-                let event = sns_event(&[(region, &bucket, key, &version)]);
+                let event = sns_event(name, &[(region, &bucket, key, &version)]);
                 for destination in ["eu-west-2", "ap-northeast-1"] {
                     lambda_of(destination)
                         .invoke()

@@ -118,6 +118,17 @@ pub fn lambda(region: &str) -> aws_sdk_lambda::Client {
     )
 }
 
+pub fn logs(region: &str) -> aws_sdk_cloudwatchlogs::Client {
+    aws_sdk_cloudwatchlogs::Client::from_conf(
+        aws_sdk_cloudwatchlogs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(endpoint())
+            .credentials_provider(Credentials::for_tests())
+            .build(),
+    )
+}
+
 pub fn data_bucket(name: &str, region: &str) -> String {
     format!("toastrep-{name}-{region}-{ACCOUNT}")
 }

@@ -11,4 +11,5 @@ mod operate;
 mod package;
 mod render;
 mod replicator;
+mod security;
 mod sync;

@@ -52,7 +52,15 @@ pub(crate) fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Outp
 }
 
 pub(crate) fn teardown(name: &str) {
-    let out = toastrep(&["teardown", "--name", name, "--delete-data", "--yes"]);
+    // A test's cleanup: whatever a test left in the queues goes too.
+    let out = toastrep(&[
+        "teardown",
+        "--name",
+        name,
+        "--delete-data",
+        "--yes",
+        "--discard-dead-letters",
+    ]);
     assert!(out.status.success(), "teardown of {name} failed");
 }
 

@@ -169,6 +169,8 @@ impl Drop for Set {
             &regions,
             "--delete-data",
             "--yes",
+            // A test's cleanup: whatever a test left in the queues goes too.
+            "--discard-dead-letters",
         ]);
     }
 }

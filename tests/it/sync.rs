@@ -79,7 +79,15 @@ impl Emu {
     }
 
     pub fn teardown(&self, name: &str) {
-        let out = self.toastrep(&["teardown", "--name", name, "--delete-data", "--yes"]);
+        // A test's cleanup: whatever a test left in the queues goes too.
+        let out = self.toastrep(&[
+            "teardown",
+            "--name",
+            name,
+            "--delete-data",
+            "--yes",
+            "--discard-dead-letters",
+        ]);
         assert!(out.status.success(), "teardown {name} failed");
     }
 
@@ -405,8 +413,13 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
 }
 
 /// The Lambda SNS event S3 → SNS delivers for one object (the shape AWS
-/// dead-letters), with its records' keys form-encoded the S3 way.
-pub fn sns_event(records: &[(&str, &str, &str, &str)]) -> Value {
+/// dead-letters), from set `name`'s topic in the first record's region,
+/// with its records' keys form-encoded the S3 way.
+pub fn sns_event(name: &str, records: &[(&str, &str, &str, &str)]) -> Value {
+    let topic = format!(
+        "arn:aws:sns:{}:{ACCOUNT}:toastrep-{name}-events",
+        records[0].0
+    );
     let records: Vec<Value> = records
         .iter()
         .map(|(region, bucket, key, version)| {
@@ -430,6 +443,7 @@ pub fn sns_event(records: &[(&str, &str, &str, &str)]) -> Value {
         "Sns": {
             "Type": "Notification",
             "MessageId": "00000000-0000-0000-0000-000000000000",
+            "TopicArn": topic,
             "Message": json!({"Records": records}).to_string(),
         },
     }]})
@@ -493,10 +507,18 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         .unwrap()
         .queue_url
         .unwrap();
-    let good = sns_event(&[(source, &source_bucket, "replay/good", &good_version)]);
+    let good = sns_event(
+        &name,
+        &[(source, &source_bucket, "replay/good", &good_version)],
+    );
+    // The set's own bucket, but sent as if from a topic outside the set.
+    let mut forged = good.clone();
+    forged["Records"][0]["Sns"]["TopicArn"] = json!(format!(
+        "arn:aws:sns:{source}:{ACCOUNT}:someone-elses-topic"
+    ));
     let mixed = json!({
         "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
-        "requestPayload": sns_event(&[
+        "requestPayload": sns_event(&name, &[
             (source, &source_bucket, "replay/good", &good_version),
             (source, &foreign_bucket, "replay/bad", &bad_version),
         ]),
@@ -506,6 +528,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
     for body in [
         good.to_string(),
         mixed.to_string(),
+        forged.to_string(),
         "not an event".to_owned(),
     ] {
         sqs.send_message()
@@ -516,7 +539,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
             .unwrap();
     }
     let sent = queue_bodies(&emu, destination, &url).await;
-    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.len(), 4);
     let good_in_destination = || async {
         emu.s3(destination)
             .get_object()
@@ -543,18 +566,20 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
     assert_eq!(out.status.code(), Some(1), "{dry}");
     assert_eq!(dry["replayed"], 2, "{dry}");
     assert_eq!(dry["unparseable"], 1, "{dry}");
+    assert_eq!(dry["refused"], 1, "{dry}");
     assert_eq!(queue_bodies(&emu, destination, &url).await, sent);
     assert!(good_in_destination().await.is_none());
 
     // The real replay: the good message is replayed and deleted; the mixed
     // one still fails and stays (its good record was copied all the same);
-    // the garbage stays, with the reason.
+    // the forged one is refused untouched; the garbage stays, with the reason.
     let out = emu.toastrep(&["replay", "--name", &name, "--output", "json"]);
     let result = json(&out);
     assert_eq!(out.status.code(), Some(1), "{result}");
     assert_eq!(result["replayed"], 1, "{result}");
     assert_eq!(result["failing"], 1, "{result}");
     assert_eq!(result["unparseable"], 1, "{result}");
+    assert_eq!(result["refused"], 1, "{result}");
     let eu = result["regions"]
         .as_array()
         .unwrap()
@@ -575,8 +600,16 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         reasons.iter().any(|r| r.contains("not JSON")),
         "{reasons:?}"
     );
+    assert!(
+        reasons.iter().any(|r| r.contains("someone-elses-topic")),
+        "{reasons:?}"
+    );
     let left = queue_bodies(&emu, destination, &url).await;
-    let mut expected = vec![mixed.to_string(), "not an event".to_owned()];
+    let mut expected = vec![
+        mixed.to_string(),
+        forged.to_string(),
+        "not an event".to_owned(),
+    ];
     expected.sort();
     assert_eq!(left, expected);
     let replica = good_in_destination()

@@ -10,10 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
-use super::Replicator;
+use tokio::time::Instant;
+
+use super::{Replicator, deadline};
 use crate::protocol::Seen;
 use crate::protocol::marker::{metadata_for_copy, user_metadata};
-use crate::store::{Bucket, CopyRequest, ObjectStore, Part, Precondition, StoreResult, Written};
+use crate::store::{
+    Bucket, CopyRequest, ErrorKind, ObjectStore, Part, Precondition, StoreError, StoreResult,
+    Written,
+};
 
 /// CopyObject copies at most 5 GB in one request
 /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html>).
@@ -176,8 +181,13 @@ impl<S: ObjectStore> Replicator<S> {
     }
 
     /// A multipart copy. Any failure after CreateMultipartUpload aborts the
-    /// upload, so no incomplete upload (and its billed storage) is left.
+    /// upload, so no incomplete upload (and its billed storage) is left; so
+    /// does running out of the invocation's time ([`deadline`]).
     async fn copy_in_parts(&self, request: &CopyRequest, size: u64) -> StoreResult<Written> {
+        let stop_at = deadline::copies_stop_at();
+        if stop_at.is_some_and(|stop| Instant::now() >= stop) {
+            return Err(out_of_time(request, "not started"));
+        }
         // UploadPartCopy has no tagging directive: the tags go on the
         // upload, read from the exact source version.
         let tags = self
@@ -185,7 +195,13 @@ impl<S: ObjectStore> Replicator<S> {
             .tags(&request.source, &request.key, &request.source_version)
             .await?;
         let upload_id = self.store.create_upload(request, &tags).await?;
-        match self.copy_parts(request, size, &upload_id).await {
+        let copied = match stop_at {
+            Some(stop) => tokio::time::timeout_at(stop, self.copy_parts(request, size, &upload_id))
+                .await
+                .unwrap_or_else(|_| Err(out_of_time(request, "stopped and aborted"))),
+            None => self.copy_parts(request, size, &upload_id).await,
+        };
+        match copied {
             Ok(written) => {
                 // On AWS the upload already carried the tags and this writes
                 // the same ones again (no new version, no event); some stores
@@ -206,13 +222,16 @@ impl<S: ObjectStore> Replicator<S> {
                 Ok(written)
             }
             Err(error) => {
+                // Parts still in flight when time ran out were dropped: S3
+                // may finish one after this abort. The bucket's lifecycle
+                // rule (AbortIncompleteMultipartUpload) is the backstop for
+                // that, and for an abort that fails; the copy's own error
+                // matters more.
                 if let Err(abort) = self
                     .store
                     .abort_upload(&request.destination, &request.key, &upload_id)
                     .await
                 {
-                    // The bucket's lifecycle rule (AbortIncompleteMultipartUpload)
-                    // is the backstop; the copy's own error matters more.
                     tracing::warn!(%abort, upload_id, "could not abort a failed multipart copy");
                 }
                 Err(error)
@@ -263,6 +282,22 @@ impl<S: ObjectStore> Replicator<S> {
         // CompleteMultipartUpload wants the parts in ascending order.
         parts.sort();
         self.store.complete_upload(request, upload_id, &parts).await
+    }
+}
+
+/// A multipart copy the invocation has no time left to finish: another
+/// attempt, with a fresh timeout, copies it.
+fn out_of_time(request: &CopyRequest, what: &str) -> StoreError {
+    StoreError {
+        kind: ErrorKind::Retryable,
+        operation: "UploadPartCopy",
+        region: request.destination.region.clone(),
+        bucket: request.destination.name.clone(),
+        key: request.key.clone(),
+        message: format!(
+            "the invocation's time ran out for this multipart copy ({what}, {} s before the deadline)",
+            deadline::ABORT_MARGIN.as_secs()
+        ),
     }
 }
 

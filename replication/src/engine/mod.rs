@@ -3,6 +3,7 @@
 //! the simulation all run this same code.
 
 mod copy;
+pub mod deadline;
 mod delete;
 mod replicate;
 mod restore;
@@ -31,9 +32,27 @@ use crate::store::{Bucket, ObjectStore, StoreError};
 pub struct SetBuckets {
     pub set: String,
     pub account: String,
+    /// The set's member regions, where the caller knows them (the CLI,
+    /// which found the set's stacks). `None` in the function: its member
+    /// regions are the topics subscribed to it, and only they can invoke it.
+    pub members: Option<BTreeSet<String>>,
 }
 
 impl SetBuckets {
+    pub fn new(set: impl Into<String>, account: impl Into<String>) -> SetBuckets {
+        SetBuckets {
+            set: set.into(),
+            account: account.into(),
+            members: None,
+        }
+    }
+
+    /// Only buckets in `regions` are the set's.
+    pub fn within<'a>(mut self, regions: impl IntoIterator<Item = &'a String>) -> SetBuckets {
+        self.members = Some(regions.into_iter().cloned().collect());
+        self
+    }
+
     pub fn bucket(&self, region: &str) -> Bucket {
         Bucket::new(
             region,
@@ -41,10 +60,36 @@ impl SetBuckets {
         )
     }
 
-    /// Whether `bucket` is this set's bucket in its region: the only
-    /// buckets replication reads or writes.
+    /// Whether `bucket` is this set's bucket in one of its regions: the
+    /// only buckets replication reads or writes.
     pub fn owns(&self, bucket: &Bucket) -> bool {
-        self.bucket(&bucket.region) == *bucket
+        self.bucket(&bucket.region) == *bucket && self.is_member(&bucket.region)
+    }
+
+    fn is_member(&self, region: &str) -> bool {
+        self.members.as_ref().is_none_or(|m| m.contains(region))
+    }
+
+    /// The region of the set's event topic `arn` names
+    /// (`arn:PARTITION:sns:REGION:ACCOUNT:toastrep-SET-events`, as
+    /// `templates/base.yaml` names it), or `None` if it is no topic of this
+    /// set in a member region.
+    pub fn topic_region<'a>(&self, arn: &'a str) -> Option<&'a str> {
+        let mut parts = arn.splitn(6, ':');
+        let (Some("arn"), Some(_partition), Some("sns"), Some(region), Some(account), Some(name)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        let ours = account == self.account
+            && name == format!("toastrep-{}-events", self.set)
+            && self.is_member(region);
+        ours.then_some(region)
     }
 }
 
@@ -54,7 +99,7 @@ pub enum ReplicateError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "s3://{bucket}/{key} in {region} changed under {rounds} decisions in a row; another attempt will decide again"
+        "s3://{bucket}/{} in {region} changed under {rounds} decisions in a row; another attempt will decide again", crate::log_keys::shown(.key)
     )]
     Contended {
         region: String,
@@ -66,7 +111,7 @@ pub enum ReplicateError {
     #[error("the delete breaker failed: {0}")]
     Gate(String),
     #[error(
-        "the notice names s3://{bucket} in {region}, which is not a bucket of set {set}: ignored"
+        "the notice names s3://{bucket} in {region}, which is not a bucket of set {set} in one of its regions: ignored"
     )]
     Foreign {
         set: String,

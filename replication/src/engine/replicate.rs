@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
+use crate::log_keys;
 use crate::protocol::{CopyDecision, Kind, SourceDecision, decide_copy, decide_source};
 use crate::store::{Bucket, ErrorKind, ObjectStore};
 
@@ -84,7 +85,7 @@ impl<S: ObjectStore> Replicator<S> {
             Ok(outcome) => tracing::info!(
                 target: "toastrep::decision",
                 decision = outcome.decision.as_str(),
-                key = %notice.key,
+                key = %log_keys::shown(&notice.key),
                 source_region = %notice.region,
                 destination_region = %destination.region,
                 bytes = outcome.bytes,
@@ -95,7 +96,7 @@ impl<S: ObjectStore> Replicator<S> {
             Err(error) => tracing::info!(
                 target: "toastrep::decision",
                 decision = "failed",
-                key = %notice.key,
+                key = %log_keys::shown(&notice.key),
                 source_region = %notice.region,
                 destination_region = %destination.region,
                 ms = millis,

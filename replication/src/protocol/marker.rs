@@ -85,6 +85,16 @@ impl MarkerKey {
         hex::encode(self.0)
     }
 
+    /// A key for another purpose, derived from this one
+    /// (HMAC-SHA256(key, purpose)): one secret per set, and no use of it
+    /// can reveal another's.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac =
+            hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// A key derived from a label, for tests and the simulation only.
     pub fn for_tests(label: &str) -> MarkerKey {
         let mut bytes = [0u8; 32];

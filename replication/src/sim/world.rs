@@ -256,10 +256,7 @@ pub fn run(seed: u64) -> Result<Summary, String> {
 
 /// Runs `scenario` under the schedule of `seed`.
 pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
-    let set = SetBuckets {
-        set: "sim".into(),
-        account: "000000000000".into(),
-    };
+    let set = SetBuckets::new("sim", "000000000000");
     let buckets: Vec<Bucket> = REGIONS[..scenario.regions]
         .iter()
         .map(|r| set.bucket(r))

@@ -182,7 +182,7 @@ pub enum ErrorKind {
 
 /// A failed store call, classified.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} s3://{bucket}/{key} in {region}: {message}")]
+#[error("{operation} s3://{bucket}/{} in {region}: {message}", crate::log_keys::shown(.key))]
 pub struct StoreError {
     pub kind: ErrorKind,
     pub operation: &'static str,

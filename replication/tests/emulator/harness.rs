@@ -107,10 +107,7 @@ pub struct TestSet {
 
 impl TestSet {
     pub async fn create() -> TestSet {
-        let buckets = SetBuckets {
-            set: unique_set(),
-            account: ACCOUNT.to_owned(),
-        };
+        let buckets = SetBuckets::new(unique_set(), ACCOUNT);
         let (a, b) = tokio::join!(
             TestBucket::create(&buckets, REGION_A),
             TestBucket::create(&buckets, REGION_B)

@@ -408,6 +408,48 @@ async fn multipart_copy_of_a_source_deleted_mid_copy_aborts_its_upload() {
     set.delete().await;
 }
 
+/// A multipart copy that cannot finish before the invocation's deadline
+/// (its part 2 outlasts the time left) stops and aborts its upload before
+/// the deadline, instead of being killed with the function and leaving the
+/// upload behind on every retry. The failure is retryable: another
+/// invocation, with its own time, copies the object.
+#[tokio::test]
+async fn multipart_copy_out_of_time_aborts_its_upload_before_the_deadline() {
+    use toastrep_replication::deadline::{ABORT_MARGIN, within};
+    let set = TestSet::create().await;
+    let (a, b) = (&set.a, &set.b);
+    let key = "slow.bin";
+    let notice = a.put(key, &pattern(12 * MIB, 4)).await;
+    let deadline = tokio::time::Instant::now() + ABORT_MARGIN + Duration::from_secs(2);
+    // Part 2 lasts until well past the time copies must stop by.
+    let store = MeddlingStore::new().before(Before::CopyPart(2), move || async move {
+        tokio::time::sleep_until(deadline).await;
+    });
+    let replicator = set.replicator_on(store, small_parts(1));
+
+    let error = within(deadline, replicator.replicate(&notice, &b.bucket()))
+        .await
+        .expect_err("the copy ran out of time");
+
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("time ran out"), "{error}");
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "stopped before the deadline"
+    );
+    assert_eq!(b.multipart_uploads().await, 0, "no upload is left behind");
+    assert_eq!(b.body(key).await, None);
+
+    // Without a deadline the same copy completes.
+    let outcome = set
+        .replicator(small_parts(3))
+        .replicate(&notice, &b.bucket())
+        .await
+        .unwrap();
+    assert_eq!(outcome.decision, Decision::Copied);
+    set.delete().await;
+}
+
 /// The source is overwritten between two parts of its copy: every part
 /// copies the one version the copy started from, never a mix of two.
 #[tokio::test]
