@@ -122,6 +122,27 @@ async fn has_policy(s3: &Client, bucket: &str) -> Result<bool> {
     }
 }
 
+/// The artifact bucket's policy: every request without TLS is refused, as
+/// the data buckets' `DenyInsecureTransport` in `templates/base.yaml`. One
+/// statement for `deploy` and for the script `render` writes.
+pub fn tls_only_policy(bucket: &str, partition: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            // Every action: a request without TLS is refused whatever it asks.
+            "Action": "s3:*",
+            "Resource": [
+                format!("arn:{partition}:s3:::{bucket}"),
+                format!("arn:{partition}:s3:::{bucket}/*"),
+            ],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    })
+}
+
 /// Public access blocked, encryption at rest, TLS-only: the same defaults as
 /// the data buckets in `templates/base.yaml`.
 async fn harden(s3: &Client, bucket: &str, partition: &str) -> Result<()> {
@@ -156,24 +177,9 @@ async fn harden(s3: &Client, bucket: &str, partition: &str) -> Result<()> {
         .send()
         .await
         .with_context(|| format!("setting default encryption on {bucket}"))?;
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            // Every action: a request without TLS is refused whatever it asks.
-            "Action": "s3:*",
-            "Resource": [
-                format!("arn:{partition}:s3:::{bucket}"),
-                format!("arn:{partition}:s3:::{bucket}/*"),
-            ],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }],
-    });
     s3.put_bucket_policy()
         .bucket(bucket)
-        .policy(policy.to_string())
+        .policy(tls_only_policy(bucket, partition).to_string())
         .send()
         .await
         .with_context(|| format!("setting the TLS-only policy on {bucket}"))?;

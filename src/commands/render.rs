@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::{Context, Report};
+use crate::artifacts;
 use crate::cli::RenderArgs;
 use crate::marker_key::{self, MarkerKey};
 use crate::package::Package;
@@ -140,13 +141,20 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
             "# The set's marker key, made by toastrep render: a secret (it authenticates the origin marker on every replica), the same in every region and for every later deploy of this set. Keep {key_file} private, and keep it."
         ),
         format!("{}=$(cat {key_file})", marker_key::VARIABLE),
-        "# 1. An artifact bucket per region, holding the function package.".to_owned(),
+        "# 1. An artifact bucket per region, holding the function package: public access blocked, TLS only (as deploy makes it).".to_owned(),
     ];
     for region in &plan.spec.regions {
         let bucket = name.artifact_bucket(region, "${ACCOUNT}");
         lines.push(format!("aws s3 mb \"s3://{bucket}\" --region {region}"));
         lines.push(format!(
             "aws s3api put-public-access-block --bucket \"{bucket}\" --region {region} --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true"
+        ));
+        // The policy names the bucket, so it holds ${ACCOUNT}: double quotes,
+        // which the shell expands, around JSON whose own quotes are escaped.
+        let policy = artifacts::tls_only_policy(&bucket, plan.spec.partition).to_string();
+        lines.push(format!(
+            "aws s3api put-bucket-policy --bucket \"{bucket}\" --region {region} --policy \"{}\"",
+            escape_double_quoted(&policy)
         ));
         lines.push(format!(
             "aws s3 cp {} \"s3://{bucket}/{}\" --region {region}",
@@ -165,6 +173,20 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
             .map(|p| deploy_command(&p.subscription, out, &q)),
     );
     lines
+}
+
+/// `text` for the inside of a double-quoted shell word: `"`, `\`, `` ` ``
+/// and nothing else escaped, so `${ACCOUNT}` still expands. Only for text
+/// whose `$` are meant for the shell (here, the names toastrep derives).
+fn escape_double_quoted(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '"' | '\\' | '`') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 fn deploy_command(stack: &StackPlan, out: &Path, q: &dyn Fn(&str) -> String) -> String {

@@ -192,6 +192,226 @@ fn every_rendered_template_passes_checkov() {
     }
 }
 
+// The lint gates above prove the policies are well formed, not that they say
+// what the set needs (the emulator enforces none of them): these pin what each
+// policy admits, so a regression fails here rather than on AWS.
+
+#[test]
+fn the_key_admits_s3_and_sns_only_for_the_sets_own_bucket_and_topic() {
+    let dir = tempdir();
+    render_into(&dir);
+    let base = rendered_template(&dir.join("out"), "us-east-1", "toastrep-demo");
+    let resources = &base["Resources"];
+    // The ARNs of the bucket and topic this template makes, from their names.
+    let bucket_arn = format!(
+        "arn:${{AWS::Partition}}:s3:::{}",
+        tagged(&resources["Bucket"]["Properties"]["BucketName"], "Sub")
+    );
+    let topic_arn = format!(
+        "arn:${{AWS::Partition}}:sns:${{AWS::Region}}:${{AWS::AccountId}}:{}",
+        tagged(&resources["Topic"]["Properties"]["TopicName"], "Sub")
+    );
+    let policy = &resources["Key"]["Properties"]["KeyPolicy"];
+
+    let s3 = &statement(policy, "S3PublishesToEncryptedTopic")["Condition"];
+    assert_eq!(tagged(&s3["ArnLike"]["aws:SourceArn"], "Sub"), bucket_arn);
+    assert_eq!(
+        tagged(&s3["StringEquals"]["aws:SourceAccount"], "Ref"),
+        "AWS::AccountId"
+    );
+    assert_eq!(
+        tagged(
+            &s3["StringEquals"]["kms:EncryptionContext:aws:sns:topicArn"],
+            "Sub"
+        ),
+        topic_arn
+    );
+    let sns = &statement(policy, "SnsUsesKeyForTopic")["Condition"];
+    assert_eq!(
+        tagged(
+            &sns["StringEquals"]["kms:EncryptionContext:aws:sns:topicArn"],
+            "Sub"
+        ),
+        topic_arn
+    );
+
+    // Administration is a list of management actions: no wildcard, no grant
+    // (which would let its grantee use the key), and kms:PutKeyPolicy, without
+    // which KMS refuses the policy.
+    let admin = actions(statement(policy, "AccountAdministers"));
+    assert!(admin.iter().all(|a| !a.contains('*')), "{admin:?}");
+    assert!(admin.contains(&"kms:PutKeyPolicy"), "{admin:?}");
+    assert!(!admin.contains(&"kms:CreateGrant"), "{admin:?}");
+}
+
+#[test]
+fn only_the_replicators_role_may_send_to_its_queues() {
+    let dir = tempdir();
+    render_into(&dir);
+    let base = rendered_template(&dir.join("out"), "us-east-1", "toastrep-demo");
+    let resources = &base["Resources"];
+    for (policy, queue) in [
+        ("DeadLetterQueuePolicy", "DeadLetterQueue"),
+        ("HeldDeletesQueuePolicy", "HeldDeletesQueue"),
+    ] {
+        let document = &resources[policy]["Properties"]["PolicyDocument"];
+        let deny = statement(document, "OnlyReplicatorSends");
+        assert_eq!(deny["Effect"], "Deny", "{policy}");
+        assert_eq!(deny["Principal"], "*", "{policy}");
+        assert_eq!(actions(deny), ["sqs:SendMessage"], "{policy}");
+        assert_eq!(tagged(&deny["Resource"], "GetAtt"), format!("{queue}.Arn"));
+        assert_eq!(
+            tagged(
+                &deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+                "GetAtt"
+            ),
+            "Role.Arn",
+            "{policy}"
+        );
+        // Beside, not instead of, the TLS-only statement.
+        assert_eq!(
+            statement(document, "DenyInsecureTransport")["Effect"],
+            "Deny"
+        );
+    }
+}
+
+#[test]
+fn every_s3_permission_of_the_replicator_is_for_buckets_of_its_own_account() {
+    let dir = tempdir();
+    render_into(&dir);
+    let out = dir.join("out");
+    let base = rendered_template(&out, "us-east-1", "toastrep-demo");
+    let grant = rendered_template(&out, "eu-west-2", "toastrep-demo-from-us-east-1");
+    let documents = [
+        &base["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"],
+        &grant["Resources"]["SourceReadPolicy"]["Properties"]["PolicyDocument"],
+    ];
+    let mut checked = 0;
+    for document in documents {
+        for statement in document["Statement"].as_sequence().unwrap() {
+            if actions(statement).iter().any(|a| a.starts_with("s3:")) {
+                assert_eq!(
+                    tagged(
+                        &statement["Condition"]["StringEquals"]["s3:ResourceAccount"],
+                        "Ref"
+                    ),
+                    "AWS::AccountId",
+                    "{statement:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    // Four in the role (its bucket's objects and listing, the breaker's
+    // objects and listing), two in the grant (the source's objects, listing).
+    assert_eq!(checked, 6);
+}
+
+#[test]
+fn the_log_group_and_its_key_outlive_the_stack_under_a_name_of_the_stacks_own() {
+    let dir = tempdir();
+    render_into(&dir);
+    let base = rendered_template(&dir.join("out"), "us-east-1", "toastrep-demo");
+    let resources = &base["Resources"];
+    for kept in ["LogGroup", "Key"] {
+        assert_eq!(
+            resources[kept]["DeletionPolicy"], "RetainExceptOnCreate",
+            "{kept}"
+        );
+        assert_eq!(resources[kept]["UpdateReplacePolicy"], "Retain", "{kept}");
+    }
+    // A kept group keeps its name: the stack id in it lets the set be deployed
+    // again beside it.
+    let (name, variables) =
+        sub_with_variables(&resources["LogGroup"]["Properties"]["LogGroupName"]);
+    assert_eq!(
+        name,
+        "/aws/lambda/toastrep-${SetName}-replicator/${StackUuid}"
+    );
+    let uuid = serde_yaml::to_string(&variables["StackUuid"]).unwrap();
+    assert!(uuid.contains("AWS::StackId"), "{uuid}");
+    // The function logs there, the output names it, and the key lets
+    // CloudWatch Logs use it for exactly that group.
+    assert_eq!(
+        tagged(
+            &resources["Function"]["Properties"]["LoggingConfig"]["LogGroup"],
+            "Ref"
+        ),
+        "LogGroup"
+    );
+    assert_eq!(
+        tagged(&base["Outputs"]["LogGroupName"]["Value"], "Ref"),
+        "LogGroup"
+    );
+    let logs = statement(
+        &resources["Key"]["Properties"]["KeyPolicy"],
+        "LogsEncryptsReplicatorLogGroup",
+    );
+    let arns = logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+        .as_sequence()
+        .unwrap();
+    let (arn, arn_variables) = sub_with_variables(&arns[0]);
+    assert_eq!(
+        arn,
+        format!(
+            "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{name}"
+        )
+    );
+    assert_eq!(arn_variables, variables);
+}
+
+/// A rendered template, parsed; CloudFormation's short forms (`!Sub`, `!Ref`,
+/// `!GetAtt`) stay tagged values.
+fn rendered_template(out: &Path, region: &str, stack: &str) -> serde_yaml::Value {
+    let path = out
+        .join("stacks")
+        .join(region)
+        .join(format!("{stack}.yaml"));
+    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The statement of a policy document with this `Sid`.
+fn statement<'a>(policy: &'a serde_yaml::Value, sid: &str) -> &'a serde_yaml::Value {
+    policy["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some(sid))
+        .unwrap_or_else(|| panic!("no statement {sid}"))
+}
+
+/// A statement's actions, whether one or a list.
+fn actions(statement: &serde_yaml::Value) -> Vec<&str> {
+    match &statement["Action"] {
+        serde_yaml::Value::String(action) => vec![action.as_str()],
+        serde_yaml::Value::Sequence(list) => list.iter().map(|a| a.as_str().unwrap()).collect(),
+        other => panic!("no actions: {other:?}"),
+    }
+}
+
+/// The text of a short-form intrinsic such as `!Sub text` or `!Ref name`.
+fn tagged<'a>(value: &'a serde_yaml::Value, tag: &str) -> &'a str {
+    match value {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == tag => tagged
+            .value
+            .as_str()
+            .unwrap_or_else(|| panic!("!{tag} of a non-string: {value:?}")),
+        other => panic!("not a !{tag}: {other:?}"),
+    }
+}
+
+/// The text and the variables of a `!Sub [text, {variables}]`.
+fn sub_with_variables(value: &serde_yaml::Value) -> (&str, &serde_yaml::Value) {
+    match value {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            let parts = tagged.value.as_sequence().expect("!Sub [text, variables]");
+            (parts[0].as_str().unwrap(), &parts[1])
+        }
+        other => panic!("not a !Sub: {other:?}"),
+    }
+}
+
 /// The pinned linters `tools/setup lint` installs.
 fn lint_tool(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
