@@ -65,26 +65,10 @@ pub fn regions_in(partition: &str) -> impl Iterator<Item = &'static str> + '_ {
 pub fn closest(input: &str) -> Option<&'static str> {
     REGIONS
         .iter()
-        .map(|(name, _)| (edit_distance(input, name), *name))
+        .map(|(name, _)| (strsim::levenshtein(input, name), *name))
         .filter(|(distance, _)| *distance <= 3)
         .min()
         .map(|(_, name)| name)
-}
-
-/// Levenshtein distance; the region list is tiny, so the quadratic table is fine.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
