@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::architecture::Architecture;
 use crate::error::InputError;
 use crate::marker_key::{self, MarkerKey};
 use crate::names::{self, SetName};
@@ -33,6 +34,8 @@ pub struct FunctionSettings {
     pub keep_noncurrent_days: u32,
     /// Deletes a minute from one region past which its deletes are held.
     pub delete_breaker_per_minute: u32,
+    /// The instruction set the function runs on.
+    pub architecture: Architecture,
 }
 
 impl Default for FunctionSettings {
@@ -53,6 +56,8 @@ impl Default for FunctionSettings {
             // A full DeleteObjects batch (1,000 keys) a minute passes; a
             // bigger burst from one region waits for a person.
             delete_breaker_per_minute: 1000,
+            // Lambda's own default; arm64 is the cheaper option, asked for.
+            architecture: Architecture::default(),
         }
     }
 }
@@ -79,6 +84,7 @@ impl FunctionSettings {
                 "DeleteBreakerPerMinute",
                 d.delete_breaker_per_minute,
             ),
+            architecture: get(parameters, "Architecture", d.architecture),
         }
     }
 }
@@ -326,6 +332,7 @@ impl DeployPlan {
                         "DeleteBreakerPerMinute".into(),
                         settings.delete_breaker_per_minute.to_string(),
                     ),
+                    ("Architecture".into(), settings.architecture.to_string()),
                     (marker_key::PARAMETER.into(), marker_key.to_hex()),
                 ]),
                 tags: tags(name, Template::Base, []),
@@ -463,6 +470,7 @@ mod tests {
         let settings = FunctionSettings {
             part_size: 5 * 1024 * 1024,
             log_retention_days: 7,
+            architecture: Architecture::Arm64,
             ..FunctionSettings::default()
         };
         let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
@@ -471,6 +479,15 @@ mod tests {
         assert_eq!(back.part_size, settings.part_size);
         assert_eq!(back.log_retention_days, 7);
         assert_eq!(back.multipart_threshold, settings.multipart_threshold);
+        assert_eq!(back.architecture, Architecture::Arm64);
+    }
+
+    /// A set deployed before the parameter existed ran on x86_64, the
+    /// template's only value then.
+    #[test]
+    fn a_base_stack_without_an_architecture_ran_on_x86_64() {
+        let back = FunctionSettings::from_parameters(&BTreeMap::new());
+        assert_eq!(back.architecture, Architecture::X86_64);
     }
 
     #[test]
