@@ -4,6 +4,7 @@
 //! deploys, verifies and tears down. The replication itself lives in the
 //! `toastrep-replication` crate, shared with the Lambda function.
 
+pub mod architecture;
 pub mod artifacts;
 pub mod aws;
 pub mod breaker;

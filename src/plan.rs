@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::architecture::Architecture;
 use crate::error::InputError;
 use crate::marker_key::{self, MarkerKey};
 use crate::names::{self, SetName};
@@ -36,6 +37,8 @@ pub struct FunctionSettings {
     /// Whether the function logs object keys as their keyed hash
     /// (`LogKeys=hashed`) rather than plainly.
     pub hash_logged_keys: bool,
+    /// The instruction set the function runs on.
+    pub architecture: Architecture,
 }
 
 impl Default for FunctionSettings {
@@ -59,6 +62,8 @@ impl Default for FunctionSettings {
             // Keys often hold personal data; logs are read more widely, and
             // kept longer, than the objects.
             hash_logged_keys: true,
+            // Lambda's own default; arm64 is the cheaper option, asked for.
+            architecture: Architecture::default(),
         }
     }
 }
@@ -88,6 +93,7 @@ impl FunctionSettings {
             hash_logged_keys: parameters
                 .get("LogKeys")
                 .map_or(d.hash_logged_keys, |v| v != "plain"),
+            architecture: get(parameters, "Architecture", d.architecture),
         }
     }
 }
@@ -344,6 +350,7 @@ impl DeployPlan {
                         }
                         .into(),
                     ),
+                    ("Architecture".into(), settings.architecture.to_string()),
                     (marker_key::PARAMETER.into(), marker_key.to_hex()),
                 ]),
                 tags: tags(name, Template::Base, []),
@@ -481,6 +488,7 @@ mod tests {
         let settings = FunctionSettings {
             part_size: 5 * 1024 * 1024,
             log_retention_days: 7,
+            architecture: Architecture::Arm64,
             ..FunctionSettings::default()
         };
         let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
@@ -489,6 +497,15 @@ mod tests {
         assert_eq!(back.part_size, settings.part_size);
         assert_eq!(back.log_retention_days, 7);
         assert_eq!(back.multipart_threshold, settings.multipart_threshold);
+        assert_eq!(back.architecture, Architecture::Arm64);
+    }
+
+    /// A set deployed before the parameter existed ran on x86_64, the
+    /// template's only value then.
+    #[test]
+    fn a_base_stack_without_an_architecture_ran_on_x86_64() {
+        let back = FunctionSettings::from_parameters(&BTreeMap::new());
+        assert_eq!(back.architecture, Architecture::X86_64);
     }
 
     #[test]

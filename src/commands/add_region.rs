@@ -8,7 +8,6 @@
 //! a verify. Running it again after an interruption finishes the job.
 
 use anyhow::{Context as _, Result};
-use sha2::{Digest, Sha256};
 
 use super::deploy;
 use super::{Context, Report};
@@ -61,6 +60,8 @@ pub async fn add_region(context: &Context, args: &AddRegionArgs) -> Result<Repor
         );
     };
     let package = deployed_package(&aws, &name, &account, source, code_key).await?;
+    // Older toastreps shipped packages unchecked; the new region must run it.
+    package.check_runs_on(settings.architecture)?;
     // The members' key, read before any stack changes: the new region must
     // hold the same one.
     let marker_key = marker_key::for_deploy(&aws, &name, &deployed).await?;
@@ -107,19 +108,14 @@ async fn deployed_package(
         .with_context(|| format!("reading s3://{bucket}/{key}"))?
         .into_bytes()
         .to_vec();
-    let sha256: String = Sha256::digest(&zip)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if !key.contains(&sha256) {
+    let mut package = Package::from_zip(zip, &format!("s3://{bucket}/{key}"))?;
+    if !key.contains(&package.sha256) {
         anyhow::bail!(
-            "s3://{bucket}/{key} in {region} does not hash to the SHA-256 in its name (it is {sha256}): redeploy the set with `toastrep deploy`"
+            "s3://{bucket}/{key} in {region} does not hash to the SHA-256 in its name (it is {}): redeploy the set with `toastrep deploy`",
+            package.sha256
         );
     }
-    Ok(Package {
-        sha256,
-        key: key.to_owned(),
-        bytes: zip.len(),
-        zip,
-    })
+    // The key the members' stacks name, whatever toastrep named it.
+    key.clone_into(&mut package.key);
+    Ok(package)
 }

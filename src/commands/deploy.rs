@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::{Context, Report};
+use crate::architecture::Architecture;
 use crate::artifacts;
 use crate::aws::Aws;
 use crate::bail_input;
@@ -67,6 +68,9 @@ struct PackageResult {
     key: String,
     sha256: String,
     bytes: usize,
+    /// What its binary runs on (none for a script).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    architecture: Option<Architecture>,
     uploaded_to: Vec<String>,
 }
 
@@ -90,12 +94,10 @@ struct StackRow {
 pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
     let spec = SetSpec::parse(&args.set.name, &args.regions)?;
     args.function.settings(None).check()?;
-    let prebuilt = args
-        .function
-        .lambda_zip
-        .as_deref()
-        .map(Package::from_file)
-        .transpose()?;
+    let prebuilt = Package::prebuilt(
+        args.function.lambda_zip.as_deref(),
+        args.function.architecture,
+    )?;
     if args.dry_run {
         return super::plan::preview(context, spec, &args.function, prebuilt, args.concurrency)
             .await;
@@ -112,10 +114,13 @@ pub async fn deploy(context: &Context, args: &DeployArgs) -> Result<Report> {
     // Read back before any stack changes, so a redeploy keeps the set's key.
     let marker_key = marker_key::for_deploy(&aws, &spec.name, &deployed_regions(&found)).await?;
 
-    let package = match prebuilt {
-        Some(package) => package,
-        None => Package::build(reporter).await?,
-    };
+    let package = Package::for_function(
+        prebuilt,
+        settings.architecture,
+        args.function.source.function_source.as_deref(),
+        reporter,
+    )
+    .await?;
     let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
     roll_out(
         context,
@@ -403,6 +408,7 @@ pub(crate) async fn roll_out(
             key: package.key.clone(),
             sha256: package.sha256.clone(),
             bytes: package.bytes,
+            architecture: package.architecture,
             uploaded_to,
         },
         stacks: rows,

@@ -16,7 +16,12 @@ struct PackageResult<'a> {
 }
 
 pub async fn package(context: &Context, args: &PackageArgs) -> Result<Report> {
-    let package = Package::build(context.reporter.as_ref()).await?;
+    let package = Package::build(
+        args.architecture,
+        args.source.function_source.as_deref(),
+        context.reporter.as_ref(),
+    )
+    .await?;
     std::fs::write(&args.out, &package.zip)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let result = PackageResult {
@@ -24,8 +29,8 @@ pub async fn package(context: &Context, args: &PackageArgs) -> Result<Report> {
         package: &package,
     };
     let text = format!(
-        "{} ({} bytes, sha256 {})",
-        result.path, package.bytes, package.sha256
+        "{} ({} bytes, {}, sha256 {})\n",
+        result.path, package.bytes, args.architecture, package.sha256
     );
     Ok(Report::new(&result, text, true))
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::deploy;
 use super::{Context, Report};
+use crate::architecture::Architecture;
 use crate::cli::{FunctionArgs, PlanArgs};
 use crate::discover;
 use crate::lifecycle::{deletes_phrase, kept_phrase};
@@ -26,6 +27,8 @@ struct PlanResult {
     account: String,
     regions: Vec<String>,
     package: PackagePlan,
+    /// The instruction set the function runs on, deployed and planned.
+    function: FunctionPlan,
     /// How deletes and old versions are treated, deployed and planned.
     deletes: DeletesPlan,
     stacks: Vec<StackRow>,
@@ -48,10 +51,21 @@ struct DeletesPlan {
 }
 
 #[derive(Serialize)]
+struct FunctionPlan {
+    /// The deployed architecture (none for a new set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    architecture_now: Option<Architecture>,
+    architecture: Architecture,
+}
+
+#[derive(Serialize)]
 struct PackagePlan {
     key: String,
     sha256: String,
     bytes: usize,
+    /// What its binary runs on (none for a script).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    architecture: Option<Architecture>,
     /// Regions whose artifact bucket lacks the package.
     upload_to: Vec<String>,
 }
@@ -74,12 +88,10 @@ struct StackRow {
 pub async fn plan(context: &Context, args: &PlanArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
     args.function.settings(None).check()?;
-    let prebuilt = args
-        .function
-        .lambda_zip
-        .as_deref()
-        .map(Package::from_file)
-        .transpose()?;
+    let prebuilt = Package::prebuilt(
+        args.function.lambda_zip.as_deref(),
+        args.function.architecture,
+    )?;
     let spec = if args.regions.is_empty() {
         // No list: plan for the regions the set is deployed in.
         let aws = context.aws("us-east-1").await;
@@ -118,14 +130,21 @@ pub(crate) async fn preview(
         keep_noncurrent_days_now: deployed.as_ref().map(|d| d.keep_noncurrent_days),
         keep_noncurrent_days: settings.keep_noncurrent_days,
     };
+    let function_plan = FunctionPlan {
+        architecture_now: deployed.as_ref().map(|d| d.architecture),
+        architecture: settings.architecture,
+    };
     // The deployed key, as deploy would pass it: an unchanged set then shows
     // no change (the NoEcho value is the same, though no API shows it).
     let marker_key =
         marker_key::for_deploy(&aws, &spec.name, &deploy::deployed_regions(&found)).await?;
-    let package = match prebuilt {
-        Some(package) => package,
-        None => Package::build(reporter).await?,
-    };
+    let package = Package::for_function(
+        prebuilt,
+        settings.architecture,
+        function.source.function_source.as_deref(),
+        reporter,
+    )
+    .await?;
     let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
 
     let mut upload_to = Vec::new();
@@ -187,8 +206,10 @@ pub(crate) async fn preview(
             key: package.key.clone(),
             sha256: package.sha256.clone(),
             bytes: package.bytes,
+            architecture: package.architecture,
             upload_to,
         },
+        function: function_plan,
         deletes,
         stacks,
         added,
@@ -238,6 +259,15 @@ fn summary(result: &PlanResult) -> String {
             format!("upload to {}", result.package.upload_to.join(", "))
         }
     );
+    let function = &result.function;
+    let mut line = format!("Function on {}", function.architecture);
+    if let Some(now) = function
+        .architecture_now
+        .filter(|now| *now != function.architecture)
+    {
+        let _ = write!(line, " (now {now})");
+    }
+    let _ = writeln!(text, "{line}");
     let deletes = &result.deletes;
     let mut line = format!("Deletes {}", deletes_phrase(deletes.replicated));
     if let Some(now) = deletes

@@ -28,10 +28,13 @@ pub async fn render(context: &Context, args: &RenderArgs) -> Result<Report> {
     let spec = SetSpec::parse(&args.set.name, &args.regions)?;
     let settings = args.function.settings(None);
     settings.check()?;
-    let package = match &args.function.lambda_zip {
-        Some(path) => Package::from_file(path)?,
-        None => Package::build(context.reporter.as_ref()).await?,
-    };
+    let package = Package::for_function(
+        Package::prebuilt(args.function.lambda_zip.as_deref(), None)?,
+        settings.architecture,
+        args.function.source.function_source.as_deref(),
+        context.reporter.as_ref(),
+    )
+    .await?;
     let out = &args.out;
     let marker_key = rendered_marker_key(out)?;
     let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);

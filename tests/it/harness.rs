@@ -29,6 +29,16 @@ pub fn lambda_zip() -> PathBuf {
     PathBuf::from(path)
 }
 
+/// The same package for arm64 (`toastrep package --architecture arm64`),
+/// which `tools/test` builds once: a second target compiles every dependency
+/// again.
+pub fn lambda_zip_arm64() -> PathBuf {
+    let path = std::env::var("TOASTREP_TEST_LAMBDA_ZIP_ARM64").expect(
+        "TOASTREP_TEST_LAMBDA_ZIP_ARM64 is not set: run the suite with `tools/test`, which builds the package",
+    );
+    PathBuf::from(path)
+}
+
 /// A set name no other test (or earlier run) uses, at most 21 characters.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -421,6 +421,41 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         }
     }
 
+    // A move to arm64, with a package built for it: the function changes,
+    // and the plan says from what.
+    let arm = harness::lambda_zip_arm64();
+    let plan = toastrep(&[
+        "plan",
+        "--name",
+        &name,
+        "--lambda-zip",
+        arm.to_str().unwrap(),
+        "--architecture",
+        "arm64",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(plan.status.code(), Some(0));
+    let result = json(&plan);
+    assert_eq!(
+        result["function"],
+        serde_json::json!({"architecture_now": "x86_64", "architecture": "arm64"})
+    );
+    assert_eq!(result["package"]["architecture"], "arm64");
+    for ((stack, region), (action, changes)) in plan_view(&result) {
+        if stack == format!("toastrep-{name}") {
+            assert_eq!(action, "update", "{stack} in {region}");
+            assert!(
+                changes
+                    .iter()
+                    .any(|(a, t, _)| a == "Modify" && t == "AWS::Lambda::Function"),
+                "{changes:?}"
+            );
+        } else {
+            assert_eq!(action, "no_change", "{stack}");
+        }
+    }
+
     // None of it changed anything: same stacks, parameters, statuses, no
     // change set left behind, the changed package not uploaded.
     assert_eq!(stack_state(&name, &regions).await, before);
@@ -765,7 +800,27 @@ async fn bad_input_for_region_commands_exits_2_and_changes_nothing() {
     assert!(deploy(&name, &regions.join(","), &zip).status.success());
     let before = stack_state(&name, &["us-east-1", "eu-west-2", "ap-northeast-1"]).await;
 
-    let cases: [(Vec<&str>, &str); 5] = [
+    // The set runs on x86_64; a redeploy that leaves --architecture out
+    // keeps it, so an arm64 package does not fit.
+    let arm = harness::lambda_zip_arm64();
+    let arm = arm.to_str().unwrap();
+    let cases: [(Vec<&str>, &str); 7] = [
+        (
+            vec![
+                "deploy",
+                "--name",
+                &name,
+                "--regions",
+                "us-east-1,eu-west-2",
+                "--lambda-zip",
+                arm,
+            ],
+            "built for arm64, but the function is to run on x86_64",
+        ),
+        (
+            vec!["plan", "--name", &name, "--lambda-zip", arm],
+            "built for arm64, but the function is to run on x86_64",
+        ),
         (
             vec!["add-region", "--name", &name, "--region", "us-east-1"],
             "already a region of set",

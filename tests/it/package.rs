@@ -1,14 +1,20 @@
-//! The function package runs on Lambda's provided.al2023, whose glibc is 2.34:
-//! the binary must not need a newer symbol version.
+//! The function packages the suite runs and ships run on Lambda's
+//! provided.al2023, whose glibc is 2.34: each binary is for its architecture
+//! and needs no newer glibc symbol version, whatever the host's glibc.
+//! Checked with toastrep's own reading of the ELF file (the `object` crate),
+//! the check a deploy makes.
 
 use std::io::Read;
-use std::process::Command;
+use std::path::Path;
 
-use crate::harness::lambda_zip;
+use toastrep::architecture::Architecture;
+use toastrep::package::{Bootstrap, LAMBDA_GLIBC};
 
-#[test]
-fn bootstrap_needs_no_glibc_newer_than_al2023s() {
-    let file = std::fs::File::open(lambda_zip()).unwrap();
+use crate::harness::{lambda_zip, lambda_zip_arm64};
+
+/// The package's `bootstrap`, which must be executable.
+fn bootstrap_of(zip: &Path) -> Vec<u8> {
+    let file = std::fs::File::open(zip).unwrap();
     let mut archive = zip::ZipArchive::new(file).unwrap();
     let mut bootstrap = archive
         .by_name("bootstrap")
@@ -20,41 +26,33 @@ fn bootstrap_needs_no_glibc_newer_than_al2023s() {
     );
     let mut binary = Vec::new();
     bootstrap.read_to_end(&mut binary).unwrap();
-    let path = std::env::temp_dir().join(crate::harness::unique_name("bootstrap"));
-    std::fs::write(&path, &binary).unwrap();
+    binary
+}
 
-    let output = Command::new("objdump")
-        .arg("-T")
-        .arg(&path)
-        .output()
-        .expect("objdump runs");
+fn assert_runs_on_lambda(zip: &Path, architecture: Architecture) {
+    let found = Bootstrap::inspect(&bootstrap_of(zip), "bootstrap").unwrap();
+    let Bootstrap::Elf {
+        architecture: built_for,
+        glibc,
+    } = found
+    else {
+        panic!("{} holds a script, not the replicator", zip.display());
+    };
+    assert_eq!(built_for, architecture, "{}", zip.display());
+    let newest = glibc.expect("a dynamically linked binary names glibc versions");
     assert!(
-        output.status.success(),
-        "objdump failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        newest <= LAMBDA_GLIBC,
+        "bootstrap needs GLIBC_{newest}, newer than provided.al2023's {LAMBDA_GLIBC}"
     );
-    let symbols = String::from_utf8_lossy(&output.stdout);
-    let mut versions: Vec<(u32, u32)> = symbols
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-        .filter_map(|word| word.strip_prefix("GLIBC_"))
-        .filter_map(|v| {
-            let mut parts = v.split('.');
-            Some((
-                parts.next()?.parse().ok()?,
-                parts.next().unwrap_or("0").parse().ok()?,
-            ))
-        })
-        .collect();
-    versions.sort();
-    let newest = versions
-        .last()
-        .copied()
-        .expect("a dynamically linked binary names glibc versions");
-    assert!(
-        newest <= (2, 34),
-        "bootstrap needs GLIBC_{}.{}, newer than provided.al2023's 2.34",
-        newest.0,
-        newest.1
-    );
-    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn bootstrap_needs_no_glibc_newer_than_al2023s() {
+    assert_runs_on_lambda(&lambda_zip(), Architecture::X86_64);
+}
+
+/// `toastrep package --architecture arm64` (built by `tools/test`).
+#[test]
+fn an_arm64_package_is_an_aarch64_binary_for_al2023s_glibc() {
+    assert_runs_on_lambda(&lambda_zip_arm64(), Architecture::Arm64);
 }
