@@ -51,17 +51,9 @@ pub(crate) fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Outp
     ])
 }
 
+/// A test's cleanup, on the shared emulator.
 pub(crate) fn teardown(name: &str) {
-    // A test's cleanup: whatever a test left in the queues goes too.
-    let out = toastrep(&[
-        "teardown",
-        "--name",
-        name,
-        "--delete-data",
-        "--yes",
-        "--discard-dead-letters",
-    ]);
-    assert!(out.status.success(), "teardown of {name} failed");
+    crate::sync::Emu::shared().teardown(name);
 }
 
 pub(crate) fn zip_path() -> String {
