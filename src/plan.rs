@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use toastrep_replication::CopySettings;
+
 use crate::architecture::Architecture;
 use crate::error::InputError;
 use crate::marker_key::{self, MarkerKey};
@@ -43,12 +45,13 @@ pub struct FunctionSettings {
 
 impl Default for FunctionSettings {
     fn default() -> Self {
+        // How copies are made is the replication crate's to say, once.
+        let copy = CopySettings::default();
         Self {
             log_retention_days: 30,
-            // Just under S3's 5 GiB single-request copy limit.
-            multipart_threshold: 5_000_000_000,
-            part_size: 256 * 1024 * 1024,
-            copy_concurrency: 8,
+            multipart_threshold: copy.multipart_threshold,
+            part_size: copy.part_size,
+            copy_concurrency: u32::try_from(copy.concurrency).unwrap_or(u32::MAX),
             memory_size: 512,
             timeout: 900,
             // Off until asked for: a set that never carried deletes keeps
@@ -69,6 +72,16 @@ impl Default for FunctionSettings {
 }
 
 impl FunctionSettings {
+    /// How the set's functions copy: what sync, replay, backfill, restore
+    /// and `deletes --release` copy with too.
+    pub fn copy_settings(&self) -> CopySettings {
+        CopySettings {
+            multipart_threshold: self.multipart_threshold,
+            part_size: self.part_size,
+            concurrency: self.copy_concurrency as usize,
+        }
+    }
+
     /// The settings a deployed base stack was given (its parameters), so a
     /// region added later gets the same; defaults for any that are missing.
     pub fn from_parameters(parameters: &BTreeMap<String, String>) -> Self {

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::aws::Aws;
 use crate::names::SetName;
+use crate::plan::FunctionSettings;
 use crate::progress::Reporter;
 
 /// Listing pages (up to 1,000 keys each) a region's lister may run ahead of
@@ -334,13 +335,14 @@ pub fn set_replicator(
 }
 
 /// The set's buckets in `regions` (in that order) and the replication
-/// engine over them, with the set's marker key, as the functions run it.
+/// engine over them, with the set's marker key and deployed `settings`, as
+/// the functions run it.
 pub async fn set_engine(
     aws: &Aws,
     name: &SetName,
     account: &str,
     regions: &[String],
-    carry_deletes: bool,
+    settings: &FunctionSettings,
 ) -> Result<(Vec<Bucket>, Replicator<SdkStore>)> {
     let marker_key = crate::marker_key::for_set(aws, name, regions).await?;
     let replicator = set_replicator(
@@ -349,9 +351,9 @@ pub async fn set_engine(
         account,
         regions,
         &marker_key,
-        &CopySettings::default(),
+        &settings.copy_settings(),
     )
-    .carrying_deletes(carry_deletes);
+    .carrying_deletes(settings.replicate_deletes);
     let buckets = regions.iter().map(|r| replicator.set().bucket(r)).collect();
     Ok((buckets, replicator))
 }

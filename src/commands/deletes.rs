@@ -97,7 +97,11 @@ pub async fn deletes(context: &Context, args: &DeletesArgs) -> Result<Report> {
     };
     let act = args.yes && action != Action::Look;
     // Releasing carries deletes, whatever the set does now.
-    let (buckets, replicator) = set_engine(&aws, &name, &account, &regions, true).await?;
+    let settings = crate::plan::FunctionSettings {
+        replicate_deletes: true,
+        ..found.settings().unwrap_or_default()
+    };
+    let (buckets, replicator) = set_engine(&aws, &name, &account, &regions, &settings).await?;
 
     let mut result = DeletesResult {
         name: name.to_string(),

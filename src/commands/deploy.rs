@@ -447,7 +447,8 @@ async fn backfill(
     // The same key as the set's functions: the added regions' copies must
     // carry markers they can verify.
     let marker_key = crate::marker_key::for_set(aws, name, regions).await?;
-    let settings = toastrep_replication::CopySettings::default();
+    // The set's own part size and concurrency, as its functions copy.
+    let settings = plan.settings.copy_settings();
     let report = sync::sync_set(
         aws,
         name,

@@ -23,8 +23,8 @@ use futures::{StreamExt, stream};
 use serde::Serialize;
 use serde_json::Value;
 use toastrep_replication::{
-    Bucket, CopySettings, HandleError, Replicator, SdkStore, SetBuckets, handle_sns_event,
-    parse_s3_message, parse_sns_event,
+    Bucket, HandleError, Replicator, SdkStore, SetBuckets, handle_sns_event, parse_s3_message,
+    parse_sns_event,
 };
 
 use super::{Context, Located, Report};
@@ -125,7 +125,8 @@ pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
         &account,
         &regions,
         &marker_key,
-        &CopySettings::default(),
+        // The deployed part size and concurrency, as the functions copy.
+        &found.settings().unwrap_or_default().copy_settings(),
     );
     let reporter = context.reporter.as_ref();
     let results = join_all(queues.into_iter().map(|region| async {

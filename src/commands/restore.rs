@@ -117,8 +117,8 @@ pub async fn restore(context: &Context, args: &RestoreArgs) -> Result<Report> {
         );
     }
 
-    let carry = found.settings().is_some_and(|s| s.replicate_deletes);
-    let (_, replicator) = set_engine(&aws, &name, &account, &regions, carry).await?;
+    let settings = found.settings().unwrap_or_default();
+    let (_, replicator) = set_engine(&aws, &name, &account, &regions, &settings).await?;
     let reporter = context.reporter.as_ref();
     let started = Instant::now();
     let what = if args.dry_run {

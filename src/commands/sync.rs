@@ -11,7 +11,6 @@ use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
 use crate::sync::{SyncOptions, SyncReport, sync_set};
-use toastrep_replication::CopySettings;
 
 pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
@@ -27,12 +26,13 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
         found,
     } = context.locate(&name, &given).await?;
     let regions = discover::require_members(&found, &name, "sync")?;
+    let settings = found.settings().unwrap_or_default();
     let options = SyncOptions {
         prefix: args.prefix.clone(),
         dry_run: args.dry_run,
         concurrency: usize::from(args.concurrency),
         only_into: None,
-        carry_deletes: found.settings().is_some_and(|s| s.replicate_deletes),
+        carry_deletes: settings.replicate_deletes,
     };
     let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
     let report = sync_set(
@@ -41,7 +41,8 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
         &account,
         &regions,
         &marker_key,
-        &CopySettings::default(),
+        // The deployed part size and concurrency, as the functions copy.
+        &settings.copy_settings(),
         &options,
         context.reporter.as_ref(),
     )

@@ -702,6 +702,32 @@ async fn large_object_is_copied_in_parts_byte_identical_with_no_upload_left() {
             uploads.uploads()
         );
     }
+
+    // sync copies as the set's functions do, with the deployed part size:
+    // a 20 MiB object it repairs lands in two 16 MiB-or-less parts.
+    let synced = "big/synced.bin";
+    let body: Vec<u8> = (0..20 * MIB).map(|i| (i * 7 % 253) as u8).collect();
+    set.put("ap-northeast-1", synced, &body).await;
+    for region in ["us-east-1", "eu-west-2"] {
+        eventually(&format!("the object in {region}"), WAIT, || async {
+            (!set.versions(region, synced).await.is_empty()).then_some(())
+        })
+        .await;
+    }
+    toastrep::buckets::purge_prefix(&s3("us-east-1"), &set.bucket("us-east-1"), synced)
+        .await
+        .unwrap();
+    let out = toastrep(&[
+        "sync", "--name", &set.name, "--prefix", synced, "--output", "json",
+    ]);
+    let repaired = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{repaired}");
+    assert_eq!(repaired["copies_made"], 1, "{repaired}");
+    let etag = set.versions("us-east-1", synced).await.remove(0).etag;
+    assert!(
+        etag.trim_matches('"').ends_with("-2"),
+        "sync's copy: {etag}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
