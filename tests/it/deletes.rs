@@ -187,9 +187,9 @@ async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_st
     };
     notify(Vec::new()).await.expect("no notifications");
     delete(&set, "eu-west-2", "missed").await;
-    notify(config.topic_configurations().to_vec())
-        .await
-        .expect("notifications again");
+    // Notifications stay off until sync has run: the emulator sends an
+    // event after the request returns, so one switched back on at once can
+    // still announce the delete and race sync to it.
     let dry = toastrep_json(&["sync", "--name", &set.name, "--dry-run"]);
     assert_eq!(dry["deletes_planned"], 2, "{dry}");
     assert_eq!(dry["copies_planned"], 0, "{dry}");
@@ -199,6 +199,9 @@ async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_st
     let sync = toastrep_json(&["sync", "--name", &set.name]);
     assert_eq!(sync["deletes_made"], 2, "{sync}");
     wait_deleted_everywhere(&set, "missed").await;
+    notify(config.topic_configurations().to_vec())
+        .await
+        .expect("notifications again");
 }
 
 /// The deployed noncurrent-version expiry of `region`'s bucket, in days;
