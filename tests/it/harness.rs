@@ -101,6 +101,13 @@ pub fn s3(region: &str) -> aws_sdk_s3::Client {
             .region(Region::new(region.to_owned()))
             .endpoint_url(endpoint())
             .credentials_provider(Credentials::for_tests())
+            // A busy emulator can take longer than the SDK's 3.1 s to
+            // accept a connection.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(30))
+                    .build(),
+            )
             .force_path_style(true)
             .build(),
     )
