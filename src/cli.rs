@@ -488,6 +488,11 @@ pub struct SyncArgs {
     /// change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Examine every key (a HeadObject per region and key), not only the
+    /// keys whose listings differ: finds a later write of the very same
+    /// bytes (new metadata or tags) whose every event was lost.
+    #[arg(long)]
+    pub deep: bool,
     /// Keys examined and copied at once.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,

@@ -1,12 +1,11 @@
 //! Anti-entropy: make every region of a set hold every object, whatever
 //! events were lost on the way.
 //!
-//! Every region's bucket is listed in key order (ListObjectsV2 returns keys in
-//! UTF-8 binary order: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>),
-//! one task per region prefetching at most [`PAGES_AHEAD`] pages, and the
-//! listings are merged as streams. Memory therefore depends on the page size,
-//! the number of regions and the concurrency, never on how many objects the
-//! buckets hold.
+//! Every region's bucket is listed in key order and the listings are merged,
+//! by the replication engine's scan (`toastrep_replication::engine::scan`),
+//! the same code the cloud repair runs over one range at a time. Memory
+//! depends on the page size, the number of regions and the concurrency,
+//! never on how many objects the buckets hold.
 //!
 //! A key whose ETag is the same in every region is in sync and costs no
 //! further call. Any other key is looked at closely, by the replication
@@ -18,33 +17,25 @@
 //! carries the delete to the other regions if it carries deletes, and
 //! otherwise leaves it there and counts the key. No version is ever deleted.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
-use futures::StreamExt;
+use anyhow::{Result, bail};
 use serde::Serialize;
+use toastrep_replication::engine::{
+    KeyRange, KeyRepair, MAX_REGIONS, ScanLimit, ScanOptions, ScanStep,
+};
 use toastrep_replication::protocol::Reason;
 use toastrep_replication::{
-    Bucket, CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, SdkStore,
-    SetBuckets as SetNaming,
+    Bucket, CopySettings, MarkerKey, RegionalClients, Replicator, SdkStore, SetBuckets as SetNaming,
 };
-use tokio::sync::mpsc;
 
 use crate::aws::Aws;
 use crate::names::SetName;
 use crate::plan::FunctionSettings;
 use crate::progress::Reporter;
 
-/// Listing pages (up to 1,000 keys each) a region's lister may run ahead of
-/// the merge.
-const PAGES_AHEAD: usize = 2;
 /// How often the progress line is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// A region bitmask holds every region of a partition (the largest has 30-odd).
-const MAX_REGIONS: usize = 64;
 
 /// What `sync` does.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +44,8 @@ pub struct SyncOptions {
     pub prefix: Option<String>,
     /// Plan only: list the copies that would be made, make none.
     pub dry_run: bool,
+    /// Examine every key, not only those whose listings differ.
+    pub deep: bool,
     /// Keys examined and copied at once.
     pub concurrency: usize,
     /// Repair only these regions (the others are still read, as sources).
@@ -144,35 +137,6 @@ pub struct SyncReport {
     pub ok: bool,
 }
 
-/// One object as a listing shows it.
-struct Listed {
-    key: String,
-    etag: Option<String>,
-}
-
-/// A key that needs a closer look, with what the listings showed.
-struct Divergent {
-    key: String,
-    /// Regions still reachable when the key was merged.
-    live: u64,
-}
-
-/// What the merge reports when it is done.
-struct Scanned {
-    keys: u64,
-    unreachable: Vec<UnreachableRegion>,
-}
-
-/// The result of one divergent key.
-#[derive(Default)]
-struct KeyOutcome {
-    copies: Vec<SyncCopy>,
-    deletes: Vec<SyncDelete>,
-    differs_by_delete: bool,
-    skipped: u64,
-    failures: Vec<SyncFailure>,
-}
-
 /// Makes every region of set `name` hold the winning version of every key
 /// (under `options.prefix`), copying only where a region lacks it or holds
 /// a losing write. Regions whose bucket cannot be listed are reported in
@@ -195,14 +159,14 @@ pub async fn sync_set(
             regions.len()
         );
     }
-    let mut in_scope = u64::MAX;
+    let mut repair = vec![true; regions.len()];
     if let Some(only) = &options.only_into {
-        in_scope = 0;
+        repair = vec![false; regions.len()];
         for region in only {
             let Some(index) = regions.iter().position(|r| r == region) else {
                 bail!("sync into {region}: it is not one of the set's regions ({regions:?})");
             };
-            in_scope |= 1 << index;
+            repair[index] = true;
         }
     }
     // One store for every region (clients per region), owned by the set's
@@ -210,72 +174,67 @@ pub async fn sync_set(
     // copy settings.
     let replicator = set_replicator(aws, name, account, regions, marker_key, settings)
         .carrying_deletes(options.carry_deletes);
-    let set = Arc::new(SetBuckets {
-        regions: regions.to_vec(),
-        buckets: regions.iter().map(|r| replicator.set().bucket(r)).collect(),
-        replicator,
-    });
-    let concurrency = options.concurrency.max(1);
-    let scanned_keys = Arc::new(AtomicU64::new(0));
-
-    // Listers → merge → divergent keys, each step bounded.
-    let (work_tx, mut work_rx) = mpsc::channel::<Divergent>(concurrency * 2);
-    let merge = tokio::spawn(merge_listings(
-        Arc::clone(&set),
-        options.prefix.clone(),
-        in_scope,
-        work_tx,
-        Arc::clone(&scanned_keys),
-    ));
-    let work = futures::stream::poll_fn(move |cx| work_rx.poll_recv(cx));
+    let buckets: Vec<Bucket> = regions.iter().map(|r| replicator.set().bucket(r)).collect();
     let dry_run = options.dry_run;
-    let mut outcomes = work
-        .map(|divergent| {
-            let set = Arc::clone(&set);
-            async move { repair_key(&set, divergent, in_scope, dry_run).await }
-        })
-        .buffer_unordered(concurrency);
-
     let what = if dry_run { "planning" } else { "repairing" };
     reporter.started(
         name.as_str(),
         "sync",
         &format!("listing {} regions, {what}", regions.len()),
     );
-    let mut examined = 0u64;
-    let mut copies = Vec::new();
-    let mut deletes = Vec::new();
-    let mut differing_by_delete = 0u64;
-    let mut skipped = 0u64;
-    let mut failures = Vec::new();
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let progress = |copies: usize| {
-        let verb = if dry_run { "planned" } else { "done" };
-        format!(
-            "{} keys scanned, {copies} copies {verb}",
-            scanned_keys.load(Relaxed)
-        )
+    let scan = ScanOptions {
+        range: KeyRange::all(),
+        prefix: options.prefix.clone(),
+        repair,
+        dry_run,
+        deep: options.deep,
+        concurrency: options.concurrency.max(1),
+        limit: ScanLimit::default(),
     };
-    loop {
-        tokio::select! {
-            next = outcomes.next() => {
-                let Some(outcome) = next else { break };
-                examined += 1;
-                copies.extend(outcome.copies);
-                deletes.extend(outcome.deletes);
-                differing_by_delete += u64::from(outcome.differs_by_delete);
-                skipped += outcome.skipped;
-                failures.extend(outcome.failures);
+    let mut tally = Tally::new(regions);
+    let mut shown = Instant::now();
+    let progress = |scanned: u64, copies: usize| {
+        let verb = if dry_run { "planned" } else { "done" };
+        format!("{scanned} keys scanned, {copies} copies {verb}")
+    };
+    let end = replicator
+        .scan(&buckets, &scan, |step| match step {
+            ScanStep::Repaired(key, result) => tally.add(key, result),
+            ScanStep::Merged(_) => {}
+            ScanStep::Scanned(scanned) => {
+                if shown.elapsed() >= PROGRESS_EVERY {
+                    shown = Instant::now();
+                    reporter.progressed(
+                        name.as_str(),
+                        "sync",
+                        &progress(scanned, tally.copies.len()),
+                    );
+                }
             }
-            _ = ticker.tick() => reporter.progressed(name.as_str(), "sync", &progress(copies.len())),
-        }
-    }
-    let scanned = merge.await.context("the listing merge stopped")?;
-    let ok = failures.is_empty() && scanned.unreachable.is_empty();
-    let summary = progress(copies.len());
-    reporter.finished(name.as_str(), "sync", &summary, ok);
+        })
+        .await;
+    let unreachable: Vec<UnreachableRegion> = end
+        .unreachable
+        .iter()
+        .map(|(i, error)| UnreachableRegion {
+            region: regions[*i].clone(),
+            error: error.clone(),
+        })
+        .collect();
+    let Tally {
+        mut copies,
+        mut deletes,
+        mut failures,
+        differing_by_delete,
+        ..
+    } = tally;
+    let ok = failures.is_empty() && unreachable.is_empty();
+    reporter.finished(
+        name.as_str(),
+        "sync",
+        &progress(end.keys_scanned, copies.len()),
+        ok,
+    );
 
     copies.sort_by(|a, b| (&a.key, &a.destination).cmp(&(&b.key, &b.destination)));
     failures.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
@@ -288,11 +247,11 @@ pub async fn sync_set(
         prefix: options.prefix.clone(),
         only_into: options.only_into.clone(),
         dry_run,
-        keys_scanned: scanned.keys,
-        keys_examined: examined,
+        keys_scanned: end.keys_scanned,
+        keys_examined: end.keys_examined,
         copies_made: if dry_run { 0 } else { count },
         copies_planned: if dry_run { count } else { 0 },
-        copies_skipped: skipped,
+        copies_skipped: 0,
         bytes_copied: if dry_run {
             0
         } else {
@@ -305,10 +264,59 @@ pub async fn sync_set(
         deletes,
         keys_differing_by_delete: differing_by_delete,
         failures,
-        unreachable: scanned.unreachable,
+        unreachable,
         seconds: started.elapsed().as_secs_f64(),
         ok,
     })
+}
+
+/// What the scan's repairs add up to, in the report's terms.
+struct Tally<'a> {
+    regions: &'a [String],
+    copies: Vec<SyncCopy>,
+    deletes: Vec<SyncDelete>,
+    failures: Vec<SyncFailure>,
+    differing_by_delete: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn new(regions: &'a [String]) -> Tally<'a> {
+        Tally {
+            regions,
+            copies: Vec::new(),
+            deletes: Vec::new(),
+            failures: Vec::new(),
+            differing_by_delete: 0,
+        }
+    }
+
+    fn add(&mut self, key: &str, result: &KeyRepair) {
+        let regions = self.regions;
+        self.copies.extend(result.copies.iter().map(|c| SyncCopy {
+            key: key.to_owned(),
+            source: regions[c.source].clone(),
+            destination: regions[c.destination].clone(),
+            reason: c.reason,
+            bytes: c.bytes,
+        }));
+        self.deletes
+            .extend(result.deletes.iter().map(|d| SyncDelete {
+                key: key.to_owned(),
+                region: regions[d.region].clone(),
+            }));
+        self.differing_by_delete += u64::from(
+            !result.kept_deletes.is_empty()
+                && result.copies.is_empty()
+                && result.deletes.is_empty(),
+        );
+        self.failures
+            .extend(result.failures.iter().map(|f| SyncFailure {
+                key: key.to_owned(),
+                region: regions[f.region].clone(),
+                source: f.source.map(|s| regions[s].clone()),
+                error: f.error.clone(),
+            }));
+    }
 }
 
 /// The replication engine the function runs, on S3 with the operator's
@@ -356,237 +364,4 @@ pub async fn set_engine(
     .carrying_deletes(settings.replicate_deletes);
     let buckets = regions.iter().map(|r| replicator.set().bucket(r)).collect();
     Ok((buckets, replicator))
-}
-
-/// The set's buckets, by region index, and the engine that repairs them.
-struct SetBuckets {
-    regions: Vec<String>,
-    buckets: Vec<Bucket>,
-    replicator: Replicator<SdkStore>,
-}
-
-/// One region's listing as the merge consumes it.
-struct Cursor {
-    rx: mpsc::Receiver<Result<Vec<Listed>, String>>,
-    page: VecDeque<Listed>,
-    /// The listing ended (or failed).
-    done: bool,
-}
-
-impl Cursor {
-    /// Makes sure a head entry is buffered unless the listing is over.
-    /// `Err` carries the listing's error; the region is then dead.
-    async fn fill(&mut self) -> Result<(), String> {
-        while self.page.is_empty() && !self.done {
-            match self.rx.recv().await {
-                Some(Ok(page)) => self.page = page.into(),
-                Some(Err(error)) => {
-                    self.done = true;
-                    return Err(error);
-                }
-                None => self.done = true,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Lists every region in key order and merges the listings, sending every
-/// key that needs a closer look to `work`.
-async fn merge_listings(
-    set: Arc<SetBuckets>,
-    prefix: Option<String>,
-    in_scope: u64,
-    work: mpsc::Sender<Divergent>,
-    scanned: Arc<AtomicU64>,
-) -> Scanned {
-    let mut cursors: Vec<Cursor> = (0..set.regions.len())
-        .map(|index| {
-            let (tx, rx) = mpsc::channel(PAGES_AHEAD);
-            tokio::spawn(list_bucket(Arc::clone(&set), index, prefix.clone(), tx));
-            Cursor {
-                rx,
-                page: VecDeque::new(),
-                done: false,
-            }
-        })
-        .collect();
-    let mut live: u64 = (1u64 << set.regions.len()).wrapping_sub(1);
-    if set.regions.len() == MAX_REGIONS {
-        live = u64::MAX;
-    }
-    let mut unreachable = Vec::new();
-    let mut keys = 0u64;
-    loop {
-        for (index, cursor) in cursors.iter_mut().enumerate() {
-            if let Err(error) = cursor.fill().await {
-                live &= !(1 << index);
-                unreachable.push(UnreachableRegion {
-                    region: set.regions[index].clone(),
-                    error,
-                });
-            }
-        }
-        let Some(key) = cursors
-            .iter()
-            .filter_map(|c| c.page.front().map(|l| &l.key))
-            .min()
-            .cloned()
-        else {
-            break;
-        };
-        let mut present = Vec::new();
-        for (index, cursor) in cursors.iter_mut().enumerate() {
-            if cursor.page.front().is_some_and(|l| l.key == key) {
-                let listed = cursor.page.pop_front().expect("the front was just seen");
-                if live & (1 << index) != 0 {
-                    present.push((index, listed.etag));
-                }
-            }
-        }
-        keys += 1;
-        scanned.store(keys, Relaxed);
-        if needs_repair(&present, live, in_scope)
-            && work.send(Divergent { key, live }).await.is_err()
-        {
-            break;
-        }
-    }
-    Scanned { keys, unreachable }
-}
-
-/// Whether a key needs a closer look: a live region in scope lacks it, or
-/// its ETags differ (an in-scope region may hold a losing write).
-fn needs_repair(present: &[(usize, Option<String>)], live: u64, in_scope: u64) -> bool {
-    let held = present.iter().fold(0u64, |mask, (i, _)| mask | (1 << i));
-    if live & in_scope & !held != 0 {
-        return true;
-    }
-    let Some((_, first)) = present.first() else {
-        return false;
-    };
-    let differs = present
-        .iter()
-        .any(|(_, etag)| etag != first || etag.is_none());
-    differs && present.iter().any(|(i, _)| in_scope & (1 << i) != 0)
-}
-
-/// Pages through one bucket, sending each page (or the error that ended
-/// the listing) to the merge.
-async fn list_bucket(
-    set: Arc<SetBuckets>,
-    index: usize,
-    prefix: Option<String>,
-    pages_tx: mpsc::Sender<Result<Vec<Listed>, String>>,
-) {
-    let bucket = &set.buckets[index];
-    let store = set.replicator.store();
-    let mut start: Option<String> = None;
-    loop {
-        let message = match store
-            .list_keys(bucket, prefix.as_deref(), start.as_deref())
-            .await
-        {
-            Ok(page) => {
-                start = page.next;
-                Ok(page
-                    .keys
-                    .into_iter()
-                    .map(|(key, etag)| Listed {
-                        key,
-                        etag: Some(etag),
-                    })
-                    .collect())
-            }
-            Err(error) => Err(format!("listing s3://{}: {error}", bucket.name)),
-        };
-        let failed = message.is_err();
-        if pages_tx.send(message).await.is_err() || failed || start.is_none() {
-            return;
-        }
-    }
-}
-
-/// Repairs one key with the replication engine: the winner among every
-/// region's current object, copied where it is missing or beaten, or the
-/// delete that deletes it carried where the set carries deletes.
-async fn repair_key(
-    set: &SetBuckets,
-    divergent: Divergent,
-    in_scope: u64,
-    dry_run: bool,
-) -> KeyOutcome {
-    let key = divergent.key.as_str();
-    let repair: Vec<bool> = (0..set.regions.len())
-        .map(|i| divergent.live & in_scope & (1 << i) != 0)
-        .collect();
-    let result = set
-        .replicator
-        .repair_key(key, &set.buckets, &repair, dry_run)
-        .await;
-    KeyOutcome {
-        copies: result
-            .copies
-            .iter()
-            .map(|c| SyncCopy {
-                key: key.to_owned(),
-                source: set.regions[c.source].clone(),
-                destination: set.regions[c.destination].clone(),
-                reason: c.reason,
-                bytes: c.bytes,
-            })
-            .collect(),
-        deletes: result
-            .deletes
-            .iter()
-            .map(|d| SyncDelete {
-                key: key.to_owned(),
-                region: set.regions[d.region].clone(),
-            })
-            .collect(),
-        differs_by_delete: !result.kept_deletes.is_empty()
-            && result.copies.is_empty()
-            && result.deletes.is_empty(),
-        skipped: 0,
-        failures: result
-            .failures
-            .iter()
-            .map(|f| SyncFailure {
-                key: key.to_owned(),
-                region: set.regions[f.region].clone(),
-                source: f.source.map(|s| set.regions[s].clone()),
-                error: f.error.clone(),
-            })
-            .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agreeing_etags_everywhere_need_nothing() {
-        let tag = Some("\"a\"".to_owned());
-        let all = vec![(0, tag.clone()), (1, tag.clone()), (2, tag)];
-        assert!(!needs_repair(&all, 0b111, u64::MAX));
-    }
-
-    #[test]
-    fn a_missing_live_region_needs_repair_unless_out_of_scope_or_dead() {
-        let tag = Some("\"a\"".to_owned());
-        let two = vec![(0, tag.clone()), (1, tag)];
-        assert!(needs_repair(&two, 0b111, u64::MAX));
-        // Region 2 is unreachable: nothing to do for the others.
-        assert!(!needs_repair(&two, 0b011, u64::MAX));
-        // Only region 0 is being repaired, and it holds the key.
-        assert!(!needs_repair(&two, 0b111, 0b001));
-        assert!(needs_repair(&two, 0b111, 0b100));
-    }
-
-    #[test]
-    fn differing_etags_need_repair() {
-        let mixed = vec![(0, Some("\"a\"".into())), (1, Some("\"b\"".into()))];
-        assert!(needs_repair(&mixed, 0b011, u64::MAX));
-    }
 }

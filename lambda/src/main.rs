@@ -3,15 +3,18 @@
 //! shares; this file only reads configuration and maps results.
 
 mod breaker;
+mod repair;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
+use toastrep_replication::metrics::ReplicationMetrics;
 use toastrep_replication::{
     Bucket, CopySettings, Decision, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
     SetBuckets, deadline, log_keys,
 };
 
 use breaker::Breaker;
+use repair::Repair;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -97,9 +100,29 @@ async fn main() -> Result<(), Error> {
     if let Ok(role_id) = std::env::var("REPLICATOR_ROLE_ID") {
         replicator = replicator.writing_as_role(&role_id);
     }
+    // The state machine's steps: the same engine, scanning ranges.
+    let repair = Repair::new(
+        &replicator,
+        destination.region.clone(),
+        format!(
+            "toastrep-{}-{}-{}-code",
+            replicator.set().set,
+            destination.region,
+            set_account
+        ),
+        required_env("AWS_LAMBDA_FUNCTION_NAME")?,
+        std::time::Duration::from_secs(repair::env_number("REPAIR_INVOCATION_SECONDS", 300)?),
+        repair::env_number("REPAIR_KEY_CONCURRENCY", 32)?,
+        aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
+        aws_sdk_lambda::Client::new(&sdk_config),
+    );
 
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        handle(&replicator, &destination, event)
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async {
+        if repair::is_repair(&event.payload) {
+            let deadline = deadline_of(&event.context);
+            return repair.handle(event.payload, deadline).await;
+        }
+        handle(&replicator, &destination, event).await
     }))
     .await
 }
@@ -123,11 +146,22 @@ async fn handle(
     // Multipart copies stop, and abort their uploads, before the platform
     // stops the function at its timeout.
     let deadline = deadline_of(&event.context);
+    let mut metrics = ReplicationMetrics::new(&replicator.set().set, &destination.region);
     let handled = deadline::within(
         deadline,
-        toastrep_replication::handle_sns_event(replicator, destination, &event.payload),
+        toastrep_replication::handle_sns_event_observed(
+            replicator,
+            destination,
+            &event.payload,
+            |notice, result| metrics.record(notice, result, now_ms()),
+        ),
     )
     .await;
+    // CloudWatch Logs turns these lines into metrics (Embedded Metric
+    // Format): no API call on the hot path.
+    for document in metrics.documents(now_ms()) {
+        println!("{document}");
+    }
     match handled {
         Ok(outcomes) => {
             let count = |d: Decision| outcomes.iter().filter(|o| o.decision == d).count();
@@ -178,6 +212,12 @@ fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     tokio::time::Instant::now() + left
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn required_env(name: &str) -> Result<String, Error> {

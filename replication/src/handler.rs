@@ -52,6 +52,17 @@ pub async fn handle_sns_event<S: ObjectStore>(
     dest: &Bucket,
     event: &serde_json::Value,
 ) -> Result<Vec<Outcome>, HandleError> {
+    handle_sns_event_observed(replicator, dest, event, |_, _| {}).await
+}
+
+/// [`handle_sns_event`], showing `observe` every notice's result as it is
+/// known (the function's metrics).
+pub async fn handle_sns_event_observed<S: ObjectStore>(
+    replicator: &Replicator<S>,
+    dest: &Bucket,
+    event: &serde_json::Value,
+    observe: impl FnMut(&S3Notice, &Result<Outcome, ReplicateError>),
+) -> Result<Vec<Outcome>, HandleError> {
     let notices = parse_sns_event(event).inspect_err(|error| {
         // What was delivered goes in the log, where someone reading the
         // error looks first (the dead-letter queue keeps the whole event).
@@ -74,7 +85,7 @@ pub async fn handle_sns_event<S: ObjectStore>(
             tracing::error!(target: "toastrep::event", error = %error, messages = ?messages, "malformed event");
         }
     })?;
-    handle_notices(replicator, dest, notices).await
+    handle_notices_observed(replicator, dest, notices, observe).await
 }
 
 /// Replicates `notices` into `dest`, a few at a time; every one is
@@ -83,6 +94,15 @@ pub async fn handle_notices<S: ObjectStore>(
     replicator: &Replicator<S>,
     dest: &Bucket,
     notices: Vec<S3Notice>,
+) -> Result<Vec<Outcome>, HandleError> {
+    handle_notices_observed(replicator, dest, notices, |_, _| {}).await
+}
+
+async fn handle_notices_observed<S: ObjectStore>(
+    replicator: &Replicator<S>,
+    dest: &Bucket,
+    notices: Vec<S3Notice>,
+    mut observe: impl FnMut(&S3Notice, &Result<Outcome, ReplicateError>),
 ) -> Result<Vec<Outcome>, HandleError> {
     let total = notices.len();
     let results: Vec<(S3Notice, Result<Outcome, ReplicateError>)> = futures::stream::iter(notices)
@@ -96,6 +116,7 @@ pub async fn handle_notices<S: ObjectStore>(
     let mut outcomes = Vec::with_capacity(total);
     let mut failures = Vec::new();
     for (notice, result) in results {
+        observe(&notice, &result);
         match result {
             Ok(outcome) => outcomes.push(outcome),
             Err(error) => failures.push((notice, error)),

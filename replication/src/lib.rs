@@ -15,7 +15,9 @@ pub mod engine;
 pub mod event;
 pub mod handler;
 pub mod log_keys;
+pub mod metrics;
 pub mod protocol;
+pub mod repair;
 pub mod s3_error;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -27,7 +29,7 @@ pub use engine::{
     SetBuckets, SettingsError, deadline,
 };
 pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_sns_event};
-pub use handler::{HandleError, handle_notices, handle_sns_event};
+pub use handler::{HandleError, handle_notices, handle_sns_event, handle_sns_event_observed};
 pub use protocol::MarkerKey;
 pub use store::s3::SdkStore;
 pub use store::{Bucket, ObjectStore};

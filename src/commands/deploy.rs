@@ -440,6 +440,8 @@ async fn backfill(
     let options = SyncOptions {
         prefix: None,
         dry_run: false,
+        // A new region lacks every key: the listing finds them all.
+        deep: false,
         concurrency: BACKFILL_CONCURRENCY,
         only_into: Some(into.to_vec()),
         carry_deletes: plan.settings.replicate_deletes,

@@ -30,6 +30,7 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
     let options = SyncOptions {
         prefix: args.prefix.clone(),
         dry_run: args.dry_run,
+        deep: args.deep,
         concurrency: usize::from(args.concurrency),
         only_into: None,
         carry_deletes: settings.replicate_deletes,

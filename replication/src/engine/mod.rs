@@ -7,6 +7,7 @@ pub mod deadline;
 mod delete;
 mod replicate;
 mod restore;
+mod scan;
 mod settle;
 mod sync;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub use copy::{CopySettings, SettingsError, effective_part_size, part_ranges};
 pub use replicate::{Decision, Outcome};
 pub use restore::KeyRestore;
+pub use scan::{KeyRange, MAX_REGIONS, ScanEnd, ScanLimit, ScanOptions, ScanStep, needs_repair};
 pub use sync::{KeyRepair, RepairFailure, RepairedCopy};
 
 use crate::event::S3Notice;

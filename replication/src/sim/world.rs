@@ -10,7 +10,9 @@ use std::rc::Rc;
 
 use super::executor::Executor;
 use super::s3::{Faults, SimS3, Version, head_of};
-use crate::engine::{CopySettings, Replicator, SetBuckets};
+use crate::engine::{
+    CopySettings, KeyRange, Replicator, ScanLimit, ScanOptions, ScanStep, SetBuckets,
+};
 use crate::event::S3Notice;
 use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
 use crate::protocol::{MarkerKey, Seen};
@@ -80,6 +82,9 @@ pub struct Scenario {
     /// Once the set is quiet, every key is restored to what the set held
     /// this many milliseconds from the start (`restore --at`).
     pub restore_at: Option<u64>,
+    /// Sync examines every key, not only the keys whose listings differ
+    /// (see `ScanOptions::deep`).
+    pub deep_sync: bool,
 }
 
 impl Scenario {
@@ -183,6 +188,9 @@ impl Scenario {
             },
             carry_deletes: rng.u32(0..4) > 0,
             restore_at: None,
+            // Schedules write the same bytes again (copies, re-uploads,
+            // equal sizes): a listing cannot tell those writes apart.
+            deep_sync: true,
         }
     }
 }
@@ -207,6 +215,8 @@ pub struct Summary {
     pub dead_lettered: u64,
     pub store_writes: u64,
     pub sync_copies: usize,
+    /// Repairs run as the cloud repair runs them (per region, by range).
+    pub cloud_repairs: usize,
     pub steps: u64,
 }
 
@@ -227,6 +237,8 @@ struct Mail {
 
 struct World {
     rng: fastrand::Rng,
+    /// Sync examines every key (see [`ScanOptions::deep`]).
+    deep_sync: bool,
     s3: SimS3,
     buckets: Vec<Bucket>,
     replicators: Vec<Rc<Replicator<SimS3>>>,
@@ -279,6 +291,7 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
         .collect();
     let mut world = World {
         rng: fastrand::Rng::with_seed(seed),
+        deep_sync: scenario.deep_sync,
         s3,
         buckets,
         replicators,
@@ -557,25 +570,87 @@ impl World {
         }
     }
 
-    /// One sync over every key, as `toastrep sync` runs it; returns the
-    /// copies it made.
+    /// One repair of every key; returns the copies it made. Seeded, it is
+    /// either `toastrep sync` (one scan of the whole key space, repairing
+    /// every region) or the cloud repair (each region's own scans, over
+    /// ranges split at random bounds, each stopped after a few keys and
+    /// resumed from its cursor, repairing only that region).
     fn sync(&mut self) -> Result<usize, String> {
         let copies = Rc::new(RefCell::new(0usize));
         let failures = Rc::new(RefCell::new(Vec::new()));
-        for key in self.s3.keys() {
+        let regions = self.buckets.len();
+        let in_cloud = self.rng.bool();
+        let jobs: Vec<(Vec<bool>, KeyRange, Option<u64>)> = if in_cloud {
+            self.summary.cloud_repairs += 1;
+            let mut bounds: Vec<String> = self
+                .s3
+                .keys()
+                .into_iter()
+                .filter(|_| self.rng.bool())
+                .collect();
+            bounds.sort();
+            bounds.dedup();
+            let ranges = KeyRange::split_at(&bounds);
+            (0..regions)
+                .flat_map(|r| {
+                    let only: Vec<bool> = (0..regions).map(|i| i == r).collect();
+                    let limit = self.rng.u64(1..=3);
+                    ranges
+                        .iter()
+                        .map(move |range| (only.clone(), range.clone(), Some(limit)))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        } else {
+            vec![(vec![true; regions], KeyRange::all(), None)]
+        };
+        let deep = self.deep_sync;
+        let trace = std::env::var_os("TOASTREP_SIM_TRACE").is_some();
+        for (repair, range, limit) in jobs {
             let replicator = Rc::clone(&self.replicators[0]);
             let buckets = self.buckets.clone();
             let (copies, failures) = (Rc::clone(&copies), Rc::clone(&failures));
             self.executor.spawn(async move {
-                let all = vec![true; buckets.len()];
-                let repair = replicator.repair_key(&key, &buckets, &all, false).await;
-                *copies.borrow_mut() += repair.copies.len();
-                failures.borrow_mut().extend(
-                    repair
-                        .failures
-                        .into_iter()
-                        .map(|f| format!("{key}: {}", f.error)),
-                );
+                let mut options = ScanOptions {
+                    range,
+                    prefix: None,
+                    repair,
+                    dry_run: false,
+                    deep,
+                    concurrency: 2,
+                    limit: ScanLimit {
+                        keys: limit,
+                        deadline: None,
+                    },
+                };
+                loop {
+                    if trace {
+                        eprintln!("scan {:?} repairing {:?}", options.range, options.repair);
+                    }
+                    let end = replicator
+                        .scan(&buckets, &options, |step| {
+                            if let ScanStep::Repaired(key, repair) = step {
+                                if trace {
+                                    eprintln!("  repaired {key:?}: {repair:?}");
+                                }
+                                *copies.borrow_mut() += repair.copies.len();
+                                failures.borrow_mut().extend(
+                                    repair
+                                        .failures
+                                        .iter()
+                                        .map(|f| format!("{key}: {}", f.error)),
+                                );
+                            }
+                        })
+                        .await;
+                    failures
+                        .borrow_mut()
+                        .extend(end.unreachable.into_iter().map(|(_, e)| e));
+                    match end.resume_after {
+                        Some(after) => options.range.after = Some(after),
+                        None => break,
+                    }
+                }
             });
         }
         self.settle()?;

@@ -159,7 +159,7 @@ pub struct Written {
 pub struct KeyPage {
     /// Key and ETag (without quotes) of each current object.
     pub keys: Vec<(String, String)>,
-    /// Where the next page starts, if there is one.
+    /// The key the next page starts after, if there is one.
     pub next: Option<String>,
 }
 
@@ -298,7 +298,8 @@ pub trait ObjectStore: Send + Sync {
         upload_id: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// One page of current keys under `prefix`, after `start`.
+    /// One page of current keys under `prefix`, after the key `start`
+    /// (S3's StartAfter).
     fn list_keys(
         &self,
         bucket: &Bucket,

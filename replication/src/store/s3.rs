@@ -596,7 +596,9 @@ impl ObjectStore for SdkStore {
             .list_objects_v2()
             .bucket(&bucket.name)
             .set_prefix(prefix.map(str::to_owned))
-            .set_continuation_token(start.map(str::to_owned))
+            // A key, not a continuation token: a range (or a resumed
+            // repair) starts anywhere.
+            .set_start_after(start.map(str::to_owned))
             .set_expected_bucket_owner(self.expected_owner.clone())
             .send()
             .await
@@ -608,7 +610,9 @@ impl ObjectStore for SdkStore {
                 .filter_map(|o| Some((o.key()?.to_owned(), unquote(o.e_tag()))))
                 .collect(),
             next: out
-                .next_continuation_token()
+                .contents()
+                .last()
+                .and_then(|o| o.key())
                 .filter(|_| out.is_truncated() == Some(true))
                 .map(str::to_owned),
         })

@@ -1,0 +1,525 @@
+//! The cloud repair's three steps, as this region's state machine invokes
+//! them (see `toastrep_replication::repair` for the protocol). Each region
+//! repairs only its own bucket, reading every member region: the role's
+//! own permissions (write here, read the others through the grant stacks)
+//! are all it needs.
+//!
+//! The member regions are the topics allowed to invoke this function (its
+//! resource policy: the grant stacks' permissions and its own region's):
+//! exactly the regions whose buckets its role may read. A request naming
+//! any other region is refused.
+//!
+//! What a run keeps lives in this region's artifact bucket, under
+//! `repair/`:
+//! - `repair/runs/RUN/plan.json` and `ranges.json` (the map's manifest);
+//! - `repair/runs/RUN/parts/INDEX-PART.json`: one per range invocation;
+//! - `repair/runs/RUN/report.json`, and a copy in `repair/last.json`;
+//! - `repair/bounds.json`: range bounds learned from the last whole run.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures::StreamExt;
+use lambda_runtime::{Diagnostic, Error};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
+use toastrep_replication::metrics::repair_documents;
+use toastrep_replication::repair::{
+    LISTED, ManifestItem, Plan, RangeCopy, RangeFailure, RangePart, RangeRequest, RepairRequest,
+    RunReport, first_bounds, learned_bounds, sample_every, summarise,
+};
+use toastrep_replication::{Replicator, SdkStore, SetBuckets};
+use tokio::sync::OnceCell;
+
+/// A range invocation stops scanning this long before Lambda's deadline,
+/// so the keys in flight finish and its part is written.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+
+/// Range bounds learned from a whole run.
+#[derive(Debug, serde::Deserialize, Serialize)]
+struct Bounds {
+    run: String,
+    bounds: Vec<String>,
+}
+
+pub struct Repair<'a> {
+    pub replicator: &'a Replicator<SdkStore>,
+    pub region: String,
+    pub set: SetBuckets,
+    /// This region's artifact bucket.
+    pub artifacts: String,
+    pub function: String,
+    /// The longest a range invocation scans before it hands on its cursor.
+    pub budget: Duration,
+    /// Keys examined at once within a range.
+    pub concurrency: usize,
+    pub s3: aws_sdk_s3::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    members: OnceCell<BTreeSet<String>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn fail(error_type: &str, message: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        error_type: error_type.to_owned(),
+        error_message: message.into(),
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> Diagnostic {
+    fail("RepairStepFailed", error.to_string())
+}
+
+/// A run's id names objects: only what an execution name can be, so it
+/// never escapes its prefix.
+fn run_id(run: &str) -> Result<&str, Diagnostic> {
+    let fine = !run.is_empty()
+        && run.len() <= 80
+        && run
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if fine {
+        Ok(run)
+    } else {
+        Err(fail(
+            "InvalidRepairRequest",
+            format!("run {run:?} is not an execution name (letters, digits, - and _)"),
+        ))
+    }
+}
+
+impl<'a> Repair<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        replicator: &'a Replicator<SdkStore>,
+        region: String,
+        artifacts: String,
+        function: String,
+        budget: Duration,
+        concurrency: usize,
+        s3: aws_sdk_s3::Client,
+        lambda: aws_sdk_lambda::Client,
+    ) -> Repair<'a> {
+        Repair {
+            set: replicator.set().clone(),
+            replicator,
+            region,
+            artifacts,
+            function,
+            budget,
+            concurrency,
+            s3,
+            lambda,
+            members: OnceCell::new(),
+        }
+    }
+
+    /// The member regions: the set's topics allowed to invoke this
+    /// function.
+    async fn members(&self) -> Result<&BTreeSet<String>, Diagnostic> {
+        self.members
+            .get_or_try_init(|| async {
+                let policy = self
+                    .lambda
+                    .get_policy()
+                    .function_name(&self.function)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        internal(format!(
+                            "reading the function's policy: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(e)
+                        ))
+                    })?;
+                let policy: Value = serde_json::from_str(policy.policy().unwrap_or("{}"))
+                    .map_err(|e| internal(format!("the function's policy: {e}")))?;
+                let mut members: BTreeSet<String> = policy["Statement"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str())
+                    .filter_map(|arn| self.set.topic_region(arn))
+                    .map(str::to_owned)
+                    .collect();
+                members.insert(self.region.clone());
+                Ok(members)
+            })
+            .await
+    }
+
+    async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<(), Diagnostic> {
+        let body = serde_json::to_vec(value).map_err(internal)?;
+        self.s3
+            .put_object()
+            .bucket(&self.artifacts)
+            .expected_bucket_owner(&self.set.account)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                internal(format!(
+                    "writing s3://{}/{key}: {}",
+                    self.artifacts,
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// The object at `key`, or `None` if there is none.
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Diagnostic> {
+        let got = self
+            .s3
+            .get_object()
+            .bucket(&self.artifacts)
+            .expected_bucket_owner(&self.set.account)
+            .key(key)
+            .send()
+            .await;
+        let object = match got {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(internal(format!(
+                    "reading s3://{}/{key}: {}",
+                    self.artifacts,
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )));
+            }
+        };
+        let bytes = object.body.collect().await.map_err(internal)?.into_bytes();
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| internal(format!("s3://{}/{key}: {e}", self.artifacts)))
+    }
+
+    /// Step 1: the ranges, as the map's manifest.
+    pub async fn plan(&self, run: &str, input: &Value) -> Result<Value, Diagnostic> {
+        let run = run_id(run)?;
+        let regions: Vec<String> = self.members().await?.iter().cloned().collect();
+        let bounds = match self.get_json::<Bounds>("repair/bounds.json").await? {
+            Some(learned) => learned.bounds,
+            None => first_bounds(),
+        };
+        let last = self.get_json::<RunReport>("repair/last.json").await?;
+        let items: Vec<ManifestItem> = KeyRange::split_at(&bounds)
+            .into_iter()
+            .enumerate()
+            .map(|(index, range)| ManifestItem { index, range })
+            .collect();
+        let manifest = format!("repair/runs/{run}/ranges.json");
+        self.put_json(&manifest, &items).await?;
+        let plan = Plan {
+            run: run.to_owned(),
+            regions,
+            manifest,
+            ranges: items.len(),
+            sample_every: sample_every(last.map_or(0, |r| r.keys_scanned)),
+            started_ms: now_ms(),
+        };
+        self.put_json(&format!("repair/runs/{run}/plan.json"), &plan)
+            .await?;
+        let mut answer = serde_json::to_value(&plan).map_err(internal)?;
+        // `deep` (examine every key) is the execution's choice.
+        answer["deep"] = json!(input["deep"].as_bool().unwrap_or(false));
+        answer["artifacts"] = json!(self.artifacts);
+        tracing::info!(target: "toastrep::repair", run, ranges = plan.ranges, regions = ?plan.regions, "repair planned");
+        Ok(answer)
+    }
+
+    /// Step 2: one range, until its budget; the answer is the next
+    /// request, `done` when the range is finished.
+    pub async fn range(
+        &self,
+        mut request: RangeRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<Value, Diagnostic> {
+        run_id(&request.run)?;
+        let members = self.members().await?;
+        if let Some(stranger) = request.regions.iter().find(|r| !members.contains(*r)) {
+            return Err(fail(
+                "InvalidRepairRequest",
+                format!(
+                    "{stranger} is not a member region of set {} (members: {members:?})",
+                    self.set.set
+                ),
+            ));
+        }
+        let Some(own) = request.regions.iter().position(|r| *r == self.region) else {
+            return Err(fail(
+                "InvalidRepairRequest",
+                format!(
+                    "the request's regions do not include this one, {}",
+                    self.region
+                ),
+            ));
+        };
+        let started = std::time::Instant::now();
+        let buckets: Vec<_> = request.regions.iter().map(|r| self.set.bucket(r)).collect();
+        // At least one batch of keys goes through, however little time is left.
+        let now = tokio::time::Instant::now();
+        let latest = deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or(now)
+            .max(now);
+        let stop = (now + self.budget).min(latest);
+        let options = ScanOptions {
+            range: KeyRange {
+                after: request.resume_after.clone().or(request.range.after.clone()),
+                upto: request.range.upto.clone(),
+            },
+            prefix: None,
+            repair: (0..request.regions.len()).map(|i| i == own).collect(),
+            dry_run: false,
+            deep: request.deep,
+            concurrency: self.concurrency,
+            limit: ScanLimit {
+                keys: None,
+                deadline: Some(stop),
+            },
+        };
+        let mut part = RangePart {
+            index: request.index,
+            part: request.part,
+            ..RangePart::default()
+        };
+        let regions = &request.regions;
+        let every = request.sample_every.max(1);
+        let mut merged = 0u64;
+        let end = self
+            .replicator
+            .scan(&buckets, &options, |step| match step {
+                ScanStep::Merged(key) => {
+                    merged += 1;
+                    if merged % every == 0 {
+                        part.samples.push(key.to_owned());
+                    }
+                }
+                ScanStep::Repaired(key, result) => {
+                    for copy in &result.copies {
+                        part.copies_made += 1;
+                        part.bytes_copied += copy.bytes;
+                        *part
+                            .copies_by_source
+                            .entry(regions[copy.source].clone())
+                            .or_default() += 1;
+                        if part.copies.len() < LISTED {
+                            part.copies.push(RangeCopy {
+                                key: key.to_owned(),
+                                source: regions[copy.source].clone(),
+                                reason: format!("{:?}", copy.reason),
+                                bytes: copy.bytes,
+                            });
+                        }
+                    }
+                    part.deletes_made += result.deletes.len() as u64;
+                    if !result.deletes.is_empty() && part.deletes.len() < LISTED {
+                        part.deletes.push(key.to_owned());
+                    }
+                    part.keys_differing_by_delete += u64::from(
+                        !result.kept_deletes.is_empty()
+                            && result.copies.is_empty()
+                            && result.deletes.is_empty(),
+                    );
+                    for failure in &result.failures {
+                        part.failure_count += 1;
+                        if part.failures.len() < LISTED {
+                            part.failures.push(RangeFailure {
+                                key: key.to_owned(),
+                                region: regions[failure.region].clone(),
+                                source: failure.source.map(|s| regions[s].clone()),
+                                error: failure.error.clone(),
+                            });
+                        }
+                    }
+                }
+                ScanStep::Scanned(_) => {}
+            })
+            .await;
+        part.keys_scanned = end.keys_scanned;
+        part.keys_examined = end.keys_examined;
+        part.unreachable = end
+            .unreachable
+            .iter()
+            .map(|(i, e)| (regions[*i].clone(), e.clone()))
+            .collect();
+        part.millis = started.elapsed().as_millis() as u64;
+        let run = request.run.clone();
+        self.put_json(
+            &format!(
+                "repair/runs/{run}/parts/{:06}-{:06}.json",
+                part.index, part.part
+            ),
+            &part,
+        )
+        .await?;
+        tracing::info!(
+            target: "toastrep::repair",
+            run, range = part.index, part = part.part,
+            keys_scanned = part.keys_scanned, copies = part.copies_made,
+            failures = part.failure_count, unreachable = part.unreachable.len(),
+            resume = end.resume_after.is_some(),
+            "range repaired"
+        );
+        request.failed |= !part.ok();
+        request.part += 1;
+        request.done = end.resume_after.is_none();
+        request.resume_after = end.resume_after;
+        if request.done && request.failed {
+            // The map counts this item as failed; the report has the why.
+            return Err(fail(
+                "RangeIncomplete",
+                format!(
+                    "range {} of run {run} left keys unrepaired or a region unread (see repair/runs/{run}/report.json)",
+                    request.index
+                ),
+            ));
+        }
+        serde_json::to_value(RepairRequest::RepairRange(request)).map_err(internal)
+    }
+
+    /// Step 3: the run's report, metrics and the next run's bounds.
+    pub async fn report(&self, run: &str, error: Option<&Value>) -> Result<Value, Diagnostic> {
+        let run = run_id(run)?;
+        let Some(plan) = self
+            .get_json::<Plan>(&format!("repair/runs/{run}/plan.json"))
+            .await?
+        else {
+            return Err(fail(
+                "InvalidRepairRequest",
+                format!("run {run} has no plan"),
+            ));
+        };
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.artifacts)
+                .expected_bucket_owner(&self.set.account)
+                .prefix(format!("repair/runs/{run}/parts/"))
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| internal(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let parts: Vec<RangePart> = futures::stream::iter(keys)
+            .map(|key| async move { self.get_json::<RangePart>(&key).await })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .filter_map(|p| p.transpose())
+            .collect::<Result<_, _>>()?;
+        let error = error
+            .filter(|e| !e.is_null())
+            .map(|e| e.get("Cause").or(e.get("Error")).unwrap_or(e).to_string());
+        let report = summarise(&plan, &self.region, &parts, now_ms(), error);
+        self.put_json(&format!("repair/runs/{run}/report.json"), &report)
+            .await?;
+        self.put_json("repair/last.json", &report).await?;
+        if report.ok {
+            let samples = parts.into_iter().flat_map(|p| p.samples).collect();
+            let bounds = learned_bounds(samples, plan.sample_every, report.keys_scanned);
+            self.put_json(
+                "repair/bounds.json",
+                &Bounds {
+                    run: run.to_owned(),
+                    bounds,
+                },
+            )
+            .await?;
+        }
+        for document in repair_documents(
+            &self.set.set,
+            &self.region,
+            &report.copies_by_source,
+            report.keys_examined,
+            report.copies_made + report.deletes_made,
+            report.failure_count + report.ranges_failed as u64,
+            report.finished_ms,
+        ) {
+            println!("{document}");
+        }
+        tracing::info!(
+            target: "toastrep::repair",
+            run, ok = report.ok, ranges = report.ranges, ranges_failed = report.ranges_failed,
+            keys_scanned = report.keys_scanned, copies = report.copies_made,
+            failures = report.failure_count,
+            "repair run reported"
+        );
+        let summary = json!({
+            "run": report.run,
+            "region": report.region,
+            "ok": report.ok,
+            "ranges": report.ranges,
+            "ranges_failed": report.ranges_failed,
+            "keys_scanned": report.keys_scanned,
+            "keys_examined": report.keys_examined,
+            "copies_made": report.copies_made,
+            "failures": report.failure_count,
+        });
+        if report.ok {
+            Ok(summary)
+        } else {
+            // The execution fails, and with it the repair alarm.
+            Err(fail("RepairIncomplete", summary.to_string()))
+        }
+    }
+}
+
+/// Whether `payload` is a repair step rather than an SNS event. SNS
+/// delivers its envelope (`Records`), never a top-level `toastrep`.
+pub fn is_repair(payload: &Value) -> bool {
+    payload.get("toastrep").is_some()
+}
+
+impl Repair<'_> {
+    /// Runs the step `payload` asks for.
+    pub async fn handle(
+        &self,
+        payload: Value,
+        deadline: tokio::time::Instant,
+    ) -> Result<Value, Diagnostic> {
+        let request: RepairRequest = serde_json::from_value(payload)
+            .map_err(|e| fail("InvalidRepairRequest", format!("not a repair step: {e}")))?;
+        match request {
+            RepairRequest::RepairPlan { run, input } => self.plan(&run, &input).await,
+            RepairRequest::RepairRange(range) => self.range(range, deadline).await,
+            RepairRequest::RepairReport { run, error } => self.report(&run, error.as_ref()).await,
+        }
+    }
+}
+
+/// Reads an environment variable as a number, or its default.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map_err(|e| format!("environment variable {name}: {e}").into()),
+        Err(_) => Ok(default),
+    }
+}

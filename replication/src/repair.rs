@@ -1,0 +1,340 @@
+//! The cloud repair's protocol: what the state machine asks the function,
+//! and what the function keeps of each range, with no I/O. Each region's
+//! state machine repairs its own region's bucket from every member region:
+//!
+//! 1. **plan**: splits the key space into ranges (learned from the last run,
+//!    or by first character) and writes them as the Distributed Map's
+//!    manifest;
+//! 2. **range**, once per map item and again until it says `done`: scans
+//!    its range with [`crate::engine::scan`] until its time budget, keeping
+//!    what it did as a [`RangePart`];
+//! 3. **report**: adds the parts up into a [`RunReport`], the run's
+//!    metrics, and the next run's range bounds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::KeyRange;
+
+/// What the state machine asks the function; `toastrep` names the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "toastrep", rename_all = "kebab-case")]
+pub enum RepairRequest {
+    RepairPlan {
+        /// The execution's name: the run's id.
+        run: String,
+        /// The execution's input (`{"deep": true}` examines every key).
+        #[serde(default)]
+        input: serde_json::Value,
+    },
+    RepairRange(RangeRequest),
+    RepairReport {
+        run: String,
+        /// The map's error, when it failed (too many ranges failed).
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+    },
+}
+
+/// One range's repair, resumed until `done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeRequest {
+    pub run: String,
+    /// The member regions, this one among them.
+    pub regions: Vec<String>,
+    pub index: usize,
+    pub range: KeyRange,
+    /// Where the last invocation of this range stopped.
+    #[serde(default)]
+    pub resume_after: Option<String>,
+    /// Invocations of this range so far.
+    #[serde(default)]
+    pub part: u32,
+    /// Every this many keys, one is kept as a candidate range bound.
+    pub sample_every: u64,
+    /// Examine every key, not only those whose listings differ.
+    #[serde(default)]
+    pub deep: bool,
+    /// Set on the answer: the range is finished.
+    #[serde(default)]
+    pub done: bool,
+    /// Some part of this range so far failed a key or a region.
+    #[serde(default)]
+    pub failed: bool,
+}
+
+/// The plan's answer, the map's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub run: String,
+    pub regions: Vec<String>,
+    /// The manifest's key in the artifact bucket: a JSON array of
+    /// [`ManifestItem`].
+    pub manifest: String,
+    pub ranges: usize,
+    pub sample_every: u64,
+    /// Unix milliseconds.
+    pub started_ms: i64,
+}
+
+/// One Distributed Map item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestItem {
+    pub index: usize,
+    pub range: KeyRange,
+}
+
+/// A copy or delete a range made, for the report's list (capped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeCopy {
+    pub key: String,
+    pub source: String,
+    pub reason: String,
+    pub bytes: u64,
+}
+
+/// A key a range could not repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeFailure {
+    pub key: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub error: String,
+}
+
+/// What one invocation of a range did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangePart {
+    pub index: usize,
+    pub part: u32,
+    pub keys_scanned: u64,
+    pub keys_examined: u64,
+    pub copies_made: u64,
+    pub bytes_copied: u64,
+    pub deletes_made: u64,
+    pub keys_differing_by_delete: u64,
+    pub copies_by_source: BTreeMap<String, u64>,
+    /// The first [`LISTED`] copies, by key.
+    pub copies: Vec<RangeCopy>,
+    pub deletes: Vec<String>,
+    pub failure_count: u64,
+    /// The first [`LISTED`] failures.
+    pub failures: Vec<RangeFailure>,
+    /// Regions whose listing failed, with the error.
+    pub unreachable: Vec<(String, String)>,
+    /// Candidate range bounds for the next run.
+    pub samples: Vec<String>,
+    pub millis: u64,
+}
+
+impl RangePart {
+    /// Whether the range was repaired completely (this part of it).
+    pub fn ok(&self) -> bool {
+        self.failure_count == 0 && self.unreachable.is_empty()
+    }
+}
+
+/// Copies and failures a part lists by name; the counts are always whole.
+pub const LISTED: usize = 1000;
+
+/// One region's repair run, as `status` and `sync --in-cloud` read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run: String,
+    pub region: String,
+    pub regions: Vec<String>,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    pub ranges: usize,
+    /// Ranges with a failed key or an unreachable region, or that never
+    /// reported (the map gave up on them).
+    pub ranges_failed: usize,
+    /// Invocations over every range.
+    pub invocations: u64,
+    /// The longest single invocation.
+    pub longest_invocation_ms: u64,
+    pub keys_scanned: u64,
+    pub keys_examined: u64,
+    pub copies_made: u64,
+    pub bytes_copied: u64,
+    pub deletes_made: u64,
+    pub keys_differing_by_delete: u64,
+    pub copies_by_source: BTreeMap<String, u64>,
+    pub copies: Vec<RangeCopy>,
+    pub deletes: Vec<String>,
+    pub failure_count: u64,
+    pub failures: Vec<RangeFailure>,
+    pub unreachable: Vec<(String, String)>,
+    /// The map's own error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ok: bool,
+}
+
+/// Adds a run's parts up. `ranges` is how many the plan made: a range
+/// with no part at all failed before it reported.
+pub fn summarise(
+    plan: &Plan,
+    region: &str,
+    parts: &[RangePart],
+    finished_ms: i64,
+    error: Option<String>,
+) -> RunReport {
+    let mut report = RunReport {
+        run: plan.run.clone(),
+        region: region.to_owned(),
+        regions: plan.regions.clone(),
+        started_ms: plan.started_ms,
+        finished_ms,
+        ranges: plan.ranges,
+        error,
+        ..RunReport::default()
+    };
+    let mut failed = BTreeMap::<usize, bool>::new();
+    for part in parts {
+        let bad = failed.entry(part.index).or_insert(false);
+        *bad |= !part.ok();
+        report.invocations += 1;
+        report.longest_invocation_ms = report.longest_invocation_ms.max(part.millis);
+        report.keys_scanned += part.keys_scanned;
+        report.keys_examined += part.keys_examined;
+        report.copies_made += part.copies_made;
+        report.bytes_copied += part.bytes_copied;
+        report.deletes_made += part.deletes_made;
+        report.keys_differing_by_delete += part.keys_differing_by_delete;
+        for (source, count) in &part.copies_by_source {
+            *report.copies_by_source.entry(source.clone()).or_default() += count;
+        }
+        report.copies.extend(part.copies.iter().cloned());
+        report.deletes.extend(part.deletes.iter().cloned());
+        report.failure_count += part.failure_count;
+        report.failures.extend(part.failures.iter().cloned());
+        for unreachable in &part.unreachable {
+            if !report.unreachable.contains(unreachable) {
+                report.unreachable.push(unreachable.clone());
+            }
+        }
+    }
+    // A range failed if any of its parts did, or if it never reported
+    // (the map gave up on it, or the function died). Parts are named by
+    // range and invocation, so a retried invocation replaces its part.
+    let reported = failed.len();
+    report.ranges_failed =
+        failed.values().filter(|bad| **bad).count() + plan.ranges.saturating_sub(reported);
+    report.copies.sort_by(|a, b| a.key.cmp(&b.key));
+    report.copies.truncate(LISTED);
+    report.failures.truncate(LISTED);
+    report.ok = report.ranges_failed == 0 && report.failure_count == 0 && report.error.is_none();
+    report
+}
+
+/// Range bounds for the first run of a set: by first character, spread
+/// over digits and letters, where keys most often start.
+pub fn first_bounds() -> Vec<String> {
+    [
+        "0", "4", "8", "A", "H", "O", "V", "a", "e", "i", "m", "q", "u", "y",
+    ]
+    .iter()
+    .map(|b| (*b).to_owned())
+    .collect()
+}
+
+/// A range holds about this many keys, once a run has seen the set.
+pub const KEYS_PER_RANGE: u64 = 2_000;
+/// At most this many ranges (the manifest stays small, and a Distributed
+/// Map runs at most 10,000 children at once).
+pub const MAX_RANGES: usize = 1_000;
+
+/// How often a range keeps a sample, for a set of `keys` keys: about
+/// [`MAX_RANGES`] × 10 samples in all, and never fewer than one per 100.
+pub fn sample_every(keys: u64) -> u64 {
+    (keys / (MAX_RANGES as u64 * 10)).max(100)
+}
+
+/// The next run's bounds from this run's samples (each standing for
+/// `sample_every` keys): ranges of about [`KEYS_PER_RANGE`] keys, at most
+/// [`MAX_RANGES`], and never fewer than the first run's split gives.
+pub fn learned_bounds(mut samples: Vec<String>, sample_every: u64, keys: u64) -> Vec<String> {
+    samples.sort();
+    samples.dedup();
+    let ranges = (keys / KEYS_PER_RANGE).clamp(1, MAX_RANGES as u64) as usize;
+    if samples.is_empty() || ranges <= 1 {
+        return first_bounds();
+    }
+    let per_range = ((keys / ranges as u64) / sample_every.max(1)).max(1) as usize;
+    let learned: Vec<String> = samples.iter().step_by(per_range).skip(1).cloned().collect();
+    if learned.len() + 1 < first_bounds().len() + 1 {
+        // Fewer ranges than the first split: a small set; more ranges cost
+        // nothing and keep the map parallel.
+        return first_bounds();
+    }
+    learned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_read_what_the_state_machine_sends() {
+        let plan: RepairRequest =
+            serde_json::from_str(r#"{"toastrep": "repair-plan", "run": "r1"}"#).unwrap();
+        assert_eq!(
+            plan,
+            RepairRequest::RepairPlan {
+                run: "r1".into(),
+                input: serde_json::Value::Null
+            }
+        );
+        let range: RepairRequest = serde_json::from_str(
+            r#"{"toastrep": "repair-range", "run": "r1", "regions": ["a", "b"], "index": 3,
+                "range": {"after": "m", "upto": "q"}, "sample_every": 100}"#,
+        )
+        .unwrap();
+        let RepairRequest::RepairRange(range) = range else {
+            panic!("{range:?}")
+        };
+        assert_eq!(range.range.after.as_deref(), Some("m"));
+        assert_eq!(range.resume_after, None);
+        assert!(!range.done);
+    }
+
+    #[test]
+    fn a_range_that_never_reported_counts_as_failed() {
+        let plan = Plan {
+            run: "r".into(),
+            regions: vec!["a".into()],
+            manifest: "m".into(),
+            ranges: 3,
+            sample_every: 100,
+            started_ms: 0,
+        };
+        let part = |index, failures| RangePart {
+            index,
+            keys_scanned: 10,
+            copies_made: 2,
+            failure_count: failures,
+            ..RangePart::default()
+        };
+        let report = summarise(&plan, "a", &[part(0, 0), part(1, 1)], 5, None);
+        assert_eq!(report.ranges_failed, 2);
+        assert_eq!(report.keys_scanned, 20);
+        assert_eq!(report.copies_made, 4);
+        assert!(!report.ok);
+        let whole = summarise(&plan, "a", &[part(0, 0), part(1, 0), part(2, 0)], 5, None);
+        assert!(whole.ok);
+    }
+
+    #[test]
+    fn learned_bounds_split_a_large_set_evenly() {
+        let samples: Vec<String> = (0..1000).map(|i| format!("k{i:06}")).collect();
+        // 100,000 keys sampled every 100: 50 ranges of 2,000 keys.
+        let bounds = learned_bounds(samples, 100, 100_000);
+        assert_eq!(bounds.len(), 49);
+        assert_eq!(bounds[0], "k000020");
+        // A small set keeps the first split.
+        assert_eq!(learned_bounds(vec!["a".into()], 100, 500), first_bounds());
+    }
+}
