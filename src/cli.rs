@@ -190,6 +190,32 @@ pub struct FunctionArgs {
     /// new set logs them hashed.
     #[arg(long, value_name = "hashed|plain")]
     pub log_keys: Option<LogKeys>,
+    /// When each region's repair runs in the cloud: an EventBridge Scheduler
+    /// expression ('rate(6 hours)', 'cron(0 3 * * ? *)') or 'off'. Left
+    /// out, a deployed set keeps its schedule and a new set repairs daily.
+    #[arg(long, value_name = "EXPRESSION|off")]
+    pub repair_schedule: Option<String>,
+    /// Ranges one repair run repairs at once (its Distributed Map's
+    /// MaxConcurrency). Left out: kept, or 10 for a new set.
+    #[arg(long, value_name = "N")]
+    pub repair_concurrency: Option<u32>,
+    /// The latency alarm fires when the p99 from an object's event to its
+    /// copy exceeds this many seconds over 15 minutes. Left out: kept, or
+    /// 900 (S3 Replication Time Control's 15 minutes) for a new set.
+    #[arg(long, value_name = "SECONDS")]
+    pub latency_alarm_seconds: Option<u32>,
+    /// The repair alarm fires when one run copies more than this many
+    /// objects into a region. Left out: kept, or 1000 for a new set.
+    #[arg(long, value_name = "COPIES")]
+    pub repair_copies_alarm: Option<u64>,
+    /// An SNS topic (ARN) every alarm of the set notifies; '' for none.
+    /// Left out: kept.
+    #[arg(long, value_name = "ARN")]
+    pub alarm_topic: Option<String>,
+    /// An email address every alarm of the set notifies (it must confirm
+    /// the subscription); '' for none. Left out: kept.
+    #[arg(long, value_name = "ADDRESS")]
+    pub alarm_email: Option<String>,
 }
 
 /// How log lines name object keys.
@@ -229,6 +255,18 @@ impl FunctionArgs {
                 .log_keys
                 .map_or(kept.hash_logged_keys, |k| k == LogKeys::Hashed),
             architecture: self.architecture.unwrap_or(kept.architecture),
+            repair_schedule: self.repair_schedule.clone().unwrap_or(kept.repair_schedule),
+            repair_max_concurrency: self
+                .repair_concurrency
+                .unwrap_or(kept.repair_max_concurrency),
+            latency_alarm_seconds: self
+                .latency_alarm_seconds
+                .unwrap_or(kept.latency_alarm_seconds),
+            repair_copies_threshold: self
+                .repair_copies_alarm
+                .unwrap_or(kept.repair_copies_threshold),
+            alarm_topic_arn: self.alarm_topic.clone().unwrap_or(kept.alarm_topic_arn),
+            alarm_email: self.alarm_email.clone().unwrap_or(kept.alarm_email),
             ..FunctionSettings::default()
         }
     }

@@ -41,6 +41,18 @@ pub struct FunctionSettings {
     pub hash_logged_keys: bool,
     /// The instruction set the function runs on.
     pub architecture: Architecture,
+    /// When each region's repair runs (a Scheduler expression), or `off`.
+    pub repair_schedule: String,
+    /// Ranges a repair run repairs at once.
+    pub repair_max_concurrency: u32,
+    /// The p99 replication latency past which the latency alarm fires.
+    pub latency_alarm_seconds: u32,
+    /// Copies in one repair run past which the repair alarm fires.
+    pub repair_copies_threshold: u64,
+    /// An SNS topic every alarm notifies ("" for none).
+    pub alarm_topic_arn: String,
+    /// An email address every alarm notifies ("" for none).
+    pub alarm_email: String,
 }
 
 impl Default for FunctionSettings {
@@ -67,6 +79,15 @@ impl Default for FunctionSettings {
             hash_logged_keys: true,
             // Lambda's own default; arm64 is the cheaper option, asked for.
             architecture: Architecture::default(),
+            // Daily, as the original design's readers asked for a periodic
+            // sync; often enough that a lost event is repaired within a day.
+            repair_schedule: "rate(1 day)".into(),
+            repair_max_concurrency: 10,
+            // S3 Replication Time Control's promise.
+            latency_alarm_seconds: 900,
+            repair_copies_threshold: 1000,
+            alarm_topic_arn: String::new(),
+            alarm_email: String::new(),
         }
     }
 }
@@ -107,6 +128,20 @@ impl FunctionSettings {
                 .get("LogKeys")
                 .map_or(d.hash_logged_keys, |v| v != "plain"),
             architecture: get(parameters, "Architecture", d.architecture),
+            repair_schedule: get(parameters, "RepairScheduleExpression", d.repair_schedule),
+            repair_max_concurrency: get(
+                parameters,
+                "RepairMaxConcurrency",
+                d.repair_max_concurrency,
+            ),
+            latency_alarm_seconds: get(parameters, "LatencyAlarmSeconds", d.latency_alarm_seconds),
+            repair_copies_threshold: get(
+                parameters,
+                "RepairCopiesThreshold",
+                d.repair_copies_threshold,
+            ),
+            alarm_topic_arn: get(parameters, "AlarmTopicArn", d.alarm_topic_arn),
+            alarm_email: get(parameters, "AlarmEmail", d.alarm_email),
         }
     }
 }
@@ -157,6 +192,19 @@ impl FunctionSettings {
                 self.delete_breaker_per_minute
             )));
         }
+        crate::schedule::check(&self.repair_schedule)?;
+        if !(1..=10_000).contains(&self.repair_max_concurrency) {
+            return Err(InputError::new(format!(
+                "--repair-concurrency {} is out of range: use 1 to 10000 ranges at once (a Distributed Map's limit)",
+                self.repair_max_concurrency
+            )));
+        }
+        if self.latency_alarm_seconds == 0 {
+            return Err(InputError::new(
+                "--latency-alarm-seconds 0 would always alarm: use 1 or more (900, S3 Replication Time Control's 15 minutes, is the default)",
+            ));
+        }
+        crate::schedule::check_alarm_targets(&self.alarm_topic_arn, &self.alarm_email)?;
         if !RETENTION_DAYS.contains(&self.log_retention_days) {
             return Err(InputError::new(format!(
                 "--log-retention-days {} is not a period CloudWatch Logs offers: use one of {RETENTION_DAYS:?}",
@@ -364,6 +412,34 @@ impl DeployPlan {
                         .into(),
                     ),
                     ("Architecture".into(), settings.architecture.to_string()),
+                    (
+                        "RepairScheduleExpression".into(),
+                        settings.repair_schedule.clone(),
+                    ),
+                    (
+                        "RepairMaxConcurrency".into(),
+                        settings.repair_max_concurrency.to_string(),
+                    ),
+                    (
+                        "LatencyAlarmSeconds".into(),
+                        settings.latency_alarm_seconds.to_string(),
+                    ),
+                    (
+                        "RepairCopiesThreshold".into(),
+                        settings.repair_copies_threshold.to_string(),
+                    ),
+                    ("AlarmTopicArn".into(), settings.alarm_topic_arn.clone()),
+                    ("AlarmEmail".into(), settings.alarm_email.clone()),
+                    // The set's one dashboard lives in the stack of its region that
+                    // sorts first, whatever order the regions were given in.
+                    (
+                        "DashboardBody".into(),
+                        if Some(region) == spec.regions.iter().min() {
+                            crate::dashboard::body(name, &spec.regions)
+                        } else {
+                            String::new()
+                        },
+                    ),
                     (marker_key::PARAMETER.into(), marker_key.to_hex()),
                 ]),
                 tags: tags(name, Template::Base, []),

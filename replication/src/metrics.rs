@@ -5,8 +5,9 @@
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
 //!
 //! Every metric is in namespace [`NAMESPACE`] with dimensions `SetName` and
-//! `Pair` (`SOURCE->DESTINATION`); the run summary of a repair has
-//! `SetName` and `Region` (the region repaired). The names are the README's
+//! `Pair` (`SOURCE->DESTINATION`); the replicator's are also published by
+//! `SetName` and `Region` (the destination), for its region's alarms; the
+//! run summary of a repair has `SetName` and `Region` (the region repaired). The names are the README's
 //! list and the dashboard's and alarms' (`templates/base.yaml`).
 
 use std::collections::BTreeMap;
@@ -110,9 +111,16 @@ impl ReplicationMetrics {
             if let Some(first) = latencies.next() {
                 values.push((LATENCY, "Milliseconds", json!(first)));
             }
-            documents.push(document(
+            // Also by destination region alone: the latency alarm of the
+            // region's stack cannot know its pairs.
+            documents.push(document_in(
                 timestamp_ms,
-                &[("SetName", &self.set), ("Pair", &name)],
+                &[
+                    ("SetName", &self.set),
+                    ("Pair", &name),
+                    ("Region", &self.destination),
+                ],
+                &[&["SetName", "Pair"], &["SetName", "Region"]],
                 &values,
             ));
             for more in latencies {
@@ -180,6 +188,17 @@ fn document(
     dimensions: &[(&str, &str)],
     metrics: &[(&str, &str, Value)],
 ) -> Value {
+    let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
+    document_in(timestamp_ms, dimensions, &[&names], metrics)
+}
+
+/// [`document`] with several dimension sets over the same values.
+fn document_in(
+    timestamp_ms: i64,
+    dimensions: &[(&str, &str)],
+    sets: &[&[&str]],
+    metrics: &[(&str, &str, Value)],
+) -> Value {
     let mut root = Map::new();
     root.insert(
         "_aws".to_owned(),
@@ -187,7 +206,7 @@ fn document(
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(name, _)| name).collect::<Vec<_>>()],
+                "Dimensions": sets,
                 "Metrics": metrics
                     .iter()
                     .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
@@ -268,8 +287,9 @@ mod tests {
         assert_eq!(main["SetName"], "s");
         assert_eq!(
             main["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["SetName", "Pair"]])
+            json!([["SetName", "Pair"], ["SetName", "Region"]])
         );
+        assert_eq!(main["Region"], "us-east-1");
         let skip = docs.iter().find(|d| d.get("Reason").is_some()).unwrap();
         assert_eq!(skip["Reason"], "skipped_up_to_date");
         assert_eq!(skip["Skips"], 1);
