@@ -112,6 +112,13 @@ impl Aws {
         aws_sdk_cloudwatch::Client::from_conf(config)
     }
 
+    pub fn sfn(&self, region: &str) -> aws_sdk_sfn::Client {
+        let config = aws_sdk_sfn::config::Builder::from(&self.config)
+            .region(Region::new(region.to_owned()))
+            .build();
+        aws_sdk_sfn::Client::from_conf(config)
+    }
+
     pub fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
         let config = aws_sdk_sqs::config::Builder::from(&self.config)
             .region(Region::new(region.to_owned()))

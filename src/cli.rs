@@ -531,6 +531,15 @@ pub struct SyncArgs {
     /// bytes (new metadata or tags) whose every event was lost.
     #[arg(long)]
     pub deep: bool,
+    /// Run the repair in the cloud now: every region's repair state machine
+    /// (a Distributed Map over key ranges) repairs its own bucket, and this
+    /// follows the runs to the end. The result has the local sync's shape.
+    #[arg(long)]
+    pub in_cloud: bool,
+    /// With --in-cloud: start the runs and return; `toastrep status` shows
+    /// each region's last run.
+    #[arg(long, requires = "in_cloud")]
+    pub no_wait: bool,
     /// Keys examined and copied at once.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,

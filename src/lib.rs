@@ -21,6 +21,7 @@ pub mod package;
 pub mod plan;
 pub mod progress;
 pub mod regions;
+pub mod repair;
 pub mod schedule;
 pub mod stack;
 pub mod sync;

@@ -135,6 +135,9 @@ pub struct SyncReport {
     pub seconds: f64,
     /// No failure and every region reached.
     pub ok: bool,
+    /// `sync --in-cloud`: the run, and each region's execution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_cloud: Option<crate::repair::CloudRun>,
 }
 
 /// Makes every region of set `name` hold the winning version of every key
@@ -267,6 +270,7 @@ pub async fn sync_set(
         unreachable,
         seconds: started.elapsed().as_secs_f64(),
         ok,
+        in_cloud: None,
     })
 }
 

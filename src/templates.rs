@@ -1,7 +1,23 @@
 //! The CloudFormation templates, compiled into the binary so an installed
 //! `toastrep` needs no checkout. The files in `templates/` are the source.
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
+
+/// The most TemplateBody CloudFormation takes.
+pub const MAX_BODY: usize = 51_200;
+
+/// `source` without its full-line comments. No block scalar of the
+/// templates holds a line starting with `#` (a test checks that the YAML
+/// is the same value either way).
+fn without_comment_lines(source: &str) -> String {
+    source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
 
 /// One of the three templates a replica set is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -16,7 +32,16 @@ pub enum Template {
 }
 
 impl Template {
+    /// The template as CloudFormation gets it: without its comment lines.
+    /// The source explains every choice at length, and CloudFormation takes
+    /// at most 51,200 bytes of TemplateBody.
     pub fn body(self) -> &'static str {
+        static BODIES: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        BODIES[self as usize].get_or_init(|| without_comment_lines(self.source()))
+    }
+
+    /// The template file as written, comments and all.
+    pub fn source(self) -> &'static str {
         match self {
             Template::Base => include_str!("../templates/base.yaml"),
             Template::Grant => include_str!("../templates/grant.yaml"),
@@ -38,6 +63,25 @@ impl Template {
             Template::Base => "base",
             Template::Grant => "grant",
             Template::Subscription => "subscription",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployed_body_is_the_same_template_and_fits() {
+        for template in [Template::Base, Template::Grant, Template::Subscription] {
+            let source: serde_yaml::Value = serde_yaml::from_str(template.source()).unwrap();
+            let body: serde_yaml::Value = serde_yaml::from_str(template.body()).unwrap();
+            assert_eq!(source, body, "{template:?}");
+            assert!(
+                template.body().len() <= MAX_BODY,
+                "{template:?}: {} bytes",
+                template.body().len()
+            );
         }
     }
 }

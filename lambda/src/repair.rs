@@ -317,7 +317,7 @@ impl<'a> Repair<'a> {
                             part.copies.push(RangeCopy {
                                 key: key.to_owned(),
                                 source: regions[copy.source].clone(),
-                                reason: format!("{:?}", copy.reason),
+                                reason: copy.reason,
                                 bytes: copy.bytes,
                             });
                         }

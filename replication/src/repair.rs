@@ -90,7 +90,7 @@ pub struct ManifestItem {
 pub struct RangeCopy {
     pub key: String,
     pub source: String,
-    pub reason: String,
+    pub reason: crate::protocol::Reason,
     pub bytes: u64,
 }
 

@@ -49,6 +49,23 @@ struct RegionStatus {
     dead_letter_queue: Option<QueueStatus>,
     delete_breaker: Option<BreakerStatus>,
     bucket: Option<BucketStatus>,
+    /// The last repair run into this region, if one ever ran.
+    last_repair: Option<RepairRun>,
+}
+
+/// A region's last repair run, from its report.
+#[derive(Serialize)]
+struct RepairRun {
+    run: String,
+    /// When it ended, Unix milliseconds.
+    finished_ms: i64,
+    seconds: f64,
+    ranges: usize,
+    ranges_failed: usize,
+    keys_examined: u64,
+    copies_made: u64,
+    failures: u64,
+    ok: bool,
 }
 
 #[derive(Serialize)]
@@ -226,12 +243,46 @@ async fn region_status(
         problems.push(format!("stack {} is {}", stack.stack_name, stack.status));
     }
 
-    let (function, queue, bucket, breaker) = tokio::join!(
+    let (function, queue, bucket, breaker, repair) = tokio::join!(
         function_status(aws, name, region, expected_hex),
         queue_status(aws, name, region),
         bucket_status(aws, name, account, region),
         breaker_status(aws, name, account, region),
+        crate::repair::last_run(aws, name, account, region),
     );
+    let last_repair = match repair {
+        Ok(report) => report.map(|r| {
+            if !r.ok {
+                problems.push(format!(
+                    "the last repair run ({}) did not finish: {} of {} ranges failed, {} keys failed{}; the next run repairs them again (now: `toastrep sync --name {name} --in-cloud`)",
+                    r.run,
+                    r.ranges_failed,
+                    r.ranges,
+                    r.failure_count,
+                    r.failures
+                        .first()
+                        .map(|f| format!(", e.g. {} in {}: {}", f.key, f.region, f.error))
+                        .or_else(|| r.unreachable.first().map(|(region, e)| format!(", {region} unreadable: {e}")))
+                        .unwrap_or_default()
+                ));
+            }
+            RepairRun {
+                seconds: (r.finished_ms - r.started_ms) as f64 / 1000.0,
+                run: r.run,
+                finished_ms: r.finished_ms,
+                ranges: r.ranges,
+                ranges_failed: r.ranges_failed,
+                keys_examined: r.keys_examined,
+                copies_made: r.copies_made,
+                failures: r.failure_count,
+                ok: r.ok,
+            }
+        }),
+        Err(error) => {
+            problems.push(format!("last repair run: {error:#}"));
+            None
+        }
+    };
     let breaker = match breaker {
         Ok(breaker) => {
             for open in &breaker.open_for {
@@ -307,6 +358,7 @@ async fn region_status(
         dead_letter_queue: queue,
         delete_breaker: breaker,
         bucket,
+        last_repair,
     }
 }
 
@@ -421,6 +473,12 @@ fn hex_to_base64(hex: &str) -> Option<String> {
     Some(BASE64.encode(hex::decode(hex).ok()?))
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn summary(result: &StatusResult) -> String {
     let mut text = format!("Replica set '{}'\n", result.name);
     if let Some(deletes) = &result.deletes {
@@ -479,6 +537,24 @@ fn summary(result: &StatusResult) -> String {
                 },
                 breaker.alarm.as_deref().unwrap_or("unknown")
             );
+        }
+        match &region.last_repair {
+            Some(run) => {
+                let _ = writeln!(
+                    text,
+                    "  last repair   {} ({}, {:.0} s ago), {:.1} s, {} keys examined, {} copies, {} failures",
+                    if run.ok { "ok" } else { "FAILED" },
+                    run.run,
+                    (now_ms() - run.finished_ms).max(0) as f64 / 1000.0,
+                    run.seconds,
+                    run.keys_examined,
+                    run.copies_made,
+                    run.failures + run.ranges_failed as u64
+                );
+            }
+            None => {
+                let _ = writeln!(text, "  last repair   none yet");
+            }
         }
         if let Some(bucket) = &region.bucket {
             let _ = writeln!(

@@ -10,6 +10,7 @@ use crate::cli::SyncArgs;
 use crate::discover;
 use crate::names::SetName;
 use crate::plan::parse_regions;
+use crate::repair;
 use crate::sync::{SyncOptions, SyncReport, sync_set};
 
 pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
@@ -27,6 +28,18 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
     } = context.locate(&name, &given).await?;
     let regions = discover::require_members(&found, &name, "sync")?;
     let settings = found.settings().unwrap_or_default();
+    if args.in_cloud {
+        return in_cloud(
+            context,
+            args,
+            &aws,
+            &name,
+            &account,
+            &regions,
+            settings.replicate_deletes,
+        )
+        .await;
+    }
     let options = SyncOptions {
         prefix: args.prefix.clone(),
         dry_run: args.dry_run,
@@ -49,6 +62,60 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
     )
     .await?;
     let text = render_text(&report);
+    Ok(Report::new(&report, text, report.ok))
+}
+
+/// `sync --in-cloud`: each region's repair run, started now.
+async fn in_cloud(
+    context: &Context,
+    args: &SyncArgs,
+    aws: &crate::aws::Aws,
+    name: &SetName,
+    account: &str,
+    regions: &[String],
+    carry_deletes: bool,
+) -> Result<Report> {
+    if args.dry_run || args.prefix.is_some() {
+        bail_input!(
+            "--in-cloud repairs every key and changes what it finds: leave out --dry-run and --prefix, or run the local `toastrep sync` for those"
+        );
+    }
+    if args.no_wait {
+        let run = repair::start(aws, name, account, regions, args.deep).await?;
+        let text = format!(
+            "repair run {} started in {} regions; `toastrep status --name {name}` shows each region's last run\n",
+            run.run,
+            run.executions.len()
+        );
+        return Ok(Report::new(&run, text, true));
+    }
+    let report = repair::sync_in_cloud(
+        aws,
+        name,
+        account,
+        regions,
+        carry_deletes,
+        args.deep,
+        context.reporter.as_ref(),
+    )
+    .await?;
+    let mut text = render_text(&report);
+    if let Some(run) = &report.in_cloud {
+        for execution in &run.executions {
+            let ranges = execution
+                .ranges
+                .map(|r| format!("{} ranges ({} failed)", r.total, r.failed))
+                .unwrap_or_else(|| "no ranges".into());
+            let _ = writeln!(
+                text,
+                "{}: {} in the cloud, {ranges}, {} invocations, the longest {:.1} s",
+                execution.region,
+                execution.status,
+                execution.invocations,
+                execution.longest_invocation_ms as f64 / 1000.0
+            );
+        }
+    }
     Ok(Report::new(&report, text, report.ok))
 }
 

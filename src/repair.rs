@@ -1,0 +1,395 @@
+//! The repair in the cloud: each region's state machine (`templates/base.yaml`,
+//! RepairStateMachine) repairs that region's bucket from every member
+//! region, on its schedule or when `sync --in-cloud` starts it. Here: start
+//! a run in every region, follow it, and read what it kept
+//! (`repair/runs/RUN/report.json` and `repair/last.json` in each region's
+//! artifact bucket, written by the function's report step).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+use aws_sdk_sfn::types::ExecutionStatus;
+use futures::future::join_all;
+use serde::Serialize;
+use toastrep_replication::repair::RunReport;
+
+use crate::aws::Aws;
+use crate::names::SetName;
+use crate::progress::Reporter;
+use crate::sync::{SyncCopy, SyncDelete, SyncFailure, SyncReport, UnreachableRegion};
+
+/// How often a followed run is looked at.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// One region's run of the repair.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionRun {
+    pub region: String,
+    pub execution_arn: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+    pub status: String,
+    /// The Distributed Map's items (ranges): how many, and how they ended.
+    pub ranges: Option<MapItems>,
+    /// Invocations over every range, and the longest of them.
+    pub invocations: u64,
+    pub longest_invocation_ms: u64,
+    /// Why the execution failed, when it failed before reporting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A map run's item counts.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct MapItems {
+    pub total: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub running: i64,
+}
+
+/// The runs `sync --in-cloud` started (and followed).
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudRun {
+    pub run: String,
+    pub executions: Vec<RegionRun>,
+}
+
+/// The ARN of the repair state machine of set `name` in `region`.
+pub fn state_machine_arn(name: &SetName, region: &str, account: &str) -> String {
+    let partition = crate::regions::partition_of(region).unwrap_or("aws");
+    format!("arn:{partition}:states:{region}:{account}:stateMachine:toastrep-{name}-repair")
+}
+
+/// The last run's report of `region`, if it ever ran.
+pub async fn last_run(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+) -> Result<Option<RunReport>> {
+    read_report(aws, name, account, region, "repair/last.json").await
+}
+
+async fn read_report(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    key: &str,
+) -> Result<Option<RunReport>> {
+    let bucket = name.artifact_bucket(region, account);
+    let got = aws
+        .s3(region)
+        .get_object()
+        .bucket(&bucket)
+        .key(key)
+        .send()
+        .await;
+    let object = match got {
+        Ok(object) => object,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("reading s3://{bucket}/{key}"));
+        }
+    };
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes();
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(|| format!("s3://{bucket}/{key} is not a repair report"))
+}
+
+/// Starts a repair run in every region of `regions`, under one run id.
+pub async fn start(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    regions: &[String],
+    deep: bool,
+) -> Result<CloudRun> {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let run = format!("sync-{millis}");
+    let input = serde_json::json!({ "deep": deep }).to_string();
+    let started = join_all(regions.iter().map(|region| {
+        let (run, input) = (&run, &input);
+        async move {
+            let arn = state_machine_arn(name, region, account);
+            aws.sfn(region)
+                .start_execution()
+                .state_machine_arn(&arn)
+                .name(run)
+                .input(input)
+                .send()
+                .await
+                .map_err(anyhow::Error::new)
+                .with_context(|| {
+                    format!(
+                        "starting the repair in {region} ({arn}); a set deployed before the repair existed gets it with `toastrep deploy`"
+                    )
+                })
+                .map(|out| RegionRun {
+                    region: region.clone(),
+                    execution_arn: out.execution_arn().to_owned(),
+                    status: "RUNNING".into(),
+                    ranges: None,
+                    invocations: 0,
+                    longest_invocation_ms: 0,
+                    error: None,
+                })
+        }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
+    Ok(CloudRun {
+        run,
+        executions: started,
+    })
+}
+
+/// Follows `run` until every region's execution ended, showing progress.
+pub async fn follow(
+    aws: &Aws,
+    name: &SetName,
+    run: &mut CloudRun,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    reporter.started(
+        name.as_str(),
+        "sync --in-cloud",
+        &format!("run {}", run.run),
+    );
+    let mut ticker = tokio::time::interval(POLL_EVERY);
+    loop {
+        ticker.tick().await;
+        let looked = join_all(run.executions.iter().map(|e| look(aws, e))).await;
+        for (execution, looked) in run.executions.iter_mut().zip(looked) {
+            let (status, ranges, error) = looked?;
+            execution.status = status;
+            execution.ranges = ranges.or(execution.ranges);
+            execution.error = error;
+        }
+        let line = run
+            .executions
+            .iter()
+            .map(|e| match e.ranges {
+                Some(r) => format!(
+                    "{}: {}/{} ranges ({} failed)",
+                    e.region,
+                    r.succeeded + r.failed,
+                    r.total,
+                    r.failed
+                ),
+                None => format!("{}: {}", e.region, e.status.to_lowercase()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        reporter.progressed(name.as_str(), "sync --in-cloud", &line);
+        if run.executions.iter().all(|e| e.status != "RUNNING") {
+            let ok = run.executions.iter().all(|e| e.status == "SUCCEEDED");
+            reporter.finished(name.as_str(), "sync --in-cloud", &line, ok);
+            return Ok(());
+        }
+    }
+}
+
+/// An execution's status, its map run's item counts, and its error.
+async fn look(
+    aws: &Aws,
+    execution: &RegionRun,
+) -> Result<(String, Option<MapItems>, Option<String>)> {
+    let sfn = aws.sfn(&execution.region);
+    let described = sfn
+        .describe_execution()
+        .execution_arn(&execution.execution_arn)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("following {}", execution.execution_arn))?;
+    let status = described.status().as_str().to_owned();
+    let error = (*described.status() != ExecutionStatus::Succeeded
+        && *described.status() != ExecutionStatus::Running)
+        .then(|| {
+            format!(
+                "{}: {}",
+                described.error().unwrap_or("failed"),
+                described.cause().unwrap_or("")
+            )
+        });
+    let runs = sfn
+        .list_map_runs()
+        .execution_arn(&execution.execution_arn)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("listing the map runs of {}", execution.execution_arn))?;
+    let mut items = None;
+    for map_run in runs.map_runs() {
+        let described = sfn
+            .describe_map_run()
+            .map_run_arn(map_run.map_run_arn())
+            .send()
+            .await
+            .map_err(anyhow::Error::new)
+            .context("describing the repair's map run")?;
+        if let Some(counts) = described.item_counts() {
+            items = Some(MapItems {
+                total: counts.total(),
+                succeeded: counts.succeeded(),
+                failed: counts.failed() + counts.timed_out() + counts.aborted(),
+                running: counts.running() + counts.pending(),
+            });
+        }
+    }
+    Ok((status, items, error))
+}
+
+/// The runs' reports as one sync report, in the local sync's shape: copies
+/// and failures of every region, each region repaired by its own run.
+pub async fn report(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    regions: &[String],
+    carry_deletes: bool,
+    run: &mut CloudRun,
+    seconds: f64,
+) -> Result<SyncReport> {
+    let key = format!("repair/runs/{}/report.json", run.run);
+    let reports = join_all(
+        run.executions
+            .iter()
+            .map(|e| read_report(aws, name, account, &e.region, &key)),
+    )
+    .await;
+    let mut sync = SyncReport {
+        name: name.to_string(),
+        regions: regions.to_vec(),
+        prefix: None,
+        only_into: None,
+        dry_run: false,
+        keys_scanned: 0,
+        keys_examined: 0,
+        copies_made: 0,
+        copies_planned: 0,
+        copies_skipped: 0,
+        bytes_copied: 0,
+        copies: Vec::new(),
+        carry_deletes,
+        deletes_made: 0,
+        deletes_planned: 0,
+        deletes: Vec::new(),
+        keys_differing_by_delete: 0,
+        failures: Vec::new(),
+        unreachable: Vec::new(),
+        seconds,
+        ok: true,
+        in_cloud: None,
+    };
+    let mut unreachable = BTreeMap::new();
+    for (execution, report) in run.executions.iter_mut().zip(reports) {
+        let region = execution.region.clone();
+        let Some(report) = report? else {
+            // The run ended before its report step (the plan failed).
+            sync.failures.push(SyncFailure {
+                key: String::new(),
+                region: region.clone(),
+                source: None,
+                error: format!(
+                    "the repair run in {region} reported nothing: {}",
+                    execution.error.as_deref().unwrap_or(&execution.status)
+                ),
+            });
+            continue;
+        };
+        execution.invocations = report.invocations;
+        execution.longest_invocation_ms = report.longest_invocation_ms;
+        // Every region lists the union of the set's keys.
+        sync.keys_scanned = sync.keys_scanned.max(report.keys_scanned);
+        sync.keys_examined += report.keys_examined;
+        sync.copies_made += report.copies_made;
+        sync.bytes_copied += report.bytes_copied;
+        sync.deletes_made += report.deletes_made;
+        sync.keys_differing_by_delete += report.keys_differing_by_delete;
+        sync.copies
+            .extend(report.copies.into_iter().map(|c| SyncCopy {
+                key: c.key,
+                source: c.source,
+                destination: region.clone(),
+                reason: c.reason,
+                bytes: c.bytes,
+            }));
+        sync.deletes
+            .extend(report.deletes.into_iter().map(|key| SyncDelete {
+                key,
+                region: region.clone(),
+            }));
+        sync.failures
+            .extend(report.failures.into_iter().map(|f| SyncFailure {
+                key: f.key,
+                region: f.region,
+                source: f.source,
+                error: f.error,
+            }));
+        if report.ranges_failed > 0 && report.failure_count == 0 {
+            sync.failures.push(SyncFailure {
+                key: String::new(),
+                region: region.clone(),
+                source: None,
+                error: format!(
+                    "{} of {} ranges did not finish{}",
+                    report.ranges_failed,
+                    report.ranges,
+                    report.error.map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            });
+        }
+        for (region, error) in report.unreachable {
+            unreachable.entry(region).or_insert(error);
+        }
+    }
+    sync.unreachable = unreachable
+        .into_iter()
+        .map(|(region, error)| UnreachableRegion { region, error })
+        .collect();
+    sync.copies
+        .sort_by(|a, b| (&a.key, &a.destination).cmp(&(&b.key, &b.destination)));
+    sync.ok = sync.failures.is_empty()
+        && sync.unreachable.is_empty()
+        && run.executions.iter().all(|e| e.status == "SUCCEEDED");
+    sync.in_cloud = Some(run.clone());
+    Ok(sync)
+}
+
+/// Runs the repair now in every region, follows it and reports it.
+pub async fn sync_in_cloud(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    regions: &[String],
+    carry_deletes: bool,
+    deep: bool,
+    reporter: &dyn Reporter,
+) -> Result<SyncReport> {
+    let started = Instant::now();
+    let mut run = start(aws, name, account, regions, deep).await?;
+    follow(aws, name, &mut run, reporter).await?;
+    report(
+        aws,
+        name,
+        account,
+        regions,
+        carry_deletes,
+        &mut run,
+        started.elapsed().as_secs_f64(),
+    )
+    .await
+}
