@@ -146,6 +146,28 @@ pub fn logs(region: &str) -> aws_sdk_cloudwatchlogs::Client {
     )
 }
 
+pub fn cloudwatch(region: &str) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(endpoint())
+            .credentials_provider(Credentials::for_tests())
+            .build(),
+    )
+}
+
+pub fn sfn(region: &str) -> aws_sdk_sfn::Client {
+    aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(endpoint())
+            .credentials_provider(Credentials::for_tests())
+            .build(),
+    )
+}
+
 pub fn data_bucket(name: &str, region: &str) -> String {
     format!("toastrep-{name}-{region}-{ACCOUNT}")
 }

@@ -10,6 +10,7 @@ mod marker_key;
 mod operate;
 mod package;
 mod render;
+mod repair;
 mod replicator;
 mod security;
 mod sync;

@@ -1,0 +1,444 @@
+//! The repair in the cloud: each region's state machine (a Distributed Map
+//! over key ranges) repairs its bucket, on a schedule or from
+//! `sync --in-cloud`; the function's metrics; the alarms and the dashboard.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+
+use crate::harness::{self, ACCOUNT, REGIONS, eventually, json, unique_name};
+use crate::sync::{Emu, body_of};
+
+/// First characters spread over the first run's ranges (by first character).
+const FIRSTS: [char; 10] = ['0', '5', 'B', 'J', 'Q', 'X', 'b', 'f', 'n', 'w'];
+
+/// `toastrep` with `args`, as JSON, and its exit code.
+fn toastrep_json(emu: &Emu, args: &[&str]) -> (Value, Option<i32>) {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = emu.toastrep(&all);
+    (json(&out), out.status.code())
+}
+
+/// The replicator's log lines in `region`.
+async fn log_lines(name: &str, region: &str) -> Vec<String> {
+    let function = format!("toastrep-{name}-replicator");
+    let config = harness::lambda(region)
+        .get_function_configuration()
+        .function_name(&function)
+        .send()
+        .await
+        .expect("GetFunctionConfiguration");
+    let group = config
+        .logging_config()
+        .and_then(|c| c.log_group())
+        .map_or_else(|| format!("/aws/lambda/{function}"), str::to_owned);
+    let mut lines = Vec::new();
+    let mut token = None;
+    loop {
+        let Ok(page) = harness::logs(region)
+            .filter_log_events()
+            .log_group_name(&group)
+            .set_next_token(token)
+            .send()
+            .await
+        else {
+            return lines;
+        };
+        lines.extend(
+            page.events()
+                .iter()
+                .filter_map(|e| e.message().map(str::to_owned)),
+        );
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return lines;
+        }
+    }
+}
+
+/// The Embedded Metric Format documents among `lines`.
+fn emf_documents(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|d| d.get("_aws").is_some())
+        .collect()
+}
+
+/// Every metric a document declares, with its dimension sets, checked
+/// against EMF's rules: each declared metric and dimension has a value.
+fn declared(document: &Value) -> Vec<(String, Vec<Vec<String>>)> {
+    let directives = document["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics is an array");
+    assert!(document["_aws"]["Timestamp"].is_i64(), "{document}");
+    let mut metrics = Vec::new();
+    for directive in directives {
+        assert_eq!(directive["Namespace"], "toastrep");
+        let sets: Vec<Vec<String>> =
+            serde_json::from_value(directive["Dimensions"].clone()).expect("dimension sets");
+        for set in &sets {
+            for dimension in set {
+                assert!(
+                    document[dimension].is_string(),
+                    "{dimension} has no value: {document}"
+                );
+            }
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap().to_owned();
+            let value = &document[&name];
+            assert!(
+                value.is_number()
+                    || value
+                        .as_array()
+                        .is_some_and(|a| a.iter().all(Value::is_number)),
+                "{name} has no numeric value: {document}"
+            );
+            metrics.push((name, sets.clone()));
+        }
+    }
+    metrics
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ranges() {
+    let emu = Emu::shared();
+    let name = unique_name("cloud");
+    emu.deploy(&name);
+
+    // eu-west-2's function hears nothing while 100 objects are uploaded all
+    // over the set, under keys spread over the key space.
+    emu.pause_into(&name, "eu-west-2", true).await;
+    let uploads: Vec<(String, &str)> = (0..100)
+        .map(|i| {
+            let region = REGIONS[i % REGIONS.len()];
+            (
+                format!("{}{i:03}/{region}", FIRSTS[i % FIRSTS.len()]),
+                region,
+            )
+        })
+        .collect();
+    stream::iter(&uploads)
+        .for_each_concurrent(8, |(key, region)| {
+            let (emu, name) = (&emu, &name);
+            async move {
+                emu.put(name, region, key, body_of(key, region, 0)).await;
+            }
+        })
+        .await;
+    let before = emu.settle(&name).await;
+    emu.pause_into(&name, "eu-west-2", false).await;
+    for region in [0, 2] {
+        eventually(
+            &format!("all 100 uploads in {}", REGIONS[region]),
+            Duration::from_secs(120),
+            || async { (emu.listing(&name, REGIONS[region]).await.len() == 100).then_some(()) },
+        )
+        .await;
+    }
+    let missing = 100 - before[1].len();
+    assert!(
+        missing >= 60,
+        "eu-west-2 should have missed the others' uploads, holds {}",
+        before[1].len()
+    );
+
+    // One run: every region's state machine repairs its own bucket.
+    let (report, code) = toastrep_json(&emu, &["sync", "--name", &name, "--in-cloud"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["keys_scanned"], 100, "{report}");
+    assert_eq!(report["copies_made"], missing as u64, "{report}");
+    assert_eq!(report["failures"], json!([]));
+    let copies = report["copies"].as_array().unwrap();
+    assert!(
+        copies
+            .iter()
+            .all(|c| c["destination"] == "eu-west-2" && c["reason"] == "missing")
+    );
+    let executions = report["in_cloud"]["executions"].as_array().unwrap();
+    assert_eq!(executions.len(), 3);
+    for execution in executions {
+        assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+        let ranges = &execution["ranges"];
+        // A Distributed Map over many ranges, every one repaired.
+        assert!(ranges["total"].as_i64().unwrap() > 1, "{execution}");
+        assert_eq!(ranges["succeeded"], ranges["total"], "{execution}");
+        assert_eq!(ranges["failed"], 0, "{execution}");
+    }
+    let after = emu.settle(&name).await;
+    for listing in &after {
+        assert_eq!(listing, &after[0], "the regions differ after the repair");
+    }
+    assert_eq!(after[1].len(), 100);
+
+    // Converged: a second run copies nothing.
+    let (again, code) = toastrep_json(&emu, &["sync", "--name", &name, "--in-cloud"]);
+    assert_eq!(code, Some(0), "{again}");
+    assert_eq!(again["copies_made"], 0, "{again}");
+    assert!(again["keys_scanned"].as_u64().unwrap() >= 100);
+
+    // status shows each region's last run.
+    let (status, code) = toastrep_json(&emu, &["status", "--name", &name]);
+    assert_eq!(code, Some(0), "{status}");
+    for region in status["regions"].as_array().unwrap() {
+        let run = &region["last_repair"];
+        assert_eq!(run["ok"], true, "{region}");
+        assert_eq!(run["run"], again["in_cloud"]["run"], "{region}");
+        assert_eq!(run["copies_made"], 0, "{region}");
+    }
+
+    // The metrics: the replicator's copies into us-east-1 (from the other
+    // two regions), and eu-west-2's first repair run, as EMF documents.
+    let lines = eventually(
+        "EMF lines in us-east-1",
+        Duration::from_secs(60),
+        || async {
+            let lines = log_lines(&name, "us-east-1").await;
+            emf_documents(&lines)
+                .iter()
+                .any(|d| d["Pair"] == "eu-west-2->us-east-1")
+                .then_some(lines)
+        },
+    )
+    .await;
+    let documents = emf_documents(&lines);
+    let pair = documents
+        .iter()
+        .find(|d| d["Pair"] == "eu-west-2->us-east-1" && d.get("Copies").is_some())
+        .expect("a pair document");
+    assert_eq!(pair["SetName"], name.as_str());
+    let metrics = declared(pair);
+    let names: Vec<&str> = metrics.iter().map(|(n, _)| n.as_str()).collect();
+    for metric in [
+        "ReplicationLatency",
+        "Copies",
+        "BytesCopied",
+        "DeletesCarried",
+        "FailuresRetryable",
+        "FailuresPermanent",
+    ] {
+        assert!(names.contains(&metric), "{metric} missing from {pair}");
+    }
+    assert!(
+        metrics
+            .iter()
+            .all(|(_, sets)| sets.contains(&vec!["SetName".to_owned(), "Pair".to_owned()]))
+    );
+    let latency = pair["ReplicationLatency"].as_array().unwrap();
+    assert!(!latency.is_empty() && latency.iter().all(|v| v.as_f64().unwrap() >= 0.0));
+    assert!(
+        documents
+            .iter()
+            .any(|d| d["Reason"].is_string() && declared(d).iter().any(|(n, _)| n == "Skips")),
+        "no skips-by-reason document"
+    );
+    let repair_lines = log_lines(&name, "eu-west-2").await;
+    let repair = emf_documents(&repair_lines);
+    assert!(
+        repair.iter().any(|d| d["Pair"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("->eu-west-2"))
+            && d["RepairCopies"].as_u64().is_some_and(|c| c > 0)),
+        "no RepairCopies document in eu-west-2"
+    );
+    let run = repair
+        .iter()
+        .find(|d| d["RepairRunCopies"].as_u64() == Some(missing as u64))
+        .expect("the first run's summary document");
+    assert_eq!(run["Region"], "eu-west-2");
+    declared(run);
+
+    emu.teardown(&name);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
+    let emu = Emu::shared();
+    let name = unique_name("sched");
+    let zip = harness::lambda_zip();
+    let regions = REGIONS.join(",");
+    let deploy = |extra: &[&str]| {
+        let mut args = vec![
+            "deploy",
+            "--name",
+            &name,
+            "--regions",
+            &regions,
+            "--lambda-zip",
+            zip.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = emu.toastrep(&args);
+        assert!(out.status.success(), "deploy {extra:?} failed");
+    };
+    deploy(&["--repair-schedule", "rate(6 hours)"]);
+    for region in REGIONS {
+        let schedule = scheduler(region)
+            .get_schedule()
+            .name(format!("toastrep-{name}-repair"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the schedule in {region}: {e:?}"));
+        assert_eq!(schedule.schedule_expression(), Some("rate(6 hours)"));
+        let target = schedule.target().expect("a target");
+        assert_eq!(
+            target.arn(),
+            format!("arn:aws:states:{region}:{ACCOUNT}:stateMachine:toastrep-{name}-repair")
+        );
+    }
+    let alarms = |region: &'static str| {
+        let name = name.clone();
+        async move {
+            let out = harness::cloudwatch(region)
+                .describe_alarms()
+                .alarm_name_prefix(format!("toastrep-{name}-"))
+                .send()
+                .await
+                .expect("DescribeAlarms");
+            let mut names: Vec<String> = out
+                .metric_alarms()
+                .iter()
+                .filter_map(|a| a.alarm_name().map(str::to_owned))
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    for region in REGIONS {
+        let names = alarms(region).await;
+        for kind in [
+            "dead-letters",
+            "errors",
+            "latency",
+            "repair-failed",
+            "repair-copies",
+            "delete-breaker",
+        ] {
+            let alarm = format!("toastrep-{name}-{kind}-{region}");
+            assert!(
+                names.contains(&alarm),
+                "{alarm} missing in {region}: {names:?}"
+            );
+        }
+    }
+    // One dashboard for the set, in the region that sorts first.
+    let dashboards = |region: &'static str| {
+        let name = name.clone();
+        async move {
+            harness::cloudwatch(region)
+                .list_dashboards()
+                .dashboard_name_prefix(format!("toastrep-{name}"))
+                .send()
+                .await
+                .expect("ListDashboards")
+                .dashboard_entries()
+                .iter()
+                .filter_map(|d| d.dashboard_name().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    let home = REGIONS.iter().min().unwrap();
+    let body = harness::cloudwatch(home)
+        .get_dashboard()
+        .dashboard_name(format!("toastrep-{name}"))
+        .send()
+        .await
+        .expect("the set's dashboard");
+    let body: Value = serde_json::from_str(body.dashboard_body().unwrap()).unwrap();
+    let text = body.to_string();
+    for metric in [
+        "ReplicationLatency",
+        "Copies",
+        "FailuresRetryable",
+        "RepairCopies",
+    ] {
+        assert!(text.contains(metric), "{metric} is not on the dashboard");
+    }
+    for region in REGIONS {
+        assert!(text.contains(region), "{region} is not on the dashboard");
+    }
+
+    // off removes the schedule, and nothing else of the repair.
+    deploy(&["--repair-schedule", "off"]);
+    for region in REGIONS {
+        let gone = scheduler(region)
+            .get_schedule()
+            .name(format!("toastrep-{name}-repair"))
+            .send()
+            .await;
+        assert!(gone.is_err(), "the schedule in {region} is still there");
+    }
+    // --no-wait starts the runs and returns; status shows them once done.
+    let (started, code) =
+        toastrep_json(&emu, &["sync", "--name", &name, "--in-cloud", "--no-wait"]);
+    assert_eq!(code, Some(0), "{started}");
+    let run = started["run"].as_str().expect("a run id").to_owned();
+    assert_eq!(
+        started["executions"].as_array().unwrap().len(),
+        3,
+        "{started}"
+    );
+    eventually(
+        "the started runs in status",
+        Duration::from_secs(120),
+        || async {
+            let (status, _) = toastrep_json(&emu, &["status", "--name", &name]);
+            status["regions"]
+                .as_array()?
+                .iter()
+                .all(|r| r["last_repair"]["run"] == run.as_str() && r["last_repair"]["ok"] == true)
+                .then_some(())
+        },
+    )
+    .await;
+    // A redeploy without the flag keeps it off.
+    deploy(&[]);
+    assert!(
+        scheduler(REGIONS[0])
+            .get_schedule()
+            .name(format!("toastrep-{name}-repair"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    emu.teardown(&name);
+    for region in REGIONS {
+        assert_eq!(
+            alarms(region).await,
+            Vec::<String>::new(),
+            "alarms left in {region}"
+        );
+        assert_eq!(
+            dashboards(region).await,
+            Vec::<String>::new(),
+            "dashboard left in {region}"
+        );
+        let machines = harness::sfn(region)
+            .list_state_machines()
+            .send()
+            .await
+            .expect("ListStateMachines");
+        assert!(
+            machines
+                .state_machines()
+                .iter()
+                .all(|m| !m.name().contains(&name)),
+            "a state machine of {name} is left in {region}"
+        );
+    }
+}
+
+fn scheduler(region: &str) -> aws_sdk_scheduler::Client {
+    aws_sdk_scheduler::Client::from_conf(
+        aws_sdk_scheduler::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .endpoint_url(harness::endpoint())
+            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .build(),
+    )
+}
