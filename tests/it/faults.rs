@@ -347,3 +347,109 @@ async fn wait_for_dead_letters(emu: &Emu, name: &str) {
         );
     }
 }
+
+/// A region the repair cannot read: every range of the runs that read it
+/// fails, the run says so, `status` reports it, and the next run, with the
+/// region readable again, repairs what was left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_that_cannot_read_a_region_is_reported_and_retried_by_the_next_run() {
+    let rig = Rig::start();
+    let emu = Emu {
+        endpoint: rig.emulator.clone(),
+    };
+    let name = unique_name("denied");
+    emu.deploy(&name);
+
+    // 30 uploads to ap-northeast-1 reach no other region.
+    for region in ["us-east-1", "eu-west-2"] {
+        emu.pause_into(&name, region, true).await;
+    }
+    let keys: Vec<String> = (0..30)
+        .map(|i| format!("{}{i:02}", ["0", "G", "k", "t"][i % 4]))
+        .collect();
+    for key in &keys {
+        emu.put(
+            &name,
+            "ap-northeast-1",
+            key,
+            body_of(key, "ap-northeast-1", 0),
+        )
+        .await;
+    }
+    emu.settle(&name).await;
+    for region in ["us-east-1", "eu-west-2"] {
+        emu.pause_into(&name, region, false).await;
+    }
+
+    // The functions' calls to ap-northeast-1 are denied.
+    rig.set_rules(
+        json!([{"service": "s3", "region": "ap-northeast-1", "probability": 1.0,
+        "error": {"code": "AccessDenied", "status": 403}}]),
+    );
+    let (failed, code) = emu.sync(&name, &["--in-cloud"]);
+    assert_eq!(code, Some(1), "{failed}");
+    assert_eq!(failed["ok"], false);
+    assert!(
+        failed["unreachable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["region"] == "ap-northeast-1"),
+        "{failed}"
+    );
+    let eu = failed["in_cloud"]["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["region"] == "eu-west-2")
+        .unwrap()
+        .clone();
+    assert_eq!(eu["status"], "FAILED", "{eu}");
+    assert!(eu["ranges"]["failed"].as_i64().unwrap() > 0, "{eu}");
+    assert!(rig.faulted() > 0);
+    // What only the denied region holds is still missing elsewhere.
+    let mut missing = 0;
+    for region in ["us-east-1", "eu-west-2"] {
+        let listing = emu.listing(&name, region).await;
+        missing += keys.iter().filter(|k| !listing.contains_key(*k)).count();
+    }
+    assert!(missing > 0, "nothing was left to repair");
+
+    // status reports the run that did not finish, and exits 1.
+    let out = emu.toastrep(&["status", "--name", &name, "--output", "json"]);
+    let status = crate::harness::json(&out);
+    assert_eq!(out.status.code(), Some(1), "{status}");
+    let region = status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "eu-west-2")
+        .unwrap();
+    assert_eq!(region["last_repair"]["ok"], false, "{region}");
+    assert_eq!(region["last_repair"]["run"], failed["in_cloud"]["run"]);
+    assert!(
+        region["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("did not finish")),
+        "{region}"
+    );
+
+    // The next run, with the region readable again, repairs it all.
+    rig.set_rules(json!([]));
+    let (repaired, code) = emu.sync(&name, &["--in-cloud"]);
+    assert_eq!(code, Some(0), "{repaired}");
+    assert_eq!(repaired["copies_made"], missing as u64, "{repaired}");
+    for region in ["us-east-1", "eu-west-2"] {
+        let listing = emu.listing(&name, region).await;
+        assert!(
+            keys.iter().all(|k| listing.contains_key(k)),
+            "{region} lacks a key"
+        );
+    }
+    let out = emu.toastrep(&["status", "--name", &name, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", crate::harness::json(&out));
+
+    emu.teardown(&name);
+}
