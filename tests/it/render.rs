@@ -286,6 +286,7 @@ fn every_s3_permission_of_the_replicator_is_for_buckets_of_its_own_account() {
     let documents = [
         &base["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"],
         &grant["Resources"]["SourceReadPolicy"]["Properties"]["PolicyDocument"],
+        &base["Resources"]["RepairStateMachineRole"]["Properties"]["Policies"][0]["PolicyDocument"],
     ];
     let mut checked = 0;
     for document in documents {
@@ -303,9 +304,11 @@ fn every_s3_permission_of_the_replicator_is_for_buckets_of_its_own_account() {
             }
         }
     }
-    // Four in the role (its bucket's objects and listing, the breaker's
-    // objects and listing), two in the grant (the source's objects, listing).
-    assert_eq!(checked, 6);
+    // Six in the role (its bucket's objects and listing, the breaker's and
+    // the repair's records and their listings), two in the grant (the
+    // source's objects, listing), one in the repair state machine's role
+    // (the manifest of ranges).
+    assert_eq!(checked, 9);
 }
 
 #[test]
