@@ -523,3 +523,32 @@ where
         Err(_) => Ok(default),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sns_delivery_is_never_a_repair_step() {
+        // What SNS delivers is its envelope: a writer's message is inside
+        // it, so no bucket writer can make the function run a repair step.
+        for fixture in [
+            include_str!("../../replication/tests/fixtures/sns-put.json"),
+            include_str!("../../replication/tests/fixtures/sns-multi.json"),
+            include_str!("../../replication/tests/fixtures/sns-test-event.json"),
+        ] {
+            let event: Value = serde_json::from_str(fixture).unwrap();
+            assert!(!is_repair(&event));
+        }
+        assert!(is_repair(&json!({"toastrep": "repair-plan", "run": "r"})));
+    }
+
+    #[test]
+    fn a_run_id_never_leaves_its_prefix() {
+        assert!(run_id("sync-1796176966940").is_ok());
+        assert!(run_id("4f1c2a9e-7b7d-4f0e-9a51-2f0c6f1f3a7b").is_ok());
+        for bad in ["", "../last", "a/b", "x".repeat(81).as_str()] {
+            assert!(run_id(bad).is_err(), "{bad}");
+        }
+    }
+}
