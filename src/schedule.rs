@@ -27,10 +27,10 @@ pub fn check(expression: &str) -> Result<(), InputError> {
     } else if let Some(cron) = expression
         .strip_prefix("cron(")
         .and_then(|c| c.strip_suffix(')'))
+        && cron.split_whitespace().count() == 6
+        && !cron.contains(['(', ')'])
     {
-        if cron.split_whitespace().count() == 6 && !cron.contains(['(', ')']) {
-            return Ok(());
-        }
+        return Ok(());
     }
     Err(InputError::new(format!(
         "--repair-schedule {expression:?} is not a schedule: use 'rate(1 day)', 'rate(6 hours)', 'rate(30 minutes)', 'cron(0 3 * * ? *)' (six fields, as EventBridge Scheduler reads them), or 'off'"

@@ -301,7 +301,7 @@ impl<'a> Repair<'a> {
             .scan(&buckets, &options, |step| match step {
                 ScanStep::Merged(key) => {
                     merged += 1;
-                    if merged % every == 0 {
+                    if merged.is_multiple_of(every) {
                         part.samples.push(key.to_owned());
                     }
                 }

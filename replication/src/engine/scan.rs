@@ -224,15 +224,12 @@ impl<S: ObjectStore> Replicator<S> {
                 .min();
             let mut batch = Vec::new();
             let mut last = None;
-            loop {
-                let Some(key) = cursors
-                    .iter()
-                    .filter_map(|c| c.page.front().map(|(k, _)| k))
-                    .min()
-                    .cloned()
-                else {
-                    break;
-                };
+            while let Some(key) = cursors
+                .iter()
+                .filter_map(|c| c.page.front().map(|(k, _)| k))
+                .min()
+                .cloned()
+            {
                 if horizon.as_ref().is_some_and(|h| key > *h) {
                     break;
                 }
