@@ -313,14 +313,14 @@ pub async fn report(
         execution.invocations = report.invocations;
         execution.longest_invocation_ms = report.longest_invocation_ms;
         // Every region lists the union of the set's keys.
-        sync.keys_scanned = sync.keys_scanned.max(report.keys_scanned);
-        sync.keys_examined += report.keys_examined;
-        sync.copies_made += report.copies_made;
-        sync.bytes_copied += report.bytes_copied;
-        sync.deletes_made += report.deletes_made;
-        sync.keys_differing_by_delete += report.keys_differing_by_delete;
+        sync.keys_scanned = sync.keys_scanned.max(report.tally.keys_scanned);
+        sync.keys_examined += report.tally.keys_examined;
+        sync.copies_made += report.tally.copies_made;
+        sync.bytes_copied += report.tally.bytes_copied;
+        sync.deletes_made += report.tally.deletes_made;
+        sync.keys_differing_by_delete += report.tally.keys_differing_by_delete;
         sync.copies
-            .extend(report.copies.into_iter().map(|c| SyncCopy {
+            .extend(report.tally.copies.into_iter().map(|c| SyncCopy {
                 key: c.key,
                 source: c.source,
                 destination: region.clone(),
@@ -328,18 +328,18 @@ pub async fn report(
                 bytes: c.bytes,
             }));
         sync.deletes
-            .extend(report.deletes.into_iter().map(|key| SyncDelete {
+            .extend(report.tally.deletes.into_iter().map(|key| SyncDelete {
                 key,
                 region: region.clone(),
             }));
         sync.failures
-            .extend(report.failures.into_iter().map(|f| SyncFailure {
+            .extend(report.tally.failures.into_iter().map(|f| SyncFailure {
                 key: f.key,
                 region: f.region,
                 source: f.source,
                 error: f.error,
             }));
-        if report.ranges_failed > 0 && report.failure_count == 0 {
+        if report.ranges_failed > 0 && report.tally.failure_count == 0 {
             sync.failures.push(SyncFailure {
                 key: String::new(),
                 region: region.clone(),
@@ -352,7 +352,7 @@ pub async fn report(
                 ),
             });
         }
-        for (region, error) in report.unreachable {
+        for (region, error) in report.tally.unreachable {
             unreachable.entry(region).or_insert(error);
         }
     }

@@ -224,7 +224,7 @@ impl<'a> Repair<'a> {
             regions,
             manifest,
             ranges: items.len(),
-            sample_every: sample_every(last.map_or(0, |r| r.keys_scanned)),
+            sample_every: sample_every(last.map_or(0, |r| r.tally.keys_scanned)),
             started_ms: now_ms(),
         };
         self.put_json(&format!("repair/runs/{run}/plan.json"), &plan)
@@ -307,14 +307,15 @@ impl<'a> Repair<'a> {
                 }
                 ScanStep::Repaired(key, result) => {
                     for copy in &result.copies {
-                        part.copies_made += 1;
-                        part.bytes_copied += copy.bytes;
+                        part.tally.copies_made += 1;
+                        part.tally.bytes_copied += copy.bytes;
                         *part
+                            .tally
                             .copies_by_source
                             .entry(regions[copy.source].clone())
                             .or_default() += 1;
-                        if part.copies.len() < LISTED {
-                            part.copies.push(RangeCopy {
+                        if part.tally.copies.len() < LISTED {
+                            part.tally.copies.push(RangeCopy {
                                 key: key.to_owned(),
                                 source: regions[copy.source].clone(),
                                 reason: copy.reason,
@@ -322,19 +323,19 @@ impl<'a> Repair<'a> {
                             });
                         }
                     }
-                    part.deletes_made += result.deletes.len() as u64;
-                    if !result.deletes.is_empty() && part.deletes.len() < LISTED {
-                        part.deletes.push(key.to_owned());
+                    part.tally.deletes_made += result.deletes.len() as u64;
+                    if !result.deletes.is_empty() && part.tally.deletes.len() < LISTED {
+                        part.tally.deletes.push(key.to_owned());
                     }
-                    part.keys_differing_by_delete += u64::from(
+                    part.tally.keys_differing_by_delete += u64::from(
                         !result.kept_deletes.is_empty()
                             && result.copies.is_empty()
                             && result.deletes.is_empty(),
                     );
                     for failure in &result.failures {
-                        part.failure_count += 1;
-                        if part.failures.len() < LISTED {
-                            part.failures.push(RangeFailure {
+                        part.tally.failure_count += 1;
+                        if part.tally.failures.len() < LISTED {
+                            part.tally.failures.push(RangeFailure {
                                 key: key.to_owned(),
                                 region: regions[failure.region].clone(),
                                 source: failure.source.map(|s| regions[s].clone()),
@@ -346,9 +347,9 @@ impl<'a> Repair<'a> {
                 ScanStep::Scanned(_) => {}
             })
             .await;
-        part.keys_scanned = end.keys_scanned;
-        part.keys_examined = end.keys_examined;
-        part.unreachable = end
+        part.tally.keys_scanned = end.keys_scanned;
+        part.tally.keys_examined = end.keys_examined;
+        part.tally.unreachable = end
             .unreachable
             .iter()
             .map(|(i, e)| (regions[*i].clone(), e.clone()))
@@ -366,12 +367,12 @@ impl<'a> Repair<'a> {
         tracing::info!(
             target: "toastrep::repair",
             run, range = part.index, part = part.part,
-            keys_scanned = part.keys_scanned, copies = part.copies_made,
-            failures = part.failure_count, unreachable = part.unreachable.len(),
+            keys_scanned = part.tally.keys_scanned, copies = part.tally.copies_made,
+            failures = part.tally.failure_count, unreachable = part.tally.unreachable.len(),
             resume = end.resume_after.is_some(),
             "range repaired"
         );
-        request.failed |= !part.ok();
+        request.failed |= !part.tally.ok();
         request.part += 1;
         request.done = end.resume_after.is_none();
         request.resume_after = end.resume_after;
@@ -440,7 +441,7 @@ impl<'a> Repair<'a> {
         self.put_json("repair/last.json", &report).await?;
         if report.ok {
             let samples = parts.into_iter().flat_map(|p| p.samples).collect();
-            let bounds = learned_bounds(samples, plan.sample_every, report.keys_scanned);
+            let bounds = learned_bounds(samples, plan.sample_every, report.tally.keys_scanned);
             self.put_json(
                 "repair/bounds.json",
                 &Bounds {
@@ -453,10 +454,10 @@ impl<'a> Repair<'a> {
         for document in repair_documents(
             &self.set.set,
             &self.region,
-            &report.copies_by_source,
-            report.keys_examined,
-            report.copies_made + report.deletes_made,
-            report.failure_count + report.ranges_failed as u64,
+            &report.tally.copies_by_source,
+            report.tally.keys_examined,
+            report.tally.copies_made + report.tally.deletes_made,
+            report.tally.failure_count + report.ranges_failed as u64,
             report.finished_ms,
         ) {
             println!("{document}");
@@ -464,8 +465,8 @@ impl<'a> Repair<'a> {
         tracing::info!(
             target: "toastrep::repair",
             run, ok = report.ok, ranges = report.ranges, ranges_failed = report.ranges_failed,
-            keys_scanned = report.keys_scanned, copies = report.copies_made,
-            failures = report.failure_count,
+            keys_scanned = report.tally.keys_scanned, copies = report.tally.copies_made,
+            failures = report.tally.failure_count,
             "repair run reported"
         );
         let summary = json!({
@@ -474,10 +475,10 @@ impl<'a> Repair<'a> {
             "ok": report.ok,
             "ranges": report.ranges,
             "ranges_failed": report.ranges_failed,
-            "keys_scanned": report.keys_scanned,
-            "keys_examined": report.keys_examined,
-            "copies_made": report.copies_made,
-            "failures": report.failure_count,
+            "keys_scanned": report.tally.keys_scanned,
+            "keys_examined": report.tally.keys_examined,
+            "copies_made": report.tally.copies_made,
+            "failures": report.tally.failure_count,
         });
         if report.ok {
             Ok(summary)

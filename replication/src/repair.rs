@@ -104,11 +104,9 @@ pub struct RangeFailure {
     pub error: String,
 }
 
-/// What one invocation of a range did.
+/// What a range invocation, or a whole run, repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangePart {
-    pub index: usize,
-    pub part: u32,
+pub struct Tally {
     pub keys_scanned: u64,
     pub keys_examined: u64,
     pub copies_made: u64,
@@ -124,16 +122,51 @@ pub struct RangePart {
     pub failures: Vec<RangeFailure>,
     /// Regions whose listing failed, with the error.
     pub unreachable: Vec<(String, String)>,
-    /// Candidate range bounds for the next run.
-    pub samples: Vec<String>,
-    pub millis: u64,
 }
 
-impl RangePart {
-    /// Whether the range was repaired completely (this part of it).
+impl Tally {
+    /// Whether everything was repaired.
     pub fn ok(&self) -> bool {
         self.failure_count == 0 && self.unreachable.is_empty()
     }
+
+    /// Adds `other` in; the lists stay capped at [`LISTED`].
+    pub fn add(&mut self, other: &Tally) {
+        self.keys_scanned += other.keys_scanned;
+        self.keys_examined += other.keys_examined;
+        self.copies_made += other.copies_made;
+        self.bytes_copied += other.bytes_copied;
+        self.deletes_made += other.deletes_made;
+        self.keys_differing_by_delete += other.keys_differing_by_delete;
+        for (source, count) in &other.copies_by_source {
+            *self.copies_by_source.entry(source.clone()).or_default() += count;
+        }
+        self.copies.extend(other.copies.iter().cloned());
+        self.copies.sort_by(|a, b| a.key.cmp(&b.key));
+        self.copies.truncate(LISTED);
+        self.deletes.extend(other.deletes.iter().cloned());
+        self.deletes.truncate(LISTED);
+        self.failure_count += other.failure_count;
+        self.failures.extend(other.failures.iter().cloned());
+        self.failures.truncate(LISTED);
+        for unreachable in &other.unreachable {
+            if !self.unreachable.contains(unreachable) {
+                self.unreachable.push(unreachable.clone());
+            }
+        }
+    }
+}
+
+/// What one invocation of a range did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangePart {
+    pub index: usize,
+    pub part: u32,
+    #[serde(flatten)]
+    pub tally: Tally,
+    /// Candidate range bounds for the next run.
+    pub samples: Vec<String>,
+    pub millis: u64,
 }
 
 /// Copies and failures a part lists by name; the counts are always whole.
@@ -155,18 +188,8 @@ pub struct RunReport {
     pub invocations: u64,
     /// The longest single invocation.
     pub longest_invocation_ms: u64,
-    pub keys_scanned: u64,
-    pub keys_examined: u64,
-    pub copies_made: u64,
-    pub bytes_copied: u64,
-    pub deletes_made: u64,
-    pub keys_differing_by_delete: u64,
-    pub copies_by_source: BTreeMap<String, u64>,
-    pub copies: Vec<RangeCopy>,
-    pub deletes: Vec<String>,
-    pub failure_count: u64,
-    pub failures: Vec<RangeFailure>,
-    pub unreachable: Vec<(String, String)>,
+    #[serde(flatten)]
+    pub tally: Tally,
     /// The map's own error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -194,28 +217,10 @@ pub fn summarise(
     };
     let mut failed = BTreeMap::<usize, bool>::new();
     for part in parts {
-        let bad = failed.entry(part.index).or_insert(false);
-        *bad |= !part.ok();
+        *failed.entry(part.index).or_insert(false) |= !part.tally.ok();
         report.invocations += 1;
         report.longest_invocation_ms = report.longest_invocation_ms.max(part.millis);
-        report.keys_scanned += part.keys_scanned;
-        report.keys_examined += part.keys_examined;
-        report.copies_made += part.copies_made;
-        report.bytes_copied += part.bytes_copied;
-        report.deletes_made += part.deletes_made;
-        report.keys_differing_by_delete += part.keys_differing_by_delete;
-        for (source, count) in &part.copies_by_source {
-            *report.copies_by_source.entry(source.clone()).or_default() += count;
-        }
-        report.copies.extend(part.copies.iter().cloned());
-        report.deletes.extend(part.deletes.iter().cloned());
-        report.failure_count += part.failure_count;
-        report.failures.extend(part.failures.iter().cloned());
-        for unreachable in &part.unreachable {
-            if !report.unreachable.contains(unreachable) {
-                report.unreachable.push(unreachable.clone());
-            }
-        }
+        report.tally.add(&part.tally);
     }
     // A range failed if any of its parts did, or if it never reported
     // (the map gave up on it, or the function died). Parts are named by
@@ -223,10 +228,7 @@ pub fn summarise(
     let reported = failed.len();
     report.ranges_failed =
         failed.values().filter(|bad| **bad).count() + plan.ranges.saturating_sub(reported);
-    report.copies.sort_by(|a, b| a.key.cmp(&b.key));
-    report.copies.truncate(LISTED);
-    report.failures.truncate(LISTED);
-    report.ok = report.ranges_failed == 0 && report.failure_count == 0 && report.error.is_none();
+    report.ok = report.ranges_failed == 0 && report.tally.ok() && report.error.is_none();
     report
 }
 
@@ -313,15 +315,18 @@ mod tests {
         };
         let part = |index, failures| RangePart {
             index,
-            keys_scanned: 10,
-            copies_made: 2,
-            failure_count: failures,
+            tally: Tally {
+                keys_scanned: 10,
+                copies_made: 2,
+                failure_count: failures,
+                ..Tally::default()
+            },
             ..RangePart::default()
         };
         let report = summarise(&plan, "a", &[part(0, 0), part(1, 1)], 5, None);
         assert_eq!(report.ranges_failed, 2);
-        assert_eq!(report.keys_scanned, 20);
-        assert_eq!(report.copies_made, 4);
+        assert_eq!(report.tally.keys_scanned, 20);
+        assert_eq!(report.tally.copies_made, 4);
         assert!(!report.ok);
         let whole = summarise(&plan, "a", &[part(0, 0), part(1, 0), part(2, 0)], 5, None);
         assert!(whole.ok);

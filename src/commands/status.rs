@@ -258,11 +258,11 @@ async fn region_status(
                     r.run,
                     r.ranges_failed,
                     r.ranges,
-                    r.failure_count,
-                    r.failures
+                    r.tally.failure_count,
+                    r.tally.failures
                         .first()
                         .map(|f| format!(", e.g. {} in {}: {}", f.key, f.region, f.error))
-                        .or_else(|| r.unreachable.first().map(|(region, e)| format!(", {region} unreadable: {e}")))
+                        .or_else(|| r.tally.unreachable.first().map(|(region, e)| format!(", {region} unreadable: {e}")))
                         .unwrap_or_default()
                 ));
             }
@@ -272,9 +272,9 @@ async fn region_status(
                 finished_ms: r.finished_ms,
                 ranges: r.ranges,
                 ranges_failed: r.ranges_failed,
-                keys_examined: r.keys_examined,
-                copies_made: r.copies_made,
-                failures: r.failure_count,
+                keys_examined: r.tally.keys_examined,
+                copies_made: r.tally.copies_made,
+                failures: r.tally.failure_count,
                 ok: r.ok,
             }
         }),

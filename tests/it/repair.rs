@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
 use crate::harness::{self, ACCOUNT, REGIONS, eventually, json, unique_name};
-use crate::sync::{Emu, body_of};
+use crate::sync::Emu;
 
 /// First characters spread over the first run's ranges (by first character).
 const FIRSTS: [char; 10] = ['0', '5', 'B', 'J', 'Q', 'X', 'b', 'f', 'n', 'w'];
@@ -111,7 +110,6 @@ async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ran
 
     // eu-west-2's function hears nothing while 100 objects are uploaded all
     // over the set, under keys spread over the key space.
-    emu.pause_into(&name, "eu-west-2", true).await;
     let uploads: Vec<(String, &str)> = (0..100)
         .map(|i| {
             let region = REGIONS[i % REGIONS.len()];
@@ -121,24 +119,7 @@ async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ran
             )
         })
         .collect();
-    stream::iter(&uploads)
-        .for_each_concurrent(8, |(key, region)| {
-            let (emu, name) = (&emu, &name);
-            async move {
-                emu.put(name, region, key, body_of(key, region, 0)).await;
-            }
-        })
-        .await;
-    let before = emu.settle(&name).await;
-    emu.pause_into(&name, "eu-west-2", false).await;
-    for region in [0, 2] {
-        eventually(
-            &format!("all 100 uploads in {}", REGIONS[region]),
-            Duration::from_secs(120),
-            || async { (emu.listing(&name, REGIONS[region]).await.len() == 100).then_some(()) },
-        )
-        .await;
-    }
+    let before = emu.upload_while_asleep(&name, "eu-west-2", &uploads).await;
     let missing = 100 - before[1].len();
     assert!(
         missing >= 60,

@@ -219,6 +219,39 @@ impl Emu {
         assert_eq!(changed, REGIONS.len() - 1, "subscriptions into {region}");
     }
 
+    /// Uploads `uploads` (key, region) while `asleep`'s function hears
+    /// nothing from the other regions, then wakes it; returns every
+    /// region's listing from before it woke. The other regions hold every
+    /// upload by then.
+    pub async fn upload_while_asleep(
+        &self,
+        name: &str,
+        asleep: &str,
+        uploads: &[(String, &str)],
+    ) -> Vec<BTreeMap<String, String>> {
+        self.pause_into(name, asleep, true).await;
+        stream::iter(uploads)
+            .for_each_concurrent(8, |(key, region)| async move {
+                self.put(name, region, key, body_of(key, region, 0)).await;
+            })
+            .await;
+        let before = self.settle(name).await;
+        self.pause_into(name, asleep, false).await;
+        // On a busy emulator a delivery can come after the quiet time
+        // settle waits for.
+        for region in REGIONS.iter().filter(|r| **r != asleep) {
+            harness::eventually(
+                &format!("all {} uploads in {region}", uploads.len()),
+                Duration::from_secs(120),
+                || async {
+                    (self.listing(name, region).await.len() == uploads.len()).then_some(())
+                },
+            )
+            .await;
+        }
+        before
+    }
+
     /// Waits until no bucket of the set has changed for a while: the
     /// emulator delivers events on background threads after PutObject returns.
     pub async fn settle(&self, name: &str) -> Vec<BTreeMap<String, String>> {
@@ -273,34 +306,13 @@ async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_chan
 
     // eu-west-2's function hears nothing while 100 objects are uploaded
     // all over the set (its own uploads still replicate outwards).
-    emu.pause_into(&name, "eu-west-2", true).await;
     let uploads: Vec<(String, &str)> = (0..100)
         .map(|i| {
             let region = REGIONS[i % REGIONS.len()];
             (format!("asleep/{region}/{i:03}"), region)
         })
         .collect();
-    stream::iter(&uploads)
-        .for_each_concurrent(8, |(key, region)| {
-            let emu = &emu;
-            let name = &name;
-            async move {
-                emu.put(name, region, key, body_of(key, region, 0)).await;
-            }
-        })
-        .await;
-    let before = emu.settle(&name).await;
-    emu.pause_into(&name, "eu-west-2", false).await;
-    // The unpaused regions get every upload; on a busy emulator a delivery
-    // can come after the quiet time settle waits for.
-    for region in [0, 2] {
-        harness::eventually(
-            &format!("all 100 uploads in {}", REGIONS[region]),
-            Duration::from_secs(120),
-            || async { (emu.listing(&name, REGIONS[region]).await.len() == 100).then_some(()) },
-        )
-        .await;
-    }
+    let before = emu.upload_while_asleep(&name, "eu-west-2", &uploads).await;
     let missing_in_eu = 100 - before[1].len();
     assert!(
         missing_in_eu >= 60,
