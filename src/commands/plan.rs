@@ -56,6 +56,10 @@ struct FunctionPlan {
     #[serde(skip_serializing_if = "Option::is_none")]
     architecture_now: Option<Architecture>,
     architecture: Architecture,
+    /// The deployed repair schedule (none for a new set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repair_schedule_now: Option<String>,
+    repair_schedule: String,
 }
 
 #[derive(Serialize)]
@@ -133,6 +137,8 @@ pub(crate) async fn preview(
     let function_plan = FunctionPlan {
         architecture_now: deployed.as_ref().map(|d| d.architecture),
         architecture: settings.architecture,
+        repair_schedule_now: deployed.as_ref().map(|d| d.repair_schedule.clone()),
+        repair_schedule: settings.repair_schedule.clone(),
     };
     // The deployed key, as deploy would pass it: an unchanged set then shows
     // no change (the NoEcho value is the same, though no API shows it).
@@ -264,6 +270,14 @@ fn summary(result: &PlanResult) -> String {
     if let Some(now) = function
         .architecture_now
         .filter(|now| *now != function.architecture)
+    {
+        let _ = write!(line, " (now {now})");
+    }
+    let _ = write!(line, "; repair in the cloud {}", function.repair_schedule);
+    if let Some(now) = function
+        .repair_schedule_now
+        .as_ref()
+        .filter(|now| **now != function.repair_schedule)
     {
         let _ = write!(line, " (now {now})");
     }
