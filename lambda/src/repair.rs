@@ -441,7 +441,7 @@ impl<'a> Repair<'a> {
         self.put_json("repair/last.json", &report).await?;
         if report.ok {
             let samples = parts.into_iter().flat_map(|p| p.samples).collect();
-            let bounds = learned_bounds(samples, plan.sample_every, report.tally.keys_scanned);
+            let bounds = learned_bounds(samples, report.tally.keys_scanned);
             self.put_json(
                 "repair/bounds.json",
                 &Bounds {

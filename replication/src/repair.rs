@@ -255,24 +255,20 @@ pub fn sample_every(keys: u64) -> u64 {
     (keys / (MAX_RANGES as u64 * 10)).max(100)
 }
 
-/// The next run's bounds from this run's samples (each standing for
-/// `sample_every` keys): ranges of about [`KEYS_PER_RANGE`] keys, at most
-/// [`MAX_RANGES`], and never fewer than the first run's split gives.
-pub fn learned_bounds(mut samples: Vec<String>, sample_every: u64, keys: u64) -> Vec<String> {
+/// The next run's bounds from this run's samples (about one every
+/// `sample_every` keys): ranges of about [`KEYS_PER_RANGE`] keys, never
+/// fewer than the first run's split gives (more ranges cost little and keep
+/// the map parallel), at most [`MAX_RANGES`].
+pub fn learned_bounds(mut samples: Vec<String>, keys: u64) -> Vec<String> {
     samples.sort();
     samples.dedup();
-    let ranges = (keys / KEYS_PER_RANGE).clamp(1, MAX_RANGES as u64) as usize;
-    if samples.is_empty() || ranges <= 1 {
+    if samples.len() < 2 {
         return first_bounds();
     }
-    let per_range = ((keys / ranges as u64) / sample_every.max(1)).max(1) as usize;
-    let learned: Vec<String> = samples.iter().step_by(per_range).skip(1).cloned().collect();
-    if learned.len() + 1 < first_bounds().len() + 1 {
-        // Fewer ranges than the first split: a small set; more ranges cost
-        // nothing and keep the map parallel.
-        return first_bounds();
-    }
-    learned
+    let fewest = first_bounds().len() as u64 + 1;
+    let wanted = (keys / KEYS_PER_RANGE).clamp(fewest, MAX_RANGES as u64) as usize;
+    let step = (samples.len() / wanted).max(1);
+    samples.into_iter().step_by(step).skip(1).collect()
 }
 
 #[cfg(test)]
@@ -336,10 +332,16 @@ mod tests {
     fn learned_bounds_split_a_large_set_evenly() {
         let samples: Vec<String> = (0..1000).map(|i| format!("k{i:06}")).collect();
         // 100,000 keys sampled every 100: 50 ranges of 2,000 keys.
-        let bounds = learned_bounds(samples, 100, 100_000);
+        let bounds = learned_bounds(samples, 100_000);
         assert_eq!(bounds.len(), 49);
         assert_eq!(bounds[0], "k000020");
-        // A small set keeps the first split.
-        assert_eq!(learned_bounds(vec!["a".into()], 100, 500), first_bounds());
+        // Keys under one prefix, too few for 2,000 a range: still the first
+        // split's count of ranges, now within that prefix.
+        let samples: Vec<String> = (0..200).map(|i| format!("bench/{:06}", i * 100)).collect();
+        let bounds = learned_bounds(samples, 20_000);
+        assert!(bounds.len() >= first_bounds().len(), "{}", bounds.len());
+        assert!(bounds.iter().all(|b| b.starts_with("bench/")));
+        // Nothing learned: the first split.
+        assert_eq!(learned_bounds(vec!["a".into()], 500), first_bounds());
     }
 }
