@@ -267,6 +267,7 @@ impl FunctionArgs {
                 .unwrap_or(kept.repair_copies_threshold),
             alarm_topic_arn: self.alarm_topic.clone().unwrap_or(kept.alarm_topic_arn),
             alarm_email: self.alarm_email.clone().unwrap_or(kept.alarm_email),
+            dashboard_home: kept.dashboard_home,
             ..FunctionSettings::default()
         }
     }

@@ -11,6 +11,10 @@ use crate::names::SetName;
 /// The dashboard body for set `name` in `regions`, as one JSON string
 /// (CloudFormation's `DashboardBody`).
 pub fn body(name: &SetName, regions: &[String]) -> String {
+    // In one order whatever order the regions come in: an unchanged set
+    // renders an unchanged body.
+    let mut regions = regions.to_vec();
+    regions.sort();
     let widget = |title: &str, metric: &str, stat: &str, y: u32| {
         let metrics: Vec<Value> = regions
             .iter()

@@ -37,10 +37,23 @@ impl DeployedSet {
     /// The function settings the set runs with (its first base stack's
     /// parameters); `None` for a set with no base stack.
     pub fn settings(&self) -> Option<crate::plan::FunctionSettings> {
+        let mut settings = self.bases.values().next().map(|base| {
+            crate::plan::FunctionSettings::from_parameters(&stack::parameters_of(base))
+        })?;
+        settings.dashboard_home = self.dashboard_home();
+        Some(settings)
+    }
+
+    /// The region whose base stack holds the set's dashboard.
+    pub fn dashboard_home(&self) -> Option<String> {
         self.bases
-            .values()
-            .next()
-            .map(|base| crate::plan::FunctionSettings::from_parameters(&stack::parameters_of(base)))
+            .iter()
+            .find(|(_, base)| {
+                stack::parameters_of(base)
+                    .get("DashboardBody")
+                    .is_some_and(|body| !body.is_empty())
+            })
+            .map(|(region, _)| region.clone())
     }
 
     /// Regions where anything of the set exists.

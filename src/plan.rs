@@ -53,6 +53,10 @@ pub struct FunctionSettings {
     pub alarm_topic_arn: String,
     /// An email address every alarm notifies ("" for none).
     pub alarm_email: String,
+    /// The region whose base stack holds the set's dashboard, once
+    /// deployed: it stays there when regions are added, so adding one
+    /// updates only that dashboard and never moves it.
+    pub dashboard_home: Option<String>,
 }
 
 impl Default for FunctionSettings {
@@ -88,6 +92,7 @@ impl Default for FunctionSettings {
             repair_copies_threshold: 1000,
             alarm_topic_arn: String::new(),
             alarm_email: String::new(),
+            dashboard_home: None,
         }
     }
 }
@@ -142,6 +147,9 @@ impl FunctionSettings {
             ),
             alarm_topic_arn: get(parameters, "AlarmTopicArn", d.alarm_topic_arn),
             alarm_email: get(parameters, "AlarmEmail", d.alarm_email),
+            // Which stack holds it is known from all of them: see
+            // `DeployedSet::settings`.
+            dashboard_home: None,
         }
     }
 }
@@ -365,6 +373,14 @@ impl DeployPlan {
         marker_key: &MarkerKey,
     ) -> Self {
         let name = &spec.name;
+        // The deployed home while it is a member, else the region that
+        // sorts first.
+        let dashboard_home = settings
+            .dashboard_home
+            .as_ref()
+            .filter(|home| spec.regions.contains(home))
+            .or_else(|| spec.regions.iter().min())
+            .cloned();
         let bases = spec
             .regions
             .iter()
@@ -430,11 +446,10 @@ impl DeployPlan {
                     ),
                     ("AlarmTopicArn".into(), settings.alarm_topic_arn.clone()),
                     ("AlarmEmail".into(), settings.alarm_email.clone()),
-                    // The set's one dashboard lives in the stack of its region that
-                    // sorts first, whatever order the regions were given in.
+                    // The set's one dashboard lives in one region's stack.
                     (
                         "DashboardBody".into(),
-                        if Some(region) == spec.regions.iter().min() {
+                        if Some(region) == dashboard_home.as_ref() {
                             crate::dashboard::body(name, &spec.regions)
                         } else {
                             String::new()

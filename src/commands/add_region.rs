@@ -53,7 +53,8 @@ pub async fn add_region(context: &Context, args: &AddRegionArgs) -> Result<Repor
 
     let base = &found.bases[source];
     let parameters = stack::parameters_of(base);
-    let settings = FunctionSettings::from_parameters(&parameters);
+    let mut settings = FunctionSettings::from_parameters(&parameters);
+    settings.dashboard_home = found.dashboard_home();
     let Some(code_key) = parameters.get("CodeKey") else {
         bail_input!(
             "the base stack of '{name}' in {source} has no CodeKey parameter, so it was not made by this toastrep: redeploy the set with `toastrep deploy`"

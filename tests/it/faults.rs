@@ -358,7 +358,7 @@ async fn a_repair_that_cannot_read_a_region_is_reported_and_retried_by_the_next_
         endpoint: rig.emulator.clone(),
     };
     let name = unique_name("denied");
-    emu.deploy(&name);
+    emu.deploy_with(&name, &["--repair-concurrency", "2"]);
 
     // 30 uploads to ap-northeast-1 reach no other region.
     for region in ["us-east-1", "eu-west-2"] {

@@ -100,13 +100,29 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
     assert_eq!(result["added"], serde_json::json!([FOURTH]), "{result}");
     assert_eq!(result["backfill"]["copies_made"], 6, "{result}");
     assert_eq!(result["verify"]["ok"], true, "{result}");
-    // The members' stacks were not touched: only the new base and its pairs.
+    // The members' stacks were not touched: only the new base and its
+    // pairs, and the dashboard's stack (the region that sorted first), whose
+    // dashboard now shows the new region.
+    let home = "ap-northeast-1";
     for stack in result["stacks"].as_array().unwrap() {
         let involves_new =
             stack["region"] == FOURTH || stack["stack_name"].as_str().unwrap().ends_with(FOURTH);
-        let expected = if involves_new { "created" } else { "unchanged" };
+        let expected = if involves_new {
+            "created"
+        } else if stack["kind"] == "base" && stack["region"] == home {
+            "updated"
+        } else {
+            "unchanged"
+        };
         assert_eq!(stack["action"], expected, "{stack}");
     }
+    let dashboard = crate::harness::cloudwatch(home)
+        .get_dashboard()
+        .dashboard_name(format!("toastrep-{name}"))
+        .send()
+        .await
+        .expect("the set's dashboard");
+    assert!(dashboard.dashboard_body().unwrap().contains(FOURTH));
 
     // Every existing object is in the new region, byte-identical, with its
     // metadata and tags.

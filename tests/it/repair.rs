@@ -106,7 +106,9 @@ fn declared(document: &Value) -> Vec<(String, Vec<Vec<String>>)> {
 async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ranges() {
     let emu = Emu::shared();
     let name = unique_name("cloud");
-    emu.deploy(&name);
+    // Two ranges at once per region: every range is a function process on
+    // the one emulator the other tests share.
+    emu.deploy_with(&name, &["--repair-concurrency", "2"]);
 
     // eu-west-2's function hears nothing while 100 objects are uploaded all
     // over the set, under keys spread over the key space.
@@ -255,7 +257,12 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
         let out = emu.toastrep(&args);
         assert!(out.status.success(), "deploy {extra:?} failed");
     };
-    deploy(&["--repair-schedule", "rate(6 hours)"]);
+    deploy(&[
+        "--repair-schedule",
+        "rate(6 hours)",
+        "--repair-concurrency",
+        "2",
+    ]);
     for region in REGIONS {
         let schedule = scheduler(region)
             .get_schedule()

@@ -72,17 +72,25 @@ impl Emu {
     }
 
     pub fn deploy(&self, name: &str) {
+        self.deploy_with(name, &[]);
+    }
+
+    /// Deploys with `extra` deploy flags.
+    pub fn deploy_with(&self, name: &str, extra: &[&str]) {
         let zip = harness::lambda_zip();
-        let out = self.toastrep(&[
+        let regions = REGIONS.join(",");
+        let mut args = vec![
             "deploy",
             "--name",
             name,
             "--regions",
-            &REGIONS.join(","),
+            &regions,
             "--lambda-zip",
             zip.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "deploy {name} failed");
+        ];
+        args.extend_from_slice(extra);
+        let out = self.toastrep(&args);
+        assert!(out.status.success(), "deploy {name} {extra:?} failed");
     }
 
     pub fn teardown(&self, name: &str) {
