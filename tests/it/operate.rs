@@ -447,7 +447,8 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
     let result = json(&plan);
     assert_eq!(
         result["function"],
-        serde_json::json!({"architecture_now": "x86_64", "architecture": "arm64"})
+        serde_json::json!({"architecture_now": "x86_64", "architecture": "arm64",
+            "repair_schedule_now": "rate(1 day)", "repair_schedule": "rate(1 day)"})
     );
     assert_eq!(result["package"]["architecture"], "arm64");
     for ((stack, region), (action, changes)) in plan_view(&result) {
