@@ -32,11 +32,14 @@ use toastrep_replication::repair::{
     RunReport, first_bounds, learned_bounds, sample_every, summarise,
 };
 use toastrep_replication::{Replicator, SdkStore, SetBuckets};
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 /// A range invocation stops scanning this long before Lambda's deadline,
 /// so the keys in flight finish and its part is written.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long a range invocation trusts the member regions it read.
+const MEMBERS_FRESH: Duration = Duration::from_secs(300);
 
 /// Range bounds learned from a whole run.
 #[derive(Debug, serde::Deserialize, Serialize)]
@@ -58,7 +61,8 @@ pub struct Repair<'a> {
     pub concurrency: usize,
     pub s3: aws_sdk_s3::Client,
     pub lambda: aws_sdk_lambda::Client,
-    members: OnceCell<BTreeSet<String>>,
+    /// The member regions, and when they were read.
+    members: Mutex<Option<(tokio::time::Instant, BTreeSet<String>)>>,
 }
 
 fn now_ms() -> i64 {
@@ -118,41 +122,51 @@ impl<'a> Repair<'a> {
             concurrency,
             s3,
             lambda,
-            members: OnceCell::new(),
+            members: Mutex::new(None),
         }
     }
 
     /// The member regions: the set's topics allowed to invoke this
-    /// function.
-    async fn members(&self) -> Result<&BTreeSet<String>, Diagnostic> {
-        self.members
-            .get_or_try_init(|| async {
-                let policy = self
-                    .lambda
-                    .get_policy()
-                    .function_name(&self.function)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        internal(format!(
-                            "reading the function's policy: {}",
-                            aws_sdk_s3::error::DisplayErrorContext(e)
-                        ))
-                    })?;
-                let policy: Value = serde_json::from_str(policy.policy().unwrap_or("{}"))
-                    .map_err(|e| internal(format!("the function's policy: {e}")))?;
-                let mut members: BTreeSet<String> = policy["Statement"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str())
-                    .filter_map(|arn| self.set.topic_region(arn))
-                    .map(str::to_owned)
-                    .collect();
-                members.insert(self.region.clone());
-                Ok(members)
-            })
+    /// function, read afresh.
+    async fn read_members(&self) -> Result<BTreeSet<String>, Diagnostic> {
+        let policy = self
+            .lambda
+            .get_policy()
+            .function_name(&self.function)
+            .send()
             .await
+            .map_err(|e| {
+                internal(format!(
+                    "reading the function's policy: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
+            })?;
+        let policy: Value = serde_json::from_str(policy.policy().unwrap_or("{}"))
+            .map_err(|e| internal(format!("the function's policy: {e}")))?;
+        let mut members: BTreeSet<String> = policy["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str())
+            .filter_map(|arn| self.set.topic_region(arn))
+            .map(str::to_owned)
+            .collect();
+        members.insert(self.region.clone());
+        *self.members.lock().await = Some((tokio::time::Instant::now(), members.clone()));
+        Ok(members)
+    }
+
+    /// The member regions as read within [`MEMBERS_FRESH`]: a range's
+    /// invocations check their requests against it without a control-plane
+    /// call each (GetPolicy is rate-limited), and a warm process still
+    /// learns of a region added or removed.
+    async fn members(&self) -> Result<BTreeSet<String>, Diagnostic> {
+        if let Some((read, members)) = self.members.lock().await.as_ref()
+            && read.elapsed() < MEMBERS_FRESH
+        {
+            return Ok(members.clone());
+        }
+        self.read_members().await
     }
 
     async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<(), Diagnostic> {
@@ -206,7 +220,8 @@ impl<'a> Repair<'a> {
     /// Step 1: the ranges, as the map's manifest.
     pub async fn plan(&self, run: &str, input: &Value) -> Result<Value, Diagnostic> {
         let run = run_id(run)?;
-        let regions: Vec<String> = self.members().await?.iter().cloned().collect();
+        // A run covers the members of when it starts.
+        let regions: Vec<String> = self.read_members().await?.into_iter().collect();
         let bounds = match self.get_json::<Bounds>("repair/bounds.json").await? {
             Some(learned) => learned.bounds,
             None => first_bounds(),
