@@ -308,11 +308,7 @@ impl<'a> Tally<'a> {
                 key: key.to_owned(),
                 region: regions[d.region].clone(),
             }));
-        self.differing_by_delete += u64::from(
-            !result.kept_deletes.is_empty()
-                && result.copies.is_empty()
-                && result.deletes.is_empty(),
-        );
+        self.differing_by_delete += u64::from(result.differs_only_by_delete());
         self.failures
             .extend(result.failures.iter().map(|f| SyncFailure {
                 key: key.to_owned(),

@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
 use toastrep_replication::metrics::repair_documents;
 use toastrep_replication::repair::{
-    LISTED, ManifestItem, Plan, RangeCopy, RangeFailure, RangePart, RangeRequest, RepairRequest,
-    RunReport, first_bounds, learned_bounds, sample_every, summarise,
+    ManifestItem, Plan, RangePart, RangeRequest, RepairRequest, RunReport, first_bounds,
+    learned_bounds, sample_every, summarise,
 };
 use toastrep_replication::{Replicator, SdkStore, SetBuckets};
 use tokio::sync::Mutex;
@@ -320,45 +320,7 @@ impl<'a> Repair<'a> {
                         part.samples.push(key.to_owned());
                     }
                 }
-                ScanStep::Repaired(key, result) => {
-                    for copy in &result.copies {
-                        part.tally.copies_made += 1;
-                        part.tally.bytes_copied += copy.bytes;
-                        *part
-                            .tally
-                            .copies_by_source
-                            .entry(regions[copy.source].clone())
-                            .or_default() += 1;
-                        if part.tally.copies.len() < LISTED {
-                            part.tally.copies.push(RangeCopy {
-                                key: key.to_owned(),
-                                source: regions[copy.source].clone(),
-                                reason: copy.reason,
-                                bytes: copy.bytes,
-                            });
-                        }
-                    }
-                    part.tally.deletes_made += result.deletes.len() as u64;
-                    if !result.deletes.is_empty() && part.tally.deletes.len() < LISTED {
-                        part.tally.deletes.push(key.to_owned());
-                    }
-                    part.tally.keys_differing_by_delete += u64::from(
-                        !result.kept_deletes.is_empty()
-                            && result.copies.is_empty()
-                            && result.deletes.is_empty(),
-                    );
-                    for failure in &result.failures {
-                        part.tally.failure_count += 1;
-                        if part.tally.failures.len() < LISTED {
-                            part.tally.failures.push(RangeFailure {
-                                key: key.to_owned(),
-                                region: regions[failure.region].clone(),
-                                source: failure.source.map(|s| regions[s].clone()),
-                                error: failure.error.clone(),
-                            });
-                        }
-                    }
-                }
+                ScanStep::Repaired(key, result) => part.tally.record(key, result, regions),
                 ScanStep::Scanned(_) => {}
             })
             .await;

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::KeyRange;
+use crate::engine::{KeyRange, KeyRepair};
 
 /// What the state machine asks the function; `toastrep` names the step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +128,40 @@ impl Tally {
     /// Whether everything was repaired.
     pub fn ok(&self) -> bool {
         self.failure_count == 0 && self.unreachable.is_empty()
+    }
+
+    /// Counts one key's repair; `regions` names the regions by index.
+    pub fn record(&mut self, key: &str, result: &KeyRepair, regions: &[String]) {
+        for copy in &result.copies {
+            self.copies_made += 1;
+            self.bytes_copied += copy.bytes;
+            let source = &regions[copy.source];
+            *self.copies_by_source.entry(source.clone()).or_default() += 1;
+            if self.copies.len() < LISTED {
+                self.copies.push(RangeCopy {
+                    key: key.to_owned(),
+                    source: source.clone(),
+                    reason: copy.reason,
+                    bytes: copy.bytes,
+                });
+            }
+        }
+        self.deletes_made += result.deletes.len() as u64;
+        if !result.deletes.is_empty() && self.deletes.len() < LISTED {
+            self.deletes.push(key.to_owned());
+        }
+        self.keys_differing_by_delete += u64::from(result.differs_only_by_delete());
+        for failure in &result.failures {
+            self.failure_count += 1;
+            if self.failures.len() < LISTED {
+                self.failures.push(RangeFailure {
+                    key: key.to_owned(),
+                    region: regions[failure.region].clone(),
+                    source: failure.source.map(|s| regions[s].clone()),
+                    error: failure.error.clone(),
+                });
+            }
+        }
     }
 
     /// Adds `other` in; the lists stay capped at [`LISTED`].

@@ -53,6 +53,14 @@ pub struct KeyRepair {
     pub failures: Vec<RepairFailure>,
 }
 
+impl KeyRepair {
+    /// The key differs between regions only by a delete kept where it was
+    /// made (the set does not carry deletes): nothing was copied or carried.
+    pub fn differs_only_by_delete(&self) -> bool {
+        !self.kept_deletes.is_empty() && self.copies.is_empty() && self.deletes.is_empty()
+    }
+}
+
 impl<S: ObjectStore> Replicator<S> {
     /// Makes every region in `buckets` whose `repair` flag is set hold the
     /// winning write of `key`. On a dry run nothing is written and the plan
