@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::architecture::Architecture;
-use crate::plan::FunctionSettings;
+use crate::model::architecture::Architecture;
+use crate::model::function::FunctionSettings;
 
 /// Provision and run an active-active, multi-region S3 replica set.
 ///

@@ -1,28 +1,25 @@
 //! toastrep: provision and run an active-active, multi-region S3 replica set.
 //!
-//! The binary (`main.rs`) parses arguments and prints; this library plans,
-//! deploys, verifies and tears down. The replication itself lives in the
-//! `toastrep-replication` crate, shared with the Lambda function.
+//! The layers, each calling only those below it:
+//! - `main.rs` parses the command line ([`cli`]) and prints;
+//! - [`settings`] resolves flags, the set file and defaults once, into
+//!   typed settings for one command;
+//! - [`commands`] run one operation each and turn its typed result into
+//!   text or JSON; they make no AWS call themselves;
+//! - [`ops`] are the operations: discover, membership, rollout, preview,
+//!   teardown, verify, health, sync, replay, repair, ...;
+//! - [`aws`] is the AWS side (clients, CloudFormation stacks, buckets) and
+//!   [`model`] the pure values (names, regions, the stacks of a set).
+//!
+//! The replication itself lives in the `toastrep-replication` crate, shared
+//! with the Lambda function.
 
-pub mod architecture;
-pub mod artifacts;
 pub mod aws;
-pub mod breaker;
-pub mod buckets;
 pub mod cli;
 pub mod commands;
-pub mod dashboard;
-pub mod discover;
 pub mod error;
-pub mod lifecycle;
-pub mod marker_key;
-pub mod names;
+pub mod model;
+pub mod ops;
 pub mod package;
-pub mod plan;
 pub mod progress;
-pub mod regions;
-pub mod repair;
-pub mod schedule;
-pub mod stack;
-pub mod sync;
-pub mod templates;
+pub mod settings;

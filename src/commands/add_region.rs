@@ -11,20 +11,21 @@ use anyhow::{Context as _, Result};
 
 use super::deploy;
 use super::{Context, Report};
+use crate::aws::stack;
 use crate::bail_input;
 use crate::cli::AddRegionArgs;
-use crate::discover;
-use crate::marker_key;
-use crate::names::SetName;
+use crate::model::function::FunctionSettings;
+use crate::model::names::SetName;
+use crate::model::regions;
+use crate::model::topology::{DeployPlan, SetSpec, parse_regions};
+use crate::ops::discover;
+use crate::ops::marker_key;
 use crate::package::Package;
-use crate::plan::{DeployPlan, FunctionSettings, SetSpec, parse_regions};
-use crate::regions;
-use crate::stack;
 
 pub async fn add_region(context: &Context, args: &AddRegionArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
     let region = parse_regions(std::slice::from_ref(&args.region))?.remove(0);
-    crate::names::check_lengths(&name, [region.as_str()])?;
+    crate::model::names::check_lengths(&name, [region.as_str()])?;
     let aws = context.aws(&region).await;
     let account = aws.account_id().await?;
     let partition = regions::partition_of(&region).expect("regions are checked");

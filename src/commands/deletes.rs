@@ -16,12 +16,12 @@ use serde::Serialize;
 use toastrep_replication::{Bucket, KeyRestore, ObjectStore};
 
 use super::{Context, Located, Report};
-use crate::breaker::{self, HeldDelete, OpenBreaker};
 use crate::cli::DeletesArgs;
-use crate::discover;
-use crate::names::SetName;
-use crate::plan::parse_regions;
-use crate::sync::set_engine;
+use crate::model::names::SetName;
+use crate::model::topology::parse_regions;
+use crate::ops::breaker::{self, HeldDelete, OpenBreaker};
+use crate::ops::discover;
+use crate::ops::sync::set_engine;
 
 /// How long held deletes stay hidden while they are read (then shown
 /// again) or acted on (then deleted, or back after this long).
@@ -97,7 +97,7 @@ pub async fn deletes(context: &Context, args: &DeletesArgs) -> Result<Report> {
     };
     let act = args.yes && action != Action::Look;
     // Releasing carries deletes, whatever the set does now.
-    let settings = crate::plan::FunctionSettings {
+    let settings = crate::model::function::FunctionSettings {
         replicate_deletes: true,
         ..found.settings().unwrap_or_default()
     };

@@ -24,21 +24,21 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::{Context, Report};
-use crate::architecture::Architecture;
-use crate::artifacts;
 use crate::aws::Aws;
+use crate::aws::artifacts;
+use crate::aws::lifecycle;
+use crate::aws::stack::{self, ResourceFailure, StackAction};
 use crate::bail_input;
 use crate::cli::{DeployArgs, SetArgs, VerifyArgs};
-use crate::discover::{self, DeployedSet};
-use crate::lifecycle;
-use crate::marker_key;
-use crate::names::SetName;
+use crate::model::architecture::Architecture;
+use crate::model::names::SetName;
+use crate::model::regions;
+use crate::model::topology::{DeployPlan, SetSpec, StackPlan};
+use crate::ops::discover::{self, DeployedSet};
+use crate::ops::marker_key;
+use crate::ops::sync::{self, SyncOptions};
 use crate::package::Package;
-use crate::plan::{DeployPlan, SetSpec, StackPlan};
 use crate::progress::Reporter;
-use crate::regions;
-use crate::stack::{self, ResourceFailure, StackAction};
-use crate::sync::{self, SyncOptions};
 
 #[derive(Serialize)]
 struct DeployResult {
@@ -448,7 +448,7 @@ async fn backfill(
     };
     // The same key as the set's functions: the added regions' copies must
     // carry markers they can verify.
-    let marker_key = crate::marker_key::for_set(aws, name, regions).await?;
+    let marker_key = crate::ops::marker_key::for_set(aws, name, regions).await?;
     // The set's own part size and concurrency, as its functions copy.
     let settings = plan.settings.copy_settings();
     let report = sync::sync_set(

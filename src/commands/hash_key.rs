@@ -7,9 +7,9 @@ use toastrep_replication::log_keys;
 
 use super::{Context, Located, Report};
 use crate::cli::HashKeyArgs;
-use crate::discover;
-use crate::names::SetName;
-use crate::plan::parse_regions;
+use crate::model::names::SetName;
+use crate::model::topology::parse_regions;
+use crate::ops::discover;
 
 #[derive(Serialize)]
 struct HashedKey {
@@ -22,7 +22,7 @@ pub async fn hash_key(context: &Context, args: &HashKeyArgs) -> Result<Report> {
     let given = parse_regions(&args.regions)?;
     let Located { aws, found, .. } = context.locate(&name, &given).await?;
     let regions = discover::require_deployed(&found, &name)?;
-    let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
+    let marker_key = crate::ops::marker_key::for_set(&aws, &name, &regions).await?;
     let hashed: Vec<HashedKey> = args
         .keys
         .iter()

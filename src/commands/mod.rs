@@ -39,8 +39,8 @@ use serde::Serialize;
 use anyhow::Result;
 
 use crate::aws::{Aws, AwsOptions};
-use crate::discover::{self, DeployedSet};
-use crate::names::SetName;
+use crate::model::names::SetName;
+use crate::ops::discover::{self, DeployedSet};
 use crate::progress::Reporter;
 
 /// What every command gets: how to reach AWS and how to report progress.

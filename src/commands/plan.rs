@@ -11,15 +11,15 @@ use serde::Serialize;
 
 use super::deploy;
 use super::{Context, Report};
-use crate::architecture::Architecture;
+use crate::aws::lifecycle::{deletes_phrase, kept_phrase};
+use crate::aws::stack::{self, PreviewAction, ResourceChange};
 use crate::cli::{FunctionArgs, PlanArgs};
-use crate::discover;
-use crate::lifecycle::{deletes_phrase, kept_phrase};
-use crate::marker_key;
-use crate::names::SetName;
+use crate::model::architecture::Architecture;
+use crate::model::names::SetName;
+use crate::model::topology::{DeployPlan, SetSpec, StackPlan};
+use crate::ops::discover;
+use crate::ops::marker_key;
 use crate::package::Package;
-use crate::plan::{DeployPlan, SetSpec, StackPlan};
-use crate::stack::{self, PreviewAction, ResourceChange};
 
 #[derive(Serialize)]
 struct PlanResult {

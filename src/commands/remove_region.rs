@@ -13,13 +13,13 @@ use serde::Serialize;
 
 use super::teardown::{self, BucketRow, StackRow, bucket_line};
 use super::{Context, Report};
+use crate::aws::stack::StackAction;
 use crate::bail_input;
 use crate::cli::RemoveRegionArgs;
-use crate::names::SetName;
-use crate::plan::{self, parse_regions};
-use crate::regions;
-use crate::stack::StackAction;
-use crate::templates::Template;
+use crate::model::names::SetName;
+use crate::model::regions;
+use crate::model::templates::Template;
+use crate::model::topology::{self, parse_regions};
 
 #[derive(Serialize)]
 struct RemoveResult {
@@ -44,7 +44,7 @@ pub async fn remove_region(context: &Context, args: &RemoveRegionArgs) -> Result
     let account = aws.account_id().await?;
     let partition = regions::partition_of(&region).expect("regions are checked");
     let found = super::deploy::discover_in_partition(&aws, &name, &account, partition).await?;
-    let members = crate::discover::require_deployed(&found, &name)?;
+    let members = crate::ops::discover::require_deployed(&found, &name)?;
     if !members.contains(&region) {
         bail_input!(
             "{region} is not a region of set '{name}' (it is deployed in {}): check --region",
@@ -62,7 +62,7 @@ pub async fn remove_region(context: &Context, args: &RemoveRegionArgs) -> Result
         teardown::refuse_unread_queues(&aws, &name, [&region]).await?;
     }
 
-    let (subscriptions, grants) = plan::pair_stacks_of(&name, &region, &members);
+    let (subscriptions, grants) = topology::pair_stacks_of(&name, &region, &members);
     let mut stacks =
         teardown::delete_all(&aws, &name, Template::Subscription, subscriptions, reporter).await;
     if stacks.iter().all(|r| r.error.is_none()) {

@@ -7,11 +7,11 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::{Context, Report};
-use crate::artifacts;
+use crate::aws::artifacts;
 use crate::cli::RenderArgs;
-use crate::marker_key::{self, MarkerKey};
+use crate::model::topology::{DeployPlan, SetSpec, StackPlan, shown_parameters};
+use crate::ops::marker_key::{self, MarkerKey};
 use crate::package::Package;
-use crate::plan::{DeployPlan, SetSpec, StackPlan, shown_parameters};
 
 /// The file in OUT that holds the rendered set's marker key.
 const MARKER_KEY_FILE: &str = "marker-key";

@@ -31,11 +31,11 @@ use super::{Context, Located, Report};
 use crate::aws::Aws;
 use crate::bail_input;
 use crate::cli::ReplayArgs;
-use crate::discover;
-use crate::names::SetName;
-use crate::plan::parse_regions;
-use crate::regions;
-use crate::sync::set_replicator;
+use crate::model::names::SetName;
+use crate::model::regions;
+use crate::model::topology::parse_regions;
+use crate::ops::discover;
+use crate::ops::sync::set_replicator;
 
 /// Long enough that a message being replayed is not received again in the
 /// same run; messages left in the queue are made visible again at the end.
@@ -115,7 +115,7 @@ pub async fn replay(context: &Context, args: &ReplayArgs) -> Result<Report> {
         .iter()
         .filter(|region| only.is_empty() || only.contains(region))
         .collect();
-    let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
+    let marker_key = crate::ops::marker_key::for_set(&aws, &name, &regions).await?;
     // The function's own engine, on the set's buckets in its regions only:
     // a message naming any other bucket is refused, whoever put it in the
     // queue (and so is one that did not come from the set's topics).

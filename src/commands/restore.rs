@@ -14,13 +14,13 @@ use serde::Serialize;
 use toastrep_replication::{Bucket, KeyRestore};
 
 use super::{Context, Located, Report};
+use crate::aws::buckets;
 use crate::bail_input;
-use crate::buckets;
 use crate::cli::RestoreArgs;
-use crate::discover;
-use crate::names::SetName;
-use crate::plan::parse_regions;
-use crate::sync::set_engine;
+use crate::model::names::SetName;
+use crate::model::topology::parse_regions;
+use crate::ops::discover;
+use crate::ops::sync::set_engine;
 
 /// How often the progress line is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);

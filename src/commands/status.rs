@@ -17,13 +17,13 @@ use serde::Serialize;
 
 use super::{Context, Located, Report};
 use crate::aws::Aws;
+use crate::aws::lifecycle::{deletes_phrase, kept_phrase};
+use crate::aws::stack;
 use crate::cli::StatusArgs;
-use crate::discover;
-use crate::lifecycle::{deletes_phrase, kept_phrase};
-use crate::names::SetName;
+use crate::model::names::SetName;
+use crate::model::topology::parse_regions;
+use crate::ops::discover;
 use crate::package::Package;
-use crate::plan::parse_regions;
-use crate::stack;
 
 #[derive(Serialize)]
 struct StatusResult {
@@ -71,7 +71,7 @@ struct RepairRun {
 #[derive(Serialize)]
 struct BreakerStatus {
     /// Regions whose deletes this region holds.
-    open_for: Vec<crate::breaker::OpenBreaker>,
+    open_for: Vec<crate::ops::breaker::OpenBreaker>,
     /// Deletes waiting in the held-deletes queue.
     held: u64,
     /// The breaker alarm's state, when it could be read.
@@ -165,7 +165,7 @@ pub async fn status(context: &Context, args: &StatusArgs) -> Result<Report> {
     // Versions expire by the bucket's own rules: read them there.
     let first = &members[0];
     let kept =
-        crate::lifecycle::noncurrent_days(&aws.s3(first), &name.data_bucket(first, &account))
+        crate::aws::lifecycle::noncurrent_days(&aws.s3(first), &name.data_bucket(first, &account))
             .await
             .ok();
     let deletes = found.settings().map(|s| DeleteSettings {
@@ -248,7 +248,7 @@ async fn region_status(
         queue_status(aws, name, region),
         bucket_status(aws, name, account, region),
         breaker_status(aws, name, account, region),
-        crate::repair::last_run(aws, name, account, region),
+        crate::ops::repair::last_run(aws, name, account, region),
     );
     let last_repair = match repair {
         Ok(report) => report.map(|r| {
@@ -369,9 +369,9 @@ async fn breaker_status(
     region: &str,
 ) -> Result<BreakerStatus> {
     let (open_for, held, alarm) = tokio::join!(
-        crate::breaker::open_breakers(aws, name, account, region),
-        crate::breaker::held_count(aws, name, region),
-        crate::breaker::alarm_state(aws, name, region),
+        crate::ops::breaker::open_breakers(aws, name, account, region),
+        crate::ops::breaker::held_count(aws, name, region),
+        crate::ops::breaker::alarm_state(aws, name, region),
     );
     Ok(BreakerStatus {
         open_for: open_for?,

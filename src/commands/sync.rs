@@ -1,4 +1,4 @@
-//! `toastrep sync`: anti-entropy over every region of a set (see [`crate::sync`]).
+//! `toastrep sync`: anti-entropy over every region of a set (see [`crate::ops::sync`]).
 
 use std::fmt::Write as _;
 
@@ -7,11 +7,11 @@ use anyhow::Result;
 use super::{Context, Located, Report};
 use crate::bail_input;
 use crate::cli::SyncArgs;
-use crate::discover;
-use crate::names::SetName;
-use crate::plan::parse_regions;
-use crate::repair;
-use crate::sync::{SyncOptions, SyncReport, sync_set};
+use crate::model::names::SetName;
+use crate::model::topology::parse_regions;
+use crate::ops::discover;
+use crate::ops::repair;
+use crate::ops::sync::{SyncOptions, SyncReport, sync_set};
 
 pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
     let name = SetName::parse(&args.set.name)?;
@@ -48,7 +48,7 @@ pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
         only_into: None,
         carry_deletes: settings.replicate_deletes,
     };
-    let marker_key = crate::marker_key::for_set(&aws, &name, &regions).await?;
+    let marker_key = crate::ops::marker_key::for_set(&aws, &name, &regions).await?;
     let report = sync_set(
         &aws,
         &name,

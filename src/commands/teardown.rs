@@ -14,14 +14,14 @@ use serde::Serialize;
 
 use super::{Context, Located, Report};
 use crate::aws::Aws;
+use crate::aws::buckets;
+use crate::aws::stack::{self, StackAction, StackError};
 use crate::bail_input;
-use crate::buckets;
 use crate::cli::TeardownArgs;
-use crate::names::SetName;
-use crate::plan::parse_regions;
+use crate::model::names::SetName;
+use crate::model::templates::Template;
+use crate::model::topology::parse_regions;
 use crate::progress::Reporter;
-use crate::stack::{self, StackAction, StackError};
-use crate::templates::Template;
 
 #[derive(Serialize)]
 struct TeardownResult {

@@ -30,12 +30,12 @@ use sha2::{Digest, Sha256};
 
 use super::{Context, Located, Report};
 use crate::aws::Aws;
+use crate::aws::buckets;
 use crate::bail_input;
-use crate::buckets;
 use crate::cli::VerifyArgs;
-use crate::discover;
-use crate::names::SetName;
-use crate::plan::parse_regions;
+use crate::model::names::SetName;
+use crate::model::topology::parse_regions;
+use crate::ops::discover;
 
 /// Where probes live; outside any prefix a user is likely to have.
 const PROBE_PREFIX: &str = ".toastrep/verify";

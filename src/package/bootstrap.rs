@@ -8,8 +8,8 @@ use object::elf;
 use object::read::elf::{FileHeader, SectionHeader};
 use object::{Endianness, FileKind};
 
-use crate::architecture::Architecture;
 use crate::error::InputError;
+use crate::model::architecture::Architecture;
 
 /// The glibc of Lambda's provided.al2023 runtime (Amazon Linux 2023).
 pub const LAMBDA_GLIBC: GlibcVersion = GlibcVersion(2, 34);

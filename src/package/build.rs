@@ -11,8 +11,8 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 
 use super::bootstrap::LAMBDA_GLIBC;
-use crate::architecture::Architecture;
 use crate::bail_input;
+use crate::model::architecture::Architecture;
 use crate::progress::Reporter;
 
 /// The cargo profile the function is built with (see the workspace Cargo.toml).

@@ -17,9 +17,9 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
 pub use self::bootstrap::{Bootstrap, GlibcVersion, LAMBDA_GLIBC};
-use crate::architecture::Architecture;
 use crate::bail_input;
 use crate::error::InputError;
+use crate::model::architecture::Architecture;
 use crate::progress::Reporter;
 
 /// A zipped function package, in memory: it is a few megabytes.

@@ -30,7 +30,7 @@ async fn refused(name: &str, regions: &str, expected: &[&str]) {
             "{message:?} does not mention {word:?}"
         );
     }
-    if let Ok(valid) = toastrep::names::SetName::parse(name) {
+    if let Ok(valid) = toastrep::model::names::SetName::parse(name) {
         assert_nothing_created(valid.as_str()).await;
     }
 }

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use toastrep::architecture::Architecture;
+use toastrep::model::architecture::Architecture;
 use toastrep::package::{Bootstrap, LAMBDA_GLIBC};
 
 use crate::harness::{lambda_zip, lambda_zip_arm64};

@@ -714,7 +714,7 @@ async fn large_object_is_copied_in_parts_byte_identical_with_no_upload_left() {
         })
         .await;
     }
-    toastrep::buckets::purge_prefix(&s3("us-east-1"), &set.bucket("us-east-1"), synced)
+    toastrep::aws::buckets::purge_prefix(&s3("us-east-1"), &set.bucket("us-east-1"), synced)
         .await
         .unwrap();
     let out = toastrep(&[

@@ -519,7 +519,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         .put(&name, source, "replay/good", good_body.clone())
         .await;
     emu.settle(&name).await;
-    toastrep::buckets::purge_prefix(
+    toastrep::aws::buckets::purge_prefix(
         &emu.s3(destination),
         &harness::data_bucket(&name, destination),
         "replay/good",

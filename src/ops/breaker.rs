@@ -9,7 +9,7 @@ use toastrep_replication::breaker_keys;
 use toastrep_replication::{S3Notice, parse_s3_message};
 
 use crate::aws::Aws;
-use crate::names::SetName;
+use crate::model::names::SetName;
 
 /// An open breaker: deletes from `source` are held in the region.
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::names::SetName;
+use crate::model::names::SetName;
 
 /// The dashboard body for set `name` in `regions`, as one JSON string
 /// (CloudFormation's `DashboardBody`).

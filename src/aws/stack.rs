@@ -15,7 +15,7 @@ use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackEvent, Tag};
 use serde::Serialize;
 
-use crate::plan::{StackPlan, TAG_SET, TAG_STACK};
+use crate::model::topology::{StackPlan, TAG_SET, TAG_STACK};
 use crate::progress::Reporter;
 
 /// What an operation did to a stack.

@@ -30,8 +30,8 @@ use toastrep_replication::{
 };
 
 use crate::aws::Aws;
-use crate::names::SetName;
-use crate::plan::FunctionSettings;
+use crate::model::function::FunctionSettings;
+use crate::model::names::SetName;
 use crate::progress::Reporter;
 
 /// How often the progress line is refreshed.
@@ -137,7 +137,7 @@ pub struct SyncReport {
     pub ok: bool,
     /// `sync --in-cloud`: the run, and each region's execution.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_cloud: Option<crate::repair::CloudRun>,
+    pub in_cloud: Option<crate::ops::repair::CloudRun>,
 }
 
 /// Makes every region of set `name` hold the winning version of every key
@@ -352,7 +352,7 @@ pub async fn set_engine(
     regions: &[String],
     settings: &FunctionSettings,
 ) -> Result<(Vec<Bucket>, Replicator<SdkStore>)> {
-    let marker_key = crate::marker_key::for_set(aws, name, regions).await?;
+    let marker_key = crate::ops::marker_key::for_set(aws, name, regions).await?;
     let replicator = set_replicator(
         aws,
         name,

@@ -15,9 +15,9 @@ use serde::Serialize;
 use toastrep_replication::repair::RunReport;
 
 use crate::aws::Aws;
-use crate::names::SetName;
+use crate::model::names::SetName;
+use crate::ops::sync::{SyncCopy, SyncDelete, SyncFailure, SyncReport, UnreachableRegion};
 use crate::progress::Reporter;
-use crate::sync::{SyncCopy, SyncDelete, SyncFailure, SyncReport, UnreachableRegion};
 
 /// How often a followed run is looked at.
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -57,7 +57,7 @@ pub struct CloudRun {
 
 /// The ARN of the repair state machine of set `name` in `region`.
 pub fn state_machine_arn(name: &SetName, region: &str, account: &str) -> String {
-    let partition = crate::regions::partition_of(region).unwrap_or("aws");
+    let partition = crate::model::regions::partition_of(region).unwrap_or("aws");
     format!("arn:{partition}:states:{region}:{account}:stateMachine:toastrep-{name}-repair")
 }
 

@@ -14,10 +14,10 @@ use aws_sdk_cloudformation::types::Stack;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::aws::Aws;
-use crate::names::SetName;
-use crate::plan::TAG_SET;
-use crate::regions;
-use crate::stack::{self, tag_of};
+use crate::aws::stack::{self, tag_of};
+use crate::model::names::SetName;
+use crate::model::regions;
+use crate::model::topology::TAG_SET;
 
 /// How many regions are asked at once.
 const PARALLEL_REGIONS: usize = 12;
@@ -36,9 +36,9 @@ pub struct DeployedSet {
 impl DeployedSet {
     /// The function settings the set runs with (its first base stack's
     /// parameters); `None` for a set with no base stack.
-    pub fn settings(&self) -> Option<crate::plan::FunctionSettings> {
+    pub fn settings(&self) -> Option<crate::model::function::FunctionSettings> {
         let mut settings = self.bases.values().next().map(|base| {
-            crate::plan::FunctionSettings::from_parameters(&stack::parameters_of(base))
+            crate::model::function::FunctionSettings::from_parameters(&stack::parameters_of(base))
         })?;
         settings.dashboard_home = self.dashboard_home();
         Some(settings)

@@ -43,9 +43,9 @@ impl Template {
     /// The template file as written, comments and all.
     pub fn source(self) -> &'static str {
         match self {
-            Template::Base => include_str!("../templates/base.yaml"),
-            Template::Grant => include_str!("../templates/grant.yaml"),
-            Template::Subscription => include_str!("../templates/subscription.yaml"),
+            Template::Base => include_str!("../../templates/base.yaml"),
+            Template::Grant => include_str!("../../templates/grant.yaml"),
+            Template::Subscription => include_str!("../../templates/subscription.yaml"),
         }
     }
 

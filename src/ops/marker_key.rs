@@ -21,10 +21,10 @@ pub use toastrep_replication::MarkerKey;
 
 use crate::aws::Aws;
 use crate::error::InputError;
-use crate::names::SetName;
+use crate::model::names::SetName;
 
 /// The base-stack parameter holding the key (NoEcho in `templates/base.yaml`).
-pub const PARAMETER: &str = "MarkerKey";
+pub const PARAMETER: &str = crate::model::topology::MARKER_KEY_PARAMETER;
 /// The function's environment variable holding the key.
 pub const VARIABLE: &str = "MARKER_KEY";
 /// A variable every toastrep function has had from the start. An environment

@@ -1,0 +1,10 @@
+//! The AWS side: clients from the standard credential chain, CloudFormation
+//! stacks, and the set's buckets.
+
+pub mod artifacts;
+pub mod buckets;
+mod clients;
+pub mod lifecycle;
+pub mod stack;
+
+pub use clients::{Aws, AwsOptions};

@@ -1,0 +1,10 @@
+//! Pure values: what a set is made of, computed before any AWS call.
+
+pub mod architecture;
+pub mod dashboard;
+pub mod function;
+pub mod names;
+pub mod regions;
+pub mod schedule;
+pub mod templates;
+pub mod topology;
