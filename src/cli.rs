@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::architecture::Architecture;
-use crate::model::function::FunctionSettings;
 
 /// Provision and run an active-active, multi-region S3 replica set.
 ///
@@ -39,8 +38,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Log what toastrep does (AWS calls, decisions) on stderr; -vv for more.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
+    /// Print no progress on stderr: only the result (and errors).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// The set file: the set's name, regions and settings, which flags
+    /// override (default: ./toastrep.toml when it exists; `toastrep init`
+    /// writes one).
+    #[arg(long, global = true, env = "TOASTREP_SET_FILE", value_name = "PATH")]
+    pub set_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,6 +58,11 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a set file (toastrep.toml) from flags: the set's name, regions
+    /// and settings, for `deploy` and `plan` to read and a repository to keep.
+    ///
+    /// Changes nothing in AWS. Refuses to overwrite a file unless --force.
+    Init(InitArgs),
     /// Deploy a replica set, or bring a deployed one up to date.
     ///
     /// Builds the replicator (or takes --lambda-zip), uploads it to an artifact
@@ -135,8 +147,9 @@ pub enum Command {
 pub struct SetArgs {
     /// The replica set's name: lowercase letters, digits and single hyphens,
     /// starting with a letter. Every AWS resource name is derived from it.
+    /// Default: the set file's.
     #[arg(long, value_name = "NAME")]
-    pub name: String,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -151,21 +164,30 @@ pub struct FunctionArgs {
     /// The instruction set the function runs on: x86_64 (Lambda's default)
     /// or arm64 (Graviton, about 20 % cheaper per GB-second). Left out, a
     /// deployed set keeps its architecture and a new set gets x86_64.
-    #[arg(long, value_enum, value_name = "ARCH")]
+    #[arg(long, value_name = "ARCH", value_parser = architecture)]
     pub architecture: Option<Architecture>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// The set's settings, each kept as deployed when left out (and taken from
+/// the set file when it has them).
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
     /// Objects larger than this many bytes are copied in parts (S3's single
-    /// copy limit is 5 GiB).
-    #[arg(long, value_name = "BYTES", default_value_t = FunctionSettings::default().multipart_threshold)]
-    pub multipart_threshold: u64,
+    /// copy limit is 5 GiB). Left out: kept, or 5368709120 (5 GiB) for a new set.
+    #[arg(long, value_name = "BYTES")]
+    pub multipart_threshold: Option<u64>,
     /// The part size of multipart copies, in bytes (S3's minimum is 5 MiB).
-    #[arg(long, value_name = "BYTES", default_value_t = FunctionSettings::default().part_size)]
-    pub part_size: u64,
-    /// Parts copied at once by one multipart copy.
-    #[arg(long, value_name = "N", default_value_t = FunctionSettings::default().copy_concurrency)]
-    pub copy_concurrency: u32,
-    /// How many days the function's logs are kept.
-    #[arg(long, value_name = "DAYS", default_value_t = FunctionSettings::default().log_retention_days)]
-    pub log_retention_days: u32,
+    /// Left out: kept, or 268435456 (256 MiB) for a new set.
+    #[arg(long, value_name = "BYTES")]
+    pub part_size: Option<u64>,
+    /// Parts copied at once by one multipart copy. Left out: kept, or 8.
+    #[arg(long, value_name = "N")]
+    pub copy_concurrency: Option<u32>,
+    /// How many days the function's logs are kept. Left out: kept, or 30.
+    #[arg(long, value_name = "DAYS")]
+    pub log_retention_days: Option<u32>,
     /// Carry deletes to every other region: `on` (the flag alone says on)
     /// or `off`. A delete carried removes the write it deleted, or one that
     /// loses to it, never a write that raced it. Left out, a deployed set
@@ -232,45 +254,27 @@ pub enum Switch {
     Off,
 }
 
-impl FunctionArgs {
-    /// The settings asked for, with what the set has deployed (if anything)
-    /// for the settings left out that keep their deployed value.
-    pub fn settings(&self, deployed: Option<&FunctionSettings>) -> FunctionSettings {
-        let kept = deployed.cloned().unwrap_or_default();
-        FunctionSettings {
-            multipart_threshold: self.multipart_threshold,
-            part_size: self.part_size,
-            copy_concurrency: self.copy_concurrency,
-            log_retention_days: self.log_retention_days,
-            replicate_deletes: self
-                .replicate_deletes
-                .map_or(kept.replicate_deletes, |s| s == Switch::On),
-            keep_noncurrent_days: self
-                .keep_noncurrent_days
-                .unwrap_or(kept.keep_noncurrent_days),
-            delete_breaker_per_minute: self
-                .delete_breaker
-                .unwrap_or(kept.delete_breaker_per_minute),
-            hash_logged_keys: self
-                .log_keys
-                .map_or(kept.hash_logged_keys, |k| k == LogKeys::Hashed),
-            architecture: self.architecture.unwrap_or(kept.architecture),
-            repair_schedule: self.repair_schedule.clone().unwrap_or(kept.repair_schedule),
-            repair_max_concurrency: self
-                .repair_concurrency
-                .unwrap_or(kept.repair_max_concurrency),
-            latency_alarm_seconds: self
-                .latency_alarm_seconds
-                .unwrap_or(kept.latency_alarm_seconds),
-            repair_copies_threshold: self
-                .repair_copies_alarm
-                .unwrap_or(kept.repair_copies_threshold),
-            alarm_topic_arn: self.alarm_topic.clone().unwrap_or(kept.alarm_topic_arn),
-            alarm_email: self.alarm_email.clone().unwrap_or(kept.alarm_email),
-            dashboard_home: kept.dashboard_home,
-            ..FunctionSettings::default()
-        }
-    }
+fn architecture(value: &str) -> Result<Architecture, String> {
+    value.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The replica set's name: lowercase letters, digits and single hyphens,
+    /// starting with a letter.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The regions of the set, comma-separated (at least two).
+    #[arg(long, value_delimiter = ',', required = true, value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    /// The instruction set the function runs on: x86_64 or arm64.
+    #[arg(long, value_name = "ARCH", value_parser = architecture)]
+    pub architecture: Option<Architecture>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Replace a set file that exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -278,8 +282,8 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub set: SetArgs,
     /// The regions of the set, comma-separated (at least two), e.g.
-    /// us-east-1,eu-west-2,ap-northeast-1.
-    #[arg(long, value_delimiter = ',', required = true, value_name = "REGIONS")]
+    /// us-east-1,eu-west-2,ap-northeast-1. Default: the set file's.
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
     pub regions: Vec<String>,
     #[command(flatten)]
     pub function: FunctionArgs,
@@ -328,8 +332,8 @@ pub struct RemoveRegionArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// The regions the set should have, comma-separated (default: the regions
-    /// it is deployed in).
+    /// The regions the set should have, comma-separated (default: the set
+    /// file's, else the regions it is deployed in).
     #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
     pub regions: Vec<String>,
     #[command(flatten)]
@@ -383,8 +387,9 @@ pub struct ManArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// The regions of the set, comma-separated (at least two).
-    #[arg(long, value_delimiter = ',', required = true, value_name = "REGIONS")]
+    /// The regions of the set, comma-separated (at least two). Default: the
+    /// set file's.
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
     pub regions: Vec<String>,
     /// The directory to write the stacks, the package and `deploy.sh` to.
     #[arg(long, value_name = "DIR")]
@@ -453,7 +458,7 @@ pub struct PackageArgs {
     pub out: PathBuf,
     /// The instruction set to build for: x86_64 (Lambda's default) or arm64
     /// (Graviton, about 20 % cheaper per GB-second).
-    #[arg(long, value_enum, value_name = "ARCH", default_value_t = Architecture::X86_64)]
+    #[arg(long, value_name = "ARCH", value_parser = architecture, default_value = "x86_64")]
     pub architecture: Architecture,
     #[command(flatten)]
     pub source: SourceArgs,

@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use toastrep::cli::{Cli, Command, OutputFormat};
+use toastrep::cli::Cli;
 use toastrep::commands::{self, Context, Report};
-use toastrep::{aws::AwsOptions, error, progress};
+use toastrep::settings::{self, Settings};
+use toastrep::{error, progress};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -13,10 +14,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
-    let output = cli.global.output;
+    let json = cli.global.output == toastrep::cli::OutputFormat::Json;
     match runtime.block_on(run(cli)) {
         Ok(report) => {
-            print_report(&report, output);
+            print_report(&report, json);
             if report.ok {
                 ExitCode::SUCCESS
             } else {
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error:#}");
-            if output == OutputFormat::Json {
+            if json {
                 let json = serde_json::json!({"ok": false, "error": format!("{error:#}")});
                 println!("{json}");
             }
@@ -35,40 +36,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Report> {
+    let Settings { global, command } = settings::resolve(cli)?;
     let context = Context {
-        aws: AwsOptions {
-            profile: cli.global.profile.clone(),
-            endpoint_url: cli.global.endpoint_url.clone(),
-        },
-        reporter: progress::reporter(cli.global.verbose > 0),
+        aws: global.aws,
+        reporter: progress::reporter(global.verbose > 0, global.quiet),
     };
-    match &cli.command {
-        Command::Deploy(args) => commands::deploy(&context, args).await,
-        Command::Render(args) => commands::render(&context, args).await,
-        Command::Verify(args) => commands::verify(&context, args).await,
-        Command::Teardown(args) => commands::teardown(&context, args).await,
-        Command::Package(args) => commands::package(&context, args).await,
-        Command::Replay(args) => commands::replay(&context, args).await,
-        Command::Sync(args) => commands::sync(&context, args).await,
-        Command::Restore(args) => commands::restore(&context, args).await,
-        Command::Deletes(args) => commands::deletes(&context, args).await,
-        Command::AddRegion(args) => commands::add_region(&context, args).await,
-        Command::RemoveRegion(args) => commands::remove_region(&context, args).await,
-        Command::Plan(args) => commands::plan(&context, args).await,
-        Command::Status(args) => commands::status(&context, args).await,
-        Command::HashKey(args) => commands::hash_key(&context, args).await,
-        Command::Completions(args) => commands::completions(args),
-        Command::Man(args) => commands::man(args),
-    }
+    commands::run(&context, command).await
 }
 
-fn print_report(report: &Report, output: OutputFormat) {
-    match output {
-        OutputFormat::Text => print!("{}", report.text),
-        OutputFormat::Json => println!(
+fn print_report(report: &Report, json: bool) {
+    if json {
+        println!(
             "{}",
             serde_json::to_string_pretty(&report.json).expect("JSON values print")
-        ),
+        );
+    } else {
+        print!("{}", report.text);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Progress reporting, on stderr. Core code reports through [`Reporter`]; the
-//! CLI picks bars on a terminal and plain lines otherwise.
+//! CLI picks bars on a terminal, one line per state change otherwise (a
+//! log, CI), and nothing with `--quiet`.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -14,6 +15,11 @@ pub trait Reporter: Send + Sync {
     fn started(&self, region: &str, item: &str, what: &str);
     /// Something happened inside it (a resource event).
     fn progressed(&self, region: &str, item: &str, message: &str);
+    /// How far it has come (keys examined, copies made): sent often, shown
+    /// as often as the reporter likes.
+    fn counted(&self, region: &str, item: &str, message: &str) {
+        self.progressed(region, item, message);
+    }
     /// It has ended; `ok` tells how.
     fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool);
     /// A free-standing line.
@@ -22,16 +28,44 @@ pub trait Reporter: Send + Sync {
 
 /// Bars only where a person watches: a terminal, and no verbose logs, which
 /// would interleave with the bars.
-pub fn reporter(verbose: bool) -> Box<dyn Reporter> {
-    if std::io::stderr().is_terminal() && !verbose {
+pub fn reporter(verbose: bool, quiet: bool) -> Box<dyn Reporter> {
+    if quiet {
+        Box::new(Quiet)
+    } else if std::io::stderr().is_terminal() && !verbose {
         Box::new(Bars::default())
     } else {
-        Box::new(Lines)
+        Box::new(Lines::new(verbose))
     }
 }
 
-/// One plain line per event, for logs and CI.
-pub struct Lines;
+/// Nothing at all: `--quiet`.
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn started(&self, _: &str, _: &str, _: &str) {}
+    fn progressed(&self, _: &str, _: &str, _: &str) {}
+    fn finished(&self, _: &str, _: &str, _: &str, _: bool) {}
+    fn note(&self, _: &str) {}
+}
+
+/// Plain lines for logs and CI: one per state change of a unit of work (a
+/// stack starts, ends), and its events (each resource's) only with `-v`.
+pub struct Lines {
+    pub events: bool,
+    counted: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Lines {
+    pub fn new(events: bool) -> Self {
+        Self {
+            events,
+            counted: Mutex::default(),
+        }
+    }
+}
+
+/// A log gets a count at most this often per unit of work.
+const COUNT_EVERY: Duration = Duration::from_secs(30);
 
 impl Reporter for Lines {
     fn started(&self, region: &str, item: &str, what: &str) {
@@ -39,7 +73,25 @@ impl Reporter for Lines {
     }
 
     fn progressed(&self, region: &str, item: &str, message: &str) {
-        eprintln!("[{region}] {item}: {message}");
+        if self.events {
+            eprintln!("[{region}] {item}: {message}");
+        }
+    }
+
+    fn counted(&self, region: &str, item: &str, message: &str) {
+        let now = Instant::now();
+        let mut counted = self.counted.lock().expect("no panic holds the lock");
+        let last = counted.entry((region.to_owned(), item.to_owned()));
+        let due = match &last {
+            std::collections::hash_map::Entry::Occupied(at) => {
+                self.events || now.duration_since(*at.get()) >= COUNT_EVERY
+            }
+            std::collections::hash_map::Entry::Vacant(_) => true,
+        };
+        if due {
+            last.insert_entry(now);
+            eprintln!("[{region}] {item}: {message}");
+        }
     }
 
     fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool) {

@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod buckets;
+pub mod change_set;
 mod clients;
 pub mod lifecycle;
 pub mod stack;

@@ -1,10 +1,6 @@
-//! Idempotent CloudFormation stack operations.
-//!
-//! `apply_stack` creates a stack that is absent and updates one that is
-//! present; "no updates are to be performed" is success, not an error. A stack
-//! left in `ROLLBACK_COMPLETE` by a failed create cannot be updated, so it is
-//! deleted and created again; a stack in progress (another toastrep, or a
-//! person in the console) is waited for, not raced.
+//! CloudFormation stacks: their status, their events while an operation
+//! runs, the causes of a failure, and their deletion. Creating and updating
+//! go through change sets ([`super::change_set`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -12,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackEvent, Tag};
+use aws_sdk_cloudformation::types::{
+    Parameter, ResourceStatus, Stack, StackEvent, StackStatus, Tag,
+};
 use serde::Serialize;
 
 use crate::model::topology::{StackPlan, TAG_SET, TAG_STACK};
 use crate::progress::Reporter;
 
 /// What an operation did to a stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StackAction {
     Created,
@@ -56,12 +54,10 @@ pub struct StackOutcome {
     pub region: String,
     pub action: StackAction,
     pub seconds: f64,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub outputs: BTreeMap<String, String>,
 }
 
 /// A resource CloudFormation could not create, update or delete, with its reason.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ResourceFailure {
     pub logical_id: String,
     pub resource_type: String,
@@ -161,99 +157,9 @@ pub async fn describe_stack(
             .stacks
             .unwrap_or_default()
             .into_iter()
-            .find(|s| status_of(s) != "DELETE_COMPLETE")),
+            .find(|s| Phase::of_stack(s) != Phase::Deleted)),
         Err(error) if is_missing_stack(&error) => Ok(None),
         Err(error) => Err(call_error("DescribeStacks", stack, region, &error)),
-    }
-}
-
-/// Creates or updates a stack to match its plan, waiting until it settles.
-pub async fn apply_stack(
-    cfn: &Client,
-    plan: &StackPlan,
-    reporter: &dyn Reporter,
-) -> Result<StackOutcome, StackError> {
-    let start = Instant::now();
-    let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
-    let mut recreated = false;
-    loop {
-        let Some(stack) = describe_stack(cfn, name, region).await? else {
-            reporter.started(region, name, "creating");
-            let seen = seen_events(cfn, name).await;
-            cfn.create_stack()
-                .stack_name(name)
-                .template_body(plan.template.body())
-                .set_parameters(Some(parameters(plan)))
-                .set_tags(Some(tags(plan)))
-                .capabilities(Capability::CapabilityNamedIam)
-                .send()
-                .await
-                .map_err(|e| call_error("CreateStack", name, region, &e))?;
-            let stack = wait_settled(cfn, name, region, seen, reporter).await?;
-            expect_status(&stack, name, region, "CREATE_COMPLETE", cfn).await?;
-            let action = if recreated {
-                StackAction::Recreated
-            } else {
-                StackAction::Created
-            };
-            return Ok(outcome(plan, action, &stack, start));
-        };
-        let status = status_of(&stack);
-        if status.ends_with("_IN_PROGRESS") {
-            reporter.started(region, name, &format!("waiting: {status}"));
-            wait_settled(cfn, name, region, HashSet::new(), reporter).await?;
-            continue;
-        }
-        check_owner(&stack, plan)?;
-        match status {
-            "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" if !recreated => {
-                // CloudFormation cannot update a stack whose create failed.
-                reporter.note(&format!(
-                    "[{region}] {name}: left {status} by an earlier failed create; deleting it to create it again"
-                ));
-                delete_existing(cfn, name, region, reporter).await?;
-                recreated = true;
-                continue;
-            }
-            "UPDATE_ROLLBACK_FAILED" => {
-                return Err(StackError::Stuck {
-                    stack: name.into(),
-                    region: region.into(),
-                    status: status.into(),
-                    hint: "fix the cause shown in its events, then run `aws cloudformation continue-update-rollback` and deploy again",
-                });
-            }
-            "DELETE_FAILED" => {
-                return Err(StackError::Stuck {
-                    stack: name.into(),
-                    region: region.into(),
-                    status: status.into(),
-                    hint: "run `toastrep teardown` for this set, or delete the stack by hand, then deploy again",
-                });
-            }
-            _ => {}
-        }
-        reporter.started(region, name, "updating");
-        let seen = seen_events(cfn, name).await;
-        let update = cfn
-            .update_stack()
-            .stack_name(name)
-            .template_body(plan.template.body())
-            .set_parameters(Some(parameters(plan)))
-            .set_tags(Some(tags(plan)))
-            .capabilities(Capability::CapabilityNamedIam)
-            .send()
-            .await;
-        match update {
-            Ok(_) => {}
-            Err(error) if is_no_update(&error) => {
-                return Ok(outcome(plan, StackAction::Unchanged, &stack, start));
-            }
-            Err(error) => return Err(call_error("UpdateStack", name, region, &error)),
-        }
-        let stack = wait_settled(cfn, name, region, seen, reporter).await?;
-        expect_status(&stack, name, region, "UPDATE_COMPLETE", cfn).await?;
-        return Ok(outcome(plan, StackAction::Updated, &stack, start));
     }
 }
 
@@ -296,11 +202,10 @@ pub async fn delete_stack(
         region: region.into(),
         action,
         seconds: start.elapsed().as_secs_f64(),
-        outputs: BTreeMap::new(),
     })
 }
 
-async fn delete_existing(
+pub(super) async fn delete_existing(
     cfn: &Client,
     name: &str,
     region: &str,
@@ -318,15 +223,6 @@ async fn delete_existing(
     }
 }
 
-/// The stack's outputs as a map.
-pub fn outputs_of(stack: &Stack) -> BTreeMap<String, String> {
-    stack
-        .outputs()
-        .iter()
-        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
-        .collect()
-}
-
 /// The value of a stack tag.
 pub fn tag_of<'a>(stack: &'a Stack, key: &str) -> Option<&'a str> {
     stack
@@ -336,11 +232,62 @@ pub fn tag_of<'a>(stack: &'a Stack, key: &str) -> Option<&'a str> {
         .and_then(|t| t.value())
 }
 
+/// The stack's status as CloudFormation names it, for people.
 pub fn status_of(stack: &Stack) -> &str {
     stack.stack_status().map_or("UNKNOWN", |s| s.as_str())
 }
 
-fn check_owner(stack: &Stack, plan: &StackPlan) -> Result<(), StackError> {
+/// Where a stack stands: what its status means for the next operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// An operation runs: wait for it, never race it.
+    Busy,
+    /// Made by a change set never executed (`REVIEW_IN_PROGRESS`): it has
+    /// no resources, and a create change set takes it over.
+    Review,
+    /// Its last operation succeeded.
+    Healthy,
+    /// An update failed and was rolled back: it runs as before, and can be
+    /// updated again.
+    UpdateRolledBack,
+    /// Its create failed: it cannot be updated, only deleted and created again.
+    CreateFailed,
+    /// Needs a person (a failed rollback or delete).
+    Stuck,
+    Deleted,
+}
+
+impl Phase {
+    pub fn of(status: &StackStatus) -> Phase {
+        use StackStatus as S;
+        match status {
+            S::CreateComplete | S::UpdateComplete | S::ImportComplete => Phase::Healthy,
+            S::UpdateRollbackComplete | S::ImportRollbackComplete => Phase::UpdateRolledBack,
+            S::RollbackComplete | S::RollbackFailed | S::CreateFailed => Phase::CreateFailed,
+            S::ReviewInProgress => Phase::Review,
+            S::DeleteComplete => Phase::Deleted,
+            S::CreateInProgress
+            | S::UpdateInProgress
+            | S::UpdateCompleteCleanupInProgress
+            | S::UpdateRollbackInProgress
+            | S::UpdateRollbackCompleteCleanupInProgress
+            | S::RollbackInProgress
+            | S::DeleteInProgress
+            | S::ImportInProgress
+            | S::ImportRollbackInProgress => Phase::Busy,
+            // UPDATE_ROLLBACK_FAILED, DELETE_FAILED, UPDATE_FAILED,
+            // IMPORT_ROLLBACK_FAILED, and any status newer than this SDK.
+            _ => Phase::Stuck,
+        }
+    }
+
+    /// A stack without a status is taken as busy: asked again, it has one.
+    pub fn of_stack(stack: &Stack) -> Phase {
+        stack.stack_status().map_or(Phase::Busy, Phase::of)
+    }
+}
+
+pub(super) fn check_owner(stack: &Stack, plan: &StackPlan) -> Result<(), StackError> {
     let wanted = &plan.tags[TAG_SET];
     match tag_of(stack, TAG_SET) {
         Some(owner) if owner == wanted => Ok(()),
@@ -353,17 +300,7 @@ fn check_owner(stack: &Stack, plan: &StackPlan) -> Result<(), StackError> {
     }
 }
 
-fn outcome(plan: &StackPlan, action: StackAction, stack: &Stack, start: Instant) -> StackOutcome {
-    StackOutcome {
-        stack_name: plan.stack_name.clone(),
-        region: plan.region.clone(),
-        action,
-        seconds: start.elapsed().as_secs_f64(),
-        outputs: outputs_of(stack),
-    }
-}
-
-fn parameters(plan: &StackPlan) -> Vec<Parameter> {
+pub(super) fn parameters(plan: &StackPlan) -> Vec<Parameter> {
     plan.parameters
         .iter()
         .map(|(k, v)| {
@@ -375,21 +312,21 @@ fn parameters(plan: &StackPlan) -> Vec<Parameter> {
         .collect()
 }
 
-fn tags(plan: &StackPlan) -> Vec<Tag> {
+pub(super) fn tags(plan: &StackPlan) -> Vec<Tag> {
     plan.tags
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
 }
 
-async fn expect_status(
+/// The stack's last operation succeeded, or the failure with its causes.
+pub(super) async fn expect_healthy(
     stack: &Stack,
     name: &str,
     region: &str,
-    wanted: &str,
     cfn: &Client,
 ) -> Result<(), StackError> {
-    if status_of(stack) == wanted {
+    if Phase::of_stack(stack) == Phase::Healthy {
         Ok(())
     } else {
         Err(failed(cfn, stack, name, region).await)
@@ -414,8 +351,20 @@ async fn resource_failures(cfn: &Client, stack: &Stack, name: &str) -> Vec<Resou
         .iter()
         .take_while(|e| !is_operation_start(e, name))
         .filter(|e| {
-            e.resource_status()
-                .is_some_and(|s| s.as_str().ends_with("_FAILED"))
+            e.resource_status().is_some_and(|s| {
+                matches!(
+                    s,
+                    ResourceStatus::CreateFailed
+                        | ResourceStatus::UpdateFailed
+                        | ResourceStatus::DeleteFailed
+                        | ResourceStatus::ImportFailed
+                        | ResourceStatus::ImportRollbackFailed
+                        | ResourceStatus::RollbackFailed
+                        | ResourceStatus::UpdateRollbackFailed
+                        | ResourceStatus::ExportFailed
+                        | ResourceStatus::ExportRollbackFailed
+                )
+            })
         })
         .map(|e| ResourceFailure {
             logical_id: e.logical_resource_id().unwrap_or_default().into(),
@@ -503,8 +452,10 @@ fn is_operation_start(event: &StackEvent, name: &str) -> bool {
     event.logical_resource_id() == Some(name)
         && event.resource_status().is_some_and(|s| {
             matches!(
-                s.as_str(),
-                "CREATE_IN_PROGRESS" | "UPDATE_IN_PROGRESS" | "DELETE_IN_PROGRESS"
+                s,
+                ResourceStatus::CreateInProgress
+                    | ResourceStatus::UpdateInProgress
+                    | ResourceStatus::DeleteInProgress
             )
         })
 }
@@ -520,7 +471,7 @@ async fn recent_events(cfn: &Client, stack: &str) -> Vec<StackEvent> {
 }
 
 /// Event ids already there before an operation, so only its own are shown.
-async fn seen_events(cfn: &Client, stack: &str) -> HashSet<String> {
+pub(super) async fn seen_events(cfn: &Client, stack: &str) -> HashSet<String> {
     recent_events(cfn, stack)
         .await
         .into_iter()
@@ -529,7 +480,7 @@ async fn seen_events(cfn: &Client, stack: &str) -> HashSet<String> {
 }
 
 /// Polls until the stack is no longer in progress, reporting new events.
-async fn wait_settled(
+pub(super) async fn wait_settled(
     cfn: &Client,
     name: &str,
     region: &str,
@@ -584,7 +535,7 @@ async fn wait(
             reporter.progressed(region, name, &describe_event(&event));
         }
         match stack {
-            Some(stack) if status_of(&stack).ends_with("_IN_PROGRESS") => {}
+            Some(stack) if Phase::of_stack(&stack) == Phase::Busy => {}
             other => return Ok(other),
         }
         tokio::time::sleep(delay).await;
@@ -614,16 +565,7 @@ fn is_missing_stack<E: ProvideErrorMetadata>(
             .is_some_and(|m| m.contains("does not exist"))
 }
 
-fn is_no_update<E: ProvideErrorMetadata>(
-    error: &aws_sdk_cloudformation::error::SdkError<E>,
-) -> bool {
-    error.code() == Some("ValidationError")
-        && error
-            .message()
-            .is_some_and(|m| m.contains("No updates are to be performed"))
-}
-
-fn call_error<E>(
+pub(super) fn call_error<E>(
     operation: &'static str,
     stack: &str,
     region: &str,
@@ -637,192 +579,6 @@ where
         stack: stack.into(),
         region: region.into(),
         message: DisplayErrorContext(error).to_string(),
-    }
-}
-
-/// What applying a stack's plan would do, found without changing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PreviewAction {
-    Create,
-    /// Left `ROLLBACK_COMPLETE` by a failed create: deleted and created again.
-    Recreate,
-    Update,
-    NoChange,
-    /// In progress (another deploy?) or stuck: apply would wait or fail.
-    Blocked,
-}
-
-impl fmt::Display for PreviewAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PreviewAction::Create => "create",
-            PreviewAction::Recreate => "recreate",
-            PreviewAction::Update => "update",
-            PreviewAction::NoChange => "no change",
-            PreviewAction::Blocked => "blocked",
-        })
-    }
-}
-
-/// One resource a change set would touch.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResourceChange {
-    /// Add, Modify, Remove, ...
-    pub action: String,
-    pub logical_id: String,
-    pub resource_type: String,
-    /// For a Modify: True, False or Conditional (AWS's own words).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replacement: Option<String>,
-}
-
-/// What applying a stack's plan would do.
-#[derive(Debug, Clone, Serialize)]
-pub struct StackPreview {
-    pub stack_name: String,
-    pub region: String,
-    pub action: PreviewAction,
-    /// The stack's status when it is not one an update can start from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<ResourceChange>,
-}
-
-/// Finds what [`apply_stack`] would do, changing nothing: an absent stack would
-/// be created; for a present one a CloudFormation change set lists the
-/// resource-level changes, and is deleted again.
-pub async fn preview_stack(cfn: &Client, plan: &StackPlan) -> Result<StackPreview, StackError> {
-    let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
-    let preview = |action, status: Option<&str>, changes| StackPreview {
-        stack_name: name.into(),
-        region: region.into(),
-        action,
-        status: status.map(str::to_owned),
-        changes,
-    };
-    let Some(stack) = describe_stack(cfn, name, region).await? else {
-        return Ok(preview(PreviewAction::Create, None, Vec::new()));
-    };
-    check_owner(&stack, plan)?;
-    let status = status_of(&stack);
-    match status {
-        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" => {
-            return Ok(preview(PreviewAction::Recreate, Some(status), Vec::new()));
-        }
-        s if s.ends_with("_IN_PROGRESS") || s.ends_with("_FAILED") => {
-            return Ok(preview(PreviewAction::Blocked, Some(status), Vec::new()));
-        }
-        _ => {}
-    }
-    // Unique per call, so two plans never touch each other's change sets.
-    let change_set = format!(
-        "toastrep-plan-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    cfn.create_change_set()
-        .stack_name(name)
-        .change_set_name(&change_set)
-        .change_set_type(aws_sdk_cloudformation::types::ChangeSetType::Update)
-        .template_body(plan.template.body())
-        .set_parameters(Some(parameters(plan)))
-        .set_tags(Some(tags(plan)))
-        .capabilities(Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .map_err(|e| call_error("CreateChangeSet", name, region, &e))?;
-    let result = read_change_set(cfn, name, region, &change_set).await;
-    // Always removed, also after an error: a plan leaves nothing behind.
-    if let Err(error) = cfn
-        .delete_change_set()
-        .stack_name(name)
-        .change_set_name(&change_set)
-        .send()
-        .await
-    {
-        tracing::warn!(
-            stack = name,
-            region,
-            "could not delete change set {change_set}: {}",
-            DisplayErrorContext(&error)
-        );
-    }
-    let changes = result?;
-    let action = if changes.is_empty() {
-        PreviewAction::NoChange
-    } else {
-        PreviewAction::Update
-    };
-    Ok(preview(action, None, changes))
-}
-
-/// Waits for a change set to be computed and returns its resource changes;
-/// empty when there are none.
-async fn read_change_set(
-    cfn: &Client,
-    name: &str,
-    region: &str,
-    change_set: &str,
-) -> Result<Vec<ResourceChange>, StackError> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let mut changes = Vec::new();
-        let mut next_token = None;
-        let status = loop {
-            let out = cfn
-                .describe_change_set()
-                .stack_name(name)
-                .change_set_name(change_set)
-                .set_next_token(next_token)
-                .send()
-                .await
-                .map_err(|e| call_error("DescribeChangeSet", name, region, &e))?;
-            let status = out.status().map_or("", |s| s.as_str()).to_owned();
-            if status == "FAILED" {
-                let reason = out.status_reason().unwrap_or_default();
-                // An empty change set fails: "The submitted information didn't
-                // contain changes" (AWS), likewise on the emulator.
-                if reason.contains("didn't contain changes")
-                    || reason.contains("No updates are to be performed")
-                {
-                    return Ok(Vec::new());
-                }
-                return Err(StackError::Failed {
-                    stack: name.into(),
-                    region: region.into(),
-                    status: "change set FAILED".into(),
-                    failures: vec![ResourceFailure {
-                        logical_id: change_set.into(),
-                        resource_type: "AWS::CloudFormation::ChangeSet".into(),
-                        status: status.clone(),
-                        reason: reason.into(),
-                    }],
-                });
-            }
-            if status != "CREATE_COMPLETE" {
-                break status;
-            }
-            changes.extend(out.changes().iter().filter_map(|c| {
-                let rc = c.resource_change()?;
-                Some(ResourceChange {
-                    action: rc.action().map_or("", |a| a.as_str()).to_owned(),
-                    logical_id: rc.logical_resource_id().unwrap_or_default().to_owned(),
-                    resource_type: rc.resource_type().unwrap_or_default().to_owned(),
-                    replacement: rc.replacement().map(|r| r.as_str().to_owned()),
-                })
-            }));
-            match out.next_token() {
-                Some(token) => next_token = Some(token.to_owned()),
-                None => return Ok(changes),
-            }
-        };
-        tracing::debug!(stack = name, region, status, "change set not ready");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(3));
     }
 }
 

@@ -1,27 +1,31 @@
 //! `toastrep completions SHELL` and `toastrep man`: generated from the clap
 //! definitions, so they never drift from `--help`.
 
+use std::path::Path;
+
 use anyhow::{Context as _, Result};
 use clap::CommandFactory;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::Report;
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::cli::Cli;
 
-#[derive(Serialize)]
-struct Generated {
+/// A completion script or man page, printed or written.
+#[derive(Serialize, JsonSchema)]
+pub struct Generated {
     /// The script or page (when printed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<String>,
+    pub text: Option<String>,
     /// The files written (with `man --out`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    files: Vec<String>,
+    pub files: Vec<String>,
 }
 
-pub fn completions(args: &CompletionsArgs) -> Result<Report> {
+pub fn completions(shell: clap_complete::Shell) -> Result<Report> {
     let mut command = Cli::command();
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut command, "toastrep", &mut script);
+    clap_complete::generate(shell, &mut command, "toastrep", &mut script);
     let text = String::from_utf8(script).context("the completion script is UTF-8")?;
     Ok(Report::new(
         &Generated {
@@ -33,9 +37,9 @@ pub fn completions(args: &CompletionsArgs) -> Result<Report> {
     ))
 }
 
-pub fn man(args: &ManArgs) -> Result<Report> {
+pub fn man(out: Option<&Path>) -> Result<Report> {
     let command = Cli::command();
-    match &args.out {
+    match out {
         None => {
             let mut page = Vec::new();
             clap_mangen::Man::new(command).render(&mut page)?;
@@ -66,7 +70,7 @@ pub fn man(args: &ManArgs) -> Result<Report> {
 fn write_pages(
     command: clap::Command,
     name: &str,
-    dir: &std::path::Path,
+    dir: &Path,
     files: &mut Vec<String>,
 ) -> Result<()> {
     let path = dir.join(format!("{name}.1"));

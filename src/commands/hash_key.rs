@@ -2,28 +2,27 @@
 //! object key (see `toastrep_replication::log_keys`), to find its lines.
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::Serialize;
 use toastrep_replication::log_keys;
 
-use super::{Context, Located, Report};
-use crate::cli::HashKeyArgs;
-use crate::model::names::SetName;
-use crate::model::topology::parse_regions;
+use super::{Context, Report};
 use crate::ops::discover;
+use crate::settings::HashKeySettings;
 
-#[derive(Serialize)]
-struct HashedKey {
-    key: String,
-    logged_as: String,
+/// One key and what the logs call it.
+#[derive(Serialize, JsonSchema)]
+pub struct HashedKey {
+    pub key: String,
+    pub logged_as: String,
 }
 
-pub async fn hash_key(context: &Context, args: &HashKeyArgs) -> Result<Report> {
-    let name = SetName::parse(&args.set.name)?;
-    let given = parse_regions(&args.regions)?;
-    let Located { aws, found, .. } = context.locate(&name, &given).await?;
-    let regions = discover::require_deployed(&found, &name)?;
-    let marker_key = crate::ops::marker_key::for_set(&aws, &name, &regions).await?;
-    let hashed: Vec<HashedKey> = args
+pub async fn hash_key(context: &Context, settings: &HashKeySettings) -> Result<Report> {
+    let name = &settings.target.name;
+    let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
+    let regions = discover::require_deployed(&located.found, name)?;
+    let marker_key = crate::ops::marker_key::for_set(&located.aws, name, &regions).await?;
+    let hashed: Vec<HashedKey> = settings
         .keys
         .iter()
         .map(|key| HashedKey {

@@ -1,12 +1,13 @@
-//! One module per command. Each returns a [`Report`]: a JSON value that is the
-//! command's stable machine-readable result, the text shown to people, and
-//! whether the command succeeded.
+//! One module per command: each runs one operation (`ops`) with its
+//! resolved settings and turns the typed result into a [`Report`], text for
+//! people and JSON for scripts. No command calls AWS itself.
 
 mod add_region;
 mod completions;
 mod deletes;
 mod deploy;
 mod hash_key;
+mod init;
 mod package;
 mod plan;
 mod remove_region;
@@ -18,66 +19,17 @@ mod sync;
 mod teardown;
 mod verify;
 
-pub use add_region::add_region;
-pub use completions::{completions, man};
-pub use deletes::deletes;
-pub use deploy::deploy;
-pub use hash_key::hash_key;
-pub use package::package;
-pub use plan::plan;
-pub use remove_region::remove_region;
-pub use render::render;
-pub use replay::replay;
-pub use restore::restore;
-pub use status::status;
-pub use sync::sync;
-pub use teardown::teardown;
-pub use verify::verify;
-
+use anyhow::Result;
 use serde::Serialize;
 
-use anyhow::Result;
-
-use crate::aws::{Aws, AwsOptions};
-use crate::model::names::SetName;
-use crate::ops::discover::{self, DeployedSet};
+use crate::aws::AwsOptions;
 use crate::progress::Reporter;
+use crate::settings::CommandSettings;
 
 /// What every command gets: how to reach AWS and how to report progress.
 pub struct Context {
     pub aws: AwsOptions,
     pub reporter: Box<dyn Reporter>,
-}
-
-impl Context {
-    /// Loads the AWS configuration; `region` serves calls that need one.
-    pub async fn aws(&self, region: &str) -> Aws {
-        Aws::load(&self.aws, region).await
-    }
-
-    /// For the commands that work from `--name`: checks the credentials, then
-    /// finds what is deployed of the set in the `given` regions (every region
-    /// of the partition when none are given).
-    pub async fn locate(&self, name: &SetName, given: &[String]) -> Result<Located> {
-        let aws = self
-            .aws(given.first().map_or("us-east-1", String::as_str))
-            .await;
-        let account = aws.account_id().await?;
-        let candidates = discover::candidate_regions(given, aws.region());
-        let found = discover::discover(&aws, name, &account, &candidates).await?;
-        Ok(Located {
-            aws,
-            account,
-            found,
-        })
-    }
-}
-
-/// A set found from its name, with the configuration that found it.
-pub struct Located {
-    pub aws: Aws,
-    pub account: String,
-    pub found: DeployedSet,
 }
 
 /// A command's result.
@@ -95,5 +47,30 @@ impl Report {
             text,
             ok,
         }
+    }
+}
+
+/// Runs one command.
+pub async fn run(context: &Context, command: CommandSettings) -> Result<Report> {
+    match command {
+        CommandSettings::Init(settings) => init::init(&settings),
+        CommandSettings::Deploy(settings) => deploy::deploy(context, &settings).await,
+        CommandSettings::Plan(settings) => plan::plan(context, &settings).await,
+        CommandSettings::Render(settings) => render::render(context, &settings).await,
+        CommandSettings::AddRegion(settings) => add_region::add_region(context, &settings).await,
+        CommandSettings::RemoveRegion(settings) => {
+            remove_region::remove_region(context, &settings).await
+        }
+        CommandSettings::Verify(settings) => verify::verify(context, &settings).await,
+        CommandSettings::Teardown(settings) => teardown::teardown(context, &settings).await,
+        CommandSettings::Package(settings) => package::package(context, &settings).await,
+        CommandSettings::Replay(settings) => replay::replay(context, &settings).await,
+        CommandSettings::Sync(settings) => sync::sync(context, &settings).await,
+        CommandSettings::Restore(settings) => restore::restore(context, &settings).await,
+        CommandSettings::Deletes(settings) => deletes::deletes(context, &settings).await,
+        CommandSettings::Status(settings) => status::status(context, &settings).await,
+        CommandSettings::HashKey(settings) => hash_key::hash_key(context, &settings).await,
+        CommandSettings::Completions(shell) => completions::completions(shell),
+        CommandSettings::Man(out) => completions::man(out.as_deref()),
     }
 }

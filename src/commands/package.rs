@@ -2,35 +2,38 @@
 //! pipeline that deploys with `--lambda-zip`.
 
 use anyhow::{Context as _, Result};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{Context, Report};
-use crate::cli::PackageArgs;
 use crate::package::Package;
+use crate::settings::PackageSettings;
 
-#[derive(Serialize)]
-struct PackageResult<'a> {
-    path: String,
+/// The package written, and where.
+#[derive(Serialize, JsonSchema)]
+pub struct PackageResult {
+    pub path: String,
     #[serde(flatten)]
-    package: &'a Package,
+    pub package: Package,
 }
 
-pub async fn package(context: &Context, args: &PackageArgs) -> Result<Report> {
+pub async fn package(context: &Context, settings: &PackageSettings) -> Result<Report> {
     let package = Package::build(
-        args.architecture,
-        args.source.function_source.as_deref(),
+        settings.architecture,
+        settings.function_source.as_deref(),
         context.reporter.as_ref(),
     )
     .await?;
-    std::fs::write(&args.out, &package.zip)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(&settings.out, &package.zip)
+        .with_context(|| format!("writing {}", settings.out.display()))?;
     let result = PackageResult {
-        path: args.out.display().to_string(),
-        package: &package,
+        path: settings.out.display().to_string(),
+        package,
     };
+    let package = &result.package;
     let text = format!(
         "{} ({} bytes, {}, sha256 {})\n",
-        result.path, package.bytes, args.architecture, package.sha256
+        result.path, package.bytes, settings.architecture, package.sha256
     );
     Ok(Report::new(&result, text, true))
 }

@@ -4,48 +4,56 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{Context, Report};
 use crate::aws::artifacts;
-use crate::cli::RenderArgs;
-use crate::model::topology::{DeployPlan, SetSpec, StackPlan, shown_parameters};
+use crate::model::topology::{DeployPlan, StackPlan, shown_parameters};
 use crate::ops::marker_key::{self, MarkerKey};
 use crate::package::Package;
+use crate::settings::RenderSettings;
 
 /// The file in OUT that holds the rendered set's marker key.
 const MARKER_KEY_FILE: &str = "marker-key";
 
-#[derive(Serialize)]
-struct RenderResult<'a> {
-    out: String,
-    plan: &'a DeployPlan,
-    package: &'a Package,
-    commands: Vec<String>,
+/// The files written, and the commands that deploy them.
+#[derive(Serialize, JsonSchema)]
+pub struct RenderResult {
+    pub out: String,
+    pub plan: DeployPlan,
+    pub package: Package,
+    pub commands: Vec<String>,
 }
 
-pub async fn render(context: &Context, args: &RenderArgs) -> Result<Report> {
-    let spec = SetSpec::parse(&args.set.name, &args.regions)?;
-    let settings = args.function.settings(None);
-    settings.check()?;
+pub async fn render(context: &Context, settings: &RenderSettings) -> Result<Report> {
+    let function = &settings.function;
+    // A new set's settings: render deploys nothing, so nothing is kept.
+    let resolved = function.requested.resolve(None);
+    resolved.check()?;
     let package = Package::for_function(
-        Package::prebuilt(args.function.lambda_zip.as_deref(), None)?,
-        settings.architecture,
-        args.function.source.function_source.as_deref(),
+        Package::prebuilt(function.lambda_zip.as_deref(), function.architecture())?,
+        resolved.architecture,
+        function.function_source.as_deref(),
         context.reporter.as_ref(),
     )
     .await?;
-    let out = &args.out;
+    let out = &settings.out;
     let marker_key = rendered_marker_key(out)?;
-    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
+    let plan = DeployPlan::new(
+        settings.spec.clone(),
+        package.key.clone(),
+        &resolved,
+        &marker_key,
+    );
     write_files(&plan, &package, out)?;
     let commands = shell_commands(&plan, &package, out);
     let script = format!("#!/bin/sh\nset -eu\n{}\n", commands.join("\n"));
     write(&out.join("deploy.sh"), script.as_bytes())?;
     let result = RenderResult {
         out: out.display().to_string(),
-        plan: &plan,
-        package: &package,
+        plan,
+        package,
         commands,
     };
     let text = result.commands.join("\n");

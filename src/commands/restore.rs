@@ -1,226 +1,28 @@
-//! `toastrep restore`: every key under a prefix gets back, in every region,
-//! the object the set held at a past time. Deletes and overwrites made
-//! since are undone by new writes; no version is ever deleted.
+//! `toastrep restore`: every key under a prefix back, in every region, to
+//! what the set held at a past time (see [`crate::ops::restore`]).
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, Result};
-use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
-use aws_sdk_s3::types::BucketVersioningStatus;
-use futures::StreamExt;
-use serde::Serialize;
-use toastrep_replication::{Bucket, KeyRestore};
+use anyhow::Result;
 
-use super::{Context, Located, Report};
-use crate::aws::buckets;
-use crate::bail_input;
-use crate::cli::RestoreArgs;
-use crate::model::names::SetName;
-use crate::model::topology::parse_regions;
+use super::{Context, Report};
 use crate::ops::discover;
-use crate::ops::sync::set_engine;
+use crate::ops::restore::{RestoreRequest, RestoreResult};
+use crate::settings::RestoreSettings;
 
-/// How often the progress line is refreshed.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-#[derive(Serialize)]
-struct RestoreResult {
-    name: String,
-    prefix: String,
-    /// The time restored to, RFC 3339.
-    at: String,
-    dry_run: bool,
-    /// Keys under the prefix with any version in any region.
-    keys: u64,
-    /// Keys written again (or, on a dry run, that would be).
-    restored: Vec<RestoredKey>,
-    /// Keys every region already held as they were then.
-    unchanged: u64,
-    /// Keys the set held no object of then (not written yet, or deleted):
-    /// left as they are.
-    none_then: u64,
-    failures: Vec<RestoreFailure>,
-    seconds: f64,
-    ok: bool,
-}
-
-#[derive(Serialize)]
-struct RestoredKey {
-    key: String,
-    /// The region whose version is written again, and that version.
-    source: String,
-    version: String,
-    bytes: u64,
-    /// The regions that get it.
-    regions: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct RestoreFailure {
-    key: String,
-    error: String,
-}
-
-pub async fn restore(context: &Context, args: &RestoreArgs) -> Result<Report> {
-    let name = SetName::parse(&args.set.name)?;
-    let given = parse_regions(&args.regions)?;
-    if args.prefix.is_empty() {
-        bail_input!(
-            "--prefix is empty: give the start of the keys to restore (restore never runs over a whole set by accident)"
-        );
-    }
-    let at = parse_time(&args.at)?;
-    let Located {
-        aws,
-        account,
-        found,
-    } = context.locate(&name, &given).await?;
-    let regions = discover::require_members(&found, &name, "restore")?;
-    let buckets: Vec<Bucket> = regions
-        .iter()
-        .map(|r| Bucket::new(r, name.data_bucket(r, &account)))
-        .collect();
-
-    // Versions are what restore restores from: every bucket must keep them.
-    for bucket in &buckets {
-        let versioning = aws
-            .s3(&bucket.region)
-            .get_bucket_versioning()
-            .bucket(&bucket.name)
-            .expected_bucket_owner(&account)
-            .send()
-            .await
-            .with_context(|| format!("reading the versioning of s3://{}", bucket.name))?;
-        if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
-            bail_input!(
-                "s3://{} in {} does not have versioning enabled ({}), so it keeps no versions to restore from: redeploy the set with `toastrep deploy` to enable it (versions written from then on can be restored)",
-                bucket.name,
-                bucket.region,
-                versioning.status().map_or("never enabled", |s| s.as_str())
-            );
-        }
-    }
-    let mut keys = BTreeSet::new();
-    for bucket in &buckets {
-        keys.extend(
-            buckets::keys_with_versions(&aws.s3(&bucket.region), &bucket.name, &args.prefix)
-                .await?,
-        );
-    }
-    if keys.is_empty() {
-        bail_input!(
-            "no key under the prefix {:?} has a version in set '{name}' (regions {}): check the prefix; nothing was changed",
-            args.prefix,
-            regions.join(", ")
-        );
-    }
-
-    let settings = found.settings().unwrap_or_default();
-    let (_, replicator) = set_engine(&aws, &name, &account, &regions, &settings).await?;
-    let reporter = context.reporter.as_ref();
-    let started = Instant::now();
-    let what = if args.dry_run {
-        "planning"
-    } else {
-        "restoring"
+pub async fn restore(context: &Context, settings: &RestoreSettings) -> Result<Report> {
+    let name = &settings.target.name;
+    let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
+    let request = RestoreRequest {
+        prefix: settings.prefix.clone(),
+        at: settings.at,
+        dry_run: settings.dry_run,
+        concurrency: settings.concurrency,
     };
-    reporter.started(
-        name.as_str(),
-        "restore",
-        &format!("{what} {} keys", keys.len()),
-    );
-    let total = keys.len() as u64;
-    let replicator = &replicator;
-    let buckets = &buckets;
-    let mut outcomes = futures::stream::iter(keys)
-        .map(|key| async move {
-            let outcome = replicator
-                .restore_key(&key, buckets, at.secs(), args.dry_run)
-                .await;
-            (key, outcome)
-        })
-        .buffer_unordered(usize::from(args.concurrency));
-    let mut result = RestoreResult {
-        name: name.to_string(),
-        prefix: args.prefix.clone(),
-        at: at
-            .fmt(DateTimeFormat::DateTime)
-            .expect("a parsed time formats"),
-        dry_run: args.dry_run,
-        keys: total,
-        restored: Vec::new(),
-        unchanged: 0,
-        none_then: 0,
-        failures: Vec::new(),
-        seconds: 0.0,
-        ok: true,
-    };
-    let mut done = 0u64;
-    let mut last = Instant::now();
-    while let Some((key, outcome)) = outcomes.next().await {
-        done += 1;
-        match outcome {
-            Ok(KeyRestore::Unchanged) => result.unchanged += 1,
-            Ok(KeyRestore::NoneThen) => result.none_then += 1,
-            Ok(KeyRestore::Restored {
-                source,
-                version,
-                bytes,
-                regions: into,
-            }) => result.restored.push(RestoredKey {
-                key,
-                source: regions[source].clone(),
-                version,
-                bytes,
-                regions: into.iter().map(|&i| regions[i].clone()).collect(),
-            }),
-            Err(error) => result.failures.push(RestoreFailure {
-                key,
-                error: error.to_string(),
-            }),
-        }
-        if last.elapsed() >= PROGRESS_EVERY {
-            last = Instant::now();
-            reporter.progressed(
-                name.as_str(),
-                "restore",
-                &format!("{done}/{total} keys, {} restored", result.restored.len()),
-            );
-        }
-    }
-    result.restored.sort_by(|a, b| a.key.cmp(&b.key));
-    result.failures.sort_by(|a, b| a.key.cmp(&b.key));
-    result.ok = result.failures.is_empty();
-    result.seconds = started.elapsed().as_secs_f64();
-    reporter.finished(
-        name.as_str(),
-        "restore",
-        &format!("{done}/{total} keys, {} restored", result.restored.len()),
-        result.ok,
-    );
+    let result =
+        crate::ops::restore::restore(&located, name, &request, context.reporter.as_ref()).await?;
     let text = render_text(&result);
-    let ok = result.ok;
-    Ok(Report::new(&result, text, ok))
-}
-
-/// `--at`: an RFC 3339 time, not in the future.
-fn parse_time(at: &str) -> Result<DateTime> {
-    let Ok(time) = DateTime::from_str(at, DateTimeFormat::DateTime) else {
-        bail_input!(
-            "--at {at:?} is not a time toastrep can read: use RFC 3339 in UTC, e.g. 2026-11-27T09:30:00Z"
-        );
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    if time.secs() > now {
-        bail_input!(
-            "--at {at} is in the future: restore brings back what the set held at a past time; give a time before now"
-        );
-    }
-    Ok(time)
+    Ok(Report::new(&result, text, result.ok))
 }
 
 fn render_text(result: &RestoreResult) -> String {
@@ -263,21 +65,4 @@ fn render_text(result: &RestoreResult) -> String {
         result.seconds
     );
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_time_must_be_rfc_3339_and_past() {
-        assert_eq!(
-            parse_time("2024-05-01T12:00:00Z").unwrap().secs(),
-            1714564800
-        );
-        for bad in ["yesterday", "2024-05-01", "2999-01-01T00:00:00Z"] {
-            let error = parse_time(bad).unwrap_err();
-            assert_eq!(crate::error::exit_code(&error), 2, "{bad}: {error}");
-        }
-    }
 }

@@ -4,84 +4,22 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
-use super::{Context, Located, Report};
-use crate::bail_input;
-use crate::cli::SyncArgs;
-use crate::model::names::SetName;
-use crate::model::topology::parse_regions;
+use super::{Context, Report};
 use crate::ops::discover;
 use crate::ops::repair;
 use crate::ops::sync::{SyncOptions, SyncReport, sync_set};
+use crate::settings::SyncSettings;
 
-pub async fn sync(context: &Context, args: &SyncArgs) -> Result<Report> {
-    let name = SetName::parse(&args.set.name)?;
-    let given = parse_regions(&args.regions)?;
-    if args.prefix.as_deref() == Some("") {
-        bail_input!(
-            "--prefix is empty: leave it out to sync every key, or give the start of the keys to sync"
-        );
-    }
-    let Located {
-        aws,
-        account,
-        found,
-    } = context.locate(&name, &given).await?;
-    let regions = discover::require_members(&found, &name, "sync")?;
-    let settings = found.settings().unwrap_or_default();
-    if args.in_cloud {
-        return in_cloud(
-            context,
-            args,
-            &aws,
-            &name,
-            &account,
-            &regions,
-            settings.replicate_deletes,
-        )
-        .await;
-    }
-    let options = SyncOptions {
-        prefix: args.prefix.clone(),
-        dry_run: args.dry_run,
-        deep: args.deep,
-        concurrency: usize::from(args.concurrency),
-        only_into: None,
-        carry_deletes: settings.replicate_deletes,
-    };
-    let marker_key = crate::ops::marker_key::for_set(&aws, &name, &regions).await?;
-    let report = sync_set(
-        &aws,
-        &name,
-        &account,
-        &regions,
-        &marker_key,
-        // The deployed part size and concurrency, as the functions copy.
-        &settings.copy_settings(),
-        &options,
-        context.reporter.as_ref(),
-    )
-    .await?;
-    let text = render_text(&report);
-    Ok(Report::new(&report, text, report.ok))
-}
-
-/// `sync --in-cloud`: each region's repair run, started now.
-async fn in_cloud(
-    context: &Context,
-    args: &SyncArgs,
-    aws: &crate::aws::Aws,
-    name: &SetName,
-    account: &str,
-    regions: &[String],
-    carry_deletes: bool,
-) -> Result<Report> {
-    if args.dry_run || args.prefix.is_some() {
-        bail_input!(
-            "--in-cloud repairs every key and changes what it finds: leave out --dry-run and --prefix, or run the local `toastrep sync` for those"
-        );
-    }
-    if args.no_wait {
-        let run = repair::start(aws, name, account, regions, args.deep).await?;
+pub async fn sync(context: &Context, settings: &SyncSettings) -> Result<Report> {
+    let name = &settings.target.name;
+    let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
+    let (aws, account) = (&located.aws, located.account.as_str());
+    let regions = discover::require_members(&located.found, name, "sync")?;
+    let deployed = located.found.settings().unwrap_or_default();
+    let reporter = context.reporter.as_ref();
+    let deep = settings.options.deep;
+    if settings.in_cloud && settings.no_wait {
+        let run = repair::start(aws, name, account, &regions, deep).await?;
         let text = format!(
             "repair run {} started in {} regions; `toastrep status --name {name}` shows each region's last run\n",
             run.run,
@@ -89,34 +27,59 @@ async fn in_cloud(
         );
         return Ok(Report::new(&run, text, true));
     }
-    let report = repair::sync_in_cloud(
-        aws,
-        name,
-        account,
-        regions,
-        carry_deletes,
-        args.deep,
-        context.reporter.as_ref(),
-    )
-    .await?;
-    let mut text = render_text(&report);
-    if let Some(run) = &report.in_cloud {
-        for execution in &run.executions {
-            let ranges = execution
-                .ranges
-                .map(|r| format!("{} ranges ({} failed)", r.total, r.failed))
-                .unwrap_or_else(|| "no ranges".into());
-            let _ = writeln!(
-                text,
-                "{}: {} in the cloud, {ranges}, {} invocations, the longest {:.1} s",
-                execution.region,
-                execution.status,
-                execution.invocations,
-                execution.longest_invocation_ms as f64 / 1000.0
-            );
-        }
-    }
+    let report = if settings.in_cloud {
+        repair::sync_in_cloud(
+            aws,
+            name,
+            account,
+            &regions,
+            deployed.replicate_deletes,
+            deep,
+            reporter,
+        )
+        .await?
+    } else {
+        let options = SyncOptions {
+            carry_deletes: deployed.replicate_deletes,
+            ..settings.options.clone()
+        };
+        let marker_key = crate::ops::marker_key::for_set(aws, name, &regions).await?;
+        // The deployed part size and concurrency, as the functions copy.
+        sync_set(
+            aws,
+            name,
+            account,
+            &regions,
+            &marker_key,
+            &deployed.copy_settings(),
+            &options,
+            reporter,
+        )
+        .await?
+    };
+    let text = render_text(&report);
     Ok(Report::new(&report, text, report.ok))
+}
+
+/// What each region's repair run in the cloud did.
+fn in_cloud_lines(report: &SyncReport, text: &mut String) {
+    let Some(run) = &report.in_cloud else {
+        return;
+    };
+    for execution in &run.executions {
+        let ranges = execution
+            .ranges
+            .map(|r| format!("{} ranges ({} failed)", r.total, r.failed))
+            .unwrap_or_else(|| "no ranges".into());
+        let _ = writeln!(
+            text,
+            "{}: {} in the cloud, {ranges}, {} invocations, the longest {:.1} s",
+            execution.region,
+            execution.status,
+            execution.invocations,
+            execution.longest_invocation_ms as f64 / 1000.0
+        );
+    }
 }
 
 fn render_text(report: &SyncReport) -> String {
@@ -183,5 +146,6 @@ fn render_text(report: &SyncReport) -> String {
         report.unreachable.len(),
         report.seconds
     );
+    in_cloud_lines(report, &mut text);
     text
 }

@@ -1,209 +1,36 @@
-//! `toastrep teardown`: delete a set, keeping its data unless told otherwise.
-//!
-//! Subscription stacks go first (no new events), then grant stacks, then base
-//! stacks, then buckets. CloudFormation never deletes a data bucket (its
-//! DeletionPolicy retains it); toastrep deletes one itself only when it holds
-//! no object version, or when --delete-data was confirmed.
+//! `toastrep teardown`: delete a set, keeping its data unless told
+//! otherwise (see [`crate::ops::teardown`]).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
-use futures::future::join_all;
-use serde::Serialize;
 
-use super::{Context, Located, Report};
-use crate::aws::Aws;
-use crate::aws::buckets;
-use crate::aws::stack::{self, StackAction, StackError};
+use super::{Context, Report};
 use crate::bail_input;
-use crate::cli::TeardownArgs;
 use crate::model::names::SetName;
-use crate::model::templates::Template;
-use crate::model::topology::parse_regions;
-use crate::progress::Reporter;
+use crate::ops::discover;
+use crate::ops::teardown::{BucketRow, COUNT_LIMIT, TeardownOptions, TeardownResult};
+use crate::settings::TeardownSettings;
 
-#[derive(Serialize)]
-struct TeardownResult {
-    name: String,
-    account: String,
-    regions: Vec<String>,
-    stacks: Vec<StackRow>,
-    buckets: Vec<BucketRow>,
-    ok: bool,
-}
-
-#[derive(Serialize)]
-pub(super) struct StackRow {
-    pub(super) stack_name: String,
-    pub(super) region: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) action: Option<StackAction>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) error: Option<String>,
-    /// Why a stack was left alone.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) note: Option<String>,
-}
-
-#[derive(Serialize)]
-pub(super) struct BucketRow {
-    pub(super) bucket: String,
-    pub(super) region: String,
-    pub(super) kind: &'static str,
-    /// deleted, or kept (it holds objects and --delete-data was not given).
-    pub(super) action: &'static str,
-    /// Object versions found in it (for a kept bucket, at least this many).
-    pub(super) versions: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) error: Option<String>,
-}
-
-/// Versions counted before a bucket is called non-empty and kept.
-pub(super) const COUNT_LIMIT: u64 = 10_000;
-
-pub async fn teardown(context: &Context, args: &TeardownArgs) -> Result<Report> {
-    let name = SetName::parse(&args.set.name)?;
-    let given = parse_regions(&args.regions)?;
-    if args.delete_data && !args.yes {
+pub async fn teardown(context: &Context, settings: &TeardownSettings) -> Result<Report> {
+    let name = &settings.target.name;
+    if settings.delete_data && !settings.yes {
         confirm(
-            &name,
+            name,
             &format!("the buckets of replica set '{name}' in every region"),
         )?;
     }
-    let reporter = context.reporter.as_ref();
-    let Located {
-        aws,
-        account,
-        found,
-    } = context.locate(&name, &given).await?;
-    let regions: Vec<String> = found.regions().into_iter().collect();
-    if !args.discard_dead_letters {
-        refuse_unread_queues(&aws, &name, found.bases.keys()).await?;
-    }
-
-    let pairs: Vec<(&String, &String)> = regions
-        .iter()
-        .flat_map(|s| regions.iter().filter(move |d| *d != s).map(move |d| (s, d)))
-        .collect();
-    let mut stacks = Vec::new();
-    // Subscriptions live in the source region, grants in the destination.
-    let subscriptions = pairs
-        .iter()
-        .map(|(source, destination)| (name.subscription_stack(destination), (*source).clone()));
-    stacks.extend(
-        delete_all(
-            &aws,
-            &name,
-            Template::Subscription,
-            subscriptions.collect(),
-            reporter,
-        )
-        .await,
-    );
-    let grants = pairs
-        .iter()
-        .map(|(source, destination)| (name.grant_stack(source), (*destination).clone()));
-    stacks.extend(delete_all(&aws, &name, Template::Grant, grants.collect(), reporter).await);
-    let bases = found
-        .bases
-        .keys()
-        .map(|region| (name.base_stack(), region.clone()));
-    stacks.extend(delete_all(&aws, &name, Template::Base, bases.collect(), reporter).await);
-    // Only stacks that existed are worth a line.
-    stacks.retain(|row| row.action != Some(StackAction::Absent));
-    let stacks_ok = stacks.iter().all(|row| row.error.is_none());
-
-    let mut bucket_rows = Vec::new();
-    if stacks_ok {
-        let data = found.data_buckets.iter().map(|region| {
-            let bucket = name.data_bucket(region, &account);
-            remove_bucket(&aws, region, bucket, "data", args.delete_data, reporter)
-        });
-        bucket_rows.extend(join_all(data).await);
-        // The artifact buckets hold only toastrep's own packages.
-        let artifacts = found.artifact_buckets.iter().map(|region| {
-            let bucket = name.artifact_bucket(region, &account);
-            remove_bucket(&aws, region, bucket, "artifact", true, reporter)
-        });
-        bucket_rows.extend(join_all(artifacts).await);
-    }
-    let ok = stacks_ok && bucket_rows.iter().all(|row| row.error.is_none());
-    let result = TeardownResult {
-        name: name.to_string(),
-        account,
-        regions,
-        stacks,
-        buckets: bucket_rows,
-        ok,
+    let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
+    let options = TeardownOptions {
+        delete_data: settings.delete_data,
+        discard_dead_letters: settings.discard_dead_letters,
     };
+    let result =
+        crate::ops::teardown::teardown(&located, name, options, context.reporter.as_ref()).await?;
+    let stacks_ok = result.stacks.iter().all(|row| row.error.is_none());
     let text = summary(&result, stacks_ok);
-    Ok(Report::new(&result, text, ok))
-}
-
-/// A queue of the set that still holds messages: its base stack would
-/// delete them with it.
-struct Unread {
-    region: String,
-    queue: String,
-    messages: u64,
-    /// What the messages are, and how to deal with them first.
-    what: String,
-}
-
-/// Refuses (changing nothing) when a dead-letter queue holds failed
-/// replications, or a held-deletes queue holds deletes the breaker kept:
-/// deleting a base stack deletes its queues, and with them the only record
-/// of what was not replicated. `--discard-dead-letters` accepts that.
-pub(super) async fn refuse_unread_queues(
-    aws: &Aws,
-    name: &SetName,
-    regions: impl IntoIterator<Item = &String>,
-) -> Result<()> {
-    let checks = regions.into_iter().flat_map(|region| {
-        [
-            (
-                region,
-                name.dead_letter_queue(),
-                format!("replications that failed; replay them first with `toastrep replay --name {name}`"),
-            ),
-            (
-                region,
-                name.held_deletes_queue(),
-                format!("deletes the breaker held; release or discard them first with `toastrep deletes --name {name}`"),
-            ),
-        ]
-    });
-    let found = join_all(checks.map(|(region, queue, what)| async move {
-        let depth = aws.queue_depth_if_exists(region, &queue).await?;
-        Ok::<_, anyhow::Error>(depth.map(|(_, waiting, in_flight)| Unread {
-            region: region.clone(),
-            queue,
-            messages: waiting + in_flight,
-            what,
-        }))
-    }))
-    .await;
-    let mut unread = Vec::new();
-    for depth in found {
-        unread.extend(depth?.filter(|queue| queue.messages > 0));
-    }
-    if unread.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = unread
-        .iter()
-        .map(|q| {
-            format!(
-                "  {} in {} holds {} messages: {}",
-                q.queue, q.region, q.messages, q.what
-            )
-        })
-        .collect();
-    bail_input!(
-        "the set's queues still hold messages, which deleting its stacks would delete:\n{}\nnothing was deleted; deal with them first, or add --discard-dead-letters to delete them with the set",
-        lines.join("\n")
-    )
+    Ok(Report::new(&result, text, result.ok))
 }
 
 /// --delete-data without --yes: ask at a terminal, refuse elsewhere.
@@ -222,109 +49,6 @@ pub(super) fn confirm(name: &SetName, what: &str) -> Result<()> {
         bail_input!("not confirmed: nothing was deleted");
     }
     Ok(())
-}
-
-/// Deletes set `name`'s stacks of one `kind`, given as (name, region), in
-/// parallel. A stack of that name that is not the set's is left alone and
-/// reported, and does not stop the rest.
-pub(super) async fn delete_all(
-    aws: &Aws,
-    name: &SetName,
-    kind: Template,
-    stacks: Vec<(String, String)>,
-    reporter: &dyn Reporter,
-) -> Vec<StackRow> {
-    join_all(stacks.into_iter().map(|(stack_name, region)| async move {
-        let cfn = aws.cloudformation(&region);
-        let result = stack::delete_stack(
-            &cfn,
-            &stack_name,
-            &region,
-            name.as_str(),
-            kind.kind(),
-            reporter,
-        )
-        .await;
-        match result {
-            Ok(outcome) => {
-                if outcome.action == StackAction::Deleted {
-                    reporter.finished(&region, &stack_name, "deleted", true);
-                }
-                StackRow {
-                    stack_name,
-                    region,
-                    action: Some(outcome.action),
-                    error: None,
-                    note: None,
-                }
-            }
-            Err(error @ StackError::NotOursToDelete { .. }) => {
-                reporter.finished(&region, &stack_name, "left alone: not this set's", true);
-                StackRow {
-                    stack_name,
-                    region,
-                    action: Some(StackAction::LeftAlone),
-                    error: None,
-                    note: Some(error.to_string()),
-                }
-            }
-            Err(error) => {
-                reporter.finished(&region, &stack_name, "failed", false);
-                StackRow {
-                    stack_name,
-                    region,
-                    action: None,
-                    error: Some(error.to_string()),
-                    note: None,
-                }
-            }
-        }
-    }))
-    .await
-}
-
-/// Deletes a bucket that holds no object version, or (`delete_data`) one
-/// that does, after emptying it; otherwise keeps it and says how full it is.
-pub(super) async fn remove_bucket(
-    aws: &Aws,
-    region: &str,
-    bucket: String,
-    kind: &'static str,
-    delete_data: bool,
-    reporter: &dyn Reporter,
-) -> BucketRow {
-    let s3 = aws.s3(region);
-    let result: Result<(&'static str, u64)> = async {
-        let contents = buckets::count(&s3, &bucket, COUNT_LIMIT).await?;
-        if contents.versions > 0 && !delete_data {
-            return Ok(("kept", contents.versions));
-        }
-        reporter.started(region, &bucket, "emptying and deleting");
-        // Without --delete-data only delete markers are removed: no data.
-        buckets::purge(&s3, &bucket, !delete_data).await?;
-        buckets::delete_bucket(&s3, &bucket).await?;
-        reporter.finished(region, &bucket, "deleted", true);
-        Ok(("deleted", contents.versions))
-    }
-    .await;
-    match result {
-        Ok((action, versions)) => BucketRow {
-            bucket,
-            region: region.to_owned(),
-            kind,
-            action,
-            versions,
-            error: None,
-        },
-        Err(error) => BucketRow {
-            bucket,
-            region: region.to_owned(),
-            kind,
-            action: "failed",
-            versions: 0,
-            error: Some(format!("{error:#}")),
-        },
-    }
 }
 
 fn summary(result: &TeardownResult, stacks_ok: bool) -> String {

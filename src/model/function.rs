@@ -2,8 +2,10 @@
 //! base stacks' parameters, with the template's bounds checked up front.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use toastrep_replication::CopySettings;
 
@@ -11,7 +13,7 @@ use crate::error::InputError;
 use crate::model::architecture::Architecture;
 
 /// Function settings that become base-stack parameters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct FunctionSettings {
     pub log_retention_days: u32,
     pub multipart_threshold: u64,
@@ -143,14 +145,18 @@ impl FunctionSettings {
     }
 }
 
-/// S3 refuses a single CopyObject, and a part, above 5 GiB.
-const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's limits, as the replication crate states them.
+const MAX_COPY: u64 = toastrep_replication::MAX_COPY_SIZE;
+const MIN_PART: u64 = toastrep_replication::MIN_PART_SIZE;
+const MAX_COPY_CONCURRENCY: u32 = toastrep_replication::MAX_CONCURRENCY as u32;
 /// The longest noncurrent-version retention the template accepts (100 years).
-const MAX_KEEP_DAYS: u32 = 36_500;
+pub(crate) const MAX_KEEP_DAYS: u32 = 36_500;
 /// The highest delete-breaker limit the template accepts.
-const MAX_BREAKER: u32 = 1_000_000;
+pub(crate) const MAX_BREAKER: u32 = 1_000_000;
+/// A Distributed Map's highest MaxConcurrency.
+pub(crate) const MAX_REPAIR_CONCURRENCY: u32 = 10_000;
 /// The values CloudWatch Logs accepts for a retention period.
-const RETENTION_DAYS: &[u32] = &[
+pub(crate) const RETENTION_DAYS: &[u32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
     3288, 3653,
 ];
@@ -167,13 +173,13 @@ impl FunctionSettings {
         }
         if !(1..=MAX_COPY).contains(&self.part_size) {
             return Err(InputError::new(format!(
-                "--part-size {} is out of range: use 5242880 (5 MiB, S3's minimum) to {MAX_COPY} bytes",
+                "--part-size {} is out of range: use {MIN_PART} (5 MiB, S3's minimum) to {MAX_COPY} bytes",
                 self.part_size
             )));
         }
-        if !(1..=64).contains(&self.copy_concurrency) {
+        if !(1..=MAX_COPY_CONCURRENCY).contains(&self.copy_concurrency) {
             return Err(InputError::new(format!(
-                "--copy-concurrency {} is out of range: use 1 to 64",
+                "--copy-concurrency {} is out of range: use 1 to {MAX_COPY_CONCURRENCY}",
                 self.copy_concurrency
             )));
         }
@@ -190,9 +196,9 @@ impl FunctionSettings {
             )));
         }
         crate::model::schedule::check(&self.repair_schedule)?;
-        if !(1..=10_000).contains(&self.repair_max_concurrency) {
+        if !(1..=MAX_REPAIR_CONCURRENCY).contains(&self.repair_max_concurrency) {
             return Err(InputError::new(format!(
-                "--repair-concurrency {} is out of range: use 1 to 10000 ranges at once (a Distributed Map's limit)",
+                "--repair-concurrency {} is out of range: use 1 to {MAX_REPAIR_CONCURRENCY} ranges at once (a Distributed Map's limit)",
                 self.repair_max_concurrency
             )));
         }
@@ -209,5 +215,299 @@ impl FunctionSettings {
             )));
         }
         Ok(())
+    }
+}
+
+/// How the functions name object keys in their logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogKeys {
+    Hashed,
+    Plain,
+}
+
+/// The settings a person asks for, each left out or given: one layer of
+/// flags, or of the set file. Named as the flags are (`part-size`, ...), so
+/// the set file and the command line speak one vocabulary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SettingsLayer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart_threshold: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_retention_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicate_deletes: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_noncurrent_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_breaker: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_keys: Option<LogKeys>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_alarm_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_copies_alarm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarm_topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarm_email: Option<String>,
+}
+
+/// Calls `$m` for every setting: its name in a layer, its field in
+/// [`FunctionSettings`], and how a layer's value becomes the field's.
+macro_rules! each_setting {
+    ($m:ident) => {
+        $m!(architecture, architecture, v => v);
+        $m!(multipart_threshold, multipart_threshold, v => v);
+        $m!(part_size, part_size, v => v);
+        $m!(copy_concurrency, copy_concurrency, v => v);
+        $m!(log_retention_days, log_retention_days, v => v);
+        $m!(replicate_deletes, replicate_deletes, v => v);
+        $m!(keep_noncurrent_days, keep_noncurrent_days, v => v);
+        $m!(delete_breaker, delete_breaker_per_minute, v => v);
+        $m!(log_keys, hash_logged_keys, v => v == LogKeys::Hashed);
+        $m!(repair_schedule, repair_schedule, v => v);
+        $m!(repair_concurrency, repair_max_concurrency, v => v);
+        $m!(latency_alarm_seconds, latency_alarm_seconds, v => v);
+        $m!(repair_copies_alarm, repair_copies_threshold, v => v);
+        $m!(alarm_topic, alarm_topic_arn, v => v);
+        $m!(alarm_email, alarm_email, v => v);
+    };
+}
+
+impl SettingsLayer {
+    /// This layer, with `lower`'s values where this one has none.
+    pub fn over(mut self, lower: &SettingsLayer) -> SettingsLayer {
+        macro_rules! fill {
+            ($layer:ident, $field:ident, $v:ident => $to:expr) => {
+                if self.$layer.is_none() {
+                    self.$layer = lower.$layer.clone();
+                }
+            };
+        }
+        each_setting!(fill);
+        self
+    }
+
+    /// `base` with this layer's values where it has them.
+    pub fn applied_to(&self, mut base: FunctionSettings) -> FunctionSettings {
+        macro_rules! apply {
+            ($layer:ident, $field:ident, $v:ident => $to:expr) => {
+                if let Some($v) = self.$layer.clone() {
+                    base.$field = $to;
+                }
+            };
+        }
+        each_setting!(apply);
+        base
+    }
+
+    /// Every setting of `settings`, as a person would write it.
+    pub fn of(settings: &FunctionSettings) -> SettingsLayer {
+        SettingsLayer {
+            architecture: Some(settings.architecture),
+            multipart_threshold: Some(settings.multipart_threshold),
+            part_size: Some(settings.part_size),
+            copy_concurrency: Some(settings.copy_concurrency),
+            log_retention_days: Some(settings.log_retention_days),
+            replicate_deletes: Some(settings.replicate_deletes),
+            keep_noncurrent_days: Some(settings.keep_noncurrent_days),
+            delete_breaker: Some(settings.delete_breaker_per_minute),
+            log_keys: Some(if settings.hash_logged_keys {
+                LogKeys::Hashed
+            } else {
+                LogKeys::Plain
+            }),
+            repair_schedule: Some(settings.repair_schedule.clone()),
+            repair_concurrency: Some(settings.repair_max_concurrency),
+            latency_alarm_seconds: Some(settings.latency_alarm_seconds),
+            repair_copies_alarm: Some(settings.repair_copies_threshold),
+            alarm_topic: Some(settings.alarm_topic_arn.clone()),
+            alarm_email: Some(settings.alarm_email.clone()),
+        }
+    }
+
+    /// The given settings by name, their values as text.
+    fn entries(&self) -> BTreeMap<String, String> {
+        let value = serde_json::to_value(self).expect("settings serialise");
+        value
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| {
+                let text = match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                (key.clone(), text)
+            })
+            .collect()
+    }
+}
+
+/// Where a setting's value came from, highest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Flag,
+    SetFile,
+    /// Kept from what the set has deployed.
+    Deployed,
+    Default,
+}
+
+/// The settings asked for: the flags over the set file. What is left out
+/// keeps its deployed value, or for a new set the default: a redeploy
+/// never silently reverts a setting.
+#[derive(Debug, Clone, Default)]
+pub struct Requested {
+    pub flags: SettingsLayer,
+    pub set_file: SettingsLayer,
+}
+
+/// One setting a deploy would change on a deployed set.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SettingChange {
+    /// The flag's (and the set file's) name for it.
+    pub setting: String,
+    pub deployed: String,
+    pub planned: String,
+    /// Who asks for the change.
+    pub source: Source,
+}
+
+impl Requested {
+    /// The settings to deploy over what is `deployed` (none for a new set).
+    pub fn resolve(&self, deployed: Option<&FunctionSettings>) -> FunctionSettings {
+        let base = deployed.cloned().unwrap_or_default();
+        self.flags.clone().over(&self.set_file).applied_to(base)
+    }
+
+    /// The settings whose deployed value the resolved ones change, and why.
+    pub fn changes(&self, deployed: &FunctionSettings) -> Vec<SettingChange> {
+        let now = SettingsLayer::of(deployed).entries();
+        let planned = SettingsLayer::of(&self.resolve(Some(deployed))).entries();
+        let (flags, file) = (self.flags.entries(), self.set_file.entries());
+        planned
+            .into_iter()
+            .filter(|(key, value)| now.get(key) != Some(value))
+            .map(|(key, planned)| SettingChange {
+                source: if flags.contains_key(&key) {
+                    Source::Flag
+                } else if file.contains_key(&key) {
+                    Source::SetFile
+                } else {
+                    Source::Default
+                },
+                deployed: now.get(&key).cloned().unwrap_or_default(),
+                planned,
+                setting: key,
+            })
+            .collect()
+    }
+}
+
+/// The function a deploy ships, and the settings asked for.
+#[derive(Debug, Clone)]
+pub struct FunctionRequest {
+    pub requested: Requested,
+    pub lambda_zip: Option<PathBuf>,
+    pub function_source: Option<PathBuf>,
+}
+
+impl FunctionRequest {
+    /// The architecture asked for, by a flag or the set file.
+    pub fn architecture(&self) -> Option<Architecture> {
+        self.requested
+            .flags
+            .architecture
+            .or(self.requested.set_file.architecture)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_set_file_which_wins_over_what_is_deployed() {
+        let deployed = FunctionSettings {
+            part_size: 8 * 1024 * 1024,
+            keep_noncurrent_days: 7,
+            ..FunctionSettings::default()
+        };
+        let requested = Requested {
+            flags: SettingsLayer {
+                keep_noncurrent_days: Some(90),
+                ..SettingsLayer::default()
+            },
+            set_file: SettingsLayer {
+                keep_noncurrent_days: Some(60),
+                log_keys: Some(LogKeys::Plain),
+                ..SettingsLayer::default()
+            },
+        };
+        let resolved = requested.resolve(Some(&deployed));
+        assert_eq!(resolved.keep_noncurrent_days, 90);
+        assert!(!resolved.hash_logged_keys);
+        // Left out everywhere: kept, not reverted to the default.
+        assert_eq!(resolved.part_size, 8 * 1024 * 1024);
+        let changes = requested.changes(&deployed);
+        let named: Vec<(&str, &str, &str, Source)> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c.setting.as_str(),
+                    c.deployed.as_str(),
+                    c.planned.as_str(),
+                    c.source,
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("keep-noncurrent-days", "7", "90", Source::Flag),
+                ("log-keys", "hashed", "plain", Source::SetFile),
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_asked_for_changes_nothing() {
+        let deployed = FunctionSettings {
+            repair_schedule: "off".into(),
+            ..FunctionSettings::default()
+        };
+        let requested = Requested::default();
+        assert!(requested.changes(&deployed).is_empty());
+        assert_eq!(requested.resolve(Some(&deployed)).repair_schedule, "off");
+    }
+
+    #[test]
+    fn a_layer_of_every_setting_round_trips() {
+        let settings = FunctionSettings {
+            architecture: Architecture::Arm64,
+            hash_logged_keys: false,
+            alarm_email: "ops@example.com".into(),
+            ..FunctionSettings::default()
+        };
+        let back = SettingsLayer::of(&settings).applied_to(FunctionSettings::default());
+        assert_eq!(
+            SettingsLayer::of(&back),
+            SettingsLayer::of(&settings),
+            "every field of the layer maps to one of the settings"
+        );
     }
 }

@@ -23,7 +23,7 @@ const PAIR_INFIXES: [&str; 2] = ["-from-", "-to-"];
 
 /// A validated replica set name: lowercase letters, digits and single hyphens,
 /// starting with a letter; short enough for every name derived from it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct SetName(String);
 

@@ -20,7 +20,7 @@ fn without_comment_lines(source: &str) -> String {
 }
 
 /// One of the three templates a replica set is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Template {
     /// Per region: bucket, topic, dead-letter queue, function, role, log group.

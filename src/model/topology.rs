@@ -21,7 +21,7 @@ pub const TAG_SET: &str = "toastrep:set";
 pub const TAG_STACK: &str = "toastrep:stack";
 
 /// A replica set's name and regions, checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SetSpec {
     pub name: SetName,
     pub regions: Vec<String>,
@@ -97,7 +97,7 @@ pub const MARKER_KEY_PARAMETER: &str = "MarkerKey";
 pub const SECRET_PARAMETERS: &[&str] = &[MARKER_KEY_PARAMETER];
 
 /// One stack to deploy.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 pub struct StackPlan {
     pub stack_name: String,
     pub region: String,
@@ -142,7 +142,7 @@ fn serialize_shown<S: serde::Serializer>(
 /// The link from one region's topic to another region's function: two stacks,
 /// because the subscription must live in the topic's region and the invoke
 /// permission in the function's region.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PairPlan {
     pub source: String,
     pub destination: String,
@@ -153,7 +153,7 @@ pub struct PairPlan {
 }
 
 /// Every stack of a replica set, in dependency order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeployPlan {
     pub spec: SetSpec,
     /// The S3 key of the function package in every region's artifact bucket.

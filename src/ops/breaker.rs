@@ -12,7 +12,7 @@ use crate::aws::Aws;
 use crate::model::names::SetName;
 
 /// An open breaker: deletes from `source` are held in the region.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OpenBreaker {
     pub source: String,
     /// What opened it, as the function recorded it.

@@ -13,11 +13,32 @@ use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::Stack;
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::aws::Aws;
 use crate::aws::stack::{self, tag_of};
+use crate::aws::{Aws, AwsOptions};
 use crate::model::names::SetName;
 use crate::model::regions;
 use crate::model::topology::TAG_SET;
+
+/// A set found from its name, with the configuration that found it.
+pub struct Located {
+    pub aws: Aws,
+    pub account: String,
+    pub found: DeployedSet,
+}
+
+/// Checks the credentials, then finds what is deployed of set `name` in the
+/// `given` regions (every region of the partition when none are given).
+pub async fn locate(options: &AwsOptions, name: &SetName, given: &[String]) -> Result<Located> {
+    let aws = Aws::load(options, given.first().map_or("us-east-1", String::as_str)).await;
+    let account = aws.account_id().await?;
+    let candidates = candidate_regions(given, aws.region());
+    let found = discover(&aws, name, &account, &candidates).await?;
+    Ok(Located {
+        aws,
+        account,
+        found,
+    })
+}
 
 /// How many regions are asked at once.
 const PARALLEL_REGIONS: usize = 12;

@@ -23,7 +23,7 @@ use crate::progress::Reporter;
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// One region's run of the repair.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RegionRun {
     pub region: String,
     pub execution_arn: String,
@@ -40,7 +40,7 @@ pub struct RegionRun {
 }
 
 /// A map run's item counts.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct MapItems {
     pub total: i64,
     pub succeeded: i64,
@@ -49,7 +49,7 @@ pub struct MapItems {
 }
 
 /// The runs `sync --in-cloud` started (and followed).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CloudRun {
     pub run: String,
     pub executions: Vec<RegionRun>,
@@ -192,7 +192,7 @@ pub async fn follow(
             })
             .collect::<Vec<_>>()
             .join(", ");
-        reporter.progressed(name.as_str(), "sync --in-cloud", &line);
+        reporter.counted(name.as_str(), "sync --in-cloud", &line);
         if run.executions.iter().all(|e| e.status != "RUNNING") {
             let ok = run.executions.iter().all(|e| e.status == "SUCCEEDED");
             reporter.finished(name.as_str(), "sync --in-cloud", &line, ok);

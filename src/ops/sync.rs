@@ -59,7 +59,7 @@ pub struct SyncOptions {
 pub type CopyReason = Reason;
 
 /// One copy, made or (on a dry run) planned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SyncCopy {
     pub key: String,
     /// The region the winning version is copied from.
@@ -71,14 +71,14 @@ pub struct SyncCopy {
 
 /// A delete carried (or, on a dry run, planned): a delete marker put on a
 /// region's object of the key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SyncDelete {
     pub key: String,
     pub region: String,
 }
 
 /// A key that could not be examined or copied.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SyncFailure {
     pub key: String,
     /// The region whose call failed.
@@ -89,14 +89,14 @@ pub struct SyncFailure {
 }
 
 /// A region whose bucket could not be listed: it was neither read nor repaired.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UnreachableRegion {
     pub region: String,
     pub error: String,
 }
 
 /// What `sync` found and did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SyncReport {
     pub name: String,
     pub regions: Vec<String>,
@@ -207,7 +207,7 @@ pub async fn sync_set(
             ScanStep::Scanned(scanned) => {
                 if shown.elapsed() >= PROGRESS_EVERY {
                     shown = Instant::now();
-                    reporter.progressed(
+                    reporter.counted(
                         name.as_str(),
                         "sync",
                         &progress(scanned, tally.copies.len()),

@@ -23,7 +23,7 @@ use crate::model::architecture::Architecture;
 use crate::progress::Reporter;
 
 /// A zipped function package, in memory: it is a few megabytes.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 pub struct Package {
     /// Hex SHA-256 of the zip.
     pub sha256: String,

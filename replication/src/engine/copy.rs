@@ -20,9 +20,16 @@ use crate::store::{
     Written,
 };
 
-/// CopyObject copies at most 5 GB in one request
-/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/copy-object.html>).
-pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 5_000_000_000;
+/// S3's limit for one CopyObject and for one part of a multipart copy
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>):
+/// AWS's docs say "5 GB" and mean 5 GiB, 5,368,709,120 bytes.
+pub const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's smallest part (all but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// The most parts one copy makes at once (the base template's bound too).
+pub const MAX_CONCURRENCY: usize = 64;
+/// Objects up to S3's limit are copied in one request.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = MAX_COPY_SIZE;
 pub const DEFAULT_PART_SIZE: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 8;
 /// A multipart upload has at most 10,000 parts
@@ -30,7 +37,7 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const MAX_PARTS: u64 = 10_000;
 
 /// How copies are made. Configurable because the emulator does not enforce
-/// S3's 5 GB / 5 MiB limits, so tests exercise multipart on small objects.
+/// S3's 5 GiB / 5 MiB limits, so tests exercise multipart on small objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopySettings {
     /// Objects larger than this (bytes) are copied in parts.
@@ -334,7 +341,7 @@ mod tests {
     fn settings_from_lookup() {
         let none = CopySettings::from_lookup(|_| None).unwrap();
         assert_eq!(none, CopySettings::default());
-        assert_eq!(none.multipart_threshold, 5_000_000_000);
+        assert_eq!(none.multipart_threshold, MAX_COPY_SIZE);
         assert_eq!(none.part_size, 268_435_456);
         assert_eq!(none.concurrency, 8);
         let set = CopySettings::from_lookup(|n| match n {

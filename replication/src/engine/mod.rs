@@ -17,7 +17,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use copy::{CopySettings, SettingsError, effective_part_size, part_ranges};
+pub use copy::{
+    CopySettings, MAX_CONCURRENCY, MAX_COPY_SIZE, MIN_PART_SIZE, SettingsError,
+    effective_part_size, part_ranges,
+};
 pub use replicate::{Decision, Outcome};
 pub use restore::KeyRestore;
 pub use scan::{KeyRange, MAX_REGIONS, ScanEnd, ScanLimit, ScanOptions, ScanStep, needs_repair};

@@ -265,6 +265,7 @@ pub fn best_of<'a>(
 
 /// Why a region gets a copy from sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The region holds no current object for the key.

@@ -1,0 +1,492 @@
+//! The health of a deployed set, region by region (`toastrep status`).
+//!
+//! Per region: every stack of the set there (its base, a grant from and a
+//! subscription to every other member), the function (state, last update,
+//! and whether its code is the package the base stack names), the
+//! dead-letter queue's depth, and the data bucket's object count and size.
+//! Anything unhealthy is flagged, and makes the exit status 1.
+
+use anyhow::{Context as _, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::future::join_all;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::aws::Aws;
+use crate::aws::stack;
+use crate::model::names::SetName;
+use crate::ops::discover::{self, Located};
+use crate::ops::membership;
+use crate::package::Package;
+use crate::progress::Reporter;
+
+#[derive(Serialize, JsonSchema)]
+pub struct StatusResult {
+    pub name: String,
+    pub account: String,
+    /// How the set treats deletes and old versions.
+    pub deletes: Option<DeleteSettings>,
+    pub regions: Vec<RegionStatus>,
+    pub healthy: bool,
+    pub ok: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct RegionStatus {
+    pub region: String,
+    pub healthy: bool,
+    /// What is wrong, one line each; empty when healthy.
+    pub problems: Vec<String>,
+    /// Being added: add-region (or a deploy) has not finished its backfill and verify.
+    pub joining: bool,
+    pub stacks: Vec<StackStatus>,
+    pub function: Option<FunctionStatus>,
+    pub dead_letter_queue: Option<QueueStatus>,
+    pub delete_breaker: Option<BreakerStatus>,
+    pub bucket: Option<BucketStatus>,
+    /// The last repair run into this region, if one ever ran.
+    pub last_repair: Option<RepairRun>,
+}
+
+/// A region's last repair run, from its report.
+#[derive(Serialize, JsonSchema)]
+pub struct RepairRun {
+    pub run: String,
+    /// When it ended, Unix milliseconds.
+    pub finished_ms: i64,
+    pub seconds: f64,
+    pub ranges: usize,
+    pub ranges_failed: usize,
+    pub keys_examined: u64,
+    pub copies_made: u64,
+    pub failures: u64,
+    pub ok: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct BreakerStatus {
+    /// Regions whose deletes this region holds.
+    pub open_for: Vec<crate::ops::breaker::OpenBreaker>,
+    /// Deletes waiting in the held-deletes queue.
+    pub held: u64,
+    /// The breaker alarm's state, when it could be read.
+    pub alarm: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct DeleteSettings {
+    /// Deletes are carried to every region (else kept where they are made).
+    pub replicated: bool,
+    /// Days noncurrent versions are kept; 0: forever.
+    pub keep_noncurrent_days: u32,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct StackStatus {
+    pub stack_name: String,
+    /// CloudFormation's status, or MISSING.
+    pub status: String,
+    pub healthy: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct FunctionStatus {
+    pub function_name: String,
+    pub state: String,
+    pub last_update_status: String,
+    /// Base64 SHA-256 of the deployed code, as Lambda reports it.
+    pub code_sha256: String,
+    /// Base64 SHA-256 of the package it should run.
+    pub expected_sha256: Option<String>,
+    pub code_matches: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct QueueStatus {
+    pub queue_name: String,
+    /// Messages waiting: events the function gave up on.
+    pub messages: u64,
+    /// Messages received by someone and not yet deleted.
+    pub in_flight: u64,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct BucketStatus {
+    pub bucket: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// The health of set `name`; its functions' code is compared with
+/// `package` when given, else with the package its base stacks name.
+pub async fn status(
+    located: &Located,
+    name: &SetName,
+    package: Option<&Package>,
+    reporter: &dyn Reporter,
+) -> Result<StatusResult> {
+    let Located {
+        aws,
+        account,
+        found,
+    } = located;
+    let members = discover::require_deployed(found, name)?;
+    let joining = membership::joining_regions(aws, name, account, found).await?;
+    reporter.note(&format!("checking {} regions", members.len()));
+
+    let regions = join_all(members.iter().map(|region| {
+        // The package the base stack deployed, unless --lambda-zip names another.
+        let expected = match &package {
+            Some(package) => Some(package.sha256.clone()),
+            None => stack::parameters_of(&found.bases[region])
+                .get("CodeKey")
+                .and_then(|key| sha256_in_key(key)),
+        };
+        region_status(
+            aws,
+            name,
+            account,
+            region,
+            &members,
+            &found.bases[region],
+            expected,
+            joining.contains(region),
+        )
+    }))
+    .await;
+    let healthy = regions.iter().all(|r| r.healthy);
+    // Versions expire by the bucket's own rules: read them there.
+    let first = &members[0];
+    let kept =
+        crate::aws::lifecycle::noncurrent_days(&aws.s3(first), &name.data_bucket(first, account))
+            .await
+            .ok();
+    let deletes = found.settings().map(|s| DeleteSettings {
+        replicated: s.replicate_deletes,
+        keep_noncurrent_days: kept.unwrap_or(s.keep_noncurrent_days),
+    });
+    let result = StatusResult {
+        name: name.to_string(),
+        account: account.clone(),
+        deletes,
+        regions,
+        healthy,
+        ok: healthy,
+    };
+    Ok(result)
+}
+
+/// The hex SHA-256 in a content-addressed package key
+/// (`toastrep/replicator-HEX.zip`).
+fn sha256_in_key(key: &str) -> Option<String> {
+    let hex = key
+        .strip_prefix("toastrep/replicator-")?
+        .strip_suffix(".zip")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_owned())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn region_status(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    members: &[String],
+    base: &aws_sdk_cloudformation::types::Stack,
+    expected_hex: Option<String>,
+    joining: bool,
+) -> RegionStatus {
+    let mut problems = Vec::new();
+    if joining {
+        problems.push(format!(
+            "being added: the backfill and verify have not finished; run `toastrep add-region --name {name} --region {region}` again"
+        ));
+    }
+    let mut stacks = vec![StackStatus {
+        stack_name: name.base_stack(),
+        status: stack::status_of(base).to_owned(),
+        healthy: stack_healthy(stack::status_of(base)),
+    }];
+    let cfn = aws.cloudformation(region);
+    let others: Vec<&String> = members.iter().filter(|m| *m != region).collect();
+    let pair_names: Vec<String> = others
+        .iter()
+        .flat_map(|other| [name.grant_stack(other), name.subscription_stack(other)])
+        .collect();
+    let described = join_all(
+        pair_names
+            .iter()
+            .map(|stack_name| stack::describe_stack(&cfn, stack_name, region)),
+    )
+    .await;
+    for (stack_name, described) in pair_names.into_iter().zip(described) {
+        let status = match described {
+            Ok(Some(stack)) => stack::status_of(&stack).to_owned(),
+            Ok(None) => "MISSING".to_owned(),
+            Err(error) => format!("UNKNOWN ({error})"),
+        };
+        stacks.push(StackStatus {
+            healthy: stack_healthy(&status),
+            stack_name,
+            status,
+        });
+    }
+    for stack in stacks.iter().filter(|s| !s.healthy) {
+        problems.push(format!("stack {} is {}", stack.stack_name, stack.status));
+    }
+
+    let (function, queue, bucket, breaker, repair) = tokio::join!(
+        function_status(aws, name, region, expected_hex),
+        queue_status(aws, name, region),
+        bucket_status(aws, name, account, region),
+        breaker_status(aws, name, account, region),
+        crate::ops::repair::last_run(aws, name, account, region),
+    );
+    let last_repair = match repair {
+        Ok(report) => report.map(|r| {
+            if !r.ok {
+                problems.push(format!(
+                    "the last repair run ({}) did not finish: {} of {} ranges failed, {} keys failed{}; the next run repairs them again (now: `toastrep sync --name {name} --in-cloud`)",
+                    r.run,
+                    r.ranges_failed,
+                    r.ranges,
+                    r.tally.failure_count,
+                    r.tally.failures
+                        .first()
+                        .map(|f| format!(", e.g. {} in {}: {}", f.key, f.region, f.error))
+                        .or_else(|| r.tally.unreachable.first().map(|(region, e)| format!(", {region} unreadable: {e}")))
+                        .unwrap_or_default()
+                ));
+            }
+            RepairRun {
+                seconds: (r.finished_ms - r.started_ms) as f64 / 1000.0,
+                run: r.run,
+                finished_ms: r.finished_ms,
+                ranges: r.ranges,
+                ranges_failed: r.ranges_failed,
+                keys_examined: r.tally.keys_examined,
+                copies_made: r.tally.copies_made,
+                failures: r.tally.failure_count,
+                ok: r.ok,
+            }
+        }),
+        Err(error) => {
+            problems.push(format!("last repair run: {error:#}"));
+            None
+        }
+    };
+    let breaker = match breaker {
+        Ok(breaker) => {
+            for open in &breaker.open_for {
+                problems.push(format!(
+                    "delete breaker OPEN for deletes from {}: they are held, not carried here; look with `toastrep deletes --name {name}`, then --release or --discard them",
+                    open.source
+                ));
+            }
+            if breaker.held > 0 && breaker.open_for.is_empty() {
+                problems.push(format!(
+                    "{} deletes held: see `toastrep deletes --name {name}`",
+                    breaker.held
+                ));
+            }
+            Some(breaker)
+        }
+        Err(error) => {
+            problems.push(format!("delete breaker: {error:#}"));
+            None
+        }
+    };
+    let function = match function {
+        Ok(function) => {
+            if function.state != "Active" {
+                problems.push(format!("function is {}", function.state));
+            }
+            if function.last_update_status == "Failed" {
+                problems.push("the function's last update failed".to_owned());
+            }
+            if !function.code_matches {
+                problems.push(format!(
+                    "function code {} is not the deployed package {}: redeploy with `toastrep deploy`",
+                    function.code_sha256,
+                    function.expected_sha256.as_deref().unwrap_or("(unknown)")
+                ));
+            }
+            Some(function)
+        }
+        Err(error) => {
+            problems.push(format!("function: {error:#}"));
+            None
+        }
+    };
+    let queue = match queue {
+        Ok(queue) => {
+            if queue.messages + queue.in_flight > 0 {
+                problems.push(format!(
+                    "dead-letter queue holds {} messages ({} in flight): events the function failed on",
+                    queue.messages, queue.in_flight
+                ));
+            }
+            Some(queue)
+        }
+        Err(error) => {
+            problems.push(format!("dead-letter queue: {error:#}"));
+            None
+        }
+    };
+    let bucket = match bucket {
+        Ok(bucket) => Some(bucket),
+        Err(error) => {
+            problems.push(format!("bucket: {error:#}"));
+            None
+        }
+    };
+    RegionStatus {
+        region: region.to_owned(),
+        healthy: problems.is_empty(),
+        problems,
+        joining,
+        stacks,
+        function,
+        dead_letter_queue: queue,
+        delete_breaker: breaker,
+        bucket,
+        last_repair,
+    }
+}
+
+async fn breaker_status(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+) -> Result<BreakerStatus> {
+    let (open_for, held, alarm) = tokio::join!(
+        crate::ops::breaker::open_breakers(aws, name, account, region),
+        crate::ops::breaker::held_count(aws, name, region),
+        crate::ops::breaker::alarm_state(aws, name, region),
+    );
+    Ok(BreakerStatus {
+        open_for: open_for?,
+        held: held?,
+        alarm,
+    })
+}
+
+/// A stack is healthy when its last operation succeeded.
+fn stack_healthy(status: &str) -> bool {
+    matches!(status, "CREATE_COMPLETE" | "UPDATE_COMPLETE")
+}
+
+async fn function_status(
+    aws: &Aws,
+    name: &SetName,
+    region: &str,
+    expected_hex: Option<String>,
+) -> Result<FunctionStatus> {
+    let function_name = name.function();
+    let out = aws
+        .lambda(region)
+        .get_function()
+        .function_name(&function_name)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("GetFunction {function_name} in {region}"))?;
+    let config = out.configuration();
+    let state = config
+        .and_then(|c| c.state())
+        .map_or("Unknown", |s| s.as_str())
+        .to_owned();
+    let last_update_status = config
+        .and_then(|c| c.last_update_status())
+        .map_or("Unknown", |s| s.as_str())
+        .to_owned();
+    let code_sha256 = config
+        .and_then(|c| c.code_sha256())
+        .unwrap_or_default()
+        .to_owned();
+    // Lambda reports the base64 of the zip's SHA-256; the package key holds its hex.
+    let expected_sha256 = expected_hex.as_deref().and_then(hex_to_base64);
+    let code_matches = expected_sha256.as_deref() == Some(code_sha256.as_str());
+    Ok(FunctionStatus {
+        function_name,
+        state,
+        last_update_status,
+        code_sha256,
+        expected_sha256,
+        code_matches,
+    })
+}
+
+async fn queue_status(aws: &Aws, name: &SetName, region: &str) -> Result<QueueStatus> {
+    let queue_name = name.dead_letter_queue();
+    let (_, messages, in_flight) = aws.queue_depth(region, &queue_name).await?;
+    Ok(QueueStatus {
+        queue_name,
+        messages,
+        in_flight,
+    })
+}
+
+/// Current objects and their bytes, from a full listing (S3's CloudWatch
+/// size metrics are a day old, and absent for new buckets).
+async fn bucket_status(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+) -> Result<BucketStatus> {
+    let bucket = name.data_bucket(region, account);
+    let mut pages = aws
+        .s3(region)
+        .list_objects_v2()
+        .bucket(&bucket)
+        .into_paginator()
+        .send();
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("listing s3://{bucket}"))?;
+        for object in page.contents() {
+            objects += 1;
+            bytes += object.size().unwrap_or(0).max(0) as u64;
+        }
+    }
+    Ok(BucketStatus {
+        bucket,
+        objects,
+        bytes,
+    })
+}
+
+/// Lambda's CodeSha256 (base64) of the SHA-256 a package key holds in hex.
+fn hex_to_base64(hex: &str) -> Option<String> {
+    Some(BASE64.encode(hex::decode(hex).ok()?))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_hash_is_lambdas_base64_of_the_key_hex() {
+        // SHA-256 of the empty string, in both spellings.
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            hex_to_base64(hex).unwrap(),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert_eq!(
+            sha256_in_key(&format!("toastrep/replicator-{hex}.zip")).as_deref(),
+            Some(hex)
+        );
+    }
+}

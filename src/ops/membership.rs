@@ -1,0 +1,380 @@
+//! Who is a member of a set, and how a region joins or leaves.
+//!
+//! A region being added carries a marker object in its artifact bucket
+//! (which only toastrep writes, and which is not replicated) from before its
+//! base stack is created until the backfill and the verify have passed. A
+//! run that was interrupted leaves the marker, so the next deploy or
+//! add-region knows the region still needs its backfill, and `status`
+//! flags it.
+//!
+//! Leaving: the region's subscriptions and the other regions'
+//! subscriptions to it go first (no event is sent into a half-removed
+//! region), then the grants, then its base stack, then its artifact bucket.
+//! Its data bucket is kept, as in teardown, unless asked for. The other
+//! regions' stacks are not touched, so they keep replicating among
+//! themselves.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context as _, Result};
+use futures::future::join_all;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::aws::Aws;
+use crate::aws::stack::{self, StackAction};
+use crate::bail_input;
+use crate::model::function::FunctionSettings;
+use crate::model::names::SetName;
+use crate::model::regions;
+use crate::model::templates::Template;
+use crate::model::topology::{self, DeployPlan, SetSpec};
+use crate::ops::discover::{self, DeployedSet};
+use crate::ops::marker_key;
+use crate::ops::teardown::{self, BucketRow, StackRow};
+use crate::package::Package;
+use crate::progress::Reporter;
+
+/// Finds the set in every region of the partition: a member missing from the
+/// region list must be noticed, wherever it is.
+pub async fn discover_in_partition(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    partition: &str,
+) -> Result<DeployedSet> {
+    let candidates: Vec<String> = regions::regions_in(partition).map(str::to_owned).collect();
+    discover::discover(aws, name, account, &candidates).await
+}
+
+/// The regions holding a base stack of the set.
+pub fn deployed_regions(found: &DeployedSet) -> Vec<String> {
+    found.bases.keys().cloned().collect()
+}
+
+/// A deploy never deletes a region: removing one is a separate, deliberate
+/// command, since it stops replication there.
+pub fn check_no_dropped_members(found: &DeployedSet, spec: &SetSpec) -> Result<()> {
+    let dropped: Vec<&String> = found
+        .bases
+        .keys()
+        .filter(|r| !spec.regions.contains(r))
+        .collect();
+    if let Some(region) = dropped.first() {
+        let members: Vec<&str> = found.bases.keys().map(String::as_str).collect();
+        bail_input!(
+            "set '{}' is deployed in {}, and --regions leaves out {}: deploy never removes a region; to remove it, run `toastrep remove-region --name {} --region {region}`, or add it to --regions",
+            spec.name,
+            members.join(", "),
+            dropped
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            spec.name
+        );
+    }
+    Ok(())
+}
+
+/// The marker key in a region's artifact bucket while the region is being added.
+const JOINING_MARKER: &str = "toastrep/joining";
+
+/// The regions with a base stack whose addition has finished (no marker).
+pub async fn complete_members(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    found: &DeployedSet,
+) -> Result<BTreeSet<String>> {
+    let joining = joining_regions(aws, name, account, found).await?;
+    Ok(found
+        .bases
+        .keys()
+        .filter(|r| !joining.contains(*r))
+        .cloned()
+        .collect())
+}
+
+/// The regions with a base stack whose addition has not finished.
+pub async fn joining_regions(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    found: &DeployedSet,
+) -> Result<BTreeSet<String>> {
+    let checks = found
+        .bases
+        .keys()
+        .filter(|r| found.artifact_buckets.contains(*r))
+        .map(|region| async move {
+            let bucket = name.artifact_bucket(region, account);
+            let head = aws
+                .s3(region)
+                .head_object()
+                .bucket(&bucket)
+                .key(JOINING_MARKER)
+                .send()
+                .await;
+            match head {
+                Ok(_) => Ok(Some(region.clone())),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                    Ok(None)
+                }
+                Err(error) => Err(anyhow::Error::new(error).context(format!(
+                    "checking s3://{bucket}/{JOINING_MARKER} in {region}"
+                ))),
+            }
+        });
+    let mut joining = BTreeSet::new();
+    for result in join_all(checks).await {
+        joining.extend(result?);
+    }
+    Ok(joining)
+}
+
+pub async fn set_joining_marker(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    joining: bool,
+) -> Result<()> {
+    let bucket = name.artifact_bucket(region, account);
+    let s3 = aws.s3(region);
+    let result = if joining {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(JOINING_MARKER)
+            .body(
+                b"added by toastrep; removed once the backfill and verify passed\n"
+                    .to_vec()
+                    .into(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::new)
+    } else {
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(JOINING_MARKER)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::new)
+    };
+    result.with_context(|| format!("writing s3://{bucket}/{JOINING_MARKER} in {region}"))
+}
+
+/// A data bucket kept by an earlier teardown (it held objects) blocks the
+/// base stack's create; say so before anything is changed.
+pub fn check_no_leftover_buckets(found: &DeployedSet, spec: &SetSpec, account: &str) -> Result<()> {
+    for region in &spec.regions {
+        if found.data_buckets.contains(region) && !found.bases.contains_key(region) {
+            bail_input!(
+                "bucket {} in {region} is left from an earlier deployment of '{}' (teardown keeps buckets that hold objects), and a new base stack cannot take it over: copy its objects elsewhere and delete it, or use another set name",
+                spec.name.data_bucket(region, account),
+                spec.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a region joining a deployed set runs: exactly what the members
+/// run, the package their base stacks name (copied from a member's artifact
+/// bucket, not rebuilt) and the same settings, so no member changes.
+pub struct Joining {
+    pub account: String,
+    pub plan: DeployPlan,
+    pub package: Package,
+    /// The members whose addition finished.
+    pub members: BTreeSet<String>,
+}
+
+/// The plan of set `name` grown by `region`.
+pub async fn plan_joining(aws: &Aws, name: &SetName, region: &str) -> Result<Joining> {
+    crate::model::names::check_lengths(name, [region])?;
+    let account = aws.account_id().await?;
+    let partition = regions::partition_of(region).expect("regions are checked");
+    let found = discover_in_partition(aws, name, &account, partition).await?;
+    let deployed = discover::require_deployed(&found, name)?;
+    let members = complete_members(aws, name, &account, &found).await?;
+    if members.contains(region) {
+        bail_input!(
+            "{region} is already a region of set '{name}' (it is deployed in {}): to bring it up to date run `toastrep deploy`, to see its health `toastrep status --name {name}`",
+            deployed.join(", ")
+        );
+    }
+    // A member to copy from: the package and settings the set runs.
+    let Some(source) = members.iter().next() else {
+        bail_input!(
+            "set '{name}' has no region whose deployment finished (only {}, being added): finish it with `toastrep deploy --name {name} --regions ...` listing its regions",
+            deployed.join(", ")
+        );
+    };
+    let mut regions: Vec<String> = deployed.clone();
+    if !regions.iter().any(|r| r == region) {
+        regions.push(region.to_owned());
+    }
+    let spec = SetSpec::parse(name.as_str(), &regions)?;
+    check_no_leftover_buckets(&found, &spec, &account)?;
+
+    let base = &found.bases[source];
+    let parameters = stack::parameters_of(base);
+    let mut settings = FunctionSettings::from_parameters(&parameters);
+    settings.dashboard_home = found.dashboard_home();
+    let Some(code_key) = parameters.get("CodeKey") else {
+        bail_input!(
+            "the base stack of '{name}' in {source} has no CodeKey parameter, so it was not made by this toastrep: redeploy the set with `toastrep deploy`"
+        );
+    };
+    let package = deployed_package(aws, name, &account, source, code_key).await?;
+    // Older toastreps shipped packages unchecked; the new region must run it.
+    package.check_runs_on(settings.architecture)?;
+    // The members' key, read before any stack changes: the new region must
+    // hold the same one.
+    let marker_key = marker_key::for_deploy(aws, name, &deployed).await?;
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
+    Ok(Joining {
+        account,
+        plan,
+        package,
+        members,
+    })
+}
+
+/// The package a member runs, read from its artifact bucket and checked
+/// against the hash in its name.
+async fn deployed_package(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    region: &str,
+    key: &str,
+) -> Result<Package> {
+    let bucket = name.artifact_bucket(region, account);
+    let object = aws
+        .s3(region)
+        .get_object()
+        .bucket(&bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| {
+            format!(
+                "reading the deployed package s3://{bucket}/{key} in {region} (if it is gone, `toastrep deploy` with the set's regions and the new one uploads it again)"
+            )
+        })?;
+    let zip = object
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes()
+        .to_vec();
+    let mut package = Package::from_zip(zip, &format!("s3://{bucket}/{key}"))?;
+    if !key.contains(&package.sha256) {
+        anyhow::bail!(
+            "s3://{bucket}/{key} in {region} does not hash to the SHA-256 in its name (it is {}): redeploy the set with `toastrep deploy`",
+            package.sha256
+        );
+    }
+    // The key the members' stacks name, whatever toastrep named it.
+    key.clone_into(&mut package.key);
+    Ok(package)
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct RemoveResult {
+    pub name: String,
+    pub account: String,
+    pub region: String,
+    /// The set's regions afterwards.
+    pub remaining: Vec<String>,
+    pub stacks: Vec<StackRow>,
+    pub buckets: Vec<BucketRow>,
+    pub ok: bool,
+}
+
+/// Takes `region` out of set `name`.
+pub async fn remove_region(
+    aws: &Aws,
+    name: &SetName,
+    region: &str,
+    options: teardown::TeardownOptions,
+    reporter: &dyn Reporter,
+) -> Result<RemoveResult> {
+    let region = region.to_owned();
+    let account = aws.account_id().await?;
+    let partition = regions::partition_of(&region).expect("regions are checked");
+    let found = discover_in_partition(aws, name, &account, partition).await?;
+    let members = discover::require_deployed(&found, name)?;
+    if !members.contains(&region) {
+        bail_input!(
+            "{region} is not a region of set '{name}' (it is deployed in {}): check --region",
+            members.join(", ")
+        );
+    }
+    let remaining: Vec<String> = members.iter().filter(|r| **r != region).cloned().collect();
+    if remaining.len() < 2 {
+        bail_input!(
+            "removing {region} would leave set '{name}' with only {}, and a replica set needs two regions: to delete the whole set, run `toastrep teardown --name {name}`",
+            remaining.join(", ")
+        );
+    }
+    if !options.discard_dead_letters {
+        teardown::refuse_unread_queues(aws, name, [&region]).await?;
+    }
+
+    let (subscriptions, grants) = topology::pair_stacks_of(name, &region, &members);
+    let mut stacks =
+        teardown::delete_all(aws, name, Template::Subscription, subscriptions, reporter).await;
+    if stacks.iter().all(|r| r.error.is_none()) {
+        stacks.extend(teardown::delete_all(aws, name, Template::Grant, grants, reporter).await);
+    }
+    if stacks.iter().all(|r| r.error.is_none()) {
+        let base = vec![(name.base_stack(), region.clone())];
+        stacks.extend(teardown::delete_all(aws, name, Template::Base, base, reporter).await);
+    }
+    let stacks_ok = stacks.iter().all(|r| r.error.is_none());
+    stacks.retain(|row| row.action != Some(StackAction::Absent));
+
+    let mut buckets = Vec::new();
+    if stacks_ok {
+        if found.data_buckets.contains(&region) {
+            let bucket = name.data_bucket(&region, &account);
+            buckets.push(
+                teardown::remove_bucket(
+                    aws,
+                    &region,
+                    bucket,
+                    "data",
+                    options.delete_data,
+                    reporter,
+                )
+                .await,
+            );
+        }
+        if found.artifact_buckets.contains(&region) {
+            // Only toastrep's own packages (and markers) live there.
+            let bucket = name.artifact_bucket(&region, &account);
+            buckets.push(
+                teardown::remove_bucket(aws, &region, bucket, "artifact", true, reporter).await,
+            );
+        }
+    }
+    let ok = stacks_ok && buckets.iter().all(|b| b.error.is_none());
+    let result = RemoveResult {
+        name: name.to_string(),
+        account,
+        region,
+        remaining,
+        stacks,
+        buckets,
+        ok,
+    };
+    Ok(result)
+}

@@ -1,0 +1,246 @@
+//! Everything a deploy decides before it changes anything, shared by
+//! `deploy` and `plan`: what is deployed, who the members are, the settings
+//! (flags over the set file over what is deployed), the package and the
+//! plan of every stack. `plan` then previews each stack's change set;
+//! `deploy` rolls them out ([`super::rollout`]).
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use futures::{StreamExt, stream};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::aws::change_set::{self, PreviewAction, ResourceChange, StackPreview};
+use crate::aws::stack::StackError;
+use crate::aws::{Aws, AwsOptions};
+use crate::model::architecture::Architecture;
+use crate::model::function::{FunctionRequest, FunctionSettings, SettingChange};
+use crate::model::topology::{DeployPlan, SetSpec, StackPlan};
+use crate::ops::discover::DeployedSet;
+use crate::ops::marker_key;
+use crate::ops::membership;
+use crate::package::Package;
+use crate::progress::Reporter;
+
+/// A deploy of `spec`, decided.
+pub struct Prepared {
+    pub aws: Aws,
+    pub account: String,
+    pub found: DeployedSet,
+    /// The members whose addition finished.
+    pub members: BTreeSet<String>,
+    /// What the set runs now (none for a new set).
+    pub deployed: Option<FunctionSettings>,
+    /// The settings the deploy changes on a deployed set.
+    pub changes: Vec<SettingChange>,
+    pub package: Package,
+    pub plan: DeployPlan,
+}
+
+impl Prepared {
+    /// Regions new to a deployed set: backfilled and verified once their
+    /// stacks are in place. A brand-new set has nothing to backfill.
+    pub fn added(&self) -> Vec<String> {
+        if self.members.is_empty() {
+            return Vec::new();
+        }
+        let regions = &self.plan.spec.regions;
+        regions
+            .iter()
+            .filter(|r| !self.members.contains(*r))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Checks all input, finds what is deployed (a region list that drops a
+/// member is refused: that is remove-region's job), resolves the settings
+/// and builds (or reads) the package and the plan.
+pub async fn prepare(
+    options: &AwsOptions,
+    spec: SetSpec,
+    function: &FunctionRequest,
+    reporter: &dyn Reporter,
+) -> Result<Prepared> {
+    function.requested.resolve(None).check()?;
+    let prebuilt = Package::prebuilt(function.lambda_zip.as_deref(), function.architecture())?;
+    let aws = Aws::load(options, &spec.regions[0]).await;
+    let account = aws.account_id().await?;
+    let found =
+        membership::discover_in_partition(&aws, &spec.name, &account, spec.partition).await?;
+    membership::check_no_leftover_buckets(&found, &spec, &account)?;
+    membership::check_no_dropped_members(&found, &spec)?;
+    let members = membership::complete_members(&aws, &spec.name, &account, &found).await?;
+    let deployed = found.settings();
+    let settings = function.requested.resolve(deployed.as_ref());
+    settings.check()?;
+    let changes = deployed
+        .as_ref()
+        .map(|d| function.requested.changes(d))
+        .unwrap_or_default();
+    // Read back before any stack changes, so a redeploy keeps the set's
+    // key (and an unchanged set plans no change: the NoEcho value is the
+    // same, though no API shows it).
+    let marker_key =
+        marker_key::for_deploy(&aws, &spec.name, &membership::deployed_regions(&found)).await?;
+    let package = Package::for_function(
+        prebuilt,
+        settings.architecture,
+        function.function_source.as_deref(),
+        reporter,
+    )
+    .await?;
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
+    Ok(Prepared {
+        aws,
+        account,
+        found,
+        members,
+        deployed,
+        changes,
+        package,
+        plan,
+    })
+}
+
+/// What a deploy would do.
+#[derive(Serialize, JsonSchema)]
+pub struct PlanResult {
+    pub name: String,
+    pub account: String,
+    pub regions: Vec<String>,
+    pub package: PackagePlan,
+    /// Every setting the deploy would give the set.
+    pub settings: FunctionSettings,
+    /// The settings whose deployed value it would change, and who asks.
+    pub setting_changes: Vec<SettingChange>,
+    pub stacks: Vec<StackRow>,
+    /// Regions new to the deployed set: they would be backfilled and verified.
+    pub added: Vec<String>,
+    /// Whether a deploy would change anything.
+    pub changes: bool,
+    pub ok: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct PackagePlan {
+    pub key: String,
+    pub sha256: String,
+    pub bytes: usize,
+    /// What its binary runs on (none for a script).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+    /// Regions whose artifact bucket lacks the package.
+    pub upload_to: Vec<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct StackRow {
+    pub stack_name: String,
+    pub region: String,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<PreviewAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ResourceChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What deploying `prepared` would do, changing nothing.
+pub async fn preview(
+    prepared: &Prepared,
+    concurrency: usize,
+    reporter: &dyn Reporter,
+) -> Result<PlanResult> {
+    let Prepared {
+        aws,
+        account,
+        found,
+        plan,
+        package,
+        ..
+    } = prepared;
+    let mut upload_to = Vec::new();
+    for region in &plan.spec.regions {
+        let bucket = plan.spec.name.artifact_bucket(region, account);
+        let present = found.artifact_buckets.contains(region)
+            && aws
+                .s3(region)
+                .head_object()
+                .bucket(&bucket)
+                .key(&package.key)
+                .send()
+                .await
+                .is_ok();
+        if !present {
+            upload_to.push(region.clone());
+        }
+    }
+    let stacks: Vec<StackRow> = stream::iter(plan.stacks())
+        .map(|stack_plan| async move {
+            let cfn = aws.cloudformation(&stack_plan.region);
+            reporter.started(&stack_plan.region, &stack_plan.stack_name, "planning");
+            let preview = change_set::preview_stack(&cfn, stack_plan).await;
+            let row = row(stack_plan, preview);
+            reporter.finished(
+                &stack_plan.region,
+                &stack_plan.stack_name,
+                &row.action.map_or("failed".to_owned(), |a| a.to_string()),
+                row.error.is_none(),
+            );
+            row
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    let added = prepared.added();
+    let ok = stacks.iter().all(|s| s.error.is_none());
+    let changes = !upload_to.is_empty()
+        || !added.is_empty()
+        || stacks
+            .iter()
+            .any(|s| s.action != Some(PreviewAction::NoChange));
+    Ok(PlanResult {
+        name: plan.spec.name.to_string(),
+        account: account.clone(),
+        regions: plan.spec.regions.clone(),
+        package: PackagePlan {
+            key: package.key.clone(),
+            sha256: package.sha256.clone(),
+            bytes: package.bytes,
+            architecture: package.architecture,
+            upload_to,
+        },
+        settings: plan.settings.clone(),
+        setting_changes: prepared.changes.clone(),
+        stacks,
+        added,
+        changes,
+        ok,
+    })
+}
+
+fn row(plan: &StackPlan, preview: Result<StackPreview, StackError>) -> StackRow {
+    let mut row = StackRow {
+        stack_name: plan.stack_name.clone(),
+        region: plan.region.clone(),
+        kind: plan.template.kind(),
+        action: None,
+        status: None,
+        changes: Vec::new(),
+        error: None,
+    };
+    match preview {
+        Ok(preview) => {
+            row.action = Some(preview.action);
+            row.status = preview.status;
+            row.changes = preview.changes;
+        }
+        Err(error) => row.error = Some(error.to_string()),
+    }
+    row
+}

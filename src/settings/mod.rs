@@ -1,0 +1,449 @@
+//! Resolves the command line once: flags over the set file over defaults,
+//! every name and region checked, into one typed value per command. Nothing
+//! below this module sees a command-line type, and no command parses a name
+//! or a region again.
+//!
+//! What is deployed is the last layer, under the flags and the set file: a
+//! setting neither gives keeps its deployed value. That layer needs AWS, so
+//! [`Requested`] carries the two upper layers to the operation that reads it.
+
+pub mod set_file;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::aws::AwsOptions;
+use crate::cli::{
+    self, Cli, Command, FunctionArgs, LogKeys as LogKeysArg, OutputFormat, SetArgs, SettingsArgs,
+    Switch,
+};
+use crate::error::InputError;
+use crate::model::architecture::Architecture;
+use crate::model::function::{FunctionRequest, LogKeys, Requested, SettingsLayer};
+use crate::model::names::SetName;
+use crate::model::topology::{SetSpec, parse_regions};
+use crate::ops::deletes::Action;
+use crate::ops::restore::parse_time;
+use crate::ops::sync::SyncOptions;
+use crate::ops::verify::VerifyOptions;
+use set_file::{Loaded, SetFile};
+
+/// What every command shares.
+pub struct GlobalSettings {
+    pub aws: AwsOptions,
+    pub json: bool,
+    pub verbose: u8,
+    pub quiet: bool,
+}
+
+/// A deployed set to find: its name, and the regions to look in (every
+/// region of the partition when empty).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: SetName,
+    pub regions: Vec<String>,
+}
+
+pub struct InitSettings {
+    pub path: PathBuf,
+    pub file: SetFile,
+    pub force: bool,
+}
+
+pub struct DeploySettings {
+    pub spec: SetSpec,
+    pub function: FunctionRequest,
+    pub concurrency: usize,
+    pub dry_run: bool,
+}
+
+pub struct PlanSettings {
+    pub name: SetName,
+    /// The regions the set should have; none: the ones it is deployed in.
+    pub spec: Option<SetSpec>,
+    pub function: FunctionRequest,
+    pub concurrency: usize,
+}
+
+pub struct RenderSettings {
+    pub spec: SetSpec,
+    pub function: FunctionRequest,
+    pub out: PathBuf,
+}
+
+pub struct AddRegionSettings {
+    pub name: SetName,
+    pub region: String,
+    pub concurrency: usize,
+    /// The set file to add the region to, when one is in use.
+    pub set_file: Option<PathBuf>,
+}
+
+pub struct RemoveRegionSettings {
+    pub name: SetName,
+    pub region: String,
+    pub delete_data: bool,
+    pub yes: bool,
+    pub discard_dead_letters: bool,
+    pub set_file: Option<PathBuf>,
+}
+
+pub struct VerifySettings {
+    pub target: Target,
+    pub options: VerifyOptions,
+}
+
+pub struct TeardownSettings {
+    pub target: Target,
+    pub delete_data: bool,
+    pub yes: bool,
+    pub discard_dead_letters: bool,
+}
+
+pub struct PackageSettings {
+    pub out: PathBuf,
+    pub architecture: Architecture,
+    pub function_source: Option<PathBuf>,
+}
+
+pub struct ReplaySettings {
+    pub name: SetName,
+    pub region: Option<String>,
+    pub dry_run: bool,
+}
+
+pub struct SyncSettings {
+    pub target: Target,
+    pub options: SyncOptions,
+    pub in_cloud: bool,
+    pub no_wait: bool,
+}
+
+pub struct RestoreSettings {
+    pub target: Target,
+    pub prefix: String,
+    pub at: aws_sdk_s3::primitives::DateTime,
+    pub dry_run: bool,
+    pub concurrency: usize,
+}
+
+pub struct DeletesSettings {
+    pub target: Target,
+    pub action: Action,
+    pub yes: bool,
+}
+
+pub struct StatusSettings {
+    pub target: Target,
+    pub lambda_zip: Option<PathBuf>,
+}
+
+pub struct HashKeySettings {
+    pub target: Target,
+    pub keys: Vec<String>,
+}
+
+/// One command, resolved.
+pub enum CommandSettings {
+    Init(InitSettings),
+    Deploy(DeploySettings),
+    Plan(PlanSettings),
+    Render(RenderSettings),
+    AddRegion(AddRegionSettings),
+    RemoveRegion(RemoveRegionSettings),
+    Verify(VerifySettings),
+    Teardown(TeardownSettings),
+    Package(PackageSettings),
+    Replay(ReplaySettings),
+    Sync(SyncSettings),
+    Restore(RestoreSettings),
+    Deletes(DeletesSettings),
+    Status(StatusSettings),
+    HashKey(HashKeySettings),
+    Completions(clap_complete::Shell),
+    Man(Option<PathBuf>),
+}
+
+pub struct Settings {
+    pub global: GlobalSettings,
+    pub command: CommandSettings,
+}
+
+/// The settings for a command line.
+pub fn resolve(cli: Cli) -> Result<Settings> {
+    let global = GlobalSettings {
+        aws: AwsOptions {
+            profile: cli.global.profile.clone(),
+            endpoint_url: cli.global.endpoint_url.clone(),
+        },
+        json: cli.global.output == OutputFormat::Json,
+        verbose: cli.global.verbose,
+        quiet: cli.global.quiet,
+    };
+    // `init` writes the file; every other command reads it when present.
+    let loaded = match &cli.command {
+        Command::Init(_) | Command::Completions(_) | Command::Man(_) | Command::Package(_) => None,
+        _ => set_file::locate(cli.global.set_file.as_deref())?,
+    };
+    let file = Layers { loaded };
+    let command = match cli.command {
+        Command::Init(args) => CommandSettings::Init(init(args, cli.global.set_file)?),
+        Command::Deploy(args) => CommandSettings::Deploy(DeploySettings {
+            spec: file.spec(&args.set, &args.regions)?,
+            function: file.function(&args.function),
+            concurrency: usize::from(args.concurrency),
+            dry_run: args.dry_run,
+        }),
+        Command::Plan(args) => {
+            let name = file.name(&args.set)?;
+            let spec = if args.regions.is_empty() && file.regions().is_none() {
+                None
+            } else {
+                Some(file.spec(&args.set, &args.regions)?)
+            };
+            CommandSettings::Plan(PlanSettings {
+                name,
+                spec,
+                function: file.function(&args.function),
+                concurrency: usize::from(args.concurrency),
+            })
+        }
+        Command::Render(args) => CommandSettings::Render(RenderSettings {
+            spec: file.spec(&args.set, &args.regions)?,
+            function: file.function(&args.function),
+            out: args.out,
+        }),
+        Command::AddRegion(args) => CommandSettings::AddRegion(AddRegionSettings {
+            name: file.name(&args.set)?,
+            region: one_region(&args.region)?,
+            concurrency: usize::from(args.concurrency),
+            set_file: file.path(),
+        }),
+        Command::RemoveRegion(args) => CommandSettings::RemoveRegion(RemoveRegionSettings {
+            name: file.name(&args.set)?,
+            region: one_region(&args.region)?,
+            delete_data: args.delete_data,
+            yes: args.yes,
+            discard_dead_letters: args.discard_dead_letters,
+            set_file: file.path(),
+        }),
+        Command::Verify(args) if args.timeout == 0 => {
+            return Err(InputError::new(
+                "--timeout 0 leaves no time to replicate: give a number of seconds, e.g. --timeout 60",
+            )
+            .into());
+        }
+        Command::Verify(args) if args.objects == Some(0) => {
+            return Err(
+                InputError::new("--objects 0 uploads nothing to check: give at least 1").into(),
+            );
+        }
+        Command::Verify(args) => CommandSettings::Verify(VerifySettings {
+            target: file.target(&args.set, &args.regions)?,
+            options: VerifyOptions {
+                timeout: Duration::from_secs(args.timeout),
+                probe_size: args.probe_size,
+                objects: args.objects,
+                concurrency: usize::from(args.concurrency),
+            },
+        }),
+        Command::Teardown(args) => CommandSettings::Teardown(TeardownSettings {
+            target: file.target(&args.set, &args.regions)?,
+            delete_data: args.delete_data,
+            yes: args.yes,
+            discard_dead_letters: args.discard_dead_letters,
+        }),
+        Command::Package(args) => CommandSettings::Package(PackageSettings {
+            out: args.out,
+            architecture: args.architecture,
+            function_source: args.source.function_source,
+        }),
+        Command::Replay(args) => CommandSettings::Replay(ReplaySettings {
+            name: file.name(&args.set)?,
+            region: args.region.as_deref().map(one_region).transpose()?,
+            dry_run: args.dry_run,
+        }),
+        Command::Sync(args) => {
+            if args.prefix.as_deref() == Some("") {
+                return Err(InputError::new(
+                    "--prefix is empty: leave it out to sync every key, or give the start of the keys to sync",
+                )
+                .into());
+            }
+            if args.in_cloud && (args.dry_run || args.prefix.is_some()) {
+                return Err(InputError::new(
+                    "--in-cloud repairs every key and changes what it finds: leave out --dry-run and --prefix, or run the local `toastrep sync` for those",
+                )
+                .into());
+            }
+            CommandSettings::Sync(SyncSettings {
+                target: file.target(&args.set, &args.regions)?,
+                options: SyncOptions {
+                    prefix: args.prefix,
+                    dry_run: args.dry_run,
+                    deep: args.deep,
+                    concurrency: usize::from(args.concurrency),
+                    only_into: None,
+                    // Read from the deployed set by the sync itself.
+                    carry_deletes: false,
+                },
+                in_cloud: args.in_cloud,
+                no_wait: args.no_wait,
+            })
+        }
+        Command::Restore(args) => {
+            if args.prefix.is_empty() {
+                return Err(InputError::new(
+                    "--prefix is empty: give the start of the keys to restore (restore never runs over a whole set by accident)",
+                )
+                .into());
+            }
+            CommandSettings::Restore(RestoreSettings {
+                target: file.target(&args.set, &args.regions)?,
+                at: parse_time(&args.at)?,
+                prefix: args.prefix,
+                dry_run: args.dry_run,
+                concurrency: usize::from(args.concurrency),
+            })
+        }
+        Command::Deletes(args) => CommandSettings::Deletes(DeletesSettings {
+            target: file.target(&args.set, &args.regions)?,
+            action: if args.release {
+                Action::Release
+            } else if args.discard {
+                Action::Discard
+            } else {
+                Action::Look
+            },
+            yes: args.yes,
+        }),
+        Command::Status(args) => CommandSettings::Status(StatusSettings {
+            target: file.target(&args.set, &args.regions)?,
+            lambda_zip: args.lambda_zip,
+        }),
+        Command::HashKey(args) => CommandSettings::HashKey(HashKeySettings {
+            target: file.target(&args.set, &args.regions)?,
+            keys: args.keys,
+        }),
+        Command::Completions(args) => CommandSettings::Completions(args.shell),
+        Command::Man(args) => CommandSettings::Man(args.out),
+    };
+    Ok(Settings { global, command })
+}
+
+/// The set file (when there is one), under the flags.
+struct Layers {
+    loaded: Option<Loaded>,
+}
+
+impl Layers {
+    fn path(&self) -> Option<PathBuf> {
+        self.loaded.as_ref().map(|l| l.path.clone())
+    }
+
+    fn regions(&self) -> Option<&[String]> {
+        self.loaded.as_ref().map(|l| l.file.regions.as_slice())
+    }
+
+    fn name(&self, set: &SetArgs) -> Result<SetName, InputError> {
+        match (&set.name, &self.loaded) {
+            (Some(name), _) => SetName::parse(name),
+            (None, Some(loaded)) => SetName::parse(&loaded.file.name)
+                .map_err(|error| InputError::new(format!("in {}: {error}", loaded.path.display()))),
+            (None, None) => Err(InputError::new(format!(
+                "which set? pass --name NAME, or run where a {} names it (`toastrep init` writes one), or pass --set-file PATH",
+                set_file::FILE_NAME
+            ))),
+        }
+    }
+
+    /// A set's name and its regions: the flag's, else the set file's.
+    fn spec(&self, set: &SetArgs, regions: &[String]) -> Result<SetSpec, InputError> {
+        let name = self.name(set)?;
+        if !regions.is_empty() {
+            return SetSpec::parse(name.as_str(), regions);
+        }
+        match &self.loaded {
+            Some(loaded) => SetSpec::parse(name.as_str(), &loaded.file.regions)
+                .map_err(|error| InputError::new(format!("in {}: {error}", loaded.path.display()))),
+            None => Err(InputError::new(
+                "which regions? pass --regions with two or more, e.g. --regions us-east-1,eu-west-2, or write them in a set file with `toastrep init`",
+            )),
+        }
+    }
+
+    fn target(&self, set: &SetArgs, regions: &[String]) -> Result<Target, InputError> {
+        Ok(Target {
+            name: self.name(set)?,
+            regions: parse_regions(regions)?,
+        })
+    }
+
+    fn function(&self, args: &FunctionArgs) -> FunctionRequest {
+        let mut flags = layer(&args.settings);
+        flags.architecture = args.architecture;
+        FunctionRequest {
+            requested: Requested {
+                flags,
+                set_file: self
+                    .loaded
+                    .as_ref()
+                    .map(|l| l.file.settings.clone())
+                    .unwrap_or_default(),
+            },
+            lambda_zip: args.lambda_zip.clone(),
+            function_source: args.source.function_source.clone(),
+        }
+    }
+}
+
+fn one_region(region: &str) -> Result<String, InputError> {
+    Ok(parse_regions(&[region.to_owned()])?.remove(0))
+}
+
+/// The settings flags, as a layer.
+fn layer(args: &SettingsArgs) -> SettingsLayer {
+    SettingsLayer {
+        architecture: None,
+        multipart_threshold: args.multipart_threshold,
+        part_size: args.part_size,
+        copy_concurrency: args.copy_concurrency,
+        log_retention_days: args.log_retention_days,
+        replicate_deletes: args.replicate_deletes.map(|s| s == Switch::On),
+        keep_noncurrent_days: args.keep_noncurrent_days,
+        delete_breaker: args.delete_breaker,
+        log_keys: args.log_keys.map(|k| match k {
+            LogKeysArg::Hashed => LogKeys::Hashed,
+            LogKeysArg::Plain => LogKeys::Plain,
+        }),
+        repair_schedule: args.repair_schedule.clone(),
+        repair_concurrency: args.repair_concurrency,
+        latency_alarm_seconds: args.latency_alarm_seconds,
+        repair_copies_alarm: args.repair_copies_alarm,
+        alarm_topic: args.alarm_topic.clone(),
+        alarm_email: args.alarm_email.clone(),
+    }
+}
+
+/// `init`: the file's content, checked as deploy would check it.
+fn init(args: cli::InitArgs, path: Option<PathBuf>) -> Result<InitSettings> {
+    let spec = SetSpec::parse(&args.name, &args.regions)?;
+    let mut settings = layer(&args.settings);
+    settings.architecture = args.architecture;
+    // The values a new set would get, checked before anything is written.
+    settings
+        .applied_to(Default::default())
+        .check()
+        .map_err(anyhow::Error::from)?;
+    Ok(InitSettings {
+        path: path.unwrap_or_else(|| PathBuf::from(set_file::FILE_NAME)),
+        file: SetFile {
+            name: spec.name.to_string(),
+            regions: spec.regions,
+            settings,
+        },
+        force: args.force,
+    })
+}
