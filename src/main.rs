@@ -27,8 +27,11 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             if json {
-                let json = serde_json::json!({"ok": false, "error": format!("{error:#}")});
-                println!("{json}");
+                let failure = commands::Failure::new(&error);
+                println!(
+                    "{}",
+                    serde_json::to_string(&failure).expect("a failure prints")
+                );
             }
             ExitCode::from(error::exit_code(&error) as u8)
         }

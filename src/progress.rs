@@ -39,7 +39,7 @@ pub fn reporter(verbose: bool, quiet: bool) -> Box<dyn Reporter> {
 }
 
 /// Nothing at all: `--quiet`.
-pub struct Quiet;
+struct Quiet;
 
 impl Reporter for Quiet {
     fn started(&self, _: &str, _: &str, _: &str) {}
@@ -50,13 +50,13 @@ impl Reporter for Quiet {
 
 /// Plain lines for logs and CI: one per state change of a unit of work (a
 /// stack starts, ends), and its events (each resource's) only with `-v`.
-pub struct Lines {
-    pub events: bool,
+struct Lines {
+    events: bool,
     counted: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl Lines {
-    pub fn new(events: bool) -> Self {
+    fn new(events: bool) -> Self {
         Self {
             events,
             counted: Mutex::default(),
@@ -106,7 +106,7 @@ impl Reporter for Lines {
 
 /// A spinner per unit of work under one [`MultiProgress`].
 #[derive(Default)]
-pub struct Bars {
+struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<(String, String), ProgressBar>>,
 }

@@ -18,7 +18,7 @@ use aws_sdk_s3::types::{
 };
 
 /// The rule that expires noncurrent versions (the template's too).
-pub const EXPIRE_NONCURRENT: &str = "expire-noncurrent-versions";
+const EXPIRE_NONCURRENT: &str = "expire-noncurrent-versions";
 /// The backstop for a multipart copy whose abort failed.
 const ABORT_UPLOADS: &str = "abort-incomplete-multipart-uploads";
 
@@ -101,22 +101,6 @@ async fn put(s3: &Client, bucket: &str, rules: BucketLifecycleConfiguration) -> 
         .await
         .with_context(|| format!("setting the lifecycle rules of {bucket}"))?;
     Ok(())
-}
-
-/// How deletes are treated, in words: `status` and `plan` say it alike.
-pub fn deletes_phrase(replicated: bool) -> &'static str {
-    match replicated {
-        true => "replicated to every region",
-        false => "kept in the region that made them",
-    }
-}
-
-/// How long noncurrent versions are kept, in words.
-pub fn kept_phrase(days: u32) -> String {
-    match days {
-        0 => "forever".to_owned(),
-        days => format!("{days} days"),
-    }
 }
 
 /// How many days `bucket` keeps noncurrent versions: 0 when no rule

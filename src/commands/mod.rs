@@ -18,6 +18,7 @@ mod status;
 mod sync;
 mod teardown;
 mod verify;
+mod words;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -50,6 +51,22 @@ impl Report {
     }
 }
 
+/// What `--output json` prints when a command fails before it has a result.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Failure {
+    pub ok: bool,
+    pub error: String,
+}
+
+impl Failure {
+    pub fn new(error: &anyhow::Error) -> Self {
+        Self {
+            ok: false,
+            error: format!("{error:#}"),
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn run(context: &Context, command: CommandSettings) -> Result<Report> {
     match command {
@@ -72,5 +89,43 @@ pub async fn run(context: &Context, command: CommandSettings) -> Result<Report> 
         CommandSettings::HashKey(settings) => hash_key::hash_key(context, &settings).await,
         CommandSettings::Completions(shell) => completions::completions(shell),
         CommandSettings::Man(out) => completions::man(out.as_deref()),
+    }
+}
+
+/// Every command's JSON result is a typed struct; its schema is held here,
+/// so a change to what scripts read is a reviewed change.
+#[cfg(test)]
+mod schemas {
+    use schemars::schema_for;
+
+    use super::*;
+
+    macro_rules! schema {
+        ($command:literal, $result:ty) => {
+            insta::assert_json_snapshot!($command, schema_for!($result));
+        };
+    }
+
+    #[test]
+    fn every_command_prints_a_typed_json_result() {
+        schema!("init", init::InitResult);
+        schema!("deploy", crate::ops::rollout::DeployResult);
+        schema!("add-region", crate::ops::rollout::DeployResult);
+        schema!("plan", crate::ops::preview::PlanResult);
+        schema!("render", render::RenderResult);
+        schema!("remove-region", crate::ops::membership::RemoveResult);
+        schema!("verify", crate::ops::verify::VerifyResult);
+        schema!("teardown", crate::ops::teardown::TeardownResult);
+        schema!("package", package::PackageResult);
+        schema!("replay", crate::ops::replay::ReplayResult);
+        schema!("sync", crate::ops::sync::SyncReport);
+        schema!("sync-in-cloud-no-wait", crate::ops::repair::CloudRun);
+        schema!("restore", crate::ops::restore::RestoreResult);
+        schema!("deletes", crate::ops::deletes::DeletesResult);
+        schema!("status", crate::ops::health::StatusResult);
+        schema!("hash-key", Vec<hash_key::HashedKey>);
+        schema!("completions", completions::Generated);
+        schema!("man", completions::Generated);
+        schema!("failure", Failure);
     }
 }

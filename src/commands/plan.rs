@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
+use super::words::{deletes_phrase, kept_phrase};
 use super::{Context, Report};
 use crate::aws::change_set::PreviewAction;
-use crate::aws::lifecycle::{deletes_phrase, kept_phrase};
 use crate::model::function::{SettingChange, Source};
 use crate::model::topology::SetSpec;
 use crate::ops::discover;

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use indicatif::HumanBytes;
 
+use super::words::{deletes_phrase, kept_phrase};
 use super::{Context, Report};
-use crate::aws::lifecycle::{deletes_phrase, kept_phrase};
 use crate::ops::discover;
 use crate::ops::health::{StatusResult, now_ms};
 use crate::package::Package;

@@ -42,7 +42,7 @@ impl Architecture {
     }
 
     /// The ELF `e_machine` of a binary that runs on it.
-    pub fn elf_machine(self) -> Machine {
+    fn elf_machine(self) -> Machine {
         match self {
             Self::X86_64 => EM_X86_64,
             Self::Arm64 => EM_AARCH64,

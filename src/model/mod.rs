@@ -6,5 +6,7 @@ pub mod function;
 pub mod names;
 pub mod regions;
 pub mod schedule;
+#[cfg(test)]
+mod template_constraints;
 pub mod templates;
 pub mod topology;

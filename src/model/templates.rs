@@ -41,19 +41,11 @@ impl Template {
     }
 
     /// The template file as written, comments and all.
-    pub fn source(self) -> &'static str {
+    fn source(self) -> &'static str {
         match self {
             Template::Base => include_str!("../../templates/base.yaml"),
             Template::Grant => include_str!("../../templates/grant.yaml"),
             Template::Subscription => include_str!("../../templates/subscription.yaml"),
-        }
-    }
-
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Template::Base => "base.yaml",
-            Template::Grant => "grant.yaml",
-            Template::Subscription => "subscription.yaml",
         }
     }
 

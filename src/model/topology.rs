@@ -94,7 +94,7 @@ fn same_partition(regions: &[String]) -> Result<&'static str, InputError> {
 /// The base stacks' parameter holding the set's marker key.
 pub const MARKER_KEY_PARAMETER: &str = "MarkerKey";
 
-pub const SECRET_PARAMETERS: &[&str] = &[MARKER_KEY_PARAMETER];
+const SECRET_PARAMETERS: &[&str] = &[MARKER_KEY_PARAMETER];
 
 /// One stack to deploy.
 #[derive(Clone, Serialize, schemars::JsonSchema)]
@@ -440,8 +440,7 @@ mod tests {
                 assert_eq!(
                     no_echo,
                     SECRET_PARAMETERS.contains(&key),
-                    "{key} in {}",
-                    template.file_name()
+                    "{key} in {template:?}"
                 );
             }
         }

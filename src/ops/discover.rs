@@ -90,7 +90,7 @@ impl DeployedSet {
 
 /// The regions to look in: the ones given, or every region of the partition of
 /// the configured region (the `aws` partition when none is configured).
-pub fn candidate_regions(given: &[String], configured: Option<&str>) -> Vec<String> {
+fn candidate_regions(given: &[String], configured: Option<&str>) -> Vec<String> {
     if !given.is_empty() {
         return given.to_vec();
     }

@@ -56,7 +56,7 @@ pub struct CloudRun {
 }
 
 /// The ARN of the repair state machine of set `name` in `region`.
-pub fn state_machine_arn(name: &SetName, region: &str, account: &str) -> String {
+fn state_machine_arn(name: &SetName, region: &str, account: &str) -> String {
     let partition = crate::model::regions::partition_of(region).unwrap_or("aws");
     format!("arn:{partition}:states:{region}:{account}:stateMachine:toastrep-{name}-repair")
 }
@@ -156,7 +156,7 @@ pub async fn start(
 }
 
 /// Follows `run` until every region's execution ended, showing progress.
-pub async fn follow(
+async fn follow(
     aws: &Aws,
     name: &SetName,
     run: &mut CloudRun,

@@ -55,9 +55,6 @@ pub struct SyncOptions {
     pub carry_deletes: bool,
 }
 
-/// Why a region gets a copy: it lacks the key, or holds a losing write.
-pub type CopyReason = Reason;
-
 /// One copy, made or (on a dry run) planned.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SyncCopy {
@@ -65,7 +62,7 @@ pub struct SyncCopy {
     /// The region the winning version is copied from.
     pub source: String,
     pub destination: String,
-    pub reason: CopyReason,
+    pub reason: Reason,
     pub bytes: u64,
 }
 

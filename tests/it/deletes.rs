@@ -291,9 +291,16 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
         "7",
     ];
     let plan = toastrep_json(&[&["plan"][..], &switch].concat());
-    assert_eq!(plan["deletes"]["replicated_now"], false, "{plan}");
-    assert_eq!(plan["deletes"]["replicated"], true, "{plan}");
-    assert_eq!(plan["deletes"]["keep_noncurrent_days"], 7, "{plan}");
+    assert_eq!(
+        plan["setting_changes"],
+        serde_json::json!([
+            {"setting": "keep-noncurrent-days", "deployed": "30", "planned": "7", "source": "flag"},
+            {"setting": "replicate-deletes", "deployed": "false", "planned": "true", "source": "flag"},
+        ]),
+        "{plan}"
+    );
+    assert_eq!(plan["settings"]["replicate_deletes"], true, "{plan}");
+    assert_eq!(plan["settings"]["keep_noncurrent_days"], 7, "{plan}");
     toastrep_json(&[&["deploy"][..], &switch].concat());
     // Healthy once the functions have taken their new configuration.
     let status = eventually("a healthy set", WAIT, || async {
@@ -316,7 +323,8 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
         "--lambda-zip",
         zip,
     ]);
-    assert_eq!(plan["deletes"]["replicated"], true, "{plan}");
+    assert_eq!(plan["settings"]["replicate_deletes"], true, "{plan}");
+    assert_eq!(plan["setting_changes"], serde_json::json!([]), "{plan}");
     assert_eq!(plan["changes"], false, "{plan}");
 
     // Now the delete kept before is carried: by sync, or by the function if

@@ -446,10 +446,11 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
     assert_eq!(plan.status.code(), Some(0));
     let result = json(&plan);
     assert_eq!(
-        result["function"],
-        serde_json::json!({"architecture_now": "x86_64", "architecture": "arm64",
-            "repair_schedule_now": "rate(1 day)", "repair_schedule": "rate(1 day)"})
+        result["setting_changes"],
+        serde_json::json!([{"setting": "architecture", "deployed": "x86_64",
+            "planned": "arm64", "source": "flag"}])
     );
+    assert_eq!(result["settings"]["repair_schedule"], "rate(1 day)");
     assert_eq!(result["package"]["architecture"], "arm64");
     for ((stack, region), (action, changes)) in plan_view(&result) {
         if stack == format!("toastrep-{name}") {

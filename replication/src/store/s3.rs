@@ -41,10 +41,6 @@ impl SdkStore {
         self
     }
 
-    pub fn clients(&self) -> &RegionalClients {
-        &self.clients
-    }
-
     fn client(&self, bucket: &Bucket) -> Client {
         self.clients.client(&bucket.region)
     }
