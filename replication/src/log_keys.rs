@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::protocol::MarkerKey;
+use crate::protocol::marker::MarkerKey;
 
 /// The purpose the log key is derived from the marker key for.
 const PURPOSE: &str = "toastrep log keys v1";

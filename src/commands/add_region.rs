@@ -35,13 +35,8 @@ pub async fn add_region(context: &Context, settings: &AddRegionSettings) -> Resu
     let mut text = deploy::summary(&result);
     // The set file follows the set, so the next deploy keeps the region.
     if let Some(path) = settings.set_file.as_deref().filter(|_| result.ok) {
-        set_file::write_regions(path, &result.regions)?;
-        let _ = writeln!(
-            text,
-            "{} lists {} now.",
-            path.display(),
-            result.regions.join(", ")
-        );
+        let listed = set_file::edit_regions(path, region, true)?;
+        let _ = writeln!(text, "{} lists {} now.", path.display(), listed.join(", "));
     }
     Ok(Report::new(&result, text, result.ok))
 }

@@ -54,8 +54,8 @@ pub(super) fn summary(result: &DeployResult) -> String {
     let _ = writeln!(
         text,
         "Package {} ({} bytes): {}",
-        result.package.key,
-        result.package.bytes,
+        result.package.package.key,
+        result.package.package.bytes,
         if result.package.uploaded_to.is_empty() {
             "already in every region".to_owned()
         } else {

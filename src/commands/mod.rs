@@ -119,7 +119,7 @@ mod schemas {
         schema!("package", package::PackageResult);
         schema!("replay", crate::ops::replay::ReplayResult);
         schema!("sync", crate::ops::sync::SyncReport);
-        schema!("sync-in-cloud-no-wait", crate::ops::repair::CloudRun);
+        schema!("sync-in-cloud-no-wait", crate::ops::sync::CloudRun);
         schema!("restore", crate::ops::restore::RestoreResult);
         schema!("deletes", crate::ops::deletes::DeletesResult);
         schema!("status", crate::ops::health::StatusResult);

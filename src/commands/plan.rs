@@ -74,8 +74,8 @@ pub(super) fn summary(result: &PlanResult) -> String {
     let _ = writeln!(
         text,
         "Package {} ({} bytes): {}",
-        result.package.key,
-        result.package.bytes,
+        result.package.package.key,
+        result.package.package.bytes,
         if result.package.upload_to.is_empty() {
             "already in every region".to_owned()
         } else {

@@ -35,13 +35,8 @@ pub async fn remove_region(context: &Context, settings: &RemoveRegionSettings) -
     let mut text = summary(&result, stacks_ok);
     // The set file follows the set: the next deploy must not add it back.
     if let Some(path) = settings.set_file.as_deref().filter(|_| stacks_ok) {
-        set_file::write_regions(path, &result.remaining)?;
-        let _ = writeln!(
-            text,
-            "{} lists {} now.",
-            path.display(),
-            result.remaining.join(", ")
-        );
+        let listed = set_file::edit_regions(path, region, false)?;
+        let _ = writeln!(text, "{} lists {} now.", path.display(), listed.join(", "));
     }
     Ok(Report::new(&result, text, result.ok))
 }

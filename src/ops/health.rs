@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::aws::Aws;
-use crate::aws::stack;
+use crate::aws::stack::{self, Phase};
 use crate::model::names::SetName;
 use crate::ops::discover::{self, Located};
 use crate::ops::membership;
@@ -206,7 +206,7 @@ async fn region_status(
     let mut stacks = vec![StackStatus {
         stack_name: name.base_stack(),
         status: stack::status_of(base).to_owned(),
-        healthy: stack_healthy(stack::status_of(base)),
+        healthy: Phase::of_stack(base) == Phase::Healthy,
     }];
     let cfn = aws.cloudformation(region);
     let others: Vec<&String> = members.iter().filter(|m| *m != region).collect();
@@ -221,13 +221,17 @@ async fn region_status(
     )
     .await;
     for (stack_name, described) in pair_names.into_iter().zip(described) {
-        let status = match described {
-            Ok(Some(stack)) => stack::status_of(&stack).to_owned(),
-            Ok(None) => "MISSING".to_owned(),
-            Err(error) => format!("UNKNOWN ({error})"),
+        // A stack is healthy when its last operation succeeded.
+        let (status, healthy) = match described {
+            Ok(Some(stack)) => (
+                stack::status_of(&stack).to_owned(),
+                Phase::of_stack(&stack) == Phase::Healthy,
+            ),
+            Ok(None) => ("MISSING".to_owned(), false),
+            Err(error) => (format!("UNKNOWN ({error})"), false),
         };
         stacks.push(StackStatus {
-            healthy: stack_healthy(&status),
+            healthy,
             stack_name,
             status,
         });
@@ -371,11 +375,6 @@ async fn breaker_status(
         held: held?,
         alarm,
     })
-}
-
-/// A stack is healthy when its last operation succeeded.
-fn stack_healthy(status: &str) -> bool {
-    matches!(status, "CREATE_COMPLETE" | "UPDATE_COMPLETE")
 }
 
 async fn function_status(

@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::aws::change_set::{self, PreviewAction, ResourceChange, StackPreview};
 use crate::aws::stack::StackError;
 use crate::aws::{Aws, AwsOptions};
-use crate::model::architecture::Architecture;
 use crate::model::function::{FunctionRequest, FunctionSettings, SettingChange};
 use crate::model::topology::{DeployPlan, SetSpec, StackPlan};
 use crate::ops::discover::DeployedSet;
@@ -123,14 +122,11 @@ pub struct PlanResult {
     pub ok: bool,
 }
 
+/// The package a deploy would ship, and where it would upload it.
 #[derive(Serialize, JsonSchema)]
 pub struct PackagePlan {
-    pub key: String,
-    pub sha256: String,
-    pub bytes: usize,
-    /// What its binary runs on (none for a script).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub architecture: Option<Architecture>,
+    #[serde(flatten)]
+    pub package: Package,
     /// Regions whose artifact bucket lacks the package.
     pub upload_to: Vec<String>,
 }
@@ -209,10 +205,7 @@ pub async fn preview(
         account: account.clone(),
         regions: plan.spec.regions.clone(),
         package: PackagePlan {
-            key: package.key.clone(),
-            sha256: package.sha256.clone(),
-            bytes: package.bytes,
-            architecture: package.architecture,
+            package: package.clone(),
             upload_to,
         },
         settings: plan.settings.clone(),

@@ -11,49 +11,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 use aws_sdk_sfn::types::ExecutionStatus;
 use futures::future::join_all;
-use serde::Serialize;
 use toastrep_replication::repair::RunReport;
 
 use crate::aws::Aws;
 use crate::model::names::SetName;
-use crate::ops::sync::{SyncCopy, SyncDelete, SyncFailure, SyncReport, UnreachableRegion};
+use crate::ops::sync::{
+    CloudRun, MapItems, RegionRun, SyncCopy, SyncDelete, SyncFailure, SyncReport, UnreachableRegion,
+};
 use crate::progress::Reporter;
 
 /// How often a followed run is looked at.
 const POLL_EVERY: Duration = Duration::from_secs(2);
-
-/// One region's run of the repair.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct RegionRun {
-    pub region: String,
-    pub execution_arn: String,
-    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
-    pub status: String,
-    /// The Distributed Map's items (ranges): how many, and how they ended.
-    pub ranges: Option<MapItems>,
-    /// Invocations over every range, and the longest of them.
-    pub invocations: u64,
-    pub longest_invocation_ms: u64,
-    /// Why the execution failed, when it failed before reporting.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// A map run's item counts.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
-pub struct MapItems {
-    pub total: i64,
-    pub succeeded: i64,
-    pub failed: i64,
-    pub running: i64,
-}
-
-/// The runs `sync --in-cloud` started (and followed).
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct CloudRun {
-    pub run: String,
-    pub executions: Vec<RegionRun>,
-}
 
 /// The ARN of the repair state machine of set `name` in `region`.
 fn state_machine_arn(name: &SetName, region: &str, account: &str) -> String {

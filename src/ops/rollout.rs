@@ -18,7 +18,6 @@ use crate::aws::artifacts;
 use crate::aws::change_set;
 use crate::aws::lifecycle;
 use crate::aws::stack::{ResourceFailure, StackAction};
-use crate::model::architecture::Architecture;
 use crate::model::function::SettingChange;
 use crate::model::topology::{DeployPlan, StackPlan};
 use crate::ops::discover;
@@ -53,14 +52,11 @@ pub struct DeployResult {
     pub ok: bool,
 }
 
+/// The package deployed, and where it was uploaded.
 #[derive(Serialize, JsonSchema)]
 pub struct PackageResult {
-    pub key: String,
-    pub sha256: String,
-    pub bytes: usize,
-    /// What its binary runs on (none for a script).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub architecture: Option<Architecture>,
+    #[serde(flatten)]
+    pub package: Package,
     pub uploaded_to: Vec<String>,
 }
 
@@ -212,10 +208,7 @@ pub async fn roll_out(
         account: account.to_owned(),
         regions: plan.spec.regions.clone(),
         package: PackageResult {
-            key: package.key.clone(),
-            sha256: package.sha256.clone(),
-            bytes: package.bytes,
-            architecture: package.architecture,
+            package: package.clone(),
             uploaded_to,
         },
         stacks: rows,

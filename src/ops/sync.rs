@@ -37,6 +37,39 @@ use crate::progress::Reporter;
 /// How often the progress line is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// One region's run of the repair.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RegionRun {
+    pub region: String,
+    pub execution_arn: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+    pub status: String,
+    /// The Distributed Map's items (ranges): how many, and how they ended.
+    pub ranges: Option<MapItems>,
+    /// Invocations over every range, and the longest of them.
+    pub invocations: u64,
+    pub longest_invocation_ms: u64,
+    /// Why the execution failed, when it failed before reporting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A map run's item counts.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct MapItems {
+    pub total: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub running: i64,
+}
+
+/// The runs `sync --in-cloud` started (and followed).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct CloudRun {
+    pub run: String,
+    pub executions: Vec<RegionRun>,
+}
+
 /// What `sync` does.
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
@@ -134,7 +167,7 @@ pub struct SyncReport {
     pub ok: bool,
     /// `sync --in-cloud`: the run, and each region's execution.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_cloud: Option<crate::ops::repair::CloudRun>,
+    pub in_cloud: Option<CloudRun>,
 }
 
 /// Makes every region of set `name` hold the winning version of every key

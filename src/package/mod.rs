@@ -60,7 +60,7 @@ impl Package {
             .read_to_end(&mut binary)
             .with_context(|| format!("reading `bootstrap` from {origin}"))?;
         let bootstrap = Bootstrap::inspect(&binary, &format!("the `bootstrap` in {origin}"))?;
-        let sha256 = hex(&Sha256::digest(&zip));
+        let sha256 = hex::encode(Sha256::digest(&zip));
         Ok(Self {
             key: format!("toastrep/replicator-{sha256}.zip"),
             bytes: zip.len(),
@@ -158,10 +158,6 @@ impl Package {
 /// The workspace this binary was compiled in; the lambda crate lives beside it.
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

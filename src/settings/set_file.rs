@@ -88,9 +88,35 @@ pub fn render(file: &SetFile) -> String {
     )
 }
 
-/// Rewrites the `regions` of the set file at `path`, keeping its comments
-/// and layout: add-region and remove-region keep the file true to the set.
-pub fn write_regions(path: &Path, regions: &[String]) -> Result<(), InputError> {
+/// Adds `region` to the regions of the set file at `path` (last), or
+/// takes it out, keeping the file's order, comments and layout:
+/// add-region and remove-region keep the file true to the set. Returns the
+/// regions it lists now.
+pub fn edit_regions(path: &Path, region: &str, member: bool) -> Result<Vec<String>, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        InputError::new(format!(
+            "cannot read the set file {}: {error}",
+            path.display()
+        ))
+    })?;
+    let mut regions = parse(&text)
+        .map_err(|error| {
+            InputError::new(format!(
+                "the set file {} is not valid: {error}",
+                path.display()
+            ))
+        })?
+        .regions;
+    regions.retain(|r| r != region);
+    if member {
+        regions.push(region.to_owned());
+    }
+    write_regions(path, &regions)?;
+    Ok(regions)
+}
+
+/// Rewrites the `regions` of the set file at `path`, keeping the rest.
+fn write_regions(path: &Path, regions: &[String]) -> Result<(), InputError> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         InputError::new(format!(
             "cannot read the set file {}: {error}",
@@ -151,15 +177,8 @@ mod tests {
             "# ours\nname = \"media\"\nregions = [\"us-east-1\", \"eu-west-2\"]\n\n[settings]\n# why\npart-size = 8388608\n",
         )
         .unwrap();
-        write_regions(
-            &path,
-            &[
-                "us-east-1".into(),
-                "eu-west-2".into(),
-                "ap-northeast-1".into(),
-            ],
-        )
-        .unwrap();
+        let listed = edit_regions(&path, "ap-northeast-1", true).unwrap();
+        assert_eq!(listed, ["us-east-1", "eu-west-2", "ap-northeast-1"]);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert!(text.starts_with("# ours\n"), "{text}");

@@ -13,4 +13,6 @@ mod render;
 mod repair;
 mod replicator;
 mod security;
+mod set_file;
 mod sync;
+mod terminal;
