@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, ACCOUNT, REGIONS, eventually, json, unique_name};
+use crate::harness::{self, ACCOUNT, REGIONS, eventually, json, scheduler, unique_name};
 use crate::sync::Emu;
 
 /// First characters spread over the first run's ranges (by first character).
@@ -418,15 +418,4 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
             "a state machine of {name} is left in {region}"
         );
     }
-}
-
-fn scheduler(region: &str) -> aws_sdk_scheduler::Client {
-    aws_sdk_scheduler::Client::from_conf(
-        aws_sdk_scheduler::Config::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_owned()))
-            .endpoint_url(harness::endpoint())
-            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
-            .build(),
-    )
 }
