@@ -345,10 +345,19 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
     emu.deploy(&name);
 
     // Three rounds; in each, every key is written in all three regions at
-    // once with different content.
+    // once with different content. The functions replicate the first two
+    // rounds as they race; the last round's events are lost (every
+    // delivery paused), so each region keeps its own last write and sync,
+    // not the functions, must bring the set together.
     let keys: Vec<String> = (0..50).map(|i| format!("contested/{i:02}")).collect();
     let last_round = std::sync::Mutex::new(BTreeMap::<String, Vec<String>>::new());
     for round in 0..3 {
+        if round == 2 {
+            emu.settle(&name).await;
+            for region in REGIONS {
+                emu.pause_into(&name, region, true).await;
+            }
+        }
         let writes: Vec<(&String, &str)> = keys
             .iter()
             .flat_map(|k| REGIONS.iter().map(move |r| (k, *r)))
@@ -369,15 +378,23 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
             .await;
     }
     let before = emu.settle(&name).await;
+    for region in REGIONS {
+        emu.pause_into(&name, region, false).await;
+    }
+    // Every region holds its own last write of every key: all 50 differ.
     let diverged = keys
         .iter()
         .filter(|k| before.iter().any(|l| l.get(*k) != before[0].get(*k)))
         .count();
-    eprintln!("concurrent writers: {diverged} of 50 keys diverged before sync");
+    assert_eq!(diverged, 50, "keys that differ between regions before sync");
 
     let (report, code) = emu.sync(&name, &["--concurrency", "8"]);
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["failures"], json!([]));
+    assert_eq!(report["keys_scanned"], 50, "{report}");
+    assert_eq!(report["keys_examined"], 50, "{report}");
+    // Each key's winner is copied into the two regions that lost.
+    assert_eq!(report["copies_made"], 100, "{report}");
     let after = emu.settle(&name).await;
     assert_converged(&after, 50);
     // Every region holds one of the final round's writes, byte for byte.
