@@ -106,3 +106,50 @@ pub fn topic_arn(region: &str, name: &str) -> String {
         crate::ACCOUNT
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record built for the fixture's own object is the fixture's record.
+    #[test]
+    fn a_record_with_the_fixtures_fields_is_the_fixtures_record() {
+        let put = fixture("sns-put.json");
+        let message: Value =
+            serde_json::from_str(put["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+        let built = S3Record::new(
+            "us-east-1",
+            "toastrep-photos-us-east-1",
+            "reports/2024/q1.csv",
+        )
+        .version_id("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
+        .etag("\"d41d8cd98f00b204e9800998ecf8427e\"")
+        .size(1024)
+        .json();
+        assert_eq!(built, message["Records"][0]);
+        // The envelope too, but for the message's key order (a string).
+        let topic = put["Records"][0]["Sns"]["TopicArn"].as_str().unwrap();
+        let mut event = sns_event(topic, vec![built]);
+        let sent = event["Records"][0]["Sns"]["Message"].take();
+        let mut expected = put.clone();
+        expected["Records"][0]["Sns"]["Message"].take();
+        assert_eq!(event, expected);
+        assert_eq!(
+            serde_json::from_str::<Value>(sent.as_str().unwrap()).unwrap(),
+            message
+        );
+    }
+
+    /// Keys are encoded as the recorded event encodes them.
+    #[test]
+    fn event_keys_are_form_encoded_as_s3_sends_them() {
+        let recorded = fixture("sns-encoded-key.json");
+        let message: Value =
+            serde_json::from_str(recorded["Records"][0]["Sns"]["Message"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(
+            message["Records"][0]["s3"]["object"]["key"],
+            event_key("photos/a+b 100%/naïve café.txt")
+        );
+    }
+}

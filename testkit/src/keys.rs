@@ -32,3 +32,11 @@ pub fn longest_key() -> String {
     }
     key
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_longest_key_is_s3s_limit() {
+        assert_eq!(super::longest_key().len(), 1024);
+    }
+}

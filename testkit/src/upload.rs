@@ -45,3 +45,13 @@ fn form_encode(text: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_form_encoded() {
+        assert_eq!(tagging(&TAGS), "note=a%20b%26c&team=data");
+    }
+}
