@@ -15,6 +15,7 @@ use testkit::events::S3Record;
 
 use crate::harness::{self, eventually, json, s3, toastrep};
 use crate::replicator::{Set, THREE, WAIT, fields, put_decorated, sns_event};
+use crate::sync::Emu;
 
 /// DeleteObject without a version id: the delete marker's version id.
 async fn delete(set: &Set, region: &str, key: &str) -> String {
@@ -74,17 +75,11 @@ async fn deliver_everywhere(set: &Set, event: &Value) -> Vec<Value> {
     payloads
 }
 
+/// `toastrep` with `args` on the shared emulator, which must succeed: its JSON.
 fn toastrep_json(args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output", "json"]);
-    let out = toastrep(&args);
-    assert!(
-        out.status.success(),
-        "toastrep {args:?}: {}\n{}",
-        harness::stderr(&out),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    json(&out)
+    let (result, code) = Emu::shared().toastrep_json(args);
+    assert_eq!(code, Some(0), "toastrep {args:?}: {result}");
+    result
 }
 
 #[tokio::test(flavor = "multi_thread")]

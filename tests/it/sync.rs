@@ -99,12 +99,15 @@ impl Emu {
         assert!(out.status.success(), "teardown {name} failed");
     }
 
+    /// `toastrep` with `args` and `--output json`: its JSON and exit code.
+    pub fn toastrep_json(&self, args: &[&str]) -> (Value, Option<i32>) {
+        let out = self.toastrep(&[args, &["--output", "json"]].concat());
+        (json(&out), out.status.code())
+    }
+
     /// `toastrep sync` with `extra` arguments, as JSON, and its exit code.
     pub fn sync(&self, name: &str, extra: &[&str]) -> (Value, Option<i32>) {
-        let mut args = vec!["sync", "--name", name, "--output", "json"];
-        args.extend_from_slice(extra);
-        let out = self.toastrep(&args);
-        (json(&out), out.status.code())
+        self.toastrep_json(&[&["sync", "--name", name], extra].concat())
     }
 
     /// Uploads an object; returns its version id and ETag.
