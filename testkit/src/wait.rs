@@ -8,7 +8,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const POLL: Duration = Duration::from_millis(200);
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(what, limit, POLL, check).await
+}
+
+/// As [`eventually`], looking every `poll`: for a test that must act as soon
+/// as something happens, before the code under test moves on.
+pub async fn eventually_every<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    poll: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -22,7 +37,7 @@ where
             start.elapsed() < limit,
             "timed out after {limit:?} waiting for {what}"
         );
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
     }
 }
 

@@ -469,37 +469,40 @@ async fn verify_fails_when_a_region_gets_a_redundant_copy() {
     let bucket = set.bucket("us-east-1");
     let meddler = tokio::spawn(async move {
         let client = s3("us-east-1");
-        for _ in 0..300 {
-            let listed = client
-                .list_objects_v2()
-                .bucket(&bucket)
-                .prefix(".toastrep/verify/")
-                .send()
-                .await;
-            let replica = listed.ok().and_then(|l| {
-                l.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .find(|k| !k.contains("/us-east-1/"))
-                    .map(str::to_owned)
-            });
-            if let Some(key) = replica {
-                let head = client.head_object().bucket(&bucket).key(&key).send().await;
-                let metadata = head.unwrap().metadata().cloned().unwrap_or_default();
-                client
-                    .copy_object()
+        // Looks often: the copy must land before verify counts the copies.
+        let key = testkit::wait::eventually_every(
+            "a probe replica from another region in us-east-1",
+            WAIT,
+            Duration::from_millis(20),
+            || async {
+                let listed = client
+                    .list_objects_v2()
                     .bucket(&bucket)
-                    .key(&key)
-                    .copy_source(format!("{bucket}/{key}"))
-                    .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-                    .set_metadata(Some(metadata))
+                    .prefix(".toastrep/verify/")
                     .send()
-                    .await
-                    .expect("the redundant copy");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                    .await;
+                listed.ok().and_then(|l| {
+                    l.contents()
+                        .iter()
+                        .filter_map(|o| o.key())
+                        .find(|k| !k.contains("/us-east-1/"))
+                        .map(str::to_owned)
+                })
+            },
+        )
+        .await;
+        let head = client.head_object().bucket(&bucket).key(&key).send().await;
+        let metadata = head.unwrap().metadata().cloned().unwrap_or_default();
+        client
+            .copy_object()
+            .bucket(&bucket)
+            .key(&key)
+            .copy_source(format!("{bucket}/{key}"))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .set_metadata(Some(metadata))
+            .send()
+            .await
+            .expect("the redundant copy");
     });
     let out = toastrep(&[
         "verify",
