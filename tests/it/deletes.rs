@@ -4,15 +4,18 @@
 //! sync. Noncurrent versions expire by the deployed lifecycle rule, and
 //! `restore` brings a prefix back to a past time.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use futures::future::join_all;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use testkit::events::S3Record;
 
 use crate::harness::{self, eventually, json, s3, toastrep};
 use crate::replicator::{Set, THREE, WAIT, fields, put_decorated, sns_event};
+use crate::sync::Emu;
 
 /// DeleteObject without a version id: the delete marker's version id.
 async fn delete(set: &Set, region: &str, key: &str) -> String {
@@ -53,15 +56,11 @@ async fn wait_deleted_everywhere(set: &Set, key: &str) {
 
 /// The SNS event of an `ObjectRemoved:*` notification from `region`.
 fn removal_event(set: &Set, region: &str, key: &str, version_id: &str, name: &str) -> Value {
-    let bucket = set.bucket(region);
-    sns_event(vec![json!({
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": region,
-        "eventTime": "2024-05-01T12:00:00.000Z", "eventName": name,
-        "userIdentity": {"principalId": "EXAMPLE"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "toastrep",
-               "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": key, "versionId": version_id,
-                          "sequencer": "0055AED6DCD90281E6"}}})])
+    let record = S3Record::new(region, &set.bucket(region), key)
+        .event_name(name)
+        .version_id(version_id)
+        .sequencer("0055AED6DCD90281E6");
+    sns_event(vec![record.json()])
 }
 
 /// Delivers `event` to every region's function, as SNS would, and returns
@@ -76,17 +75,11 @@ async fn deliver_everywhere(set: &Set, event: &Value) -> Vec<Value> {
     payloads
 }
 
+/// `toastrep` with `args` on the shared emulator, which must succeed: its JSON.
 fn toastrep_json(args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output", "json"]);
-    let out = toastrep(&args);
-    assert!(
-        out.status.success(),
-        "toastrep {args:?}: {}\n{}",
-        harness::stderr(&out),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    json(&out)
+    let (result, code) = Emu::shared().toastrep_json(args);
+    assert_eq!(code, Some(0), "toastrep {args:?}: {result}");
+    result
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +100,7 @@ async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_st
     // wins over it; the delete went first, so it did not see the write.
     set.put("us-east-1", "raced", b"first").await;
     set.wait_everywhere("raced", b"first").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.wait_past_last_write("raced").await;
     let marker = delete(&set, "eu-west-2", "raced").await;
     set.put("ap-northeast-1", "raced", b"second").await;
     set.wait_everywhere("raced", b"second").await;
@@ -366,11 +359,10 @@ async fn restore_brings_a_prefix_back_in_every_region_and_refuses_bad_input() {
 
     // The time restored to: after every write above (whole seconds), and
     // before every change below.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let at = DateTime::from(SystemTime::now())
-        .fmt(DateTimeFormat::DateTime)
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.wait_past_last_write("docs/").await;
+    let at = DateTime::from(SystemTime::now());
+    testkit::wait_past(at.secs()).await;
+    let at = at.fmt(DateTimeFormat::DateTime).unwrap();
     // Overwritten, then the whole prefix deleted in every region.
     set.put("eu-west-2", &keys[0], b"overwritten").await;
     set.wait_everywhere(&keys[0], b"overwritten").await;
@@ -512,12 +504,7 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
         &["--replicate-deletes", "--delete-breaker", "3"],
     );
     let burst: Vec<String> = (0..8).map(|i| format!("burst/{i}")).collect();
-    for key in &burst {
-        set.put("us-east-1", key, key.as_bytes()).await;
-    }
-    for key in &burst {
-        set.wait_everywhere(key, key.as_bytes()).await;
-    }
+    set.put_keys_everywhere("us-east-1", &burst).await;
 
     // Eight deletes in us-east-1 within moments: past three a minute, the
     // other regions hold the rest (however the burst falls across minutes,
@@ -583,12 +570,7 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     // A second burst, discarded: the keys come back where they were
     // deleted, and every region holds them.
     let second: Vec<String> = (0..6).map(|i| format!("second/{i}")).collect();
-    for key in &second {
-        set.put("eu-west-2", key, key.as_bytes()).await;
-    }
-    for key in &second {
-        set.wait_everywhere(key, key.as_bytes()).await;
-    }
+    set.put_keys_everywhere("eu-west-2", &second).await;
     for key in &second {
         delete(&set, "ap-northeast-1", key).await;
     }

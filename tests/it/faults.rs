@@ -7,7 +7,7 @@
 //! to the emulator directly, so only the functions' calls are faulted).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{DeadLetterConfig, InvocationType};
@@ -89,9 +89,7 @@ fn twenty_percent_s3_faults() -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_is_lost_under_faults_after_replay_and_sync() {
     let rig = Rig::start();
-    let emu = Emu {
-        endpoint: rig.emulator.clone(),
-    };
+    let emu = Emu::at(&rig.emulator);
     let name = unique_name("faults");
     emu.deploy(&name);
 
@@ -99,14 +97,7 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
     // so the test sets the DLQ the template declares.
     for region in REGIONS {
         let sqs = emu.sqs(region);
-        let url = sqs
-            .get_queue_url()
-            .queue_name(format!("toastrep-{name}-dlq"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let url = emu.dlq_url(&name, region).await;
         let arn = sqs
             .get_queue_attributes()
             .queue_url(&url)
@@ -138,7 +129,7 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
     //   events are delivered that way by the test, with its subscriptions
     //   paused so each is delivered once (what `replay` repairs).
     for destination in ["eu-west-2", "ap-northeast-1"] {
-        pause_from(&emu, &name, "us-east-1", destination, true).await;
+        testkit::subscriptions::pause_delivery(&emu, &name, "us-east-1", destination, true).await;
     }
     let uploads: Vec<(String, &str)> = (0..300)
         .map(|i| {
@@ -190,9 +181,7 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
         json!([{"service": "s3", "region": "ap-northeast-1", "probability": 1.0,
         "error": {"code": "ServiceUnavailable", "status": 503}}]),
     );
-    let partial = Emu {
-        endpoint: rig.proxy.clone(),
-    };
+    let partial = Emu::at(&rig.proxy);
     let (cut_off, code) = partial.sync(&name, &[]);
     assert_eq!(code, Some(1), "{cut_off}");
     assert_eq!(
@@ -268,50 +257,13 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
     emu.teardown(&name);
 }
 
-/// Pauses (or resumes) the delivery of `source`'s events to `destination`'s
-/// function with a filter policy no S3 event matches.
-async fn pause_from(emu: &Emu, name: &str, source: &str, destination: &str, paused: bool) {
-    let sns = emu.sns(source);
-    let topic = format!("arn:aws:sns:{source}:000000000000:toastrep-{name}-events");
-    let function = format!(":{destination}:000000000000:function:toastrep-{name}-replicator");
-    let subscriptions = sns
-        .list_subscriptions_by_topic()
-        .topic_arn(&topic)
-        .send()
-        .await
-        .expect("ListSubscriptionsByTopic");
-    let subscription = subscriptions
-        .subscriptions()
-        .iter()
-        .find(|s| s.endpoint().is_some_and(|e| e.ends_with(&function)))
-        .expect("the subscription");
-    sns.set_subscription_attributes()
-        .subscription_arn(subscription.subscription_arn().unwrap())
-        .attribute_name("FilterPolicy")
-        .attribute_value(if paused {
-            r#"{"toastrep-test-paused":["yes"]}"#
-        } else {
-            "{}"
-        })
-        .send()
-        .await
-        .expect("SetSubscriptionAttributes");
-}
-
 /// Waits until the dead-letter queues stop growing.
 async fn wait_for_dead_letters(emu: &Emu, name: &str) {
     let count = || async {
         let mut total = 0u64;
         for region in REGIONS {
             let sqs = emu.sqs(region);
-            let url = sqs
-                .get_queue_url()
-                .queue_name(format!("toastrep-{name}-dlq"))
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap();
+            let url = emu.dlq_url(name, region).await;
             let attributes = sqs
                 .get_queue_attributes()
                 .queue_url(url)
@@ -331,21 +283,13 @@ async fn wait_for_dead_letters(emu: &Emu, name: &str) {
         }
         total
     };
-    let start = Instant::now();
-    let mut last = count().await;
-    let mut stable_since = Instant::now();
-    while stable_since.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = count().await;
-        if now != last {
-            last = now;
-            stable_since = Instant::now();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "DLQs never settled"
-        );
-    }
+    testkit::settled(
+        "the dead-letter queues",
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+        count,
+    )
+    .await;
 }
 
 /// A region the repair cannot read: every range of the runs that read it
@@ -354,9 +298,7 @@ async fn wait_for_dead_letters(emu: &Emu, name: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repair_that_cannot_read_a_region_is_reported_and_retried_by_the_next_run() {
     let rig = Rig::start();
-    let emu = Emu {
-        endpoint: rig.emulator.clone(),
-    };
+    let emu = Emu::at(&rig.emulator);
     let name = unique_name("denied");
     emu.deploy_with(&name, &["--repair-concurrency", "2"]);
 

@@ -1,55 +1,39 @@
-//! Shared test harness: the emulator, the toastrep binary, AWS clients, and
-//! unique names so tests can run in parallel against one emulator.
+//! The CLI tests' harness: the toastrep binary and what it deploys (a set's
+//! stacks and buckets). The emulator's clients, unique names and condition
+//! waits are the shared `testkit`'s, re-exported here.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 
-pub const ACCOUNT: &str = "000000000000";
-pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-2", "ap-northeast-1"];
+pub use testkit::emulator::endpoint;
+pub use testkit::emulator::shared::{
+    cloudformation, cloudwatch, lambda, logs, s3, scheduler, sfn, sqs,
+};
+pub use testkit::{ACCOUNT, eventually, unique_name};
 
-/// The emulator's URL. `tools/test` starts one and sets it; without it these
-/// tests cannot run, and must fail rather than pass vacuously.
-pub fn endpoint() -> String {
-    std::env::var("TOASTREP_TEST_ENDPOINT").expect(
-        "TOASTREP_TEST_ENDPOINT is not set: run the suite with `tools/test`, which starts the emulator",
-    )
-}
+pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-2", "ap-northeast-1"];
 
 /// The replicator package `tools/test` built with `toastrep package`.
 pub fn lambda_zip() -> PathBuf {
-    let path = std::env::var("TOASTREP_TEST_LAMBDA_ZIP").expect(
-        "TOASTREP_TEST_LAMBDA_ZIP is not set: run the suite with `tools/test`, which builds the package",
-    );
-    PathBuf::from(path)
+    package_from("TOASTREP_TEST_LAMBDA_ZIP")
 }
 
 /// The same package for arm64 (`toastrep package --architecture arm64`),
 /// which `tools/test` builds once: a second target compiles every dependency
 /// again.
 pub fn lambda_zip_arm64() -> PathBuf {
-    let path = std::env::var("TOASTREP_TEST_LAMBDA_ZIP_ARM64").expect(
-        "TOASTREP_TEST_LAMBDA_ZIP_ARM64 is not set: run the suite with `tools/test`, which builds the package",
-    );
-    PathBuf::from(path)
+    package_from("TOASTREP_TEST_LAMBDA_ZIP_ARM64")
 }
 
-/// A set name no other test (or earlier run) uses, at most 21 characters.
-pub fn unique_name(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut name = format!("{prefix}-{:x}{n}", nanos ^ std::process::id());
-    name.truncate(21);
-    name.trim_end_matches('-').to_owned()
+fn package_from(variable: &str) -> PathBuf {
+    let path = std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run the suite with `tools/test`, which builds the package")
+    });
+    PathBuf::from(path)
 }
 
 /// The environment every toastrep run gets: the emulator, test credentials,
@@ -94,105 +78,12 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-pub fn s3(region: &str) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(endpoint())
-            .credentials_provider(Credentials::for_tests())
-            // A busy emulator can take longer than the SDK's 3.1 s to
-            // accept a connection.
-            .timeout_config(
-                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(30))
-                    .build(),
-            )
-            .force_path_style(true)
-            .build(),
-    )
-}
-
-pub fn cloudformation(region: &str) -> aws_sdk_cloudformation::Client {
-    aws_sdk_cloudformation::Client::from_conf(
-        aws_sdk_cloudformation::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(endpoint())
-            .credentials_provider(Credentials::for_tests())
-            .build(),
-    )
-}
-
-pub fn lambda(region: &str) -> aws_sdk_lambda::Client {
-    aws_sdk_lambda::Client::from_conf(
-        aws_sdk_lambda::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(endpoint())
-            .credentials_provider(Credentials::for_tests())
-            .build(),
-    )
-}
-
-pub fn logs(region: &str) -> aws_sdk_cloudwatchlogs::Client {
-    aws_sdk_cloudwatchlogs::Client::from_conf(
-        aws_sdk_cloudwatchlogs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(endpoint())
-            .credentials_provider(Credentials::for_tests())
-            .build(),
-    )
-}
-
-pub fn cloudwatch(region: &str) -> aws_sdk_cloudwatch::Client {
-    aws_sdk_cloudwatch::Client::from_conf(
-        aws_sdk_cloudwatch::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(endpoint())
-            .credentials_provider(Credentials::for_tests())
-            .build(),
-    )
-}
-
-pub fn sfn(region: &str) -> aws_sdk_sfn::Client {
-    aws_sdk_sfn::Client::from_conf(
-        aws_sdk_sfn::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(endpoint())
-            .credentials_provider(Credentials::for_tests())
-            .build(),
-    )
-}
-
 pub fn data_bucket(name: &str, region: &str) -> String {
     format!("toastrep-{name}-{region}-{ACCOUNT}")
 }
 
 pub fn artifact_bucket(name: &str, region: &str) -> String {
     format!("toastrep-{name}-{region}-{ACCOUNT}-code")
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Whether a bucket exists.
@@ -252,12 +143,6 @@ pub struct Upload {
 /// Uploads the object into its region's bucket of set `name`, with its
 /// content type, user metadata and tags.
 pub async fn put(name: &str, upload: &Upload) {
-    let tagging = upload
-        .tags
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
     s3(upload.region)
         .put_object()
         .bucket(data_bucket(name, upload.region))
@@ -265,10 +150,23 @@ pub async fn put(name: &str, upload: &Upload) {
         .body(ByteStream::from(upload.body.clone()))
         .content_type(upload.content_type)
         .set_metadata(Some(upload.metadata.clone()))
-        .tagging(tagging)
+        .tagging(testkit::upload::tagging(&upload.tags))
         .send()
         .await
         .expect("upload");
+}
+
+/// Uploads every object, then waits until each is in every region of
+/// `regions` (its own included), faithfully.
+pub async fn put_and_assert_replicated(name: &str, uploads: &[Upload], regions: &[&str]) {
+    for upload in uploads {
+        put(name, upload).await;
+    }
+    for upload in uploads {
+        for region in regions {
+            assert_replica(name, region, upload).await;
+        }
+    }
 }
 
 /// Waits until `region` holds the object, then checks bytes, content type,

@@ -2,12 +2,12 @@
 //! replicate real uploads, redeploy with nothing changed, verify, break a
 //! region and see verify fail, tear down keeping data, then delete it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::harness::{
-    self, REGIONS, Upload, artifact_bucket, assert_replica, bucket_exists, data_bucket, json, put,
-    s3, set_stacks, toastrep, unique_name,
+    self, REGIONS, Upload, artifact_bucket, bucket_exists, data_bucket, json,
+    put_and_assert_replicated, s3, set_stacks, toastrep, unique_name,
 };
 
 fn uploads() -> Vec<Upload> {
@@ -176,28 +176,35 @@ async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
 
 async fn replicates_every_upload_exactly_once(name: &str) {
     let uploads = uploads();
-    for upload in &uploads {
-        put(name, upload).await;
-    }
-    for upload in &uploads {
-        for region in REGIONS.iter().filter(|r| **r != upload.region) {
-            assert_replica(name, region, upload).await;
-        }
-    }
+    put_and_assert_replicated(name, &uploads, &REGIONS).await;
     // Exactly once: one version of every key in every region (the original
-    // where it was written, one copy elsewhere), also a while later.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for region in REGIONS {
-        let versions = s3(region)
-            .list_object_versions()
-            .bucket(data_bucket(name, region))
-            .send()
-            .await
-            .unwrap();
-        let mut per_key: HashMap<&str, usize> = HashMap::new();
-        for version in versions.versions() {
-            *per_key.entry(version.key().unwrap()).or_default() += 1;
-        }
+    // where it was written, one copy elsewhere), once the copies have stopped.
+    let versions = testkit::settled(
+        "the set's versions",
+        Duration::from_secs(2),
+        Duration::from_secs(90),
+        || async {
+            let mut all = BTreeMap::new();
+            for region in REGIONS {
+                let versions = s3(region)
+                    .list_object_versions()
+                    .bucket(data_bucket(name, region))
+                    .send()
+                    .await
+                    .unwrap();
+                let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+                for version in versions.versions() {
+                    *per_key
+                        .entry(version.key().unwrap().to_owned())
+                        .or_default() += 1;
+                }
+                all.insert(region, per_key);
+            }
+            all
+        },
+    )
+    .await;
+    for (region, per_key) in versions {
         assert_eq!(
             per_key.len(),
             uploads.len(),
@@ -346,14 +353,5 @@ async fn failed_stack_is_reported_with_its_reason_and_a_rerun_completes_the_set(
 }
 
 fn other_account_s3(region: &str) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(harness::endpoint())
-            .credentials_provider(Credentials::new("111111111111", "test", None, None, "test"))
-            .force_path_style(true)
-            .build(),
-    )
+    testkit::Emulator::shared().s3_as(region, "111111111111")
 }

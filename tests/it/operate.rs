@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-
 use crate::harness::{
     self, ACCOUNT, REGIONS, Upload, artifact_bucket, assert_replica, bucket_exists, data_bucket,
-    eventually, json, put, s3, set_stacks, stderr, toastrep, unique_name,
+    eventually, json, put, put_and_assert_replicated, s3, set_stacks, sqs, stderr, toastrep,
+    unique_name,
 };
 
 const FOURTH: &str = "eu-central-1";
@@ -77,14 +76,7 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
             ]
         })
         .collect();
-    for object in &existing {
-        put(&name, object).await;
-    }
-    for object in &existing {
-        for region in REGIONS {
-            assert_replica(&name, region, object).await;
-        }
-    }
+    put_and_assert_replicated(&name, &existing, &REGIONS).await;
 
     let added = toastrep(&[
         "add-region",
@@ -137,14 +129,7 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
         .enumerate()
         .map(|(i, region)| upload(region, &format!("new/{region}.txt"), i))
         .collect();
-    for object in &fresh {
-        put(&name, object).await;
-    }
-    for object in &fresh {
-        for region in all {
-            assert_replica(&name, region, object).await;
-        }
-    }
+    put_and_assert_replicated(&name, &fresh, &all).await;
 
     // status sees four healthy regions, and the backfilled objects.
     let status = toastrep(&["status", "--name", &name, "--output", "json"]);
@@ -191,14 +176,7 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
         .enumerate()
         .map(|(i, region)| upload(region, &format!("after/{region}.txt"), i))
         .collect();
-    for object in &after {
-        put(&name, object).await;
-    }
-    for object in &after {
-        for region in REGIONS {
-            assert_replica(&name, region, object).await;
-        }
-    }
+    put_and_assert_replicated(&name, &after, &REGIONS).await;
     let verify = toastrep(&["verify", "--name", &name, "--timeout", "30"]);
     assert_eq!(verify.status.code(), Some(0));
 
@@ -520,17 +498,6 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
     teardown(&name);
 }
 
-fn sqs(region: &str) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .endpoint_url(harness::endpoint())
-            .credentials_provider(Credentials::for_tests())
-            .build(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
     let name = unique_name("stat");
@@ -585,15 +552,7 @@ async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
         .send()
         .await
         .expect("Invoke");
-    let queue = sqs(bad)
-        .get_queue_url()
-        .queue_name(format!("toastrep-{name}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let queue = crate::sync::Emu::shared().dlq_url(&name, bad).await;
     eventually("a dead letter", Duration::from_secs(30), || async {
         let out = sqs(bad)
             .get_queue_attributes()

@@ -6,19 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, ACCOUNT, REGIONS, eventually, json, unique_name};
+use crate::harness::{self, ACCOUNT, REGIONS, eventually, scheduler, unique_name};
 use crate::sync::Emu;
 
 /// First characters spread over the first run's ranges (by first character).
 const FIRSTS: [char; 10] = ['0', '5', 'B', 'J', 'Q', 'X', 'b', 'f', 'n', 'w'];
-
-/// `toastrep` with `args`, as JSON, and its exit code.
-fn toastrep_json(emu: &Emu, args: &[&str]) -> (Value, Option<i32>) {
-    let mut all = args.to_vec();
-    all.extend(["--output", "json"]);
-    let out = emu.toastrep(&all);
-    (json(&out), out.status.code())
-}
 
 /// The replicator's log lines in `region`.
 async fn log_lines(name: &str, region: &str) -> Vec<String> {
@@ -130,7 +122,7 @@ async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ran
     );
 
     // One run: every region's state machine repairs its own bucket.
-    let (report, code) = toastrep_json(&emu, &["sync", "--name", &name, "--in-cloud"]);
+    let (report, code) = emu.toastrep_json(&["sync", "--name", &name, "--in-cloud"]);
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["keys_scanned"], 100, "{report}");
     assert_eq!(report["copies_made"], missing as u64, "{report}");
@@ -158,13 +150,13 @@ async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ran
     assert_eq!(after[1].len(), 100);
 
     // Converged: a second run copies nothing.
-    let (again, code) = toastrep_json(&emu, &["sync", "--name", &name, "--in-cloud"]);
+    let (again, code) = emu.toastrep_json(&["sync", "--name", &name, "--in-cloud"]);
     assert_eq!(code, Some(0), "{again}");
     assert_eq!(again["copies_made"], 0, "{again}");
     assert!(again["keys_scanned"].as_u64().unwrap() >= 100);
 
     // status shows each region's last run.
-    let (status, code) = toastrep_json(&emu, &["status", "--name", &name]);
+    let (status, code) = emu.toastrep_json(&["status", "--name", &name]);
     assert_eq!(code, Some(0), "{status}");
     for region in status["regions"].as_array().unwrap() {
         let run = &region["last_repair"];
@@ -360,8 +352,7 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
         assert!(gone.is_err(), "the schedule in {region} is still there");
     }
     // --no-wait starts the runs and returns; status shows them once done.
-    let (started, code) =
-        toastrep_json(&emu, &["sync", "--name", &name, "--in-cloud", "--no-wait"]);
+    let (started, code) = emu.toastrep_json(&["sync", "--name", &name, "--in-cloud", "--no-wait"]);
     assert_eq!(code, Some(0), "{started}");
     let run = started["run"].as_str().expect("a run id").to_owned();
     assert_eq!(
@@ -373,7 +364,7 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
         "the started runs in status",
         Duration::from_secs(120),
         || async {
-            let (status, _) = toastrep_json(&emu, &["status", "--name", &name]);
+            let (status, _) = emu.toastrep_json(&["status", "--name", &name]);
             status["regions"]
                 .as_array()?
                 .iter()
@@ -418,15 +409,4 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
             "a state machine of {name} is left in {region}"
         );
     }
-}
-
-fn scheduler(region: &str) -> aws_sdk_scheduler::Client {
-    aws_sdk_scheduler::Client::from_conf(
-        aws_sdk_scheduler::Config::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_owned()))
-            .endpoint_url(harness::endpoint())
-            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
-            .build(),
-    )
 }

@@ -11,11 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use testkit::events::{self, S3Record, fixture};
+use testkit::keys::awkward_keys;
+use testkit::upload::{self, decorate};
 
 use crate::harness::{self, data_bucket, endpoint, eventually, json, s3, toastrep, unique_name};
 
@@ -92,6 +95,17 @@ impl Set {
         Some(object.body.collect().await.unwrap().into_bytes().to_vec())
     }
 
+    /// Puts every key into `region`, each with its name as its body, then
+    /// waits until every region holds them all.
+    pub(crate) async fn put_keys_everywhere(&self, region: &str, keys: &[String]) {
+        for key in keys {
+            self.put(region, key, key.as_bytes()).await;
+        }
+        for key in keys {
+            self.wait_everywhere(key, key.as_bytes()).await;
+        }
+    }
+
     /// Waits until every region's current `key` is `body`.
     pub(crate) async fn wait_everywhere(&self, key: &str, body: &[u8]) {
         for region in &self.regions {
@@ -141,6 +155,19 @@ impl Set {
             .collect()
     }
 
+    /// Waits until the clock is in a later second than every version under
+    /// `prefix` in every region: a write from then on is the later write.
+    pub(crate) async fn wait_past_last_write(&self, prefix: &str) {
+        let versions = join_all(self.regions.iter().map(|r| self.versions(r, prefix))).await;
+        let last = versions
+            .iter()
+            .flatten()
+            .map(|v| v.last_modified)
+            .max()
+            .unwrap_or_else(|| panic!("no version under {prefix:?}"));
+        testkit::wait_past(last).await;
+    }
+
     /// Invokes `region`'s function with `event`: (function error, payload).
     pub(crate) async fn invoke(&self, region: &str, event: &Value) -> (Option<String>, Value) {
         let out = harness::lambda(region)
@@ -183,20 +210,7 @@ pub(crate) struct Version {
     pub(crate) last_modified: i64,
 }
 
-/// A key as S3 writes it into events: form-encoded, '+' for a space.
-fn event_key(key: &str) -> String {
-    key.bytes()
-        .map(|b| match b {
-            b' ' => "+".to_owned(),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// One S3 record, as S3 puts it into a notification.
+/// One S3 record of `key`'s `version`, as S3 puts it into a notification.
 pub(crate) fn s3_record(
     region: &str,
     bucket: &str,
@@ -204,52 +218,31 @@ pub(crate) fn s3_record(
     version: &Version,
     size: usize,
 ) -> Value {
-    json!({
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": region,
-        "eventTime": "2024-05-01T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "EXAMPLE"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "r", "x-amz-id-2": "h"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "toastrep",
-               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"},
-                          "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": event_key(key), "size": size,
-                          "eTag": version.etag.trim_matches('"'), "versionId": version.version_id,
-                          "sequencer": "0055AED6DCD90281E5"}}})
+    S3Record::new(region, bucket, key)
+        .version_id(&version.version_id)
+        .etag(&version.etag)
+        .size(size as u64)
+        .json()
 }
 
-/// A Lambda SNS event carrying one S3 notification with `records`.
+/// A Lambda SNS event carrying one S3 notification with `records`. The
+/// function does not check which topic a delivery comes from (its
+/// subscriptions decide that); `replay` does, and builds its own.
 pub(crate) fn sns_event(records: Vec<Value>) -> Value {
-    sns_event_with_message(json!({ "Records": records }).to_string())
+    events::sns_event("arn:aws:sns:us-east-1:000000000000:t", records)
 }
 
-fn sns_event_with_message(message: String) -> Value {
-    json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
-        "EventSubscriptionArn": "arn:aws:sns:us-east-1:000000000000:t:1",
-        "Sns": {"Type": "Notification", "MessageId": "m-replicator-test",
-                "TopicArn": "arn:aws:sns:us-east-1:000000000000:t",
-                "Subject": "Amazon S3 Notification",
-                "Timestamp": "2024-05-01T12:00:00.000Z", "SignatureVersion": "1",
-                "Signature": "x", "SigningCertUrl": "x", "UnsubscribeUrl": "x",
-                "MessageAttributes": {}, "Message": message}}]})
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/replication/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
-}
-
-/// Waits until the version counts under `prefix` stop changing, and then a
-/// few seconds more to prove no late copy arrives.
+/// Waits until the version counts under `prefix` have not changed for a
+/// few seconds: the copies have stopped. Callers assert the counts, so a
+/// late or extra copy still fails them.
 async fn assert_copying_stopped(set: &Set, prefix: &str) -> BTreeMap<&'static str, usize> {
-    let settled = set.version_counts(prefix).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let later = set.version_counts(prefix).await;
-    assert_eq!(later, settled, "copies went on after convergence");
-    later
+    testkit::settled(
+        &format!("the versions under {prefix:?}"),
+        Duration::from_secs(3),
+        WAIT,
+        || set.version_counts(prefix),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,12 +253,12 @@ async fn overwrite_reaches_every_region_and_older_content_never_returns() {
     set.wait_everywhere(key, b"version one").await;
     let v1 = set.versions("us-east-1", key).await.remove(0);
 
-    // Overwrite in another region, a second later so it is the later write.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Overwrite in another region, in a later second so it is the later write.
+    set.wait_past_last_write(key).await;
     set.put("eu-west-2", key, b"version two").await;
     set.wait_everywhere(key, b"version two").await;
     // And once more from the first region: a region's own overwrite of a replica.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.wait_past_last_write(key).await;
     set.put("us-east-1", key, b"version three").await;
     set.wait_everywhere(key, b"version three").await;
     let before = assert_copying_stopped(&set, key).await;
@@ -476,37 +469,40 @@ async fn verify_fails_when_a_region_gets_a_redundant_copy() {
     let bucket = set.bucket("us-east-1");
     let meddler = tokio::spawn(async move {
         let client = s3("us-east-1");
-        for _ in 0..300 {
-            let listed = client
-                .list_objects_v2()
-                .bucket(&bucket)
-                .prefix(".toastrep/verify/")
-                .send()
-                .await;
-            let replica = listed.ok().and_then(|l| {
-                l.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .find(|k| !k.contains("/us-east-1/"))
-                    .map(str::to_owned)
-            });
-            if let Some(key) = replica {
-                let head = client.head_object().bucket(&bucket).key(&key).send().await;
-                let metadata = head.unwrap().metadata().cloned().unwrap_or_default();
-                client
-                    .copy_object()
+        // Looks often: the copy must land before verify counts the copies.
+        let key = testkit::wait::eventually_every(
+            "a probe replica from another region in us-east-1",
+            WAIT,
+            Duration::from_millis(20),
+            || async {
+                let listed = client
+                    .list_objects_v2()
                     .bucket(&bucket)
-                    .key(&key)
-                    .copy_source(format!("{bucket}/{key}"))
-                    .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-                    .set_metadata(Some(metadata))
+                    .prefix(".toastrep/verify/")
                     .send()
-                    .await
-                    .expect("the redundant copy");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                    .await;
+                listed.ok().and_then(|l| {
+                    l.contents()
+                        .iter()
+                        .filter_map(|o| o.key())
+                        .find(|k| !k.contains("/us-east-1/"))
+                        .map(str::to_owned)
+                })
+            },
+        )
+        .await;
+        let head = client.head_object().bucket(&bucket).key(&key).send().await;
+        let metadata = head.unwrap().metadata().cloned().unwrap_or_default();
+        client
+            .copy_object()
+            .bucket(&bucket)
+            .key(&key)
+            .copy_source(format!("{bucket}/{key}"))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .set_metadata(Some(metadata))
+            .send()
+            .await
+            .expect("the redundant copy");
     });
     let out = toastrep(&[
         "verify",
@@ -589,32 +585,23 @@ pub(crate) async fn fields(set: &Set, region: &str, key: &str) -> Fields {
 }
 
 pub(crate) async fn put_decorated(set: &Set, region: &str, key: &str, body: Vec<u8>) {
-    s3(region)
-        .put_object()
-        .bucket(set.bucket(region))
-        .key(key)
-        .body(ByteStream::from(body))
-        .content_type("text/csv; charset=utf-8")
-        .cache_control("max-age=60, public")
-        .content_disposition("attachment; filename=\"q1.csv\"")
-        .content_encoding("identity")
-        .content_language("fr-CA")
-        .expires(DateTime::from_secs(1_893_456_000))
-        .metadata("colour", "blue")
-        .metadata("owner-team", "data platform")
-        .tagging("team=data&note=a%20b%26c")
-        .send()
-        .await
-        .expect("PutObject with every field");
+    decorate(
+        s3(region)
+            .put_object()
+            .bucket(set.bucket(region))
+            .key(key)
+            .body(ByteStream::from(body)),
+    )
+    .send()
+    .await
+    .expect("PutObject with every field");
 }
 
 async fn assert_same_fields_everywhere(set: &Set, origin: &str, key: &str) {
     let original = fields(set, origin, key).await;
-    assert_eq!(
-        original.expires.as_deref(),
-        Some("Tue, 01 Jan 2030 00:00:00 GMT")
-    );
-    assert_eq!(original.tags.len(), 2, "{original:?}");
+    assert_eq!(original.expires.as_deref(), Some(upload::EXPIRES_HTTP));
+    let tags = upload::TAGS.map(|(k, v)| (k.to_owned(), v.to_owned()));
+    assert_eq!(original.tags, BTreeMap::from(tags), "{original:?}");
     for region in &set.regions {
         assert_eq!(
             fields(set, region, key).await,
@@ -733,27 +720,7 @@ async fn large_object_is_copied_in_parts_byte_identical_with_no_upload_left() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_key_form_round_trips_through_the_set() {
     let set = Set::deploy("rp-keys", &THREE, &[]);
-    let long_key = {
-        let mut k = "deep/".repeat(150);
-        k.push_str(&"é".repeat((1024 - k.len()) / 2));
-        while k.len() < 1024 {
-            k.push('x');
-        }
-        k
-    };
-    assert_eq!(long_key.len(), 1024);
-    let keys = [
-        "with space/and  two.txt".to_owned(),
-        "plus+sign/a+b.txt".to_owned(),
-        "percent%25/100%.txt".to_owned(),
-        "question?versionId=fake".to_owned(),
-        "hash#fragment/x#y".to_owned(),
-        "naïve/café/日本語/emoji-🚀.txt".to_owned(),
-        "many////slashes//a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/leaf".to_owned(),
-        "photos/a+b 100%/naïve café.txt".to_owned(),
-        "amp&equals=semi;colon,comma'quote\"".to_owned(),
-        long_key,
-    ];
+    let keys = awkward_keys();
     for (i, key) in keys.iter().enumerate() {
         let region = THREE[i % 3];
         let body = format!("key {i} from {region}");
@@ -978,7 +945,7 @@ async fn markers_a_writer_copies_or_forges_neither_stop_nor_hijack_replication()
     // An upload whose marker claims region a and the year 2100.
     let forged = format!(
         "v1;region={a};time=4102444800;version=x;etag=y;written={};mac={}",
-        DateTime::from(std::time::SystemTime::now()).secs(),
+        testkit::wait::now_secs(),
         "0".repeat(32)
     );
     s3(b)
@@ -994,20 +961,7 @@ async fn markers_a_writer_copies_or_forges_neither_stop_nor_hijack_replication()
     // It won nothing by its claim: a later write replaces it everywhere.
     // Later means a later second: in the same one, the tie would go to b
     // (its name sorts first), whatever the marker says.
-    let forged_at = s3(b)
-        .head_object()
-        .bucket(set.bucket(b))
-        .key("forged")
-        .send()
-        .await
-        .unwrap()
-        .last_modified()
-        .map(|t| t.secs())
-        .unwrap();
-    eventually("a second after the forged upload", WAIT, || async {
-        (DateTime::from(std::time::SystemTime::now()).secs() > forged_at).then_some(())
-    })
-    .await;
+    set.wait_past_last_write("forged").await;
     set.put(a, "forged", b"later").await;
     set.wait_everywhere("forged", b"later").await;
     // The copy of the renamed object names where it was really written.

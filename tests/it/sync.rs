@@ -5,61 +5,54 @@
 
 use std::collections::BTreeMap;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
+use testkit::Emulator;
+use testkit::events::{self, S3Record};
+
 use crate::harness::{self, ACCOUNT, REGIONS, json, unique_name};
 
-/// One emulator: the shared one, or the fault tests' own.
+/// One emulator (the shared one, or the fault tests' own), with the set
+/// operations these tests share. Its clients are the testkit's.
 pub struct Emu {
-    pub endpoint: String,
+    emulator: Emulator,
+}
+
+impl std::ops::Deref for Emu {
+    type Target = Emulator;
+
+    fn deref(&self) -> &Emulator {
+        &self.emulator
+    }
 }
 
 impl Emu {
     pub fn shared() -> Emu {
         Emu {
-            endpoint: harness::endpoint(),
+            emulator: Emulator::shared(),
         }
     }
 
-    fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
-        aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_owned()))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-                aws_sdk_s3::config::Credentials::for_tests(),
-            ))
-            // A busy emulator (one Python process, every test's functions)
-            // can take longer than the SDK's 3.1 s to accept a connection.
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(30))
-                    .build(),
-            )
-            .build()
+    pub fn at(endpoint: &str) -> Emu {
+        Emu {
+            emulator: Emulator::at(endpoint),
+        }
     }
 
-    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config(region))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    }
-
-    pub fn sns(&self, region: &str) -> aws_sdk_sns::Client {
-        aws_sdk_sns::Client::new(&self.sdk_config(region))
-    }
-
-    pub fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.sdk_config(region))
-    }
-
-    pub fn lambda(&self, region: &str) -> aws_sdk_lambda::Client {
-        aws_sdk_lambda::Client::new(&self.sdk_config(region))
+    /// The URL of set `name`'s dead-letter queue in `region`.
+    pub async fn dlq_url(&self, name: &str, region: &str) -> String {
+        self.sqs(region)
+            .get_queue_url()
+            .queue_name(format!("toastrep-{name}-dlq"))
+            .send()
+            .await
+            .expect("GetQueueUrl of the dead-letter queue")
+            .queue_url
+            .expect("a queue URL")
     }
 
     /// Runs toastrep against this emulator.
@@ -106,12 +99,15 @@ impl Emu {
         assert!(out.status.success(), "teardown {name} failed");
     }
 
+    /// `toastrep` with `args` and `--output json`: its JSON and exit code.
+    pub fn toastrep_json(&self, args: &[&str]) -> (Value, Option<i32>) {
+        let out = self.toastrep(&[args, &["--output", "json"]].concat());
+        (json(&out), out.status.code())
+    }
+
     /// `toastrep sync` with `extra` arguments, as JSON, and its exit code.
     pub fn sync(&self, name: &str, extra: &[&str]) -> (Value, Option<i32>) {
-        let mut args = vec!["sync", "--name", name, "--output", "json"];
-        args.extend_from_slice(extra);
-        let out = self.toastrep(&args);
-        (json(&out), out.status.code())
+        self.toastrep_json(&[&["sync", "--name", name], extra].concat())
     }
 
     /// Uploads an object; returns its version id and ETag.
@@ -189,42 +185,9 @@ impl Emu {
     }
 
     /// Stops (or restarts) the delivery of the other regions' events to
-    /// `region`'s function: a filter policy no S3 event matches (S3 events
-    /// carry no message attributes) on every subscription into it.
+    /// `region`'s function.
     pub async fn pause_into(&self, name: &str, region: &str, paused: bool) {
-        let function = format!(":{region}:{ACCOUNT}:function:toastrep-{name}-replicator");
-        let policy = if paused {
-            r#"{"toastrep-test-paused":["yes"]}"#
-        } else {
-            "{}"
-        };
-        let mut changed = 0;
-        for source in REGIONS.iter().filter(|r| **r != region) {
-            let sns = self.sns(source);
-            let topic = format!("arn:aws:sns:{source}:{ACCOUNT}:toastrep-{name}-events");
-            let subscriptions = sns
-                .list_subscriptions_by_topic()
-                .topic_arn(&topic)
-                .send()
-                .await
-                .expect("ListSubscriptionsByTopic");
-            for subscription in subscriptions.subscriptions() {
-                if subscription
-                    .endpoint()
-                    .is_some_and(|e| e.ends_with(&function))
-                {
-                    sns.set_subscription_attributes()
-                        .subscription_arn(subscription.subscription_arn().unwrap())
-                        .attribute_name("FilterPolicy")
-                        .attribute_value(policy)
-                        .send()
-                        .await
-                        .expect("SetSubscriptionAttributes");
-                    changed += 1;
-                }
-            }
-        }
-        assert_eq!(changed, REGIONS.len() - 1, "subscriptions into {region}");
+        testkit::subscriptions::pause_delivery_into(self, name, &REGIONS, region, paused).await;
     }
 
     /// Uploads `uploads` (key, region) while `asleep`'s function hears
@@ -268,23 +231,13 @@ impl Emu {
 
     /// As [`Emu::settle`], with the quiet time to wait for.
     pub async fn settle_for(&self, name: &str, quiet: Duration) -> Vec<BTreeMap<String, String>> {
-        let start = Instant::now();
-        let mut last = self.listings(name).await;
-        let mut stable_since = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            let now = self.listings(name).await;
-            if now != last {
-                last = now;
-                stable_since = Instant::now();
-            } else if stable_since.elapsed() > quiet {
-                return last;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(90),
-                "{name} never settled"
-            );
-        }
+        testkit::settled(
+            &format!("the buckets of {name}"),
+            quiet,
+            Duration::from_secs(90),
+            || self.listings(name),
+        )
+        .await
     }
 }
 
@@ -395,10 +348,19 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
     emu.deploy(&name);
 
     // Three rounds; in each, every key is written in all three regions at
-    // once with different content.
+    // once with different content. The functions replicate the first two
+    // rounds as they race; the last round's events are lost (every
+    // delivery paused), so each region keeps its own last write and sync,
+    // not the functions, must bring the set together.
     let keys: Vec<String> = (0..50).map(|i| format!("contested/{i:02}")).collect();
     let last_round = std::sync::Mutex::new(BTreeMap::<String, Vec<String>>::new());
     for round in 0..3 {
+        if round == 2 {
+            emu.settle(&name).await;
+            for region in REGIONS {
+                emu.pause_into(&name, region, true).await;
+            }
+        }
         let writes: Vec<(&String, &str)> = keys
             .iter()
             .flat_map(|k| REGIONS.iter().map(move |r| (k, *r)))
@@ -419,15 +381,23 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
             .await;
     }
     let before = emu.settle(&name).await;
+    for region in REGIONS {
+        emu.pause_into(&name, region, false).await;
+    }
+    // Every region holds its own last write of every key: all 50 differ.
     let diverged = keys
         .iter()
         .filter(|k| before.iter().any(|l| l.get(*k) != before[0].get(*k)))
         .count();
-    eprintln!("concurrent writers: {diverged} of 50 keys diverged before sync");
+    assert_eq!(diverged, 50, "keys that differ between regions before sync");
 
     let (report, code) = emu.sync(&name, &["--concurrency", "8"]);
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["failures"], json!([]));
+    assert_eq!(report["keys_scanned"], 50, "{report}");
+    assert_eq!(report["keys_examined"], 50, "{report}");
+    // Each key's winner is copied into the two regions that lost.
+    assert_eq!(report["copies_made"], 100, "{report}");
     let after = emu.settle(&name).await;
     assert_converged(&after, 50);
     // Every region holds one of the final round's writes, byte for byte.
@@ -447,41 +417,20 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
     emu.teardown(&name);
 }
 
-/// The Lambda SNS event S3 → SNS delivers for one object (the shape AWS
-/// dead-letters), from set `name`'s topic in the first record's region,
-/// with its records' keys form-encoded the S3 way.
+/// The Lambda SNS event S3 → SNS delivers (the shape AWS dead-letters),
+/// from set `name`'s topic in the first record's region, for `records`
+/// (region, bucket, key, version id).
 pub fn sns_event(name: &str, records: &[(&str, &str, &str, &str)]) -> Value {
-    let topic = format!(
-        "arn:aws:sns:{}:{ACCOUNT}:toastrep-{name}-events",
-        records[0].0
-    );
-    let records: Vec<Value> = records
+    let topic = events::topic_arn(records[0].0, name);
+    let records = records
         .iter()
         .map(|(region, bucket, key, version)| {
-            json!({
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": region,
-                "eventTime": "2024-05-01T12:00:00.000Z",
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-                    "object": {"key": key, "versionId": version, "sequencer": "0A"},
-                },
-            })
+            S3Record::new(region, bucket, key)
+                .version_id(version)
+                .json()
         })
         .collect();
-    json!({"Records": [{
-        "EventSource": "aws:sns",
-        "EventVersion": "1.0",
-        "Sns": {
-            "Type": "Notification",
-            "MessageId": "00000000-0000-0000-0000-000000000000",
-            "TopicArn": topic,
-            "Message": json!({"Records": records}).to_string(),
-        },
-    }]})
+    events::sns_event(&topic, records)
 }
 
 /// The bodies of every message in a queue (received, then released).
@@ -534,14 +483,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
     // Three dead letters in eu-west-2's queue: the good record in AWS's
     // shape; the good and the bad one in the emulator's wrapper; garbage.
     let sqs = emu.sqs(destination);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(format!("toastrep-{name}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = emu.dlq_url(&name, destination).await;
     let good = sns_event(
         &name,
         &[(source, &source_bucket, "replay/good", &good_version)],

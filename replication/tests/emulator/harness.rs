@@ -5,10 +5,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -16,6 +14,7 @@ use aws_sdk_s3::types::{
     VersioningConfiguration,
 };
 use aws_sdk_s3::{Client, Config};
+use testkit::{Emulator, unique_name, wait_past};
 use toastrep_replication::protocol::Seen;
 use toastrep_replication::store::{
     CopyRequest, KeyPage, Lookup, ObjectHead, Part, StoreResult, VersionEntry, Written,
@@ -27,46 +26,15 @@ use toastrep_replication::{
 
 pub const REGION_A: &str = "us-east-1";
 pub const REGION_B: &str = "eu-west-2";
-/// The account ministack gives any credentials whose access key is not a
-/// 12-digit number.
-pub const ACCOUNT: &str = "000000000000";
+pub use testkit::ACCOUNT;
 
-/// The emulator's URL. Unset is a failure, never a silent pass: a green run
-/// without an emulator would prove nothing.
-pub fn endpoint() -> String {
-    std::env::var("TOASTREP_TEST_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "TOASTREP_TEST_ENDPOINT is not set: these tests need the local emulator (ministack). \
-             Run them with `tools/test`, or start one yourself: \
-             eval \"$(tools/emulator start)\" && export TOASTREP_TEST_ENDPOINT=$AWS_ENDPOINT_URL"
-        )
-    })
-}
-
+/// The S3 configuration of every client here: the shared emulator.
 pub fn base_config() -> Config {
-    Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "toastrep-tests",
-        ))
-        .region(Region::new(REGION_A))
-        // Custom endpoints on an IP address need path-style addressing.
-        .force_path_style(true)
-        .build()
+    Emulator::shared().s3_config(REGION_A)
 }
 
 pub fn client(region: &str) -> Client {
-    Client::from_conf(
-        base_config()
-            .to_builder()
-            .region(Region::new(region.to_owned()))
-            .build(),
-    )
+    Emulator::shared().s3(region)
 }
 
 /// The marker key every test set shares.
@@ -77,23 +45,6 @@ pub fn marker_key() -> MarkerKey {
 /// The store the function uses, on the emulator.
 pub fn sdk_store() -> SdkStore {
     SdkStore::new(RegionalClients::new(base_config())).expecting_owner(ACCOUNT)
-}
-
-/// A set name no other test (or run) uses: lowercase letters and digits, short
-/// enough that `toastrep-{set}-eu-west-2-{account}` stays within S3's 63
-/// characters.
-fn unique_set() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        % 1_000_000_000_000;
-    format!(
-        "t{:x}{:x}x{nanos:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// One test's replica set: its name, and its versioned bucket in each of
@@ -107,7 +58,7 @@ pub struct TestSet {
 
 impl TestSet {
     pub async fn create() -> TestSet {
-        let buckets = SetBuckets::new(unique_set(), ACCOUNT);
+        let buckets = SetBuckets::new(unique_name("t"), ACCOUNT);
         let (a, b) = tokio::join!(
             TestBucket::create(&buckets, REGION_A),
             TestBucket::create(&buckets, REGION_B)
@@ -122,6 +73,19 @@ impl TestSet {
 
     pub fn replicator_on<S: ObjectStore>(&self, store: S, settings: CopySettings) -> Replicator<S> {
         Replicator::new(store, marker_key(), self.buckets.clone(), settings)
+    }
+
+    /// Waits until the clock is in a later second than `key`'s current
+    /// object in either bucket: a write from then on is the later write.
+    pub async fn wait_past_last_write(&self, key: &str) {
+        let mut last = None;
+        for bucket in [&self.a, &self.b] {
+            let head = sdk_store().head(&bucket.bucket(), key, None).await;
+            if let Some(head) = head.expect("HeadObject").found() {
+                last = last.max(Some(head.last_modified));
+            }
+        }
+        wait_past(last.unwrap_or_else(|| panic!("no object {key:?} in the set"))).await;
     }
 
     pub async fn delete(self) {

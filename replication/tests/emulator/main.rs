@@ -5,13 +5,18 @@
 mod harness;
 
 use std::cmp::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
-use aws_sdk_s3::types::{MetadataDirective, StorageClass};
+use aws_sdk_s3::types::MetadataDirective;
 use harness::{
     Before, MeddlingStore, REGION_A, REGION_B, TestBucket, TestSet, marker_key, pattern, sdk_store,
 };
+use testkit::events::{self, S3Record};
+use testkit::keys::awkward_keys;
+use testkit::upload::{self, decorate};
 use toastrep_replication::protocol::marker::{MARKER, metadata_for_copy};
 use toastrep_replication::protocol::{Histories, Kind, compare};
 use toastrep_replication::store::{CopyRequest, Precondition, Written};
@@ -31,27 +36,10 @@ fn small_parts(concurrency: usize) -> CopySettings {
     }
 }
 
-/// 2030-01-01T00:00:00Z.
-const EXPIRES: i64 = 1_893_456_000;
-
 /// Puts an object with every kept header the emulator keeps, user metadata
 /// and tags.
 async fn put_decorated(bucket: &TestBucket, key: &str, body: &[u8]) -> S3Notice {
-    bucket
-        .put_with(key, body, |p| {
-            p.content_type("text/csv; charset=utf-8")
-                .cache_control("max-age=60, public")
-                .content_disposition("attachment; filename=\"q1.csv\"")
-                .content_encoding("identity")
-                .content_language("fr-CA")
-                .expires(DateTime::from_secs(EXPIRES))
-                .website_redirect_location("/reports/latest.csv")
-                .storage_class(StorageClass::StandardIa)
-                .metadata("colour", "blue")
-                .metadata("owner-team", "data platform")
-                .tagging("team=data&note=a%20b%26c")
-        })
-        .await
+    bucket.put_with(key, body, decorate).await
 }
 
 /// Asserts that `key` in `replica` is a faithful copy of the current `key`
@@ -150,7 +138,7 @@ async fn copy_keeps_headers_metadata_and_tags() {
     assert_eq!(h.content_language.as_deref(), Some("fr-CA"));
     assert_eq!(
         h.expires.as_deref().map(parse_http_date),
-        Some(DateTime::from_secs(EXPIRES))
+        Some(DateTime::from_secs(upload::EXPIRES))
     );
     assert_eq!(
         h.website_redirect_location.as_deref(),
@@ -165,10 +153,7 @@ async fn copy_keeps_headers_metadata_and_tags() {
     );
     assert_eq!(
         b.tags("reports/2024/q1.csv").await,
-        vec![
-            ("note".to_owned(), "a b&c".to_owned()),
-            ("team".to_owned(), "data".to_owned())
-        ]
+        upload::TAGS.map(|(k, v)| (k.to_owned(), v.to_owned()))
     );
     set.delete().await;
 }
@@ -421,9 +406,16 @@ async fn multipart_copy_out_of_time_aborts_its_upload_before_the_deadline() {
     let key = "slow.bin";
     let notice = a.put(key, &pattern(12 * MIB, 4)).await;
     let deadline = tokio::time::Instant::now() + ABORT_MARGIN + Duration::from_secs(2);
-    // Part 2 lasts until well past the time copies must stop by.
-    let store = MeddlingStore::new().before(Before::CopyPart(2), move || async move {
-        tokio::time::sleep_until(deadline).await;
+    // Part 2 lasts until well past the time copies must stop by (the
+    // deadline itself), unless the copy gives it up first.
+    let waited_out = Arc::new(AtomicBool::new(false));
+    let part_two_ends = waited_out.clone();
+    let store = MeddlingStore::new().before(Before::CopyPart(2), move || {
+        let part_two_ends = part_two_ends.clone();
+        async move {
+            tokio::time::sleep_until(deadline).await;
+            part_two_ends.store(true, AtomicOrdering::SeqCst);
+        }
     });
     let replicator = set.replicator_on(store, small_parts(1));
 
@@ -433,9 +425,12 @@ async fn multipart_copy_out_of_time_aborts_its_upload_before_the_deadline() {
 
     assert!(error.is_retryable(), "{error}");
     assert!(error.to_string().contains("time ran out"), "{error}");
+    // Stopped at the time copies must stop by: part 2 was given up, not
+    // waited out to the deadline (a condition, not a clock reading, so a
+    // busy machine cannot fail it).
     assert!(
-        tokio::time::Instant::now() < deadline,
-        "stopped before the deadline"
+        !waited_out.load(AtomicOrdering::SeqCst),
+        "the copy waited for its slow part until the deadline"
     );
     assert_eq!(b.multipart_uploads().await, 0, "no upload is left behind");
     assert_eq!(b.body(key).await, None);
@@ -531,28 +526,7 @@ async fn awkward_keys_round_trip() {
     let set = TestSet::create().await;
     let (a, b) = (&set.a, &set.b);
     let replicator = set.replicator(CopySettings::default());
-    let long_key = {
-        let mut k = "deep/".repeat(150);
-        k.push_str(&"é".repeat((1024 - k.len()) / 2));
-        while k.len() < 1024 {
-            k.push('x');
-        }
-        k
-    };
-    assert_eq!(long_key.len(), 1024);
-    let keys = [
-        "with space/and  two.txt".to_owned(),
-        "plus+sign/a+b.txt".to_owned(),
-        "percent%25/100%.txt".to_owned(),
-        "question?versionId=fake".to_owned(),
-        "hash#fragment/x#y".to_owned(),
-        "naïve/café/日本語/emoji-🚀.txt".to_owned(),
-        "many////slashes//a/b/c/d/e/f/g/".to_owned() + "leaf",
-        "/leading-slash".to_owned(),
-        "photos/a+b 100%/naïve café.txt".to_owned(),
-        "amp&equals=semi;colon,comma'quote\"".to_owned(),
-        long_key,
-    ];
+    let keys = awkward_keys();
     for (i, key) in keys.iter().enumerate() {
         let body = format!("body of key {i}");
         let notice = a.put(key, body.as_bytes()).await;
@@ -569,24 +543,13 @@ async fn awkward_keys_round_trip() {
     set.delete().await;
 }
 
-fn sns_event(s3_message: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
-        "EventSubscriptionArn": "arn:aws:sns:us-east-1:000000000000:t:1",
-        "Sns": {"Type": "Notification", "MessageId": "m1", "Message": s3_message.to_string()}}]})
-}
-
-fn s3_message(
-    region: &str,
-    bucket: &str,
-    encoded_key: &str,
-    notice: &S3Notice,
-) -> serde_json::Value {
-    serde_json::json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": region,
-        "eventTime": "2024-05-01T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": encoded_key, "size": 7, "eTag": notice.etag, "versionId": notice.version_id,
-                          "sequencer": "0055AED6DCD90281E5"}}}]})
+/// The delivery of one S3 record of `notice`, from `bucket` in `region`.
+fn sns_event(region: &str, bucket: &str, key: &str, notice: &S3Notice) -> serde_json::Value {
+    let record = S3Record::new(region, bucket, key)
+        .etag(notice.etag.as_deref().unwrap())
+        .version_id(notice.version_id.as_deref().unwrap())
+        .size(7);
+    events::sns_event("arn:aws:sns:us-east-1:000000000000:t", vec![record.json()])
 }
 
 #[tokio::test]
@@ -594,9 +557,15 @@ async fn handler_replicates_a_delivered_event_and_rejects_a_malformed_one() {
     let set = TestSet::create().await;
     let (a, b) = (&set.a, &set.b);
     let replicator = set.replicator(CopySettings::default());
-    let notice = a.put("photos/a+b 100%/naïve café.txt", b"handled").await;
+    let key = "photos/a+b 100%/naïve café.txt";
+    let notice = a.put(key, b"handled").await;
+    let event = sns_event(&a.region, &a.name, key, &notice);
+    // The key as S3 form-encodes it, as in the recorded fixture.
+    let message = event["Records"][0]["Sns"]["Message"].as_str().unwrap();
+    let recorded = events::fixture("sns-encoded-key.json");
+    let recorded = recorded["Records"][0]["Sns"]["Message"].as_str().unwrap();
     let encoded = "photos/a%2Bb+100%25/na%C3%AFve+caf%C3%A9.txt";
-    let event = sns_event(s3_message(&a.region, &a.name, encoded, &notice));
+    assert!(message.contains(encoded) && recorded.contains(encoded));
 
     let outcomes = handle_sns_event(&replicator, &b.bucket(), &event)
         .await
@@ -608,8 +577,7 @@ async fn handler_replicates_a_delivered_event_and_rejects_a_malformed_one() {
         b"handled"
     );
 
-    let malformed: serde_json::Value =
-        serde_json::from_str(include_str!("../fixtures/sns-malformed.json")).unwrap();
+    let malformed = events::fixture("sns-malformed.json");
     let err = handle_sns_event(&replicator, &b.bucket(), &malformed)
         .await
         .unwrap_err();
@@ -632,12 +600,7 @@ async fn handler_replicates_a_delivered_event_and_rejects_a_malformed_one() {
     // A notice naming a bucket outside the set is refused, permanently,
     // before any call: a stray subscription cannot make the set copy from
     // (or check) buckets it does not own.
-    let foreign = sns_event(s3_message(
-        &a.region,
-        &format!("{}-other", a.name),
-        encoded,
-        &notice,
-    ));
+    let foreign = sns_event(&a.region, &format!("{}-other", a.name), key, &notice);
     let err = handle_sns_event(&replicator, &b.bucket(), &foreign)
         .await
         .unwrap_err();
@@ -664,8 +627,8 @@ async fn a_winning_write_overtaken_by_a_copy_is_put_back() {
     let replicator = set.replicator(CopySettings::default());
     let key = "overtaken.txt";
     a.put(key, b"older, from A").await;
-    // A second later, so W is the later write and wins.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // In a later second, so W is the later write and wins.
+    set.wait_past_last_write(key).await;
     let w = b.put(key, b"newer, from B").await;
 
     // The copy as decided when B had nothing yet, landing on top of W.
@@ -708,7 +671,7 @@ async fn a_winning_write_landing_during_a_copy_stays_on_top() {
     let (a, b) = (&set.a, &set.b);
     let key = "raced.txt";
     let notice = a.put(key, b"older, from A").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.wait_past_last_write(key).await;
     let writer = b.clone();
     let store = MeddlingStore::new().before(Before::CopyObject, move || {
         let b = writer.clone();
@@ -742,7 +705,7 @@ async fn a_winner_buried_under_two_late_copies_is_put_back() {
     let replicator = set.replicator(CopySettings::default());
     let key = "buried.txt";
     a.put(key, b"older, from A").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.wait_past_last_write(key).await;
     b.put(key, b"newer, from B").await;
 
     late_copy(a, b, key).await;
@@ -799,7 +762,7 @@ async fn a_later_local_write_is_left_on_top() {
     let key = "later.txt";
     let older = b.put(key, b"from eu-west-2").await;
     replicator.replicate(&older, &a.bucket()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.wait_past_last_write(key).await;
     let local = a.put(key, b"from us-east-1, a second later").await;
     let outcome = replicator.replicate(&local, &a.bucket()).await.unwrap();
     assert_eq!(outcome.decision, Decision::SkippedUpToDate);
@@ -885,7 +848,7 @@ async fn a_forged_marker_is_an_original_and_loses_to_a_later_write() {
         "the forged marker is not copied"
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set.wait_past_last_write(key).await;
     let later = b.put(key, b"later, from B").await;
     let outcome = replicator.replicate(&later, &a.bucket()).await.unwrap();
     assert_eq!(outcome.decision, Decision::Copied);
