@@ -38,8 +38,6 @@ fn source_phrase(source: Source) -> &'static str {
     match source {
         Source::Flag => "a flag",
         Source::SetFile => "the set file",
-        Source::Deployed => "as deployed",
-        Source::Default => "the default",
     }
 }
 

@@ -356,15 +356,13 @@ impl SettingsLayer {
     }
 }
 
-/// Where a setting's value came from, highest first.
+/// Who asks for a setting's new value: what neither a flag nor the set
+/// file gives keeps its deployed value, and so is never a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Flag,
     SetFile,
-    /// Kept from what the set has deployed.
-    Deployed,
-    Default,
 }
 
 /// The settings asked for: the flags over the set file. What is left out
@@ -398,17 +396,15 @@ impl Requested {
     pub fn changes(&self, deployed: &FunctionSettings) -> Vec<SettingChange> {
         let now = SettingsLayer::of(deployed).entries();
         let planned = SettingsLayer::of(&self.resolve(Some(deployed))).entries();
-        let (flags, file) = (self.flags.entries(), self.set_file.entries());
+        let flags = self.flags.entries();
         planned
             .into_iter()
             .filter(|(key, value)| now.get(key) != Some(value))
             .map(|(key, planned)| SettingChange {
                 source: if flags.contains_key(&key) {
                     Source::Flag
-                } else if file.contains_key(&key) {
-                    Source::SetFile
                 } else {
-                    Source::Default
+                    Source::SetFile
                 },
                 deployed: now.get(&key).cloned().unwrap_or_default(),
                 planned,
