@@ -260,42 +260,39 @@ impl DeployPlan {
                 tags: tags(name, Template::Base, []),
             })
             .collect();
-        let mut pairs = Vec::new();
-        for source in &spec.regions {
-            for destination in &spec.regions {
-                if source == destination {
-                    continue;
-                }
+        let pairs = pairs(name, &spec.regions)
+            .into_iter()
+            .map(|pair| {
                 let endpoints = [
-                    ("toastrep:source", source.as_str()),
-                    ("toastrep:destination", destination.as_str()),
+                    ("toastrep:source", pair.source.as_str()),
+                    ("toastrep:destination", pair.destination.as_str()),
                 ];
-                pairs.push(PairPlan {
-                    source: source.clone(),
-                    destination: destination.clone(),
+                PairPlan {
                     grant: StackPlan {
-                        stack_name: name.grant_stack(source),
-                        region: destination.clone(),
+                        stack_name: pair.grant.name,
+                        region: pair.grant.region,
                         template: Template::Grant,
                         parameters: BTreeMap::from([
                             ("SetName".into(), name.to_string()),
-                            ("SourceRegion".into(), source.clone()),
+                            ("SourceRegion".into(), pair.source.clone()),
                         ]),
                         tags: tags(name, Template::Grant, endpoints),
                     },
                     subscription: StackPlan {
-                        stack_name: name.subscription_stack(destination),
-                        region: source.clone(),
+                        stack_name: pair.subscription.name,
+                        region: pair.subscription.region,
                         template: Template::Subscription,
                         parameters: BTreeMap::from([
                             ("SetName".into(), name.to_string()),
-                            ("DestinationRegion".into(), destination.clone()),
+                            ("DestinationRegion".into(), pair.destination.clone()),
                         ]),
                         tags: tags(name, Template::Subscription, endpoints),
                     },
-                });
-            }
-        }
+                    source: pair.source,
+                    destination: pair.destination,
+                }
+            })
+            .collect();
         Self {
             spec,
             code_key,
@@ -315,29 +312,60 @@ impl DeployPlan {
     }
 }
 
-/// A stack by (name, region it lives in).
-pub type StackAt = (String, String);
+/// A stack by its name and the region it lives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackAt {
+    pub name: String,
+    pub region: String,
+}
 
-/// The pair stacks that link `region` with each of `others`, in both
-/// directions, as (stack name, region it lives in): what removing `region`
-/// from a set deletes before its base stack. Subscriptions first, so no event
-/// is sent to a function whose permission is already gone.
-pub fn pair_stacks_of(
-    name: &SetName,
-    region: &str,
-    others: &[String],
-) -> (Vec<StackAt>, Vec<StackAt>) {
-    let mut subscriptions = Vec::new();
-    let mut grants = Vec::new();
-    for other in others.iter().filter(|o| *o != region) {
-        // region -> other: subscription in region, grant in other.
-        subscriptions.push((name.subscription_stack(other), region.to_owned()));
-        grants.push((name.grant_stack(region), other.clone()));
-        // other -> region: subscription in other, grant in region.
-        subscriptions.push((name.subscription_stack(region), other.clone()));
-        grants.push((name.grant_stack(other), region.to_owned()));
+/// The two stacks that link one region's topic to another's function.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub source: String,
+    pub destination: String,
+    /// In the destination region.
+    pub grant: StackAt,
+    /// In the source region.
+    pub subscription: StackAt,
+}
+
+impl Pair {
+    /// Whether the pair links `region` with another, either way.
+    pub fn touches(&self, region: &str) -> bool {
+        self.source == region || self.destination == region
     }
-    (subscriptions, grants)
+
+    /// Its stacks that live in `region`.
+    pub fn stacks_in<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a StackAt> {
+        [&self.grant, &self.subscription]
+            .into_iter()
+            .filter(move |stack| stack.region == region)
+    }
+}
+
+/// The one statement of a set's pairs: every ordered pair of `regions`, in
+/// the regions' order. Deploy, teardown, remove-region and status all take
+/// their pair stacks from here.
+pub fn pairs(name: &SetName, regions: &[String]) -> Vec<Pair> {
+    let mut pairs = Vec::new();
+    for source in regions {
+        for destination in regions.iter().filter(|d| *d != source) {
+            pairs.push(Pair {
+                source: source.clone(),
+                destination: destination.clone(),
+                grant: StackAt {
+                    name: name.grant_stack(source),
+                    region: destination.clone(),
+                },
+                subscription: StackAt {
+                    name: name.subscription_stack(destination),
+                    region: source.clone(),
+                },
+            });
+        }
+    }
+    pairs
 }
 
 fn tags<'a>(
@@ -449,17 +477,32 @@ mod tests {
     #[test]
     fn a_region_has_four_pair_stacks_per_other_member() {
         let name = SetName::parse("demo").unwrap();
-        let others = regions(&["us-east-1", "eu-west-2", "ap-northeast-1"]);
-        let (subscriptions, grants) = pair_stacks_of(&name, "ap-northeast-1", &others);
-        assert_eq!(subscriptions.len(), 4);
-        assert_eq!(grants.len(), 4);
+        let members = regions(&["us-east-1", "eu-west-2", "ap-northeast-1"]);
+        let touching: Vec<Pair> = pairs(&name, &members)
+            .into_iter()
+            .filter(|p| p.touches("ap-northeast-1"))
+            .collect();
+        assert_eq!(touching.len(), 4);
+        let at = |name: &str, region: &str| StackAt {
+            name: name.into(),
+            region: region.into(),
+        };
         assert!(
-            subscriptions.contains(&("toastrep-demo-to-ap-northeast-1".into(), "us-east-1".into()))
+            touching
+                .iter()
+                .any(|p| p.subscription == at("toastrep-demo-to-ap-northeast-1", "us-east-1"))
         );
-        assert!(grants.contains(&(
-            "toastrep-demo-from-ap-northeast-1".into(),
-            "eu-west-2".into()
-        )));
+        assert!(
+            touching
+                .iter()
+                .any(|p| p.grant == at("toastrep-demo-from-ap-northeast-1", "eu-west-2"))
+        );
+        // Its own region holds one stack of each pair it is in.
+        let home: usize = touching
+            .iter()
+            .map(|p| p.stacks_in("ap-northeast-1").count())
+            .sum();
+        assert_eq!(home, 4);
     }
 
     #[test]

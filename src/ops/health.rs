@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::aws::Aws;
 use crate::aws::stack::{self, Phase};
 use crate::model::names::SetName;
+use crate::model::topology;
 use crate::ops::discover::{self, Located};
 use crate::ops::membership;
 use crate::package::Package;
@@ -209,10 +210,11 @@ async fn region_status(
         healthy: Phase::of_stack(base) == Phase::Healthy,
     }];
     let cfn = aws.cloudformation(region);
-    let others: Vec<&String> = members.iter().filter(|m| *m != region).collect();
-    let pair_names: Vec<String> = others
+    // Its side of every pair it is in: a grant from, and a subscription
+    // to, every other member.
+    let pair_names: Vec<String> = topology::pairs(name, members)
         .iter()
-        .flat_map(|other| [name.grant_stack(other), name.subscription_stack(other)])
+        .flat_map(|pair| pair.stacks_in(region).map(|stack| stack.name.clone()))
         .collect();
     let described = join_all(
         pair_names

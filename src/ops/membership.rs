@@ -28,7 +28,7 @@ use crate::model::function::FunctionSettings;
 use crate::model::names::SetName;
 use crate::model::regions;
 use crate::model::templates::Template;
-use crate::model::topology::{self, DeployPlan, SetSpec};
+use crate::model::topology::{self, DeployPlan, Pair, SetSpec, StackAt};
 use crate::ops::discover::{self, DeployedSet};
 use crate::ops::marker_key;
 use crate::ops::teardown::{self, BucketRow, StackRow};
@@ -329,14 +329,24 @@ pub async fn remove_region(
         teardown::refuse_unread_queues(aws, name, [&region]).await?;
     }
 
-    let (subscriptions, grants) = topology::pair_stacks_of(name, &region, &members);
+    // Its pairs with every member, both ways: subscriptions first, so no
+    // event is sent to a function whose permission is already gone.
+    let pairs: Vec<Pair> = topology::pairs(name, &members)
+        .into_iter()
+        .filter(|pair| pair.touches(&region))
+        .collect();
+    let subscriptions = pairs.iter().map(|p| p.subscription.clone()).collect();
+    let grants = pairs.iter().map(|p| p.grant.clone()).collect();
     let mut stacks =
         teardown::delete_all(aws, name, Template::Subscription, subscriptions, reporter).await;
     if stacks.iter().all(|r| r.error.is_none()) {
         stacks.extend(teardown::delete_all(aws, name, Template::Grant, grants, reporter).await);
     }
     if stacks.iter().all(|r| r.error.is_none()) {
-        let base = vec![(name.base_stack(), region.clone())];
+        let base = vec![StackAt {
+            name: name.base_stack(),
+            region: region.clone(),
+        }];
         stacks.extend(teardown::delete_all(aws, name, Template::Base, base, reporter).await);
     }
     let stacks_ok = stacks.iter().all(|r| r.error.is_none());

@@ -16,6 +16,7 @@ use crate::aws::stack::{self, StackAction, StackError};
 use crate::bail_input;
 use crate::model::names::SetName;
 use crate::model::templates::Template;
+use crate::model::topology::{self, StackAt};
 use crate::ops::discover::Located;
 use crate::progress::Reporter;
 
@@ -84,15 +85,11 @@ pub async fn teardown(
         refuse_unread_queues(aws, name, found.bases.keys()).await?;
     }
 
-    let pairs: Vec<(&String, &String)> = regions
-        .iter()
-        .flat_map(|s| regions.iter().filter(move |d| *d != s).map(move |d| (s, d)))
-        .collect();
+    let pairs = topology::pairs(name, &regions);
     let mut stacks = Vec::new();
-    // Subscriptions live in the source region, grants in the destination.
-    let subscriptions = pairs
-        .iter()
-        .map(|(source, destination)| (name.subscription_stack(destination), (*source).clone()));
+    // Subscriptions first: no event is sent to a function whose permission
+    // is gone.
+    let subscriptions = pairs.iter().map(|pair| pair.subscription.clone());
     stacks.extend(
         delete_all(
             aws,
@@ -103,14 +100,12 @@ pub async fn teardown(
         )
         .await,
     );
-    let grants = pairs
-        .iter()
-        .map(|(source, destination)| (name.grant_stack(source), (*destination).clone()));
+    let grants = pairs.iter().map(|pair| pair.grant.clone());
     stacks.extend(delete_all(aws, name, Template::Grant, grants.collect(), reporter).await);
-    let bases = found
-        .bases
-        .keys()
-        .map(|region| (name.base_stack(), region.clone()));
+    let bases = found.bases.keys().map(|region| StackAt {
+        name: name.base_stack(),
+        region: region.clone(),
+    });
     stacks.extend(delete_all(aws, name, Template::Base, bases.collect(), reporter).await);
     // Only stacks that existed are worth a line.
     stacks.retain(|row| row.action != Some(StackAction::Absent));
@@ -214,10 +209,14 @@ pub async fn delete_all(
     aws: &Aws,
     name: &SetName,
     kind: Template,
-    stacks: Vec<(String, String)>,
+    stacks: Vec<StackAt>,
     reporter: &dyn Reporter,
 ) -> Vec<StackRow> {
-    join_all(stacks.into_iter().map(|(stack_name, region)| async move {
+    join_all(stacks.into_iter().map(|stack| async move {
+        let StackAt {
+            name: stack_name,
+            region,
+        } = stack;
         let cfn = aws.cloudformation(&region);
         let result = stack::delete_stack(
             &cfn,
