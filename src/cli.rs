@@ -68,7 +68,8 @@ pub enum Command {
     /// Builds the replicator (or takes --lambda-zip), uploads it to an artifact
     /// bucket in every region, deploys every base stack in parallel, then every
     /// pair of stacks linking one region's topic to another region's function.
-    /// Running it again with nothing changed changes nothing.
+    /// Running it again with nothing changed changes nothing. A setting
+    /// neither a flag nor the set file gives keeps its deployed value.
     Deploy(DeployArgs),
     /// Write every stack of a set (template and parameters) to a directory and
     /// print the `aws` commands that would deploy the same by hand.
@@ -123,7 +124,8 @@ pub enum Command {
     RemoveRegion(RemoveRegionArgs),
     /// Show what `deploy` would do, changing nothing: for every stack create,
     /// update (with the resource-level changes of a CloudFormation change set)
-    /// or no change, and where the package would be uploaded.
+    /// or no change, where the package would be uploaded, and every setting
+    /// whose deployed value it would change (from a flag or the set file).
     Plan(PlanArgs),
     /// Per region: each stack's status, the function's state and whether its
     /// code is the deployed package, the dead-letter queue depth, and the
