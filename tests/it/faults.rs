@@ -286,7 +286,7 @@ async fn wait_for_dead_letters(emu: &Emu, name: &str) {
     testkit::settled(
         "the dead-letter queues",
         Duration::from_secs(2),
-        Duration::from_secs(60),
+        Duration::from_secs(600),
         count,
     )
     .await;

@@ -182,7 +182,7 @@ async fn replicates_every_upload_exactly_once(name: &str) {
     let versions = testkit::settled(
         "the set's versions",
         Duration::from_secs(2),
-        Duration::from_secs(90),
+        Duration::from_secs(600),
         || async {
             let mut all = BTreeMap::new();
             for region in REGIONS {

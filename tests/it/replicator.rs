@@ -31,7 +31,9 @@ const FIVE: [&str; 5] = [
     "eu-central-1",
 ];
 const MIB: usize = 1024 * 1024;
-pub(crate) const WAIT: Duration = Duration::from_secs(60);
+/// How long a condition may take on a busy emulator; a wait ends as soon as
+/// it holds.
+pub(crate) const WAIT: Duration = Duration::from_secs(300);
 
 /// A deployed set, torn down (data included) when dropped, panics included.
 pub(crate) struct Set {
