@@ -70,6 +70,14 @@ impl Emulator {
                     .connect_timeout(Duration::from_secs(30))
                     .build(),
             )
+            // It can also pause a response body for seconds (a 50 MiB
+            // GetObject stalled there): the SDK's stalled-stream check,
+            // meant for a network, would fail the read.
+            .stalled_stream_protection(
+                aws_config::stalled_stream_protection::StalledStreamProtectionConfig::enabled()
+                    .grace_period(Duration::from_secs(120))
+                    .build(),
+            )
             .build()
     }
 

@@ -434,23 +434,36 @@ pub fn sns_event(name: &str, records: &[(&str, &str, &str, &str)]) -> Value {
 }
 
 /// The bodies of every message in a queue (received, then released).
-async fn queue_bodies(emu: &Emu, region: &str, url: &str) -> Vec<String> {
+/// The bodies in a queue, once `expected` of them are visible (or as many
+/// as there are when the wait gives up): a busy emulator makes a message
+/// visible again some time after it is released.
+async fn queue_bodies(emu: &Emu, region: &str, url: &str, expected: usize) -> Vec<String> {
     let sqs = emu.sqs(region);
-    let out = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .expect("ReceiveMessage");
-    let mut bodies: Vec<String> = out
-        .messages()
-        .iter()
-        .map(|m| m.body().unwrap_or_default().to_owned())
-        .collect();
-    bodies.sort();
-    bodies
+    let look = || async {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        let mut bodies: Vec<String> = out
+            .messages()
+            .iter()
+            .map(|m| m.body().unwrap_or_default().to_owned())
+            .collect();
+        bodies.sort();
+        bodies
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let bodies = look().await;
+        if bodies.len() >= expected || std::time::Instant::now() > deadline {
+            return bodies;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -515,7 +528,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
             .await
             .unwrap();
     }
-    let sent = queue_bodies(&emu, destination, &url).await;
+    let sent = queue_bodies(&emu, destination, &url, 4).await;
     assert_eq!(sent.len(), 4);
     let good_in_destination = || async {
         emu.s3(destination)
@@ -544,7 +557,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
     assert_eq!(dry["replayed"], 2, "{dry}");
     assert_eq!(dry["unparseable"], 1, "{dry}");
     assert_eq!(dry["refused"], 1, "{dry}");
-    assert_eq!(queue_bodies(&emu, destination, &url).await, sent);
+    assert_eq!(queue_bodies(&emu, destination, &url, 4).await, sent);
     assert!(good_in_destination().await.is_none());
 
     // The real replay: the good message is replayed and deleted; the mixed
@@ -581,7 +594,7 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         reasons.iter().any(|r| r.contains("someone-elses-topic")),
         "{reasons:?}"
     );
-    let left = queue_bodies(&emu, destination, &url).await;
+    let left = queue_bodies(&emu, destination, &url, 3).await;
     let mut expected = vec![
         mixed.to_string(),
         forged.to_string(),
