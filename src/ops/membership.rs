@@ -96,6 +96,20 @@ pub async fn complete_members(
         .collect())
 }
 
+/// The regions of `regions` new to a set whose finished `members` these
+/// are: backfilled and verified once their stacks are in place. A
+/// brand-new set (no members) has nothing to backfill.
+pub fn added(members: &BTreeSet<String>, regions: &[String]) -> Vec<String> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    regions
+        .iter()
+        .filter(|r| !members.contains(*r))
+        .cloned()
+        .collect()
+}
+
 /// The regions with a base stack whose addition has not finished.
 pub async fn joining_regions(
     aws: &Aws,

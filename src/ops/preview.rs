@@ -41,15 +41,7 @@ impl Prepared {
     /// Regions new to a deployed set: backfilled and verified once their
     /// stacks are in place. A brand-new set has nothing to backfill.
     pub fn added(&self) -> Vec<String> {
-        if self.members.is_empty() {
-            return Vec::new();
-        }
-        let regions = &self.plan.spec.regions;
-        regions
-            .iter()
-            .filter(|r| !self.members.contains(*r))
-            .cloned()
-            .collect()
+        membership::added(&self.members, &self.plan.spec.regions)
     }
 }
 

@@ -21,7 +21,7 @@ use crate::aws::stack::{ResourceFailure, StackAction};
 use crate::model::function::SettingChange;
 use crate::model::topology::{DeployPlan, StackPlan};
 use crate::ops::discover;
-use crate::ops::membership::set_joining_marker;
+use crate::ops::membership::{self, set_joining_marker};
 use crate::ops::sync::{self, SyncOptions, SyncReport};
 use crate::ops::verify::{self, VerifyOptions, VerifyResult};
 use crate::package::Package;
@@ -90,16 +90,7 @@ pub async fn roll_out(
 ) -> Result<DeployResult> {
     let name = &plan.spec.name;
     // A brand-new set has nothing to backfill.
-    let added: Vec<String> = if members.is_empty() {
-        Vec::new()
-    } else {
-        plan.spec
-            .regions
-            .iter()
-            .filter(|r| !members.contains(*r))
-            .cloned()
-            .collect()
-    };
+    let added = membership::added(members, &plan.spec.regions);
     let uploaded_to = upload_package(aws, plan, account, package, reporter).await?;
     for region in &added {
         set_joining_marker(aws, name, account, region, true).await?;
