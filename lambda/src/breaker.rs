@@ -25,8 +25,8 @@ use toastrep_replication::{DeleteGate, Gate, S3Notice};
 #[derive(Debug)]
 pub struct Breaker {
     pub per_minute: u32,
-    /// The set's function name, the same in every region.
-    pub function: String,
+    /// This function's region: the only destination its breaker keeps.
+    pub region: String,
     /// The artifact bucket, where the counts are kept.
     pub bucket: String,
     /// The set's account: the expected owner of the bucket.
@@ -42,20 +42,16 @@ impl Breaker {
     /// Whether the delete `notice` reports may be carried now: `false`
     /// when the breaker for its region is open, or this delete opens it.
     /// The engine asks only for a delete that would delete something here.
-    /// A delete another of the set's functions made (carrying the same
-    /// delete into its own region) is an echo of one every region hears
-    /// directly: on AWS the event names its writer, the set's function (its
-    /// role session is the function's name, the same in every region), and
-    /// it is not counted. Elsewhere echoes count, so up to (regions - 1)
-    /// times the limit of one burst can land before every breaker holds.
+    ///
+    /// Every such delete counts, whoever made it. A delete another of the
+    /// set's functions made (carrying one into its own region) echoes here
+    /// too and counts under that region: it comes no faster than that
+    /// region's breaker lets deletes through, so at worst a breaker holds
+    /// sooner during a burst, never later. Nothing in a notice proves it
+    /// came from the set (a session name is anyone's to choose, and S3
+    /// names the role by an id only IAM can resolve), so nothing is let
+    /// past uncounted.
     async fn allows(&self, notice: &S3Notice, now: i64) -> Result<bool, Error> {
-        if notice
-            .principal
-            .as_deref()
-            .is_some_and(|p| p.ends_with(&format!(":{}", self.function)))
-        {
-            return Ok(true);
-        }
         let source = &notice.region;
         if self.is_open(source).await? {
             return Ok(false);
@@ -187,6 +183,24 @@ impl DeleteGate for Breaker {
             }
             self.hold(notice).await.map_err(|e| e.to_string())?;
             Ok(Gate::Held)
+        })
+    }
+
+    fn holds<'a>(
+        &'a self,
+        destination: &'a str,
+        source: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>> {
+        Box::pin(async move {
+            // A repair step repairs only this region; a delete into
+            // another is never made here.
+            if destination != self.region {
+                return Err(format!(
+                    "the breaker of {} cannot say whether {destination} holds deletes",
+                    self.region
+                ));
+            }
+            self.is_open(source).await.map_err(|e| e.to_string())
         })
     }
 }

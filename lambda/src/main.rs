@@ -84,10 +84,10 @@ async fn main() -> Result<(), Error> {
     let mut replicator = Replicator::new(store, key, set, settings).carrying_deletes(carry_deletes);
     if carry_deletes {
         replicator = replicator.gating_deletes(std::sync::Arc::new(Breaker {
+            region: destination.region.clone(),
             per_minute: required_env("DELETE_BREAKER_PER_MINUTE")?
                 .parse()
                 .map_err(|e| format!("environment variable DELETE_BREAKER_PER_MINUTE: {e}"))?,
-            function: required_env("AWS_LAMBDA_FUNCTION_NAME")?,
             bucket: required_env("BREAKER_BUCKET")?,
             account: set_account.clone(),
             queue_url: required_env("HELD_DELETES_QUEUE_URL")?,

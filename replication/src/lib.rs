@@ -26,7 +26,7 @@ pub mod store;
 pub use clients::RegionalClients;
 pub use engine::{
     CopySettings, Decision, DeleteGate, Gate, KeyRestore, MAX_CONCURRENCY, MAX_COPY_SIZE,
-    MIN_PART_SIZE, Outcome, ReplicateError, Replicator, SetBuckets, SettingsError, deadline,
+    MIN_PART_SIZE, Outcome, ReplicateError, Replicator, SetBuckets, SettingsError, Undo, deadline,
 };
 pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_sns_event};
 pub use handler::{HandleError, handle_notices, handle_sns_event, handle_sns_event_observed};

@@ -112,6 +112,9 @@ pub struct Tally {
     pub copies_made: u64,
     pub bytes_copied: u64,
     pub deletes_made: u64,
+    /// Deletes the regions' mass-delete breakers hold: not carried.
+    #[serde(default)]
+    pub deletes_held: u64,
     pub keys_differing_by_delete: u64,
     pub copies_by_source: BTreeMap<String, u64>,
     /// The first [`LISTED`] copies, by key.
@@ -147,6 +150,7 @@ impl Tally {
             }
         }
         self.deletes_made += result.deletes.len() as u64;
+        self.deletes_held += result.held.len() as u64;
         if !result.deletes.is_empty() && self.deletes.len() < LISTED {
             self.deletes.push(key.to_owned());
         }
@@ -171,6 +175,7 @@ impl Tally {
         self.copies_made += other.copies_made;
         self.bytes_copied += other.bytes_copied;
         self.deletes_made += other.deletes_made;
+        self.deletes_held += other.deletes_held;
         self.keys_differing_by_delete += other.keys_differing_by_delete;
         for (source, count) in &other.copies_by_source {
             *self.copies_by_source.entry(source.clone()).or_default() += count;

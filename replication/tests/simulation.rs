@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use toastrep_replication::CopySettings;
 use toastrep_replication::sim::s3::Faults;
-use toastrep_replication::sim::{Scenario, UserOp, run, run_scenario};
+use toastrep_replication::sim::{Scenario, UserOp, run, run_burst, run_scenario};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -143,6 +143,36 @@ fn the_schedules_exercise_what_they_claim() {
     }
 }
 
+/// The mass-delete breaker holds a burst of deletes past its limit; no
+/// repair carries what it holds (`sync`, `sync --deep`, the cloud repair,
+/// any number of times); released, every delete reaches every region and
+/// the set goes quiet. `TOASTREP_SIM_BURSTS` sets how many (default 2,000).
+#[test]
+fn a_held_burst_of_deletes_stays_held_through_every_repair_until_released() {
+    let seeds: Vec<u64> = match std::env::var("TOASTREP_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("TOASTREP_SIM_SEED is a number")],
+        Err(_) => (0..env_u64("TOASTREP_SIM_BURSTS", 2_000)).collect(),
+    };
+    let failures = run_all(seeds, |seed| run_burst(seed).map(|_| ()));
+    report(
+        "a_held_burst_of_deletes_stays_held_through_every_repair_until_released",
+        &failures,
+    );
+    // The schedules do what they claim: repairs meet held deletes, by the
+    // local sync's way and the cloud repair's, and the releases carry them.
+    let runs: Vec<_> = (0..200).map(|seed| run_burst(seed).unwrap()).collect();
+    assert!(
+        runs.iter()
+            .any(|r| r.repair_held > 0 && r.cloud_repairs > 0)
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r.repair_held > 0 && r.cloud_repairs == 0)
+    );
+    assert!(runs.iter().all(|r| r.held_deletes > 0));
+    assert!(runs.iter().any(|r| r.deleted_everywhere > 0));
+}
+
 /// The race of a concurrent-writers run on the emulator: us-east-1,
 /// eu-west-2 and ap-northeast-1 write one key in the same second, so
 /// ap-northeast-1's write wins the tie everywhere. There, a check put the
@@ -198,6 +228,7 @@ fn same_second_three_region_race() {
         },
         carry_deletes: false,
         restore_at: None,
+        breaker: None,
         deep_sync: true,
     };
     let failures = run_all((0..2_000).collect(), |seed| {
@@ -225,6 +256,7 @@ fn deletes_scenario(seed: u64, ops: Vec<(u64, UserOp)>, carry_deletes: bool) -> 
         },
         carry_deletes,
         restore_at: None,
+        breaker: None,
         deep_sync: true,
     }
 }
@@ -525,4 +557,92 @@ fn a_later_write_of_the_same_bytes_is_found_by_a_deep_scan_not_a_listing() {
     );
     scenario.deep_sync = true;
     run_scenario(433, &scenario).expect("a deep scan converges");
+}
+
+/// `deletes --discard` undoes a held delete only while it is the last thing
+/// that happened to the key: a key written again since, where it was
+/// deleted or anywhere else, keeps that later write.
+#[test]
+fn discarding_a_delete_never_overwrites_a_later_write() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use toastrep_replication::sim::executor::Executor;
+    use toastrep_replication::sim::s3::SimS3;
+    use toastrep_replication::{KeyRestore, MarkerKey, Replicator, SetBuckets, Undo};
+
+    let set = SetBuckets::new("undo", "000000000000");
+    let buckets = vec![set.bucket("us-east-1"), set.bucket("eu-west-2")];
+    let put = |s3: &SimS3, region: usize, size: u64| {
+        s3.advance(2_000);
+        s3.user_put(
+            &buckets[region].name,
+            "k",
+            size,
+            Default::default(),
+            Default::default(),
+            vec![],
+        )
+    };
+    // Undoes the delete `marker` in region 0; returns what it did and the
+    // current ETag of each region afterwards.
+    let undo = |s3: &SimS3, marker: &str| {
+        let replicator = Rc::new(Replicator::new(
+            s3.clone(),
+            MarkerKey::for_tests("undo"),
+            set.clone(),
+            CopySettings::default(),
+        ));
+        let done = Rc::new(RefCell::new(None));
+        let (slot, all, marker) = (Rc::clone(&done), buckets.clone(), marker.to_owned());
+        let mut executor = Executor::default();
+        executor.spawn(async move {
+            let undone = replicator.undo_delete("k", &all, 0, &marker).await;
+            *slot.borrow_mut() = Some(undone.unwrap());
+        });
+        while !executor.is_empty() {
+            executor.step(0);
+        }
+        let tops: Vec<Option<String>> = buckets
+            .iter()
+            .map(|b| {
+                s3.history(&b.name, "k")
+                    .last()
+                    .filter(|v| !v.delete_marker)
+                    .map(|v| v.etag.clone())
+            })
+            .collect();
+        (done.borrow_mut().take().expect("undone"), tops)
+    };
+
+    // Written again where it was deleted.
+    let s3 = SimS3::new(1, &buckets, false);
+    put(&s3, 0, 10);
+    s3.advance(2_000);
+    let marker = s3.user_delete(&buckets[0].name, "k");
+    let later = put(&s3, 0, 20);
+    let (undone, tops) = undo(&s3, &marker);
+    assert_eq!(undone, Undo::WrittenSince { region: 0 });
+    assert_eq!(tops, vec![Some(later.etag), None]);
+
+    // Written again in another region, the delete still on top here.
+    let s3 = SimS3::new(2, &buckets, false);
+    put(&s3, 0, 10);
+    s3.advance(2_000);
+    let marker = s3.user_delete(&buckets[0].name, "k");
+    let later = put(&s3, 1, 20);
+    let (undone, tops) = undo(&s3, &marker);
+    assert_eq!(undone, Undo::WrittenSince { region: 1 });
+    assert_eq!(tops, vec![None, Some(later.etag)]);
+
+    // Nothing since: the removed write is back in both regions.
+    let s3 = SimS3::new(3, &buckets, false);
+    let removed = put(&s3, 0, 10);
+    s3.advance(2_000);
+    let marker = s3.user_delete(&buckets[0].name, "k");
+    let (undone, tops) = undo(&s3, &marker);
+    assert!(
+        matches!(undone, Undo::Done(KeyRestore::Restored { .. })),
+        "{undone:?}"
+    );
+    assert_eq!(tops, vec![Some(removed.etag.clone()), Some(removed.etag)]);
 }

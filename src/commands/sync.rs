@@ -100,6 +100,13 @@ fn render_text(report: &SyncReport) -> String {
             );
         }
     }
+    for held in &report.held {
+        let _ = writeln!(
+            text,
+            "held {} in {}: its mass-delete breaker holds the delete",
+            held.key, held.region
+        );
+    }
     for failure in &report.failures {
         let _ = writeln!(
             text,
@@ -127,6 +134,13 @@ fn render_text(report: &SyncReport) -> String {
     } else {
         format!("{} deletes carried", report.deletes_made)
     };
+    if report.deletes_held > 0 {
+        let _ = writeln!(
+            text,
+            "{} deletes held by an open mass-delete breaker, not carried (`toastrep deletes` shows them; --release or --discard decides)",
+            report.deletes_held
+        );
+    }
     if report.keys_differing_by_delete > 0 {
         let _ = writeln!(
             text,

@@ -5,11 +5,83 @@
 use anyhow::{Context as _, Result};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 use toastrep_replication::breaker_keys;
-use toastrep_replication::{S3Notice, parse_s3_message};
+use toastrep_replication::{DeleteGate, Gate, S3Notice, parse_s3_message};
 
 use crate::aws::Aws;
 use crate::model::names::SetName;
+
+/// The set's breakers as `sync` and the CLI's repairs see them: a delete a
+/// repair would carry into a region is held there while that region's
+/// breaker holds the region that made it, read when the delete would be
+/// made. (The function counts and holds the deletes its notices carry; the
+/// CLI carries none from a notice.)
+#[derive(Clone)]
+pub struct OpenBreakers {
+    pub aws: Aws,
+    pub name: SetName,
+    pub account: String,
+}
+
+impl std::fmt::Debug for OpenBreakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenBreakers")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenBreakers {
+    async fn is_open(&self, region: &str, source: &str) -> Result<bool> {
+        let bucket = self.name.artifact_bucket(region, &self.account);
+        let key = breaker_keys::open_key(source);
+        match self
+            .aws
+            .s3(region)
+            .head_object()
+            .bucket(&bucket)
+            .key(&key)
+            .expected_bucket_owner(&self.account)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_not_found())
+                    || error.code() == Some("NoSuchBucket") =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(anyhow::Error::new(error))
+                .with_context(|| format!("reading the breaker {key} in {bucket}")),
+        }
+    }
+}
+
+impl DeleteGate for OpenBreakers {
+    fn admit<'a>(
+        &'a self,
+        _notice: &'a S3Notice,
+    ) -> Pin<Box<dyn Future<Output = Result<Gate, String>> + Send + 'a>> {
+        Box::pin(async {
+            Err("toastrep carries the delete of a notice only in the set's function, where the breaker counts it".to_owned())
+        })
+    }
+
+    fn holds<'a>(
+        &'a self,
+        destination: &'a str,
+        source: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.is_open(destination, source)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+}
 
 /// An open breaker: deletes from `source` are held in the region.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

@@ -11,7 +11,7 @@
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::Serialize;
-use toastrep_replication::{Bucket, KeyRestore, ObjectStore};
+use toastrep_replication::{Bucket, KeyRestore, ObjectStore, Undo};
 
 use crate::model::names::SetName;
 use crate::ops::breaker::{self, HeldDelete, OpenBreaker};
@@ -208,9 +208,17 @@ async fn undo<S: ObjectStore>(
         .undo_delete(&notice.key, buckets, source, marker)
         .await
     {
-        Ok(KeyRestore::Restored { .. }) => Ok("discarded: the object is back".to_owned()),
-        Ok(KeyRestore::Unchanged) => Ok("discarded: the object was back already".to_owned()),
-        Ok(KeyRestore::NoneThen) => Ok("discarded: it deleted nothing".to_owned()),
+        Ok(Undo::Done(KeyRestore::Restored { .. })) => {
+            Ok("discarded: the object is back".to_owned())
+        }
+        Ok(Undo::Done(KeyRestore::Unchanged)) => {
+            Ok("discarded: the object was back already".to_owned())
+        }
+        Ok(Undo::Done(KeyRestore::NoneThen)) => Ok("discarded: it deleted nothing".to_owned()),
+        Ok(Undo::WrittenSince { region }) => Ok(format!(
+            "discarded: written again in {} since the delete; that later write stays",
+            buckets[region].region
+        )),
         Err(error) => Err(error.to_string()),
     }
 }

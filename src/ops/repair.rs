@@ -255,6 +255,8 @@ pub async fn report(
         deletes_made: 0,
         deletes_planned: 0,
         deletes: Vec::new(),
+        deletes_held: 0,
+        held: Vec::new(),
         keys_differing_by_delete: 0,
         failures: Vec::new(),
         unreachable: Vec::new(),
@@ -286,6 +288,7 @@ pub async fn report(
         sync.copies_made += report.tally.copies_made;
         sync.bytes_copied += report.tally.bytes_copied;
         sync.deletes_made += report.tally.deletes_made;
+        sync.deletes_held += report.tally.deletes_held;
         sync.keys_differing_by_delete += report.tally.keys_differing_by_delete;
         sync.copies
             .extend(report.tally.copies.into_iter().map(|c| SyncCopy {

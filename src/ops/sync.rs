@@ -32,6 +32,7 @@ use toastrep_replication::{
 use crate::aws::Aws;
 use crate::model::function::FunctionSettings;
 use crate::model::names::SetName;
+use crate::ops::breaker::OpenBreakers;
 use crate::progress::Reporter;
 
 /// How often the progress line is refreshed.
@@ -157,6 +158,10 @@ pub struct SyncReport {
     pub deletes_planned: u64,
     /// Every delete carried, or planned on a dry run.
     pub deletes: Vec<SyncDelete>,
+    /// Deletes the region's mass-delete breaker holds: not carried by
+    /// sync either, until `toastrep deletes` releases or discards them.
+    pub deletes_held: u64,
+    pub held: Vec<SyncDelete>,
     /// Keys that differ between regions only by a delete the set keeps
     /// where it was made (it does not carry deletes).
     pub keys_differing_by_delete: u64,
@@ -205,8 +210,17 @@ pub async fn sync_set(
     // One store for every region (clients per region), owned by the set's
     // account: the same engine the function runs, with the deployed
     // copy settings.
+    // A delete sync would carry into a region whose mass-delete breaker
+    // holds the region that made it stays held, like the notices the
+    // breaker keeps: only `toastrep deletes` decides.
+    let breakers = OpenBreakers {
+        aws: aws.clone(),
+        name: name.clone(),
+        account: account.to_owned(),
+    };
     let replicator = set_replicator(aws, name, account, regions, marker_key, settings)
-        .carrying_deletes(options.carry_deletes);
+        .carrying_deletes(options.carry_deletes)
+        .gating_deletes(std::sync::Arc::new(breakers));
     let buckets: Vec<Bucket> = regions.iter().map(|r| replicator.set().bucket(r)).collect();
     let dry_run = options.dry_run;
     let what = if dry_run { "planning" } else { "repairing" };
@@ -257,6 +271,7 @@ pub async fn sync_set(
     let Tally {
         mut copies,
         mut deletes,
+        mut held,
         mut failures,
         differing_by_delete,
         ..
@@ -272,6 +287,7 @@ pub async fn sync_set(
     copies.sort_by(|a, b| (&a.key, &a.destination).cmp(&(&b.key, &b.destination)));
     failures.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
     deletes.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
+    held.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
     let count = copies.len() as u64;
     let deleted = deletes.len() as u64;
     Ok(SyncReport {
@@ -295,6 +311,8 @@ pub async fn sync_set(
         deletes_made: if dry_run { 0 } else { deleted },
         deletes_planned: if dry_run { deleted } else { 0 },
         deletes,
+        deletes_held: held.len() as u64,
+        held,
         keys_differing_by_delete: differing_by_delete,
         failures,
         unreachable,
@@ -309,6 +327,7 @@ struct Tally<'a> {
     regions: &'a [String],
     copies: Vec<SyncCopy>,
     deletes: Vec<SyncDelete>,
+    held: Vec<SyncDelete>,
     failures: Vec<SyncFailure>,
     differing_by_delete: u64,
 }
@@ -319,6 +338,7 @@ impl<'a> Tally<'a> {
             regions,
             copies: Vec::new(),
             deletes: Vec::new(),
+            held: Vec::new(),
             failures: Vec::new(),
             differing_by_delete: 0,
         }
@@ -338,6 +358,10 @@ impl<'a> Tally<'a> {
                 key: key.to_owned(),
                 region: regions[d.region].clone(),
             }));
+        self.held.extend(result.held.iter().map(|d| SyncDelete {
+            key: key.to_owned(),
+            region: regions[d.region].clone(),
+        }));
         self.differing_by_delete += u64::from(result.differs_only_by_delete());
         self.failures
             .extend(result.failures.iter().map(|f| SyncFailure {

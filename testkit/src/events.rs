@@ -72,6 +72,13 @@ impl S3Record {
         self
     }
 
+    /// The writer S3 names (`userIdentity.principalId`), e.g.
+    /// `AWS:AROA…:session` for an assumed role.
+    pub fn principal(mut self, principal: &str) -> S3Record {
+        self.0["userIdentity"] = json!({ "principalId": principal });
+        self
+    }
+
     pub fn sequencer(mut self, sequencer: &str) -> S3Record {
         self.0["s3"]["object"]["sequencer"] = json!(sequencer);
         self

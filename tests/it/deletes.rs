@@ -610,3 +610,125 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     let status = toastrep_json(&["status", "--name", &set.name]);
     assert!(breakers(&status).is_empty(), "{status}");
 }
+
+/// Switches `region`'s bucket notifications off: what is written there
+/// from now on announces nothing.
+async fn notifications_off(set: &Set, region: &str) {
+    s3(region)
+        .put_bucket_notification_configuration()
+        .bucket(set.bucket(region))
+        .notification_configuration(aws_sdk_s3::types::NotificationConfiguration::builder().build())
+        .send()
+        .await
+        .expect("PutBucketNotificationConfiguration");
+}
+
+/// The deletes `region`'s breaker holds, as `status` reports them; `None`
+/// while its breaker is closed.
+fn held_in(status: &Value, region: &str) -> Option<u64> {
+    breakers(status)
+        .into_iter()
+        .find(|(r, _)| r == region)
+        .map(|(_, held)| held)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_burst_stays_held_through_sync_deep_sync_and_the_cloud_repair() {
+    let set = Set::deploy(
+        "held-brk",
+        &["us-east-1", "eu-west-2"],
+        &["--replicate-deletes", "--delete-breaker", "5"],
+    );
+    let keys: Vec<String> = (0..50).map(|i| format!("held/{i:02}")).collect();
+    set.put_keys_everywhere("us-east-1", &keys).await;
+    for key in &keys {
+        delete(&set, "us-east-1", key).await;
+    }
+    // Past five a minute, eu-west-2 holds the rest of the burst.
+    eventually(
+        "every delete of the burst carried or held",
+        WAIT,
+        || async {
+            let status = json(&toastrep(&[
+                "status", "--name", &set.name, "--output", "json",
+            ]));
+            let held = held_in(&status, "eu-west-2")?;
+            let carried = count_deleted(&set, &["eu-west-2"], &keys).await;
+            (held + carried >= 50).then_some(())
+        },
+    )
+    .await;
+    let mut current = Vec::new();
+    for key in &keys {
+        if !is_deleted(&set, "eu-west-2", key).await {
+            current.push(key.clone());
+        }
+    }
+    assert!(current.len() >= 30, "only {} of 50 held", current.len());
+
+    // No repair carries what the breaker holds: each reports them held.
+    for extra in [&[][..], &["--deep"], &["--in-cloud", "--deep"]] {
+        let mut args = vec!["sync", "--name", set.name.as_str()];
+        args.extend_from_slice(extra);
+        let report = toastrep_json(&args);
+        assert_eq!(report["deletes_made"], 0, "sync {extra:?}: {report}");
+        assert_eq!(
+            report["deletes_held"],
+            current.len() as u64,
+            "sync {extra:?}: {report}"
+        );
+        assert_eq!(
+            count_deleted(&set, &["eu-west-2"], &current).await,
+            0,
+            "sync {extra:?} carried a held delete: {report}"
+        );
+    }
+
+    // The operator decides: released, they are carried, and sync then
+    // finds nothing held.
+    toastrep_json(&["deletes", "--name", &set.name, "--release", "--yes"]);
+    for key in &current {
+        wait_deleted_everywhere(&set, key).await;
+    }
+    let report = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(report["deletes_held"], 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_from_a_session_named_like_the_function_are_counted() {
+    let set = Set::deploy(
+        "brk-name",
+        &["us-east-1", "eu-west-2"],
+        &["--replicate-deletes", "--delete-breaker", "2"],
+    );
+    let keys: Vec<String> = (0..6).map(|i| format!("named/{i}")).collect();
+    set.put_keys_everywhere("us-east-1", &keys).await;
+    // The deletes announce nothing by themselves: eu-west-2 hears of them
+    // only from the events below, whose writer is any role's session that
+    // took the function's name.
+    notifications_off(&set, "us-east-1").await;
+    let session = format!("AWS:AROAEXAMPLEOTHERROLE:{}", set.function());
+    for key in &keys {
+        let marker = delete(&set, "us-east-1", key).await;
+        let record = S3Record::new("us-east-1", &set.bucket("us-east-1"), key)
+            .event_name("ObjectRemoved:DeleteMarkerCreated")
+            .version_id(&marker)
+            .principal(&session)
+            .sequencer("0055AED6DCD90281E6");
+        let (error, payload) = set
+            .invoke("eu-west-2", &sns_event(vec![record.json()]))
+            .await;
+        assert_eq!(error, None, "{payload}");
+    }
+    // Counted like any other: past two a minute, the breaker holds the rest.
+    let status = json(&toastrep(&[
+        "status", "--name", &set.name, "--output", "json",
+    ]));
+    let held = held_in(&status, "eu-west-2").unwrap_or(0);
+    let carried = count_deleted(&set, &["eu-west-2"], &keys).await;
+    assert!(
+        held >= 2 && carried <= 4,
+        "held {held}, carried {carried}: {status}"
+    );
+    assert_eq!(held + carried, 6, "{status}");
+}

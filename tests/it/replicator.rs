@@ -983,4 +983,32 @@ async fn markers_a_writer_copies_or_forges_neither_stop_nor_hijack_replication()
         marker.contains(&format!(";region={b};")),
         "the copy names its real origin: {marker}"
     );
+
+    // A fresh replica's marker put on other bytes of the same size, in the
+    // replica's own region and key, at once: it is not the copy it names,
+    // so it is a new write there, and replicates.
+    set.put(a, "rebadged", b"genuine!").await;
+    set.wait_everywhere("rebadged", b"genuine!").await;
+    let replica = s3(b)
+        .head_object()
+        .bucket(set.bucket(b))
+        .key("rebadged")
+        .send()
+        .await
+        .expect("HeadObject of the replica");
+    let marker = replica
+        .metadata()
+        .and_then(|m| m.get("toastrep-origin"))
+        .cloned()
+        .expect("a replica carries a marker");
+    s3(b)
+        .put_object()
+        .bucket(set.bucket(b))
+        .key("rebadged")
+        .body(ByteStream::from_static(b"imposter"))
+        .metadata("toastrep-origin", &marker)
+        .send()
+        .await
+        .expect("PutObject with a replica's marker");
+    set.wait_everywhere("rebadged", b"imposter").await;
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::{Replicator, deadline};
 use crate::protocol::Seen;
-use crate::protocol::marker::{metadata_for_copy, user_metadata};
+use crate::protocol::marker::{Copied, metadata_for_copy, user_metadata};
 use crate::store::{
     Bucket, CopyRequest, ErrorKind, ObjectStore, Part, Precondition, StoreError, StoreResult,
     Written,
@@ -133,12 +133,26 @@ impl<S: ObjectStore> Replicator<S> {
         precondition: Precondition,
         by: &str,
     ) -> StoreResult<Written> {
+        // What the copy will be: its size, and its ETag where S3 makes it
+        // the source's MD5 (one CopyObject of an object whose ETag is its
+        // MD5). The marker binds itself to them.
+        let head = &version.head;
+        let single = head.size <= self.settings.multipart_threshold;
+        let copied = Copied {
+            size: head.size,
+            md5: (single && head.etag_is_md5).then(|| head.etag.clone()),
+            parts: (!single).then(|| {
+                let parts = part_ranges(head.size, self.settings.part_size).len();
+                u32::try_from(parts).unwrap_or(u32::MAX)
+            }),
+        };
         let marker = self.key.seal(
             key,
             &destination.region,
             &version.write,
             self.store.now(),
             by,
+            &copied,
         );
         let metadata = metadata_for_copy(&version.head.metadata, marker);
         self.write_version(source, key, version, destination, precondition, metadata)

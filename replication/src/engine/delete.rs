@@ -2,7 +2,7 @@
 //! carrying one region's delete into another.
 
 use super::replicate::Decision;
-use super::{Gate, ROUNDS, ReplicateError, Replicator};
+use super::{Carried, Gate, ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
 use crate::protocol::delete::may_win;
 use crate::protocol::{
@@ -193,18 +193,49 @@ impl<S: ObjectStore> Replicator<S> {
             return Ok(Decision::SkippedUpToDate);
         }
         let deleted = self.state(source, key).await?;
-        self.delete_into(destination, key, &deleted, Some(notice))
+        self.delete_into(destination, key, &deleted, Carried::Notice(notice))
             .await
     }
 
+    /// Whether the gate holds a delete carried into `destination` for
+    /// `why`. A notice's delete is counted (and may open the breaker); a
+    /// repair's is held while the breaker holds any region that made it.
+    pub(super) async fn gate_holds(
+        &self,
+        destination: &Bucket,
+        why: Carried<'_>,
+    ) -> Result<bool, ReplicateError> {
+        let Some(gate) = &self.gate else {
+            return Ok(false);
+        };
+        match why {
+            Carried::Notice(notice) => {
+                Ok(gate.admit(notice).await.map_err(ReplicateError::Gate)? == Gate::Held)
+            }
+            Carried::Repair(sources) => {
+                for source in sources {
+                    if gate
+                        .holds(&destination.region, source)
+                        .await
+                        .map_err(ReplicateError::Gate)?
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+
     /// Puts a delete marker on `destination`'s object of `key` if the
-    /// delete `deleted` (a region's state) deletes its value.
+    /// delete `deleted` (a region's state) deletes its value, and the
+    /// mass-delete breaker lets it through.
     pub(super) async fn delete_into(
         &self,
         destination: &Bucket,
         key: &str,
         deleted: &State,
-        notice: Option<&S3Notice>,
+        why: Carried<'_>,
     ) -> Result<Decision, ReplicateError> {
         for _ in 0..ROUNDS {
             let Some((held, top)) = self.value(destination, key).await? else {
@@ -215,11 +246,9 @@ impl<S: ObjectStore> Replicator<S> {
                 .await?;
             match decision {
                 DeleteDecision::Delete => {
-                    // A delete a notice carries passes the gate first (the
+                    // Every carried delete passes the gate first (the
                     // mass-delete breaker), which may hold it instead.
-                    if let (Some(gate), Some(notice)) = (&self.gate, notice)
-                        && gate.admit(notice).await.map_err(ReplicateError::Gate)? == Gate::Held
-                    {
+                    if self.gate_holds(destination, why).await? {
                         return Ok(Decision::Held);
                     }
                     // The condition names bytes, not a version: see the

@@ -22,7 +22,7 @@ pub use copy::{
     effective_part_size, part_ranges,
 };
 pub use replicate::{Decision, Outcome};
-pub use restore::KeyRestore;
+pub use restore::{KeyRestore, Undo};
 pub use scan::{KeyRange, MAX_REGIONS, ScanEnd, ScanLimit, ScanOptions, ScanStep, needs_repair};
 pub use sync::{KeyRepair, RepairFailure, RepairedCopy};
 
@@ -143,14 +143,33 @@ pub enum Gate {
     Held,
 }
 
-/// What a delete a notice carries passes before it is made: the function's
-/// mass-delete breaker. It sees only deletes that would delete something.
+/// What every carried delete passes before it is made: the mass-delete
+/// breaker. It sees only deletes that would delete something.
 pub trait DeleteGate: Send + Sync + fmt::Debug {
     /// Carry the delete `notice` reports, or hold it (and keep it).
     fn admit<'a>(
         &'a self,
         notice: &'a S3Notice,
     ) -> Pin<Box<dyn Future<Output = Result<Gate, String>> + Send + 'a>>;
+
+    /// Whether `destination`'s breaker holds the deletes made in `source`.
+    /// Asked for a delete a repair would carry (`sync`, a deep or cloud
+    /// repair, a backfill): it has no notice to hold, so while the breaker
+    /// is open it is not made, and the repair reports it as held; the
+    /// notice the breaker kept is the one `toastrep deletes` acts on.
+    fn holds<'a>(
+        &'a self,
+        destination: &'a str,
+        source: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
+}
+
+/// Why a delete is carried into a region: the notice of the delete, or a
+/// repair that found these regions (by name) deleting the winner.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Carried<'a> {
+    Notice(&'a S3Notice),
+    Repair(&'a [&'a str]),
 }
 
 /// Decisions are retried at most this often when a write's condition fails

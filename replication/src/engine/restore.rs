@@ -4,11 +4,22 @@
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::protocol::delete::history_at;
 use crate::protocol::marker::user_metadata;
-use crate::protocol::{CopyDecision, Seen, State, decide_copy, decide_sync};
+use crate::protocol::{CopyDecision, Seen, State, beats, decide_copy, decide_sync};
 use crate::store::{Bucket, ObjectStore, VersionEntry};
 
 /// What restore's writes are marked as made by.
 const RESTORE: &str = "restore";
+
+/// What undoing a held delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    Done(KeyRestore),
+    /// The key was written again after the delete, in `region` (an index):
+    /// that later write stays, and nothing is undone.
+    WrittenSince {
+        region: usize,
+    },
+}
 
 /// What a restore did (or would do, on a dry run) for one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,22 +81,28 @@ impl<S: ObjectStore> Replicator<S> {
             .await
     }
 
-    /// Undoes the delete whose marker is `marker` in `buckets[source]`:
-    /// the write it removed is written again on top there (a new write,
-    /// which wins over the delete wherever it was carried) and copied into
-    /// every region that does not hold that object now.
+    /// Undoes the delete whose marker is `marker` in `buckets[source]`,
+    /// while it is still the last thing that happened to the key: the
+    /// write it removed is written again on top there (a new write, which
+    /// wins over the delete wherever it was carried) and copied into every
+    /// region that does not hold that object now. A key written again
+    /// since, in any region, keeps that later write: [`Undo::WrittenSince`].
     pub async fn undo_delete(
         &self,
         key: &str,
         buckets: &[Bucket],
         source: usize,
         marker: &str,
-    ) -> Result<KeyRestore, ReplicateError> {
+    ) -> Result<Undo, ReplicateError> {
         let history = self.store.versions(&buckets[source], key).await?;
         let Some(at) = history.iter().position(|e| e.version_id() == marker) else {
             // The marker is gone: nothing is deleted by it any more.
-            return Ok(KeyRestore::NoneThen);
+            return Ok(Undo::Done(KeyRestore::NoneThen));
         };
+        if at > 0 {
+            // Something was written (or deleted) there after it.
+            return Ok(Undo::WrittenSince { region: source });
+        }
         let Some(removed) = self
             .removed_below(&buckets[source], key, &history[at..])
             .await?
@@ -93,10 +110,23 @@ impl<S: ObjectStore> Replicator<S> {
             return Err(self.contended(&buckets[source], key));
         };
         let Some(removed) = removed else {
-            return Ok(KeyRestore::NoneThen);
+            return Ok(Undo::Done(KeyRestore::NoneThen));
         };
+        // A region holding a write that beats the one removed was written
+        // after the delete (or holds a later write the delete never saw).
+        for (region, bucket) in buckets.iter().enumerate() {
+            if let State::Object(current) = self.state(bucket, key).await?
+                && !current.write.same(&removed.write)
+                && self
+                    .with_histories(key, |h| beats(&current.write, &removed.write, h))
+                    .await?
+            {
+                return Ok(Undo::WrittenSince { region });
+            }
+        }
         self.bring_back(key, buckets, source, &removed, &[], false)
             .await
+            .map(Undo::Done)
     }
 
     /// Writes `version` (held in `buckets[home]`) again on top of its

@@ -250,7 +250,7 @@ impl<S: ObjectStore> Replicator<S> {
                 let examine = if options.deep {
                     repair.iter().any(|r| *r)
                 } else {
-                    needs_repair(&present, &live, &repair)
+                    needs_repair(&present, &live, &repair, self.carry_deletes)
                 };
                 if examine {
                     batch.push((key.clone(), repair));
@@ -290,10 +290,23 @@ impl<S: ObjectStore> Replicator<S> {
 
 /// Whether a key needs a closer look: a live region being repaired lacks
 /// it, or its ETags differ and some holder is repaired (it may hold a
-/// losing write).
-pub fn needs_repair(present: &[(usize, String)], live: &[bool], repair: &[bool]) -> bool {
+/// losing write), or (when the set carries deletes) a live region lacks it
+/// and a holder is repaired (that region may have deleted it, a delete the
+/// holder is owed; the cloud repair repairs one region at a time).
+pub fn needs_repair(
+    present: &[(usize, String)],
+    live: &[bool],
+    repair: &[bool],
+    carry_deletes: bool,
+) -> bool {
     let held = |i: usize| present.iter().any(|(p, _)| *p == i);
     if (0..live.len()).any(|i| live[i] && repair[i] && !held(i)) {
+        return true;
+    }
+    if carry_deletes
+        && (0..live.len()).any(|i| live[i] && !held(i))
+        && present.iter().any(|(i, _)| repair[*i])
+    {
         return true;
     }
     let Some((_, first)) = present.first() else {
@@ -315,25 +328,48 @@ mod tests {
         assert!(!needs_repair(
             &tagged(&[0, 1, 2], "a"),
             &[true; 3],
-            &[true; 3]
+            &[true; 3],
+            true
         ));
     }
 
     #[test]
     fn a_missing_live_region_needs_repair_unless_out_of_scope_or_dead() {
         let two = tagged(&[0, 1], "a");
-        assert!(needs_repair(&two, &[true; 3], &[true; 3]));
+        assert!(needs_repair(&two, &[true; 3], &[true; 3], false));
         // Region 2 is unreachable: nothing to do for the others.
-        assert!(!needs_repair(&two, &[true, true, false], &[true; 3]));
+        assert!(!needs_repair(&two, &[true, true, false], &[true; 3], false));
         // Only region 0 is being repaired, and it holds the key.
-        assert!(!needs_repair(&two, &[true; 3], &[true, false, false]));
-        assert!(needs_repair(&two, &[true; 3], &[false, false, true]));
+        assert!(!needs_repair(
+            &two,
+            &[true; 3],
+            &[true, false, false],
+            false
+        ));
+        assert!(needs_repair(&two, &[true; 3], &[false, false, true], false));
+    }
+
+    #[test]
+    fn a_region_lacking_a_key_may_owe_its_delete_to_a_repaired_holder() {
+        let two = tagged(&[0, 1], "a");
+        // Region 2 may have deleted the key: where the set carries deletes,
+        // region 0's own repair looks.
+        assert!(needs_repair(&two, &[true; 3], &[true, false, false], true));
+        // Not when region 2 is unreachable, or nothing repaired holds it.
+        assert!(!needs_repair(
+            &two,
+            &[true, true, false],
+            &[true, false, false],
+            true
+        ));
+        let one = tagged(&[0], "a");
+        assert!(!needs_repair(&one, &[true, true], &[false, false], true));
     }
 
     #[test]
     fn differing_etags_need_repair() {
         let mixed = vec![(0, "a".to_owned()), (1, "b".to_owned())];
-        assert!(needs_repair(&mixed, &[true; 2], &[true; 2]));
+        assert!(needs_repair(&mixed, &[true; 2], &[true; 2], false));
     }
 
     #[test]

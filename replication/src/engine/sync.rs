@@ -6,7 +6,7 @@
 
 use futures::future::join_all;
 
-use super::{Decision, ROUNDS, ReplicateError, Replicator};
+use super::{Carried, Decision, ROUNDS, ReplicateError, Replicator};
 use crate::protocol::{Reason, State, decide_sync};
 use crate::store::{Bucket, ObjectStore};
 
@@ -45,6 +45,9 @@ pub struct RepairFailure {
 pub struct KeyRepair {
     pub copies: Vec<RepairedCopy>,
     pub deletes: Vec<RepairedDelete>,
+    /// Deletes not carried (or, on a dry run, that would not be): the
+    /// region's mass-delete breaker holds the regions that made them.
+    pub held: Vec<RepairedDelete>,
     /// Regions whose delete of the key stays there (the set does not carry
     /// deletes), while others hold it.
     pub kept_deletes: Vec<usize>,
@@ -57,7 +60,10 @@ impl KeyRepair {
     /// The key differs between regions only by a delete kept where it was
     /// made (the set does not carry deletes): nothing was copied or carried.
     pub fn differs_only_by_delete(&self) -> bool {
-        !self.kept_deletes.is_empty() && self.copies.is_empty() && self.deletes.is_empty()
+        !self.kept_deletes.is_empty()
+            && self.copies.is_empty()
+            && self.deletes.is_empty()
+            && self.held.is_empty()
     }
 }
 
@@ -112,6 +118,14 @@ impl<S: ObjectStore> Replicator<S> {
                 }
             };
             result.kept_deletes = plan.kept_deletes.clone();
+            result.held.clear();
+            // The regions whose delete deletes the winner, by name: a
+            // region's breaker holding any of them holds the delete.
+            let deleters: Vec<&str> = plan
+                .deleted_in
+                .iter()
+                .map(|&i| buckets[i].region.as_str())
+                .collect();
             let winner = known[plan.source]
                 .object()
                 .cloned()
@@ -128,26 +142,38 @@ impl<S: ObjectStore> Replicator<S> {
                         bytes: winner.head.size,
                     })
                     .collect();
-                result.deletes = plan
-                    .deletes
-                    .iter()
-                    .map(|&region| RepairedDelete { region })
-                    .collect();
+                for &region in &plan.deletes {
+                    match self
+                        .gate_holds(&buckets[region], Carried::Repair(&deleters))
+                        .await
+                    {
+                        Ok(true) => result.held.push(RepairedDelete { region }),
+                        Ok(false) => result.deletes.push(RepairedDelete { region }),
+                        Err(error) => result.failures.push(RepairFailure {
+                            region,
+                            source: None,
+                            error: error.to_string(),
+                        }),
+                    }
+                }
                 return result;
             }
             let mut changed = false;
             if let Some(&deleting) = plan.deleted_in.first() {
                 let deleted = &known[deleting];
+                let deleters = &deleters;
                 let deletes = join_all(plan.deletes.iter().map(|&region| async move {
+                    let why = Carried::Repair(deleters);
                     (
                         region,
-                        self.delete_into(&buckets[region], key, deleted, None).await,
+                        self.delete_into(&buckets[region], key, deleted, why).await,
                     )
                 }))
                 .await;
                 for (region, decision) in deletes {
                     match decision {
                         Ok(Decision::Deleted) => result.deletes.push(RepairedDelete { region }),
+                        Ok(Decision::Held) => result.held.push(RepairedDelete { region }),
                         // The deleting region took a write since: decide again.
                         Ok(Decision::SkippedGone) => changed = true,
                         // Its value, beside a copy on top that loses to

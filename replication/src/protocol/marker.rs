@@ -11,7 +11,11 @@
 //!   verify, since the key and the bucket's region are signed;
 //! - a marker re-uploaded later (a replica downloaded and uploaded again
 //!   with its metadata) does not verify, since the copy's write time is
-//!   signed and must match the object's Last-Modified within [`WINDOW`].
+//!   signed and must match the object's Last-Modified within [`WINDOW`];
+//! - a marker put on other bytes does not verify: it signs what the copy
+//!   is ([`Copied`]), its size always, and its ETag where S3's ETag is the
+//!   content's MD5 (single-part, not KMS- or customer-key encrypted), and
+//!   every read checks the object against it.
 //!
 //! An object whose marker does not verify is what it looks like to S3: an
 //! original write, made in its bucket's region at its Last-Modified. It
@@ -41,7 +45,56 @@ pub const SKEW: i64 = 5;
 
 /// Bytes of HMAC-SHA256 kept in a marker: 128 bits.
 const MAC_BYTES: usize = 16;
-const FORMAT: &str = "v1";
+/// Markers bound to what was copied.
+const FORMAT: &str = "v2";
+/// Markers of earlier releases, bound to no bytes: still read, so a set's
+/// replicas stay replicas when its functions are upgraded. A fresh v1 marker
+/// exists only within [`WINDOW`] of an upgrade, and none is made after it.
+const FORMAT_V1: &str = "v1";
+
+/// What a copy is, as S3 will store it: what its marker binds it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub size: u64,
+    /// The copy's ETag, where it is known before the copy is made: a
+    /// single CopyObject of an object whose ETag is its MD5 (a copy's ETag
+    /// is then the same MD5). `None` for a copy in parts, or of an object
+    /// uploaded in parts or encrypted with a KMS or customer key.
+    pub md5: Option<String>,
+    /// For a copy in parts, how many: S3's ETag of it ends in `-N`.
+    pub parts: Option<u32>,
+}
+
+impl Copied {
+    /// Whether an object of `etag` and `size` is this copy. Where S3's ETag
+    /// of the object is not its MD5 (`etag_is_md5` false: a KMS-encrypted
+    /// destination, say), only the size can be compared.
+    pub fn fits(&self, etag: &str, size: u64, etag_is_md5: bool) -> bool {
+        let etag = etag.trim_matches('"');
+        let in_parts = etag.rsplit_once('-').map(|(_, parts)| parts);
+        size == self.size
+            && match (&self.md5, self.parts) {
+                (_, Some(parts)) => in_parts == Some(&parts.to_string()),
+                // One CopyObject makes an object of one part.
+                (_, None) if in_parts.is_some() => false,
+                (Some(md5), None) if etag_is_md5 => md5.eq_ignore_ascii_case(etag),
+                _ => true,
+            }
+    }
+}
+
+/// The object a marker is read on: where it is, and what S3 says of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Object<'a> {
+    pub key: &'a str,
+    pub region: &'a str,
+    pub metadata: &'a BTreeMap<String, String>,
+    pub last_modified: i64,
+    pub etag: &'a str,
+    pub size: u64,
+    /// S3's ETag of it is its MD5 (see [`Copied::md5`]).
+    pub etag_is_md5: bool,
+}
 
 /// The set's marker key: 32 random bytes, the same in every region.
 #[derive(Clone, PartialEq, Eq)]
@@ -104,72 +157,120 @@ impl MarkerKey {
         MarkerKey(bytes)
     }
 
-    fn mac(&self, key: &str, region: &str, write: &Write, written: i64, by: &str) -> String {
+    #[allow(clippy::too_many_arguments)]
+    fn mac(
+        &self,
+        format: &str,
+        key: &str,
+        region: &str,
+        write: &Write,
+        written: i64,
+        by: &str,
+        copied: Option<&Copied>,
+    ) -> String {
         let mut mac =
             hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let size = copied.map(|c| c.size.to_string());
+        let md5 = copied.map(|c| c.md5.clone().unwrap_or_default());
+        let parts = copied.map(|c| c.parts.map(|p| p.to_string()).unwrap_or_default());
         // Length-prefixed fields: no two field lists sign the same bytes.
-        for field in [
-            FORMAT,
-            key,
-            region,
-            &write.region,
-            &write.time.to_string(),
-            &write.version,
-            &write.etag,
-            &written.to_string(),
-            by,
-        ] {
+        let fields = [
+            Some(format),
+            Some(key),
+            Some(region),
+            Some(write.region.as_str()),
+            Some(&write.time.to_string()),
+            Some(write.version.as_str()),
+            Some(write.etag.as_str()),
+            Some(&written.to_string()),
+            Some(by),
+            size.as_deref(),
+            md5.as_deref(),
+            parts.as_deref(),
+        ];
+        for field in fields.into_iter().flatten() {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field.as_bytes());
         }
         hex::encode(&mac.finalize().into_bytes()[..MAC_BYTES])
     }
 
-    /// The marker for a copy of `write` at `key` in `region`'s bucket,
-    /// written at `written` (seconds since the epoch, the writer's clock).
-    /// `by` names what made the copy (a notice, or sync), so a retry of
-    /// that notice can tell its own earlier writes from others'.
-    pub fn seal(&self, key: &str, region: &str, write: &Write, written: i64, by: &str) -> String {
+    /// The marker for `copied`, a copy of `write` at `key` in `region`'s
+    /// bucket, written at `written` (seconds since the epoch, the writer's
+    /// clock). `by` names what made the copy (a notice, or sync), so a retry
+    /// of that notice can tell its own earlier writes from others'.
+    pub fn seal(
+        &self,
+        key: &str,
+        region: &str,
+        write: &Write,
+        written: i64,
+        by: &str,
+        copied: &Copied,
+    ) -> String {
         format!(
-            "{FORMAT};region={};time={};version={};etag={};written={written};by={by};mac={}",
+            "{FORMAT};region={};time={};version={};etag={};written={written};by={by};size={};md5={};parts={};mac={}",
             write.region,
             write.time,
             write.version,
             write.etag,
-            self.mac(key, region, write, written, by)
+            copied.size,
+            copied.md5.as_deref().unwrap_or_default(),
+            copied.parts.map(|p| p.to_string()).unwrap_or_default(),
+            self.mac(FORMAT, key, region, write, written, by, Some(copied))
         )
     }
 
-    /// The write a marker names, if it verifies for an object at `key` in
-    /// `region`'s bucket, last modified at `last_modified`. `None` for anything else: no
-    /// marker, a malformed one, a wrong MAC, or a write time too far from
-    /// the object's.
-    pub fn open(
-        &self,
-        key: &str,
-        region: &str,
-        metadata: &BTreeMap<String, String>,
-        last_modified: i64,
-    ) -> Option<(Write, String)> {
-        let (write, written, by, mac) = parse(metadata.get(MARKER)?)?;
-        if !(written - SKEW..=written + WINDOW).contains(&last_modified) {
+    /// The write a marker names, if it verifies for `object`. `None` for
+    /// anything else: no marker, a malformed one, a wrong MAC, a write time
+    /// too far from the object's, or other bytes than it was sealed for.
+    pub fn open(&self, object: &Object<'_>) -> Option<(Write, String)> {
+        let marker = parse(object.metadata.get(MARKER)?)?;
+        let last_modified = object.last_modified;
+        if !(marker.written - SKEW..=marker.written + WINDOW).contains(&last_modified) {
             return None;
         }
-        let expected = self.mac(key, region, &write, written, by);
+        if let Some(copied) = &marker.copied
+            && !copied.fits(object.etag, object.size, object.etag_is_md5)
+        {
+            return None;
+        }
+        let expected = self.mac(
+            marker.format,
+            object.key,
+            object.region,
+            &marker.write,
+            marker.written,
+            marker.by,
+            marker.copied.as_ref(),
+        );
         // Compare in constant time: the MAC is a secret-derived value.
+        let mac = marker.mac;
         let same = expected.len() == mac.len()
             && expected
                 .bytes()
                 .zip(mac.bytes())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
-        same.then(|| (write, by.to_owned()))
+        same.then(|| (marker.write, marker.by.to_owned()))
     }
 }
 
-fn parse(value: &str) -> Option<(Write, i64, &str, &str)> {
+/// A marker's fields, as written.
+struct Parsed<'a> {
+    format: &'a str,
+    write: Write,
+    written: i64,
+    by: &'a str,
+    /// `None` in a v1 marker.
+    copied: Option<Copied>,
+    mac: &'a str,
+}
+
+fn parse(value: &str) -> Option<Parsed<'_>> {
     let mut parts = value.split(';');
-    if parts.next()? != FORMAT {
+    let format = parts.next()?;
+    if format != FORMAT && format != FORMAT_V1 {
         return None;
     }
     let mut field =
@@ -180,9 +281,26 @@ fn parse(value: &str) -> Option<(Write, i64, &str, &str)> {
     let etag = field("etag")?.to_owned();
     let written = field("written")?.parse().ok()?;
     let by = field("by")?;
+    let copied = if format == FORMAT {
+        let size = field("size")?.parse().ok()?;
+        let md5 = field("md5")?;
+        let parts = field("parts")?;
+        Some(Copied {
+            size,
+            md5: (!md5.is_empty()).then(|| md5.to_owned()),
+            parts: if parts.is_empty() {
+                None
+            } else {
+                Some(parts.parse().ok()?)
+            },
+        })
+    } else {
+        None
+    };
     let mac = field("mac")?;
-    Some((
-        Write {
+    Some(Parsed {
+        format,
+        write: Write {
             region,
             time,
             version,
@@ -190,8 +308,9 @@ fn parse(value: &str) -> Option<(Write, i64, &str, &str)> {
         },
         written,
         by,
+        copied,
         mac,
-    ))
+    })
 }
 
 /// The source's metadata as a copy carries it: everything the writer set,
@@ -227,11 +346,112 @@ mod tests {
         }
     }
 
+    fn copied() -> Copied {
+        Copied {
+            size: 5,
+            md5: Some("0123456789abcdef0123456789abcdef".into()),
+            parts: None,
+        }
+    }
+
+    #[test]
+    fn a_copy_in_parts_fits_only_an_object_of_as_many_parts() {
+        let copied = Copied {
+            size: 9,
+            md5: None,
+            parts: Some(3),
+        };
+        assert!(copied.fits("0123456789abcdef0123456789abcdef-3", 9, false));
+        assert!(!copied.fits("0123456789abcdef0123456789abcdef-2", 9, false));
+        assert!(!copied.fits("0123456789abcdef0123456789abcdef", 9, true));
+        let single = Copied {
+            size: 9,
+            md5: None,
+            parts: None,
+        };
+        assert!(single.fits("0123456789abcdef0123456789abcdef", 9, true));
+        assert!(!single.fits("0123456789abcdef0123456789abcdef-2", 9, false));
+    }
+
     fn sealed(key: &MarkerKey, object_key: &str, written: i64) -> BTreeMap<String, String> {
         BTreeMap::from([(
             MARKER.to_owned(),
-            key.seal(object_key, "us-east-1", &write(), written, "us-east-1:v9"),
+            key.seal(
+                object_key,
+                "us-east-1",
+                &write(),
+                written,
+                "us-east-1:v9",
+                &copied(),
+            ),
         )])
+    }
+
+    /// The object of `copied()` at `key` in `region`, last modified then.
+    fn object<'a>(
+        key: &'a str,
+        region: &'a str,
+        metadata: &'a BTreeMap<String, String>,
+        last_modified: i64,
+    ) -> Object<'a> {
+        Object {
+            key,
+            region,
+            metadata,
+            last_modified,
+            etag: "0123456789abcdef0123456789abcdef",
+            size: 5,
+            etag_is_md5: true,
+        }
+    }
+
+    #[test]
+    fn a_marker_on_other_bytes_does_not_open() {
+        let key = MarkerKey::for_tests("set");
+        let metadata = sealed(&key, "k", 10);
+        let fits = object("k", "us-east-1", &metadata, 11);
+        assert!(key.open(&fits).is_some());
+        // Other bytes of the same size, or another size.
+        let other = Object {
+            etag: "fedcba9876543210fedcba9876543210",
+            ..fits
+        };
+        assert_eq!(key.open(&other), None);
+        assert_eq!(key.open(&Object { size: 6, ..fits }), None);
+        // Where S3's ETag is no MD5 (a KMS-encrypted bucket), the size
+        // still has to fit.
+        let kms = Object {
+            etag: "kms0123456789abcdef0123456789abc",
+            etag_is_md5: false,
+            ..fits
+        };
+        assert!(key.open(&kms).is_some());
+        assert_eq!(key.open(&Object { size: 4, ..kms }), None);
+        // The binding is signed: edited to fit other bytes, it fails.
+        let mut edited = metadata.clone();
+        let value = edited[MARKER].replace("size=5", "size=6");
+        edited.insert(MARKER.to_owned(), value);
+        let edited = Object {
+            size: 6,
+            ..object("k", "us-east-1", &edited, 11)
+        };
+        assert_eq!(key.open(&edited), None);
+    }
+
+    #[test]
+    fn a_v1_marker_of_an_earlier_release_still_opens() {
+        let key = MarkerKey::for_tests("set");
+        let w = write();
+        let mac = key.mac(FORMAT_V1, "k", "us-east-1", &w, 10, "s", None);
+        let v1 = format!(
+            "v1;region={};time={};version={};etag={};written=10;by=s;mac={mac}",
+            w.region, w.time, w.version, w.etag
+        );
+        let metadata = BTreeMap::from([(MARKER.to_owned(), v1)]);
+        assert_eq!(
+            key.open(&object("k", "us-east-1", &metadata, 11)),
+            Some((w, "s".to_owned()))
+        );
     }
 
     #[test]
@@ -239,7 +459,7 @@ mod tests {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "a/b", 1_700_000_010);
         assert_eq!(
-            key.open("a/b", "us-east-1", &metadata, 1_700_000_011),
+            key.open(&object("a/b", "us-east-1", &metadata, 1_700_000_011)),
             Some((write(), "us-east-1:v9".to_owned()))
         );
     }
@@ -248,8 +468,14 @@ mod tests {
     fn a_marker_moved_to_another_key_or_region_does_not_open() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "a/b", 1_700_000_010);
-        assert_eq!(key.open("a/c", "us-east-1", &metadata, 1_700_000_011), None);
-        assert_eq!(key.open("a/b", "eu-west-1", &metadata, 1_700_000_011), None);
+        assert_eq!(
+            key.open(&object("a/c", "us-east-1", &metadata, 1_700_000_011)),
+            None
+        );
+        assert_eq!(
+            key.open(&object("a/b", "eu-west-1", &metadata, 1_700_000_011)),
+            None
+        );
     }
 
     #[test]
@@ -257,11 +483,21 @@ mod tests {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&key, "k", 1_700_000_010);
         assert_eq!(
-            key.open("k", "us-east-1", &metadata, 1_700_000_010 + WINDOW + 1),
+            key.open(&object(
+                "k",
+                "us-east-1",
+                &metadata,
+                1_700_000_010 + WINDOW + 1
+            )),
             None
         );
         assert_eq!(
-            key.open("k", "us-east-1", &metadata, 1_700_000_010 - SKEW - 1),
+            key.open(&object(
+                "k",
+                "us-east-1",
+                &metadata,
+                1_700_000_010 - SKEW - 1
+            )),
             None
         );
     }
@@ -270,11 +506,11 @@ mod tests {
     fn another_sets_key_or_an_edited_field_does_not_open() {
         let key = MarkerKey::for_tests("set");
         let metadata = sealed(&MarkerKey::for_tests("other"), "k", 10);
-        assert_eq!(key.open("k", "us-east-1", &metadata, 10), None);
+        assert_eq!(key.open(&object("k", "us-east-1", &metadata, 10)), None);
         let mut forged = sealed(&key, "k", 10);
         let far_future = forged[MARKER].replace("time=1700000000", "time=4102444800");
         forged.insert(MARKER.to_owned(), far_future);
-        assert_eq!(key.open("k", "us-east-1", &forged, 10), None);
+        assert_eq!(key.open(&object("k", "us-east-1", &forged, 10)), None);
     }
 
     #[test]
@@ -287,7 +523,11 @@ mod tests {
             "v1;region=a;time=x;version=v;etag=e;written=1;by=s;mac=00",
         ] {
             let metadata = BTreeMap::from([(MARKER.to_owned(), value.to_owned())]);
-            assert_eq!(key.open("k", "us-east-1", &metadata, 1), None, "{value}");
+            assert_eq!(
+                key.open(&object("k", "us-east-1", &metadata, 1)),
+                None,
+                "{value}"
+            );
         }
     }
 

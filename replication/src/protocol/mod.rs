@@ -62,21 +62,29 @@ pub struct Seen {
 impl Seen {
     /// Interprets a version of `key` in `region`'s bucket.
     pub fn of(region: &str, key: &str, head: ObjectHead, marker_key: &MarkerKey) -> Seen {
-        let (write, kind, by) =
-            match marker_key.open(key, region, &head.metadata, head.last_modified) {
-                Some((write, by)) if write.region == region => (write, Kind::Restored, Some(by)),
-                Some((write, by)) => (write, Kind::Replica, Some(by)),
-                None => (
-                    Write {
-                        region: region.to_owned(),
-                        time: head.last_modified,
-                        version: head.version_id.clone(),
-                        etag: head.etag.clone(),
-                    },
-                    Kind::Original,
-                    None,
-                ),
-            };
+        let object = marker::Object {
+            key,
+            region,
+            metadata: &head.metadata,
+            last_modified: head.last_modified,
+            etag: &head.etag,
+            size: head.size,
+            etag_is_md5: head.etag_is_md5,
+        };
+        let (write, kind, by) = match marker_key.open(&object) {
+            Some((write, by)) if write.region == region => (write, Kind::Restored, Some(by)),
+            Some((write, by)) => (write, Kind::Replica, Some(by)),
+            None => (
+                Write {
+                    region: region.to_owned(),
+                    time: head.last_modified,
+                    version: head.version_id.clone(),
+                    etag: head.etag.clone(),
+                },
+                Kind::Original,
+                None,
+            ),
+        };
         Seen {
             head,
             write,

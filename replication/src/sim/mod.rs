@@ -4,8 +4,9 @@
 //! seeded scheduler. A seed fixes everything; the same seed replays the
 //! same schedule.
 
+pub mod breaker;
 pub mod executor;
 pub mod s3;
 pub mod world;
 
-pub use world::{Scenario, Summary, UserOp, run, run_scenario};
+pub use world::{Scenario, Summary, UserOp, run, run_burst, run_scenario};

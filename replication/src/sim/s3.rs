@@ -489,6 +489,7 @@ pub fn head_of(v: &Version) -> ObjectHead {
         etag: v.etag.clone(),
         last_modified: v.last_modified,
         size: v.size,
+        etag_is_md5: !v.etag.contains('-'),
         metadata: v.metadata.clone(),
         headers: v.headers.clone(),
     }

@@ -7,7 +7,9 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
+use super::breaker::{Breakers, SimGate};
 use super::executor::Executor;
 use super::s3::{Faults, SimS3, Version, head_of};
 use crate::engine::{
@@ -51,6 +53,14 @@ pub enum UserOp {
     },
     /// An upload whose metadata claims another region and a far-future time.
     Forged { region: usize, key: String },
+    /// Other bytes uploaded at `key` in `region` with the metadata of its
+    /// current object there (a fresh replica's marker included): of the
+    /// same size, or not.
+    Rebadged {
+        region: usize,
+        key: String,
+        same_size: bool,
+    },
     /// DeleteObject without a version id: a delete marker on top.
     Delete { region: usize, key: String },
     /// DeleteObject of the current version by its id: never carried.
@@ -85,6 +95,9 @@ pub struct Scenario {
     /// Sync examines every key, not only the keys whose listings differ
     /// (see `ScanOptions::deep`).
     pub deep_sync: bool,
+    /// The set's mass-delete breaker: deletes a region's notices carry from
+    /// one source, per minute, before it holds that source's deletes.
+    pub breaker: Option<u32>,
 }
 
 impl Scenario {
@@ -168,6 +181,16 @@ impl Scenario {
             let region = rng.usize(0..regions);
             ops.push((5001, UserOp::Delete { region, key }));
         }
+        // Drawn apart, so the scenarios of earlier seeds stay as they were.
+        let mut more = fastrand::Rng::with_seed(seed ^ 0x00b0_d1e5);
+        if more.u32(0..10) < 2 {
+            let op = UserOp::Rebadged {
+                region: more.usize(0..regions),
+                key: ["k", "a b+c/ü", "k2"][more.usize(0..keys)].to_owned(),
+                same_size: more.bool(),
+            };
+            ops.push((more.u64(500..4000), op));
+        }
         ops.sort_by_key(|(at, _)| *at);
         let multipart = rng.bool();
         Scenario {
@@ -191,6 +214,58 @@ impl Scenario {
             // Schedules write the same bytes again (copies, re-uploads,
             // equal sizes): a listing cannot tell those writes apart.
             deep_sync: true,
+            breaker: None,
+        }
+    }
+
+    /// A burst of deletes for `seed`: keys written anywhere and replicated,
+    /// then every one of them deleted in one region within seconds, past
+    /// the breaker's limit, under faults and lost or doubled notices.
+    pub fn burst(seed: u64) -> Scenario {
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0xb0b5_b0b5);
+        let regions = [2, 3, 5][rng.usize(0..3)];
+        let per_minute = rng.u32(1..=3);
+        // More than twice the limit: however the burst falls across a
+        // minute's end, one minute sees more than the limit.
+        let keys = rng.usize(2 * per_minute as usize + 2..=12);
+        let mut ops = Vec::new();
+        for k in 0..keys {
+            let op = UserOp::Put {
+                region: rng.usize(0..regions),
+                key: format!("burst/{k}"),
+            };
+            ops.push((rng.u64(0..1000), op));
+        }
+        ops.push((1500, UserOp::Quiesce));
+        let deleting = rng.usize(0..regions);
+        for k in 0..keys {
+            let op = UserOp::Delete {
+                region: deleting,
+                key: format!("burst/{k}"),
+            };
+            ops.push((rng.u64(1501..4000), op));
+        }
+        ops.sort_by_key(|(at, _)| *at);
+        Scenario {
+            regions,
+            ops,
+            faults: Faults {
+                fail: rng.u32(0..=40),
+                timeout: rng.u32(0..=20),
+            },
+            drop: rng.u32(0..=100),
+            duplicate: rng.u32(0..=150),
+            ignore_copy_conditions: rng.bool(),
+            max_size: 400,
+            settings: CopySettings {
+                multipart_threshold: 1 << 40,
+                part_size: 64,
+                concurrency: 3,
+            },
+            carry_deletes: true,
+            restore_at: None,
+            deep_sync: rng.bool(),
+            breaker: Some(per_minute),
         }
     }
 }
@@ -217,6 +292,10 @@ pub struct Summary {
     pub sync_copies: usize,
     /// Repairs run as the cloud repair runs them (per region, by range).
     pub cloud_repairs: usize,
+    /// Deletes the breakers held, then released.
+    pub held_deletes: u64,
+    /// Deletes a repair would have carried, held by a breaker.
+    pub repair_held: usize,
     pub steps: u64,
 }
 
@@ -249,6 +328,8 @@ struct World {
     log: Vec<S3Notice>,
     /// Ground truth: every user write, in the order it was made.
     user_writes: Vec<(usize, String, Version)>,
+    /// The regions' mass-delete breakers, when the set has them.
+    breakers: Option<Arc<Mutex<Breakers>>>,
     /// Every user delete: region, key, and its delete marker.
     user_deletes: Vec<(usize, String, String)>,
     /// Versions users deleted by id: (region, version id).
@@ -268,133 +349,249 @@ pub fn run(seed: u64) -> Result<Summary, String> {
 
 /// Runs `scenario` under the schedule of `seed`.
 pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
-    let set = SetBuckets::new("sim", "000000000000");
-    let buckets: Vec<Bucket> = REGIONS[..scenario.regions]
-        .iter()
-        .map(|r| set.bucket(r))
-        .collect();
-    let s3 = SimS3::new(seed, &buckets, scenario.ignore_copy_conditions);
-    let key = MarkerKey::for_tests("sim");
-    let replicators = buckets
-        .iter()
-        .map(|_| {
-            Rc::new(
-                Replicator::new(
+    let mut world = World::new(seed, scenario);
+    let start = world.write(scenario)?;
+    world.repair()?;
+    world.check_quiet(start, scenario)
+}
+
+/// Runs the burst of deletes of `seed` (see [`Scenario::burst`]): while the
+/// breaker holds a region's deletes, no sync, deep sync or cloud repair
+/// carries them; released, every delete reaches every region.
+pub fn run_burst(seed: u64) -> Result<Summary, String> {
+    let scenario = Scenario::burst(seed);
+    let mut world = World::new(seed, &scenario);
+    let start = world.write(&scenario)?;
+    world.repair_held()?;
+    world.check_held()?;
+    world.release()?;
+    world.repair()?;
+    world.check_quiet(start, &scenario)
+}
+
+impl World {
+    fn new(seed: u64, scenario: &Scenario) -> World {
+        let set = SetBuckets::new("sim", "000000000000");
+        let buckets: Vec<Bucket> = REGIONS[..scenario.regions]
+            .iter()
+            .map(|r| set.bucket(r))
+            .collect();
+        let s3 = SimS3::new(seed, &buckets, scenario.ignore_copy_conditions);
+        let key = MarkerKey::for_tests("sim");
+        let breakers = scenario.breaker.map(|_| Arc::<Mutex<Breakers>>::default());
+        let replicators = buckets
+            .iter()
+            .map(|bucket| {
+                let mut replicator = Replicator::new(
                     s3.clone(),
                     key.clone(),
                     set.clone(),
                     scenario.settings.clone(),
                 )
-                .carrying_deletes(scenario.carry_deletes),
-            )
-        })
-        .collect();
-    let mut world = World {
-        rng: fastrand::Rng::with_seed(seed),
-        deep_sync: scenario.deep_sync,
-        s3,
-        buckets,
-        replicators,
-        key,
-        executor: Executor::default(),
-        mail: Rc::default(),
-        log: Vec::new(),
-        user_writes: Vec::new(),
-        user_deletes: Vec::new(),
-        version_deletes: Vec::new(),
-        kept_local: Default::default(),
-        carry_deletes: scenario.carry_deletes,
-        drop: scenario.drop,
-        duplicate: scenario.duplicate,
-        summary: Summary {
-            regions: scenario.regions,
-            ..Summary::default()
-        },
-    };
-
-    // 1. The users write while replication runs, under faults and losses.
-    world.s3.set_faults(scenario.faults);
-    let start = world.s3.clock_ms();
-    let mut ops = scenario.ops.iter().peekable();
-    loop {
-        while let Some((at, op)) = ops.peek() {
-            if world.s3.clock_ms() < start + at {
-                break;
-            }
-            // Time jumps only while the set is idle: no request is in
-            // flight for longer than S3's 15-minute signature limit.
-            if matches!(op, UserOp::Wait { .. } | UserOp::Quiesce) && !world.quiet() {
-                break;
-            }
-            world.user(op, scenario.max_size);
-            ops.next();
+                .carrying_deletes(scenario.carry_deletes);
+                if let (Some(breakers), Some(per_minute)) = (&breakers, scenario.breaker) {
+                    replicator = replicator.gating_deletes(Arc::new(SimGate {
+                        region: bucket.region.clone(),
+                        per_minute,
+                        clock: s3.clone(),
+                        breakers: Arc::clone(breakers),
+                    }));
+                }
+                Rc::new(replicator)
+            })
+            .collect();
+        World {
+            rng: fastrand::Rng::with_seed(seed),
+            deep_sync: scenario.deep_sync,
+            s3,
+            buckets,
+            replicators,
+            key,
+            executor: Executor::default(),
+            mail: Rc::default(),
+            log: Vec::new(),
+            user_writes: Vec::new(),
+            breakers,
+            user_deletes: Vec::new(),
+            version_deletes: Vec::new(),
+            kept_local: Default::default(),
+            carry_deletes: scenario.carry_deletes,
+            drop: scenario.drop,
+            duplicate: scenario.duplicate,
+            summary: Summary {
+                regions: scenario.regions,
+                ..Summary::default()
+            },
         }
-        world.announce();
-        if ops.peek().is_none() && world.quiet() {
-            break;
-        }
-        world.step()?;
     }
 
-    // 2. The operator replays the dead-letter queue, then runs one sync.
-    //    No more faults or losses from here: these are the repairs.
-    world.s3.set_faults(Faults::default());
-    world.drop = 0;
-    world.duplicate = 0;
-    let dead = std::mem::take(&mut world.mail.borrow_mut().dead);
-    world.summary.dead_lettered = dead.len() as u64;
-    world
-        .mail
-        .borrow_mut()
-        .pending
-        .extend(dead.into_iter().map(|d| Delivery { attempt: 0, ..d }));
-    world.settle()?;
-    world.summary.sync_copies = world.sync()?;
-    world.settle()?;
-    world.check_converged()?;
+    /// 1. The users write while replication runs, under faults and losses.
+    ///    Returns the simulated time it started at.
+    fn write(&mut self, scenario: &Scenario) -> Result<u64, String> {
+        self.s3.set_faults(scenario.faults);
+        let start = self.s3.clock_ms();
+        let mut ops = scenario.ops.iter().peekable();
+        loop {
+            while let Some((at, op)) = ops.peek() {
+                if self.s3.clock_ms() < start + at {
+                    break;
+                }
+                // Time jumps only while the set is idle: no request is in
+                // flight for longer than S3's 15-minute signature limit.
+                if matches!(op, UserOp::Wait { .. } | UserOp::Quiesce) && !self.quiet() {
+                    break;
+                }
+                self.user(op, scenario.max_size);
+                ops.next();
+            }
+            self.announce();
+            if ops.peek().is_none() && self.quiet() {
+                return Ok(start);
+            }
+            self.step()?;
+        }
+    }
 
-    // 3. Converged means quiet: every notification delivered again, and
-    //    another sync, write nothing.
-    let before = world.s3.writes();
-    let log = world.log.clone();
-    for notice in log {
-        for destination in 0..world.buckets.len() {
-            world.mail.borrow_mut().pending.push(Delivery {
-                notice: notice.clone(),
+    /// The operator replays the dead-letter queue, then runs one sync. No
+    /// more faults or losses from here: these are the repairs.
+    fn replay_and_sync(&mut self) -> Result<usize, String> {
+        self.s3.set_faults(Faults::default());
+        self.drop = 0;
+        self.duplicate = 0;
+        let dead = std::mem::take(&mut self.mail.borrow_mut().dead);
+        self.summary.dead_lettered += dead.len() as u64;
+        self.mail
+            .borrow_mut()
+            .pending
+            .extend(dead.into_iter().map(|d| Delivery { attempt: 0, ..d }));
+        self.settle()?;
+        let copies = self.sync()?;
+        self.settle()?;
+        Ok(copies)
+    }
+
+    /// 2. The repairs, after which the set has converged.
+    fn repair(&mut self) -> Result<(), String> {
+        self.summary.sync_copies += self.replay_and_sync()?;
+        self.check_converged()
+    }
+
+    /// 3. Converged means quiet: every notification delivered again, and
+    ///    another sync, write nothing.
+    fn check_quiet(mut self, start: u64, scenario: &Scenario) -> Result<Summary, String> {
+        let before = self.s3.writes();
+        let log = self.log.clone();
+        for notice in log {
+            for destination in 0..self.buckets.len() {
+                self.mail.borrow_mut().pending.push(Delivery {
+                    notice: notice.clone(),
+                    destination,
+                    attempt: 0,
+                });
+            }
+        }
+        self.settle()?;
+        let copies = self.sync()?;
+        self.settle()?;
+        let after = self.s3.writes();
+        // A write deleted by its version id in its own region may be left
+        // only below another write elsewhere: a check whose notice was lost
+        // finds it when the notice comes again. Then the set must still be
+        // converged.
+        let hidden_winner = !self.version_deletes.is_empty();
+        if hidden_winner {
+            self.check_converged()?;
+        } else if after != before || copies != 0 {
+            return Err(format!(
+                "copying went on after convergence: {} writes and {copies} sync copies",
+                after - before
+            ));
+        }
+        if let Some(at) = scenario.restore_at {
+            self.restore(((start + at) / 1000) as i64)?;
+        }
+        self.summary.store_writes = after;
+        self.summary.user_writes = self.user_writes.len();
+        self.summary.user_deletes = self.user_deletes.len();
+        self.summary.version_deletes = self.version_deletes.len();
+        self.summary.kept_local = self.kept_local.get();
+        self.summary.retried = self.mail.borrow().retried;
+        Ok(self.summary)
+    }
+
+    fn breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {
+        self.breakers
+            .as_ref()
+            .expect("a set with a breaker")
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The repairs while breakers hold deletes: the dead letters replayed,
+    /// then a sync (local or cloud, deep or not, as seeded).
+    fn repair_held(&mut self) -> Result<(), String> {
+        self.summary.sync_copies += self.replay_and_sync()?;
+        // Once more: a repair never carries what the breaker holds, however
+        // often it runs.
+        self.summary.sync_copies += self.sync()?;
+        self.settle()
+    }
+
+    /// Every key whose delete a region's breaker holds (and let through by
+    /// no other notice) is still current there: no repair carried it.
+    fn check_held(&self) -> Result<(), String> {
+        let breakers = self.breakers();
+        if breakers.open.is_empty() {
+            return Err("the burst opened no breaker".to_owned());
+        }
+        for (region, notice) in &breakers.held {
+            if breakers
+                .admitted
+                .contains(&(region.clone(), notice.key.clone()))
+            {
+                continue;
+            }
+            let bucket = &self.buckets[self.index_of(region)];
+            let history = self.s3.history(&bucket.name, &notice.key);
+            if history.last().is_none_or(|top| top.delete_marker) {
+                return Err(format!(
+                    "{region}'s breaker holds the delete of {:?} from {}, yet it is deleted there: {}",
+                    notice.key,
+                    notice.region,
+                    self.describe_key(&notice.key)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn index_of(&self, region: &str) -> usize {
+        self.buckets
+            .iter()
+            .position(|b| b.region == region)
+            .expect("a region of the set")
+    }
+
+    /// The operator releases every held delete (`toastrep deletes
+    /// --release`): the breakers close and each held notice is carried.
+    fn release(&mut self) -> Result<(), String> {
+        let held = {
+            let mut breakers = self.breakers();
+            breakers.released = true;
+            breakers.open.clear();
+            std::mem::take(&mut breakers.held)
+        };
+        self.summary.held_deletes = held.len() as u64;
+        for (region, notice) in held {
+            let destination = self.index_of(&region);
+            self.mail.borrow_mut().pending.push(Delivery {
+                notice,
                 destination,
                 attempt: 0,
             });
         }
+        self.settle()
     }
-    world.settle()?;
-    let copies = world.sync()?;
-    world.settle()?;
-    let after = world.s3.writes();
-    // A write deleted by its version id in its own region may be left only
-    // below another write elsewhere: a check whose notice was lost finds it
-    // when the notice comes again. Then the set must still be converged.
-    let hidden_winner = !world.version_deletes.is_empty();
-    if hidden_winner {
-        world.check_converged()?;
-    } else if after != before || copies != 0 {
-        return Err(format!(
-            "copying went on after convergence: {} writes and {copies} sync copies",
-            after - before
-        ));
-    }
-    if let Some(at) = scenario.restore_at {
-        world.restore(((start + at) / 1000) as i64)?;
-    }
-    world.summary.store_writes = after;
-    world.summary.user_writes = world.user_writes.len();
-    world.summary.user_deletes = world.user_deletes.len();
-    world.summary.version_deletes = world.version_deletes.len();
-    world.summary.kept_local = world.kept_local.get();
-    world.summary.retried = world.mail.borrow().retried;
-    Ok(world.summary)
-}
-
-impl World {
     fn quiet(&self) -> bool {
         self.executor.is_empty() && self.mail.borrow().pending.is_empty()
     }
@@ -546,6 +743,30 @@ impl World {
                 );
                 self.user_writes.push((*region, key.clone(), version));
             }
+            UserOp::Rebadged {
+                region,
+                key,
+                same_size,
+            } => {
+                let bucket = &self.buckets[*region].name;
+                let history = self.s3.history(bucket, key);
+                if let Some(current) = history.last().filter(|v| !v.delete_marker) {
+                    let size = if *same_size {
+                        current.size
+                    } else {
+                        current.size % max_size + 1
+                    };
+                    let version = self.s3.user_put(
+                        bucket,
+                        key,
+                        size,
+                        current.metadata.clone(),
+                        current.headers.clone(),
+                        current.tags.clone(),
+                    );
+                    self.user_writes.push((*region, key.clone(), version));
+                }
+            }
             UserOp::Delete { region, key } => {
                 let marker = self.s3.user_delete(&self.buckets[*region].name, key);
                 self.user_deletes.push((*region, key.clone(), marker));
@@ -577,6 +798,7 @@ impl World {
     /// resumed from its cursor, repairing only that region).
     fn sync(&mut self) -> Result<usize, String> {
         let copies = Rc::new(RefCell::new(0usize));
+        let held = Rc::new(RefCell::new(0usize));
         let failures = Rc::new(RefCell::new(Vec::new()));
         let regions = self.buckets.len();
         let in_cloud = self.rng.bool();
@@ -610,6 +832,7 @@ impl World {
             let replicator = Rc::clone(&self.replicators[0]);
             let buckets = self.buckets.clone();
             let (copies, failures) = (Rc::clone(&copies), Rc::clone(&failures));
+            let held = Rc::clone(&held);
             self.executor.spawn(async move {
                 let mut options = ScanOptions {
                     range,
@@ -634,6 +857,7 @@ impl World {
                                     eprintln!("  repaired {key:?}: {repair:?}");
                                 }
                                 *copies.borrow_mut() += repair.copies.len();
+                                *held.borrow_mut() += repair.held.len();
                                 failures.borrow_mut().extend(
                                     repair
                                         .failures
@@ -658,6 +882,7 @@ impl World {
         if !failures.is_empty() {
             return Err(format!("sync failed without faults: {failures:?}"));
         }
+        self.summary.repair_held += *held.borrow();
         let copies = *copies.borrow();
         Ok(copies)
     }

@@ -59,6 +59,11 @@ pub struct ObjectHead {
     /// Whole seconds since the epoch.
     pub last_modified: i64,
     pub size: u64,
+    /// Whether the ETag is the content's MD5: S3's is for an object
+    /// uploaded in one part, unencrypted or encrypted with S3's own keys;
+    /// not for one uploaded in parts or encrypted with a KMS or customer
+    /// key.
+    pub etag_is_md5: bool,
     /// User metadata, names lowercased.
     pub metadata: BTreeMap<String, String>,
     pub headers: Headers,

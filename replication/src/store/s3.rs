@@ -264,9 +264,16 @@ impl ObjectStore for SdkStore {
                 .object_lock_legal_hold_status()
                 .map(|s| s.as_str().to_owned()),
         };
+        let etag = unquote(head.e_tag());
+        let etag_is_md5 = !etag.contains('-')
+            && head.sse_customer_algorithm().is_none()
+            && !head
+                .server_side_encryption()
+                .is_some_and(|e| e.as_str().starts_with("aws:kms"));
         Ok(Lookup::Found(ObjectHead {
             version_id: version_or_null(head.version_id()),
-            etag: unquote(head.e_tag()),
+            etag,
+            etag_is_md5,
             last_modified: head.last_modified().map(|t| t.secs()).unwrap_or_default(),
             size: head.content_length().unwrap_or_default().max(0) as u64,
             metadata,

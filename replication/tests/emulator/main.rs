@@ -17,7 +17,7 @@ use harness::{
 use testkit::events::{self, S3Record};
 use testkit::keys::awkward_keys;
 use testkit::upload::{self, decorate};
-use toastrep_replication::protocol::marker::{MARKER, metadata_for_copy};
+use toastrep_replication::protocol::marker::{Copied, MARKER, metadata_for_copy};
 use toastrep_replication::protocol::{Histories, Kind, compare};
 use toastrep_replication::store::{CopyRequest, Precondition, Written};
 use toastrep_replication::{
@@ -87,7 +87,19 @@ async fn late_copy(source: &TestBucket, destination: &TestBucket, key: &str) -> 
         .await
         .unwrap()
         .found();
-    let marker = marker_key().seal(key, &destination.region, &seen.write, store.now(), "test");
+    let copied = Copied {
+        size: seen.head.size,
+        md5: seen.head.etag_is_md5.then(|| seen.head.etag.clone()),
+        parts: None,
+    };
+    let marker = marker_key().seal(
+        key,
+        &destination.region,
+        &seen.write,
+        store.now(),
+        "test",
+        &copied,
+    );
     let request = CopyRequest {
         source: source.bucket(),
         key: key.to_owned(),
