@@ -505,7 +505,9 @@ pub struct RestoreArgs {
     /// Only look for the set in these regions (default: every region of the partition).
     #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
     pub regions: Vec<String>,
-    /// The keys to restore: those starting with this prefix.
+    /// The keys to restore: those starting with this prefix, as S3 prefixes
+    /// go: `reports/2024` also takes `reports/2024-old/...`; end it with `/`
+    /// (`reports/2024/`) for one folder only.
     #[arg(long, value_name = "PREFIX")]
     pub prefix: String,
     /// The time to restore to, RFC 3339 in UTC, e.g. 2026-11-27T09:30:00Z.
@@ -527,7 +529,9 @@ pub struct SyncArgs {
     /// Only look for the set in these regions (default: every region of the partition).
     #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
     pub regions: Vec<String>,
-    /// Only keys that start with this prefix.
+    /// Only keys that start with this prefix, as S3 prefixes go:
+    /// `reports/2024` also takes `reports/2024-old/...`; end it with `/` for
+    /// one folder only.
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
     /// Print the copies that would be made (as JSON with --output json) and

@@ -3,7 +3,8 @@
 //! prints its seed; `TOASTREP_SIM_SEED=<seed>` replays exactly that one.
 //!
 //! `TOASTREP_SIM_SCHEDULES` sets how many random schedules run (default
-//! 10,000), `TOASTREP_SIM_FIRST` the first seed (default 0).
+//! 10,000), `TOASTREP_SIM_FIRST` the first seed (default 0). Seeds that once
+//! failed run the scenarios recorded in `tests/regressions.json`.
 
 use std::time::Instant;
 
@@ -462,11 +463,52 @@ fn seeds_that_once_failed() {
         // Deletes kept local: a write deleted before it was copied.
         61,
     ];
+    // Each seed runs the scenario it found, as recorded: a change to the
+    // random generator gives a seed another scenario, not this one.
+    let recorded = recorded_scenarios(&seeds);
     let failures: Vec<(u64, String)> = seeds
         .into_iter()
-        .filter_map(|seed| run(seed).err().map(|e| (seed, e)))
+        .filter_map(|seed| {
+            run_scenario(seed, &recorded[&seed])
+                .err()
+                .map(|e| (seed, e))
+        })
         .collect();
     report("seeds_that_once_failed", &failures);
+}
+
+/// Where the regression seeds' scenarios are kept.
+const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/regressions.json");
+
+/// The recorded scenario of each of `seeds`. With `TOASTREP_SIM_RECORD=1`,
+/// records `Scenario::random` of each seed first (a seed newly found).
+fn recorded_scenarios(seeds: &[u64]) -> std::collections::BTreeMap<u64, Scenario> {
+    let mut recorded: std::collections::BTreeMap<u64, Scenario> =
+        std::fs::read_to_string(REGRESSIONS)
+            .ok()
+            .map(|text| serde_json::from_str(&text).expect("tests/regressions.json is readable"))
+            .unwrap_or_default();
+    if std::env::var_os("TOASTREP_SIM_RECORD").is_some() {
+        for &seed in seeds {
+            recorded.entry(seed).or_insert_with(|| {
+                // As found: the generator made no rebadged replicas then.
+                let mut scenario = Scenario::random(seed);
+                scenario
+                    .ops
+                    .retain(|(_, op)| !matches!(op, UserOp::Rebadged { .. }));
+                scenario
+            });
+        }
+        let text = serde_json::to_string_pretty(&recorded).unwrap();
+        std::fs::write(REGRESSIONS, text + "\n").expect("writing tests/regressions.json");
+    }
+    for seed in seeds {
+        assert!(
+            recorded.contains_key(seed),
+            "seed {seed} has no recorded scenario: record it with TOASTREP_SIM_RECORD=1 cargo test -p toastrep-replication --test simulation seeds_that_once_failed"
+        );
+    }
+    recorded
 }
 
 /// On AWS, S3 events name the writer: an own-region notice of the

@@ -6,9 +6,10 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, ChecksumAlgorithm, ChecksumMode, CreateBucketConfiguration,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    BucketLocationConstraint, BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode,
+    CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    VersioningConfiguration,
 };
 
 use base64::Engine as _;
@@ -25,6 +26,16 @@ pub struct ArtifactChange {
     pub package_uploaded: bool,
 }
 
+/// The package in one region's artifact bucket, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsuredPackage {
+    pub change: ArtifactChange,
+    /// The version of the object whose SHA-256 was checked: the function's
+    /// code is pinned to it (`CodeVersion`), so what CloudFormation fetches,
+    /// now or on a rollback, is what was checked.
+    pub version: String,
+}
+
 /// Makes sure the artifact bucket exists, hardened like the data buckets, and
 /// holds the package.
 pub async fn ensure_package(
@@ -33,11 +44,12 @@ pub async fn ensure_package(
     region: &str,
     partition: &str,
     package: &Package,
-) -> Result<ArtifactChange> {
+) -> Result<EnsuredPackage> {
     let bucket_created = create_bucket(s3, bucket, region).await?;
     if bucket_created || !has_policy(s3, bucket).await? {
         harden(s3, bucket, partition).await?;
     }
+    ensure_versioning(s3, bucket).await?;
     // The key names the package's hash, but a name is no proof: anyone who
     // could write to the bucket could have put other code under it. S3's
     // SHA-256 checksum of the object must be the package's own.
@@ -50,16 +62,25 @@ pub async fn ensure_package(
         .send()
         .await;
     let found = match head {
-        Ok(head) => Some(head.checksum_sha256().map(str::to_owned)),
+        Ok(head) => Some((
+            head.checksum_sha256().map(str::to_owned),
+            head.version_id()
+                .filter(|v| *v != "null")
+                .map(str::to_owned),
+        )),
         Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => None,
         Err(error) => {
             return Err(anyhow::Error::new(error)
                 .context(format!("reading s3://{bucket}/{} in {region}", package.key)));
         }
     };
-    let upload = match found {
-        Some(Some(sha)) if sha == wanted => false,
-        Some(Some(sha)) => bail_input!(
+    let (upload, mut version) = match found {
+        // Checked, and versioned: the function is pinned to this version.
+        Some((Some(sha), Some(version))) if sha == wanted => (false, Some(version)),
+        // Checked, but put before the bucket was versioned: put again, for
+        // a version to pin.
+        Some((Some(sha), None)) if sha == wanted => (true, None),
+        Some((Some(sha), _)) => bail_input!(
             "s3://{bucket}/{} in {region} is not this function package: its SHA-256 is {sha}, \
              the package's is {wanted}, so something other than toastrep wrote it. Nothing was \
              deployed. Find out who can write to the artifact bucket, delete the object, and \
@@ -68,10 +89,11 @@ pub async fn ensure_package(
         ),
         // Absent, or put without a SHA-256 checksum (by an older toastrep):
         // put the package, whose checksum S3 verifies on arrival.
-        Some(None) | None => true,
+        Some((None, _)) | None => (true, None),
     };
     if upload {
-        s3.put_object()
+        let put = s3
+            .put_object()
             .bucket(bucket)
             .key(&package.key)
             .body(ByteStream::from(package.zip.clone()))
@@ -81,11 +103,47 @@ pub async fn ensure_package(
             .send()
             .await
             .with_context(|| format!("uploading {} to s3://{bucket} in {region}", package.key))?;
+        version = put.version_id().map(str::to_owned);
     }
-    Ok(ArtifactChange {
-        bucket_created,
-        package_uploaded: upload,
+    let Some(version) = version.filter(|v| v != "null") else {
+        anyhow::bail!(
+            "s3://{bucket}/{} in {region} has no version id although the bucket is versioned: \
+             the function's code cannot be pinned to the package checked; deploy again",
+            package.key
+        );
+    };
+    Ok(EnsuredPackage {
+        change: ArtifactChange {
+            bucket_created,
+            package_uploaded: upload,
+        },
+        version,
     })
+}
+
+/// Turns versioning on, once: a package or state object overwritten later
+/// is a new version, and the function's code names the version checked.
+async fn ensure_versioning(s3: &Client, bucket: &str) -> Result<()> {
+    let status = s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .with_context(|| format!("reading the versioning of artifact bucket {bucket}"))?;
+    if status.status() == Some(&BucketVersioningStatus::Enabled) {
+        return Ok(());
+    }
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("turning on versioning of artifact bucket {bucket}"))?;
+    Ok(())
 }
 
 /// Creates the bucket; `false` if this account already owns it.

@@ -106,6 +106,12 @@ pub async fn preview_stack(cfn: &Client, plan: &StackPlan) -> Result<StackPrevie
         }
         _ => {}
     }
+    // A value kept as deployed must be one the stack has: a stack made by
+    // an earlier toastrep may lack a parameter added since.
+    let deployed = stack::parameters_of(&stack);
+    let mut plan = plan.clone();
+    plan.keep_previous.retain(|k| deployed.contains_key(k));
+    let plan = &plan;
     let change_set = make_change_set(cfn, plan, ChangeSetType::Update).await?;
     // Always removed: a plan leaves nothing behind.
     discard(cfn, plan, &change_set.name).await;
@@ -122,6 +128,10 @@ pub async fn apply_stack(
     plan: &StackPlan,
     reporter: &dyn Reporter,
 ) -> Result<StackOutcome, StackError> {
+    assert!(
+        plan.keep_previous.is_empty(),
+        "a plan that keeps deployed values it does not know is previewed, never applied"
+    );
     let start = Instant::now();
     let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
     let mut recreated = false;

@@ -63,10 +63,17 @@ fn configuration(days: u32) -> Result<BucketLifecycleConfiguration> {
         .build()?)
 }
 
-/// The artifact bucket's rule: the delete breaker's counts (one small
-/// object a carried delete, under `breaker/deletes/`) go after a day; a
-/// minute's count is all it reads.
+/// The artifact bucket's rules: the delete breaker's counts (one small
+/// object a carried delete, under `breaker/deletes/`) go after a day, a
+/// minute's count being all it reads; and, the bucket being versioned,
+/// what was overwritten or deleted goes after 30 days (an earlier package
+/// stays as long as a stack may roll back to it: its key is its own).
 fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
+    let noncurrent = |days| {
+        NoncurrentVersionExpiration::builder()
+            .noncurrent_days(days)
+            .build()
+    };
     Ok(BucketLifecycleConfiguration::builder()
         .rules(
             LifecycleRule::builder()
@@ -78,6 +85,15 @@ fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
                         .build(),
                 )
                 .expiration(LifecycleExpiration::builder().days(1).build())
+                .noncurrent_version_expiration(noncurrent(1))
+                .build()?,
+        )
+        .rules(
+            LifecycleRule::builder()
+                .id("expire-noncurrent-state")
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix("").build())
+                .noncurrent_version_expiration(noncurrent(30))
                 .build()?,
         )
         .build()?)

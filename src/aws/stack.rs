@@ -301,15 +301,19 @@ pub(super) fn check_owner(stack: &Stack, plan: &StackPlan) -> Result<(), StackEr
 }
 
 pub(super) fn parameters(plan: &StackPlan) -> Vec<Parameter> {
-    plan.parameters
-        .iter()
-        .map(|(k, v)| {
-            Parameter::builder()
-                .parameter_key(k)
-                .parameter_value(v)
-                .build()
-        })
-        .collect()
+    let given = plan.parameters.iter().map(|(k, v)| {
+        Parameter::builder()
+            .parameter_key(k)
+            .parameter_value(v)
+            .build()
+    });
+    let kept = plan.keep_previous.iter().map(|k| {
+        Parameter::builder()
+            .parameter_key(k)
+            .use_previous_value(true)
+            .build()
+    });
+    given.chain(kept).collect()
 }
 
 pub(super) fn tags(plan: &StackPlan) -> Vec<Tag> {

@@ -17,10 +17,17 @@ use crate::settings::DeploySettings;
 
 pub async fn deploy(context: &Context, settings: &DeploySettings) -> Result<Report> {
     let reporter = context.reporter.as_ref();
+    // A dry run previews only, as plan does: it never reads the key.
+    let key = if settings.dry_run {
+        preview::KeyUse::KeepDeployed
+    } else {
+        preview::KeyUse::Read
+    };
     let prepared = preview::prepare(
         &context.aws,
         settings.spec.clone(),
         &settings.function,
+        key,
         reporter,
     )
     .await?;

@@ -27,7 +27,14 @@ pub async fn plan(context: &Context, settings: &PlanSettings) -> Result<Report> 
         }
     };
     let reporter = context.reporter.as_ref();
-    let prepared = preview::prepare(&context.aws, spec, &settings.function, reporter).await?;
+    let prepared = preview::prepare(
+        &context.aws,
+        spec,
+        &settings.function,
+        preview::KeyUse::KeepDeployed,
+        reporter,
+    )
+    .await?;
     let result = preview::preview(&prepared, settings.concurrency, reporter).await?;
     let text = summary(&result);
     Ok(Report::new(&result, text, result.ok))

@@ -58,6 +58,22 @@ fn summary(result: &RemoveResult, stacks_ok: bool) -> String {
             row.stack_name, row.region
         );
     }
+    if let Some(sync) = &result.sync {
+        let _ = writeln!(
+            text,
+            "sync   into {}: {} keys scanned, {} copies made, {} deletes carried, {} failed{}",
+            result.remaining.join(", "),
+            sync.keys_scanned,
+            sync.copies_made,
+            sync.deletes_made,
+            sync.failures.len() + sync.unreachable.len(),
+            if sync.ok {
+                ""
+            } else {
+                "; the data bucket is kept until a sync leaves nothing out (run remove-region again)"
+            }
+        );
+    }
     for row in &result.buckets {
         text.push_str(&bucket_line(row));
     }

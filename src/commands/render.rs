@@ -44,7 +44,7 @@ pub async fn render(context: &Context, settings: &RenderSettings) -> Result<Repo
         settings.spec.clone(),
         package.key.clone(),
         &resolved,
-        &marker_key,
+        Some(&marker_key),
     );
     write_files(&plan, &package, out)?;
     let commands = shell_commands(&plan, &package, out);

@@ -163,7 +163,12 @@ fn the_base_parameters_bound_what_the_cli_bounds() {
 fn a_new_set_gets_the_templates_defaults() {
     let spec = SetSpec::parse("demo", &["us-east-1".into(), "eu-west-2".into()]).unwrap();
     let key = toastrep_replication::MarkerKey::for_tests("k");
-    let plan = DeployPlan::new(spec, "k.zip".into(), &FunctionSettings::default(), &key);
+    let plan = DeployPlan::new(
+        spec,
+        "k.zip".into(),
+        &FunctionSettings::default(),
+        Some(&key),
+    );
     // The dashboard's body is the set's own; the others are settings.
     let base = plan.bases.iter().find(|b| b.region == "eu-west-2").unwrap();
     let document = document(Template::Base);

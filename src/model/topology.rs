@@ -93,6 +93,9 @@ fn same_partition(regions: &[String]) -> Result<&'static str, InputError> {
 /// toastrep shows them as `****`, as CloudFormation does.
 /// The base stacks' parameter holding the set's marker key.
 pub const MARKER_KEY_PARAMETER: &str = "MarkerKey";
+/// The base stacks' parameter pinning the function's code to the package
+/// version deploy checked, given per region once the package is in place.
+pub const CODE_VERSION_PARAMETER: &str = "CodeVersion";
 
 const SECRET_PARAMETERS: &[&str] = &[MARKER_KEY_PARAMETER];
 
@@ -106,6 +109,11 @@ pub struct StackPlan {
     /// debug-printed with the secret ones masked.
     #[serde(serialize_with = "serialize_shown")]
     pub parameters: BTreeMap<String, String>,
+    /// Parameters an update keeps as deployed (`UsePreviousValue`), whose
+    /// values the plan does not know: `plan` never reads the marker key. A
+    /// plan with any is previewed only, never applied.
+    #[serde(skip)]
+    pub keep_previous: BTreeSet<String>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -165,12 +173,14 @@ pub struct DeployPlan {
 
 impl DeployPlan {
     /// `marker_key` is the set's: the deployed one for a deployed set (see
-    /// [`marker_key::for_deploy`]), the same for every base stack.
+    /// [`marker_key::for_deploy`]), the same for every base stack. `None`
+    /// for a plan that only previews: the base stacks keep the deployed key
+    /// without anyone reading it.
     pub fn new(
         spec: SetSpec,
         code_key: String,
         settings: &FunctionSettings,
-        marker_key: &MarkerKey,
+        marker_key: Option<&MarkerKey>,
     ) -> Self {
         let name = &spec.name;
         // The deployed home while it is a member, else the region that
@@ -255,8 +265,19 @@ impl DeployPlan {
                             String::new()
                         },
                     ),
-                    (MARKER_KEY_PARAMETER.into(), marker_key.to_hex()),
-                ]),
+                ])
+                .into_iter()
+                .chain(marker_key.map(|key| (MARKER_KEY_PARAMETER.into(), key.to_hex())))
+                .collect(),
+                // A preview keeps the key and the code's version as
+                // deployed (a deploy gives both; see rollout).
+                keep_previous: match marker_key {
+                    Some(_) => BTreeSet::new(),
+                    None => BTreeSet::from([
+                        MARKER_KEY_PARAMETER.to_owned(),
+                        CODE_VERSION_PARAMETER.to_owned(),
+                    ]),
+                },
                 tags: tags(name, Template::Base, []),
             })
             .collect();
@@ -276,6 +297,7 @@ impl DeployPlan {
                             ("SetName".into(), name.to_string()),
                             ("SourceRegion".into(), pair.source.clone()),
                         ]),
+                        keep_previous: BTreeSet::new(),
                         tags: tags(name, Template::Grant, endpoints),
                     },
                     subscription: StackPlan {
@@ -286,6 +308,7 @@ impl DeployPlan {
                             ("SetName".into(), name.to_string()),
                             ("DestinationRegion".into(), pair.destination.clone()),
                         ]),
+                        keep_previous: BTreeSet::new(),
                         tags: tags(name, Template::Subscription, endpoints),
                     },
                     source: pair.source,
@@ -401,7 +424,7 @@ mod tests {
             spec,
             "k.zip".into(),
             &FunctionSettings::default(),
-            &MarkerKey::for_tests("demo"),
+            Some(&MarkerKey::for_tests("demo")),
         );
         assert_eq!(plan.bases.len(), 3);
         assert_eq!(plan.pairs.len(), 6);
@@ -425,7 +448,12 @@ mod tests {
             ..FunctionSettings::default()
         };
         let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
-        let plan = DeployPlan::new(spec, "k.zip".into(), &settings, &MarkerKey::for_tests("k"));
+        let plan = DeployPlan::new(
+            spec,
+            "k.zip".into(),
+            &settings,
+            Some(&MarkerKey::for_tests("k")),
+        );
         let back = FunctionSettings::from_parameters(&plan.bases[0].parameters);
         assert_eq!(back.part_size, settings.part_size);
         assert_eq!(back.log_retention_days, 7);
@@ -445,7 +473,12 @@ mod tests {
     fn every_base_stack_gets_the_one_marker_key_and_no_output_shows_it() {
         let key = MarkerKey::for_tests("secret");
         let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
-        let plan = DeployPlan::new(spec, "k.zip".into(), &FunctionSettings::default(), &key);
+        let plan = DeployPlan::new(
+            spec,
+            "k.zip".into(),
+            &FunctionSettings::default(),
+            Some(&key),
+        );
         for base in &plan.bases {
             assert_eq!(base.parameters[MARKER_KEY_PARAMETER], key.to_hex());
         }

@@ -95,7 +95,13 @@ pub async fn deletes(
         replicate_deletes: true,
         ..found.settings().unwrap_or_default()
     };
-    let (buckets, replicator) = set_engine(aws, name, account, &regions, &settings).await?;
+    // Only acting needs the engine, and so the set's marker key: a look
+    // reads the queues and the breakers, never the key.
+    let engine = if act {
+        Some(set_engine(aws, name, account, &regions, &settings).await?)
+    } else {
+        None
+    };
 
     let mut result = DeletesResult {
         name: name.to_string(),
@@ -122,14 +128,14 @@ pub async fn deletes(
             any |= !held.is_empty();
             let mut keys = Vec::new();
             for HeldDelete { notice, receipt } in held {
-                let outcome = if act {
+                let outcome = if let Some((buckets, replicator)) = &engine {
                     let done = match action {
                         Action::Release => replicator
                             .replicate(&notice, &buckets[index])
                             .await
                             .map(|o| o.decision.to_string())
                             .map_err(|e| e.to_string()),
-                        Action::Discard => undo(&replicator, &buckets, &notice).await,
+                        Action::Discard => undo(replicator, buckets, &notice).await,
                         Action::Look => unreachable!("a look acts on nothing"),
                     };
                     match done {

@@ -31,6 +31,7 @@ use crate::model::templates::Template;
 use crate::model::topology::{self, DeployPlan, Pair, SetSpec, StackAt};
 use crate::ops::discover::{self, DeployedSet};
 use crate::ops::marker_key;
+use crate::ops::sync::{SyncOptions, SyncReport, sync_set};
 use crate::ops::teardown::{self, BucketRow, StackRow};
 use crate::package::Package;
 use crate::progress::Reporter;
@@ -250,7 +251,7 @@ pub async fn plan_joining(aws: &Aws, name: &SetName, region: &str) -> Result<Joi
     // The members' key, read before any stack changes: the new region must
     // hold the same one.
     let marker_key = marker_key::for_deploy(aws, name, &deployed).await?;
-    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, Some(&marker_key));
     Ok(Joining {
         account,
         plan,
@@ -309,8 +310,48 @@ pub struct RemoveResult {
     /// The set's regions afterwards.
     pub remaining: Vec<String>,
     pub stacks: Vec<StackRow>,
+    /// With --delete-data: the sync from every member into the remaining
+    /// regions, run before the leaving bucket's data is deleted (writes it
+    /// alone held, whose events were lost, reach the others first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
     pub buckets: Vec<BucketRow>,
     pub ok: bool,
+}
+
+/// Refuses to delete a leaving region's data while a remaining region's
+/// dead-letter queue holds messages: copies from it that failed are among
+/// them, and once its bucket is gone they can never be replayed.
+async fn refuse_dead_letters_elsewhere(
+    aws: &Aws,
+    name: &SetName,
+    region: &str,
+    remaining: &[String],
+) -> Result<()> {
+    let queue = name.dead_letter_queue();
+    let depths = join_all(remaining.iter().map(|r| {
+        let queue = &queue;
+        async move { (r, aws.queue_depth_if_exists(r, queue).await) }
+    }))
+    .await;
+    let mut holding = Vec::new();
+    for (other, depth) in depths {
+        if let Some((_, waiting, in_flight)) = depth?
+            && waiting + in_flight > 0
+        {
+            holding.push(format!(
+                "  {queue} in {other} holds {} messages",
+                waiting + in_flight
+            ));
+        }
+    }
+    if holding.is_empty() {
+        return Ok(());
+    }
+    bail_input!(
+        "--delete-data would delete {region}'s bucket while copies may still be owed from it:\n{}\nnothing was changed; replay them first with `toastrep replay --name {name}`, then remove {region} again",
+        holding.join("\n")
+    )
 }
 
 /// Takes `region` out of set `name`.
@@ -342,6 +383,9 @@ pub async fn remove_region(
     if !options.discard_dead_letters {
         teardown::refuse_unread_queues(aws, name, [&region]).await?;
     }
+    if options.delete_data {
+        refuse_dead_letters_elsewhere(aws, name, &region, &remaining).await?;
+    }
 
     // Its pairs with every member, both ways: subscriptions first, so no
     // event is sent to a function whose permission is already gone.
@@ -355,6 +399,18 @@ pub async fn remove_region(
         teardown::delete_all(aws, name, Template::Subscription, subscriptions, reporter).await;
     if stacks.iter().all(|r| r.error.is_none()) {
         stacks.extend(teardown::delete_all(aws, name, Template::Grant, grants, reporter).await);
+    }
+    // No more events from it: what only it holds now reaches the others by
+    // a sync, while its function (and so the set's marker key) is still
+    // there. Its data is deleted only once that sync left nothing out.
+    let mut sync = None;
+    let mut delete_data = options.delete_data;
+    if options.delete_data && stacks.iter().all(|r| r.error.is_none()) {
+        let report =
+            sync_into_remaining(aws, name, &account, &found, &members, &remaining, reporter)
+                .await?;
+        delete_data = report.ok;
+        sync = Some(report);
     }
     if stacks.iter().all(|r| r.error.is_none()) {
         let base = vec![StackAt {
@@ -371,15 +427,7 @@ pub async fn remove_region(
         if found.data_buckets.contains(&region) {
             let bucket = name.data_bucket(&region, &account);
             buckets.push(
-                teardown::remove_bucket(
-                    aws,
-                    &region,
-                    bucket,
-                    "data",
-                    options.delete_data,
-                    reporter,
-                )
-                .await,
+                teardown::remove_bucket(aws, &region, bucket, "data", delete_data, reporter).await,
             );
         }
         if found.artifact_buckets.contains(&region) {
@@ -390,15 +438,49 @@ pub async fn remove_region(
             );
         }
     }
-    let ok = stacks_ok && buckets.iter().all(|b| b.error.is_none());
+    let synced = sync.as_ref().is_none_or(|s| s.ok);
+    let ok = stacks_ok && synced && buckets.iter().all(|b| b.error.is_none());
     let result = RemoveResult {
         name: name.to_string(),
         account,
         region,
         remaining,
         stacks,
+        sync,
         buckets,
         ok,
     };
     Ok(result)
+}
+
+/// A sync of every key from all of `members` into `remaining`, with the
+/// deployed set's settings.
+async fn sync_into_remaining(
+    aws: &Aws,
+    name: &SetName,
+    account: &str,
+    found: &DeployedSet,
+    members: &[String],
+    remaining: &[String],
+    reporter: &dyn Reporter,
+) -> Result<SyncReport> {
+    let settings = found.settings().unwrap_or_default();
+    let marker_key = marker_key::for_set(aws, name, members).await?;
+    let options = SyncOptions {
+        only_into: Some(remaining.to_vec()),
+        carry_deletes: settings.replicate_deletes,
+        concurrency: 16,
+        ..SyncOptions::default()
+    };
+    sync_set(
+        aws,
+        name,
+        account,
+        members,
+        &marker_key,
+        &settings.copy_settings(),
+        &options,
+        reporter,
+    )
+    .await
 }

@@ -45,6 +45,15 @@ impl Prepared {
     }
 }
 
+/// What a prepared deploy does with the set's marker key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Reads the deployed one (or makes one): the deploy passes it on.
+    Read,
+    /// Leaves it unread: a plan previews updates that keep the deployed one.
+    KeepDeployed,
+}
+
 /// Checks all input, finds what is deployed (a region list that drops a
 /// member is refused: that is remove-region's job), resolves the settings
 /// and builds (or reads) the package and the plan.
@@ -52,6 +61,7 @@ pub async fn prepare(
     options: &AwsOptions,
     spec: SetSpec,
     function: &FunctionRequest,
+    key: KeyUse,
     reporter: &dyn Reporter,
 ) -> Result<Prepared> {
     function.requested.resolve(None).check()?;
@@ -70,11 +80,17 @@ pub async fn prepare(
         .as_ref()
         .map(|d| function.requested.changes(d))
         .unwrap_or_default();
-    // Read back before any stack changes, so a redeploy keeps the set's
-    // key (and an unchanged set plans no change: the NoEcho value is the
-    // same, though no API shows it).
-    let marker_key =
-        marker_key::for_deploy(&aws, &spec.name, &membership::deployed_regions(&found)).await?;
+    // A deploy reads the key back before any stack changes, so a redeploy
+    // keeps it (and an unchanged set shows no change: the NoEcho value is
+    // the same, though no API shows it). A plan never reads it: the deployed
+    // stacks keep theirs (UsePreviousValue), so `plan` needs no right to
+    // the functions' secrets and can run where anyone may read its output.
+    let marker_key = match key {
+        KeyUse::Read => Some(
+            marker_key::for_deploy(&aws, &spec.name, &membership::deployed_regions(&found)).await?,
+        ),
+        KeyUse::KeepDeployed => None,
+    };
     let package = Package::for_function(
         prebuilt,
         settings.architecture,
@@ -82,7 +98,7 @@ pub async fn prepare(
         reporter,
     )
     .await?;
-    let plan = DeployPlan::new(spec, package.key.clone(), &settings, &marker_key);
+    let plan = DeployPlan::new(spec, package.key.clone(), &settings, marker_key.as_ref());
     Ok(Prepared {
         aws,
         account,

@@ -132,9 +132,14 @@ pub async fn replay(
         // The deployed part size and concurrency, as the functions copy.
         &found.settings().unwrap_or_default().copy_settings(),
     );
+    // A set that carries deletes gives a dead-lettered delete back to the
+    // function, whose mass-delete breaker counts (and may hold) it: the
+    // CLI has no breaker of its own to pass it through.
+    let carry_deletes = found.settings().unwrap_or_default().replicate_deletes;
     let results = join_all(queues.into_iter().map(|region| async {
         reporter.started(region, &name.dead_letter_queue(), "replaying");
-        let result = replay_region(&aws, name, &replicator, region, dry_run).await;
+        let deletes_to = carry_deletes.then(|| (aws.lambda(region), name.function()));
+        let result = replay_region(&aws, name, &replicator, region, dry_run, deletes_to).await;
         let result = result.unwrap_or_else(|error| RegionReplay {
             region: region.clone(),
             queue: name.dead_letter_queue(),
@@ -176,12 +181,16 @@ enum Outcome {
     Left(LeftMessage),
 }
 
+/// The region's function and its name: where a dead-lettered delete goes.
+type DeletesTo = Option<(aws_sdk_lambda::Client, String)>;
+
 async fn replay_region(
     aws: &Aws,
     name: &SetName,
     replicator: &Replicator<SdkStore>,
     region: &str,
     dry_run: bool,
+    deletes_to: DeletesTo,
 ) -> Result<RegionReplay> {
     let sqs = aws.sqs(region);
     let queue = name.dead_letter_queue();
@@ -218,8 +227,15 @@ async fn replay_region(
         }
         let outcomes: Vec<(Message, Outcome)> = stream::iter(fresh)
             .map(|message| async {
-                let outcome =
-                    replay_message(replicator, &destination, &message, dry_run, &sqs, &url).await;
+                let outcome = replay_message(
+                    replicator,
+                    &destination,
+                    &message,
+                    dry_run,
+                    (&sqs, &url),
+                    &deletes_to,
+                )
+                .await;
                 (message, outcome)
             })
             .buffer_unordered(BATCH as usize)
@@ -256,8 +272,8 @@ async fn replay_message(
     destination: &Bucket,
     message: &Message,
     dry_run: bool,
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
+    (sqs, url): (&aws_sdk_sqs::Client, &str),
+    deletes_to: &DeletesTo,
 ) -> Outcome {
     let message_id = message.message_id().unwrap_or_default().to_owned();
     let function_error = message
@@ -283,10 +299,45 @@ async fn replay_message(
     if dry_run {
         return Outcome::Replayed;
     }
-    match handle_sns_event(replicator, destination, &event).await {
-        Ok(_) => {}
-        Err(HandleError::Malformed(error)) => return left("unparseable", error.to_string()),
-        Err(error) => return left("failing", error.to_string()),
+    let deletes = parse_sns_event(&event)
+        .map(|notices| notices.iter().any(|n| n.is_delete_marker()))
+        .unwrap_or(false);
+    match (deletes, deletes_to) {
+        (true, Some((lambda, function))) => {
+            let invoked = lambda
+                .invoke()
+                .function_name(function)
+                .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+                .send()
+                .await;
+            match invoked {
+                Ok(out) if out.function_error().is_none() => {}
+                Ok(out) => {
+                    let payload = out
+                        .payload()
+                        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                        .unwrap_or_default();
+                    return left(
+                        "failing",
+                        format!("the function failed the delete again: {payload}"),
+                    );
+                }
+                Err(error) => {
+                    return left(
+                        "failing",
+                        format!(
+                            "giving the delete to {function}: {}",
+                            aws_sdk_lambda::error::DisplayErrorContext(&error)
+                        ),
+                    );
+                }
+            }
+        }
+        _ => match handle_sns_event(replicator, destination, &event).await {
+            Ok(_) => {}
+            Err(HandleError::Malformed(error)) => return left("unparseable", error.to_string()),
+            Err(error) => return left("failing", error.to_string()),
+        },
     }
     let Some(receipt) = message.receipt_handle() else {
         return left(

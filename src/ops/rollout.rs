@@ -4,7 +4,7 @@
 //! objects the set already holds, and the set is verified; each carries its
 //! joining marker ([`super::membership`]) until both have passed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -19,7 +19,7 @@ use crate::aws::change_set;
 use crate::aws::lifecycle;
 use crate::aws::stack::{ResourceFailure, StackAction};
 use crate::model::function::SettingChange;
-use crate::model::topology::{DeployPlan, StackPlan};
+use crate::model::topology::{CODE_VERSION_PARAMETER, DeployPlan, StackPlan};
 use crate::ops::discover;
 use crate::ops::membership::{self, set_joining_marker};
 use crate::ops::sync::{self, SyncOptions, SyncReport};
@@ -91,14 +91,27 @@ pub async fn roll_out(
     let name = &plan.spec.name;
     // A brand-new set has nothing to backfill.
     let added = membership::added(members, &plan.spec.regions);
-    let uploaded_to = upload_package(aws, plan, account, package, reporter).await?;
+    let (uploaded_to, versions) = upload_package(aws, plan, account, package, reporter).await?;
     for region in &added {
         set_joining_marker(aws, name, account, region, true).await?;
     }
 
     let permits = Arc::new(Semaphore::new(concurrency));
+    // Each region's function is pinned to the package version checked there.
+    let bases: Vec<StackPlan> = plan
+        .bases
+        .iter()
+        .map(|base| {
+            let mut base = base.clone();
+            if let Some(version) = versions.get(&base.region) {
+                base.parameters
+                    .insert(CODE_VERSION_PARAMETER.to_owned(), version.clone());
+            }
+            base
+        })
+        .collect();
     let mut rows: Vec<StackRow> = join_all(
-        plan.bases
+        bases
             .iter()
             .map(|base| apply(aws, base, &permits, reporter)),
     )
@@ -269,7 +282,7 @@ async fn upload_package(
     account: &str,
     package: &Package,
     reporter: &dyn Reporter,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, BTreeMap<String, String>)> {
     let results = join_all(plan.spec.regions.iter().map(|region| async move {
         let bucket = plan.spec.name.artifact_bucket(region, account);
         reporter.started(region, &bucket, "uploading the function package");
@@ -282,10 +295,10 @@ async fn upload_package(
         )
         .await;
         match &change {
-            Ok(change) => reporter.finished(
+            Ok(ensured) => reporter.finished(
                 region,
                 &bucket,
-                if change.package_uploaded {
+                if ensured.change.package_uploaded {
                     "package uploaded"
                 } else {
                     "package already there"
@@ -294,17 +307,19 @@ async fn upload_package(
             ),
             Err(error) => reporter.finished(region, &bucket, &format!("{error:#}"), false),
         }
-        change.map(|c| (region.clone(), c.package_uploaded))
+        change.map(|c| (region.clone(), c))
     }))
     .await;
     let mut uploaded = Vec::new();
+    let mut versions = BTreeMap::new();
     for result in results {
-        let (region, was_uploaded) = result?;
-        if was_uploaded {
-            uploaded.push(region);
+        let (region, ensured) = result?;
+        if ensured.change.package_uploaded {
+            uploaded.push(region.clone());
         }
+        versions.insert(region, ensured.version);
     }
-    Ok(uploaded)
+    Ok((uploaded, versions))
 }
 
 async fn apply(

@@ -349,6 +349,16 @@ impl Layers {
 
     fn name(&self, set: &SetArgs) -> Result<SetName, InputError> {
         match (&set.name, &self.loaded) {
+            // Another set's file would lend this one its regions and
+            // settings, and add-region or remove-region would rewrite it.
+            (Some(name), Some(loaded)) if *name != loaded.file.name => {
+                Err(InputError::new(format!(
+                    "--name {name}, but {} describes set {}: run where no set file is, pass --set-file with set {name}'s own file, or leave out --name to act on set {}",
+                    loaded.path.display(),
+                    loaded.file.name,
+                    loaded.file.name
+                )))
+            }
             (Some(name), _) => SetName::parse(name),
             (None, Some(loaded)) => SetName::parse(&loaded.file.name)
                 .map_err(|error| InputError::new(format!("in {}: {error}", loaded.path.display()))),

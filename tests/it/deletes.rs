@@ -190,7 +190,13 @@ async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_st
         assert!(!is_deleted(&set, region, "missed").await, "{region}");
     }
     let sync = toastrep_json(&["sync", "--name", &set.name]);
-    assert_eq!(sync["deletes_made"], 2, "{sync}");
+    // Sync carries it into both; the first one it makes is announced, and
+    // the other region's function may carry that one before sync's second
+    // lands (then sync finds it done). Either way, no failure, and deleted
+    // everywhere.
+    let made = sync["deletes_made"].as_u64().unwrap();
+    assert!((1..=2).contains(&made), "{sync}");
+    assert_eq!(sync["ok"], true, "{sync}");
     wait_deleted_everywhere(&set, "missed").await;
     notify(config.topic_configurations().to_vec())
         .await
@@ -613,7 +619,7 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
 
 /// Switches `region`'s bucket notifications off: what is written there
 /// from now on announces nothing.
-async fn notifications_off(set: &Set, region: &str) {
+pub(crate) async fn notifications_off(set: &Set, region: &str) {
     s3(region)
         .put_bucket_notification_configuration()
         .bucket(set.bucket(region))

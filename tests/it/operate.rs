@@ -860,3 +860,96 @@ fn completions_and_man_page_cover_every_command() {
     );
     assert!(page.contains("add\\-region"), "{page}");
 }
+
+/// `remove-region --delete-data` loses no write that never replicated: it
+/// is refused while another region holds dead letters (copies from the
+/// leaving region may be among them), and it syncs the leaving region's
+/// objects into the others before its data goes, the sync in its result.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_region_with_its_data_first_syncs_what_only_it_holds() {
+    use crate::deletes::notifications_off;
+    use crate::replicator::{Set, THREE, WAIT};
+
+    let set = Set::deploy("rm-data", &THREE, &[]);
+    let leaving = THREE[2];
+    set.put(THREE[0], "shared", b"shared").await;
+    set.wait_everywhere("shared", b"shared").await;
+    // A write whose events were lost: only the leaving bucket holds it.
+    notifications_off(&set, leaving).await;
+    set.put(leaving, "only-here", b"only here").await;
+
+    // A dead letter in a remaining region: refused, nothing changed.
+    let sqs = harness::sqs(THREE[1]);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(format!("toastrep-{}-dlq", set.name))
+        .send()
+        .await
+        .expect("GetQueueUrl")
+        .queue_url
+        .expect("a queue URL");
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body("{}")
+        .send()
+        .await
+        .expect("SendMessage");
+    let remove = [
+        "remove-region",
+        "--name",
+        set.name.as_str(),
+        "--region",
+        leaving,
+        "--delete-data",
+        "--yes",
+        "--output",
+        "json",
+    ];
+    let refused = toastrep(&remove);
+    assert_eq!(refused.status.code(), Some(2));
+    let error = stderr(&refused);
+    assert!(
+        error.contains(&format!("in {}", THREE[1])) && error.contains("toastrep replay"),
+        "{error}"
+    );
+    assert_eq!(
+        set.body(leaving, "only-here").await.as_deref(),
+        Some(&b"only here"[..])
+    );
+    assert!(!set_stacks(leaving, &set.name).await.is_empty());
+
+    sqs.purge_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .expect("PurgeQueue");
+    eventually("the dead letter gone", WAIT, || async {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()?;
+        let count = attributes
+            .attributes()?
+            .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)?
+            .clone();
+        (count == "0").then_some(())
+    })
+    .await;
+
+    let removed = toastrep(&remove);
+    assert_eq!(removed.status.code(), Some(0), "{}", stderr(&removed));
+    let result = json(&removed);
+    assert_eq!(result["sync"]["ok"], true, "{result}");
+    assert_eq!(result["sync"]["copies_made"], 2, "{result}");
+    for region in &THREE[..2] {
+        assert_eq!(
+            set.body(region, "only-here").await.as_deref(),
+            Some(&b"only here"[..]),
+            "{region}"
+        );
+    }
+    assert!(!bucket_exists(leaving, &data_bucket(&set.name, leaving)).await);
+}

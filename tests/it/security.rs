@@ -148,7 +148,30 @@ async fn a_package_planted_under_the_expected_key_is_refused() {
         hex::encode(Sha256::digest(&package))
     );
     let bucket = artifact_bucket(&name, PAIR[1]);
-    s3(PAIR[1])
+    // The bucket is versioned, and the function's code is pinned to the
+    // version of the package deploy checked.
+    let versioning = s3(PAIR[1])
+        .get_bucket_versioning()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versioning.status(),
+        Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+    );
+    let checked = s3(PAIR[1])
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .expect("a version id")
+        .to_owned();
+    assert_eq!(code_version(&name, PAIR[1]).await, checked);
+    let planted = s3(PAIR[1])
         .put_object()
         .bucket(&bucket)
         .key(&key)
@@ -157,6 +180,9 @@ async fn a_package_planted_under_the_expected_key_is_refused() {
         .send()
         .await
         .unwrap();
+    // What a rollback or an update would fetch is still the checked one.
+    assert_ne!(planted.version_id(), Some(checked.as_str()));
+    assert_eq!(code_version(&name, PAIR[1]).await, checked);
     let stacks_before = stack_updates(&name).await;
     let refused = deploy(&name, &regions, &zip);
     assert_eq!(refused.status.code(), Some(2));
@@ -182,6 +208,23 @@ async fn a_package_planted_under_the_expected_key_is_refused() {
         .unwrap();
     assert!(deploy(&name, &regions, &zip).status.success());
     teardown(&name);
+}
+
+/// The package version the base stack in `region` pins the code to.
+async fn code_version(name: &str, region: &str) -> String {
+    let stacks = cloudformation(region)
+        .describe_stacks()
+        .stack_name(format!("toastrep-{name}"))
+        .send()
+        .await
+        .unwrap();
+    stacks.stacks()[0]
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some("CodeVersion"))
+        .and_then(|p| p.parameter_value())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Each stack of the set with its last update time: what a deploy changes.

@@ -216,5 +216,33 @@ fn a_command_without_a_set_says_how_to_name_one_and_a_bad_set_file_is_named() {
         "{}",
         stderr(&out)
     );
+
+    // --name of another set than the file's: refused before anything, and
+    // the file is left as it was (add-region would have rewritten it).
+    let file = "name = \"media\"\nregions = [\"us-east-1\", \"eu-west-2\"]\n";
+    std::fs::write(dir.join("toastrep.toml"), file).unwrap();
+    for args in [
+        &["deploy", "--name", "photos"][..],
+        &[
+            "add-region",
+            "--name",
+            "photos",
+            "--region",
+            "ap-northeast-1",
+        ],
+        &["status", "--name", "photos"],
+    ] {
+        let out = toastrep_in(&dir, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let error = stderr(&out);
+        assert!(
+            error.contains("--name photos") && error.contains("describes set media"),
+            "{args:?}: {error}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("toastrep.toml")).unwrap(),
+            file
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -38,7 +38,7 @@ pub const MAX_PARTS: u64 = 10_000;
 
 /// How copies are made. Configurable because the emulator does not enforce
 /// S3's 5 GiB / 5 MiB limits, so tests exercise multipart on small objects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CopySettings {
     /// Objects larger than this (bytes) are copied in parts.
     pub multipart_threshold: u64,

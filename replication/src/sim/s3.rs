@@ -41,7 +41,7 @@ struct Upload {
 }
 
 /// Fault rates, each out of 1,000 calls.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Faults {
     /// 5xx or throttling, before the call acts.
     pub fail: u32,

@@ -33,7 +33,8 @@ const REGIONS: [&str; 5] = [
 const STEP_LIMIT: u64 = 400_000;
 
 /// What a user does, at a time in the schedule.
-#[derive(Debug, Clone)]
+/// Serialized as recorded regressions are (`tests/regressions.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserOp {
     /// PutObject of new bytes.
     Put { region: usize, key: String },
@@ -73,7 +74,7 @@ pub enum UserOp {
 }
 
 /// A schedule's setting: everything but the interleaving, which the seed picks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Scenario {
     pub regions: usize,
     /// (milliseconds from the start, operation), in time order.
