@@ -27,6 +27,9 @@ pub struct Breaker {
     pub per_minute: u32,
     /// This function's region: the only destination its breaker keeps.
     pub region: String,
+    /// The set's marker key: held deletes carry its seal, so `toastrep
+    /// deletes` acts only on messages this function wrote.
+    pub key: toastrep_replication::MarkerKey,
     /// The artifact bucket, where the counts are kept.
     pub bucket: String,
     /// The set's account: the expected owner of the bucket.
@@ -145,10 +148,19 @@ impl Breaker {
 
     /// Keeps `notice` in the held-deletes queue.
     async fn hold(&self, notice: &S3Notice) -> Result<(), Error> {
+        let body = notice.to_s3_message();
+        let seal = breaker_keys::seal(&self.key, &self.region, &body);
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(notice.to_s3_message())
+            .message_body(body)
+            .message_attributes(
+                breaker_keys::SEAL_ATTRIBUTE,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(seal)
+                    .build()?,
+            )
             .message_attributes(
                 "source_region",
                 MessageAttributeValue::builder()

@@ -81,10 +81,12 @@ async fn main() -> Result<(), Error> {
     };
     tracing::info!(carry_deletes, "deletes");
     // Deletes carried from other regions pass the mass-delete breaker.
+    let breaker_key = key.clone();
     let mut replicator = Replicator::new(store, key, set, settings).carrying_deletes(carry_deletes);
     if carry_deletes {
         replicator = replicator.gating_deletes(std::sync::Arc::new(Breaker {
             region: destination.region.clone(),
+            key: breaker_key.clone(),
             per_minute: required_env("DELETE_BREAKER_PER_MINUTE")?
                 .parse()
                 .map_err(|e| format!("environment variable DELETE_BREAKER_PER_MINUTE: {e}"))?,
@@ -115,6 +117,7 @@ async fn main() -> Result<(), Error> {
         repair::env_number("REPAIR_KEY_CONCURRENCY", 32)?,
         aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
         aws_sdk_lambda::Client::new(&sdk_config),
+        aws_sdk_sfn::Client::new(&sdk_config),
     );
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async {

@@ -16,7 +16,7 @@
 //! - `repair/runs/RUN/report.json`, and a copy in `repair/last.json`;
 //! - `repair/bounds.json`: range bounds learned from the last whole run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -41,6 +41,11 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
 /// How long a range invocation trusts the member regions it read.
 const MEMBERS_FRESH: Duration = Duration::from_secs(300);
 
+/// How long a running execution, once Step Functions said so, is trusted
+/// without asking again: a range's invocations follow each other closely,
+/// and DescribeExecution is rate-limited.
+const EXECUTION_FRESH: Duration = Duration::from_secs(60);
+
 /// Range bounds learned from a whole run.
 #[derive(Debug, serde::Deserialize, Serialize)]
 struct Bounds {
@@ -61,8 +66,11 @@ pub struct Repair<'a> {
     pub concurrency: usize,
     pub s3: aws_sdk_s3::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub sfn: aws_sdk_sfn::Client,
     /// The member regions, and when they were read.
     members: Mutex<Option<(tokio::time::Instant, BTreeSet<String>)>>,
+    /// Executions Step Functions said were running, and when.
+    executions: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 fn now_ms() -> i64 {
@@ -111,6 +119,7 @@ impl<'a> Repair<'a> {
         concurrency: usize,
         s3: aws_sdk_s3::Client,
         lambda: aws_sdk_lambda::Client,
+        sfn: aws_sdk_sfn::Client,
     ) -> Repair<'a> {
         Repair {
             set: replicator.set().clone(),
@@ -122,7 +131,9 @@ impl<'a> Repair<'a> {
             concurrency,
             s3,
             lambda,
+            sfn,
             members: Mutex::new(None),
+            executions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -482,10 +493,105 @@ impl Repair<'_> {
         let request: RepairRequest = serde_json::from_value(payload)
             .map_err(|e| fail("InvalidRepairRequest", format!("not a repair step: {e}")))?;
         match request {
-            RepairRequest::RepairPlan { run, input } => self.plan(&run, &input).await,
-            RepairRequest::RepairRange(range) => self.range(range, deadline).await,
-            RepairRequest::RepairReport { run, error } => self.report(&run, error.as_ref()).await,
+            RepairRequest::RepairPlan {
+                run,
+                execution,
+                input,
+            } => {
+                self.authenticate(&execution, &run).await?;
+                self.plan(&run, &input).await
+            }
+            RepairRequest::RepairRange(range) => {
+                self.authenticate(&range.execution, &range.run).await?;
+                self.range(range, deadline).await
+            }
+            RepairRequest::RepairReport {
+                run,
+                execution,
+                error,
+            } => {
+                self.authenticate(&execution, &run).await?;
+                self.report(&run, error.as_ref()).await
+            }
         }
+    }
+
+    /// Acts on a step only while the execution it names runs, and is an
+    /// execution of this set's repair state machine in this region, named
+    /// as its run: anyone else allowed to invoke the function (a step is an
+    /// ordinary invoke) cannot start a scan or write the run's records.
+    /// Step Functions says so (DescribeExecution); an answer is trusted for
+    /// [`EXECUTION_FRESH`].
+    async fn authenticate(&self, execution: &str, run: &str) -> Result<(), Diagnostic> {
+        let state_machine = format!("toastrep-{}-repair", self.set.set);
+        let refuse = |why: String| {
+            Err(fail(
+                "UnauthenticatedRepairStep",
+                format!("repair step for run {run:?} refused: {why}"),
+            ))
+        };
+        // arn:PARTITION:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME
+        let parts: Vec<&str> = execution.split(':').collect();
+        let [
+            "arn",
+            _partition,
+            "states",
+            region,
+            account,
+            "execution",
+            machine,
+            name,
+        ] = parts.as_slice()
+        else {
+            return refuse(format!(
+                "{execution:?} is not the ARN of a Step Functions execution"
+            ));
+        };
+        if *region != self.region || *account != self.set.account || *machine != state_machine {
+            return refuse(format!(
+                "{execution} is not an execution of {state_machine} in {} of account {}",
+                self.region, self.set.account
+            ));
+        }
+        if *name != run {
+            return refuse(format!("{execution} is not run {run}"));
+        }
+        if let Some(seen) = self.executions.lock().await.get(execution)
+            && seen.elapsed() < EXECUTION_FRESH
+        {
+            return Ok(());
+        }
+        let described = self
+            .sfn
+            .describe_execution()
+            .execution_arn(execution)
+            .send()
+            .await
+            .map_err(|e| {
+                fail(
+                    "UnauthenticatedRepairStep",
+                    format!(
+                        "repair step for run {run:?} refused: DescribeExecution {execution}: {}",
+                        aws_sdk_sfn::error::DisplayErrorContext(e)
+                    ),
+                )
+            })?;
+        let running = described.status() == &aws_sdk_sfn::types::ExecutionStatus::Running;
+        let ours = described
+            .state_machine_arn()
+            .ends_with(&format!(":stateMachine:{state_machine}"));
+        if !(running && ours) {
+            return refuse(format!(
+                "{execution} is {} ({})",
+                described.status().as_str(),
+                described.state_machine_arn()
+            ));
+        }
+        self.executions
+            .lock()
+            .await
+            .insert(execution.to_owned(), tokio::time::Instant::now());
+        Ok(())
     }
 }
 

@@ -19,3 +19,55 @@ pub fn count_prefix(source: &str, minute: i64) -> String {
 pub fn open_key(source: &str) -> String {
     format!("{OPEN}{source}")
 }
+
+/// The message attribute a held delete carries: the function's seal over
+/// the message, so `toastrep deletes` acts only on what the function wrote.
+pub const SEAL_ATTRIBUTE: &str = "toastrep-seal";
+
+/// What the seal is made with: a key derived from the set's marker key for
+/// this purpose alone.
+const SEAL_PURPOSE: &str = "toastrep held delete v1";
+
+/// The seal of a held-delete message whose body is `body`, destined for
+/// `region`'s queue (a message moved to another region's queue does not
+/// verify there).
+pub fn seal(key: &crate::MarkerKey, region: &str, body: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.derive(SEAL_PURPOSE))
+        .expect("HMAC takes any key length");
+    for field in [region, body] {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether `seal` is the function's seal of `body` for `region`.
+pub fn is_sealed(key: &crate::MarkerKey, region: &str, body: &str, seal: &str) -> bool {
+    let expected = self::seal(key, region, body);
+    // In constant time: the seal is a secret-derived value.
+    expected.len() == seal.len()
+        && expected
+            .bytes()
+            .zip(seal.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MarkerKey;
+
+    #[test]
+    fn a_seal_verifies_only_for_its_message_region_and_key() {
+        let key = MarkerKey::for_tests("set");
+        let seal = seal(&key, "eu-west-2", "{\"Records\":[]}");
+        assert!(is_sealed(&key, "eu-west-2", "{\"Records\":[]}", &seal));
+        assert!(!is_sealed(&key, "eu-west-2", "{\"Records\":[1]}", &seal));
+        assert!(!is_sealed(&key, "us-east-1", "{\"Records\":[]}", &seal));
+        let other = MarkerKey::for_tests("other");
+        assert!(!is_sealed(&other, "eu-west-2", "{\"Records\":[]}", &seal));
+        assert!(!is_sealed(&key, "eu-west-2", "{\"Records\":[]}", ""));
+    }
+}

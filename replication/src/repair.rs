@@ -24,6 +24,10 @@ pub enum RepairRequest {
     RepairPlan {
         /// The execution's name: the run's id.
         run: String,
+        /// The execution's ARN (`$$.Execution.Id`): the function acts on a
+        /// step only while that execution of the set's state machine runs.
+        #[serde(default)]
+        execution: String,
         /// The execution's input (`{"deep": true}` examines every key).
         #[serde(default)]
         input: serde_json::Value,
@@ -31,6 +35,8 @@ pub enum RepairRequest {
     RepairRange(RangeRequest),
     RepairReport {
         run: String,
+        #[serde(default)]
+        execution: String,
         /// The map's error, when it failed (too many ranges failed).
         #[serde(default)]
         error: Option<serde_json::Value>,
@@ -41,6 +47,10 @@ pub enum RepairRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeRequest {
     pub run: String,
+    /// The ARN of the execution whose map sent it (see
+    /// [`RepairRequest::RepairPlan`]).
+    #[serde(default)]
+    pub execution: String,
     /// The member regions, this one among them.
     pub regions: Vec<String>,
     pub index: usize,
@@ -322,6 +332,7 @@ mod tests {
             plan,
             RepairRequest::RepairPlan {
                 run: "r1".into(),
+                execution: String::new(),
                 input: serde_json::Value::Null
             }
         );

@@ -66,6 +66,12 @@ fn render_text(result: &DeletesResult) -> String {
     for failure in &result.failures {
         let _ = writeln!(text, "FAILED {failure}");
     }
+    for refused in &result.refused {
+        let _ = writeln!(
+            text,
+            "REFUSED {refused} (look at it, then delete it from the queue by hand)"
+        );
+    }
     let _ = match (result.action, result.done) {
         (Action::Look, _) => writeln!(
             text,

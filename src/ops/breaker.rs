@@ -96,6 +96,10 @@ pub struct OpenBreaker {
 pub struct HeldDelete {
     pub notice: S3Notice,
     pub receipt: String,
+    /// The message as it is in the queue, and the function's seal of it
+    /// (`None`: the message carries none).
+    pub body: String,
+    pub seal: Option<String>,
 }
 
 /// The breakers open in `region`.
@@ -190,6 +194,7 @@ pub async fn receive_held(
             .queue_url(&url)
             .max_number_of_messages(10)
             .visibility_timeout(hide)
+            .message_attribute_names(breaker_keys::SEAL_ATTRIBUTE)
             .send()
             .await
             .map_err(anyhow::Error::new)
@@ -202,10 +207,17 @@ pub async fn receive_held(
             let body = message.body().unwrap_or_default();
             let notices = parse_s3_message(body)
                 .with_context(|| format!("a held delete in {region} is not an S3 event: {body}"))?;
+            let seal = message
+                .message_attributes()
+                .and_then(|a| a.get(breaker_keys::SEAL_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned);
             for notice in notices {
                 held.push(HeldDelete {
                     notice,
                     receipt: message.receipt_handle().unwrap_or_default().to_owned(),
+                    body: body.to_owned(),
+                    seal: seal.clone(),
                 });
             }
         }

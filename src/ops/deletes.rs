@@ -16,7 +16,9 @@ use toastrep_replication::{Bucket, KeyRestore, ObjectStore, Undo};
 use crate::model::names::SetName;
 use crate::ops::breaker::{self, HeldDelete, OpenBreaker};
 use crate::ops::discover::{self, Located};
-use crate::ops::sync::set_engine;
+use crate::ops::marker_key;
+use crate::ops::sync::set_replicator;
+use toastrep_replication::breaker_keys;
 
 /// How long held deletes stay hidden while they are read (then shown
 /// again) or acted on (then deleted, or back after this long).
@@ -53,6 +55,9 @@ pub struct DeletesResult {
     pub done: bool,
     pub regions: Vec<RegionDeletes>,
     pub failures: Vec<String>,
+    /// Messages in a held-deletes queue that the set's function did not
+    /// write (no valid seal): never acted on, left in the queue to look at.
+    pub refused: Vec<String>,
     pub ok: bool,
 }
 
@@ -98,7 +103,18 @@ pub async fn deletes(
     // Only acting needs the engine, and so the set's marker key: a look
     // reads the queues and the breakers, never the key.
     let engine = if act {
-        Some(set_engine(aws, name, account, &regions, &settings).await?)
+        let key = marker_key::for_set(aws, name, &regions).await?;
+        let replicator = set_replicator(
+            aws,
+            name,
+            account,
+            &regions,
+            &key,
+            &settings.copy_settings(),
+        )
+        .carrying_deletes(true);
+        let buckets: Vec<Bucket> = regions.iter().map(|r| replicator.set().bucket(r)).collect();
+        Some((buckets, replicator, key))
     } else {
         None
     };
@@ -109,6 +125,7 @@ pub async fn deletes(
         done: act,
         regions: Vec::new(),
         failures: Vec::new(),
+        refused: Vec::new(),
         ok: true,
     };
     // Acting carries (or undoes) deletes, whose own notices may be held
@@ -127,8 +144,32 @@ pub async fn deletes(
             }
             any |= !held.is_empty();
             let mut keys = Vec::new();
-            for HeldDelete { notice, receipt } in held {
-                let outcome = if let Some((buckets, replicator)) = &engine {
+            for HeldDelete {
+                notice,
+                receipt,
+                body,
+                seal,
+            } in held
+            {
+                let outcome = if let Some((buckets, replicator, key)) = &engine {
+                    // Only what the set's function wrote is acted on: a
+                    // message anyone else put in the queue stays there.
+                    let sealed = seal
+                        .as_deref()
+                        .is_some_and(|seal| breaker_keys::is_sealed(key, region, &body, seal));
+                    if !sealed {
+                        result.refused.push(format!(
+                            "{} held in {region}: not written by the set's function (no valid seal), left in the queue",
+                            notice.key
+                        ));
+                        keys.push(HeldKey {
+                            key: notice.key,
+                            source: notice.region,
+                            marker: notice.version_id.unwrap_or_default(),
+                            outcome: Some("refused: not written by the set's function".into()),
+                        });
+                        continue;
+                    }
                     let done = match action {
                         Action::Release => replicator
                             .replicate(&notice, &buckets[index])
@@ -194,7 +235,7 @@ pub async fn deletes(
         }
     }
     result.regions = by_region;
-    result.ok = result.failures.is_empty();
+    result.ok = result.failures.is_empty() && result.refused.is_empty();
     Ok(result)
 }
 

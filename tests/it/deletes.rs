@@ -738,3 +738,54 @@ async fn deletes_from_a_session_named_like_the_function_are_counted() {
     );
     assert_eq!(held + carried, 6, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_delete_the_function_did_not_write_is_never_released() {
+    let set = Set::deploy(
+        "brk-seal",
+        &["us-east-1", "eu-west-2"],
+        &["--replicate-deletes"],
+    );
+    let key = "victim".to_owned();
+    set.put_keys_everywhere("us-east-1", std::slice::from_ref(&key))
+        .await;
+    // A real delete in us-east-1 that nobody hears of, and a message in
+    // eu-west-2's held-deletes queue that claims the breaker held it: put
+    // there by someone allowed to send to the queue, not by the function.
+    notifications_off(&set, "us-east-1").await;
+    let marker = delete(&set, "us-east-1", &key).await;
+    let record = S3Record::new("us-east-1", &set.bucket("us-east-1"), &key)
+        .event_name("ObjectRemoved:DeleteMarkerCreated")
+        .version_id(&marker)
+        .sequencer("0055AED6DCD90281E6");
+    let body = serde_json::json!({ "Records": [record.json()] }).to_string();
+    let sqs = harness::sqs("eu-west-2");
+    let url = sqs
+        .get_queue_url()
+        .queue_name(format!("toastrep-{}-held-deletes", set.name))
+        .send()
+        .await
+        .expect("GetQueueUrl")
+        .queue_url
+        .expect("a queue URL");
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("SendMessage");
+
+    let (released, code) =
+        Emu::shared().toastrep_json(&["deletes", "--name", &set.name, "--release", "--yes"]);
+    assert_eq!(code, Some(1), "{released}");
+    let refused = released["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{released}");
+    assert!(
+        refused[0]
+            .as_str()
+            .unwrap()
+            .contains("not written by the set's function"),
+        "{released}"
+    );
+    assert!(!is_deleted(&set, "eu-west-2", &key).await, "{released}");
+}

@@ -410,3 +410,50 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
         );
     }
 }
+
+/// A repair step is an ordinary invoke of the function: anyone allowed to
+/// invoke it could ask for one. The function acts on a step only while the
+/// execution it names, of the set's own state machine in its region and
+/// named as its run, is running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_step_from_anyone_but_a_running_execution_is_refused() {
+    use crate::replicator::Set;
+
+    let set = Set::deploy("rep-auth", &["us-east-1", "eu-west-2"], &[]);
+    let region = "us-east-1";
+    let machine = format!("toastrep-{}-repair", set.name);
+    let other = format!("toastrep-{}x-repair", set.name);
+    let arn = |machine: &str, name: &str| {
+        format!("arn:aws:states:{region}:{ACCOUNT}:execution:{machine}:{name}")
+    };
+    for (run, execution) in [
+        // None at all.
+        ("forged-1", String::new()),
+        // Another state machine's, another run's, and one that never ran.
+        ("forged-2", arn(&other, "forged-2")),
+        ("forged-3", arn(&machine, "another-run")),
+        ("forged-4", arn(&machine, "forged-4")),
+    ] {
+        let step = json!({"toastrep": "repair-plan", "run": run, "execution": execution,
+            "input": {"deep": true}});
+        let (error, payload) = set.invoke(region, &step).await;
+        assert!(error.is_some(), "{run}: {payload}");
+        assert!(
+            payload.to_string().contains("UnauthenticatedRepairStep"),
+            "{run}: {payload}"
+        );
+        // Nothing was written for it.
+        let listed = harness::s3(region)
+            .list_objects_v2()
+            .bucket(harness::artifact_bucket(&set.name, region))
+            .prefix(format!("repair/runs/{run}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.key_count(), Some(0), "{run}");
+    }
+    // The state machine's own runs still repair.
+    let emu = Emu::shared();
+    let (report, code) = emu.toastrep_json(&["sync", "--name", &set.name, "--in-cloud"]);
+    assert_eq!(code, Some(0), "{report}");
+}

@@ -145,6 +145,7 @@ impl<S: ObjectStore> Replicator<S> {
                 let parts = part_ranges(head.size, self.settings.part_size).len();
                 u32::try_from(parts).unwrap_or(u32::MAX)
             }),
+            source_etag: (single && !head.etag_is_md5).then(|| head.etag.clone()),
         };
         let marker = self.key.seal(
             key,

@@ -63,6 +63,10 @@ pub struct Copied {
     pub md5: Option<String>,
     /// For a copy in parts, how many: S3's ETag of it ends in `-N`.
     pub parts: Option<u32>,
+    /// For a single CopyObject of an object whose ETag is not its MD5: that
+    /// ETag. S3 gives the copy a fresh one-part ETag; a store that keeps
+    /// the source's (the emulator) gives it this one.
+    pub source_etag: Option<String>,
 }
 
 impl Copied {
@@ -75,8 +79,12 @@ impl Copied {
         size == self.size
             && match (&self.md5, self.parts) {
                 (_, Some(parts)) => in_parts == Some(&parts.to_string()),
-                // One CopyObject makes an object of one part.
-                (_, None) if in_parts.is_some() => false,
+                // One CopyObject makes an object of one part, or keeps the
+                // source's ETag.
+                (_, None) if in_parts.is_some() => self
+                    .source_etag
+                    .as_deref()
+                    .is_some_and(|source| source.eq_ignore_ascii_case(etag)),
                 (Some(md5), None) if etag_is_md5 => md5.eq_ignore_ascii_case(etag),
                 _ => true,
             }
@@ -173,6 +181,7 @@ impl MarkerKey {
         let size = copied.map(|c| c.size.to_string());
         let md5 = copied.map(|c| c.md5.clone().unwrap_or_default());
         let parts = copied.map(|c| c.parts.map(|p| p.to_string()).unwrap_or_default());
+        let source = copied.map(|c| c.source_etag.clone().unwrap_or_default());
         // Length-prefixed fields: no two field lists sign the same bytes.
         let fields = [
             Some(format),
@@ -187,6 +196,7 @@ impl MarkerKey {
             size.as_deref(),
             md5.as_deref(),
             parts.as_deref(),
+            source.as_deref(),
         ];
         for field in fields.into_iter().flatten() {
             mac.update(&(field.len() as u64).to_be_bytes());
@@ -209,7 +219,7 @@ impl MarkerKey {
         copied: &Copied,
     ) -> String {
         format!(
-            "{FORMAT};region={};time={};version={};etag={};written={written};by={by};size={};md5={};parts={};mac={}",
+            "{FORMAT};region={};time={};version={};etag={};written={written};by={by};size={};md5={};parts={};from={};mac={}",
             write.region,
             write.time,
             write.version,
@@ -217,6 +227,7 @@ impl MarkerKey {
             copied.size,
             copied.md5.as_deref().unwrap_or_default(),
             copied.parts.map(|p| p.to_string()).unwrap_or_default(),
+            copied.source_etag.as_deref().unwrap_or_default(),
             self.mac(FORMAT, key, region, write, written, by, Some(copied))
         )
     }
@@ -285,6 +296,7 @@ fn parse(value: &str) -> Option<Parsed<'_>> {
         let size = field("size")?.parse().ok()?;
         let md5 = field("md5")?;
         let parts = field("parts")?;
+        let from = field("from")?;
         Some(Copied {
             size,
             md5: (!md5.is_empty()).then(|| md5.to_owned()),
@@ -293,6 +305,7 @@ fn parse(value: &str) -> Option<Parsed<'_>> {
             } else {
                 Some(parts.parse().ok()?)
             },
+            source_etag: (!from.is_empty()).then(|| from.to_owned()),
         })
     } else {
         None
@@ -351,6 +364,7 @@ mod tests {
             size: 5,
             md5: Some("0123456789abcdef0123456789abcdef".into()),
             parts: None,
+            source_etag: None,
         }
     }
 
@@ -360,6 +374,7 @@ mod tests {
             size: 9,
             md5: None,
             parts: Some(3),
+            source_etag: None,
         };
         assert!(copied.fits("0123456789abcdef0123456789abcdef-3", 9, false));
         assert!(!copied.fits("0123456789abcdef0123456789abcdef-2", 9, false));
@@ -368,9 +383,12 @@ mod tests {
             size: 9,
             md5: None,
             parts: None,
+            source_etag: Some("fedcba9876543210fedcba9876543210-2".into()),
         };
         assert!(single.fits("0123456789abcdef0123456789abcdef", 9, true));
         assert!(!single.fits("0123456789abcdef0123456789abcdef-2", 9, false));
+        // A store that keeps the source's ETag on a copy.
+        assert!(single.fits("fedcba9876543210fedcba9876543210-2", 9, false));
     }
 
     fn sealed(key: &MarkerKey, object_key: &str, written: i64) -> BTreeMap<String, String> {

@@ -34,6 +34,7 @@ fn replica(region: &str, version: &str, written: i64, of: &Seen) -> Seen {
                 size: 1,
                 md5: None,
                 parts: None,
+                source_etag: None,
             },
         ),
     );

@@ -91,6 +91,7 @@ async fn late_copy(source: &TestBucket, destination: &TestBucket, key: &str) -> 
         size: seen.head.size,
         md5: seen.head.etag_is_md5.then(|| seen.head.etag.clone()),
         parts: None,
+        source_etag: (!seen.head.etag_is_md5).then(|| seen.head.etag.clone()),
     };
     let marker = marker_key().seal(
         key,
