@@ -789,3 +789,48 @@ async fn a_held_delete_the_function_did_not_write_is_never_released() {
     );
     assert!(!is_deleted(&set, "eu-west-2", &key).await, "{released}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_gives_a_dead_lettered_delete_back_to_the_function() {
+    let set = Set::deploy(
+        "rp-del",
+        &["us-east-1", "eu-west-2"],
+        &["--replicate-deletes"],
+    );
+    let key = "gone".to_owned();
+    set.put_keys_everywhere("us-east-1", std::slice::from_ref(&key))
+        .await;
+    // A delete whose delivery to eu-west-2 failed and was dead-lettered.
+    notifications_off(&set, "us-east-1").await;
+    let marker = delete(&set, "us-east-1", &key).await;
+    let record = S3Record::new("us-east-1", &set.bucket("us-east-1"), &key)
+        .event_name("ObjectRemoved:DeleteMarkerCreated")
+        .version_id(&marker)
+        .sequencer("0055AED6DCD90281E6");
+    let event = testkit::events::sns_event(
+        &testkit::events::topic_arn("us-east-1", &set.name),
+        vec![record.json()],
+    );
+    let sqs = harness::sqs("eu-west-2");
+    let url = sqs
+        .get_queue_url()
+        .queue_name(format!("toastrep-{}-dlq", set.name))
+        .send()
+        .await
+        .expect("GetQueueUrl")
+        .queue_url
+        .expect("a queue URL");
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .expect("SendMessage");
+    assert!(!is_deleted(&set, "eu-west-2", &key).await);
+
+    // Replayed, the delete is carried (by the function, through its
+    // breaker), not dropped with its message.
+    let replayed = toastrep_json(&["replay", "--name", &set.name, "--region", "eu-west-2"]);
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    assert!(is_deleted(&set, "eu-west-2", &key).await, "{replayed}");
+}
