@@ -56,11 +56,17 @@ async fn wait_deleted_everywhere(set: &Set, key: &str) {
 
 /// The SNS event of an `ObjectRemoved:*` notification from `region`.
 fn removal_event(set: &Set, region: &str, key: &str, version_id: &str, name: &str) -> Value {
-    let record = S3Record::new(region, &set.bucket(region), key)
+    sns_event(vec![
+        removal_record(set, region, key, version_id, name).json(),
+    ])
+}
+
+/// The S3 record of an `ObjectRemoved:*` notification from `region`.
+fn removal_record(set: &Set, region: &str, key: &str, version_id: &str, name: &str) -> S3Record {
+    S3Record::new(region, &set.bucket(region), key)
         .event_name(name)
         .version_id(version_id)
-        .sequencer("0055AED6DCD90281E6");
-    sns_event(vec![record.json()])
+        .sequencer("0055AED6DCD90281E6")
 }
 
 /// Delivers `event` to every region's function, as SNS would, and returns
@@ -716,11 +722,14 @@ async fn deletes_from_a_session_named_like_the_function_are_counted() {
     let session = format!("AWS:AROAEXAMPLEOTHERROLE:{}", set.function());
     for key in &keys {
         let marker = delete(&set, "us-east-1", key).await;
-        let record = S3Record::new("us-east-1", &set.bucket("us-east-1"), key)
-            .event_name("ObjectRemoved:DeleteMarkerCreated")
-            .version_id(&marker)
-            .principal(&session)
-            .sequencer("0055AED6DCD90281E6");
+        let record = removal_record(
+            &set,
+            "us-east-1",
+            key,
+            &marker,
+            "ObjectRemoved:DeleteMarkerCreated",
+        )
+        .principal(&session);
         let (error, payload) = set
             .invoke("eu-west-2", &sns_event(vec![record.json()]))
             .await;
@@ -754,21 +763,17 @@ async fn a_held_delete_the_function_did_not_write_is_never_released() {
     // there by someone allowed to send to the queue, not by the function.
     notifications_off(&set, "us-east-1").await;
     let marker = delete(&set, "us-east-1", &key).await;
-    let record = S3Record::new("us-east-1", &set.bucket("us-east-1"), &key)
-        .event_name("ObjectRemoved:DeleteMarkerCreated")
-        .version_id(&marker)
-        .sequencer("0055AED6DCD90281E6");
+    let record = removal_record(
+        &set,
+        "us-east-1",
+        &key,
+        &marker,
+        "ObjectRemoved:DeleteMarkerCreated",
+    );
     let body = serde_json::json!({ "Records": [record.json()] }).to_string();
-    let sqs = harness::sqs("eu-west-2");
-    let url = sqs
-        .get_queue_url()
-        .queue_name(format!("toastrep-{}-held-deletes", set.name))
-        .send()
-        .await
-        .expect("GetQueueUrl")
-        .queue_url
-        .expect("a queue URL");
-    sqs.send_message()
+    let url = Emu::shared().held_deletes_url(&set.name, "eu-west-2").await;
+    harness::sqs("eu-west-2")
+        .send_message()
         .queue_url(&url)
         .message_body(body)
         .send()
@@ -803,24 +808,20 @@ async fn replay_gives_a_dead_lettered_delete_back_to_the_function() {
     // A delete whose delivery to eu-west-2 failed and was dead-lettered.
     notifications_off(&set, "us-east-1").await;
     let marker = delete(&set, "us-east-1", &key).await;
-    let record = S3Record::new("us-east-1", &set.bucket("us-east-1"), &key)
-        .event_name("ObjectRemoved:DeleteMarkerCreated")
-        .version_id(&marker)
-        .sequencer("0055AED6DCD90281E6");
+    let record = removal_record(
+        &set,
+        "us-east-1",
+        &key,
+        &marker,
+        "ObjectRemoved:DeleteMarkerCreated",
+    );
     let event = testkit::events::sns_event(
         &testkit::events::topic_arn("us-east-1", &set.name),
         vec![record.json()],
     );
-    let sqs = harness::sqs("eu-west-2");
-    let url = sqs
-        .get_queue_url()
-        .queue_name(format!("toastrep-{}-dlq", set.name))
-        .send()
-        .await
-        .expect("GetQueueUrl")
-        .queue_url
-        .expect("a queue URL");
-    sqs.send_message()
+    let url = Emu::shared().dlq_url(&set.name, "eu-west-2").await;
+    harness::sqs("eu-west-2")
+        .send_message()
         .queue_url(&url)
         .message_body(event.to_string())
         .send()

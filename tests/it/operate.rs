@@ -880,14 +880,9 @@ async fn removing_a_region_with_its_data_first_syncs_what_only_it_holds() {
 
     // A dead letter in a remaining region: refused, nothing changed.
     let sqs = harness::sqs(THREE[1]);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(format!("toastrep-{}-dlq", set.name))
-        .send()
-        .await
-        .expect("GetQueueUrl")
-        .queue_url
-        .expect("a queue URL");
+    let url = crate::sync::Emu::shared()
+        .dlq_url(&set.name, THREE[1])
+        .await;
     sqs.send_message()
         .queue_url(&url)
         .message_body("{}")

@@ -45,12 +45,23 @@ impl Emu {
 
     /// The URL of set `name`'s dead-letter queue in `region`.
     pub async fn dlq_url(&self, name: &str, region: &str) -> String {
+        self.queue_url(region, &format!("toastrep-{name}-dlq"))
+            .await
+    }
+
+    /// The URL of set `name`'s held-deletes queue in `region`.
+    pub async fn held_deletes_url(&self, name: &str, region: &str) -> String {
+        self.queue_url(region, &format!("toastrep-{name}-held-deletes"))
+            .await
+    }
+
+    async fn queue_url(&self, region: &str, queue: &str) -> String {
         self.sqs(region)
             .get_queue_url()
-            .queue_name(format!("toastrep-{name}-dlq"))
+            .queue_name(queue)
             .send()
             .await
-            .expect("GetQueueUrl of the dead-letter queue")
+            .unwrap_or_else(|e| panic!("GetQueueUrl of {queue}: {e:?}"))
             .queue_url
             .expect("a queue URL")
     }
