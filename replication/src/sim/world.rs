@@ -542,9 +542,10 @@ impl World {
     /// no other notice) is still current there: no repair carried it.
     fn check_held(&self) -> Result<(), String> {
         let breakers = self.breakers();
-        if breakers.open.is_empty() {
-            return Err("the burst opened no breaker".to_owned());
-        }
+        // A schedule that drops or spreads enough of the burst's notices
+        // over minutes opens no breaker: then nothing is held, and the rest
+        // of the run checks it like any other. The test asserts that the
+        // schedules do open breakers (`held_deletes`).
         for (region, notice) in &breakers.held {
             if breakers
                 .admitted
