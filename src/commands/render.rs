@@ -17,6 +17,10 @@ use crate::settings::RenderSettings;
 /// The file in OUT that holds the rendered set's marker key.
 const MARKER_KEY_FILE: &str = "marker-key";
 
+/// Stands for the marker key in a stack's parameters file; the script puts
+/// the key in its place, in a private temporary file, as it deploys.
+const MARKER_KEY_PLACEHOLDER: &str = "@MARKER_KEY@";
+
 /// The files written, and the commands that deploy them.
 #[derive(Serialize, JsonSchema)]
 pub struct RenderResult {
@@ -95,7 +99,9 @@ fn rendered_marker_key(out: &Path) -> Result<MarkerKey> {
 }
 
 /// `OUT/plan.json`, `OUT/package/<zip>` and, per stack,
-/// `OUT/stacks/<region>/<stack>.yaml` and `.json` (parameters and tags).
+/// `OUT/stacks/<region>/<stack>.yaml`, `.json` (parameters and tags, as
+/// shown) and `.parameters.json` (what `aws cloudformation deploy
+/// --parameter-overrides file://` reads, the key as a placeholder).
 fn write_files(plan: &DeployPlan, package: &Package, out: &Path) -> Result<()> {
     write(
         &out.join("plan.json"),
@@ -118,8 +124,35 @@ fn write_files(plan: &DeployPlan, package: &Package, out: &Path) -> Result<()> {
             &base.join(format!("{}.json", stack.stack_name)),
             serde_json::to_string_pretty(&values)?.as_bytes(),
         )?;
+        write(
+            &parameters_path(stack, out),
+            serde_json::to_string_pretty(&parameters_file(stack))?.as_bytes(),
+        )?;
     }
     Ok(())
+}
+
+/// A stack's parameters in CloudFormation's own file format, which `aws
+/// cloudformation deploy --parameter-overrides file://` takes (AWS CLI v2).
+fn parameters_file(stack: &StackPlan) -> serde_json::Value {
+    stack
+        .parameters
+        .iter()
+        .map(|(k, v)| {
+            let value = if k == marker_key::PARAMETER {
+                MARKER_KEY_PLACEHOLDER
+            } else {
+                v.as_str()
+            };
+            serde_json::json!({ "ParameterKey": k, "ParameterValue": value })
+        })
+        .collect()
+}
+
+fn parameters_path(stack: &StackPlan, out: &Path) -> std::path::PathBuf {
+    out.join("stacks")
+        .join(&stack.region)
+        .join(format!("{}.parameters.json", stack.stack_name))
 }
 
 fn package_path(package: &Package) -> String {
@@ -152,6 +185,14 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
             "# The set's marker key, made by toastrep render: a secret (it authenticates the origin marker on every replica), the same in every region and for every later deploy of this set. Keep {key_file} private, and keep it."
         ),
         format!("{}=$(cat {key_file})", marker_key::VARIABLE),
+        "# A stack's parameters with the key filled in, in a file only its owner can read, removed at the end: the key is never a command's argument, which every user of the machine can read.".to_owned(),
+        "umask 077".to_owned(),
+        "PARAMETERS=$(mktemp)".to_owned(),
+        "trap 'rm -f \"$PARAMETERS\"' EXIT".to_owned(),
+        format!(
+            "with_marker_key() {{ p=$(cat \"$1\"); printf '%s\\n' \"${{p%%{MARKER_KEY_PLACEHOLDER}*}}${{{v}}}${{p#*{MARKER_KEY_PLACEHOLDER}}}\" > \"$PARAMETERS\"; }}",
+            v = marker_key::VARIABLE
+        ),
         "# 1. An artifact bucket per region, holding the function package: public access blocked, TLS only (as deploy makes it).".to_owned(),
     ];
     for region in &plan.spec.regions {
@@ -205,29 +246,27 @@ fn deploy_command(stack: &StackPlan, out: &Path, q: &dyn Fn(&str) -> String) -> 
         .join("stacks")
         .join(&stack.region)
         .join(format!("{}.yaml", stack.stack_name));
-    let parameters: Vec<String> = stack
-        .parameters
-        .iter()
-        .map(|(k, v)| {
-            if k == marker_key::PARAMETER {
-                // From the variable the script read at its top, never inline.
-                format!("\"{k}=${{{}}}\"", marker_key::VARIABLE)
-            } else {
-                q(&format!("{k}={v}"))
-            }
-        })
-        .collect();
+    let parameters = q(&parameters_path(stack, out).display().to_string());
+    // A stack that takes the key deploys from the private copy with the
+    // key filled in; the others from their parameters file as written.
+    let (prefix, overrides) = if stack.parameters.contains_key(marker_key::PARAMETER) {
+        (
+            format!("with_marker_key {parameters} && "),
+            "\"file://$PARAMETERS\"".to_owned(),
+        )
+    } else {
+        (String::new(), format!("file://{parameters}"))
+    };
     let tags: Vec<String> = stack
         .tags
         .iter()
         .map(|(k, v)| q(&format!("{k}={v}")))
         .collect();
     format!(
-        "aws cloudformation deploy --region {} --stack-name {} --template-file {} --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --parameter-overrides {} --tags {}",
+        "{prefix}aws cloudformation deploy --region {} --stack-name {} --template-file {} --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --parameter-overrides {overrides} --tags {}",
         stack.region,
         stack.stack_name,
         q(&template.display().to_string()),
-        parameters.join(" "),
         tags.join(" ")
     )
 }

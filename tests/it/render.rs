@@ -64,7 +64,7 @@ fn render_writes_every_stack_and_the_commands_in_dependency_order() {
         .collect();
     let deploys: Vec<&String> = commands
         .iter()
-        .filter(|c| c.starts_with("aws cloudformation deploy"))
+        .filter(|c| c.contains("aws cloudformation deploy"))
         .collect();
     assert_eq!(deploys.len(), 15);
     // Bases before every grant, grants before every subscription.
@@ -114,6 +114,7 @@ fn render_keeps_the_marker_key_in_one_private_file_and_keeps_it_when_rendered_ag
     let mut written = vec![out.join("plan.json"), out.join("deploy.sh")];
     for template in rendered_templates(&out) {
         written.push(template.with_extension("json"));
+        written.push(template.with_extension("parameters.json"));
     }
     for path in &written {
         let text = std::fs::read_to_string(path).unwrap();
@@ -126,6 +127,105 @@ fn render_keeps_the_marker_key_in_one_private_file_and_keeps_it_when_rendered_ag
     // the same key, or the set would get a second one.
     render_into(&dir);
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
+}
+
+/// The rendered script run with a stand-in `aws` that records what every
+/// call was given: the marker key is never an argument (which any user of
+/// the machine can read in the process list), each base stack gets it through
+/// a parameters file only its owner can read, and no copy is left behind.
+#[cfg(unix)]
+#[test]
+fn the_rendered_script_passes_the_marker_key_in_a_private_file_never_as_an_argument() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    render_into(&dir);
+    let out = dir.join("out");
+    let key = std::fs::read_to_string(out.join("marker-key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let log = dir.join("log");
+    std::fs::create_dir_all(&log).unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let aws = bin.join("aws");
+    std::fs::write(
+        &aws,
+        r#"#!/bin/sh
+printf '%s\n' "$*" >> "$LOG/calls"
+case "$*" in *"sts get-caller-identity"*) echo 123456789012 ;; esac
+for a in "$@"; do
+  case $a in file://*)
+    f=${a#file://}
+    n=$(ls "$LOG" | wc -l)
+    cp "$f" "$LOG/parameters.$n"
+    printf '%s %s\n' "$f" "$(stat -c %a "$f")" >> "$LOG/files"
+  ;; esac
+done
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = Command::new("sh")
+        .arg(out.join("deploy.sh"))
+        .env("PATH", path)
+        .env("LOG", &log)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let calls = std::fs::read_to_string(log.join("calls")).unwrap();
+    assert_eq!(calls.matches("cloudformation deploy").count(), 15);
+    assert!(
+        !calls.contains(&key),
+        "a command was given the key:\n{calls}"
+    );
+    let mut with_key = 0;
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("parameters.")
+        {
+            continue;
+        }
+        let parameters: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let values: Vec<(&str, &str)> = parameters
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["ParameterKey"].as_str().unwrap(),
+                    p["ParameterValue"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert!(values.iter().any(|(k, v)| *k == "SetName" && *v == "demo"));
+        if let Some((_, value)) = values.iter().find(|(k, _)| *k == "MarkerKey") {
+            assert_eq!(*value, key, "a base stack deploys with the set's key");
+            with_key += 1;
+        }
+    }
+    assert_eq!(with_key, 3, "one base stack per region");
+    // The filled-in copy was readable by its owner only, and is gone.
+    let files = std::fs::read_to_string(log.join("files")).unwrap();
+    let private: Vec<&str> = files.lines().filter(|l| !l.contains("/stacks/")).collect();
+    assert_eq!(private.len(), 3, "{files}");
+    for line in private {
+        let (file, mode) = line.rsplit_once(' ').unwrap();
+        assert_eq!(mode, "600", "{line}");
+        assert!(!Path::new(file).exists(), "{file} was left behind");
+    }
 }
 
 #[test]
