@@ -17,6 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 
 use crate::bail_input;
+use crate::model::names::SetName;
 use crate::package::Package;
 
 /// What ensuring the bucket and the package did, for the summary.
@@ -43,11 +44,16 @@ pub async fn ensure_package(
     bucket: &str,
     region: &str,
     partition: &str,
+    writer: &str,
     package: &Package,
 ) -> Result<EnsuredPackage> {
     let bucket_created = create_bucket(s3, bucket, region).await?;
-    if bucket_created || !has_policy(s3, bucket).await? {
-        harden(s3, bucket, partition).await?;
+    let wanted_policy = artifact_policy(bucket, partition, writer);
+    if bucket_created {
+        harden(s3, bucket, &wanted_policy).await?;
+    } else if policy(s3, bucket).await?.as_ref() != Some(&wanted_policy) {
+        // A bucket of an earlier release, or one whose policy was changed.
+        put_policy(s3, bucket, &wanted_policy).await?;
     }
     ensure_versioning(s3, bucket).await?;
     // The key names the package's hash, but a name is no proof: anyone who
@@ -171,39 +177,65 @@ async fn create_bucket(s3: &Client, bucket: &str, region: &str) -> Result<bool> 
     }
 }
 
-async fn has_policy(s3: &Client, bucket: &str) -> Result<bool> {
+/// The bucket's policy, if it has one.
+async fn policy(s3: &Client, bucket: &str) -> Result<Option<serde_json::Value>> {
     match s3.get_bucket_policy().bucket(bucket).send().await {
-        Ok(_) => Ok(true),
-        Err(error) if error.code() == Some("NoSuchBucketPolicy") => Ok(false),
+        Ok(found) => Ok(found.policy().and_then(|p| serde_json::from_str(p).ok())),
+        Err(error) if error.code() == Some("NoSuchBucketPolicy") => Ok(None),
         Err(error) => Err(anyhow::Error::new(error)
             .context(format!("reading the policy of artifact bucket {bucket}"))),
     }
 }
 
-/// The artifact bucket's policy: every request without TLS is refused, as
-/// the data buckets' `DenyInsecureTransport` in `templates/base.yaml`. One
-/// statement for `deploy` and for the script `render` writes.
-pub fn tls_only_policy(bucket: &str, partition: &str) -> serde_json::Value {
+/// The artifact bucket's policy, one for `deploy` and for the script
+/// `render` writes:
+/// - every request without TLS is refused, as the data buckets'
+///   `DenyInsecureTransport` in `templates/base.yaml`;
+/// - only the region's replicator role (`writer`, its ARN) writes the set's
+///   state under `breaker/` (delete counts, open breakers) and `repair/`
+///   (bounds, runs, what `status` shows): no other principal of the account,
+///   whatever its own policy allows, opens a breaker or poisons a repair.
+///   Closing a breaker (`deletes --release`) deletes, which stays the
+///   operator's.
+pub fn artifact_policy(bucket: &str, partition: &str, writer: &str) -> serde_json::Value {
     serde_json::json!({
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            // Every action: a request without TLS is refused whatever it asks.
-            "Action": "s3:*",
-            "Resource": [
-                format!("arn:{partition}:s3:::{bucket}"),
-                format!("arn:{partition}:s3:::{bucket}/*"),
-            ],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }],
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                // Every action: a request without TLS is refused whatever it asks.
+                "Action": "s3:*",
+                "Resource": [
+                    format!("arn:{partition}:s3:::{bucket}"),
+                    format!("arn:{partition}:s3:::{bucket}/*"),
+                ],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Sid": "OnlyTheReplicatorWritesSetState",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": [
+                    format!("arn:{partition}:s3:::{bucket}/breaker/*"),
+                    format!("arn:{partition}:s3:::{bucket}/repair/*"),
+                ],
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": writer}},
+            },
+        ],
     })
+}
+
+/// The ARN of the replicator role that may write a set's state in `region`.
+pub fn state_writer(name: &SetName, region: &str, account: &str, partition: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role/{}", name.role(region))
 }
 
 /// Public access blocked, encryption at rest, TLS-only: the same defaults as
 /// the data buckets in `templates/base.yaml`.
-async fn harden(s3: &Client, bucket: &str, partition: &str) -> Result<()> {
+async fn harden(s3: &Client, bucket: &str, policy: &serde_json::Value) -> Result<()> {
     s3.put_public_access_block()
         .bucket(bucket)
         .public_access_block_configuration(
@@ -235,11 +267,15 @@ async fn harden(s3: &Client, bucket: &str, partition: &str) -> Result<()> {
         .send()
         .await
         .with_context(|| format!("setting default encryption on {bucket}"))?;
+    put_policy(s3, bucket, policy).await
+}
+
+async fn put_policy(s3: &Client, bucket: &str, policy: &serde_json::Value) -> Result<()> {
     s3.put_bucket_policy()
         .bucket(bucket)
-        .policy(tls_only_policy(bucket, partition).to_string())
+        .policy(policy.to_string())
         .send()
         .await
-        .with_context(|| format!("setting the TLS-only policy on {bucket}"))?;
+        .with_context(|| format!("setting the policy of artifact bucket {bucket}"))?;
     Ok(())
 }

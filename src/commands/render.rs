@@ -203,7 +203,9 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
         ));
         // The policy names the bucket, so it holds ${ACCOUNT}: double quotes,
         // which the shell expands, around JSON whose own quotes are escaped.
-        let policy = artifacts::tls_only_policy(&bucket, plan.spec.partition).to_string();
+        let writer =
+            artifacts::state_writer(&plan.spec.name, region, "${ACCOUNT}", plan.spec.partition);
+        let policy = artifacts::artifact_policy(&bucket, plan.spec.partition, &writer).to_string();
         lines.push(format!(
             "aws s3api put-bucket-policy --bucket \"{bucket}\" --region {region} --policy \"{}\"",
             escape_double_quoted(&policy)

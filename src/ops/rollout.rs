@@ -291,6 +291,7 @@ async fn upload_package(
             &bucket,
             region,
             plan.spec.partition,
+            &artifacts::state_writer(&plan.spec.name, region, account, plan.spec.partition),
             package,
         )
         .await;

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use crate::harness::{
-    artifact_bucket, assert_nothing_created, cloudformation, eventually, json, s3, set_stacks,
-    stderr, toastrep, unique_name,
+    ACCOUNT, artifact_bucket, assert_nothing_created, cloudformation, eventually, json, s3,
+    set_stacks, stderr, toastrep, unique_name,
 };
 use crate::operate::{deploy, teardown, zip_path};
 use crate::sync::Emu;
@@ -171,6 +171,63 @@ async fn a_package_planted_under_the_expected_key_is_refused() {
         .expect("a version id")
         .to_owned();
     assert_eq!(code_version(&name, PAIR[1]).await, checked);
+    // Only the region's replicator role writes the set's state (breakers,
+    // repair runs) there; the role is the one the base stack made.
+    let state_writer = |policy: &serde_json::Value| {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "OnlyTheReplicatorWritesSetState")
+            .map(|s| {
+                assert_eq!(s["Effect"], "Deny");
+                assert_eq!(s["Principal"], "*");
+                assert_eq!(s["Action"], "s3:PutObject");
+                assert_eq!(
+                    s["Resource"],
+                    serde_json::json!([
+                        format!("arn:aws:s3:::{bucket}/breaker/*"),
+                        format!("arn:aws:s3:::{bucket}/repair/*")
+                    ])
+                );
+                s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+    };
+    let role = cloudformation(PAIR[1])
+        .describe_stack_resource()
+        .stack_name(format!("toastrep-{name}"))
+        .logical_resource_id("Role")
+        .send()
+        .await
+        .unwrap()
+        .stack_resource_detail()
+        .and_then(|r| r.physical_resource_id())
+        .unwrap()
+        .to_owned();
+    let role_arn = format!("arn:aws:iam::{ACCOUNT}:role/{role}");
+    assert_eq!(
+        state_writer(&bucket_policy(&bucket).await).as_deref(),
+        Some(role_arn.as_str())
+    );
+    // A policy without it (an earlier release's, or changed by hand) is put
+    // back by the next deploy, below.
+    s3(PAIR[1])
+        .put_bucket_policy()
+        .bucket(&bucket)
+        .policy(
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
+                "Action": "s3:*", "Resource": format!("arn:aws:s3:::{bucket}/*"),
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state_writer(&bucket_policy(&bucket).await), None);
     let planted = s3(PAIR[1])
         .put_object()
         .bucket(&bucket)
@@ -207,7 +264,21 @@ async fn a_package_planted_under_the_expected_key_is_refused() {
         .await
         .unwrap();
     assert!(deploy(&name, &regions, &zip).status.success());
+    assert_eq!(
+        state_writer(&bucket_policy(&bucket).await).as_deref(),
+        Some(role_arn.as_str())
+    );
     teardown(&name);
+}
+
+async fn bucket_policy(bucket: &str) -> serde_json::Value {
+    let policy = s3(PAIR[1])
+        .get_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(policy.policy().unwrap()).unwrap()
 }
 
 /// The package version the base stack in `region` pins the code to.
