@@ -630,6 +630,74 @@ async fn handler_replicates_a_delivered_event_and_rejects_a_malformed_one() {
     set.delete().await;
 }
 
+/// A notice is a hint, not an instruction: whoever may invoke the function
+/// can hand it any SNS-shaped event, and it acts only on what the set's
+/// buckets hold. A forged delete of a key that is current in its region
+/// deletes nothing; a forged write of a version that is not current there,
+/// or with another size and ETag than the real one, copies nothing but the
+/// real current object; a forged notice naming the function's own role as
+/// the writer in another region is no reason to skip it.
+#[tokio::test]
+async fn a_forged_notice_acts_only_on_what_the_buckets_hold() {
+    let set = TestSet::create().await;
+    let (a, b) = (&set.a, &set.b);
+    let replicator = set
+        .replicator(CopySettings::default())
+        .carrying_deletes(true);
+    let key = "forged/notice";
+    let notice = a.put(key, b"real").await;
+    let event = sns_event(&a.region, &a.name, key, &notice);
+    let outcomes = handle_sns_event(&replicator, &b.bucket(), &event)
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].decision, Decision::Copied);
+    let versions = b.version_count(key).await;
+
+    let forged = |record: S3Record| {
+        events::sns_event("arn:aws:sns:us-east-1:000000000000:t", vec![record.json()])
+    };
+    // A delete that never happened: the key is current in its region.
+    let delete = forged(
+        S3Record::new(&a.region, &a.name, key)
+            .event_name("ObjectRemoved:DeleteMarkerCreated")
+            .version_id("forged-marker"),
+    );
+    let outcomes = handle_sns_event(&replicator, &b.bucket(), &delete)
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].decision, Decision::SkippedGone);
+    // A version that is not the current one, and the current one with
+    // another ETag and size than it has.
+    for record in [
+        S3Record::new(&a.region, &a.name, key)
+            .version_id("forged-version")
+            .etag("0123456789abcdef0123456789abcdef")
+            .size(1),
+        S3Record::new(&a.region, &a.name, key)
+            .version_id(notice.version_id.as_deref().unwrap())
+            .etag("0123456789abcdef0123456789abcdef")
+            .size(999)
+            .principal("AWS:AROAFORGED:toastrep-replicator"),
+    ] {
+        let outcomes = handle_sns_event(&replicator, &b.bucket(), &forged(record))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcomes[0].decision,
+                Decision::SkippedGone | Decision::SkippedUpToDate
+            ),
+            "{:?}",
+            outcomes[0]
+        );
+    }
+    // Nothing was written: the replica is the one copy of the real write.
+    assert_eq!(b.version_count(key).await, versions);
+    assert_eq!(b.body(key).await.unwrap(), b"real");
+    assert_eq!(a.version_count(key).await, 1);
+    set.delete().await;
+}
+
 /// The race between deciding and copying: a winning write W lands in the
 /// destination after the replicator looked (and saw nothing) but before its
 /// copy of an older write. The check after the copy must put W back on top.
