@@ -29,7 +29,7 @@ static LOG_KEY: OnceLock<[u8; 32]> = OnceLock::new();
 
 /// From now on, keys are logged as their keyed hash under the set's key.
 pub fn hash_with(marker_key: &MarkerKey) {
-    let _ = LOG_KEY.set(marker_key.derive(PURPOSE));
+    let _ = LOG_KEY.set(log_key(marker_key));
 }
 
 /// Whether keys are logged as hashes.
@@ -39,10 +39,19 @@ pub fn hashing() -> bool {
 
 /// The hash `key` is logged as under the set's `marker_key`.
 pub fn hash(marker_key: &MarkerKey, key: &str) -> String {
-    hash_under(&marker_key.derive(PURPOSE), key)
+    hash_under(&log_key(marker_key), key)
 }
 
-fn hash_under(log_key: &[u8; 32], key: &str) -> String {
+/// The key the logs' hashes are made under, derived from the marker key:
+/// all that finding a key's lines needs (`toastrep hash-key`), and it
+/// reveals nothing of the marker key, so it can be given to log readers who
+/// must never be able to seal a marker.
+pub fn log_key(marker_key: &MarkerKey) -> [u8; 32] {
+    marker_key.derive(PURPOSE)
+}
+
+/// The hash `key` is logged as under the derived `log_key`.
+pub fn hash_under(log_key: &[u8; 32], key: &str) -> String {
     let mut mac = hmac::Hmac::<Sha256>::new_from_slice(log_key).expect("HMAC takes any key length");
     mac.update(key.as_bytes());
     format!(

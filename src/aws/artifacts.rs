@@ -228,6 +228,54 @@ pub fn artifact_policy(bucket: &str, partition: &str, writer: &str) -> serde_jso
     })
 }
 
+/// Where the artifact bucket keeps the set's log key (see
+/// `toastrep_replication::log_keys::log_key`), for `hash-key`: readable
+/// with `s3:GetObject` on this one object, without the marker key.
+pub const LOG_KEY_OBJECT: &str = "toastrep/log-key";
+
+/// Keeps the set's derived log key in the artifact bucket, unless it holds it.
+pub async fn keep_log_key(s3: &Client, bucket: &str, log_key: &[u8; 32]) -> Result<()> {
+    let wanted = hex::encode(log_key);
+    if log_key_in(s3, bucket).await?.as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    s3.put_object()
+        .bucket(bucket)
+        .key(LOG_KEY_OBJECT)
+        .body(ByteStream::from(wanted.into_bytes()))
+        .send()
+        .await
+        .with_context(|| format!("writing s3://{bucket}/{LOG_KEY_OBJECT}"))?;
+    Ok(())
+}
+
+/// The set's log key as the artifact bucket keeps it; `None` for a set
+/// deployed before it was kept.
+pub async fn log_key_in(s3: &Client, bucket: &str) -> Result<Option<String>> {
+    match s3
+        .get_object()
+        .bucket(bucket)
+        .key(LOG_KEY_OBJECT)
+        .send()
+        .await
+    {
+        Ok(object) => {
+            let bytes = object
+                .body
+                .collect()
+                .await
+                .with_context(|| format!("reading s3://{bucket}/{LOG_KEY_OBJECT}"))?
+                .into_bytes();
+            Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned()))
+        }
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+        Err(error) => {
+            Err(anyhow::Error::new(error)
+                .context(format!("reading s3://{bucket}/{LOG_KEY_OBJECT}")))
+        }
+    }
+}
+
 /// The ARN of the replicator role that may write a set's state in `region`.
 pub fn state_writer(name: &SetName, region: &str, account: &str, partition: &str) -> String {
     format!("arn:{partition}:iam::{account}:role/{}", name.role(region))

@@ -7,6 +7,8 @@ use serde::Serialize;
 use toastrep_replication::log_keys;
 
 use super::{Context, Report};
+use crate::aws::artifacts;
+use crate::error::InputError;
 use crate::ops::discover;
 use crate::settings::HashKeySettings;
 
@@ -21,13 +23,28 @@ pub async fn hash_key(context: &Context, settings: &HashKeySettings) -> Result<R
     let name = &settings.target.name;
     let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
     let regions = discover::require_deployed(&located.found, name)?;
-    let marker_key = crate::ops::marker_key::for_set(&located.aws, name, &regions).await?;
+    // Only the derived log key, which the artifact bucket keeps: finding a
+    // key's log lines needs no right to the marker key (which seals markers).
+    let region = &regions[0];
+    let bucket = name.artifact_bucket(region, &located.account);
+    let log_key = artifacts::log_key_in(&located.aws.s3(region), &bucket)
+        .await?
+        .and_then(|hex| {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(hex, &mut key).ok().map(|()| key)
+        })
+        .ok_or_else(|| {
+            InputError::new(format!(
+                "s3://{bucket}/{} holds no log key: set '{name}' was deployed by an earlier release; run `toastrep deploy --name {name}` once to keep it there",
+                artifacts::LOG_KEY_OBJECT
+            ))
+        })?;
     let hashed: Vec<HashedKey> = settings
         .keys
         .iter()
         .map(|key| HashedKey {
             key: key.clone(),
-            logged_as: log_keys::hash(&marker_key, key),
+            logged_as: log_keys::hash_under(&log_key, key),
         })
         .collect();
     let text = hashed

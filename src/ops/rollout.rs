@@ -19,13 +19,14 @@ use crate::aws::change_set;
 use crate::aws::lifecycle;
 use crate::aws::stack::{ResourceFailure, StackAction};
 use crate::model::function::SettingChange;
-use crate::model::topology::{CODE_VERSION_PARAMETER, DeployPlan, StackPlan};
+use crate::model::topology::{CODE_VERSION_PARAMETER, DeployPlan, MARKER_KEY_PARAMETER, StackPlan};
 use crate::ops::discover;
 use crate::ops::membership::{self, set_joining_marker};
 use crate::ops::sync::{self, SyncOptions, SyncReport};
 use crate::ops::verify::{self, VerifyOptions, VerifyResult};
 use crate::package::Package;
 use crate::progress::Reporter;
+use toastrep_replication::{MarkerKey, log_keys};
 
 #[derive(Serialize, JsonSchema)]
 pub struct DeployResult {
@@ -131,8 +132,15 @@ pub async fn roll_out(
             .filter(|base| !failed_bases.contains(&base.region))
             .map(|base| async move {
                 let s3 = aws.s3(&base.region);
+                let artifacts = name.artifact_bucket(&base.region, account);
                 lifecycle::apply(&s3, &name.data_bucket(&base.region, account), days).await?;
-                lifecycle::apply_artifacts(&s3, &name.artifact_bucket(&base.region, account)).await
+                lifecycle::apply_artifacts(&s3, &artifacts).await?;
+                // The log key beside the package, for `hash-key`.
+                if let Some(key) = base.parameters.get(MARKER_KEY_PARAMETER) {
+                    let key = MarkerKey::from_hex(key).context("the plan's marker key")?;
+                    artifacts::keep_log_key(&s3, &artifacts, &log_keys::log_key(&key)).await?;
+                }
+                anyhow::Ok(())
             }),
     )
     .await?;

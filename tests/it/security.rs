@@ -381,4 +381,53 @@ async fn the_functions_log_a_keyed_hash_of_object_keys_not_the_keys() {
         lines.iter().all(|l| !l.contains("jane.doe")),
         "a log line names the key: {lines:#?}"
     );
+
+    // hash-key reads only the derived log key that deploy keeps in the
+    // artifact bucket, never the marker key: a log reader needs no right to
+    // the function's configuration. It is not the marker key, and it gives
+    // the function's hashes.
+    let marker_key = config
+        .environment()
+        .and_then(|e| e.variables())
+        .and_then(|v| v.get("MARKER_KEY"))
+        .unwrap()
+        .to_owned();
+    let marker_key = toastrep_replication::MarkerKey::from_hex(&marker_key).unwrap();
+    for region in PAIR {
+        let object = s3(region)
+            .get_object()
+            .bucket(artifact_bucket(&set.name, region))
+            .key("toastrep/log-key")
+            .send()
+            .await
+            .unwrap();
+        let kept = object.body.collect().await.unwrap().into_bytes();
+        let kept = String::from_utf8(kept.to_vec()).unwrap();
+        assert_ne!(kept.trim(), marker_key.to_hex());
+        assert_eq!(
+            kept.trim(),
+            hex::encode(toastrep_replication::log_keys::log_key(&marker_key))
+        );
+    }
+    assert_eq!(
+        hashed,
+        toastrep_replication::log_keys::hash(&marker_key, key)
+    );
+    // Without it (a set deployed by an earlier release): exit 2, and the fix.
+    for region in PAIR {
+        s3(region)
+            .delete_object()
+            .bucket(artifact_bucket(&set.name, region))
+            .key("toastrep/log-key")
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = toastrep(&["hash-key", "--name", &set.name, key]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = stderr(&out);
+    assert!(
+        said.contains("holds no log key") && said.contains("toastrep deploy --name"),
+        "{said}"
+    );
 }
