@@ -147,7 +147,7 @@ impl<S: ObjectStore> Replicator<S> {
             }),
             source_etag: (single && !head.etag_is_md5).then(|| head.etag.clone()),
         };
-        let marker = self.key.seal(
+        let marker = self.keys.current().seal(
             key,
             &destination.region,
             &version.write,

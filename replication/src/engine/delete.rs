@@ -21,7 +21,7 @@ impl<S: ObjectStore> Replicator<S> {
                         &bucket.region,
                         key,
                         head,
-                        &self.key,
+                        &self.keys,
                     )));
                 }
                 Lookup::Missing => return Ok(State::Absent),

@@ -27,7 +27,7 @@ pub use scan::{KeyRange, MAX_REGIONS, ScanEnd, ScanLimit, ScanOptions, ScanStep,
 pub use sync::{KeyRepair, RepairFailure, RepairedCopy};
 
 use crate::event::S3Notice;
-use crate::protocol::{Histories, MarkerKey, NeedHistory, Seen};
+use crate::protocol::{Histories, MarkerKeys, NeedHistory, Seen};
 use crate::store::{Bucket, ObjectStore, StoreError};
 
 /// How the set names its buckets: `toastrep-SET-REGION-ACCOUNT`, the same
@@ -181,7 +181,8 @@ const ROUNDS: usize = 8;
 #[derive(Debug)]
 pub struct Replicator<S> {
     store: S,
-    key: MarkerKey,
+    /// The set's marker keys: the current one seals, every one verifies.
+    keys: MarkerKeys,
     set: SetBuckets,
     settings: CopySettings,
     /// `AWS:<role id>:`: the principal of this function's own writes in
@@ -194,10 +195,15 @@ pub struct Replicator<S> {
 }
 
 impl<S: ObjectStore> Replicator<S> {
-    pub fn new(store: S, key: MarkerKey, set: SetBuckets, settings: CopySettings) -> Replicator<S> {
+    pub fn new(
+        store: S,
+        keys: impl Into<MarkerKeys>,
+        set: SetBuckets,
+        settings: CopySettings,
+    ) -> Replicator<S> {
         Replicator {
             store,
-            key,
+            keys: keys.into(),
             set,
             settings,
             own_writer: None,
@@ -255,7 +261,7 @@ impl<S: ObjectStore> Replicator<S> {
             .head(bucket, key, version)
             .await?
             .found()
-            .map(|head| Seen::of(&bucket.region, key, head, &self.key)))
+            .map(|head| Seen::of(&bucket.region, key, head, &self.keys)))
     }
 
     /// Runs `decide` with the region histories it asks for, fetching each

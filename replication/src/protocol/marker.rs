@@ -45,12 +45,17 @@ pub const SKEW: i64 = 5;
 
 /// Bytes of HMAC-SHA256 kept in a marker: 128 bits.
 const MAC_BYTES: usize = 16;
-/// Markers bound to what was copied.
-const FORMAT: &str = "v2";
+/// Markers bound to what was copied, naming the key that sealed them.
+const FORMAT: &str = "v3";
+/// Markers bound to what was copied, of the release before key ids: still
+/// read, under any key of the ring.
+const FORMAT_V2: &str = "v2";
 /// Markers of earlier releases, bound to no bytes: still read, so a set's
 /// replicas stay replicas when its functions are upgraded. A fresh v1 marker
 /// exists only within [`WINDOW`] of an upgrade, and none is made after it.
 const FORMAT_V1: &str = "v1";
+/// What a key's id is derived for (see [`MarkerKey::id`]).
+const ID_PURPOSE: &str = "toastrep marker key id v1";
 
 /// What a copy is, as S3 will store it: what its marker binds it to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +161,14 @@ impl MarkerKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// The key's public name, written into every marker it seals: 8
+    /// hexadecimal digits derived from it, which reveal nothing of it. A
+    /// reader picks the key of its ring a marker names, and a sync finds the
+    /// markers an old key sealed without verifying them.
+    pub fn id(&self) -> String {
+        hex::encode(&self.derive(ID_PURPOSE)[..4])
+    }
+
     /// A key derived from a label, for tests and the simulation only.
     pub fn for_tests(label: &str) -> MarkerKey {
         let mut bytes = [0u8; 32];
@@ -169,6 +182,7 @@ impl MarkerKey {
     fn mac(
         &self,
         format: &str,
+        kid: Option<&str>,
         key: &str,
         region: &str,
         write: &Write,
@@ -185,6 +199,7 @@ impl MarkerKey {
         // Length-prefixed fields: no two field lists sign the same bytes.
         let fields = [
             Some(format),
+            kid,
             Some(key),
             Some(region),
             Some(write.region.as_str()),
@@ -218,8 +233,9 @@ impl MarkerKey {
         by: &str,
         copied: &Copied,
     ) -> String {
+        let kid = self.id();
         format!(
-            "{FORMAT};region={};time={};version={};etag={};written={written};by={by};size={};md5={};parts={};from={};mac={}",
+            "{FORMAT};kid={kid};region={};time={};version={};etag={};written={written};by={by};size={};md5={};parts={};from={};mac={}",
             write.region,
             write.time,
             write.version,
@@ -228,7 +244,16 @@ impl MarkerKey {
             copied.md5.as_deref().unwrap_or_default(),
             copied.parts.map(|p| p.to_string()).unwrap_or_default(),
             copied.source_etag.as_deref().unwrap_or_default(),
-            self.mac(FORMAT, key, region, write, written, by, Some(copied))
+            self.mac(
+                FORMAT,
+                Some(&kid),
+                key,
+                region,
+                write,
+                written,
+                by,
+                Some(copied)
+            )
         )
     }
 
@@ -237,6 +262,10 @@ impl MarkerKey {
     /// too far from the object's, or other bytes than it was sealed for.
     pub fn open(&self, object: &Object<'_>) -> Option<(Write, String)> {
         let marker = parse(object.metadata.get(MARKER)?)?;
+        self.open_parsed(&marker, object)
+    }
+
+    fn open_parsed(&self, marker: &Parsed<'_>, object: &Object<'_>) -> Option<(Write, String)> {
         let last_modified = object.last_modified;
         if !(marker.written - SKEW..=marker.written + WINDOW).contains(&last_modified) {
             return None;
@@ -248,6 +277,7 @@ impl MarkerKey {
         }
         let expected = self.mac(
             marker.format,
+            marker.kid,
             object.key,
             object.region,
             &marker.write,
@@ -263,13 +293,94 @@ impl MarkerKey {
                 .zip(mac.bytes())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
-        same.then(|| (marker.write, marker.by.to_owned()))
+        same.then(|| (marker.write.clone(), marker.by.to_owned()))
+    }
+}
+
+/// The keys a set's markers verify under: the one that seals new markers,
+/// and those of a rotation that still verify (see `toastrep rotate-key`).
+///
+/// A rotation from key A to key B takes two steps so that no region ever
+/// reads a marker it cannot verify: first every region seals with A and
+/// accepts B; then every region seals with B and accepts A; once every
+/// marker A sealed has been sealed again under B, A is dropped. A region
+/// that read a marker it cannot verify would take a replica for an original
+/// write made at the copy's time, and let it win over later writes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MarkerKeys {
+    current: MarkerKey,
+    accepted: Vec<MarkerKey>,
+}
+
+impl std::fmt::Debug for MarkerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarkerKeys")
+            .field("current", &self.current.id())
+            .field(
+                "accepted",
+                &self.accepted.iter().map(MarkerKey::id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl From<MarkerKey> for MarkerKeys {
+    fn from(current: MarkerKey) -> MarkerKeys {
+        MarkerKeys {
+            current,
+            accepted: Vec::new(),
+        }
+    }
+}
+
+impl MarkerKeys {
+    /// `current` seals; markers sealed by it or by any of `accepted` verify.
+    pub fn new(current: MarkerKey, accepted: Vec<MarkerKey>) -> MarkerKeys {
+        let accepted = accepted
+            .into_iter()
+            .filter(|key| key.id() != current.id())
+            .collect();
+        MarkerKeys { current, accepted }
+    }
+
+    /// The key that seals new markers.
+    pub fn current(&self) -> &MarkerKey {
+        &self.current
+    }
+
+    /// The other keys whose markers verify.
+    pub fn accepted(&self) -> &[MarkerKey] {
+        &self.accepted
+    }
+
+    /// [`MarkerKey::open`] under the key the marker names, or, for a marker
+    /// of a release before key ids, under any key of the ring.
+    pub fn open(&self, object: &Object<'_>) -> Option<(Write, String)> {
+        self.open_with_key(object).map(|(write, by, _)| (write, by))
+    }
+
+    /// [`MarkerKeys::open`], with the id of the key it verified under.
+    pub fn open_with_key(&self, object: &Object<'_>) -> Option<(Write, String, String)> {
+        let marker = parse(object.metadata.get(MARKER)?)?;
+        let mut keys = std::iter::once(&self.current).chain(&self.accepted);
+        match marker.kid {
+            Some(kid) => keys
+                .find(|key| key.id() == kid)
+                .and_then(|key| key.open_parsed(&marker, object))
+                .map(|(write, by)| (write, by, kid.to_owned())),
+            None => keys.find_map(|key| {
+                key.open_parsed(&marker, object)
+                    .map(|(write, by)| (write, by, key.id()))
+            }),
+        }
     }
 }
 
 /// A marker's fields, as written.
 struct Parsed<'a> {
     format: &'a str,
+    /// The sealing key's id; `None` before v3.
+    kid: Option<&'a str>,
     write: Write,
     written: i64,
     by: &'a str,
@@ -281,18 +392,23 @@ struct Parsed<'a> {
 fn parse(value: &str) -> Option<Parsed<'_>> {
     let mut parts = value.split(';');
     let format = parts.next()?;
-    if format != FORMAT && format != FORMAT_V1 {
+    if ![FORMAT, FORMAT_V2, FORMAT_V1].contains(&format) {
         return None;
     }
     let mut field =
         |name: &str| -> Option<&str> { parts.next()?.strip_prefix(name)?.strip_prefix('=') };
+    let kid = if format == FORMAT {
+        Some(field("kid")?)
+    } else {
+        None
+    };
     let region = field("region")?.to_owned();
     let time = field("time")?.parse().ok()?;
     let version = field("version")?.to_owned();
     let etag = field("etag")?.to_owned();
     let written = field("written")?.parse().ok()?;
     let by = field("by")?;
-    let copied = if format == FORMAT {
+    let copied = if format != FORMAT_V1 {
         let size = field("size")?.parse().ok()?;
         let md5 = field("md5")?;
         let parts = field("parts")?;
@@ -313,6 +429,7 @@ fn parse(value: &str) -> Option<Parsed<'_>> {
     let mac = field("mac")?;
     Some(Parsed {
         format,
+        kid,
         write: Write {
             region,
             time,
@@ -457,10 +574,67 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_opens_under_a_ring_that_holds_the_key_it_names() {
+        let (a, b) = (MarkerKey::for_tests("a"), MarkerKey::for_tests("b"));
+        assert_ne!(a.id(), b.id());
+        assert!(a.id().len() == 8 && a.id().bytes().all(|c| c.is_ascii_hexdigit()));
+        let metadata = sealed(&a, "k", 10);
+        assert!(metadata[MARKER].starts_with(&format!("v3;kid={};", a.id())));
+        let object = object("k", "us-east-1", &metadata, 11);
+        let opened = |keys: &MarkerKeys| keys.open_with_key(&object).map(|(_, _, kid)| kid);
+        // Sealed by the current key, or by one the ring still accepts.
+        assert_eq!(opened(&MarkerKeys::from(a.clone())), Some(a.id()));
+        assert_eq!(
+            opened(&MarkerKeys::new(b.clone(), vec![a.clone()])),
+            Some(a.id())
+        );
+        // A ring without it: the object is what it looks like, an original.
+        assert_eq!(opened(&MarkerKeys::from(b.clone())), None);
+        // The key id is signed: naming another key of the ring fails.
+        let renamed = BTreeMap::from([(
+            MARKER.to_owned(),
+            metadata[MARKER].replace(&a.id(), &b.id()),
+        )]);
+        let ring = MarkerKeys::new(a.clone(), vec![b.clone()]);
+        assert_eq!(
+            ring.open(&super::Object {
+                metadata: &renamed,
+                ..object
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn a_v2_marker_without_a_key_id_opens_under_any_key_of_the_ring() {
+        let (a, b) = (MarkerKey::for_tests("a"), MarkerKey::for_tests("b"));
+        let w = write();
+        let c = copied();
+        let mac = a.mac(FORMAT_V2, None, "k", "us-east-1", &w, 10, "s", Some(&c));
+        let v2 = format!(
+            "v2;region={};time={};version={};etag={};written=10;by=s;size={};md5={};parts=;from=;mac={mac}",
+            w.region,
+            w.time,
+            w.version,
+            w.etag,
+            c.size,
+            c.md5.as_deref().unwrap()
+        );
+        let metadata = BTreeMap::from([(MARKER.to_owned(), v2)]);
+        let object = object("k", "us-east-1", &metadata, 11);
+        let ring = MarkerKeys::new(b.clone(), vec![a.clone()]);
+        assert_eq!(
+            ring.open_with_key(&object),
+            Some((w, "s".to_owned(), a.id()))
+        );
+        assert_eq!(MarkerKeys::from(b).open(&object), None);
+    }
+
+    #[test]
     fn a_v1_marker_of_an_earlier_release_still_opens() {
         let key = MarkerKey::for_tests("set");
         let w = write();
-        let mac = key.mac(FORMAT_V1, "k", "us-east-1", &w, 10, "s", None);
+        let mac = key.mac(FORMAT_V1, None, "k", "us-east-1", &w, 10, "s", None);
         let v1 = format!(
             "v1;region={};time={};version={};etag={};written=10;by=s;mac={mac}",
             w.region, w.time, w.version, w.etag

@@ -33,7 +33,7 @@ pub mod write;
 
 use crate::store::{ObjectHead, Precondition, VersionEntry};
 pub use delete::{DeleteDecision, State, Tombstone, decide_delete};
-pub use marker::{MarkerKey, SKEW};
+pub use marker::{MarkerKey, MarkerKeys, SKEW};
 pub use write::{Histories, NeedHistory, Write, beats, compare};
 
 /// What a version is, once its marker is checked.
@@ -61,7 +61,7 @@ pub struct Seen {
 
 impl Seen {
     /// Interprets a version of `key` in `region`'s bucket.
-    pub fn of(region: &str, key: &str, head: ObjectHead, marker_key: &MarkerKey) -> Seen {
+    pub fn of(region: &str, key: &str, head: ObjectHead, keys: &MarkerKeys) -> Seen {
         let object = marker::Object {
             key,
             region,
@@ -71,7 +71,7 @@ impl Seen {
             size: head.size,
             etag_is_md5: head.etag_is_md5,
         };
-        let (write, kind, by) = match marker_key.open(&object) {
+        let (write, kind, by) = match keys.open(&object) {
             Some((write, by)) if write.region == region => (write, Kind::Restored, Some(by)),
             Some((write, by)) => (write, Kind::Replica, Some(by)),
             None => (

@@ -16,7 +16,12 @@ fn head(version: &str, last_modified: i64) -> ObjectHead {
 }
 
 fn original(region: &str, version: &str, time: i64) -> Seen {
-    Seen::of(region, "k", head(version, time), &MarkerKey::for_tests("t"))
+    Seen::of(
+        region,
+        "k",
+        head(version, time),
+        &MarkerKey::for_tests("t").into(),
+    )
 }
 
 fn replica(region: &str, version: &str, written: i64, of: &Seen) -> Seen {
@@ -38,7 +43,7 @@ fn replica(region: &str, version: &str, written: i64, of: &Seen) -> Seen {
             },
         ),
     );
-    Seen::of(region, "k", h, &key)
+    Seen::of(region, "k", h, &key.into())
 }
 
 #[test]

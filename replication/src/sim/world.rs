@@ -17,7 +17,7 @@ use crate::engine::{
 };
 use crate::event::S3Notice;
 use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
-use crate::protocol::{MarkerKey, Seen};
+use crate::protocol::{MarkerKey, MarkerKeys, Seen};
 use crate::store::{Bucket, Headers};
 
 /// Region names, in an order that is not their sorted order, so the
@@ -71,6 +71,30 @@ pub enum UserOp {
     Quiesce,
     /// Time passes: longer than a marker's window.
     Wait { seconds: u64 },
+    /// `region`'s function is updated to seal with key `current` and to
+    /// accept markers of `accepted` too (see [`marker_key`]): one step of a
+    /// key rotation. Deliveries already running finish under the old keys.
+    Rekey {
+        region: usize,
+        current: u8,
+        accepted: Vec<u8>,
+    },
+}
+
+/// The simulation's marker key number `n`: key 0 is every set's first.
+pub fn marker_key(n: u8) -> MarkerKey {
+    if n == 0 {
+        MarkerKey::for_tests("sim")
+    } else {
+        MarkerKey::for_tests(&format!("sim rotated {n}"))
+    }
+}
+
+fn marker_keys(current: u8, accepted: &[u8]) -> MarkerKeys {
+    MarkerKeys::new(
+        marker_key(current),
+        accepted.iter().map(|&n| marker_key(n)).collect(),
+    )
 }
 
 /// A schedule's setting: everything but the interleaving, which the seed picks.
@@ -99,6 +123,11 @@ pub struct Scenario {
     /// The set's mass-delete breaker: deletes a region's notices carry from
     /// one source, per minute, before it holds that source's deletes.
     pub breaker: Option<u32>,
+    /// The keys the checks and the repairs read markers under, once every
+    /// [`UserOp::Rekey`] is done: (current, accepted). `(0, [])` unless the
+    /// scenario rotates the key.
+    #[serde(default)]
+    pub final_keys: (u8, Vec<u8>),
 }
 
 impl Scenario {
@@ -216,7 +245,59 @@ impl Scenario {
             // equal sizes): a listing cannot tell those writes apart.
             deep_sync: true,
             breaker: None,
+            final_keys: (0, Vec::new()),
         }
+    }
+
+    /// A key rotation from key 0 to key 1 while users write, on the random
+    /// scenario of `seed`. In two steps (`toastrep rotate-key`): every
+    /// region accepts key 1 while sealing with key 0; once no delivery of
+    /// the old configuration runs (the operator waits out the function's
+    /// timeout), every region seals with key 1 and accepts key 0. In one
+    /// step (`two_steps` false), each region goes straight to sealing with
+    /// key 1, at its own time, as a careless rollout would.
+    pub fn rotation(seed: u64, two_steps: bool) -> Scenario {
+        let mut scenario = Scenario::random(seed);
+        let mut rng = fastrand::Rng::with_seed(seed ^ 0x4e4e_4e4e);
+        let regions = scenario.regions;
+        // Writes throughout, so that copies race every step.
+        for _ in 0..rng.usize(3..=8) {
+            let op = UserOp::Put {
+                region: rng.usize(0..regions),
+                key: ["k", "a b+c/ü", "k2"][rng.usize(0..3)].to_owned(),
+            };
+            scenario.ops.push((rng.u64(0..6000), op));
+        }
+        for region in 0..regions {
+            if two_steps {
+                let op = UserOp::Rekey {
+                    region,
+                    current: 0,
+                    accepted: vec![1],
+                };
+                scenario.ops.push((rng.u64(0..2000), op));
+                let op = UserOp::Rekey {
+                    region,
+                    current: 1,
+                    accepted: vec![0],
+                };
+                scenario.ops.push((rng.u64(2001..4500), op));
+            } else {
+                let op = UserOp::Rekey {
+                    region,
+                    current: 1,
+                    accepted: vec![0],
+                };
+                scenario.ops.push((rng.u64(0..4500), op));
+            }
+        }
+        if two_steps {
+            scenario.ops.push((2000, UserOp::Quiesce));
+        }
+        // Stable: of two ops at one time, the earlier pushed goes first.
+        scenario.ops.sort_by_key(|(at, _)| *at);
+        scenario.final_keys = (1, vec![0]);
+        scenario
     }
 
     /// A burst of deletes for `seed`: keys written anywhere and replicated,
@@ -267,6 +348,7 @@ impl Scenario {
             restore_at: None,
             deep_sync: rng.bool(),
             breaker: Some(per_minute),
+            final_keys: (0, Vec::new()),
         }
     }
 }
@@ -322,7 +404,11 @@ struct World {
     s3: SimS3,
     buckets: Vec<Bucket>,
     replicators: Vec<Rc<Replicator<SimS3>>>,
-    key: MarkerKey,
+    set: SetBuckets,
+    settings: CopySettings,
+    breaker: Option<u32>,
+    /// Every key the set's markers may verify under, for the checks.
+    key: MarkerKeys,
     executor: Executor,
     mail: Rc<RefCell<Mail>>,
     /// Every notification ever emitted, for the re-delivery at the end.
@@ -378,36 +464,17 @@ impl World {
             .map(|r| set.bucket(r))
             .collect();
         let s3 = SimS3::new(seed, &buckets, scenario.ignore_copy_conditions);
-        let key = MarkerKey::for_tests("sim");
         let breakers = scenario.breaker.map(|_| Arc::<Mutex<Breakers>>::default());
-        let replicators = buckets
-            .iter()
-            .map(|bucket| {
-                let mut replicator = Replicator::new(
-                    s3.clone(),
-                    key.clone(),
-                    set.clone(),
-                    scenario.settings.clone(),
-                )
-                .carrying_deletes(scenario.carry_deletes);
-                if let (Some(breakers), Some(per_minute)) = (&breakers, scenario.breaker) {
-                    replicator = replicator.gating_deletes(Arc::new(SimGate {
-                        region: bucket.region.clone(),
-                        per_minute,
-                        clock: s3.clone(),
-                        breakers: Arc::clone(breakers),
-                    }));
-                }
-                Rc::new(replicator)
-            })
-            .collect();
-        World {
+        let mut world = World {
             rng: fastrand::Rng::with_seed(seed),
             deep_sync: scenario.deep_sync,
             s3,
             buckets,
-            replicators,
-            key,
+            replicators: Vec::new(),
+            set,
+            settings: scenario.settings.clone(),
+            breaker: scenario.breaker,
+            key: marker_keys(scenario.final_keys.0, &scenario.final_keys.1),
             executor: Executor::default(),
             mail: Rc::default(),
             log: Vec::new(),
@@ -423,7 +490,31 @@ impl World {
                 regions: scenario.regions,
                 ..Summary::default()
             },
+        };
+        world.replicators = (0..scenario.regions)
+            .map(|region| world.replicator(region, marker_keys(0, &[])))
+            .collect();
+        world
+    }
+
+    /// `region`'s function, reading and sealing markers under `keys`.
+    fn replicator(&self, region: usize, keys: MarkerKeys) -> Rc<Replicator<SimS3>> {
+        let mut replicator = Replicator::new(
+            self.s3.clone(),
+            keys,
+            self.set.clone(),
+            self.settings.clone(),
+        )
+        .carrying_deletes(self.carry_deletes);
+        if let (Some(breakers), Some(per_minute)) = (&self.breakers, self.breaker) {
+            replicator = replicator.gating_deletes(Arc::new(SimGate {
+                region: self.buckets[region].region.clone(),
+                per_minute,
+                clock: self.s3.clone(),
+                breakers: Arc::clone(breakers),
+            }));
         }
+        Rc::new(replicator)
     }
 
     /// 1. The users write while replication runs, under faults and losses.
@@ -783,6 +874,14 @@ impl World {
             }
             UserOp::Quiesce => {}
             UserOp::Wait { seconds } => self.s3.advance(seconds * 1000),
+            UserOp::Rekey {
+                region,
+                current,
+                accepted,
+            } => {
+                self.replicators[*region] =
+                    self.replicator(*region, marker_keys(*current, accepted));
+            }
         }
         if std::env::var_os("TOASTREP_SIM_TRACE").is_some() {
             eprintln!(
@@ -892,6 +991,7 @@ impl World {
     /// Every region's current object of every key is the documented
     /// winner, or nothing where a delete deleted it; no user write is lost.
     fn check_converged(&mut self) -> Result<(), String> {
+        self.check_every_version_is_a_user_write()?;
         // Counted afresh by each check.
         self.kept_local.set(0);
         self.summary.deleted_everywhere = 0;
@@ -1219,6 +1319,32 @@ impl World {
                 // Neither is left: the protocol's fixed order.
                 false => va.version_id.cmp(&vb.version_id),
             })
+    }
+
+    /// Every version in every bucket is a user write or a copy of one, read
+    /// under the set's keys: no copy was taken for a write of its own.
+    fn check_every_version_is_a_user_write(&self) -> Result<(), String> {
+        for key in self.s3.keys() {
+            for (region, bucket) in self.buckets.iter().enumerate() {
+                for version in self.s3.history(&bucket.name, &key) {
+                    if version.delete_marker {
+                        continue;
+                    }
+                    let seen = Seen::of(REGIONS[region], &key, head_of(&version), &self.key);
+                    if !self.user_writes.iter().any(|(r, k, v)| {
+                        REGIONS[*r] == seen.write.region
+                            && *k == key
+                            && v.version_id == seen.write.version
+                    }) {
+                        return Err(format!(
+                            "{key:?}: {} in {} is no user write and copies none: it is read as {:?} ({:?})",
+                            version.version_id, REGIONS[region], seen.write, seen.kind
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The user write a version is or copies.

@@ -216,7 +216,7 @@ impl TestBucket {
             &self.region,
             key,
             self.head(key, version).await,
-            &marker_key(),
+            &marker_key().into(),
         )
     }
 
