@@ -147,7 +147,7 @@ impl<S: ObjectStore> Replicator<S> {
             }),
             source_etag: (single && !head.etag_is_md5).then(|| head.etag.clone()),
         };
-        let marker = self.keys.current().seal(
+        let marker = self.keys.seal(
             key,
             &destination.region,
             &version.write,

@@ -233,9 +233,29 @@ impl MarkerKey {
         by: &str,
         copied: &Copied,
     ) -> String {
-        let kid = self.id();
+        self.seal_as(true, key, region, write, written, by, copied)
+    }
+
+    /// [`MarkerKey::seal`], naming the key (v3) or not (v2, which every
+    /// release since bound markers to bytes reads).
+    #[allow(clippy::too_many_arguments)]
+    fn seal_as(
+        &self,
+        with_key_id: bool,
+        key: &str,
+        region: &str,
+        write: &Write,
+        written: i64,
+        by: &str,
+        copied: &Copied,
+    ) -> String {
+        let kid = with_key_id.then(|| self.id());
+        let (format, named) = match &kid {
+            Some(kid) => (FORMAT, format!(";kid={kid}")),
+            None => (FORMAT_V2, String::new()),
+        };
         format!(
-            "{FORMAT};kid={kid};region={};time={};version={};etag={};written={written};by={by};size={};md5={};parts={};from={};mac={}",
+            "{format}{named};region={};time={};version={};etag={};written={written};by={by};size={};md5={};parts={};from={};mac={}",
             write.region,
             write.time,
             write.version,
@@ -245,8 +265,8 @@ impl MarkerKey {
             copied.parts.map(|p| p.to_string()).unwrap_or_default(),
             copied.source_etag.as_deref().unwrap_or_default(),
             self.mac(
-                FORMAT,
-                Some(&kid),
+                format,
+                kid.as_deref(),
                 key,
                 region,
                 write,
@@ -306,10 +326,17 @@ impl MarkerKey {
 /// marker A sealed has been sealed again under B, A is dropped. A region
 /// that read a marker it cannot verify would take a replica for an original
 /// write made at the copy's time, and let it win over later writes.
+///
+/// Markers that name their key (v3) are sealed only once every region reads
+/// them ([`MarkerKeys::naming_keys`]): a release before key ids reads a v3
+/// marker as no marker, so until then markers are sealed as v2, which every
+/// release reads. The first step of a rotation deploys a release that reads
+/// v3 to every region; the second seals v3.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MarkerKeys {
     current: MarkerKey,
     accepted: Vec<MarkerKey>,
+    naming_keys: bool,
 }
 
 impl std::fmt::Debug for MarkerKeys {
@@ -320,6 +347,7 @@ impl std::fmt::Debug for MarkerKeys {
                 "accepted",
                 &self.accepted.iter().map(MarkerKey::id).collect::<Vec<_>>(),
             )
+            .field("naming_keys", &self.naming_keys)
             .finish()
     }
 }
@@ -329,6 +357,7 @@ impl From<MarkerKey> for MarkerKeys {
         MarkerKeys {
             current,
             accepted: Vec::new(),
+            naming_keys: false,
         }
     }
 }
@@ -340,7 +369,32 @@ impl MarkerKeys {
             .into_iter()
             .filter(|key| key.id() != current.id())
             .collect();
-        MarkerKeys { current, accepted }
+        MarkerKeys {
+            current,
+            accepted,
+            naming_keys: false,
+        }
+    }
+
+    /// New markers name the key that sealed them (v3): only once every
+    /// region of the set reads v3 markers.
+    pub fn naming_keys(mut self) -> MarkerKeys {
+        self.naming_keys = true;
+        self
+    }
+
+    /// A new marker under the current key (see [`MarkerKey::seal`]).
+    pub fn seal(
+        &self,
+        key: &str,
+        region: &str,
+        write: &Write,
+        written: i64,
+        by: &str,
+        copied: &Copied,
+    ) -> String {
+        self.current
+            .seal_as(self.naming_keys, key, region, write, written, by, copied)
     }
 
     /// The key that seals new markers.
@@ -603,6 +657,25 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[test]
+    fn a_ring_seals_markers_every_release_reads_until_told_to_name_keys() {
+        let a = MarkerKey::for_tests("a");
+        let seal = |keys: &MarkerKeys| keys.seal("k", "us-east-1", &write(), 10, "s", &copied());
+        let plain = seal(&MarkerKeys::from(a.clone()));
+        assert!(plain.starts_with("v2;region="), "{plain}");
+        let named = seal(&MarkerKeys::from(a.clone()).naming_keys());
+        assert!(named.starts_with(&format!("v3;kid={};", a.id())), "{named}");
+        for marker in [plain, named] {
+            let metadata = BTreeMap::from([(MARKER.to_owned(), marker)]);
+            assert_eq!(
+                MarkerKeys::from(a.clone())
+                    .open(&object("k", "us-east-1", &metadata, 11))
+                    .map(|(w, _)| w),
+                Some(write())
+            );
+        }
     }
 
     #[test]

@@ -90,11 +90,19 @@ pub fn marker_key(n: u8) -> MarkerKey {
     }
 }
 
+/// The ring sealing with key `current`; once rotated (a key other than the
+/// first), its markers name their key, as after `rotate-key`'s first step
+/// every region reads them.
 fn marker_keys(current: u8, accepted: &[u8]) -> MarkerKeys {
-    MarkerKeys::new(
+    let keys = MarkerKeys::new(
         marker_key(current),
         accepted.iter().map(|&n| marker_key(n)).collect(),
-    )
+    );
+    if current == 0 {
+        keys
+    } else {
+        keys.naming_keys()
+    }
 }
 
 /// A schedule's setting: everything but the interleaving, which the seed picks.
