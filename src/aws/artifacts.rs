@@ -252,28 +252,30 @@ pub async fn keep_log_key(s3: &Client, bucket: &str, log_key: &[u8; 32]) -> Resu
 /// The set's log key as the artifact bucket keeps it; `None` for a set
 /// deployed before it was kept.
 pub async fn log_key_in(s3: &Client, bucket: &str) -> Result<Option<String>> {
-    match s3
-        .get_object()
-        .bucket(bucket)
-        .key(LOG_KEY_OBJECT)
-        .send()
-        .await
-    {
-        Ok(object) => {
-            let bytes = object
-                .body
-                .collect()
-                .await
-                .with_context(|| format!("reading s3://{bucket}/{LOG_KEY_OBJECT}"))?
-                .into_bytes();
-            Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned()))
+    Ok(object_bytes(s3, bucket, LOG_KEY_OBJECT)
+        .await?
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned()))
+}
+
+/// The bytes of an object the artifact bucket keeps (the set's state, a
+/// repair's report); `None` when there is no such object.
+pub async fn object_bytes(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    let object = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => object,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            return Ok(None);
         }
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
         Err(error) => {
-            Err(anyhow::Error::new(error)
-                .context(format!("reading s3://{bucket}/{LOG_KEY_OBJECT}")))
+            return Err(anyhow::Error::new(error).context(format!("reading s3://{bucket}/{key}")));
         }
-    }
+    };
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes();
+    Ok(Some(bytes.to_vec()))
 }
 
 /// The ARN of the replicator role that may write a set's state in `region`.

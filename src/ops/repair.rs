@@ -14,6 +14,7 @@ use futures::future::join_all;
 use toastrep_replication::repair::RunReport;
 
 use crate::aws::Aws;
+use crate::aws::artifacts;
 use crate::model::names::SetName;
 use crate::ops::sync::{
     CloudRun, MapItems, RegionRun, SyncCopy, SyncDelete, SyncFailure, SyncReport, UnreachableRegion,
@@ -47,27 +48,9 @@ async fn read_report(
     key: &str,
 ) -> Result<Option<RunReport>> {
     let bucket = name.artifact_bucket(region, account);
-    let got = aws
-        .s3(region)
-        .get_object()
-        .bucket(&bucket)
-        .key(key)
-        .send()
-        .await;
-    let object = match got {
-        Ok(object) => object,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-        Err(e) => {
-            return Err(anyhow::Error::new(e))
-                .with_context(|| format!("reading s3://{bucket}/{key}"));
-        }
+    let Some(bytes) = artifacts::object_bytes(&aws.s3(region), &bucket, key).await? else {
+        return Ok(None);
     };
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?
-        .into_bytes();
     serde_json::from_slice(&bytes)
         .map(Some)
         .with_context(|| format!("s3://{bucket}/{key} is not a repair report"))
