@@ -7,6 +7,7 @@ mod repair;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
+use toastrep_replication::clock::now_ms;
 use toastrep_replication::metrics::ReplicationMetrics;
 use toastrep_replication::{
     Bucket, CopySettings, Decision, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
@@ -215,12 +216,6 @@ fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     tokio::time::Instant::now() + left
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn required_env(name: &str) -> Result<String, Error> {

@@ -17,7 +17,7 @@
 //! - `repair/bounds.json`: range bounds learned from the last whole run.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt;
@@ -25,6 +25,7 @@ use lambda_runtime::{Diagnostic, Error};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use toastrep_replication::clock::now_ms;
 use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
 use toastrep_replication::metrics::repair_documents;
 use toastrep_replication::repair::{
@@ -71,12 +72,6 @@ pub struct Repair<'a> {
     members: Mutex<Option<(tokio::time::Instant, BTreeSet<String>)>>,
     /// Executions Step Functions said were running, and when.
     executions: Mutex<HashMap<String, tokio::time::Instant>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn fail(error_type: &str, message: impl Into<String>) -> Diagnostic {

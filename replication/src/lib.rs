@@ -11,6 +11,7 @@
 
 pub mod breaker_keys;
 pub mod clients;
+pub mod clock;
 pub mod engine;
 pub mod event;
 pub mod handler;

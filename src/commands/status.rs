@@ -9,9 +9,10 @@ use indicatif::HumanBytes;
 use super::words::{deletes_phrase, kept_phrase};
 use super::{Context, Report};
 use crate::ops::discover;
-use crate::ops::health::{StatusResult, now_ms};
+use crate::ops::health::StatusResult;
 use crate::package::Package;
 use crate::settings::StatusSettings;
+use toastrep_replication::clock::now_ms;
 
 pub async fn status(context: &Context, settings: &StatusSettings) -> Result<Report> {
     let name = &settings.target.name;

@@ -467,12 +467,6 @@ fn hex_to_base64(hex: &str) -> Option<String> {
     Some(BASE64.encode(hex::decode(hex).ok()?))
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
