@@ -224,22 +224,12 @@ impl MarkerKey {
     /// bucket, written at `written` (seconds since the epoch, the writer's
     /// clock). `by` names what made the copy (a notice, or sync), so a retry
     /// of that notice can tell its own earlier writes from others'.
-    pub fn seal(
-        &self,
-        key: &str,
-        region: &str,
-        write: &Write,
-        written: i64,
-        by: &str,
-        copied: &Copied,
-    ) -> String {
-        self.seal_as(true, key, region, write, written, by, copied)
-    }
-
-    /// [`MarkerKey::seal`], naming the key (v3) or not (v2, which every
-    /// release since bound markers to bytes reads).
+    ///
+    /// `with_key_id`: the marker names the key (v3), or not (v2, which every
+    /// release since markers were bound to bytes reads). Sealed through
+    /// [`MarkerKeys::seal`], which knows which.
     #[allow(clippy::too_many_arguments)]
-    fn seal_as(
+    fn seal(
         &self,
         with_key_id: bool,
         key: &str,
@@ -383,7 +373,10 @@ impl MarkerKeys {
         self
     }
 
-    /// A new marker under the current key (see [`MarkerKey::seal`]).
+    /// The marker for `copied`, a copy of `write` at `key` in `region`'s
+    /// bucket, written at `written` (seconds since the epoch, the writer's
+    /// clock), made `by` a notice or sync: under the current key, naming it
+    /// once [`MarkerKeys::naming_keys`].
     pub fn seal(
         &self,
         key: &str,
@@ -394,17 +387,7 @@ impl MarkerKeys {
         copied: &Copied,
     ) -> String {
         self.current
-            .seal_as(self.naming_keys, key, region, write, written, by, copied)
-    }
-
-    /// The key that seals new markers.
-    pub fn current(&self) -> &MarkerKey {
-        &self.current
-    }
-
-    /// The other keys whose markers verify.
-    pub fn accepted(&self) -> &[MarkerKey] {
-        &self.accepted
+            .seal(self.naming_keys, key, region, write, written, by, copied)
     }
 
     /// [`MarkerKey::open`] under the key the marker names, or, for a marker
@@ -565,7 +548,7 @@ mod tests {
     fn sealed(key: &MarkerKey, object_key: &str, written: i64) -> BTreeMap<String, String> {
         BTreeMap::from([(
             MARKER.to_owned(),
-            key.seal(
+            MarkerKeys::from(key.clone()).naming_keys().seal(
                 object_key,
                 "us-east-1",
                 &write(),

@@ -55,7 +55,7 @@ pub struct Seen {
     /// The original write this version is or copies.
     pub write: Write,
     pub kind: Kind,
-    /// For toastrep's copies: what made it (see [`marker::MarkerKey::seal`]).
+    /// For toastrep's copies: what made it (see [`marker::MarkerKeys::seal`]).
     pub by: Option<String>,
 }
 

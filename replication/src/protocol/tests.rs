@@ -29,7 +29,7 @@ fn replica(region: &str, version: &str, written: i64, of: &Seen) -> Seen {
     let mut h = head(version, written);
     h.metadata.insert(
         marker::MARKER.into(),
-        key.seal(
+        MarkerKeys::from(key.clone()).seal(
             "k",
             region,
             &of.write,

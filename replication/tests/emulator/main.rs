@@ -21,7 +21,8 @@ use toastrep_replication::protocol::marker::{Copied, MARKER, metadata_for_copy};
 use toastrep_replication::protocol::{Histories, Kind, compare};
 use toastrep_replication::store::{CopyRequest, Precondition, Written};
 use toastrep_replication::{
-    CopySettings, Decision, HandleError, ObjectStore, ReplicateError, S3Notice, handle_sns_event,
+    CopySettings, Decision, HandleError, MarkerKeys, ObjectStore, ReplicateError, S3Notice,
+    handle_sns_event,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -93,7 +94,7 @@ async fn late_copy(source: &TestBucket, destination: &TestBucket, key: &str) -> 
         parts: None,
         source_etag: (!seen.head.etag_is_md5).then(|| seen.head.etag.clone()),
     };
-    let marker = marker_key().seal(
+    let marker = MarkerKeys::from(marker_key()).seal(
         key,
         &destination.region,
         &seen.write,
