@@ -177,7 +177,8 @@ fn a_held_burst_of_deletes_stays_held_through_every_repair_until_released() {
 /// The set's marker key rotated while users write, in `rotate-key`'s two
 /// steps (every region accepts the new key, then every region seals with
 /// it): every schedule converges on the documented winner, read under the
-/// new key ring. `TOASTREP_SIM_ROTATIONS` sets how many (default 2,000).
+/// new key ring; then the old key is retired and nothing moves.
+/// `TOASTREP_SIM_ROTATIONS` sets how many (default 2,000).
 #[test]
 fn a_key_rotated_in_two_steps_under_concurrent_writes_converges() {
     let seeds: Vec<u64> = match std::env::var("TOASTREP_SIM_SEED") {
@@ -271,6 +272,7 @@ fn same_second_three_region_race() {
         restore_at: None,
         breaker: None,
         final_keys: (0, Vec::new()),
+        retire: false,
         deep_sync: true,
     };
     let failures = run_all((0..2_000).collect(), |seed| {
@@ -300,6 +302,7 @@ fn deletes_scenario(seed: u64, ops: Vec<(u64, UserOp)>, carry_deletes: bool) -> 
         restore_at: None,
         breaker: None,
         final_keys: (0, Vec::new()),
+        retire: false,
         deep_sync: true,
     }
 }

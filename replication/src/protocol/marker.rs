@@ -326,6 +326,9 @@ impl MarkerKey {
 pub struct MarkerKeys {
     current: MarkerKey,
     accepted: Vec<MarkerKey>,
+    /// Keys a rotation retired, each with the time (seconds since the
+    /// epoch) it was retired at: see [`MarkerKeys::retiring`].
+    retired: Vec<(MarkerKey, i64)>,
     naming_keys: bool,
 }
 
@@ -337,6 +340,14 @@ impl std::fmt::Debug for MarkerKeys {
                 "accepted",
                 &self.accepted.iter().map(MarkerKey::id).collect::<Vec<_>>(),
             )
+            .field(
+                "retired",
+                &self
+                    .retired
+                    .iter()
+                    .map(|(key, at)| (key.id(), *at))
+                    .collect::<Vec<_>>(),
+            )
             .field("naming_keys", &self.naming_keys)
             .finish()
     }
@@ -347,6 +358,7 @@ impl From<MarkerKey> for MarkerKeys {
         MarkerKeys {
             current,
             accepted: Vec::new(),
+            retired: Vec::new(),
             naming_keys: false,
         }
     }
@@ -362,8 +374,24 @@ impl MarkerKeys {
         MarkerKeys {
             current,
             accepted,
+            retired: Vec::new(),
             naming_keys: false,
         }
+    }
+
+    /// `key` was retired at `at` (seconds since the epoch): it verifies
+    /// markers only on versions S3 last modified before then. A retired
+    /// key's markers must keep their meaning on the versions already in
+    /// the buckets, or an old copy below the current object would read as
+    /// an original written at its copy time, win, and be put back on top;
+    /// yet nothing written since may verify under it, so a key that leaked
+    /// forges nothing. S3 sets Last-Modified, not the writer.
+    pub fn retiring(mut self, key: MarkerKey, at: i64) -> MarkerKeys {
+        if key.id() != self.current.id() {
+            self.accepted.retain(|accepted| accepted.id() != key.id());
+            self.retired.push((key, at));
+        }
+        self
     }
 
     /// New markers name the key that sealed them (v3): only once every
@@ -390,6 +418,11 @@ impl MarkerKeys {
             .seal(self.naming_keys, key, region, write, written, by, copied)
     }
 
+    /// The id of the key new markers are sealed with.
+    pub fn current_id(&self) -> String {
+        self.current.id()
+    }
+
     /// [`MarkerKey::open`] under the key the marker names, or, for a marker
     /// of a release before key ids, under any key of the ring.
     pub fn open(&self, object: &Object<'_>) -> Option<(Write, String)> {
@@ -399,7 +432,14 @@ impl MarkerKeys {
     /// [`MarkerKeys::open`], with the id of the key it verified under.
     pub fn open_with_key(&self, object: &Object<'_>) -> Option<(Write, String, String)> {
         let marker = parse(object.metadata.get(MARKER)?)?;
-        let mut keys = std::iter::once(&self.current).chain(&self.accepted);
+        let retired = self
+            .retired
+            .iter()
+            .filter(|(_, at)| object.last_modified < *at)
+            .map(|(key, _)| key);
+        let mut keys = std::iter::once(&self.current)
+            .chain(&self.accepted)
+            .chain(retired);
         match marker.kid {
             Some(kid) => keys
                 .find(|key| key.id() == kid)
@@ -640,6 +680,29 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[test]
+    fn a_retired_key_reads_only_what_was_written_before_it_was_retired() {
+        let (a, b) = (MarkerKey::for_tests("a"), MarkerKey::for_tests("b"));
+        // Sealed by `a` at 10; `a` retired at 100.
+        let metadata = sealed(&a, "k", 10);
+        let ring = MarkerKeys::from(b.clone()).retiring(a.clone(), 100);
+        let before = object("k", "us-east-1", &metadata, 11);
+        assert_eq!(
+            ring.open_with_key(&before).map(|(_, _, kid)| kid),
+            Some(a.id())
+        );
+        // The same marker on a version S3 wrote at or after the retirement
+        // (someone holding the old key forging one now) is no marker.
+        let forged = sealed(&a, "k", 100);
+        assert_eq!(ring.open(&object("k", "us-east-1", &forged, 101)), None);
+        // Retiring the current key does nothing; retiring an accepted one
+        // stops accepting it for new versions.
+        let same = MarkerKeys::from(a.clone()).retiring(a.clone(), 100);
+        assert!(same.open(&object("k", "us-east-1", &forged, 101)).is_some());
+        let ring = MarkerKeys::new(b, vec![a.clone()]).retiring(a, 100);
+        assert_eq!(ring.open(&object("k", "us-east-1", &forged, 101)), None);
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Seen {
     pub kind: Kind,
     /// For toastrep's copies: what made it (see [`marker::MarkerKeys::seal`]).
     pub by: Option<String>,
+    /// A copy whose marker verifies only under a key the ring still accepts
+    /// but no longer seals with: a rotation's sync seals it again (see
+    /// [`Reason::Reseal`]) before the old key is dropped, after which it
+    /// would read as an original.
+    pub retired_key: bool,
 }
 
 impl Seen {
@@ -71,9 +76,13 @@ impl Seen {
             size: head.size,
             etag_is_md5: head.etag_is_md5,
         };
-        let (write, kind, by) = match keys.open(&object) {
-            Some((write, by)) if write.region == region => (write, Kind::Restored, Some(by)),
-            Some((write, by)) => (write, Kind::Replica, Some(by)),
+        let opened = keys.open_with_key(&object);
+        let retired_key = opened
+            .as_ref()
+            .is_some_and(|(_, _, kid)| *kid != keys.current_id());
+        let (write, kind, by) = match opened {
+            Some((write, by, _)) if write.region == region => (write, Kind::Restored, Some(by)),
+            Some((write, by, _)) => (write, Kind::Replica, Some(by)),
             None => (
                 Write {
                     region: region.to_owned(),
@@ -90,6 +99,7 @@ impl Seen {
             write,
             kind,
             by,
+            retired_key,
         }
     }
 
@@ -283,6 +293,9 @@ pub enum Reason {
     /// The region deleted an older write; the winner won over the delete
     /// (add-wins).
     Deleted,
+    /// The region holds the winner, in a copy sealed by a key being
+    /// retired: copied again, its marker is sealed by the current key.
+    Reseal,
 }
 
 /// Sync's plan for one key.
@@ -340,6 +353,7 @@ pub fn decide_sync(
             .object()
             .is_some_and(|s| s.write.same(&winner.write))
     };
+    let resealed = |i: usize| states[i].object().is_some_and(|s| s.retired_key);
     let source = (0..states.len())
         .filter(|&i| holds(i))
         .max_by_key(|&i| states[i].object().is_some_and(|s| s.kind != Kind::Replica))
@@ -362,9 +376,12 @@ pub fn decide_sync(
     plan.copies = states
         .iter()
         .enumerate()
-        .filter(|(i, _)| repair[*i] && !holds(*i) && !plan.kept_deletes.contains(i))
+        .filter(|(i, _)| {
+            repair[*i] && (!holds(*i) || resealed(*i)) && !plan.kept_deletes.contains(i)
+        })
         .map(|(i, state)| {
             let reason = match state {
+                State::Object(_) if holds(i) => Reason::Reseal,
                 State::Object(_) => Reason::Stale,
                 State::Deleted(_) => Reason::Deleted,
                 State::Absent => Reason::Missing,

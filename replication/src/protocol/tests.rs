@@ -369,3 +369,53 @@ fn sync_carries_a_delete_or_keeps_it_where_it_was_made() {
         vec![(0, Reason::Deleted, Precondition::IfNoneMatch)]
     );
 }
+
+#[test]
+fn sync_seals_again_a_copy_of_the_winner_sealed_by_a_key_being_retired() {
+    let (old, new) = (MarkerKey::for_tests("t"), MarkerKey::for_tests("new"));
+    let a = original("us-east-1", "a1", 10);
+    // A copy sealed by the old key, read while the ring seals with the new
+    // one and still accepts the old.
+    let ring = MarkerKeys::new(new.clone(), vec![old]).naming_keys();
+    let old_copy = replica("eu-west-2", "b1", 11, &a);
+    let old_copy = Seen::of("eu-west-2", "k", old_copy.head, &ring);
+    assert_eq!(old_copy.kind, Kind::Replica);
+    assert!(old_copy.retired_key);
+    // A copy the new key sealed is left alone.
+    let mut h = head("c1", 11);
+    h.metadata.insert(
+        marker::MARKER.into(),
+        ring.seal(
+            "k",
+            "ap-northeast-1",
+            &a.write,
+            11,
+            "test",
+            &marker::Copied {
+                size: 1,
+                md5: None,
+                parts: None,
+                source_etag: None,
+            },
+        ),
+    );
+    let new_copy = Seen::of("ap-northeast-1", "k", h, &ring);
+    assert_eq!(new_copy.kind, Kind::Replica);
+    assert!(!new_copy.retired_key);
+    let a = Seen::of("us-east-1", "k", a.head, &ring);
+    assert!(!a.retired_key, "an original has no marker to seal again");
+    let states = [a, old_copy, new_copy].map(State::Object);
+    let plan = decide_sync(&states, &[true; 3], true, &Histories::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.source, 0);
+    assert_eq!(
+        plan.copies,
+        vec![(1, Reason::Reseal, Precondition::IfMatch("eb1".into()))]
+    );
+    // A region sync may not write keeps its old copy.
+    let plan = decide_sync(&states, &[true, false, true], true, &Histories::default())
+        .unwrap()
+        .unwrap();
+    assert!(plan.copies.is_empty());
+}

@@ -17,7 +17,7 @@ use crate::engine::{
 };
 use crate::event::S3Notice;
 use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
-use crate::protocol::{MarkerKey, MarkerKeys, Seen};
+use crate::protocol::{Kind, MarkerKey, MarkerKeys, Seen};
 use crate::store::{Bucket, Headers};
 
 /// Region names, in an order that is not their sorted order, so the
@@ -136,6 +136,10 @@ pub struct Scenario {
     /// scenario rotates the key.
     #[serde(default)]
     pub final_keys: (u8, Vec<u8>),
+    /// Once the repairs are done, every region and the repairs drop the
+    /// accepted keys of `final_keys`: `rotate-key`'s last step.
+    #[serde(default)]
+    pub retire: bool,
 }
 
 impl Scenario {
@@ -254,6 +258,7 @@ impl Scenario {
             deep_sync: true,
             breaker: None,
             final_keys: (0, Vec::new()),
+            retire: false,
         }
     }
 
@@ -305,6 +310,7 @@ impl Scenario {
         // Stable: of two ops at one time, the earlier pushed goes first.
         scenario.ops.sort_by_key(|(at, _)| *at);
         scenario.final_keys = (1, vec![0]);
+        scenario.retire = two_steps;
         scenario
     }
 
@@ -357,6 +363,7 @@ impl Scenario {
             deep_sync: rng.bool(),
             breaker: Some(per_minute),
             final_keys: (0, Vec::new()),
+            retire: false,
         }
     }
 }
@@ -417,6 +424,8 @@ struct World {
     breaker: Option<u32>,
     /// Every key the set's markers may verify under, for the checks.
     key: MarkerKeys,
+    /// The numbers of `key`'s keys (see [`marker_key`]): (current, accepted).
+    key_numbers: (u8, Vec<u8>),
     executor: Executor,
     mail: Rc<RefCell<Mail>>,
     /// Every notification ever emitted, for the re-delivery at the end.
@@ -447,6 +456,9 @@ pub fn run_scenario(seed: u64, scenario: &Scenario) -> Result<Summary, String> {
     let mut world = World::new(seed, scenario);
     let start = world.write(scenario)?;
     world.repair()?;
+    if scenario.retire {
+        world.retire()?;
+    }
     world.check_quiet(start, scenario)
 }
 
@@ -483,6 +495,7 @@ impl World {
             settings: scenario.settings.clone(),
             breaker: scenario.breaker,
             key: marker_keys(scenario.final_keys.0, &scenario.final_keys.1),
+            key_numbers: scenario.final_keys.clone(),
             executor: Executor::default(),
             mail: Rc::default(),
             log: Vec::new(),
@@ -574,6 +587,47 @@ impl World {
     fn repair(&mut self) -> Result<(), String> {
         self.summary.sync_copies += self.replay_and_sync()?;
         self.check_converged()
+    }
+
+    /// 2b. The old keys are retired (`rotate-key`'s last step, after its
+    ///     sync): every function and repair seals and accepts the current
+    ///     key alone, and reads a retired key's markers only on versions
+    ///     written before now. The sync sealed every current copy again, so
+    ///     each verifies under the current key; the quiet check that follows
+    ///     proves that nothing moves under the new ring.
+    fn retire(&mut self) -> Result<(), String> {
+        let now = (self.s3.clock_ms() / 1000) as i64 + 1;
+        let current = marker_keys(self.key_numbers.0, &[]);
+        let ring = self.key_numbers.1.iter().fold(current.clone(), |ring, &n| {
+            ring.retiring(marker_key(n), now)
+        });
+        for region in 0..self.buckets.len() {
+            self.replicators[region] = self.replicator(region, ring.clone());
+        }
+        for key in self.s3.keys() {
+            for (region, bucket) in self.buckets.iter().enumerate() {
+                let Some(top) = self.s3.history(&bucket.name, &key).last().cloned() else {
+                    continue;
+                };
+                if top.delete_marker {
+                    continue;
+                }
+                let seen = Seen::of(REGIONS[region], &key, head_of(&top), &current);
+                let own = self
+                    .user_writes
+                    .iter()
+                    .any(|(r, k, v)| *r == region && *k == key && v.version_id == top.version_id);
+                if seen.kind == Kind::Original && !own {
+                    return Err(format!(
+                        "{key:?}: {}'s current copy {} is still sealed by a retired key; {}",
+                        REGIONS[region],
+                        top.version_id,
+                        self.describe_key(&key)
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// 3. Converged means quiet: every notification delivered again, and
