@@ -133,6 +133,17 @@ pub enum Command {
     ///
     /// Exits 1 if anything is unhealthy, and flags it.
     Status(StatusArgs),
+    /// Replace the set's marker key with a new one, without a marker ever
+    /// failing to verify.
+    ///
+    /// In steps, each a deploy of every region: the new key is accepted
+    /// while the old one still seals; after the functions' timeout, the new
+    /// key seals and the old one is still accepted; a deep sync seals again
+    /// every copy the old key sealed; then the old key is retired: it seals
+    /// and verifies nothing written from then on. Object keys hash
+    /// differently in the logs afterwards (`hash-key` follows). Run again
+    /// after an interruption to resume where it stopped.
+    RotateKey(RotateKeyArgs),
     /// Print the hash under which the set's functions log an object key.
     ///
     /// Unless the set was deployed with `--log-keys plain`, its functions
@@ -343,6 +354,25 @@ pub struct PlanArgs {
     /// How many stacks to examine at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateKeyArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The regions of the set, comma-separated. Default: the set file's.
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub function: FunctionArgs,
+    /// How many stacks to deploy at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// Seconds to wait after each of the first two steps, for invocations
+    /// under the earlier keys to end. Default: the functions' timeout. A
+    /// shorter wait risks copies that pass for original writes elsewhere.
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_seconds: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -9,9 +9,10 @@ use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::clock::now_ms;
 use toastrep_replication::metrics::ReplicationMetrics;
+use toastrep_replication::protocol::key_ring;
 use toastrep_replication::{
-    Bucket, CopySettings, Decision, HandleError, MarkerKey, RegionalClients, Replicator, SdkStore,
-    SetBuckets, deadline, log_keys,
+    Bucket, CopySettings, Decision, HandleError, MarkerKey, MarkerKeys, RegionalClients,
+    Replicator, SdkStore, SetBuckets, deadline, log_keys,
 };
 
 use breaker::Breaker;
@@ -44,8 +45,11 @@ async fn main() -> Result<(), Error> {
         required_env("DESTINATION_BUCKET")?,
     );
     let set = SetBuckets::new(required_env("SET_NAME")?, required_env("ACCOUNT_ID")?);
-    let key = MarkerKey::from_hex(&required_env("MARKER_KEY")?)
-        .map_err(|e| format!("environment variable MARKER_KEY: {e}"))?;
+    let key = MarkerKey::from_hex(&required_env(key_ring::KEY_VARIABLE)?)
+        .map_err(|e| format!("environment variable {}: {e}", key_ring::KEY_VARIABLE))?;
+    // The rest of the ring: empty until the set's first `rotate-key`.
+    let ring = std::env::var(key_ring::RING_VARIABLE).unwrap_or_default();
+    let keys = MarkerKeys::from_config(key.clone(), &ring)?;
     let settings = CopySettings::from_env()?;
     // Object keys in log lines: a keyed hash unless the set says plain.
     match std::env::var("LOG_KEYS").as_deref() {
@@ -83,7 +87,8 @@ async fn main() -> Result<(), Error> {
     tracing::info!(carry_deletes, "deletes");
     // Deletes carried from other regions pass the mass-delete breaker.
     let breaker_key = key.clone();
-    let mut replicator = Replicator::new(store, key, set, settings).carrying_deletes(carry_deletes);
+    let mut replicator =
+        Replicator::new(store, keys, set, settings).carrying_deletes(carry_deletes);
     if carry_deletes {
         replicator = replicator.gating_deletes(std::sync::Arc::new(Breaker {
             region: destination.region.clone(),

@@ -31,6 +31,6 @@ pub use engine::{
 };
 pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_sns_event};
 pub use handler::{HandleError, handle_notices, handle_sns_event, handle_sns_event_observed};
-pub use protocol::{MarkerKey, MarkerKeys};
+pub use protocol::{MarkerKey, MarkerKeys, RingError, Rotation};
 pub use store::s3::SdkStore;
 pub use store::{Bucket, ObjectStore};

@@ -14,6 +14,7 @@ mod remove_region;
 mod render;
 mod replay;
 mod restore;
+mod rotate_key;
 mod status;
 mod sync;
 mod teardown;
@@ -86,6 +87,7 @@ pub async fn run(context: &Context, command: CommandSettings) -> Result<Report> 
         CommandSettings::Restore(settings) => restore::restore(context, &settings).await,
         CommandSettings::Deletes(settings) => deletes::deletes(context, &settings).await,
         CommandSettings::Status(settings) => status::status(context, &settings).await,
+        CommandSettings::RotateKey(settings) => rotate_key::rotate_key(context, &settings).await,
         CommandSettings::HashKey(settings) => hash_key::hash_key(context, &settings).await,
         CommandSettings::Completions(shell) => completions::completions(shell),
         CommandSettings::Man(out) => completions::man(out.as_deref()),
@@ -124,6 +126,7 @@ mod schemas {
         schema!("deletes", crate::ops::deletes::DeletesResult);
         schema!("status", crate::ops::health::StatusResult);
         schema!("hash-key", Vec<hash_key::HashedKey>);
+        schema!("rotate-key", crate::ops::rotation::RotationResult);
         schema!("completions", completions::Generated);
         schema!("man", completions::Generated);
         schema!("failure", Failure);

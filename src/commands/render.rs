@@ -48,7 +48,7 @@ pub async fn render(context: &Context, settings: &RenderSettings) -> Result<Repo
         settings.spec.clone(),
         package.key.clone(),
         &resolved,
-        Some(&marker_key),
+        Some(&marker_key.into()),
     );
     write_files(&plan, &package, out)?;
     let commands = shell_commands(&plan, &package, out);

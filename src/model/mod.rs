@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod function;
 pub mod names;
 pub mod regions;
+pub mod rotation;
 pub mod schedule;
 #[cfg(test)]
 mod template_constraints;

@@ -167,7 +167,7 @@ fn a_new_set_gets_the_templates_defaults() {
         spec,
         "k.zip".into(),
         &FunctionSettings::default(),
-        Some(&key),
+        Some(&key.into()),
     );
     // The dashboard's body is the set's own; the others are settings.
     let base = plan.bases.iter().find(|b| b.region == "eu-west-2").unwrap();

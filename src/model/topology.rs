@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use toastrep_replication::MarkerKey;
+use toastrep_replication::MarkerKeys;
 
 use crate::error::InputError;
 use crate::model::function::FunctionSettings;
@@ -93,11 +93,14 @@ fn same_partition(regions: &[String]) -> Result<&'static str, InputError> {
 /// toastrep shows them as `****`, as CloudFormation does.
 /// The base stacks' parameter holding the set's marker key.
 pub const MARKER_KEY_PARAMETER: &str = "MarkerKey";
+/// The base stacks' parameter holding the rest of the key ring (see
+/// `toastrep_replication::protocol::key_ring`).
+pub const MARKER_KEY_RING_PARAMETER: &str = "MarkerKeyRing";
 /// The base stacks' parameter pinning the function's code to the package
 /// version deploy checked, given per region once the package is in place.
 pub const CODE_VERSION_PARAMETER: &str = "CodeVersion";
 
-const SECRET_PARAMETERS: &[&str] = &[MARKER_KEY_PARAMETER];
+const SECRET_PARAMETERS: &[&str] = &[MARKER_KEY_PARAMETER, MARKER_KEY_RING_PARAMETER];
 
 /// One stack to deploy.
 #[derive(Clone, Serialize, schemars::JsonSchema)]
@@ -180,8 +183,9 @@ impl DeployPlan {
         spec: SetSpec,
         code_key: String,
         settings: &FunctionSettings,
-        marker_key: Option<&MarkerKey>,
+        marker_key: Option<&MarkerKeys>,
     ) -> Self {
+        let marker_key = marker_key.map(MarkerKeys::to_config);
         let name = &spec.name;
         // The deployed home while it is a member, else the region that
         // sorts first.
@@ -267,7 +271,12 @@ impl DeployPlan {
                     ),
                 ])
                 .into_iter()
-                .chain(marker_key.map(|key| (MARKER_KEY_PARAMETER.into(), key.to_hex())))
+                .chain(marker_key.iter().flat_map(|(key, ring)| {
+                    [
+                        (MARKER_KEY_PARAMETER.into(), key.clone()),
+                        (MARKER_KEY_RING_PARAMETER.into(), ring.clone()),
+                    ]
+                }))
                 .collect(),
                 // A preview keeps the key and the code's version as
                 // deployed (a deploy gives both; see rollout).
@@ -275,6 +284,7 @@ impl DeployPlan {
                     Some(_) => BTreeSet::new(),
                     None => BTreeSet::from([
                         MARKER_KEY_PARAMETER.to_owned(),
+                        MARKER_KEY_RING_PARAMETER.to_owned(),
                         CODE_VERSION_PARAMETER.to_owned(),
                     ]),
                 },
@@ -424,7 +434,7 @@ mod tests {
             spec,
             "k.zip".into(),
             &FunctionSettings::default(),
-            Some(&MarkerKey::for_tests("demo")),
+            Some(&toastrep_replication::MarkerKey::for_tests("demo").into()),
         );
         assert_eq!(plan.bases.len(), 3);
         assert_eq!(plan.pairs.len(), 6);
@@ -452,7 +462,7 @@ mod tests {
             spec,
             "k.zip".into(),
             &settings,
-            Some(&MarkerKey::for_tests("k")),
+            Some(&toastrep_replication::MarkerKey::for_tests("k").into()),
         );
         let back = FunctionSettings::from_parameters(&plan.bases[0].parameters);
         assert_eq!(back.part_size, settings.part_size);
@@ -471,22 +481,31 @@ mod tests {
 
     #[test]
     fn every_base_stack_gets_the_one_marker_key_and_no_output_shows_it() {
-        let key = MarkerKey::for_tests("secret");
+        let key = toastrep_replication::MarkerKey::for_tests("secret");
+        let accepted = toastrep_replication::MarkerKey::for_tests("next");
+        let ring = MarkerKeys::new(key.clone(), vec![accepted.clone()]);
         let spec = SetSpec::parse("demo", &regions(&["us-east-1", "eu-west-2"])).unwrap();
         let plan = DeployPlan::new(
             spec,
             "k.zip".into(),
             &FunctionSettings::default(),
-            Some(&key),
+            Some(&ring),
         );
         for base in &plan.bases {
             assert_eq!(base.parameters[MARKER_KEY_PARAMETER], key.to_hex());
+            assert_eq!(
+                base.parameters[MARKER_KEY_RING_PARAMETER],
+                format!("accept={}", accepted.to_hex())
+            );
         }
         let json = serde_json::to_string(&plan).unwrap();
-        assert!(!json.contains(&key.to_hex()), "{json}");
-        assert!(json.contains(r#""MarkerKey":"****""#), "{json}");
         let debug = format!("{plan:?}");
-        assert!(!debug.contains(&key.to_hex()), "{debug}");
+        for secret in [key.to_hex(), accepted.to_hex()] {
+            assert!(!json.contains(&secret), "{json}");
+            assert!(!debug.contains(&secret), "{debug}");
+        }
+        assert!(json.contains(r#""MarkerKey":"****""#), "{json}");
+        assert!(json.contains(r#""MarkerKeyRing":"****""#), "{json}");
     }
 
     /// toastrep masks exactly the parameters the templates declare NoEcho.

@@ -154,9 +154,12 @@ pub async fn deletes(
                 let outcome = if let Some((buckets, replicator, key)) = &engine {
                     // Only what the set's function wrote is acted on: a
                     // message anyone else put in the queue stays there.
-                    let sealed = seal
-                        .as_deref()
-                        .is_some_and(|seal| breaker_keys::is_sealed(key, region, &body, seal));
+                    let sealed = seal.as_deref().is_some_and(|seal| {
+                        // Sealed by the current key, or by the one a
+                        // rotation still accepts.
+                        key.live()
+                            .any(|key| breaker_keys::is_sealed(key, region, &body, seal))
+                    });
                     if !sealed {
                         result.refused.push(format!(
                             "{} held in {region}: not written by the set's function (no valid seal), left in the queue",

@@ -17,7 +17,9 @@ use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_lambda::types::EnvironmentResponse;
 use futures::future::join_all;
 
-pub use toastrep_replication::MarkerKey;
+use toastrep_replication::Rotation;
+use toastrep_replication::protocol::key_ring::RING_VARIABLE;
+pub use toastrep_replication::{MarkerKey, MarkerKeys};
 
 use crate::aws::Aws;
 use crate::error::InputError;
@@ -26,7 +28,7 @@ use crate::model::names::SetName;
 /// The base-stack parameter holding the key (NoEcho in `templates/base.yaml`).
 pub const PARAMETER: &str = crate::model::topology::MARKER_KEY_PARAMETER;
 /// The function's environment variable holding the key.
-pub const VARIABLE: &str = "MARKER_KEY";
+pub const VARIABLE: &str = toastrep_replication::protocol::key_ring::KEY_VARIABLE;
 /// A variable every toastrep function has had from the start. An environment
 /// without it was not read (Lambda may withhold it, e.g. when the caller may
 /// not decrypt it), which must never pass for "no key yet": a deploy would
@@ -40,14 +42,25 @@ enum Found {
     NoFunction,
     /// A function deployed before sets had a marker key.
     NoKey,
-    Key(MarkerKey),
+    Key(MarkerKeys),
 }
 
 /// The key the set's functions hold in `regions`: `None` when none holds one
 /// (not deployed there, or deployed before sets had a marker key). Regions
 /// holding different keys are an error naming them and the fix, as is a
 /// function whose configuration cannot be read.
-pub async fn existing(aws: &Aws, name: &SetName, regions: &[String]) -> Result<Option<MarkerKey>> {
+pub async fn existing(aws: &Aws, name: &SetName, regions: &[String]) -> Result<Option<MarkerKeys>> {
+    agree(name, per_region(aws, name, regions).await?)
+}
+
+/// The key ring each region's function holds, for the regions whose
+/// function holds one: `rotate-key` reads them without asking them to
+/// agree, since an interrupted rotation leaves regions a step apart.
+pub async fn per_region(
+    aws: &Aws,
+    name: &SetName,
+    regions: &[String],
+) -> Result<Vec<(String, MarkerKeys)>> {
     let reads = join_all(regions.iter().map(|region| async move {
         let found = read(aws, name, region).await;
         (region.clone(), found)
@@ -59,12 +72,12 @@ pub async fn existing(aws: &Aws, name: &SetName, regions: &[String]) -> Result<O
             keys.push((region, key));
         }
     }
-    agree(name, keys)
+    Ok(keys)
 }
 
 /// The deployed set's key, for the commands that write markers (`sync`,
 /// `replay`): an error naming the fix when its functions hold none.
-pub async fn for_set(aws: &Aws, name: &SetName, regions: &[String]) -> Result<MarkerKey> {
+pub async fn for_set(aws: &Aws, name: &SetName, regions: &[String]) -> Result<MarkerKeys> {
     match existing(aws, name, regions).await? {
         Some(key) => Ok(key),
         None => Err(InputError::new(format!(
@@ -81,11 +94,11 @@ pub async fn for_set(aws: &Aws, name: &SetName, regions: &[String]) -> Result<Ma
 /// The key a deploy passes to every base stack: the one the set's functions
 /// in `deployed` hold, read before any stack changes, or a new one for a set
 /// that has none yet.
-pub async fn for_deploy(aws: &Aws, name: &SetName, deployed: &[String]) -> Result<MarkerKey> {
+pub async fn for_deploy(aws: &Aws, name: &SetName, deployed: &[String]) -> Result<MarkerKeys> {
     if let Some(key) = existing(aws, name, deployed).await? {
         return Ok(key);
     }
-    generate()
+    generate().map(MarkerKeys::from)
 }
 
 /// A new random key.
@@ -144,17 +157,27 @@ fn from_environment(
             &format!("its environment came back without {ALWAYS_SET}, so it was not read"),
         ));
     };
-    match variables.get(VARIABLE) {
-        None => Ok(Found::NoKey),
-        // The value is never printed, not even when it is malformed.
-        Some(hex) => MarkerKey::from_hex(hex).map(Found::Key).with_context(|| {
-            format!(
-                "{VARIABLE} of function {} in {region} is not a marker key: run `toastrep deploy` \
-                 for the set's regions to set it again from its base stack",
-                name.function()
-            )
-        }),
-    }
+    let Some(hex) = variables.get(VARIABLE) else {
+        return Ok(Found::NoKey);
+    };
+    // The value is never printed, not even when it is malformed.
+    let key = MarkerKey::from_hex(hex).with_context(|| {
+        format!(
+            "{VARIABLE} of function {} in {region} is not a marker key: run `toastrep deploy` \
+             for the set's regions to set it again from its base stack",
+            name.function()
+        )
+    })?;
+    // A release before rotation sets no ring: the key alone.
+    let ring = variables.get(RING_VARIABLE).map_or("", String::as_str);
+    let keys = MarkerKeys::from_config(key, ring).with_context(|| {
+        format!(
+            "the key ring of function {} in {region} cannot be read: run `toastrep rotate-key` \
+             to finish the set's rotation, or `toastrep deploy` with the release that set it",
+            name.function()
+        )
+    })?;
+    Ok(Found::Key(keys))
 }
 
 fn unreadable(name: &SetName, region: &str, detail: &str) -> anyhow::Error {
@@ -169,13 +192,26 @@ fn unreadable(name: &SetName, region: &str, detail: &str) -> anyhow::Error {
 
 /// The one key of every region that holds one; an error naming the regions
 /// of each key (never the keys) when they differ.
-fn agree(name: &SetName, keys: Vec<(String, MarkerKey)>) -> Result<Option<MarkerKey>> {
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+fn agree(name: &SetName, keys: Vec<(String, MarkerKeys)>) -> Result<Option<MarkerKeys>> {
+    let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for (region, key) in &keys {
-        groups.entry(key.to_hex()).or_default().push(region.clone());
+        groups
+            .entry(key.to_config())
+            .or_default()
+            .push(region.clone());
     }
     if groups.len() <= 1 {
         return Ok(keys.into_iter().next().map(|(_, key)| key));
+    }
+    if keys
+        .iter()
+        .any(|(_, key)| key.rotation() != Rotation::Steady)
+    {
+        return Err(InputError::new(format!(
+            "a rotation of the marker key of set '{name}' stopped with its regions a step \
+             apart; run `toastrep rotate-key --name {name}` again to finish it"
+        ))
+        .into());
     }
     let mut groups: Vec<Vec<String>> = groups.into_values().collect();
     // Largest group first; equal sizes by region, so the message is stable.
@@ -244,7 +280,7 @@ mod tests {
             ])),
         )
         .unwrap();
-        assert_eq!(found, Found::Key(key));
+        assert_eq!(found, Found::Key(key.into()));
         let older = from_environment(
             &name(),
             "us-east-1",
@@ -300,20 +336,20 @@ mod tests {
         let same = agree(
             &name(),
             vec![
-                ("us-east-1".into(), a.clone()),
-                ("eu-west-2".into(), a.clone()),
+                ("us-east-1".into(), a.clone().into()),
+                ("eu-west-2".into(), a.clone().into()),
             ],
         )
         .unwrap();
-        assert_eq!(same, Some(a.clone()));
+        assert_eq!(same, Some(a.clone().into()));
         assert_eq!(agree(&name(), Vec::new()).unwrap(), None);
 
         let err = agree(
             &name(),
             vec![
-                ("us-east-1".into(), a.clone()),
-                ("ap-northeast-1".into(), b.clone()),
-                ("eu-west-2".into(), a.clone()),
+                ("us-east-1".into(), a.clone().into()),
+                ("ap-northeast-1".into(), b.clone().into()),
+                ("eu-west-2".into(), a.clone().into()),
             ],
         )
         .unwrap_err();
@@ -332,10 +368,29 @@ mod tests {
 
         let tie = agree(
             &name(),
-            vec![("us-east-1".into(), a), ("eu-west-2".into(), b)],
+            vec![
+                ("us-east-1".into(), a.clone().into()),
+                ("eu-west-2".into(), b.clone().into()),
+            ],
         )
         .unwrap_err()
         .to_string();
         assert!(tie.contains("decide which key the set keeps"), "{tie}");
+
+        // Regions a rotation's step apart: finish the rotation.
+        let accepting = MarkerKeys::new(a.clone(), vec![b.clone()]).rotating(Rotation::Accepting);
+        let rotating = agree(
+            &name(),
+            vec![
+                ("us-east-1".into(), a.into()),
+                ("eu-west-2".into(), accepting),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            rotating.contains("run `toastrep rotate-key --name demo` again"),
+            "{rotating}"
+        );
     }
 }

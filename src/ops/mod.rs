@@ -12,6 +12,7 @@ pub mod repair;
 pub mod replay;
 pub mod restore;
 pub mod rollout;
+pub mod rotation;
 pub mod sync;
 pub mod teardown;
 pub mod verify;

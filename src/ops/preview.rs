@@ -46,12 +46,14 @@ impl Prepared {
 }
 
 /// What a prepared deploy does with the set's marker key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyUse {
     /// Reads the deployed one (or makes one): the deploy passes it on.
     Read,
     /// Leaves it unread: a plan previews updates that keep the deployed one.
     KeepDeployed,
+    /// Deploys this ring: a step of `rotate-key`.
+    Rotate(marker_key::MarkerKeys),
 }
 
 /// Checks all input, finds what is deployed (a region list that drops a
@@ -90,6 +92,7 @@ pub async fn prepare(
             marker_key::for_deploy(&aws, &spec.name, &membership::deployed_regions(&found)).await?,
         ),
         KeyUse::KeepDeployed => None,
+        KeyUse::Rotate(keys) => Some(keys),
     };
     let package = Package::for_function(
         prebuilt,

@@ -26,7 +26,8 @@ use toastrep_replication::engine::{
 };
 use toastrep_replication::protocol::Reason;
 use toastrep_replication::{
-    Bucket, CopySettings, MarkerKey, RegionalClients, Replicator, SdkStore, SetBuckets as SetNaming,
+    Bucket, CopySettings, MarkerKeys, RegionalClients, Replicator, SdkStore,
+    SetBuckets as SetNaming,
 };
 
 use crate::aws::Aws;
@@ -185,7 +186,7 @@ pub async fn sync_set(
     name: &SetName,
     account: &str,
     regions: &[String],
-    marker_key: &MarkerKey,
+    marker_key: &MarkerKeys,
     settings: &CopySettings,
     options: &SyncOptions,
     reporter: &dyn Reporter,
@@ -381,7 +382,7 @@ pub fn set_replicator(
     name: &SetName,
     account: &str,
     regions: &[String],
-    marker_key: &MarkerKey,
+    marker_key: &MarkerKeys,
     settings: &CopySettings,
 ) -> Replicator<SdkStore> {
     let clients = RegionalClients::new(aws.s3_config(&regions[0]));

@@ -140,6 +140,13 @@ pub struct StatusSettings {
     pub lambda_zip: Option<PathBuf>,
 }
 
+pub struct RotateKeySettings {
+    /// The set and its settings, deployed again at each step.
+    pub deploy: DeploySettings,
+    /// The wait after each step; none: the functions' timeout.
+    pub drain: Option<std::time::Duration>,
+}
+
 pub struct HashKeySettings {
     pub target: Target,
     pub keys: Vec<String>,
@@ -161,6 +168,7 @@ pub enum CommandSettings {
     Restore(RestoreSettings),
     Deletes(DeletesSettings),
     Status(StatusSettings),
+    RotateKey(RotateKeySettings),
     HashKey(HashKeySettings),
     Completions(clap_complete::Shell),
     Man(Option<PathBuf>),
@@ -322,6 +330,15 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::Status(args) => CommandSettings::Status(StatusSettings {
             target: file.target(&args.set, &args.regions)?,
             lambda_zip: args.lambda_zip,
+        }),
+        Command::RotateKey(args) => CommandSettings::RotateKey(RotateKeySettings {
+            deploy: DeploySettings {
+                spec: file.spec(&args.set, &args.regions)?,
+                function: file.function(&args.function),
+                concurrency: usize::from(args.concurrency),
+                dry_run: false,
+            },
+            drain: args.drain_seconds.map(std::time::Duration::from_secs),
         }),
         Command::HashKey(args) => CommandSettings::HashKey(HashKeySettings {
             target: file.target(&args.set, &args.regions)?,

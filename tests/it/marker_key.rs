@@ -205,3 +205,127 @@ async fn regions_whose_functions_hold_different_marker_keys_are_refused_with_the
 
     teardown(&name);
 }
+
+/// The marker on `key`'s current object in `region`.
+async fn marker(name: &str, region: &str, key: &str) -> String {
+    harness::s3(region)
+        .head_object()
+        .bucket(harness::data_bucket(name, region))
+        .key(key)
+        .send()
+        .await
+        .expect("HeadObject")
+        .metadata()
+        .and_then(|m| m.get("toastrep-origin"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} in {region} has no marker"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on() {
+    let name = unique_name("rot");
+    let zip = zip_path();
+    let regions = ["us-east-1", "eu-west-2"];
+    assert!(deploy(&name, &regions.join(","), &zip).status.success());
+    let old = the_one_key(&name, &regions).await;
+    let before = crate::operate::upload("us-east-1", "before/rotation.txt", 1);
+    harness::put_and_assert_replicated(&name, std::slice::from_ref(&before), &regions).await;
+    // A set that never rotated seals markers every release reads.
+    let sealed = marker(&name, "eu-west-2", &before.key).await;
+    assert!(sealed.starts_with("v2;"), "{sealed}");
+
+    let rotated = toastrep(&[
+        "rotate-key",
+        "--name",
+        &name,
+        "--regions",
+        &regions.join(","),
+        "--lambda-zip",
+        &zip,
+        // The emulator's functions finish each invocation before the
+        // deploy that follows returns: nothing to drain.
+        "--drain-seconds",
+        "0",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(rotated.status.code(), Some(0), "{}", stderr(&rotated));
+    let result = json(&rotated);
+    let steps: Vec<&str> = result["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["accept", "seal", "retire"], "{result}");
+    assert!(
+        result["resealed"]["copies_made"].as_u64().unwrap() >= 1,
+        "{result}"
+    );
+    let new = the_one_key(&name, &regions).await;
+    assert_ne!(new, old);
+    let out = String::from_utf8_lossy(&rotated.stdout);
+    assert!(
+        !out.contains(&new) && !out.contains(&old),
+        "a key in the output"
+    );
+    let new_id = result["new_key_id"].as_str().unwrap().to_owned();
+    assert_ne!(result["old_key_id"], result["new_key_id"]);
+    for region in regions {
+        let ring = function_environment(&name, region).await["MARKER_KEY_RING"].clone();
+        assert!(
+            ring.starts_with("names;retired="),
+            "{region}: ring has no retirement"
+        );
+        assert!(
+            !ring.contains("accept="),
+            "{region}: the old key is still accepted"
+        );
+        assert!(ring.contains(&old) && !ring.contains(&new), "{region}");
+    }
+    // The copy the old key sealed is sealed again, naming the new key.
+    let resealed = marker(&name, "eu-west-2", &before.key).await;
+    assert!(
+        resealed.starts_with(&format!("v3;kid={new_id};")),
+        "{resealed}"
+    );
+    harness::assert_replica(&name, "eu-west-2", &before).await;
+
+    // Replication goes on under the new key, in both directions.
+    let after = crate::operate::upload("eu-west-2", "after/rotation.txt", 2);
+    harness::put_and_assert_replicated(&name, std::slice::from_ref(&after), &regions).await;
+    let copy = marker(&name, "us-east-1", &after.key).await;
+    assert!(copy.starts_with(&format!("v3;kid={new_id};")), "{copy}");
+    // And nothing is left to repair: no copy reads as an original.
+    let sync = toastrep(&[
+        "sync",
+        "--name",
+        &name,
+        "--deep",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(sync.status.code(), Some(0), "{}", stderr(&sync));
+    assert_eq!(json(&sync)["copies_planned"], 0, "{}", json(&sync));
+
+    // Run again: a new rotation, from the key the last one made.
+    let again = toastrep(&[
+        "rotate-key",
+        "--name",
+        &name,
+        "--regions",
+        &regions.join(","),
+        "--lambda-zip",
+        &zip,
+        "--drain-seconds",
+        "0",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(json(&again)["old_key_id"].as_str(), Some(new_id.as_str()));
+    harness::assert_replica(&name, "us-east-1", &after).await;
+
+    teardown(&name);
+}

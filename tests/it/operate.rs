@@ -16,7 +16,7 @@ use crate::harness::{
 
 const FOURTH: &str = "eu-central-1";
 
-fn upload(region: &'static str, key: &str, n: usize) -> Upload {
+pub(crate) fn upload(region: &'static str, key: &str, n: usize) -> Upload {
     Upload {
         region,
         key: key.to_owned(),

@@ -26,6 +26,8 @@ use std::collections::BTreeMap;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+use super::key_ring::Rotation;
+
 use super::write::Write;
 
 /// The user-metadata name of the marker. S3 lowercases metadata names.
@@ -330,6 +332,7 @@ pub struct MarkerKeys {
     /// epoch) it was retired at: see [`MarkerKeys::retiring`].
     retired: Vec<(MarkerKey, i64)>,
     naming_keys: bool,
+    rotation: Rotation,
 }
 
 impl std::fmt::Debug for MarkerKeys {
@@ -349,6 +352,7 @@ impl std::fmt::Debug for MarkerKeys {
                     .collect::<Vec<_>>(),
             )
             .field("naming_keys", &self.naming_keys)
+            .field("rotation", &self.rotation)
             .finish()
     }
 }
@@ -360,6 +364,7 @@ impl From<MarkerKey> for MarkerKeys {
             accepted: Vec::new(),
             retired: Vec::new(),
             naming_keys: false,
+            rotation: Rotation::Steady,
         }
     }
 }
@@ -376,6 +381,7 @@ impl MarkerKeys {
             accepted,
             retired: Vec::new(),
             naming_keys: false,
+            rotation: Rotation::Steady,
         }
     }
 
@@ -421,6 +427,43 @@ impl MarkerKeys {
     /// The id of the key new markers are sealed with.
     pub fn current_id(&self) -> String {
         self.current.id()
+    }
+
+    /// The key new markers are sealed with.
+    pub fn current(&self) -> &MarkerKey {
+        &self.current
+    }
+
+    /// The current key, then the accepted ones: the keys whose seals
+    /// verify anything, whenever it was written (held deletes, say).
+    pub fn live(&self) -> impl Iterator<Item = &MarkerKey> {
+        std::iter::once(&self.current).chain(&self.accepted)
+    }
+
+    /// The keys whose markers verify too.
+    pub fn accepted(&self) -> impl Iterator<Item = &MarkerKey> {
+        self.accepted.iter()
+    }
+
+    /// The retired keys, each with the time it was retired at.
+    pub fn retired(&self) -> impl Iterator<Item = (&MarkerKey, i64)> {
+        self.retired.iter().map(|(key, at)| (key, *at))
+    }
+
+    /// Whether new markers name their key.
+    pub fn names_keys(&self) -> bool {
+        self.naming_keys
+    }
+
+    /// The step of a rotation this ring is at.
+    pub fn rotation(&self) -> Rotation {
+        self.rotation
+    }
+
+    /// The ring, marked as at `rotation`'s step.
+    pub fn rotating(mut self, rotation: Rotation) -> MarkerKeys {
+        self.rotation = rotation;
+        self
     }
 
     /// [`MarkerKey::open`] under the key the marker names, or, for a marker

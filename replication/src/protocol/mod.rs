@@ -28,11 +28,13 @@
 //! condition.
 
 pub mod delete;
+pub mod key_ring;
 pub mod marker;
 pub mod write;
 
 use crate::store::{ObjectHead, Precondition, VersionEntry};
 pub use delete::{DeleteDecision, State, Tombstone, decide_delete};
+pub use key_ring::{RingError, Rotation};
 pub use marker::{MarkerKey, MarkerKeys, SKEW};
 pub use write::{Histories, NeedHistory, Write, beats, compare};
 
