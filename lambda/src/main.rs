@@ -185,6 +185,10 @@ async fn handle(
                 "skipped_deleted": count(Decision::SkippedDeleted),
                 "kept_local": count(Decision::KeptLocal),
                 "held": count(Decision::Held),
+                "not_replicable": outcomes
+                    .iter()
+                    .filter(|o| matches!(o.decision, Decision::NotReplicable(_)))
+                    .count(),
                 "restores": outcomes.iter().map(|o| o.restores).sum::<u32>(),
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))

@@ -33,4 +33,4 @@ pub use event::{EventError, S3Notice, decode_event_key, parse_s3_message, parse_
 pub use handler::{HandleError, handle_notices, handle_sns_event, handle_sns_event_observed};
 pub use protocol::{MarkerKey, MarkerKeys, RingError, Rotation};
 pub use store::s3::SdkStore;
-pub use store::{Bucket, ObjectStore};
+pub use store::{Bucket, ObjectStore, Unreplicable};

@@ -20,6 +20,11 @@ pub enum ErrorKind {
     Retryable,
     /// Anything else: retrying will not help.
     Permanent,
+    /// InvalidObjectState: an archived source (GLACIER, DEEP_ARCHIVE) that
+    /// must be restored before it can be read.
+    Archived,
+    /// MetadataTooLarge: the copy's user metadata is over S3's 2 KB.
+    MetadataTooLarge,
 }
 
 /// A failed S3 call, classified, keeping the SDK error as its source.
@@ -86,9 +91,11 @@ fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     match code {
         Some("NoSuchKey" | "NoSuchVersion" | "NotFound") => return ErrorKind::NotFound,
         Some("PreconditionFailed") => return ErrorKind::PreconditionFailed,
-        // A missing bucket is a configuration problem, not a vanished object;
-        // an archived source (GLACIER, DEEP_ARCHIVE) must be restored first.
-        Some("NoSuchBucket" | "InvalidObjectState") => return ErrorKind::Permanent,
+        // A missing bucket is a configuration problem, not a vanished object.
+        Some("NoSuchBucket") => return ErrorKind::Permanent,
+        // An archived source (GLACIER, DEEP_ARCHIVE) must be restored first.
+        Some("InvalidObjectState") => return ErrorKind::Archived,
+        Some("MetadataTooLarge") => return ErrorKind::MetadataTooLarge,
         Some(
             "SlowDown"
             | "Throttling"
@@ -152,7 +159,11 @@ mod tests {
         );
         assert_eq!(
             classify(Some("InvalidObjectState"), Some(403)),
-            ErrorKind::Permanent
+            ErrorKind::Archived
+        );
+        assert_eq!(
+            classify(Some("MetadataTooLarge"), Some(400)),
+            ErrorKind::MetadataTooLarge
         );
         assert_eq!(
             classify(Some("InvalidArgument"), Some(400)),

@@ -733,3 +733,96 @@ fn discarding_a_delete_never_overwrites_a_later_write() {
     );
     assert_eq!(tops, vec![Some(removed.etag.clone()), Some(removed.etag)]);
 }
+
+/// A writer with only `s3:PutObject` can write an object whose user
+/// metadata leaves no room for the marker within S3's 2 KB. Such an object
+/// can never be copied as it is: its notice and a sync say so once, and
+/// neither fails (no retries, no dead letter, no failure alarm), while the
+/// object stays untouched where it was written.
+#[test]
+fn an_object_whose_metadata_leaves_no_room_for_the_marker_is_reported_not_failed() {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+    use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
+    use toastrep_replication::sim::executor::Executor;
+    use toastrep_replication::sim::s3::SimS3;
+    use toastrep_replication::{
+        Decision, MarkerKey, Replicator, S3Notice, SetBuckets, Unreplicable,
+    };
+
+    let set = SetBuckets::new("id", "000000000000");
+    let (east, west) = (set.bucket("us-east-1"), set.bucket("eu-west-2"));
+    let buckets = vec![east.clone(), west.clone()];
+    let s3 = SimS3::new(1, &buckets, false);
+    // 2,000 bytes of metadata: within S3's limit, but not with a marker.
+    let metadata = BTreeMap::from([("note".to_owned(), "x".repeat(1996))]);
+    let version = s3.user_put(&east.name, "k", 3, metadata, Default::default(), vec![]);
+    let replicator = Rc::new(Replicator::new(
+        s3.clone(),
+        MarkerKey::for_tests("id"),
+        set,
+        CopySettings::default(),
+    ));
+    let notice = S3Notice {
+        event_name: "ObjectCreated:Put".into(),
+        region: east.region.clone(),
+        bucket: east.name.clone(),
+        key: "k".into(),
+        version_id: Some(version.version_id.clone()),
+        etag: Some(version.etag.clone()),
+        sequencer: None,
+        size: Some(3),
+        event_time: None,
+        principal: None,
+    };
+    let decided = Rc::new(RefCell::new(None));
+    let repaired = Rc::new(RefCell::new(Vec::new()));
+    let mut executor = Executor::default();
+    {
+        let (replicator, slot, west) = (Rc::clone(&replicator), Rc::clone(&decided), west.clone());
+        let (repaired, buckets) = (Rc::clone(&repaired), buckets.clone());
+        executor.spawn(async move {
+            let outcome = replicator.replicate(&notice, &west).await;
+            *slot.borrow_mut() = Some(outcome.map(|o| o.decision).map_err(|e| e.to_string()));
+            let options = ScanOptions {
+                range: KeyRange::all(),
+                prefix: None,
+                repair: vec![true, true],
+                dry_run: false,
+                deep: true,
+                concurrency: 1,
+                limit: ScanLimit {
+                    keys: None,
+                    deadline: None,
+                },
+            };
+            replicator
+                .scan(&buckets, &options, |step| {
+                    if let ScanStep::Repaired(_, repair) = step {
+                        repaired.borrow_mut().push(repair.clone());
+                    }
+                })
+                .await;
+        });
+    }
+    while !executor.is_empty() {
+        executor.step(0);
+    }
+    assert_eq!(
+        decided.borrow().clone().expect("decided"),
+        Ok(Decision::NotReplicable(Unreplicable::MetadataTooLarge))
+    );
+    let repaired = repaired.borrow();
+    assert_eq!(repaired.len(), 1, "{repaired:?}");
+    assert!(repaired[0].failures.is_empty(), "{repaired:?}");
+    assert_eq!(
+        repaired[0].not_replicable,
+        vec![(1, Unreplicable::MetadataTooLarge)]
+    );
+    assert!(
+        s3.history(&west.name, "k").is_empty(),
+        "nothing was written"
+    );
+    assert_eq!(s3.history(&east.name, "k").len(), 1);
+}

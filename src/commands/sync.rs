@@ -107,6 +107,15 @@ fn render_text(report: &SyncReport) -> String {
             held.key, held.region
         );
     }
+    for object in &report.not_replicable {
+        let _ = writeln!(
+            text,
+            "not replicable {} into {}: {}",
+            object.key,
+            object.region,
+            object.why.why()
+        );
+    }
     for failure in &report.failures {
         let _ = writeln!(
             text,

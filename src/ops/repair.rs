@@ -240,6 +240,8 @@ pub async fn report(
         deletes: Vec::new(),
         deletes_held: 0,
         held: Vec::new(),
+        // The cloud repair's reports count no such objects yet.
+        not_replicable: Vec::new(),
         keys_differing_by_delete: 0,
         failures: Vec::new(),
         unreachable: Vec::new(),

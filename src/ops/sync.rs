@@ -27,7 +27,7 @@ use toastrep_replication::engine::{
 use toastrep_replication::protocol::Reason;
 use toastrep_replication::{
     Bucket, CopySettings, MarkerKeys, RegionalClients, Replicator, SdkStore,
-    SetBuckets as SetNaming,
+    SetBuckets as SetNaming, Unreplicable,
 };
 
 use crate::aws::Aws;
@@ -109,6 +109,16 @@ pub struct SyncDelete {
     pub region: String,
 }
 
+/// A key whose winner can never be copied into a region as it is: the
+/// writer's choice, reported here and not as a failure.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct NotReplicable {
+    pub key: String,
+    /// The region it could not be copied into.
+    pub region: String,
+    pub why: Unreplicable,
+}
+
 /// A key that could not be examined or copied.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SyncFailure {
@@ -163,6 +173,9 @@ pub struct SyncReport {
     /// sync either, until `toastrep deletes` releases or discards them.
     pub deletes_held: u64,
     pub held: Vec<SyncDelete>,
+    /// Objects that can never be copied as they are (an archived source,
+    /// metadata that leaves no room for the marker): not failures.
+    pub not_replicable: Vec<NotReplicable>,
     /// Keys that differ between regions only by a delete the set keeps
     /// where it was made (it does not carry deletes).
     pub keys_differing_by_delete: u64,
@@ -273,10 +286,12 @@ pub async fn sync_set(
         mut copies,
         mut deletes,
         mut held,
+        mut not_replicable,
         mut failures,
         differing_by_delete,
         ..
     } = tally;
+    not_replicable.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
     let ok = failures.is_empty() && unreachable.is_empty();
     reporter.finished(
         name.as_str(),
@@ -314,6 +329,7 @@ pub async fn sync_set(
         deletes,
         deletes_held: held.len() as u64,
         held,
+        not_replicable,
         keys_differing_by_delete: differing_by_delete,
         failures,
         unreachable,
@@ -329,6 +345,7 @@ struct Tally<'a> {
     copies: Vec<SyncCopy>,
     deletes: Vec<SyncDelete>,
     held: Vec<SyncDelete>,
+    not_replicable: Vec<NotReplicable>,
     failures: Vec<SyncFailure>,
     differing_by_delete: u64,
 }
@@ -340,6 +357,7 @@ impl<'a> Tally<'a> {
             copies: Vec::new(),
             deletes: Vec::new(),
             held: Vec::new(),
+            not_replicable: Vec::new(),
             failures: Vec::new(),
             differing_by_delete: 0,
         }
@@ -363,6 +381,12 @@ impl<'a> Tally<'a> {
             key: key.to_owned(),
             region: regions[d.region].clone(),
         }));
+        self.not_replicable
+            .extend(result.not_replicable.iter().map(|(i, why)| NotReplicable {
+                key: key.to_owned(),
+                region: regions[*i].clone(),
+                why: *why,
+            }));
         self.differing_by_delete += u64::from(result.differs_only_by_delete());
         self.failures
             .extend(result.failures.iter().map(|f| SyncFailure {

@@ -17,13 +17,16 @@ use crate::protocol::Seen;
 use crate::protocol::marker::{Copied, metadata_for_copy, user_metadata};
 use crate::store::{
     Bucket, CopyRequest, ErrorKind, ObjectStore, Part, Precondition, StoreError, StoreResult,
-    Written,
+    Unreplicable, Written,
 };
 
 /// S3's limit for one CopyObject and for one part of a multipart copy
 /// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>):
 /// AWS's docs say "5 GB" and mean 5 GiB, 5,368,709,120 bytes.
 pub const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's limit on user-defined metadata: the bytes of every key and value
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html>).
+pub const MAX_USER_METADATA: usize = 2 * 1024;
 /// S3's smallest part (all but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// The most parts one copy makes at once (the base template's bound too).
@@ -156,6 +159,22 @@ impl<S: ObjectStore> Replicator<S> {
             &copied,
         );
         let metadata = metadata_for_copy(&version.head.metadata, marker);
+        // S3 would refuse it (MetadataTooLarge) on every attempt: say so
+        // without asking.
+        let size: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_USER_METADATA {
+            return Err(StoreError {
+                kind: ErrorKind::NotReplicable(Unreplicable::MetadataTooLarge),
+                operation: "CopyObject",
+                region: destination.region.clone(),
+                bucket: destination.name.clone(),
+                key: key.to_owned(),
+                message: format!(
+                    "its user metadata and the marker come to {size} bytes, over S3's \
+                     {MAX_USER_METADATA}"
+                ),
+            });
+        }
         self.write_version(source, key, version, destination, precondition, metadata)
             .await
     }

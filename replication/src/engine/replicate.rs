@@ -9,7 +9,7 @@ use super::{ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
 use crate::log_keys;
 use crate::protocol::{CopyDecision, Kind, SourceDecision, decide_copy, decide_source};
-use crate::store::{Bucket, ErrorKind, ObjectStore};
+use crate::store::{Bucket, ErrorKind, ObjectStore, Unreplicable};
 
 /// What was done with a notice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,6 +36,9 @@ pub enum Decision {
     KeptLocal,
     /// A delete held by the gate (the mass-delete breaker), not carried.
     Held,
+    /// The object can never be copied as it is (see [`Unreplicable`]):
+    /// reported once, neither retried nor counted as a failure.
+    NotReplicable(Unreplicable),
 }
 
 impl Decision {
@@ -50,6 +53,10 @@ impl Decision {
             Decision::Deleted => "deleted",
             Decision::KeptLocal => "kept_local",
             Decision::Held => "held",
+            Decision::NotReplicable(Unreplicable::Archived) => "not_replicable_archived",
+            Decision::NotReplicable(Unreplicable::MetadataTooLarge) => {
+                "not_replicable_metadata_too_large"
+            }
         }
     }
 }
@@ -219,6 +226,9 @@ impl<S: ObjectStore> Replicator<S> {
                     ));
                 }
                 Err(error) if error.is_condition() || error.kind == ErrorKind::NotFound => {}
+                Err(error) if let Some(why) = error.unreplicable() => {
+                    return Ok(outcome(Decision::NotReplicable(why), 0, 0));
+                }
                 Err(error) => return Err(error.into()),
             }
         }

@@ -8,7 +8,7 @@ use futures::future::join_all;
 
 use super::{Carried, Decision, ROUNDS, ReplicateError, Replicator};
 use crate::protocol::{Reason, State, decide_sync};
-use crate::store::{Bucket, ObjectStore};
+use crate::store::{Bucket, ObjectStore, Unreplicable};
 
 /// What sync's copies are marked as made by.
 const SYNC: &str = "sync";
@@ -54,6 +54,9 @@ pub struct KeyRepair {
     /// Versions a check put back on top after a copy.
     pub restores: u32,
     pub failures: Vec<RepairFailure>,
+    /// Regions the winner can never be copied into as it is, and why:
+    /// reported, not failed (see [`Unreplicable`]).
+    pub not_replicable: Vec<(usize, Unreplicable)>,
 }
 
 impl KeyRepair {
@@ -81,6 +84,7 @@ impl<S: ObjectStore> Replicator<S> {
         let mut result = KeyRepair::default();
         for _ in 0..ROUNDS {
             result.failures.clear();
+            result.not_replicable.clear();
             // Every region's state; a region that cannot be read is
             // neither a source nor repaired this time.
             let states = join_all(buckets.iter().map(|b| self.state(b, key))).await;
@@ -222,6 +226,10 @@ impl<S: ObjectStore> Replicator<S> {
                     }
                     // Changed since it was looked at: decide again.
                     Ok(None) => changed = true,
+                    Err(ReplicateError::Store(error)) if error.unreplicable().is_some() => {
+                        let why = error.unreplicable().expect("matched");
+                        result.not_replicable.push((destination, why));
+                    }
                     Err(error) => result.failures.push(RepairFailure {
                         region: destination,
                         source: Some(plan.source),

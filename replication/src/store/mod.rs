@@ -183,6 +183,38 @@ pub enum ErrorKind {
     Retryable,
     /// Anything else.
     Permanent,
+    /// The object can never be copied as it is, whoever retries: the
+    /// writer's choice, reported once instead of failing every attempt.
+    NotReplicable(Unreplicable),
+}
+
+/// Why an object can never be copied as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Unreplicable {
+    /// In an archive storage class (GLACIER, DEEP_ARCHIVE) and not
+    /// restored: S3 answers InvalidObjectState. Restoring it (or moving it
+    /// to another class) lets the next sync copy it.
+    Archived,
+    /// Its user metadata and toastrep's marker together exceed S3's 2 KB
+    /// limit on user-defined metadata.
+    MetadataTooLarge,
+}
+
+impl Unreplicable {
+    /// What to tell the operator.
+    pub fn why(self) -> &'static str {
+        match self {
+            Unreplicable::Archived => {
+                "archived (GLACIER or DEEP_ARCHIVE): restore it, and the next sync copies it"
+            }
+            Unreplicable::MetadataTooLarge => {
+                "its user metadata leaves no room for toastrep's marker within S3's 2 KB: \
+                 write it with less metadata"
+            }
+        }
+    }
 }
 
 /// A failed store call, classified.
@@ -204,6 +236,14 @@ impl StoreError {
 
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
+    }
+
+    /// Why the object can never be copied as it is, if that is the error.
+    pub fn unreplicable(&self) -> Option<Unreplicable> {
+        match self.kind {
+            ErrorKind::NotReplicable(why) => Some(why),
+            _ => None,
+        }
     }
 
     /// The write's condition failed: decide again.

@@ -14,7 +14,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{
     Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
-    Precondition, StoreError, StoreResult, VersionEntry, Written,
+    Precondition, StoreError, StoreResult, Unreplicable, VersionEntry, Written,
 };
 use crate::clients::RegionalClients;
 use crate::s3_error::{self, S3Error};
@@ -62,6 +62,10 @@ where
             s3_error::ErrorKind::PreconditionFailed => ErrorKind::PreconditionFailed,
             s3_error::ErrorKind::Retryable => ErrorKind::Retryable,
             s3_error::ErrorKind::Permanent => ErrorKind::Permanent,
+            s3_error::ErrorKind::Archived => ErrorKind::NotReplicable(Unreplicable::Archived),
+            s3_error::ErrorKind::MetadataTooLarge => {
+                ErrorKind::NotReplicable(Unreplicable::MetadataTooLarge)
+            }
         };
         // 409 ConditionalRequestConflict: another conditional write to the
         // key was in flight; deciding again is the answer.
