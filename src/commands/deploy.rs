@@ -36,16 +36,7 @@ pub async fn deploy(context: &Context, settings: &DeploySettings) -> Result<Repo
         let text = plan::summary(&result);
         return Ok(Report::new(&result, text, result.ok));
     }
-    let mut result = rollout::roll_out(
-        &prepared.aws,
-        &prepared.account,
-        &prepared.plan,
-        &prepared.package,
-        &prepared.members,
-        settings.concurrency,
-        reporter,
-    )
-    .await?;
+    let mut result = rollout::roll_out_prepared(&prepared, settings.concurrency, reporter).await?;
     result.setting_changes = prepared.changes;
     let text = summary(&result);
     Ok(Report::new(&result, text, result.ok))

@@ -22,6 +22,7 @@ use crate::model::function::SettingChange;
 use crate::model::topology::{CODE_VERSION_PARAMETER, DeployPlan, MARKER_KEY_PARAMETER, StackPlan};
 use crate::ops::discover;
 use crate::ops::membership::{self, set_joining_marker};
+use crate::ops::preview::Prepared;
 use crate::ops::sync::{self, SyncOptions, SyncReport};
 use crate::ops::verify::{self, VerifyOptions, VerifyResult};
 use crate::package::Package;
@@ -76,6 +77,24 @@ pub struct StackRow {
     /// Not attempted, because a stack it depends on failed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+}
+
+/// Rolls out a deploy [`crate::ops::preview::prepare`] decided.
+pub async fn roll_out_prepared(
+    prepared: &Prepared,
+    concurrency: usize,
+    reporter: &dyn Reporter,
+) -> Result<DeployResult> {
+    roll_out(
+        &prepared.aws,
+        &prepared.account,
+        &prepared.plan,
+        &prepared.package,
+        &prepared.members,
+        concurrency,
+        reporter,
+    )
+    .await
 }
 
 /// Deploys a plan: the package, every stack, and for regions new to a set

@@ -200,16 +200,7 @@ async fn deploy_ring(
         ))
         .into());
     }
-    rollout::roll_out(
-        &prepared.aws,
-        &prepared.account,
-        &prepared.plan,
-        &prepared.package,
-        &prepared.members,
-        settings.concurrency,
-        reporter,
-    )
-    .await
+    rollout::roll_out_prepared(&prepared, settings.concurrency, reporter).await
 }
 
 /// The set's account and its settings as deployed.

@@ -221,6 +221,24 @@ async fn marker(name: &str, region: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} in {region} has no marker"))
 }
 
+fn rotate_key(name: &str, regions: &[&str], zip: &str) -> std::process::Output {
+    toastrep(&[
+        "rotate-key",
+        "--name",
+        name,
+        "--regions",
+        &regions.join(","),
+        "--lambda-zip",
+        zip,
+        // The emulator's functions finish each invocation before the
+        // deploy that follows returns: nothing to drain.
+        "--drain-seconds",
+        "0",
+        "--output",
+        "json",
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on() {
     let name = unique_name("rot");
@@ -234,21 +252,7 @@ async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on(
     let sealed = marker(&name, "eu-west-2", &before.key).await;
     assert!(sealed.starts_with("v2;"), "{sealed}");
 
-    let rotated = toastrep(&[
-        "rotate-key",
-        "--name",
-        &name,
-        "--regions",
-        &regions.join(","),
-        "--lambda-zip",
-        &zip,
-        // The emulator's functions finish each invocation before the
-        // deploy that follows returns: nothing to drain.
-        "--drain-seconds",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let rotated = rotate_key(&name, &regions, &zip);
     assert_eq!(rotated.status.code(), Some(0), "{}", stderr(&rotated));
     let result = json(&rotated);
     let steps: Vec<&str> = result["steps"]
@@ -310,19 +314,7 @@ async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on(
     assert_eq!(json(&sync)["copies_planned"], 0, "{}", json(&sync));
 
     // Run again: a new rotation, from the key the last one made.
-    let again = toastrep(&[
-        "rotate-key",
-        "--name",
-        &name,
-        "--regions",
-        &regions.join(","),
-        "--lambda-zip",
-        &zip,
-        "--drain-seconds",
-        "0",
-        "--output",
-        "json",
-    ]);
+    let again = rotate_key(&name, &regions, &zip);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(json(&again)["old_key_id"].as_str(), Some(new_id.as_str()));
     harness::assert_replica(&name, "us-east-1", &after).await;
