@@ -135,6 +135,12 @@ pub struct Tally {
     pub failures: Vec<RangeFailure>,
     /// Regions whose listing failed, with the error.
     pub unreachable: Vec<(String, String)>,
+    /// Objects that can never be copied into the range's region as they
+    /// are: how many, and the first [`LISTED`] with why. Not failures.
+    #[serde(default)]
+    pub not_replicable_count: u64,
+    #[serde(default)]
+    pub not_replicable: Vec<(String, crate::store::Unreplicable)>,
 }
 
 impl Tally {
@@ -165,6 +171,12 @@ impl Tally {
             self.deletes.push(key.to_owned());
         }
         self.keys_differing_by_delete += u64::from(result.differs_only_by_delete());
+        for (_, why) in &result.not_replicable {
+            self.not_replicable_count += 1;
+            if self.not_replicable.len() < LISTED {
+                self.not_replicable.push((key.to_owned(), *why));
+            }
+        }
         for failure in &result.failures {
             self.failure_count += 1;
             if self.failures.len() < LISTED {
@@ -198,6 +210,10 @@ impl Tally {
         self.failure_count += other.failure_count;
         self.failures.extend(other.failures.iter().cloned());
         self.failures.truncate(LISTED);
+        self.not_replicable_count += other.not_replicable_count;
+        self.not_replicable
+            .extend(other.not_replicable.iter().cloned());
+        self.not_replicable.truncate(LISTED);
         for unreachable in &other.unreachable {
             if !self.unreachable.contains(unreachable) {
                 self.unreachable.push(unreachable.clone());
@@ -347,6 +363,25 @@ mod tests {
         assert_eq!(range.range.after.as_deref(), Some("m"));
         assert_eq!(range.resume_after, None);
         assert!(!range.done);
+    }
+
+    #[test]
+    fn a_not_replicable_object_is_listed_and_is_no_failure() {
+        let repair = KeyRepair {
+            not_replicable: vec![(1, crate::store::Unreplicable::Archived)],
+            ..KeyRepair::default()
+        };
+        let mut range = Tally::default();
+        range.record("cold/k", &repair, &["us-east-1".into(), "eu-west-2".into()]);
+        let mut run = Tally::default();
+        run.add(&range);
+        run.add(&range);
+        assert!(run.ok());
+        assert_eq!(run.not_replicable_count, 2);
+        assert_eq!(
+            run.not_replicable[0],
+            ("cold/k".to_owned(), crate::store::Unreplicable::Archived)
+        );
     }
 
     #[test]

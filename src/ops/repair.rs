@@ -17,7 +17,8 @@ use crate::aws::Aws;
 use crate::aws::artifacts;
 use crate::model::names::SetName;
 use crate::ops::sync::{
-    CloudRun, MapItems, RegionRun, SyncCopy, SyncDelete, SyncFailure, SyncReport, UnreachableRegion,
+    CloudRun, MapItems, NotReplicable, RegionRun, SyncCopy, SyncDelete, SyncFailure, SyncReport,
+    UnreachableRegion,
 };
 use crate::progress::Reporter;
 
@@ -240,7 +241,6 @@ pub async fn report(
         deletes: Vec::new(),
         deletes_held: 0,
         held: Vec::new(),
-        // The cloud repair's reports count no such objects yet.
         not_replicable: Vec::new(),
         keys_differing_by_delete: 0,
         failures: Vec::new(),
@@ -288,6 +288,18 @@ pub async fn report(
                 key,
                 region: region.clone(),
             }));
+        sync.not_replicable
+            .extend(
+                report
+                    .tally
+                    .not_replicable
+                    .into_iter()
+                    .map(|(key, why)| NotReplicable {
+                        key,
+                        region: region.clone(),
+                        why,
+                    }),
+            );
         sync.failures
             .extend(report.tally.failures.into_iter().map(|f| SyncFailure {
                 key: f.key,
