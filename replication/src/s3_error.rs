@@ -25,6 +25,10 @@ pub enum ErrorKind {
     Archived,
     /// MetadataTooLarge: the copy's user metadata is over S3's 2 KB.
     MetadataTooLarge,
+    /// An SSE-C object read without its key: GetObject and CopyObject
+    /// answer InvalidRequest naming server-side encryption; HeadObject
+    /// answers a bare 400 (see [`S3Error::is_bare_bad_request`]).
+    CustomerKey,
 }
 
 /// A failed S3 call, classified, keeping the SDK error as its source.
@@ -48,7 +52,7 @@ impl S3Error {
             SdkError::TimeoutError(_)
             | SdkError::DispatchFailure(_)
             | SdkError::ResponseError(_) => ErrorKind::Retryable,
-            SdkError::ServiceError(_) => classify(code.as_deref(), status),
+            SdkError::ServiceError(_) => classify(code.as_deref(), status, err.message()),
             _ => ErrorKind::Permanent,
         };
         let message = match (&err, &code) {
@@ -77,6 +81,13 @@ impl S3Error {
         self.kind == ErrorKind::Retryable
     }
 
+    /// A 400 without an error code: what HeadObject (which has no body to
+    /// carry a code) answers for an SSE-C object asked without its key.
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html>
+    pub fn is_bare_bad_request(&self) -> bool {
+        self.code.is_none() && self.status == Some(400)
+    }
+
     /// The object (or the exact version, or the ETag we asked for) no longer
     /// exists at the source: a skip, not a failure.
     pub fn is_gone(&self) -> bool {
@@ -87,8 +98,13 @@ impl S3Error {
     }
 }
 
-fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
+fn classify(code: Option<&str>, status: Option<u16>, message: Option<&str>) -> ErrorKind {
     match code {
+        // "The object was stored using a form of Server Side Encryption.
+        // The correct parameters must be provided to retrieve the object."
+        Some("InvalidRequest") if message.is_some_and(|m| m.contains("Server Side Encryption")) => {
+            return ErrorKind::CustomerKey;
+        }
         Some("NoSuchKey" | "NoSuchVersion" | "NotFound") => return ErrorKind::NotFound,
         Some("PreconditionFailed") => return ErrorKind::PreconditionFailed,
         // A missing bucket is a configuration problem, not a vanished object.
@@ -139,34 +155,55 @@ mod tests {
     #[test]
     fn classification() {
         assert_eq!(
-            classify(Some("NoSuchVersion"), Some(404)),
+            classify(Some("NoSuchVersion"), Some(404), None),
             ErrorKind::NotFound
         );
-        assert_eq!(classify(None, Some(404)), ErrorKind::NotFound);
+        assert_eq!(classify(None, Some(404), None), ErrorKind::NotFound);
         assert_eq!(
-            classify(Some("PreconditionFailed"), Some(412)),
+            classify(Some("PreconditionFailed"), Some(412), None),
             ErrorKind::PreconditionFailed
         );
-        assert_eq!(classify(Some("SlowDown"), Some(503)), ErrorKind::Retryable);
         assert_eq!(
-            classify(Some("AccessDenied"), Some(403)),
+            classify(Some("SlowDown"), Some(503), None),
             ErrorKind::Retryable
         );
-        assert_eq!(classify(None, Some(500)), ErrorKind::Retryable);
         assert_eq!(
-            classify(Some("NoSuchBucket"), Some(404)),
+            classify(Some("AccessDenied"), Some(403), None),
+            ErrorKind::Retryable
+        );
+        assert_eq!(classify(None, Some(500), None), ErrorKind::Retryable);
+        assert_eq!(
+            classify(Some("NoSuchBucket"), Some(404), None),
             ErrorKind::Permanent
         );
         assert_eq!(
-            classify(Some("InvalidObjectState"), Some(403)),
+            classify(Some("InvalidObjectState"), Some(403), None),
             ErrorKind::Archived
         );
         assert_eq!(
-            classify(Some("MetadataTooLarge"), Some(400)),
+            classify(Some("MetadataTooLarge"), Some(400), None),
             ErrorKind::MetadataTooLarge
         );
         assert_eq!(
-            classify(Some("InvalidArgument"), Some(400)),
+            classify(Some("InvalidArgument"), Some(400), None),
+            ErrorKind::Permanent
+        );
+        assert_eq!(
+            classify(
+                Some("InvalidRequest"),
+                Some(400),
+                Some(
+                    "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+                )
+            ),
+            ErrorKind::CustomerKey
+        );
+        assert_eq!(
+            classify(
+                Some("InvalidRequest"),
+                Some(400),
+                Some("Invalid copy source")
+            ),
             ErrorKind::Permanent
         );
     }

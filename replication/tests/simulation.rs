@@ -8,9 +8,11 @@
 
 use std::time::Instant;
 
-use toastrep_replication::CopySettings;
+use std::collections::BTreeMap;
+
 use toastrep_replication::sim::s3::Faults;
 use toastrep_replication::sim::{Scenario, UserOp, run, run_burst, run_scenario};
+use toastrep_replication::{CopySettings, Unreplicable};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -741,23 +743,47 @@ fn discarding_a_delete_never_overwrites_a_later_write() {
 /// object stays untouched where it was written.
 #[test]
 fn an_object_whose_metadata_leaves_no_room_for_the_marker_is_reported_not_failed() {
+    // 2,000 bytes of metadata: within S3's limit, but not with a marker.
+    let metadata = BTreeMap::from([("note".to_owned(), "x".repeat(1996))]);
+    unreplicable_is_reported_not_failed(
+        |s3, bucket| s3.user_put(bucket, "k", 3, metadata, Default::default(), vec![]),
+        Unreplicable::MetadataTooLarge,
+    );
+}
+
+/// The same for an object written with a customer-provided key (SSE-C):
+/// S3 answers its HeadObject with a bare 400, and toastrep never holds the
+/// key that would let it read or copy it.
+#[test]
+fn an_object_encrypted_with_a_customer_key_is_reported_not_failed() {
+    unreplicable_is_reported_not_failed(
+        |s3, bucket| s3.user_put_customer_key(bucket, "k", 3),
+        Unreplicable::CustomerKey,
+    );
+}
+
+/// Writes key `k` in the east with `write`, then replicates its notice
+/// into the west and deep-syncs both: each says `why` once, neither fails,
+/// and nothing is written.
+fn unreplicable_is_reported_not_failed(
+    write: impl FnOnce(
+        &toastrep_replication::sim::s3::SimS3,
+        &str,
+    ) -> toastrep_replication::sim::s3::Version,
+    why: Unreplicable,
+) {
     use std::cell::RefCell;
-    use std::collections::BTreeMap;
     use std::rc::Rc;
     use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
     use toastrep_replication::sim::executor::Executor;
     use toastrep_replication::sim::s3::SimS3;
-    use toastrep_replication::{
-        Decision, MarkerKey, Replicator, S3Notice, SetBuckets, Unreplicable,
-    };
+    use toastrep_replication::{Decision, MarkerKey, Replicator, S3Notice, SetBuckets};
 
     let set = SetBuckets::new("id", "000000000000");
     let (east, west) = (set.bucket("us-east-1"), set.bucket("eu-west-2"));
     let buckets = vec![east.clone(), west.clone()];
     let s3 = SimS3::new(1, &buckets, false);
-    // 2,000 bytes of metadata: within S3's limit, but not with a marker.
-    let metadata = BTreeMap::from([("note".to_owned(), "x".repeat(1996))]);
-    let version = s3.user_put(&east.name, "k", 3, metadata, Default::default(), vec![]);
+    let version = write(&s3, &east.name);
     let replicator = Rc::new(Replicator::new(
         s3.clone(),
         MarkerKey::for_tests("id"),
@@ -811,15 +837,12 @@ fn an_object_whose_metadata_leaves_no_room_for_the_marker_is_reported_not_failed
     }
     assert_eq!(
         decided.borrow().clone().expect("decided"),
-        Ok(Decision::NotReplicable(Unreplicable::MetadataTooLarge))
+        Ok(Decision::NotReplicable(why))
     );
     let repaired = repaired.borrow();
     assert_eq!(repaired.len(), 1, "{repaired:?}");
     assert!(repaired[0].failures.is_empty(), "{repaired:?}");
-    assert_eq!(
-        repaired[0].not_replicable,
-        vec![(1, Unreplicable::MetadataTooLarge)]
-    );
+    assert_eq!(repaired[0].not_replicable, vec![(1, why)]);
     assert!(
         s3.history(&west.name, "k").is_empty(),
         "nothing was written"

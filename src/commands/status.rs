@@ -101,6 +101,25 @@ fn summary(result: &StatusResult) -> String {
                     run.copies_made,
                     run.failures + run.ranges_failed as u64
                 );
+                if run.not_replicable > 0 {
+                    let _ = writeln!(
+                        text,
+                        "  not replicable {} object(s) cannot be copied here as they are (not failures):",
+                        run.not_replicable
+                    );
+                    for object in &run.not_replicable_objects {
+                        let _ = writeln!(text, "    {}: {}", object.key, object.why.why());
+                    }
+                    let listed = run.not_replicable_objects.len() as u64;
+                    if run.not_replicable > listed {
+                        let _ = writeln!(
+                            text,
+                            "    ... and {} more (a `toastrep sync --name {}` lists them all)",
+                            run.not_replicable - listed,
+                            result.name
+                        );
+                    }
+                }
             }
             None => {
                 let _ = writeln!(text, "  last repair   none yet");
@@ -130,4 +149,72 @@ fn summary(result: &StatusResult) -> String {
         let _ = writeln!(text, "UNHEALTHY: {}", bad.join(", "));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::health::{RegionStatus, RepairRun};
+    use crate::ops::sync::NotReplicable;
+    use toastrep_replication::Unreplicable;
+
+    fn region_after(run: RepairRun) -> RegionStatus {
+        RegionStatus {
+            region: "eu-west-2".into(),
+            healthy: true,
+            problems: Vec::new(),
+            joining: false,
+            stacks: Vec::new(),
+            function: None,
+            dead_letter_queue: None,
+            delete_breaker: None,
+            bucket: None,
+            last_repair: Some(run),
+        }
+    }
+
+    #[test]
+    fn status_names_each_object_the_last_repair_could_not_copy_and_why_yet_stays_healthy() {
+        let listed = |key: &str, why| NotReplicable {
+            key: key.into(),
+            region: "eu-west-2".into(),
+            why,
+        };
+        let run = RepairRun {
+            run: "scheduled-1".into(),
+            finished_ms: now_ms(),
+            seconds: 1.0,
+            ranges: 4,
+            ranges_failed: 0,
+            keys_examined: 10,
+            copies_made: 0,
+            failures: 0,
+            not_replicable: 3,
+            not_replicable_objects: vec![
+                listed("cold/a", Unreplicable::Archived),
+                listed("secret/b", Unreplicable::CustomerKey),
+            ],
+            ok: true,
+        };
+        let result = StatusResult {
+            name: "media".into(),
+            account: "000000000000".into(),
+            deletes: None,
+            regions: vec![region_after(run)],
+            healthy: true,
+            ok: true,
+        };
+        let text = summary(&result);
+        assert!(text.contains("not replicable 3 object(s)"), "{text}");
+        assert!(
+            text.contains(&format!("cold/a: {}", Unreplicable::Archived.why())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("secret/b: {}", Unreplicable::CustomerKey.why())),
+            "{text}"
+        );
+        assert!(text.contains("... and 1 more"), "{text}");
+        assert!(text.contains("Healthy: 1 regions."), "{text}");
+    }
 }

@@ -62,6 +62,12 @@ pub struct RepairRun {
     pub keys_examined: u64,
     pub copies_made: u64,
     pub failures: u64,
+    /// Objects the run found that can never be copied here as they are
+    /// (archived, SSE-C, metadata too large): not failures, and the
+    /// run's `ok` does not count them.
+    pub not_replicable: u64,
+    /// The first of them, with why.
+    pub not_replicable_objects: Vec<crate::ops::sync::NotReplicable>,
     pub ok: bool,
 }
 
@@ -274,6 +280,17 @@ async fn region_status(
                 keys_examined: r.tally.keys_examined,
                 copies_made: r.tally.copies_made,
                 failures: r.tally.failure_count,
+                not_replicable: r.tally.not_replicable_count,
+                not_replicable_objects: r
+                    .tally
+                    .not_replicable
+                    .into_iter()
+                    .map(|(key, why)| crate::ops::sync::NotReplicable {
+                        key,
+                        region: region.to_owned(),
+                        why,
+                    })
+                    .collect(),
                 ok: r.ok,
             }
         }),

@@ -57,6 +57,7 @@ impl Decision {
             Decision::NotReplicable(Unreplicable::MetadataTooLarge) => {
                 "not_replicable_metadata_too_large"
             }
+            Decision::NotReplicable(Unreplicable::CustomerKey) => "not_replicable_customer_key",
         }
     }
 }
@@ -86,7 +87,19 @@ impl<S: ObjectStore> Replicator<S> {
         destination: &Bucket,
     ) -> Result<Outcome, ReplicateError> {
         let started = Instant::now();
-        let result = self.decide_and_write(notice, destination).await;
+        let result = match self.decide_and_write(notice, destination).await {
+            // Reading the source (or the destination) showed an object no
+            // one can copy as it is: decided once, like a refused copy.
+            Err(ReplicateError::Store(error)) if let Some(why) = error.unreplicable() => {
+                Ok(Outcome {
+                    decision: Decision::NotReplicable(why),
+                    bytes: 0,
+                    restores: 0,
+                    millis: 0,
+                })
+            }
+            result => result,
+        };
         let millis = started.elapsed().as_millis() as u64;
         match &result {
             Ok(outcome) => tracing::info!(

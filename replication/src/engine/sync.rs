@@ -88,6 +88,23 @@ impl<S: ObjectStore> Replicator<S> {
             // Every region's state; a region that cannot be read is
             // neither a source nor repaired this time.
             let states = join_all(buckets.iter().map(|b| self.state(b, key))).await;
+            // A region whose object no one can read as it is (SSE-C) may
+            // hold the winner: the key is reported into every other
+            // region and left alone, rather than decided without it.
+            if let Some((at, why)) = states
+                .iter()
+                .enumerate()
+                .find_map(|(i, state)| match state {
+                    Err(ReplicateError::Store(error)) => error.unreplicable().map(|why| (i, why)),
+                    _ => None,
+                })
+            {
+                result.not_replicable = (0..buckets.len())
+                    .filter(|&i| i != at && repair[i])
+                    .map(|i| (i, why))
+                    .collect();
+                return result;
+            }
             let mut known: Vec<State> = Vec::with_capacity(buckets.len());
             let mut writable = repair.to_vec();
             for (i, state) in states.into_iter().enumerate() {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::event::S3Notice;
 use crate::store::{
     Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
-    Precondition, StoreError, StoreResult, VersionEntry, Written,
+    Precondition, StoreError, StoreResult, Unreplicable, VersionEntry, Written,
 };
 
 use super::executor::yield_now;
@@ -29,6 +29,9 @@ pub struct Version {
     pub headers: Headers,
     pub tags: Vec<(String, String)>,
     pub delete_marker: bool,
+    /// Written with SSE-C: S3 neither describes nor copies it without the
+    /// customer's key.
+    pub customer_key: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +177,32 @@ impl SimS3 {
         )
     }
 
+    /// A user's PutObject with a customer-provided key (SSE-C), never
+    /// faulted.
+    pub fn user_put_customer_key(&self, bucket: &str, key: &str, size: u64) -> Version {
+        let written = self.user_put(
+            bucket,
+            key,
+            size,
+            BTreeMap::new(),
+            Headers::default(),
+            Vec::new(),
+        );
+        let mut state = self.state();
+        let stored = state
+            .buckets
+            .get_mut(bucket)
+            .and_then(|(_, keys)| keys.get_mut(key))
+            .and_then(|history| {
+                history
+                    .iter_mut()
+                    .find(|v| v.version_id == written.version_id)
+            })
+            .expect("just written");
+        stored.customer_key = true;
+        stored.clone()
+    }
+
     /// A user's DeleteObject without a version id: a delete marker on top,
     /// and its notice (S3 sends one even when nothing was current).
     pub fn user_delete(&self, bucket: &str, key: &str) -> String {
@@ -281,6 +310,7 @@ impl State {
             headers,
             tags,
             delete_marker: false,
+            customer_key: false,
         };
         self.push_version(bucket, key, &version);
         self.notify(
@@ -347,6 +377,7 @@ impl State {
             headers: Headers::default(),
             tags: Vec::new(),
             delete_marker: true,
+            customer_key: false,
         };
         self.push_version(bucket, key, &marker);
         self.notify(
@@ -391,6 +422,15 @@ impl State {
                 "NoSuchVersion",
             ));
         };
+        if source.customer_key {
+            return Err(error(
+                ErrorKind::NotReplicable(Unreplicable::CustomerKey),
+                operation,
+                destination,
+                &request.key,
+                "InvalidRequest: stored using a form of Server Side Encryption",
+            ));
+        }
         if source.etag != request.source_etag {
             return Err(error(
                 ErrorKind::PreconditionFailed,
@@ -512,6 +552,16 @@ impl ObjectStore for SimS3 {
             Ok(match found {
                 None => Lookup::Missing,
                 Some(v) if v.delete_marker => Lookup::DeleteMarker,
+                // S3's bare 400 for an SSE-C object asked without its key.
+                Some(v) if v.customer_key => {
+                    return Err(error(
+                        ErrorKind::NotReplicable(Unreplicable::CustomerKey),
+                        "HeadObject",
+                        bucket,
+                        key,
+                        "HTTP 400",
+                    ));
+                }
                 Some(v) => Lookup::Found(head_of(v)),
             })
         })

@@ -200,6 +200,9 @@ pub enum Unreplicable {
     /// Its user metadata and toastrep's marker together exceed S3's 2 KB
     /// limit on user-defined metadata.
     MetadataTooLarge,
+    /// Encrypted with a customer-provided key (SSE-C): S3 neither describes
+    /// nor copies it without that key, which toastrep never holds.
+    CustomerKey,
 }
 
 impl Unreplicable {
@@ -212,6 +215,10 @@ impl Unreplicable {
             Unreplicable::MetadataTooLarge => {
                 "its user metadata leaves no room for toastrep's marker within S3's 2 KB: \
                  write it with less metadata"
+            }
+            Unreplicable::CustomerKey => {
+                "encrypted with a customer-provided key (SSE-C), which toastrep never holds: \
+                 write it with SSE-S3 or SSE-KMS instead"
             }
         }
     }

@@ -58,6 +58,10 @@ where
     move |sdk| {
         let error = S3Error::from_sdk(sdk);
         let kind = match error.kind {
+            _ if operation == "HeadObject" && error.is_bare_bad_request() => {
+                ErrorKind::NotReplicable(Unreplicable::CustomerKey)
+            }
+            s3_error::ErrorKind::CustomerKey => ErrorKind::NotReplicable(Unreplicable::CustomerKey),
             s3_error::ErrorKind::NotFound => ErrorKind::NotFound,
             s3_error::ErrorKind::PreconditionFailed => ErrorKind::PreconditionFailed,
             s3_error::ErrorKind::Retryable => ErrorKind::Retryable,
