@@ -5,7 +5,11 @@ pub mod artifacts;
 pub mod buckets;
 pub mod change_set;
 mod clients;
+mod error;
+pub mod functions;
 pub mod lifecycle;
+pub mod queues;
 pub mod stack;
 
 pub use clients::{Aws, AwsOptions};
+pub use error::CallError;

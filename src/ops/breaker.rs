@@ -11,6 +11,7 @@ use toastrep_replication::breaker_keys;
 use toastrep_replication::{DeleteGate, Gate, S3Notice, parse_s3_message};
 
 use crate::aws::Aws;
+use crate::aws::queues::{Queue, Take};
 use crate::model::names::SetName;
 
 /// The set's breakers as `sync` and the CLI's repairs see them: a delete a
@@ -184,39 +185,35 @@ pub async fn receive_held(
     name: &SetName,
     region: &str,
     hide: i32,
-) -> Result<(String, Vec<HeldDelete>)> {
-    let url = aws.queue_url(region, &name.held_deletes_queue()).await?;
-    let sqs = aws.sqs(region);
+) -> Result<(Queue, Vec<HeldDelete>)> {
+    let queue = aws.queue(region, &name.held_deletes_queue()).await?;
+    let how = Take {
+        hide_seconds: hide,
+        wait_seconds: 0,
+        attributes: &[breaker_keys::SEAL_ATTRIBUTE],
+    };
     let mut held = Vec::new();
     loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .visibility_timeout(hide)
-            .message_attribute_names(breaker_keys::SEAL_ATTRIBUTE)
-            .send()
-            .await
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("ReceiveMessage {url}"))?;
-        let messages = out.messages();
+        let messages = queue.take(how).await?;
         if messages.is_empty() {
-            return Ok((url, held));
+            return Ok((queue, held));
         }
         for message in messages {
-            let body = message.body().unwrap_or_default();
-            let notices = parse_s3_message(body)
-                .with_context(|| format!("a held delete in {region} is not an S3 event: {body}"))?;
+            let notices = parse_s3_message(&message.body).with_context(|| {
+                format!(
+                    "a held delete in {region} is not an S3 event: {}",
+                    message.body
+                )
+            })?;
             let seal = message
-                .message_attributes()
-                .and_then(|a| a.get(breaker_keys::SEAL_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .map(str::to_owned);
+                .attributes
+                .get(breaker_keys::SEAL_ATTRIBUTE)
+                .cloned();
             for notice in notices {
                 held.push(HeldDelete {
                     notice,
-                    receipt: message.receipt_handle().unwrap_or_default().to_owned(),
-                    body: body.to_owned(),
+                    receipt: message.receipt.clone(),
+                    body: message.body.clone(),
                     seal: seal.clone(),
                 });
             }
@@ -240,21 +237,8 @@ pub async fn alarm_state(aws: &Aws, name: &SetName, region: &str) -> Option<Stri
 }
 
 /// Makes held deletes visible again at once (after a look).
-pub async fn show_again(aws: &Aws, region: &str, url: &str, held: &[HeldDelete]) -> Result<()> {
-    let sqs = aws.sqs(region);
-    for receipt in held
-        .iter()
-        .map(|h| &h.receipt)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        sqs.change_message_visibility()
-            .queue_url(url)
-            .receipt_handle(receipt)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("ChangeMessageVisibility {url}"))?;
-    }
-    Ok(())
+pub async fn show_again(queue: &Queue, held: &[HeldDelete]) -> Result<()> {
+    Ok(queue
+        .show_again(held.iter().map(|h| h.receipt.as_str()))
+        .await?)
 }

@@ -140,7 +140,7 @@ pub async fn deletes(
             let (queue, held) = breaker::receive_held(aws, name, region, hide).await?;
             if !act {
                 // Only looked at: back in the queue for whoever acts on them.
-                breaker::show_again(aws, region, &queue, &held).await?;
+                breaker::show_again(&queue, &held).await?;
             }
             any |= !held.is_empty();
             let mut keys = Vec::new();
@@ -184,13 +184,7 @@ pub async fn deletes(
                     };
                     match done {
                         Ok(outcome) => {
-                            aws.sqs(region)
-                                .delete_message()
-                                .queue_url(&queue)
-                                .receipt_handle(&receipt)
-                                .send()
-                                .await
-                                .map_err(anyhow::Error::new)?;
+                            queue.delete(&receipt).await?;
                             Some(outcome)
                         }
                         Err(error) => {

@@ -403,27 +403,13 @@ async fn function_status(
     expected_hex: Option<String>,
 ) -> Result<FunctionStatus> {
     let function_name = name.function();
-    let out = aws
-        .lambda(region)
-        .get_function()
-        .function_name(&function_name)
-        .send()
-        .await
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("GetFunction {function_name} in {region}"))?;
-    let config = out.configuration();
-    let state = config
-        .and_then(|c| c.state())
-        .map_or("Unknown", |s| s.as_str())
-        .to_owned();
-    let last_update_status = config
-        .and_then(|c| c.last_update_status())
-        .map_or("Unknown", |s| s.as_str())
-        .to_owned();
-    let code_sha256 = config
-        .and_then(|c| c.code_sha256())
-        .unwrap_or_default()
-        .to_owned();
+    let config = aws
+        .function(region, &function_name)
+        .configuration()
+        .await?
+        .with_context(|| format!("function {function_name} does not exist in {region}"))?;
+    let (state, last_update_status, code_sha256) =
+        (config.state, config.last_update_status, config.code_sha256);
     // Lambda reports the base64 of the zip's SHA-256; the package key holds its hex.
     let expected_sha256 = expected_hex.as_deref().and_then(hex_to_base64);
     let code_matches = expected_sha256.as_deref() == Some(code_sha256.as_str());

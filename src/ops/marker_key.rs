@@ -13,8 +13,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
-use aws_sdk_lambda::error::DisplayErrorContext;
-use aws_sdk_lambda::types::EnvironmentResponse;
 use futures::future::join_all;
 
 use toastrep_replication::Rotation;
@@ -22,6 +20,7 @@ use toastrep_replication::protocol::key_ring::RING_VARIABLE;
 pub use toastrep_replication::{MarkerKey, MarkerKeys};
 
 use crate::aws::Aws;
+use crate::aws::functions::Environment;
 use crate::error::InputError;
 use crate::model::names::SetName;
 
@@ -107,49 +106,28 @@ pub fn generate() -> Result<MarkerKey> {
 }
 
 async fn read(aws: &Aws, name: &SetName, region: &str) -> Result<Found> {
-    let function = name.function();
-    let out = aws
-        .lambda(region)
-        .get_function_configuration()
-        .function_name(&function)
-        .send()
-        .await;
-    match out {
-        Ok(out) => from_environment(name, region, out.environment()),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            Ok(Found::NoFunction)
-        }
-        Err(error) => Err(unreadable(
-            name,
-            region,
-            &DisplayErrorContext(&error).to_string(),
-        )),
+    match aws.function(region, &name.function()).configuration().await {
+        Ok(Some(config)) => from_environment(name, region, Some(&config.environment)),
+        Ok(None) => Ok(Found::NoFunction),
+        Err(error) => Err(unreadable(name, region, &error.to_string())),
     }
 }
 
 fn from_environment(
     name: &SetName,
     region: &str,
-    environment: Option<&EnvironmentResponse>,
+    environment: Option<&Environment>,
 ) -> Result<Found> {
-    if let Some(error) = environment.and_then(|e| e.error()) {
+    if let Some((code, message)) = environment.and_then(|e| e.error.as_ref()) {
         // Lambda reports an environment it could not decrypt for the caller
         // here, instead of failing the call.
         return Err(unreadable(
             name,
             region,
-            &format!(
-                "Lambda could not decrypt its environment: {}: {}",
-                error.error_code().unwrap_or("no error code"),
-                error.message().unwrap_or("no message")
-            ),
+            &format!("Lambda could not decrypt its environment: {code}: {message}"),
         ));
     }
-    let variables = environment.and_then(|e| e.variables());
+    let variables = environment.and_then(|e| e.variables.as_ref());
     let Some(variables) = variables.filter(|v| v.contains_key(ALWAYS_SET)) else {
         return Err(unreadable(
             name,
@@ -260,12 +238,16 @@ mod tests {
         SetName::parse("demo").unwrap()
     }
 
-    fn environment(variables: &[(&str, &str)]) -> EnvironmentResponse {
-        let mut builder = EnvironmentResponse::builder();
-        for (k, v) in variables {
-            builder = builder.variables(*k, *v);
+    fn environment(variables: &[(&str, &str)]) -> Environment {
+        Environment {
+            error: None,
+            variables: Some(
+                variables
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
         }
-        builder.build()
     }
 
     #[test]
@@ -299,14 +281,13 @@ mod tests {
             );
             assert!(err.contains("lambda:GetFunctionConfiguration"), "{err}");
         }
-        let denied = EnvironmentResponse::builder()
-            .error(
-                aws_sdk_lambda::types::EnvironmentError::builder()
-                    .error_code("AccessDeniedException")
-                    .message("not allowed to decrypt")
-                    .build(),
-            )
-            .build();
+        let denied = Environment {
+            error: Some((
+                "AccessDeniedException".into(),
+                "not allowed to decrypt".into(),
+            )),
+            variables: None,
+        };
         let err = from_environment(&name(), "eu-west-2", Some(&denied))
             .unwrap_err()
             .to_string();

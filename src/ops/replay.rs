@@ -16,7 +16,6 @@
 use std::collections::HashSet;
 
 use anyhow::{Context as _, Result};
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, Message};
 use futures::future::join_all;
 use futures::{StreamExt, stream};
 use schemars::JsonSchema;
@@ -27,6 +26,8 @@ use toastrep_replication::{
     parse_sns_event,
 };
 
+use crate::aws::functions::Function;
+use crate::aws::queues::{Queue, Received, Take};
 use crate::aws::{Aws, AwsOptions};
 use crate::bail_input;
 use crate::model::names::SetName;
@@ -138,7 +139,7 @@ pub async fn replay(
     let carry_deletes = found.settings().unwrap_or_default().replicate_deletes;
     let results = join_all(queues.into_iter().map(|region| async {
         reporter.started(region, &name.dead_letter_queue(), "replaying");
-        let deletes_to = carry_deletes.then(|| (aws.lambda(region), name.function()));
+        let deletes_to = carry_deletes.then(|| aws.function(region, &name.function()));
         let result = replay_region(&aws, name, &replicator, region, dry_run, deletes_to).await;
         let result = result.unwrap_or_else(|error| RegionReplay {
             region: region.clone(),
@@ -181,8 +182,8 @@ enum Outcome {
     Left(LeftMessage),
 }
 
-/// The region's function and its name: where a dead-lettered delete goes.
-type DeletesTo = Option<(aws_sdk_lambda::Client, String)>;
+/// The region's function: where a dead-lettered delete goes.
+type DeletesTo = Option<Function>;
 
 async fn replay_region(
     aws: &Aws,
@@ -192,9 +193,8 @@ async fn replay_region(
     dry_run: bool,
     deletes_to: DeletesTo,
 ) -> Result<RegionReplay> {
-    let sqs = aws.sqs(region);
     let queue = name.dead_letter_queue();
-    let url = aws.queue_url(region, &queue).await?;
+    let dead_letters = aws.queue(region, &queue).await?;
     let destination = replicator.set().bucket(region);
     let mut result = RegionReplay {
         region: region.to_owned(),
@@ -204,35 +204,30 @@ async fn replay_region(
     let mut seen = HashSet::new();
     let mut to_release = Vec::new();
     loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(BATCH)
-            // Long polling asks every SQS server, so an empty answer means an
-            // empty queue (short polling samples only some).
-            .wait_time_seconds(1)
-            .visibility_timeout(VISIBILITY_SECONDS)
-            .message_attribute_names("All")
-            .send()
+        let received = dead_letters
+            .take(Take {
+                hide_seconds: VISIBILITY_SECONDS,
+                // Long polling: an empty answer means an empty queue.
+                wait_seconds: 1,
+                attributes: &["All"],
+            })
             .await
             .with_context(|| format!("receiving from {queue} in {region}"))?;
-        let fresh: Vec<Message> = received
-            .messages
-            .unwrap_or_default()
+        let fresh: Vec<Received> = received
             .into_iter()
-            .filter(|m| seen.insert(m.message_id().unwrap_or_default().to_owned()))
+            .filter(|m| seen.insert(m.id.clone()))
             .collect();
         if fresh.is_empty() {
             break;
         }
-        let outcomes: Vec<(Message, Outcome)> = stream::iter(fresh)
+        let outcomes: Vec<(Received, Outcome)> = stream::iter(fresh)
             .map(|message| async {
                 let outcome = replay_message(
                     replicator,
                     &destination,
                     &message,
                     dry_run,
-                    (&sqs, &url),
+                    &dead_letters,
                     &deletes_to,
                 )
                 .await;
@@ -262,7 +257,13 @@ async fn replay_region(
             }
         }
     }
-    release(&sqs, &url, &to_release).await;
+    if let Err(error) = dead_letters
+        .show_again(to_release.iter().map(|m| m.receipt.as_str()))
+        .await
+    {
+        // Harmless: the messages reappear when the timeout ends.
+        tracing::warn!(error = %error, "could not make left messages visible again");
+    }
     Ok(result)
 }
 
@@ -270,17 +271,13 @@ async fn replay_region(
 async fn replay_message(
     replicator: &Replicator<SdkStore>,
     destination: &Bucket,
-    message: &Message,
+    message: &Received,
     dry_run: bool,
-    (sqs, url): (&aws_sdk_sqs::Client, &str),
+    dead_letters: &Queue,
     deletes_to: &DeletesTo,
 ) -> Outcome {
-    let message_id = message.message_id().unwrap_or_default().to_owned();
-    let function_error = message
-        .message_attributes()
-        .and_then(|a| a.get("ErrorMessage"))
-        .and_then(|v| v.string_value())
-        .map(str::to_owned);
+    let message_id = message.id.clone();
+    let function_error = message.attributes.get("ErrorMessage").cloned();
     let left = |outcome, reason: String| {
         Outcome::Left(LeftMessage {
             message_id: message_id.clone(),
@@ -289,7 +286,7 @@ async fn replay_message(
             function_error: function_error.clone(),
         })
     };
-    let event = match event_of(message.body().unwrap_or_default()) {
+    let event = match event_of(&message.body) {
         Ok(event) => event,
         Err(reason) => return left("unparseable", reason),
     };
@@ -303,65 +300,35 @@ async fn replay_message(
         .map(|notices| notices.iter().any(|n| n.is_delete_marker()))
         .unwrap_or(false);
     match (deletes, deletes_to) {
-        (true, Some((lambda, function))) => {
-            let invoked = lambda
-                .invoke()
-                .function_name(function)
-                .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
-                .send()
-                .await;
-            match invoked {
-                Ok(out) if out.function_error().is_none() => {}
-                Ok(out) => {
-                    let payload = out
-                        .payload()
-                        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
-                        .unwrap_or_default();
-                    return left(
-                        "failing",
-                        format!("the function failed the delete again: {payload}"),
-                    );
-                }
-                Err(error) => {
-                    return left(
-                        "failing",
-                        format!(
-                            "giving the delete to {function}: {}",
-                            aws_sdk_lambda::error::DisplayErrorContext(&error)
-                        ),
-                    );
-                }
+        (true, Some(function)) => match function.invoke(event.to_string()).await {
+            Ok(out) if out.function_error.is_none() => {}
+            Ok(out) => {
+                return left(
+                    "failing",
+                    format!("the function failed the delete again: {}", out.payload),
+                );
             }
-        }
+            Err(error) => {
+                return left("failing", format!("giving the delete to it: {error}"));
+            }
+        },
         _ => match handle_sns_event(replicator, destination, &event).await {
             Ok(_) => {}
             Err(HandleError::Malformed(error)) => return left("unparseable", error.to_string()),
             Err(error) => return left("failing", error.to_string()),
         },
     }
-    let Some(receipt) = message.receipt_handle() else {
+    if message.receipt.is_empty() {
         return left(
             "failing",
             "the message came without a receipt handle".into(),
         );
-    };
-    match sqs
-        .delete_message()
-        .queue_url(url)
-        .receipt_handle(receipt)
-        .send()
-        .await
-    {
-        Ok(_) => Outcome::Replayed,
+    }
+    match dead_letters.delete(&message.receipt).await {
+        Ok(()) => Outcome::Replayed,
         // Replayed, but still in the queue: replaying it again is harmless
         // (copied records come back up to date).
-        Err(error) => left(
-            "failing",
-            format!(
-                "replayed, but DeleteMessage failed: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&error)
-            ),
-        ),
+        Err(error) => left("failing", format!("replayed, but {error}")),
     }
 }
 
@@ -405,38 +372,6 @@ fn from_set_topics(event: &Value, set: &SetBuckets) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Makes messages left in the queue visible again now, rather than after
-/// the visibility timeout, so the next replay (or a person) sees them.
-async fn release(sqs: &aws_sdk_sqs::Client, url: &str, messages: &[Message]) {
-    for chunk in messages.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle()?)
-                    .visibility_timeout(0)
-                    .build()
-                    .ok()
-            })
-            .collect::<Vec<_>>();
-        if entries.is_empty() {
-            continue;
-        }
-        if let Err(error) = sqs
-            .change_message_visibility_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            // Harmless: the messages reappear when the timeout ends.
-            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "could not make left messages visible again");
-        }
-    }
 }
 
 #[cfg(test)]
