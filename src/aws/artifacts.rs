@@ -16,6 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 
+use super::objects::Objects;
 use crate::bail_input;
 use crate::model::names::SetName;
 use crate::package::Package;
@@ -40,13 +41,16 @@ pub struct EnsuredPackage {
 /// Makes sure the artifact bucket exists, hardened like the data buckets, and
 /// holds the package.
 pub async fn ensure_package(
-    s3: &Client,
-    bucket: &str,
-    region: &str,
+    artifacts: &Objects,
     partition: &str,
     writer: &str,
     package: &Package,
 ) -> Result<EnsuredPackage> {
+    let (s3, bucket, region) = (
+        &artifacts.client,
+        artifacts.name.as_str(),
+        &artifacts.region,
+    );
     let bucket_created = create_bucket(s3, bucket, region).await?;
     let wanted_policy = artifact_policy(bucket, partition, writer);
     if bucket_created {
@@ -234,48 +238,22 @@ pub fn artifact_policy(bucket: &str, partition: &str, writer: &str) -> serde_jso
 pub const LOG_KEY_OBJECT: &str = "toastrep/log-key";
 
 /// Keeps the set's derived log key in the artifact bucket, unless it holds it.
-pub async fn keep_log_key(s3: &Client, bucket: &str, log_key: &[u8; 32]) -> Result<()> {
+pub async fn keep_log_key(artifacts: &Objects, log_key: &[u8; 32]) -> Result<()> {
     let wanted = hex::encode(log_key);
-    if log_key_in(s3, bucket).await?.as_deref() == Some(wanted.as_str()) {
+    if log_key_in(artifacts).await?.as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    s3.put_object()
-        .bucket(bucket)
-        .key(LOG_KEY_OBJECT)
-        .body(ByteStream::from(wanted.into_bytes()))
-        .send()
-        .await
-        .with_context(|| format!("writing s3://{bucket}/{LOG_KEY_OBJECT}"))?;
+    artifacts.put(LOG_KEY_OBJECT, wanted.into_bytes()).await?;
     Ok(())
 }
 
 /// The set's log key as the artifact bucket keeps it; `None` for a set
 /// deployed before it was kept.
-pub async fn log_key_in(s3: &Client, bucket: &str) -> Result<Option<String>> {
-    Ok(object_bytes(s3, bucket, LOG_KEY_OBJECT)
+pub async fn log_key_in(artifacts: &Objects) -> Result<Option<String>> {
+    Ok(artifacts
+        .get(LOG_KEY_OBJECT)
         .await?
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned()))
-}
-
-/// The bytes of an object the artifact bucket keeps (the set's state, a
-/// repair's report); `None` when there is no such object.
-pub async fn object_bytes(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    let object = match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(object) => object,
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-            return Ok(None);
-        }
-        Err(error) => {
-            return Err(anyhow::Error::new(error).context(format!("reading s3://{bucket}/{key}")));
-        }
-    };
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?
-        .into_bytes();
-    Ok(Some(bytes.to_vec()))
 }
 
 /// The ARN of the replicator role that may write a set's state in `region`.

@@ -100,6 +100,16 @@ pub async fn count(s3: &Client, bucket: &str, limit: u64) -> Result<Contents> {
     Ok(contents)
 }
 
+/// Object versions under `prefix`; delete markers are not data.
+pub async fn version_count(s3: &Client, bucket: &str, prefix: &str) -> Result<u64> {
+    let mut versions = 0;
+    let mut pages = VersionPages::new(s3, bucket, Some(prefix));
+    while let Some(page) = pages.next().await {
+        versions += page?.versions().len() as u64;
+    }
+    Ok(versions)
+}
+
 /// Deletes every version and delete marker. `only_markers` deletes the
 /// markers alone, which loses no data.
 pub async fn purge(s3: &Client, bucket: &str, only_markers: bool) -> Result<u64> {

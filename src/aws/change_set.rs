@@ -83,7 +83,11 @@ struct ChangeSet {
 /// Finds what [`apply_stack`] would do, changing nothing: an absent stack
 /// would be created; for a present one the change set lists the
 /// resource-level changes, and is deleted again.
-pub async fn preview_stack(cfn: &Client, plan: &StackPlan) -> Result<StackPreview, StackError> {
+pub async fn preview_stack(
+    aws: &crate::aws::Aws,
+    plan: &StackPlan,
+) -> Result<StackPreview, StackError> {
+    let cfn = &aws.cloudformation(&plan.region);
     let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
     let preview = |action, status: Option<&str>, changes| StackPreview {
         stack_name: name.into(),
@@ -124,7 +128,7 @@ pub async fn preview_stack(cfn: &Client, plan: &StackPlan) -> Result<StackPrevie
 /// Creates or updates a stack to match its plan, through a change set, and
 /// waits until it settles.
 pub async fn apply_stack(
-    cfn: &Client,
+    aws: &crate::aws::Aws,
     plan: &StackPlan,
     reporter: &dyn Reporter,
 ) -> Result<StackOutcome, StackError> {
@@ -134,6 +138,7 @@ pub async fn apply_stack(
     );
     let start = Instant::now();
     let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
+    let cfn = &aws.cloudformation(region);
     let mut recreated = false;
     loop {
         let existing = stack::describe_stack(cfn, name, region).await?;

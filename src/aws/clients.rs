@@ -76,17 +76,10 @@ impl Aws {
         self.config.endpoint_url()
     }
 
-    pub fn cloudformation(&self, region: &str) -> aws_sdk_cloudformation::Client {
-        let config = aws_sdk_cloudformation::config::Builder::from(&self.config)
-            .region(Region::new(region.to_owned()))
-            .build();
-        aws_sdk_cloudformation::Client::from_conf(config)
-    }
-
     /// The S3 configuration for a region. A custom endpoint (an emulator, an
     /// S3-compatible store, a VPC endpoint by IP) gets path-style addressing:
     /// virtual-hosted names do not resolve against an IP address.
-    pub fn s3_config(&self, region: &str) -> aws_sdk_s3::Config {
+    fn s3_config(&self, region: &str) -> aws_sdk_s3::Config {
         aws_sdk_s3::config::Builder::from(&self.config)
             .region(Region::new(region.to_owned()))
             .force_path_style(self.endpoint_url().is_some())
@@ -94,107 +87,17 @@ impl Aws {
             .build()
     }
 
-    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+    pub(in crate::aws) fn s3(&self, region: &str) -> aws_sdk_s3::Client {
         aws_sdk_s3::Client::from_conf(self.s3_config(region))
     }
 
-    pub fn lambda(&self, region: &str) -> aws_sdk_lambda::Client {
-        let config = aws_sdk_lambda::config::Builder::from(&self.config)
-            .region(Region::new(region.to_owned()))
-            .build();
-        aws_sdk_lambda::Client::from_conf(config)
-    }
-
-    pub fn cloudwatch(&self, region: &str) -> aws_sdk_cloudwatch::Client {
-        let config = aws_sdk_cloudwatch::config::Builder::from(&self.config)
-            .region(Region::new(region.to_owned()))
-            .build();
-        aws_sdk_cloudwatch::Client::from_conf(config)
-    }
-
-    pub fn sfn(&self, region: &str) -> aws_sdk_sfn::Client {
-        let config = aws_sdk_sfn::config::Builder::from(&self.config)
-            .region(Region::new(region.to_owned()))
-            .build();
-        aws_sdk_sfn::Client::from_conf(config)
-    }
-
-    pub fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
-        let config = aws_sdk_sqs::config::Builder::from(&self.config)
-            .region(Region::new(region.to_owned()))
-            .build();
-        aws_sdk_sqs::Client::from_conf(config)
-    }
-
-    /// The URL of queue `name` in `region`.
-    pub async fn queue_url(&self, region: &str, name: &str) -> anyhow::Result<String> {
-        use anyhow::Context as _;
-        self.sqs(region)
-            .get_queue_url()
-            .queue_name(name)
-            .send()
-            .await
-            .with_context(|| format!("finding queue {name} in {region}"))?
-            .queue_url
-            .with_context(|| format!("GetQueueUrl for {name} in {region} returned no URL"))
-    }
-
-    /// [`Aws::queue_depth`] of a queue that may not exist: `None` if it
-    /// does not.
-    pub async fn queue_depth_if_exists(
+    /// The replication engine's S3 clients, one per region on first use,
+    /// each made like [`Aws::s3`]'s.
+    pub fn replication_clients(
         &self,
         region: &str,
-        name: &str,
-    ) -> anyhow::Result<Option<(String, u64, u64)>> {
-        let found = self
-            .sqs(region)
-            .get_queue_url()
-            .queue_name(name)
-            .send()
-            .await;
-        match found {
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_queue_does_not_exist()) =>
-            {
-                Ok(None)
-            }
-            _ => self.queue_depth(region, name).await.map(Some),
-        }
-    }
-
-    /// The URL of queue `name` in `region`, and its depth: messages waiting,
-    /// and messages received but not yet deleted.
-    pub async fn queue_depth(
-        &self,
-        region: &str,
-        name: &str,
-    ) -> anyhow::Result<(String, u64, u64)> {
-        use anyhow::Context as _;
-        use aws_sdk_sqs::types::QueueAttributeName;
-        let url = self.queue_url(region, name).await?;
-        let out = self
-            .sqs(region)
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("GetQueueAttributes {name} in {region}"))?;
-        let number = |attribute: QueueAttributeName| {
-            out.attributes()
-                .and_then(|a| a.get(&attribute))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok((
-            url,
-            number(QueueAttributeName::ApproximateNumberOfMessages),
-            number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        ))
+    ) -> toastrep_replication::clients::RegionalClients {
+        toastrep_replication::clients::RegionalClients::new(self.s3_config(region))
     }
 
     /// Checks that credentials exist and are accepted, and returns the account
@@ -238,6 +141,31 @@ impl Aws {
             ),
         }))
     }
+}
+
+/// The clients of the services other than S3: the shared configuration in
+/// one region, nothing else of their own.
+macro_rules! regional_clients {
+    ($($method:ident => $sdk:ident),* $(,)?) => {
+        impl Aws {
+            $(
+                pub(in crate::aws) fn $method(&self, region: &str) -> $sdk::Client {
+                    let config = $sdk::config::Builder::from(&self.config)
+                        .region(Region::new(region.to_owned()))
+                        .build();
+                    $sdk::Client::from_conf(config)
+                }
+            )*
+        }
+    };
+}
+
+regional_clients! {
+    cloudformation => aws_sdk_cloudformation,
+    lambda => aws_sdk_lambda,
+    cloudwatch => aws_sdk_cloudwatch,
+    sfn => aws_sdk_sfn,
+    sqs => aws_sdk_sqs,
 }
 
 /// Puts `x-amz-expected-bucket-owner` (and, on a copy, the source's

@@ -31,6 +31,24 @@ impl CallError {
         }
     }
 
+    /// A call that failed without a service error (a body that broke off).
+    pub(super) fn other<E>(
+        operation: &'static str,
+        target: impl Into<String>,
+        error: E,
+    ) -> CallError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        CallError {
+            operation,
+            target: target.into(),
+            code: None,
+            detail: error.to_string(),
+            source: Box::new(error),
+        }
+    }
+
     /// The service's error code (`NoSuchKey`, `AccessDenied`), if it sent one.
     pub fn code(&self) -> Option<&str> {
         self.code.as_deref()

@@ -41,6 +41,77 @@ pub struct Take<'a> {
 }
 
 impl Aws {
+    /// The URL of queue `name` in `region`.
+    async fn queue_url(&self, region: &str, name: &str) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        self.sqs(region)
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .with_context(|| format!("finding queue {name} in {region}"))?
+            .queue_url
+            .with_context(|| format!("GetQueueUrl for {name} in {region} returned no URL"))
+    }
+
+    /// [`Aws::queue_depth`] of a queue that may not exist: `None` if it
+    /// does not.
+    pub async fn queue_depth_if_exists(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> anyhow::Result<Option<(String, u64, u64)>> {
+        let found = self
+            .sqs(region)
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await;
+        match found {
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_queue_does_not_exist()) =>
+            {
+                Ok(None)
+            }
+            _ => self.queue_depth(region, name).await.map(Some),
+        }
+    }
+
+    /// The URL of queue `name` in `region`, and its depth: messages waiting,
+    /// and messages received but not yet deleted.
+    pub async fn queue_depth(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> anyhow::Result<(String, u64, u64)> {
+        use anyhow::Context as _;
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let url = self.queue_url(region, name).await?;
+        let out = self
+            .sqs(region)
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("GetQueueAttributes {name} in {region}"))?;
+        let number = |attribute: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&attribute))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            url,
+            number(QueueAttributeName::ApproximateNumberOfMessages),
+            number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        ))
+    }
+
     /// Queue `name` in `region`.
     pub async fn queue(&self, region: &str, name: &str) -> anyhow::Result<Queue> {
         Ok(Queue {

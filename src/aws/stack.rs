@@ -146,8 +146,60 @@ fn hint_for(reason: &str) -> &'static str {
     }
 }
 
+/// A deployed stack as toastrep reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployedStack {
+    pub name: String,
+    /// Its status as CloudFormation names it, for people.
+    pub status: String,
+    pub phase: Phase,
+    pub tags: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl DeployedStack {
+    fn of(stack: &Stack) -> DeployedStack {
+        DeployedStack {
+            name: stack.stack_name().unwrap_or_default().to_owned(),
+            status: status_of(stack).to_owned(),
+            phase: Phase::of_stack(stack),
+            tags: stack
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                .collect(),
+            parameters: parameters_of(stack),
+        }
+    }
+
+    /// The value of a tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// Its last operation succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.phase == Phase::Healthy
+    }
+}
+
+impl crate::aws::Aws {
+    /// Stack `name` in `region`; `None` if it does not exist.
+    pub async fn stack(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<DeployedStack>, StackError> {
+        let cfn = self.cloudformation(region);
+        Ok(describe_stack(&cfn, name, region)
+            .await?
+            .as_ref()
+            .map(DeployedStack::of))
+    }
+}
+
 /// Looks a stack up by name; `None` if it does not exist.
-pub async fn describe_stack(
+pub(super) async fn describe_stack(
     cfn: &Client,
     stack: &str,
     region: &str,
@@ -168,7 +220,7 @@ pub async fn describe_stack(
 /// of that name made by another set, or not by toastrep, is left alone:
 /// names are derived, and a derived name is no proof of ownership.
 pub async fn delete_stack(
-    cfn: &Client,
+    aws: &crate::aws::Aws,
     name: &str,
     region: &str,
     owner: &str,
@@ -176,6 +228,7 @@ pub async fn delete_stack(
     reporter: &dyn Reporter,
 ) -> Result<StackOutcome, StackError> {
     let start = Instant::now();
+    let cfn = &aws.cloudformation(region);
     let action = match describe_stack(cfn, name, region).await? {
         None => StackAction::Absent,
         Some(stack) => {
@@ -224,7 +277,7 @@ pub(super) async fn delete_existing(
 }
 
 /// The value of a stack tag.
-pub fn tag_of<'a>(stack: &'a Stack, key: &str) -> Option<&'a str> {
+pub(super) fn tag_of<'a>(stack: &'a Stack, key: &str) -> Option<&'a str> {
     stack
         .tags()
         .iter()
@@ -233,7 +286,7 @@ pub fn tag_of<'a>(stack: &'a Stack, key: &str) -> Option<&'a str> {
 }
 
 /// The stack's status as CloudFormation names it, for people.
-pub fn status_of(stack: &Stack) -> &str {
+pub(super) fn status_of(stack: &Stack) -> &str {
     stack.stack_status().map_or("UNKNOWN", |s| s.as_str())
 }
 
@@ -258,7 +311,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn of(status: &StackStatus) -> Phase {
+    pub(super) fn of(status: &StackStatus) -> Phase {
         use StackStatus as S;
         match status {
             S::CreateComplete | S::UpdateComplete | S::ImportComplete => Phase::Healthy,
@@ -282,7 +335,7 @@ impl Phase {
     }
 
     /// A stack without a status is taken as busy: asked again, it has one.
-    pub fn of_stack(stack: &Stack) -> Phase {
+    pub(super) fn of_stack(stack: &Stack) -> Phase {
         stack.stack_status().map_or(Phase::Busy, Phase::of)
     }
 }
@@ -587,7 +640,7 @@ where
 }
 
 /// The stack's parameter values as a map.
-pub fn parameters_of(stack: &Stack) -> BTreeMap<String, String> {
+pub(super) fn parameters_of(stack: &Stack) -> BTreeMap<String, String> {
     stack
         .parameters()
         .iter()

@@ -27,7 +27,7 @@ pub async fn hash_key(context: &Context, settings: &HashKeySettings) -> Result<R
     // key's log lines needs no right to the marker key (which seals markers).
     let region = &regions[0];
     let bucket = name.artifact_bucket(region, &located.account);
-    let log_key = artifacts::log_key_in(&located.aws.s3(region), &bucket)
+    let log_key = artifacts::log_key_in(&located.aws.objects(region, &bucket))
         .await?
         .and_then(|hex| {
             let mut key = [0u8; 32];

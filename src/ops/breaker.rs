@@ -3,7 +3,6 @@
 //! are open (see the function's `breaker` module for how they open).
 
 use anyhow::{Context as _, Result};
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -37,27 +36,11 @@ impl std::fmt::Debug for OpenBreakers {
 impl OpenBreakers {
     async fn is_open(&self, region: &str, source: &str) -> Result<bool> {
         let bucket = self.name.artifact_bucket(region, &self.account);
-        let key = breaker_keys::open_key(source);
-        match self
+        Ok(self
             .aws
-            .s3(region)
-            .head_object()
-            .bucket(&bucket)
-            .key(&key)
-            .expected_bucket_owner(&self.account)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error.as_service_error().is_some_and(|e| e.is_not_found())
-                    || error.code() == Some("NoSuchBucket") =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(anyhow::Error::new(error))
-                .with_context(|| format!("reading the breaker {key} in {bucket}")),
-        }
+            .objects(region, bucket)
+            .holds(&breaker_keys::open_key(source))
+            .await?)
     }
 }
 
@@ -110,41 +93,20 @@ pub async fn open_breakers(
     account: &str,
     region: &str,
 ) -> Result<Vec<OpenBreaker>> {
-    let s3 = aws.s3(region);
-    let bucket = name.artifact_bucket(region, account);
-    let listed = match s3
-        .list_objects_v2()
-        .bucket(&bucket)
-        .prefix(breaker_keys::OPEN)
-        .expected_bucket_owner(account)
-        .send()
-        .await
-    {
+    let bucket = aws.objects(region, name.artifact_bucket(region, account));
+    let listed = match bucket.list(breaker_keys::OPEN).await {
         Ok(listed) => listed,
         Err(error) if error.code() == Some("NoSuchBucket") => return Ok(Vec::new()),
-        Err(error) => {
-            return Err(error).with_context(|| format!("listing the open breakers in {bucket}"));
-        }
+        Err(error) => return Err(error).context("listing the open breakers"),
     };
     let mut open = Vec::new();
-    for object in listed.contents() {
-        let Some(key) = object.key() else { continue };
-        let source = key.trim_start_matches(breaker_keys::OPEN).to_owned();
-        let body = s3
-            .get_object()
-            .bucket(&bucket)
-            .key(key)
-            .expected_bucket_owner(account)
-            .send()
-            .await
-            .with_context(|| format!("reading {key} in {bucket}"))?
-            .body
-            .collect()
-            .await
-            .context("reading an open breaker")?
-            .into_bytes();
+    for object in listed {
+        // Closed since it was listed: not open.
+        let Some(body) = bucket.get(&object.key).await? else {
+            continue;
+        };
         open.push(OpenBreaker {
-            source,
+            source: object.key.trim_start_matches(breaker_keys::OPEN).to_owned(),
             record: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         });
     }
@@ -160,16 +122,10 @@ pub async fn close(
     region: &str,
     source: &str,
 ) -> Result<()> {
-    let bucket = name.artifact_bucket(region, account);
-    aws.s3(region)
-        .delete_object()
-        .bucket(&bucket)
-        .key(breaker_keys::open_key(source))
-        .expected_bucket_owner(account)
-        .send()
+    aws.objects(region, name.artifact_bucket(region, account))
+        .delete(&breaker_keys::open_key(source))
         .await
-        .with_context(|| format!("closing the breaker for {source} in {region}"))?;
-    Ok(())
+        .with_context(|| format!("closing the breaker for {source} in {region}"))
 }
 
 /// How many deletes `region` holds (visible and in flight).
@@ -223,17 +179,10 @@ pub async fn receive_held(
 
 /// The state of `region`'s delete breaker alarm, when it can be read.
 pub async fn alarm_state(aws: &Aws, name: &SetName, region: &str) -> Option<String> {
-    let out = aws
-        .cloudwatch(region)
-        .describe_alarms()
-        .alarm_names(name.breaker_alarm(region))
-        .send()
+    aws.alarm_state(region, &name.breaker_alarm(region))
         .await
-        .ok()?;
-    out.metric_alarms()
-        .first()
-        .and_then(|a| a.state_value())
-        .map(|s| s.as_str().to_owned())
+        .ok()
+        .flatten()
 }
 
 /// Makes held deletes visible again at once (after a look).

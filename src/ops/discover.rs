@@ -9,11 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context as _, Result};
-use aws_sdk_cloudformation::error::ProvideErrorMetadata;
-use aws_sdk_cloudformation::types::Stack;
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::aws::stack::{self, tag_of};
+use crate::aws::stack::DeployedStack;
 use crate::aws::{Aws, AwsOptions};
 use crate::model::names::SetName;
 use crate::model::regions;
@@ -47,7 +45,7 @@ const PARALLEL_REGIONS: usize = 12;
 pub struct DeployedSet {
     pub account: String,
     /// Region → its base stack.
-    pub bases: BTreeMap<String, Stack>,
+    pub bases: BTreeMap<String, DeployedStack>,
     /// Regions whose data bucket exists (with or without a stack).
     pub data_buckets: BTreeSet<String>,
     /// Regions whose artifact bucket exists.
@@ -59,7 +57,7 @@ impl DeployedSet {
     /// parameters); `None` for a set with no base stack.
     pub fn settings(&self) -> Option<crate::model::function::FunctionSettings> {
         let mut settings = self.bases.values().next().map(|base| {
-            crate::model::function::FunctionSettings::from_parameters(&stack::parameters_of(base))
+            crate::model::function::FunctionSettings::from_parameters(&base.parameters)
         })?;
         settings.dashboard_home = self.dashboard_home();
         Some(settings)
@@ -70,7 +68,7 @@ impl DeployedSet {
         self.bases
             .iter()
             .find(|(_, base)| {
-                stack::parameters_of(base)
+                base.parameters
                     .get("DashboardBody")
                     .is_some_and(|body| !body.is_empty())
             })
@@ -105,7 +103,7 @@ pub async fn discover(
     account: &str,
     candidates: &[String],
 ) -> Result<DeployedSet> {
-    let bases: Vec<(String, Option<Stack>)> = stream::iter(candidates.iter().cloned())
+    let bases: Vec<(String, Option<DeployedStack>)> = stream::iter(candidates.iter().cloned())
         .map(|region| async move {
             let stack = base_stack(aws, name, &region).await?;
             Ok::<_, anyhow::Error>((region, stack))
@@ -141,10 +139,9 @@ pub async fn discover(
     })
 }
 
-async fn base_stack(aws: &Aws, name: &SetName, region: &str) -> Result<Option<Stack>> {
-    let cfn = aws.cloudformation(region);
-    match stack::describe_stack(&cfn, &name.base_stack(), region).await {
-        Ok(Some(stack)) if tag_of(&stack, TAG_SET) == Some(name.as_str()) => Ok(Some(stack)),
+async fn base_stack(aws: &Aws, name: &SetName, region: &str) -> Result<Option<DeployedStack>> {
+    match aws.stack(region, &name.base_stack()).await {
+        Ok(Some(stack)) if stack.tag(TAG_SET) == Some(name.as_str()) => Ok(Some(stack)),
         Ok(_) => Ok(None),
         Err(error) => {
             // A region the account has not opted into answers with an auth
@@ -163,29 +160,8 @@ async fn base_stack(aws: &Aws, name: &SetName, region: &str) -> Result<Option<St
 /// Names of the account's buckets that may belong to the set. ListBuckets is
 /// global, so one call covers every region.
 async fn set_buckets(aws: &Aws, region: &str, name: &SetName) -> Result<BTreeSet<String>> {
-    let s3 = aws.s3(region);
     let prefix = format!("{}-", name.base_stack());
-    let mut names = BTreeSet::new();
-    let mut pages = s3
-        .list_buckets()
-        .prefix(&prefix)
-        .max_buckets(1000)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            let code = e.code().unwrap_or_default().to_owned();
-            anyhow::Error::new(e).context(format!("listing buckets ({code})"))
-        })?;
-        names.extend(
-            page.buckets()
-                .iter()
-                .filter_map(|b| b.name())
-                .filter(|n| n.starts_with(&prefix))
-                .map(str::to_owned),
-        );
-    }
-    Ok(names)
+    Ok(aws.bucket_names(region, &prefix).await?)
 }
 
 /// The set's regions for commands that need it deployed (verify, status...):

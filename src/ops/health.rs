@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::aws::Aws;
-use crate::aws::stack::{self, Phase};
+use crate::aws::stack::DeployedStack;
 use crate::model::names::SetName;
 use crate::model::topology;
 use crate::ops::discover::{self, Located};
@@ -146,7 +146,8 @@ pub async fn status(
         // The package the base stack deployed, unless --lambda-zip names another.
         let expected = match &package {
             Some(package) => Some(package.sha256.clone()),
-            None => stack::parameters_of(&found.bases[region])
+            None => found.bases[region]
+                .parameters
                 .get("CodeKey")
                 .and_then(|key| sha256_in_key(key)),
         };
@@ -165,10 +166,11 @@ pub async fn status(
     let healthy = regions.iter().all(|r| r.healthy);
     // Versions expire by the bucket's own rules: read them there.
     let first = &members[0];
-    let kept =
-        crate::aws::lifecycle::noncurrent_days(&aws.s3(first), &name.data_bucket(first, account))
-            .await
-            .ok();
+    let kept = aws
+        .objects(first, name.data_bucket(first, account))
+        .noncurrent_days()
+        .await
+        .ok();
     let deletes = found.settings().map(|s| DeleteSettings {
         replicated: s.replicate_deletes,
         keep_noncurrent_days: kept.unwrap_or(s.keep_noncurrent_days),
@@ -200,7 +202,7 @@ async fn region_status(
     account: &str,
     region: &str,
     members: &[String],
-    base: &aws_sdk_cloudformation::types::Stack,
+    base: &DeployedStack,
     expected_hex: Option<String>,
     joining: bool,
 ) -> RegionStatus {
@@ -212,10 +214,9 @@ async fn region_status(
     }
     let mut stacks = vec![StackStatus {
         stack_name: name.base_stack(),
-        status: stack::status_of(base).to_owned(),
-        healthy: Phase::of_stack(base) == Phase::Healthy,
+        status: base.status.clone(),
+        healthy: base.is_healthy(),
     }];
-    let cfn = aws.cloudformation(region);
     // Its side of every pair it is in: a grant from, and a subscription
     // to, every other member.
     let pair_names: Vec<String> = topology::pairs(name, members)
@@ -225,16 +226,13 @@ async fn region_status(
     let described = join_all(
         pair_names
             .iter()
-            .map(|stack_name| stack::describe_stack(&cfn, stack_name, region)),
+            .map(|stack_name| aws.stack(region, stack_name)),
     )
     .await;
     for (stack_name, described) in pair_names.into_iter().zip(described) {
         // A stack is healthy when its last operation succeeded.
         let (status, healthy) = match described {
-            Ok(Some(stack)) => (
-                stack::status_of(&stack).to_owned(),
-                Phase::of_stack(&stack) == Phase::Healthy,
-            ),
+            Ok(Some(stack)) => (stack.status.clone(), stack.is_healthy()),
             Ok(None) => ("MISSING".to_owned(), false),
             Err(error) => (format!("UNKNOWN ({error})"), false),
         };
@@ -442,26 +440,11 @@ async fn bucket_status(
     region: &str,
 ) -> Result<BucketStatus> {
     let bucket = name.data_bucket(region, account);
-    let mut pages = aws
-        .s3(region)
-        .list_objects_v2()
-        .bucket(&bucket)
-        .into_paginator()
-        .send();
-    let (mut objects, mut bytes) = (0u64, 0u64);
-    while let Some(page) = pages.next().await {
-        let page = page
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("listing s3://{bucket}"))?;
-        for object in page.contents() {
-            objects += 1;
-            bytes += object.size().unwrap_or(0).max(0) as u64;
-        }
-    }
+    let listed = aws.objects(region, &bucket).list("").await?;
     Ok(BucketStatus {
         bucket,
-        objects,
-        bytes,
+        objects: listed.len() as u64,
+        bytes: listed.iter().map(|o| o.size).sum(),
     })
 }
 

@@ -22,7 +22,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::aws::Aws;
-use crate::aws::stack::{self, StackAction};
+use crate::aws::stack::StackAction;
 use crate::bail_input;
 use crate::model::function::FunctionSettings;
 use crate::model::names::SetName;
@@ -124,22 +124,8 @@ pub async fn joining_regions(
         .filter(|r| found.artifact_buckets.contains(*r))
         .map(|region| async move {
             let bucket = name.artifact_bucket(region, account);
-            let head = aws
-                .s3(region)
-                .head_object()
-                .bucket(&bucket)
-                .key(JOINING_MARKER)
-                .send()
-                .await;
-            match head {
-                Ok(_) => Ok(Some(region.clone())),
-                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
-                    Ok(None)
-                }
-                Err(error) => Err(anyhow::Error::new(error).context(format!(
-                    "checking s3://{bucket}/{JOINING_MARKER} in {region}"
-                ))),
-            }
+            let joining = aws.objects(region, bucket).holds(JOINING_MARKER).await?;
+            anyhow::Ok(joining.then(|| region.clone()))
         });
     let mut joining = BTreeSet::new();
     for result in join_all(checks).await {
@@ -155,31 +141,14 @@ pub async fn set_joining_marker(
     region: &str,
     joining: bool,
 ) -> Result<()> {
-    let bucket = name.artifact_bucket(region, account);
-    let s3 = aws.s3(region);
-    let result = if joining {
-        s3.put_object()
-            .bucket(&bucket)
-            .key(JOINING_MARKER)
-            .body(
-                b"added by toastrep; removed once the backfill and verify passed\n"
-                    .to_vec()
-                    .into(),
-            )
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(anyhow::Error::new)
+    let bucket = aws.objects(region, name.artifact_bucket(region, account));
+    if joining {
+        let note = b"added by toastrep; removed once the backfill and verify passed\n";
+        bucket.put(JOINING_MARKER, note.to_vec()).await?;
     } else {
-        s3.delete_object()
-            .bucket(&bucket)
-            .key(JOINING_MARKER)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(anyhow::Error::new)
-    };
-    result.with_context(|| format!("writing s3://{bucket}/{JOINING_MARKER} in {region}"))
+        bucket.delete(JOINING_MARKER).await?;
+    }
+    Ok(())
 }
 
 /// A data bucket kept by an earlier teardown (it held objects) blocks the
@@ -237,8 +206,8 @@ pub async fn plan_joining(aws: &Aws, name: &SetName, region: &str) -> Result<Joi
     check_no_leftover_buckets(&found, &spec, &account)?;
 
     let base = &found.bases[source];
-    let parameters = stack::parameters_of(base);
-    let mut settings = FunctionSettings::from_parameters(&parameters);
+    let parameters = &base.parameters;
+    let mut settings = FunctionSettings::from_parameters(parameters);
     settings.dashboard_home = found.dashboard_home();
     let Some(code_key) = parameters.get("CodeKey") else {
         bail_input!(
@@ -270,26 +239,17 @@ async fn deployed_package(
     key: &str,
 ) -> Result<Package> {
     let bucket = name.artifact_bucket(region, account);
-    let object = aws
-        .s3(region)
-        .get_object()
-        .bucket(&bucket)
-        .key(key)
-        .send()
+    let zip = aws
+        .objects(region, &bucket)
+        .get(key)
         .await
         .map_err(anyhow::Error::new)
+        .and_then(|zip| zip.context("there is no such object"))
         .with_context(|| {
             format!(
                 "reading the deployed package s3://{bucket}/{key} in {region} (if it is gone, `toastrep deploy` with the set's regions and the new one uploads it again)"
             )
         })?;
-    let zip = object
-        .body
-        .collect()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?
-        .into_bytes()
-        .to_vec();
     let mut package = Package::from_zip(zip, &format!("s3://{bucket}/{key}"))?;
     if !key.contains(&package.sha256) {
         anyhow::bail!(

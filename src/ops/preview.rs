@@ -176,22 +176,18 @@ pub async fn preview(
         let bucket = plan.spec.name.artifact_bucket(region, account);
         let present = found.artifact_buckets.contains(region)
             && aws
-                .s3(region)
-                .head_object()
-                .bucket(&bucket)
-                .key(&package.key)
-                .send()
+                .objects(region, &bucket)
+                .holds(&package.key)
                 .await
-                .is_ok();
+                .unwrap_or(false);
         if !present {
             upload_to.push(region.clone());
         }
     }
     let stacks: Vec<StackRow> = stream::iter(plan.stacks())
         .map(|stack_plan| async move {
-            let cfn = aws.cloudformation(&stack_plan.region);
             reporter.started(&stack_plan.region, &stack_plan.stack_name, "planning");
-            let preview = change_set::preview_stack(&cfn, stack_plan).await;
+            let preview = change_set::preview_stack(aws, stack_plan).await;
             let row = row(stack_plan, preview);
             reporter.finished(
                 &stack_plan.region,

@@ -9,12 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
-use aws_sdk_sfn::types::ExecutionStatus;
 use futures::future::join_all;
 use toastrep_replication::repair::RunReport;
 
 use crate::aws::Aws;
-use crate::aws::artifacts;
 use crate::model::names::SetName;
 use crate::ops::sync::{
     CloudRun, MapItems, NotReplicable, RegionRun, SyncCopy, SyncDelete, SyncFailure, SyncReport,
@@ -49,7 +47,7 @@ async fn read_report(
     key: &str,
 ) -> Result<Option<RunReport>> {
     let bucket = name.artifact_bucket(region, account);
-    let Some(bytes) = artifacts::object_bytes(&aws.s3(region), &bucket, key).await? else {
+    let Some(bytes) = aws.objects(region, &bucket).get(key).await? else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes)
@@ -74,22 +72,16 @@ pub async fn start(
         let (run, input) = (&run, &input);
         async move {
             let arn = state_machine_arn(name, region, account);
-            aws.sfn(region)
-                .start_execution()
-                .state_machine_arn(&arn)
-                .name(run)
-                .input(input)
-                .send()
+            aws.start_execution(region, &arn, run, input)
                 .await
-                .map_err(anyhow::Error::new)
                 .with_context(|| {
                     format!(
                         "starting the repair in {region} ({arn}); a set deployed before the repair existed gets it with `toastrep deploy`"
                     )
                 })
-                .map(|out| RegionRun {
+                .map(|execution_arn| RegionRun {
                     region: region.clone(),
-                    execution_arn: out.execution_arn().to_owned(),
+                    execution_arn,
                     status: "RUNNING".into(),
                     ranges: None,
                     invocations: 0,
@@ -158,50 +150,17 @@ async fn look(
     aws: &Aws,
     execution: &RegionRun,
 ) -> Result<(String, Option<MapItems>, Option<String>)> {
-    let sfn = aws.sfn(&execution.region);
-    let described = sfn
-        .describe_execution()
-        .execution_arn(&execution.execution_arn)
-        .send()
+    let now = aws
+        .execution(&execution.region, &execution.execution_arn)
         .await
-        .map_err(anyhow::Error::new)
         .with_context(|| format!("following {}", execution.execution_arn))?;
-    let status = described.status().as_str().to_owned();
-    let error = (*described.status() != ExecutionStatus::Succeeded
-        && *described.status() != ExecutionStatus::Running)
-        .then(|| {
-            format!(
-                "{}: {}",
-                described.error().unwrap_or("failed"),
-                described.cause().unwrap_or("")
-            )
-        });
-    let runs = sfn
-        .list_map_runs()
-        .execution_arn(&execution.execution_arn)
-        .send()
-        .await
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("listing the map runs of {}", execution.execution_arn))?;
-    let mut items = None;
-    for map_run in runs.map_runs() {
-        let described = sfn
-            .describe_map_run()
-            .map_run_arn(map_run.map_run_arn())
-            .send()
-            .await
-            .map_err(anyhow::Error::new)
-            .context("describing the repair's map run")?;
-        if let Some(counts) = described.item_counts() {
-            items = Some(MapItems {
-                total: counts.total(),
-                succeeded: counts.succeeded(),
-                failed: counts.failed() + counts.timed_out() + counts.aborted(),
-                running: counts.running() + counts.pending(),
-            });
-        }
-    }
-    Ok((status, items, error))
+    let items = now.items.map(|counts| MapItems {
+        total: counts.total,
+        succeeded: counts.succeeded,
+        failed: counts.failed,
+        running: counts.running,
+    });
+    Ok((now.status, items, now.error))
 }
 
 /// The runs' reports as one sync report, in the local sync's shape: copies

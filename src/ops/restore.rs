@@ -3,17 +3,16 @@
 //! since are undone by new writes; no version is ever deleted.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
-use aws_sdk_s3::types::BucketVersioningStatus;
 use futures::StreamExt;
+use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
 use toastrep_replication::{Bucket, KeyRestore};
 
-use crate::aws::buckets;
+use crate::aws::objects::Versioning;
 use crate::bail_input;
 use crate::model::names::SetName;
 use crate::ops::discover::{self, Located};
@@ -64,7 +63,7 @@ pub struct RestoreFailure {
 /// What to restore.
 pub struct RestoreRequest {
     pub prefix: String,
-    pub at: DateTime,
+    pub at: Timestamp,
     pub dry_run: bool,
     pub concurrency: usize,
 }
@@ -90,26 +89,27 @@ pub async fn restore(
     // Versions are what restore restores from: every bucket must keep them.
     for bucket in &buckets {
         let versioning = aws
-            .s3(&bucket.region)
-            .get_bucket_versioning()
-            .bucket(&bucket.name)
-            .expected_bucket_owner(account)
-            .send()
+            .objects(&bucket.region, &bucket.name)
+            .versioning()
             .await
             .with_context(|| format!("reading the versioning of s3://{}", bucket.name))?;
-        if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
+        if versioning != Versioning::Enabled {
             bail_input!(
                 "s3://{} in {} does not have versioning enabled ({}), so it keeps no versions to restore from: redeploy the set with `toastrep deploy` to enable it (versions written from then on can be restored)",
                 bucket.name,
                 bucket.region,
-                versioning.status().map_or("never enabled", |s| s.as_str())
+                match versioning {
+                    Versioning::Suspended => "suspended",
+                    _ => "never enabled",
+                }
             );
         }
     }
     let mut keys = BTreeSet::new();
     for bucket in &buckets {
         keys.extend(
-            buckets::keys_with_versions(&aws.s3(&bucket.region), &bucket.name, &request.prefix)
+            aws.objects(&bucket.region, &bucket.name)
+                .keys_with_versions(&request.prefix)
                 .await?,
         );
     }
@@ -140,7 +140,7 @@ pub async fn restore(
     let mut outcomes = futures::stream::iter(keys)
         .map(|key| async move {
             let outcome = replicator
-                .restore_key(&key, buckets, at.secs(), request.dry_run)
+                .restore_key(&key, buckets, at.as_second(), request.dry_run)
                 .await;
             (key, outcome)
         })
@@ -148,9 +148,7 @@ pub async fn restore(
     let mut result = RestoreResult {
         name: name.to_string(),
         prefix: request.prefix.clone(),
-        at: at
-            .fmt(DateTimeFormat::DateTime)
-            .expect("a parsed time formats"),
+        at: at.to_string(),
         dry_run: request.dry_run,
         keys: total,
         restored: Vec::new(),
@@ -207,16 +205,13 @@ pub async fn restore(
 }
 
 /// `--at`: an RFC 3339 time, not in the future.
-pub fn parse_time(at: &str) -> Result<DateTime> {
-    let Ok(time) = DateTime::from_str(at, DateTimeFormat::DateTime) else {
+pub fn parse_time(at: &str) -> Result<Timestamp> {
+    let Ok(time) = at.parse::<Timestamp>() else {
         bail_input!(
             "--at {at:?} is not a time toastrep can read: use RFC 3339 in UTC, e.g. 2026-11-27T09:30:00Z"
         );
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    if time.secs() > now {
+    if time > Timestamp::now() {
         bail_input!(
             "--at {at} is in the future: restore brings back what the set held at a past time; give a time before now"
         );
@@ -231,7 +226,7 @@ mod tests {
     #[test]
     fn a_time_must_be_rfc_3339_and_past() {
         assert_eq!(
-            parse_time("2024-05-01T12:00:00Z").unwrap().secs(),
+            parse_time("2024-05-01T12:00:00Z").unwrap().as_second(),
             1714564800
         );
         for bad in ["yesterday", "2024-05-01", "2999-01-01T00:00:00Z"] {

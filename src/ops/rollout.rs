@@ -16,7 +16,6 @@ use tokio::sync::Semaphore;
 use crate::aws::Aws;
 use crate::aws::artifacts;
 use crate::aws::change_set;
-use crate::aws::lifecycle;
 use crate::aws::stack::{ResourceFailure, StackAction};
 use crate::model::function::SettingChange;
 use crate::model::topology::{CODE_VERSION_PARAMETER, DeployPlan, MARKER_KEY_PARAMETER, StackPlan};
@@ -150,14 +149,15 @@ pub async fn roll_out(
             .iter()
             .filter(|base| !failed_bases.contains(&base.region))
             .map(|base| async move {
-                let s3 = aws.s3(&base.region);
-                let artifacts = name.artifact_bucket(&base.region, account);
-                lifecycle::apply(&s3, &name.data_bucket(&base.region, account), days).await?;
-                lifecycle::apply_artifacts(&s3, &artifacts).await?;
+                let data = aws.objects(&base.region, name.data_bucket(&base.region, account));
+                let artifacts =
+                    aws.objects(&base.region, name.artifact_bucket(&base.region, account));
+                data.keep_noncurrent_for(days).await?;
+                artifacts.keep_artifacts_by_rule().await?;
                 // The log key beside the package, for `hash-key`.
                 if let Some(key) = base.parameters.get(MARKER_KEY_PARAMETER) {
                     let key = MarkerKey::from_hex(key).context("the plan's marker key")?;
-                    artifacts::keep_log_key(&s3, &artifacts, &log_keys::log_key(&key)).await?;
+                    artifacts::keep_log_key(&artifacts, &log_keys::log_key(&key)).await?;
                 }
                 anyhow::Ok(())
             }),
@@ -314,9 +314,7 @@ async fn upload_package(
         let bucket = plan.spec.name.artifact_bucket(region, account);
         reporter.started(region, &bucket, "uploading the function package");
         let change = artifacts::ensure_package(
-            &aws.s3(region),
-            &bucket,
-            region,
+            &aws.objects(region, &bucket),
             plan.spec.partition,
             &artifacts::state_writer(&plan.spec.name, region, account, plan.spec.partition),
             package,
@@ -360,8 +358,7 @@ async fn apply(
         .acquire()
         .await
         .expect("the semaphore is never closed");
-    let cfn = aws.cloudformation(&plan.region);
-    let result = change_set::apply_stack(&cfn, plan, reporter).await;
+    let result = change_set::apply_stack(aws, plan, reporter).await;
     let (region, name) = (plan.region.as_str(), plan.stack_name.as_str());
     match result {
         Ok(outcome) => {

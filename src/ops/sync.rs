@@ -26,8 +26,7 @@ use toastrep_replication::engine::{
 };
 use toastrep_replication::protocol::Reason;
 use toastrep_replication::{
-    Bucket, CopySettings, MarkerKeys, RegionalClients, Replicator, SdkStore,
-    SetBuckets as SetNaming, Unreplicable,
+    Bucket, CopySettings, MarkerKeys, Replicator, SdkStore, SetBuckets as SetNaming, Unreplicable,
 };
 
 use crate::aws::Aws;
@@ -409,7 +408,7 @@ pub fn set_replicator(
     marker_key: &MarkerKeys,
     settings: &CopySettings,
 ) -> Replicator<SdkStore> {
-    let clients = RegionalClients::new(aws.s3_config(&regions[0]));
+    let clients = aws.replication_clients(&regions[0]);
     // Only the set's buckets in its member regions: a notice or a listing
     // that names any other bucket is refused.
     let naming = SetNaming::new(name.as_str(), account).within(regions);

@@ -11,7 +11,6 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::aws::Aws;
-use crate::aws::buckets;
 use crate::aws::stack::{self, StackAction, StackError};
 use crate::bail_input;
 use crate::model::names::SetName;
@@ -217,9 +216,8 @@ pub async fn delete_all(
             name: stack_name,
             region,
         } = stack;
-        let cfn = aws.cloudformation(&region);
         let result = stack::delete_stack(
-            &cfn,
+            aws,
             &stack_name,
             &region,
             name.as_str(),
@@ -275,16 +273,16 @@ pub async fn remove_bucket(
     delete_data: bool,
     reporter: &dyn Reporter,
 ) -> BucketRow {
-    let s3 = aws.s3(region);
+    let objects = aws.objects(region, &bucket);
     let result: Result<(&'static str, u64)> = async {
-        let contents = buckets::count(&s3, &bucket, COUNT_LIMIT).await?;
+        let contents = objects.count(COUNT_LIMIT).await?;
         if contents.versions > 0 && !delete_data {
             return Ok(("kept", contents.versions));
         }
         reporter.started(region, &bucket, "emptying and deleting");
         // Without --delete-data only delete markers are removed: no data.
-        buckets::purge(&s3, &bucket, !delete_data).await?;
-        buckets::delete_bucket(&s3, &bucket).await?;
+        objects.purge(!delete_data).await?;
+        objects.delete_bucket().await?;
         reporter.finished(region, &bucket, "deleted", true);
         Ok(("deleted", contents.versions))
     }

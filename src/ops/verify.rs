@@ -29,7 +29,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::aws::Aws;
-use crate::aws::buckets;
 use crate::model::names::SetName;
 use crate::ops::discover::{self, Located};
 use crate::progress::Reporter;
@@ -273,16 +272,11 @@ async fn upload_probe(
 ) -> Result<Probe> {
     let body = probe_body(&key, size);
     let bucket = &buckets[&region];
-    let out = aws
-        .s3(&region)
-        .put_object()
-        .bucket(bucket)
-        .key(&key)
-        .body(body.clone().into())
-        .send()
+    let etag = aws
+        .objects(&region, bucket)
+        .put(&key, body.clone())
         .await
         .with_context(|| format!("uploading the probe s3://{bucket}/{key} in {region}"))?;
-    let etag = out.e_tag().unwrap_or_default().to_owned();
     uploaded
         .probes
         .lock()
@@ -307,26 +301,21 @@ async fn watch(
     prefix: &str,
     uploaded: &Uploaded,
 ) -> HashMap<String, (String, Instant)> {
-    let s3 = aws.s3(destination);
+    let bucket = aws.objects(destination, bucket);
     let mut seen: HashMap<String, (String, Instant)> = HashMap::new();
     let mut delay = Duration::from_millis(50);
     loop {
-        let mut pages = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(Ok(page)) = pages.next().await {
-            // When the page arrived: the replica was there by then at the
+        // A listing that failed shows nothing new; the next one may.
+        if let Ok(listed) = bucket.list(prefix).await {
+            // When the listing arrived: the replica was there by then at the
             // latest, so a latency is never understated.
             let now = Instant::now();
-            for object in page.contents() {
-                let (Some(key), Some(etag)) = (object.key(), object.e_tag()) else {
-                    continue;
-                };
-                if seen.get(key).is_none_or(|(known, _)| known != etag) {
-                    seen.insert(key.to_owned(), (etag.to_owned(), now));
+            for object in listed {
+                if seen
+                    .get(&object.key)
+                    .is_none_or(|(known, _)| *known != object.etag)
+                {
+                    seen.insert(object.key, (object.etag, now));
                 }
             }
         }
@@ -375,30 +364,16 @@ async fn count_versions(
     prefix: &str,
 ) -> Option<usize> {
     let counts = join_all(buckets.iter().map(|(region, bucket)| async move {
-        let s3 = aws.s3(region);
-        let mut total = 0;
-        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-        loop {
-            let page = s3
-                .list_object_versions()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .inspect_err(|error| {
-                    tracing::warn!(bucket, "could not count the probes' versions: {error}");
-                })
-                .ok()?;
-            // Delete markers are not copies: only versions count.
-            total += page.versions().len();
-            if page.is_truncated() != Some(true) {
-                return Some(total);
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-        }
+        // Delete markers are not copies: only versions count.
+        let total = aws
+            .objects(region, bucket)
+            .version_count(prefix)
+            .await
+            .inspect_err(|error| {
+                tracing::warn!(bucket, "could not count the probes' versions: {error:#}");
+            })
+            .ok()?;
+        Some(total as usize)
     }))
     .await;
     counts.into_iter().sum()
@@ -417,20 +392,10 @@ async fn compare_bytes(
             .find(|p| p.key == *key)
             .expect("seen probes exist");
         let object = aws
-            .s3(destination)
-            .get_object()
-            .bucket(&buckets[*destination])
-            .key(*key)
-            .send()
+            .objects(destination, &buckets[*destination])
+            .get(key)
             .await;
-        let same = match object {
-            Ok(object) => object
-                .body
-                .collect()
-                .await
-                .is_ok_and(|b| b.into_bytes() == probe.body),
-            Err(_) => false,
-        };
+        let same = matches!(object, Ok(Some(bytes)) if bytes == probe.body);
         ((*destination, *key), same)
     });
     for (entry, same) in join_all(checks).await {
@@ -443,7 +408,7 @@ async fn compare_bytes(
 /// Deletes every version of this run's probes in every region.
 async fn remove_probes(aws: &Aws, buckets: &HashMap<String, String>, prefix: &str) {
     join_all(buckets.iter().map(|(region, bucket)| async move {
-        if let Err(error) = buckets::purge_prefix(&aws.s3(region), bucket, prefix).await {
+        if let Err(error) = aws.objects(region, bucket).purge_prefix(prefix).await {
             tracing::warn!(bucket, "could not remove the probes: {error:#}");
         }
     }))

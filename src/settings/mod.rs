@@ -124,7 +124,7 @@ pub struct SyncSettings {
 pub struct RestoreSettings {
     pub target: Target,
     pub prefix: String,
-    pub at: aws_sdk_s3::primitives::DateTime,
+    pub at: jiff::Timestamp,
     pub dry_run: bool,
     pub concurrency: usize,
 }
