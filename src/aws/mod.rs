@@ -44,7 +44,11 @@ mod boundary {
         sources(&src, &mut files);
         let aws = src.join("aws").display().to_string();
         let outside: Vec<_> = files.iter().filter(|(p, _)| !p.starts_with(&aws)).collect();
-        assert!(outside.len() > 20, "the sources were found: {}", outside.len());
+        assert!(
+            outside.len() > 20,
+            "the sources were found: {}",
+            outside.len()
+        );
         let mut offenders = Vec::new();
         for (path, text) in outside {
             for (n, line) in text.lines().enumerate() {

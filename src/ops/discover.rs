@@ -43,7 +43,6 @@ const PARALLEL_REGIONS: usize = 12;
 
 /// What is deployed of a set.
 pub struct DeployedSet {
-    pub account: String,
     /// Region → its base stack.
     pub bases: BTreeMap<String, DeployedStack>,
     /// Regions whose data bucket exists (with or without a stack).
@@ -132,7 +131,6 @@ pub async fn discover(
         }
     }
     Ok(DeployedSet {
-        account: account.to_owned(),
         bases,
         data_buckets,
         artifact_buckets,
