@@ -413,6 +413,9 @@ pub struct ManArgs {
     /// this directory instead of printing toastrep.1.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Print the command reference as Markdown instead (docs/commands.md).
+    #[arg(long, conflicts_with = "out")]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
-//! `toastrep completions SHELL` and `toastrep man`: generated from the clap
-//! definitions, so they never drift from `--help`.
+//! `toastrep completions SHELL` and `toastrep man` (roff, or Markdown for
+//! docs/commands.md): generated from the clap definitions, so they never
+//! drift from `--help`.
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::Report;
 use crate::cli::Cli;
+use crate::settings::ManSettings;
 
 /// A completion script or man page, printed or written.
 #[derive(Serialize, JsonSchema)]
@@ -37,23 +39,16 @@ pub fn completions(shell: clap_complete::Shell) -> Result<Report> {
     ))
 }
 
-pub fn man(out: Option<&Path>) -> Result<Report> {
+pub fn man(man: &ManSettings) -> Result<Report> {
     let command = Cli::command();
-    match out {
-        None => {
+    match man {
+        ManSettings::Roff(None) => {
             let mut page = Vec::new();
             clap_mangen::Man::new(command).render(&mut page)?;
             let text = String::from_utf8(page).context("the man page is UTF-8")?;
-            Ok(Report::new(
-                &Generated {
-                    text: Some(text.clone()),
-                    files: Vec::new(),
-                },
-                text,
-                true,
-            ))
+            Ok(printed(text))
         }
-        Some(dir) => {
+        ManSettings::Roff(Some(dir)) => {
             // Building propagates the global flags into every subcommand's page.
             let mut command = command;
             command.build();
@@ -63,8 +58,32 @@ pub fn man(out: Option<&Path>) -> Result<Report> {
             let text = files.iter().map(|f| format!("{f}\n")).collect();
             Ok(Report::new(&Generated { text: None, files }, text, true))
         }
+        ManSettings::Markdown => Ok(printed(markdown())),
     }
 }
+
+fn printed(text: String) -> Report {
+    Report::new(
+        &Generated {
+            text: Some(text.clone()),
+            files: Vec::new(),
+        },
+        text,
+        true,
+    )
+}
+
+/// The command reference in Markdown, as docs/commands.md holds it.
+fn markdown() -> String {
+    let options = clap_markdown::MarkdownOptions::new()
+        .title("The toastrep command reference".to_owned())
+        .show_footer(false);
+    let reference = clap_markdown::help_markdown_command_custom(&Cli::command(), &options);
+    format!("{GENERATED_NOTE}\n\n{reference}")
+}
+
+const GENERATED_NOTE: &str = "<!-- Generated from the clap definitions in src/cli.rs: \
+     `cargo run -q -- man --markdown > docs/commands.md`. Do not edit by hand. -->";
 
 /// One page per command, named like git's: toastrep-deploy.1.
 fn write_pages(
@@ -89,4 +108,27 @@ fn write_pages(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/commands.md is the reference the README links to: it must say
+    /// what `--help` says, so it is generated, and this fails when it drifts.
+    #[test]
+    fn docs_commands_md_is_the_generated_command_reference() {
+        let checked_in = include_str!("../../docs/commands.md");
+        let generated = markdown();
+        let line = 1 + checked_in
+            .lines()
+            .zip(generated.lines())
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(
+            checked_in == generated,
+            "docs/commands.md is not the command reference src/cli.rs gives (they differ \
+             from line {line}); regenerate it: `cargo run -q -- man --markdown > docs/commands.md`"
+        );
+    }
 }

@@ -90,7 +90,7 @@ pub async fn run(context: &Context, command: CommandSettings) -> Result<Report> 
         CommandSettings::RotateKey(settings) => rotate_key::rotate_key(context, &settings).await,
         CommandSettings::HashKey(settings) => hash_key::hash_key(context, &settings).await,
         CommandSettings::Completions(shell) => completions::completions(shell),
-        CommandSettings::Man(out) => completions::man(out.as_deref()),
+        CommandSettings::Man(man) => completions::man(&man),
     }
 }
 

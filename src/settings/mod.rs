@@ -152,6 +152,15 @@ pub struct HashKeySettings {
     pub keys: Vec<String>,
 }
 
+/// What `man` prints or writes.
+pub enum ManSettings {
+    /// The roff page toastrep.1, printed; or, with a directory, one page per
+    /// command written into it.
+    Roff(Option<PathBuf>),
+    /// The command reference as Markdown (docs/commands.md), printed.
+    Markdown,
+}
+
 /// One command, resolved.
 pub enum CommandSettings {
     Init(InitSettings),
@@ -171,7 +180,7 @@ pub enum CommandSettings {
     RotateKey(RotateKeySettings),
     HashKey(HashKeySettings),
     Completions(clap_complete::Shell),
-    Man(Option<PathBuf>),
+    Man(ManSettings),
 }
 
 pub struct Settings {
@@ -345,7 +354,11 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
             keys: args.keys,
         }),
         Command::Completions(args) => CommandSettings::Completions(args.shell),
-        Command::Man(args) => CommandSettings::Man(args.out),
+        Command::Man(args) => CommandSettings::Man(if args.markdown {
+            ManSettings::Markdown
+        } else {
+            ManSettings::Roff(args.out)
+        }),
     };
     Ok(Settings { global, command })
 }
