@@ -7,8 +7,8 @@
 //! Every metric is in namespace [`NAMESPACE`] with dimensions `SetName` and
 //! `Pair` (`SOURCE->DESTINATION`); the replicator's are also published by
 //! `SetName` and `Region` (the destination), for its region's alarms; the
-//! run summary of a repair has `SetName` and `Region` (the region repaired). The names are the README's
-//! list and the dashboard's and alarms' (`templates/base.yaml`).
+//! run summary of a repair has `SetName` and `Region` (the region repaired). The names are
+//! docs/repair.md's list and the dashboard's and alarms' (`templates/base.yaml`).
 
 use std::collections::BTreeMap;
 

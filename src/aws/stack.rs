@@ -140,7 +140,7 @@ fn hint_for(reason: &str) -> &'static str {
     if reason.contains("already exists") && reason.contains("AWS::S3::Bucket") {
         "\n    hint: bucket names are global: this one is taken, by an earlier deployment or by another account; delete it (after saving its objects) or choose another set name"
     } else if reason.contains("not authorized") || reason.contains("AccessDenied") {
-        "\n    hint: the credentials lack a permission CloudFormation needs; see the README's 'Permissions' section"
+        "\n    hint: the credentials lack a permission CloudFormation needs; see docs/permissions.md"
     } else {
         ""
     }

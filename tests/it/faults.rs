@@ -93,7 +93,7 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
     let name = unique_name("faults");
     emu.deploy(&name);
 
-    // ministack drops a function's DeadLetterConfig on create (EMULATOR.md),
+    // ministack drops a function's DeadLetterConfig on create (docs/emulator.md),
     // so the test sets the DLQ the template declares.
     for region in REGIONS {
         let sqs = emu.sqs(region);

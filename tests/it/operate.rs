@@ -517,7 +517,7 @@ async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
     let function = format!("toastrep-{name}-replicator");
     let lambda = harness::lambda(bad);
     // ministack drops the template's DeadLetterConfig on create (see
-    // EMULATOR.md); on AWS the base stack sets it. Set it here as AWS would have.
+    // docs/emulator.md); on AWS the base stack sets it. Set it here as AWS would have.
     lambda
         .update_function_configuration()
         .function_name(&function)
@@ -545,7 +545,7 @@ async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
         .await
         .expect("UpdateFunctionCode");
     // ministack's SNS delivery makes one attempt and never dead-letters; an
-    // asynchronous Invoke takes the dead-letter path (EMULATOR.md).
+    // asynchronous Invoke takes the dead-letter path (docs/emulator.md).
     lambda
         .invoke()
         .function_name(&function)

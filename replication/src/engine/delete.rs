@@ -251,8 +251,8 @@ impl<S: ObjectStore> Replicator<S> {
                     if self.gate_holds(destination, why).await? {
                         return Ok(Decision::Held);
                     }
-                    // The condition names bytes, not a version: see the
-                    // README on a racing write of the same bytes.
+                    // The condition names bytes, not a version: see
+                    // docs/deletes.md on a racing write of the same bytes.
                     let etag = top.expect("an object is on top");
                     match self.store.delete_object(destination, key, &etag).await {
                         Ok(_) => return Ok(Decision::Deleted),

@@ -1344,7 +1344,7 @@ impl World {
     /// A delete is conditional on the ETag of what it deletes, which names
     /// bytes, not a version: where two writes of a key have the same bytes
     /// and the key is deleted, a delete may land on the other write's copy
-    /// that arrived in between, and delete it (see the README). The set
+    /// that arrived in between, and delete it (see docs/deletes.md). The set
     /// must still converge, and may then converge on deleting the key.
     fn same_bytes_race(&self, key: &str) -> bool {
         let writes: Vec<&Version> = self
