@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use super::{Context, Report, deploy};
-use crate::aws::Aws;
+use crate::ops::context::SetContext;
 use crate::ops::membership;
 use crate::ops::rollout;
 use crate::settings::AddRegionSettings;
@@ -20,11 +20,10 @@ use crate::settings::set_file;
 
 pub async fn add_region(context: &Context, settings: &AddRegionSettings) -> Result<Report> {
     let (name, region) = (&settings.name, settings.region.as_str());
-    let aws = Aws::load(&context.aws, region).await;
-    let joining = membership::plan_joining(&aws, name, region).await?;
+    let set = SetContext::connect(&context.aws, name, region).await?;
+    let joining = membership::plan_joining(&set, region).await?;
     let result = rollout::roll_out(
-        &aws,
-        &joining.account,
+        &set,
         &joining.plan,
         &joining.package,
         &joining.members,

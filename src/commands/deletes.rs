@@ -14,8 +14,7 @@ use crate::settings::DeletesSettings;
 pub async fn deletes(context: &Context, settings: &DeletesSettings) -> Result<Report> {
     let name = &settings.target.name;
     let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
-    let result =
-        crate::ops::deletes::deletes(&located, name, settings.action, settings.yes).await?;
+    let result = crate::ops::deletes::deletes(&located, settings.action, settings.yes).await?;
     let text = render_text(&result);
     Ok(Report::new(&result, text, result.ok))
 }

@@ -22,12 +22,12 @@ pub struct HashedKey {
 pub async fn hash_key(context: &Context, settings: &HashKeySettings) -> Result<Report> {
     let name = &settings.target.name;
     let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
-    let regions = discover::require_deployed(&located.found, name)?;
+    let regions = located.deployed()?;
     // Only the derived log key, which the artifact bucket keeps: finding a
     // key's log lines needs no right to the marker key (which seals markers).
     let region = &regions[0];
-    let bucket = name.artifact_bucket(region, &located.account);
-    let log_key = artifacts::log_key_in(&located.aws.objects(region, &bucket))
+    let bucket = located.set.artifact_bucket(region);
+    let log_key = artifacts::log_key_in(&located.set.aws.objects(region, &bucket))
         .await?
         .and_then(|hex| {
             let mut key = [0u8; 32];

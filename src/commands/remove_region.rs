@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::teardown::{bucket_line, confirm};
 use super::{Context, Report};
-use crate::aws::Aws;
+use crate::ops::context::SetContext;
 use crate::ops::membership::RemoveResult;
 use crate::ops::teardown::TeardownOptions;
 use crate::settings::RemoveRegionSettings;
@@ -18,19 +18,14 @@ pub async fn remove_region(context: &Context, settings: &RemoveRegionSettings) -
     if settings.delete_data && !settings.yes {
         confirm(name, &format!("the data bucket of '{name}' in {region}"))?;
     }
-    let aws = Aws::load(&context.aws, region).await;
+    let set = SetContext::connect(&context.aws, name, region).await?;
     let options = TeardownOptions {
         delete_data: settings.delete_data,
         discard_dead_letters: settings.discard_dead_letters,
     };
-    let result = crate::ops::membership::remove_region(
-        &aws,
-        name,
-        region,
-        options,
-        context.reporter.as_ref(),
-    )
-    .await?;
+    let result =
+        crate::ops::membership::remove_region(&set, region, options, context.reporter.as_ref())
+            .await?;
     let stacks_ok = result.stacks.iter().all(|r| r.error.is_none());
     let mut text = summary(&result, stacks_ok);
     // The set file follows the set: the next deploy must not add it back.

@@ -20,7 +20,7 @@ pub async fn restore(context: &Context, settings: &RestoreSettings) -> Result<Re
         concurrency: settings.concurrency,
     };
     let result =
-        crate::ops::restore::restore(&located, name, &request, context.reporter.as_ref()).await?;
+        crate::ops::restore::restore(&located, &request, context.reporter.as_ref()).await?;
     let text = render_text(&result);
     Ok(Report::new(&result, text, result.ok))
 }

@@ -23,8 +23,7 @@ pub async fn status(context: &Context, settings: &StatusSettings) -> Result<Repo
         .transpose()?;
     let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
     let result =
-        crate::ops::health::status(&located, name, package.as_ref(), context.reporter.as_ref())
-            .await?;
+        crate::ops::health::status(&located, package.as_ref(), context.reporter.as_ref()).await?;
     let text = summary(&result);
     Ok(Report::new(&result, text, result.ok))
 }

@@ -13,13 +13,13 @@ use crate::settings::SyncSettings;
 pub async fn sync(context: &Context, settings: &SyncSettings) -> Result<Report> {
     let name = &settings.target.name;
     let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
-    let (aws, account) = (&located.aws, located.account.as_str());
-    let regions = discover::require_members(&located.found, name, "sync")?;
+    let set = &located.set;
+    let regions = located.members("sync")?;
     let deployed = located.found.settings().unwrap_or_default();
     let reporter = context.reporter.as_ref();
     let deep = settings.options.deep;
     if settings.in_cloud && settings.no_wait {
-        let run = repair::start(aws, name, account, &regions, deep).await?;
+        let run = repair::start(set, &regions, deep).await?;
         let text = format!(
             "repair run {} started in {} regions; `toastrep status --name {name}` shows each region's last run\n",
             run.run,
@@ -28,27 +28,16 @@ pub async fn sync(context: &Context, settings: &SyncSettings) -> Result<Report> 
         return Ok(Report::new(&run, text, true));
     }
     let report = if settings.in_cloud {
-        repair::sync_in_cloud(
-            aws,
-            name,
-            account,
-            &regions,
-            deployed.replicate_deletes,
-            deep,
-            reporter,
-        )
-        .await?
+        repair::sync_in_cloud(set, &regions, deployed.replicate_deletes, deep, reporter).await?
     } else {
         let options = SyncOptions {
             carry_deletes: deployed.replicate_deletes,
             ..settings.options.clone()
         };
-        let marker_key = crate::ops::marker_key::for_set(aws, name, &regions).await?;
+        let marker_key = crate::ops::marker_key::for_set(set, &regions).await?;
         // The deployed part size and concurrency, as the functions copy.
         sync_set(
-            aws,
-            name,
-            account,
+            set,
             &regions,
             &marker_key,
             &deployed.copy_settings(),

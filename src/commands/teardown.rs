@@ -27,7 +27,7 @@ pub async fn teardown(context: &Context, settings: &TeardownSettings) -> Result<
         discard_dead_letters: settings.discard_dead_letters,
     };
     let result =
-        crate::ops::teardown::teardown(&located, name, options, context.reporter.as_ref()).await?;
+        crate::ops::teardown::teardown(&located, options, context.reporter.as_ref()).await?;
     let stacks_ok = result.stacks.iter().all(|row| row.error.is_none());
     let text = summary(&result, stacks_ok);
     Ok(Report::new(&result, text, result.ok))

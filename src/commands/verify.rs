@@ -15,8 +15,7 @@ pub async fn verify(context: &Context, settings: &VerifySettings) -> Result<Repo
     let name = &settings.target.name;
     let located = discover::locate(&context.aws, name, &settings.target.regions).await?;
     let result =
-        crate::ops::verify::verify(&located, name, &settings.options, context.reporter.as_ref())
-            .await?;
+        crate::ops::verify::verify(&located, &settings.options, context.reporter.as_ref()).await?;
     let text = summary(&result);
     Ok(Report::new(&result, text, result.ok))
 }

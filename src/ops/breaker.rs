@@ -12,6 +12,7 @@ use toastrep_replication::{DeleteGate, Gate, S3Notice, parse_s3_message};
 use crate::aws::Aws;
 use crate::aws::queues::{Queue, Take};
 use crate::model::names::SetName;
+use crate::ops::context::SetContext;
 
 /// The set's breakers as `sync` and the CLI's repairs see them: a delete a
 /// repair would carry into a region is held there while that region's
@@ -87,12 +88,8 @@ pub struct HeldDelete {
 }
 
 /// The breakers open in `region`.
-pub async fn open_breakers(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-) -> Result<Vec<OpenBreaker>> {
+pub async fn open_breakers(set: &SetContext, region: &str) -> Result<Vec<OpenBreaker>> {
+    let SetContext { aws, name, account } = set;
     let bucket = aws.objects(region, name.artifact_bucket(region, account));
     let listed = match bucket.list(breaker_keys::OPEN).await {
         Ok(listed) => listed,
@@ -115,13 +112,8 @@ pub async fn open_breakers(
 
 /// Closes the breaker for deletes from `source` in `region`: its deletes
 /// are carried again. Only toastrep's own state object goes.
-pub async fn close(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-    source: &str,
-) -> Result<()> {
+pub async fn close(set: &SetContext, region: &str, source: &str) -> Result<()> {
+    let SetContext { aws, name, account } = set;
     aws.objects(region, name.artifact_bucket(region, account))
         .delete(&breaker_keys::open_key(source))
         .await
@@ -129,7 +121,8 @@ pub async fn close(
 }
 
 /// How many deletes `region` holds (visible and in flight).
-pub async fn held_count(aws: &Aws, name: &SetName, region: &str) -> Result<u64> {
+pub async fn held_count(set: &SetContext, region: &str) -> Result<u64> {
+    let SetContext { aws, name, .. } = set;
     let (_, waiting, in_flight) = aws.queue_depth(region, &name.held_deletes_queue()).await?;
     Ok(waiting + in_flight)
 }
@@ -137,11 +130,11 @@ pub async fn held_count(aws: &Aws, name: &SetName, region: &str) -> Result<u64> 
 /// Takes every held delete off `region`'s queue for `hide` seconds (they
 /// come back unless deleted): to look at them, or to act on them.
 pub async fn receive_held(
-    aws: &Aws,
-    name: &SetName,
+    set: &SetContext,
     region: &str,
     hide: i32,
 ) -> Result<(Queue, Vec<HeldDelete>)> {
+    let SetContext { aws, name, .. } = set;
     let queue = aws.queue(region, &name.held_deletes_queue()).await?;
     let how = Take {
         hide_seconds: hide,
@@ -178,7 +171,8 @@ pub async fn receive_held(
 }
 
 /// The state of `region`'s delete breaker alarm, when it can be read.
-pub async fn alarm_state(aws: &Aws, name: &SetName, region: &str) -> Option<String> {
+pub async fn alarm_state(set: &SetContext, region: &str) -> Option<String> {
+    let SetContext { aws, name, .. } = set;
     aws.alarm_state(region, &name.breaker_alarm(region))
         .await
         .ok()

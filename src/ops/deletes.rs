@@ -13,9 +13,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use toastrep_replication::{Bucket, KeyRestore, ObjectStore, Undo};
 
-use crate::model::names::SetName;
 use crate::ops::breaker::{self, HeldDelete, OpenBreaker};
-use crate::ops::discover::{self, Located};
+use crate::ops::context::SetContext;
+use crate::ops::discover::Located;
 use crate::ops::marker_key;
 use crate::ops::sync::set_replicator;
 use toastrep_replication::breaker_keys;
@@ -82,18 +82,10 @@ pub struct HeldKey {
 }
 
 /// Looks at the held deletes, or with `yes` acts on them.
-pub async fn deletes(
-    located: &Located,
-    name: &SetName,
-    action: Action,
-    yes: bool,
-) -> Result<DeletesResult> {
-    let Located {
-        aws,
-        account,
-        found,
-    } = located;
-    let regions = discover::require_members(found, name, "deletes")?;
+pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<DeletesResult> {
+    let Located { set, found } = located;
+    let SetContext { name, .. } = set;
+    let regions = located.members("deletes")?;
     let act = yes && action != Action::Look;
     // Releasing carries deletes, whatever the set does now.
     let settings = crate::model::function::FunctionSettings {
@@ -103,16 +95,9 @@ pub async fn deletes(
     // Only acting needs the engine, and so the set's marker key: a look
     // reads the queues and the breakers, never the key.
     let engine = if act {
-        let key = marker_key::for_set(aws, name, &regions).await?;
-        let replicator = set_replicator(
-            aws,
-            name,
-            account,
-            &regions,
-            &key,
-            &settings.copy_settings(),
-        )
-        .carrying_deletes(true);
+        let key = marker_key::for_set(set, &regions).await?;
+        let replicator =
+            set_replicator(set, &regions, &key, &settings.copy_settings()).carrying_deletes(true);
         let buckets: Vec<Bucket> = regions.iter().map(|r| replicator.set().bucket(r)).collect();
         Some((buckets, replicator, key))
     } else {
@@ -135,9 +120,9 @@ pub async fn deletes(
     for pass in 0..passes {
         let mut any = false;
         for (index, region) in regions.iter().enumerate() {
-            let open_for = breaker::open_breakers(aws, name, account, region).await?;
+            let open_for = breaker::open_breakers(set, region).await?;
             let hide = if act { ACT_SECONDS } else { LOOK_SECONDS };
-            let (queue, held) = breaker::receive_held(aws, name, region, hide).await?;
+            let (queue, held) = breaker::receive_held(set, region, hide).await?;
             if !act {
                 // Only looked at: back in the queue for whoever acts on them.
                 breaker::show_again(&queue, &held).await?;
@@ -226,8 +211,8 @@ pub async fn deletes(
     }
     if act && result.failures.is_empty() {
         for region in &regions {
-            for open in breaker::open_breakers(aws, name, account, region).await? {
-                breaker::close(aws, name, account, region, &open.source).await?;
+            for open in breaker::open_breakers(set, region).await? {
+                breaker::close(set, region, &open.source).await?;
             }
         }
     }

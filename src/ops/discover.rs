@@ -11,31 +11,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt, stream};
 
+use crate::aws::AwsOptions;
 use crate::aws::stack::DeployedStack;
-use crate::aws::{Aws, AwsOptions};
 use crate::model::names::SetName;
 use crate::model::regions;
 use crate::model::topology::TAG_SET;
+use crate::ops::context::SetContext;
 
-/// A set found from its name, with the configuration that found it.
+/// A set found from its name: the context that found it, and what is
+/// deployed of it.
 pub struct Located {
-    pub aws: Aws,
-    pub account: String,
+    pub set: SetContext,
     pub found: DeployedSet,
 }
 
 /// Checks the credentials, then finds what is deployed of set `name` in the
 /// `given` regions (every region of the partition when none are given).
 pub async fn locate(options: &AwsOptions, name: &SetName, given: &[String]) -> Result<Located> {
-    let aws = Aws::load(options, given.first().map_or("us-east-1", String::as_str)).await;
-    let account = aws.account_id().await?;
-    let candidates = candidate_regions(given, aws.region());
-    let found = discover(&aws, name, &account, &candidates).await?;
-    Ok(Located {
-        aws,
-        account,
-        found,
-    })
+    let set = SetContext::connect(
+        options,
+        name,
+        given.first().map_or("us-east-1", String::as_str),
+    )
+    .await?;
+    let candidates = candidate_regions(given, set.aws.region());
+    let found = discover(&set, &candidates).await?;
+    Ok(Located { set, found })
 }
 
 /// How many regions are asked at once.
@@ -96,15 +97,10 @@ fn candidate_regions(given: &[String], configured: Option<&str>) -> Vec<String> 
 }
 
 /// Finds the set's base stacks and buckets in the candidate regions.
-pub async fn discover(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    candidates: &[String],
-) -> Result<DeployedSet> {
+pub async fn discover(set: &SetContext, candidates: &[String]) -> Result<DeployedSet> {
     let bases: Vec<(String, Option<DeployedStack>)> = stream::iter(candidates.iter().cloned())
         .map(|region| async move {
-            let stack = base_stack(aws, name, &region).await?;
+            let stack = base_stack(set, &region).await?;
             Ok::<_, anyhow::Error>((region, stack))
         })
         .buffer_unordered(PARALLEL_REGIONS)
@@ -114,19 +110,14 @@ pub async fn discover(
         .into_iter()
         .filter_map(|(region, stack)| Some((region, stack?)))
         .collect();
-    let buckets = set_buckets(
-        aws,
-        candidates.first().map_or("us-east-1", String::as_str),
-        name,
-    )
-    .await?;
+    let buckets = set_buckets(set, candidates.first().map_or("us-east-1", String::as_str)).await?;
     let mut data_buckets = BTreeSet::new();
     let mut artifact_buckets = BTreeSet::new();
     for region in candidates {
-        if buckets.contains(&name.data_bucket(region, account)) {
+        if buckets.contains(&set.data_bucket(region)) {
             data_buckets.insert(region.clone());
         }
-        if buckets.contains(&name.artifact_bucket(region, account)) {
+        if buckets.contains(&set.artifact_bucket(region)) {
             artifact_buckets.insert(region.clone());
         }
     }
@@ -137,8 +128,9 @@ pub async fn discover(
     })
 }
 
-async fn base_stack(aws: &Aws, name: &SetName, region: &str) -> Result<Option<DeployedStack>> {
-    match aws.stack(region, &name.base_stack()).await {
+async fn base_stack(set: &SetContext, region: &str) -> Result<Option<DeployedStack>> {
+    let name = &set.name;
+    match set.aws.stack(region, &name.base_stack()).await {
         Ok(Some(stack)) if stack.tag(TAG_SET) == Some(name.as_str()) => Ok(Some(stack)),
         Ok(_) => Ok(None),
         Err(error) => {
@@ -157,9 +149,9 @@ async fn base_stack(aws: &Aws, name: &SetName, region: &str) -> Result<Option<De
 
 /// Names of the account's buckets that may belong to the set. ListBuckets is
 /// global, so one call covers every region.
-async fn set_buckets(aws: &Aws, region: &str, name: &SetName) -> Result<BTreeSet<String>> {
-    let prefix = format!("{}-", name.base_stack());
-    Ok(aws.bucket_names(region, &prefix).await?)
+async fn set_buckets(set: &SetContext, region: &str) -> Result<BTreeSet<String>> {
+    let prefix = format!("{}-", set.name.base_stack());
+    Ok(set.aws.bucket_names(region, &prefix).await?)
 }
 
 /// The set's regions for commands that need it deployed (verify, status...):
@@ -187,4 +179,16 @@ pub fn require_members(set: &DeployedSet, name: &SetName, command: &str) -> Resu
         .into());
     }
     Ok(regions)
+}
+
+impl Located {
+    /// The set's regions, for commands that need it deployed.
+    pub fn deployed(&self) -> Result<Vec<String>> {
+        require_deployed(&self.found, &self.set.name)
+    }
+
+    /// The set's regions, for commands that work between regions.
+    pub fn members(&self, command: &str) -> Result<Vec<String>> {
+        require_members(&self.found, &self.set.name, command)
+    }
 }

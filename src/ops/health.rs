@@ -13,11 +13,11 @@ use futures::future::join_all;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::aws::Aws;
 use crate::aws::stack::DeployedStack;
 use crate::model::names::SetName;
 use crate::model::topology;
-use crate::ops::discover::{self, Located};
+use crate::ops::context::SetContext;
+use crate::ops::discover::Located;
 use crate::ops::membership;
 use crate::package::Package;
 use crate::progress::Reporter;
@@ -125,21 +125,16 @@ pub struct BucketStatus {
     pub bytes: u64,
 }
 
-/// The health of set `name`; its functions' code is compared with
+/// The health of the located set; its functions' code is compared with
 /// `package` when given, else with the package its base stacks name.
 pub async fn status(
     located: &Located,
-    name: &SetName,
     package: Option<&Package>,
     reporter: &dyn Reporter,
 ) -> Result<StatusResult> {
-    let Located {
-        aws,
-        account,
-        found,
-    } = located;
-    let members = discover::require_deployed(found, name)?;
-    let joining = membership::joining_regions(aws, name, account, found).await?;
+    let Located { set, found } = located;
+    let members = located.deployed()?;
+    let joining = membership::joining_regions(set, found).await?;
     reporter.note(&format!("checking {} regions", members.len()));
 
     let regions = join_all(members.iter().map(|region| {
@@ -151,23 +146,21 @@ pub async fn status(
                 .get("CodeKey")
                 .and_then(|key| sha256_in_key(key)),
         };
-        region_status(
-            aws,
-            name,
-            account,
+        let member = Member {
             region,
-            &members,
-            &found.bases[region],
-            expected,
-            joining.contains(region),
-        )
+            members: &members,
+            base: &found.bases[region],
+            joining: joining.contains(region),
+        };
+        region_status(set, member, expected)
     }))
     .await;
     let healthy = regions.iter().all(|r| r.healthy);
     // Versions expire by the bucket's own rules: read them there.
     let first = &members[0];
-    let kept = aws
-        .objects(first, name.data_bucket(first, account))
+    let kept = set
+        .aws
+        .objects(first, set.data_bucket(first))
         .noncurrent_days()
         .await
         .ok();
@@ -176,8 +169,8 @@ pub async fn status(
         keep_noncurrent_days: kept.unwrap_or(s.keep_noncurrent_days),
     });
     let result = StatusResult {
-        name: name.to_string(),
-        account: account.clone(),
+        name: set.name.to_string(),
+        account: set.account.clone(),
         deletes,
         regions,
         healthy,
@@ -195,38 +188,101 @@ fn sha256_in_key(key: &str) -> Option<String> {
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_owned())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn region_status(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-    members: &[String],
-    base: &DeployedStack,
-    expected_hex: Option<String>,
+/// One member region, as its status is asked.
+struct Member<'a> {
+    region: &'a str,
+    members: &'a [String],
+    base: &'a DeployedStack,
     joining: bool,
+}
+
+/// One region's status: every part is asked at once, and a part that
+/// cannot be read is a problem of its own rather than the end of the report.
+async fn region_status(
+    set: &SetContext,
+    member: Member<'_>,
+    expected_hex: Option<String>,
 ) -> RegionStatus {
+    let Member {
+        region, joining, ..
+    } = member;
+    let name = &set.name;
     let mut problems = Vec::new();
     if joining {
         problems.push(format!(
             "being added: the backfill and verify have not finished; run `toastrep add-region --name {name} --region {region}` again"
         ));
     }
+    let (stacks, function, queue, bucket, breaker, repair) = tokio::join!(
+        stacks_status(set, &member),
+        function_status(set, region, expected_hex),
+        queue_status(set, region),
+        bucket_status(set, region),
+        breaker_status(set, region),
+        crate::ops::repair::last_run(set, region),
+    );
+    for stack in stacks.iter().filter(|s| !s.healthy) {
+        problems.push(format!("stack {} is {}", stack.stack_name, stack.status));
+    }
+    let last_repair = part(repair, "last repair run", &mut problems)
+        .flatten()
+        .map(|report| repair_run(report, name, region, &mut problems));
+    let breaker = part(breaker, "delete breaker", &mut problems);
+    if let Some(breaker) = &breaker {
+        problems.extend(breaker_problems(breaker, name));
+    }
+    let function = part(function, "function", &mut problems);
+    if let Some(function) = &function {
+        problems.extend(function_problems(function));
+    }
+    let queue = part(queue, "dead-letter queue", &mut problems);
+    if let Some(queue) = queue.as_ref().filter(|q| q.messages + q.in_flight > 0) {
+        problems.push(format!(
+            "dead-letter queue holds {} messages ({} in flight): events the function failed on",
+            queue.messages, queue.in_flight
+        ));
+    }
+    let bucket = part(bucket, "bucket", &mut problems);
+    RegionStatus {
+        region: region.to_owned(),
+        healthy: problems.is_empty(),
+        problems,
+        joining,
+        stacks,
+        function,
+        dead_letter_queue: queue,
+        delete_breaker: breaker,
+        bucket,
+        last_repair,
+    }
+}
+
+/// A part of a region's status, or its error as one of the region's problems.
+fn part<T>(read: Result<T>, what: &str, problems: &mut Vec<String>) -> Option<T> {
+    read.map_err(|error| problems.push(format!("{what}: {error:#}")))
+        .ok()
+}
+
+/// The region's base stack and its side of every pair it is in: a grant
+/// from, and a subscription to, every other member.
+async fn stacks_status(set: &SetContext, member: &Member<'_>) -> Vec<StackStatus> {
+    let name = &set.name;
     let mut stacks = vec![StackStatus {
         stack_name: name.base_stack(),
-        status: base.status.clone(),
-        healthy: base.is_healthy(),
+        status: member.base.status.clone(),
+        healthy: member.base.is_healthy(),
     }];
-    // Its side of every pair it is in: a grant from, and a subscription
-    // to, every other member.
-    let pair_names: Vec<String> = topology::pairs(name, members)
+    let pair_names: Vec<String> = topology::pairs(name, member.members)
         .iter()
-        .flat_map(|pair| pair.stacks_in(region).map(|stack| stack.name.clone()))
+        .flat_map(|pair| {
+            pair.stacks_in(member.region)
+                .map(|stack| stack.name.clone())
+        })
         .collect();
     let described = join_all(
         pair_names
             .iter()
-            .map(|stack_name| aws.stack(region, stack_name)),
+            .map(|stack_name| set.aws.stack(member.region, stack_name)),
     )
     .await;
     for (stack_name, described) in pair_names.into_iter().zip(described) {
@@ -242,150 +298,95 @@ async fn region_status(
             status,
         });
     }
-    for stack in stacks.iter().filter(|s| !s.healthy) {
-        problems.push(format!("stack {} is {}", stack.stack_name, stack.status));
-    }
+    stacks
+}
 
-    let (function, queue, bucket, breaker, repair) = tokio::join!(
-        function_status(aws, name, region, expected_hex),
-        queue_status(aws, name, region),
-        bucket_status(aws, name, account, region),
-        breaker_status(aws, name, account, region),
-        crate::ops::repair::last_run(aws, name, account, region),
-    );
-    let last_repair = match repair {
-        Ok(report) => report.map(|r| {
-            if !r.ok {
-                problems.push(format!(
-                    "the last repair run ({}) did not finish: {} of {} ranges failed, {} keys failed{}; the next run repairs them again (now: `toastrep sync --name {name} --in-cloud`)",
-                    r.run,
-                    r.ranges_failed,
-                    r.ranges,
-                    r.tally.failure_count,
-                    r.tally.failures
-                        .first()
-                        .map(|f| format!(", e.g. {} in {}: {}", f.key, f.region, f.error))
-                        .or_else(|| r.tally.unreachable.first().map(|(region, e)| format!(", {region} unreadable: {e}")))
-                        .unwrap_or_default()
-                ));
-            }
-            RepairRun {
-                seconds: (r.finished_ms - r.started_ms) as f64 / 1000.0,
-                run: r.run,
-                finished_ms: r.finished_ms,
-                ranges: r.ranges,
-                ranges_failed: r.ranges_failed,
-                keys_examined: r.tally.keys_examined,
-                copies_made: r.tally.copies_made,
-                failures: r.tally.failure_count,
-                not_replicable: r.tally.not_replicable_count,
-                not_replicable_objects: r
-                    .tally
-                    .not_replicable
-                    .into_iter()
-                    .map(|(key, why)| crate::ops::sync::NotReplicable {
-                        key,
-                        region: region.to_owned(),
-                        why,
-                    })
-                    .collect(),
-                ok: r.ok,
-            }
-        }),
-        Err(error) => {
-            problems.push(format!("last repair run: {error:#}"));
-            None
-        }
-    };
-    let breaker = match breaker {
-        Ok(breaker) => {
-            for open in &breaker.open_for {
-                problems.push(format!(
-                    "delete breaker OPEN for deletes from {}: they are held, not carried here; look with `toastrep deletes --name {name}`, then --release or --discard them",
-                    open.source
-                ));
-            }
-            if breaker.held > 0 && breaker.open_for.is_empty() {
-                problems.push(format!(
-                    "{} deletes held: see `toastrep deletes --name {name}`",
-                    breaker.held
-                ));
-            }
-            Some(breaker)
-        }
-        Err(error) => {
-            problems.push(format!("delete breaker: {error:#}"));
-            None
-        }
-    };
-    let function = match function {
-        Ok(function) => {
-            if function.state != "Active" {
-                problems.push(format!("function is {}", function.state));
-            }
-            if function.last_update_status == "Failed" {
-                problems.push("the function's last update failed".to_owned());
-            }
-            if !function.code_matches {
-                problems.push(format!(
-                    "function code {} is not the deployed package {}: redeploy with `toastrep deploy`",
-                    function.code_sha256,
-                    function.expected_sha256.as_deref().unwrap_or("(unknown)")
-                ));
-            }
-            Some(function)
-        }
-        Err(error) => {
-            problems.push(format!("function: {error:#}"));
-            None
-        }
-    };
-    let queue = match queue {
-        Ok(queue) => {
-            if queue.messages + queue.in_flight > 0 {
-                problems.push(format!(
-                    "dead-letter queue holds {} messages ({} in flight): events the function failed on",
-                    queue.messages, queue.in_flight
-                ));
-            }
-            Some(queue)
-        }
-        Err(error) => {
-            problems.push(format!("dead-letter queue: {error:#}"));
-            None
-        }
-    };
-    let bucket = match bucket {
-        Ok(bucket) => Some(bucket),
-        Err(error) => {
-            problems.push(format!("bucket: {error:#}"));
-            None
-        }
-    };
-    RegionStatus {
-        region: region.to_owned(),
-        healthy: problems.is_empty(),
-        problems,
-        joining,
-        stacks,
-        function,
-        dead_letter_queue: queue,
-        delete_breaker: breaker,
-        bucket,
-        last_repair,
+/// The region's last repair run, and a problem when it did not finish.
+fn repair_run(
+    r: crate::ops::repair::RunReport,
+    name: &SetName,
+    region: &str,
+    problems: &mut Vec<String>,
+) -> RepairRun {
+    if !r.ok {
+        problems.push(format!(
+            "the last repair run ({}) did not finish: {} of {} ranges failed, {} keys failed{}; the next run repairs them again (now: `toastrep sync --name {name} --in-cloud`)",
+            r.run,
+            r.ranges_failed,
+            r.ranges,
+            r.tally.failure_count,
+            r.tally.failures
+                .first()
+                .map(|f| format!(", e.g. {} in {}: {}", f.key, f.region, f.error))
+                .or_else(|| r.tally.unreachable.first().map(|(region, e)| format!(", {region} unreadable: {e}")))
+                .unwrap_or_default()
+        ));
+    }
+    RepairRun {
+        seconds: (r.finished_ms - r.started_ms) as f64 / 1000.0,
+        run: r.run,
+        finished_ms: r.finished_ms,
+        ranges: r.ranges,
+        ranges_failed: r.ranges_failed,
+        keys_examined: r.tally.keys_examined,
+        copies_made: r.tally.copies_made,
+        failures: r.tally.failure_count,
+        not_replicable: r.tally.not_replicable_count,
+        not_replicable_objects: r
+            .tally
+            .not_replicable
+            .into_iter()
+            .map(|(key, why)| crate::ops::sync::NotReplicable {
+                key,
+                region: region.to_owned(),
+                why,
+            })
+            .collect(),
+        ok: r.ok,
     }
 }
 
-async fn breaker_status(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-) -> Result<BreakerStatus> {
+fn breaker_problems(breaker: &BreakerStatus, name: &SetName) -> Vec<String> {
+    let mut problems: Vec<String> = breaker
+        .open_for
+        .iter()
+        .map(|open| format!(
+            "delete breaker OPEN for deletes from {}: they are held, not carried here; look with `toastrep deletes --name {name}`, then --release or --discard them",
+            open.source
+        ))
+        .collect();
+    if breaker.held > 0 && breaker.open_for.is_empty() {
+        problems.push(format!(
+            "{} deletes held: see `toastrep deletes --name {name}`",
+            breaker.held
+        ));
+    }
+    problems
+}
+
+fn function_problems(function: &FunctionStatus) -> Vec<String> {
+    let mut problems = Vec::new();
+    if function.state != "Active" {
+        problems.push(format!("function is {}", function.state));
+    }
+    if function.last_update_status == "Failed" {
+        problems.push("the function's last update failed".to_owned());
+    }
+    if !function.code_matches {
+        problems.push(format!(
+            "function code {} is not the deployed package {}: redeploy with `toastrep deploy`",
+            function.code_sha256,
+            function.expected_sha256.as_deref().unwrap_or("(unknown)")
+        ));
+    }
+    problems
+}
+
+async fn breaker_status(set: &SetContext, region: &str) -> Result<BreakerStatus> {
     let (open_for, held, alarm) = tokio::join!(
-        crate::ops::breaker::open_breakers(aws, name, account, region),
-        crate::ops::breaker::held_count(aws, name, region),
-        crate::ops::breaker::alarm_state(aws, name, region),
+        crate::ops::breaker::open_breakers(set, region),
+        crate::ops::breaker::held_count(set, region),
+        crate::ops::breaker::alarm_state(set, region),
     );
     Ok(BreakerStatus {
         open_for: open_for?,
@@ -395,13 +396,13 @@ async fn breaker_status(
 }
 
 async fn function_status(
-    aws: &Aws,
-    name: &SetName,
+    set: &SetContext,
     region: &str,
     expected_hex: Option<String>,
 ) -> Result<FunctionStatus> {
-    let function_name = name.function();
-    let config = aws
+    let function_name = set.name.function();
+    let config = set
+        .aws
         .function(region, &function_name)
         .configuration()
         .await?
@@ -421,9 +422,9 @@ async fn function_status(
     })
 }
 
-async fn queue_status(aws: &Aws, name: &SetName, region: &str) -> Result<QueueStatus> {
-    let queue_name = name.dead_letter_queue();
-    let (_, messages, in_flight) = aws.queue_depth(region, &queue_name).await?;
+async fn queue_status(set: &SetContext, region: &str) -> Result<QueueStatus> {
+    let queue_name = set.name.dead_letter_queue();
+    let (_, messages, in_flight) = set.aws.queue_depth(region, &queue_name).await?;
     Ok(QueueStatus {
         queue_name,
         messages,
@@ -433,14 +434,9 @@ async fn queue_status(aws: &Aws, name: &SetName, region: &str) -> Result<QueueSt
 
 /// Current objects and their bytes, from a full listing (S3's CloudWatch
 /// size metrics are a day old, and absent for new buckets).
-async fn bucket_status(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-) -> Result<BucketStatus> {
-    let bucket = name.data_bucket(region, account);
-    let listed = aws.objects(region, &bucket).list("").await?;
+async fn bucket_status(set: &SetContext, region: &str) -> Result<BucketStatus> {
+    let bucket = set.data_bucket(region);
+    let listed = set.aws.objects(region, &bucket).list("").await?;
     Ok(BucketStatus {
         bucket,
         objects: listed.len() as u64,
@@ -448,7 +444,6 @@ async fn bucket_status(
     })
 }
 
-/// Lambda's CodeSha256 (base64) of the SHA-256 a package key holds in hex.
 fn hex_to_base64(hex: &str) -> Option<String> {
     Some(BASE64.encode(hex::decode(hex).ok()?))
 }

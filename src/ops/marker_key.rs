@@ -19,10 +19,10 @@ use toastrep_replication::Rotation;
 use toastrep_replication::protocol::key_ring::RING_VARIABLE;
 pub use toastrep_replication::{MarkerKey, MarkerKeys};
 
-use crate::aws::Aws;
 use crate::aws::functions::Environment;
 use crate::error::InputError;
 use crate::model::names::SetName;
+use crate::ops::context::SetContext;
 
 /// The base-stack parameter holding the key (NoEcho in `templates/base.yaml`).
 pub const PARAMETER: &str = crate::model::topology::MARKER_KEY_PARAMETER;
@@ -48,20 +48,17 @@ enum Found {
 /// (not deployed there, or deployed before sets had a marker key). Regions
 /// holding different keys are an error naming them and the fix, as is a
 /// function whose configuration cannot be read.
-pub async fn existing(aws: &Aws, name: &SetName, regions: &[String]) -> Result<Option<MarkerKeys>> {
-    agree(name, per_region(aws, name, regions).await?)
+pub async fn existing(set: &SetContext, regions: &[String]) -> Result<Option<MarkerKeys>> {
+    let SetContext { name, .. } = set;
+    agree(name, per_region(set, regions).await?)
 }
 
 /// The key ring each region's function holds, for the regions whose
 /// function holds one: `rotate-key` reads them without asking them to
 /// agree, since an interrupted rotation leaves regions a step apart.
-pub async fn per_region(
-    aws: &Aws,
-    name: &SetName,
-    regions: &[String],
-) -> Result<Vec<(String, MarkerKeys)>> {
+pub async fn per_region(set: &SetContext, regions: &[String]) -> Result<Vec<(String, MarkerKeys)>> {
     let reads = join_all(regions.iter().map(|region| async move {
-        let found = read(aws, name, region).await;
+        let found = read(set, region).await;
         (region.clone(), found)
     }))
     .await;
@@ -76,8 +73,9 @@ pub async fn per_region(
 
 /// The deployed set's key, for the commands that write markers (`sync`,
 /// `replay`): an error naming the fix when its functions hold none.
-pub async fn for_set(aws: &Aws, name: &SetName, regions: &[String]) -> Result<MarkerKeys> {
-    match existing(aws, name, regions).await? {
+pub async fn for_set(set: &SetContext, regions: &[String]) -> Result<MarkerKeys> {
+    let SetContext { name, .. } = set;
+    match existing(set, regions).await? {
         Some(key) => Ok(key),
         None => Err(InputError::new(format!(
             "no function of set '{name}' in {} holds a marker key ({VARIABLE}): the set is not \
@@ -93,8 +91,8 @@ pub async fn for_set(aws: &Aws, name: &SetName, regions: &[String]) -> Result<Ma
 /// The key a deploy passes to every base stack: the one the set's functions
 /// in `deployed` hold, read before any stack changes, or a new one for a set
 /// that has none yet.
-pub async fn for_deploy(aws: &Aws, name: &SetName, deployed: &[String]) -> Result<MarkerKeys> {
-    if let Some(key) = existing(aws, name, deployed).await? {
+pub async fn for_deploy(set: &SetContext, deployed: &[String]) -> Result<MarkerKeys> {
+    if let Some(key) = existing(set, deployed).await? {
         return Ok(key);
     }
     generate().map(MarkerKeys::from)
@@ -105,7 +103,8 @@ pub fn generate() -> Result<MarkerKey> {
     MarkerKey::generate().context("generating the set's marker key")
 }
 
-async fn read(aws: &Aws, name: &SetName, region: &str) -> Result<Found> {
+async fn read(set: &SetContext, region: &str) -> Result<Found> {
+    let SetContext { aws, name, .. } = set;
     match aws.function(region, &name.function()).configuration().await {
         Ok(Some(config)) => from_environment(name, region, Some(&config.environment)),
         Ok(None) => Ok(Found::NoFunction),

@@ -21,14 +21,13 @@ use futures::future::join_all;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::aws::Aws;
 use crate::aws::stack::StackAction;
 use crate::bail_input;
 use crate::model::function::FunctionSettings;
-use crate::model::names::SetName;
 use crate::model::regions;
 use crate::model::templates::Template;
 use crate::model::topology::{self, DeployPlan, Pair, SetSpec, StackAt};
+use crate::ops::context::SetContext;
 use crate::ops::discover::{self, DeployedSet};
 use crate::ops::marker_key;
 use crate::ops::sync::{SyncOptions, SyncReport, sync_set};
@@ -38,14 +37,9 @@ use crate::progress::Reporter;
 
 /// Finds the set in every region of the partition: a member missing from the
 /// region list must be noticed, wherever it is.
-pub async fn discover_in_partition(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    partition: &str,
-) -> Result<DeployedSet> {
+pub async fn discover_in_partition(set: &SetContext, partition: &str) -> Result<DeployedSet> {
     let candidates: Vec<String> = regions::regions_in(partition).map(str::to_owned).collect();
-    discover::discover(aws, name, account, &candidates).await
+    discover::discover(set, &candidates).await
 }
 
 /// The regions holding a base stack of the set.
@@ -82,13 +76,8 @@ pub fn check_no_dropped_members(found: &DeployedSet, spec: &SetSpec) -> Result<(
 const JOINING_MARKER: &str = "toastrep/joining";
 
 /// The regions with a base stack whose addition has finished (no marker).
-pub async fn complete_members(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    found: &DeployedSet,
-) -> Result<BTreeSet<String>> {
-    let joining = joining_regions(aws, name, account, found).await?;
+pub async fn complete_members(set: &SetContext, found: &DeployedSet) -> Result<BTreeSet<String>> {
+    let joining = joining_regions(set, found).await?;
     Ok(found
         .bases
         .keys()
@@ -112,19 +101,18 @@ pub fn added(members: &BTreeSet<String>, regions: &[String]) -> Vec<String> {
 }
 
 /// The regions with a base stack whose addition has not finished.
-pub async fn joining_regions(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    found: &DeployedSet,
-) -> Result<BTreeSet<String>> {
+pub async fn joining_regions(set: &SetContext, found: &DeployedSet) -> Result<BTreeSet<String>> {
     let checks = found
         .bases
         .keys()
         .filter(|r| found.artifact_buckets.contains(*r))
         .map(|region| async move {
-            let bucket = name.artifact_bucket(region, account);
-            let joining = aws.objects(region, bucket).holds(JOINING_MARKER).await?;
+            let bucket = set.artifact_bucket(region);
+            let joining = set
+                .aws
+                .objects(region, bucket)
+                .holds(JOINING_MARKER)
+                .await?;
             anyhow::Ok(joining.then(|| region.clone()))
         });
     let mut joining = BTreeSet::new();
@@ -134,14 +122,8 @@ pub async fn joining_regions(
     Ok(joining)
 }
 
-pub async fn set_joining_marker(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-    joining: bool,
-) -> Result<()> {
-    let bucket = aws.objects(region, name.artifact_bucket(region, account));
+pub async fn set_joining_marker(set: &SetContext, region: &str, joining: bool) -> Result<()> {
+    let bucket = set.aws.objects(region, set.artifact_bucket(region));
     if joining {
         let note = b"added by toastrep; removed once the backfill and verify passed\n";
         bucket.put(JOINING_MARKER, note.to_vec()).await?;
@@ -170,7 +152,6 @@ pub fn check_no_leftover_buckets(found: &DeployedSet, spec: &SetSpec, account: &
 /// run, the package their base stacks name (copied from a member's artifact
 /// bucket, not rebuilt) and the same settings, so no member changes.
 pub struct Joining {
-    pub account: String,
     pub plan: DeployPlan,
     pub package: Package,
     /// The members whose addition finished.
@@ -178,13 +159,13 @@ pub struct Joining {
 }
 
 /// The plan of set `name` grown by `region`.
-pub async fn plan_joining(aws: &Aws, name: &SetName, region: &str) -> Result<Joining> {
+pub async fn plan_joining(set: &SetContext, region: &str) -> Result<Joining> {
+    let SetContext { name, account, .. } = set;
     crate::model::names::check_lengths(name, [region])?;
-    let account = aws.account_id().await?;
     let partition = regions::partition_of(region).expect("regions are checked");
-    let found = discover_in_partition(aws, name, &account, partition).await?;
+    let found = discover_in_partition(set, partition).await?;
     let deployed = discover::require_deployed(&found, name)?;
-    let members = complete_members(aws, name, &account, &found).await?;
+    let members = complete_members(set, &found).await?;
     if members.contains(region) {
         bail_input!(
             "{region} is already a region of set '{name}' (it is deployed in {}): to bring it up to date run `toastrep deploy`, to see its health `toastrep status --name {name}`",
@@ -203,7 +184,7 @@ pub async fn plan_joining(aws: &Aws, name: &SetName, region: &str) -> Result<Joi
         regions.push(region.to_owned());
     }
     let spec = SetSpec::parse(name.as_str(), &regions)?;
-    check_no_leftover_buckets(&found, &spec, &account)?;
+    check_no_leftover_buckets(&found, &spec, account)?;
 
     let base = &found.bases[source];
     let parameters = &base.parameters;
@@ -214,15 +195,14 @@ pub async fn plan_joining(aws: &Aws, name: &SetName, region: &str) -> Result<Joi
             "the base stack of '{name}' in {source} has no CodeKey parameter, so it was not made by this toastrep: redeploy the set with `toastrep deploy`"
         );
     };
-    let package = deployed_package(aws, name, &account, source, code_key).await?;
+    let package = deployed_package(set, source, code_key).await?;
     // Older toastreps shipped packages unchecked; the new region must run it.
     package.check_runs_on(settings.architecture)?;
     // The members' key, read before any stack changes: the new region must
     // hold the same one.
-    let marker_key = marker_key::for_deploy(aws, name, &deployed).await?;
+    let marker_key = marker_key::for_deploy(set, &deployed).await?;
     let plan = DeployPlan::new(spec, package.key.clone(), &settings, Some(&marker_key));
     Ok(Joining {
-        account,
         plan,
         package,
         members,
@@ -231,15 +211,10 @@ pub async fn plan_joining(aws: &Aws, name: &SetName, region: &str) -> Result<Joi
 
 /// The package a member runs, read from its artifact bucket and checked
 /// against the hash in its name.
-async fn deployed_package(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-    key: &str,
-) -> Result<Package> {
-    let bucket = name.artifact_bucket(region, account);
-    let zip = aws
+async fn deployed_package(set: &SetContext, region: &str, key: &str) -> Result<Package> {
+    let bucket = set.artifact_bucket(region);
+    let zip = set
+        .aws
         .objects(region, &bucket)
         .get(key)
         .await
@@ -283,11 +258,11 @@ pub struct RemoveResult {
 /// dead-letter queue holds messages: copies from it that failed are among
 /// them, and once its bucket is gone they can never be replayed.
 async fn refuse_dead_letters_elsewhere(
-    aws: &Aws,
-    name: &SetName,
+    set: &SetContext,
     region: &str,
     remaining: &[String],
 ) -> Result<()> {
+    let SetContext { aws, name, .. } = set;
     let queue = name.dead_letter_queue();
     let depths = join_all(remaining.iter().map(|r| {
         let queue = &queue;
@@ -316,16 +291,15 @@ async fn refuse_dead_letters_elsewhere(
 
 /// Takes `region` out of set `name`.
 pub async fn remove_region(
-    aws: &Aws,
-    name: &SetName,
+    set: &SetContext,
     region: &str,
     options: teardown::TeardownOptions,
     reporter: &dyn Reporter,
 ) -> Result<RemoveResult> {
+    let SetContext { aws, name, account } = set;
     let region = region.to_owned();
-    let account = aws.account_id().await?;
     let partition = regions::partition_of(&region).expect("regions are checked");
-    let found = discover_in_partition(aws, name, &account, partition).await?;
+    let found = discover_in_partition(set, partition).await?;
     let members = discover::require_deployed(&found, name)?;
     if !members.contains(&region) {
         bail_input!(
@@ -341,10 +315,10 @@ pub async fn remove_region(
         );
     }
     if !options.discard_dead_letters {
-        teardown::refuse_unread_queues(aws, name, [&region]).await?;
+        teardown::refuse_unread_queues(set, [&region]).await?;
     }
     if options.delete_data {
-        refuse_dead_letters_elsewhere(aws, name, &region, &remaining).await?;
+        refuse_dead_letters_elsewhere(set, &region, &remaining).await?;
     }
 
     // Its pairs with every member, both ways: subscriptions first, so no
@@ -356,9 +330,9 @@ pub async fn remove_region(
     let subscriptions = pairs.iter().map(|p| p.subscription.clone()).collect();
     let grants = pairs.iter().map(|p| p.grant.clone()).collect();
     let mut stacks =
-        teardown::delete_all(aws, name, Template::Subscription, subscriptions, reporter).await;
+        teardown::delete_all(set, Template::Subscription, subscriptions, reporter).await;
     if stacks.iter().all(|r| r.error.is_none()) {
-        stacks.extend(teardown::delete_all(aws, name, Template::Grant, grants, reporter).await);
+        stacks.extend(teardown::delete_all(set, Template::Grant, grants, reporter).await);
     }
     // No more events from it: what only it holds now reaches the others by
     // a sync, while its function (and so the set's marker key) is still
@@ -366,9 +340,7 @@ pub async fn remove_region(
     let mut sync = None;
     let mut delete_data = options.delete_data;
     if options.delete_data && stacks.iter().all(|r| r.error.is_none()) {
-        let report =
-            sync_into_remaining(aws, name, &account, &found, &members, &remaining, reporter)
-                .await?;
+        let report = sync_into_remaining(set, &found, &members, &remaining, reporter).await?;
         delete_data = report.ok;
         sync = Some(report);
     }
@@ -377,7 +349,7 @@ pub async fn remove_region(
             name: name.base_stack(),
             region: region.clone(),
         }];
-        stacks.extend(teardown::delete_all(aws, name, Template::Base, base, reporter).await);
+        stacks.extend(teardown::delete_all(set, Template::Base, base, reporter).await);
     }
     let stacks_ok = stacks.iter().all(|r| r.error.is_none());
     stacks.retain(|row| row.action != Some(StackAction::Absent));
@@ -385,14 +357,14 @@ pub async fn remove_region(
     let mut buckets = Vec::new();
     if stacks_ok {
         if found.data_buckets.contains(&region) {
-            let bucket = name.data_bucket(&region, &account);
+            let bucket = set.data_bucket(&region);
             buckets.push(
                 teardown::remove_bucket(aws, &region, bucket, "data", delete_data, reporter).await,
             );
         }
         if found.artifact_buckets.contains(&region) {
             // Only toastrep's own packages (and markers) live there.
-            let bucket = name.artifact_bucket(&region, &account);
+            let bucket = set.artifact_bucket(&region);
             buckets.push(
                 teardown::remove_bucket(aws, &region, bucket, "artifact", true, reporter).await,
             );
@@ -402,7 +374,7 @@ pub async fn remove_region(
     let ok = stacks_ok && synced && buckets.iter().all(|b| b.error.is_none());
     let result = RemoveResult {
         name: name.to_string(),
-        account,
+        account: account.clone(),
         region,
         remaining,
         stacks,
@@ -416,16 +388,14 @@ pub async fn remove_region(
 /// A sync of every key from all of `members` into `remaining`, with the
 /// deployed set's settings.
 async fn sync_into_remaining(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
+    set: &SetContext,
     found: &DeployedSet,
     members: &[String],
     remaining: &[String],
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
     let settings = found.settings().unwrap_or_default();
-    let marker_key = marker_key::for_set(aws, name, members).await?;
+    let marker_key = marker_key::for_set(set, members).await?;
     let options = SyncOptions {
         only_into: Some(remaining.to_vec()),
         carry_deletes: settings.replicate_deletes,
@@ -433,9 +403,7 @@ async fn sync_into_remaining(
         ..SyncOptions::default()
     };
     sync_set(
-        aws,
-        name,
-        account,
+        set,
         members,
         &marker_key,
         &settings.copy_settings(),

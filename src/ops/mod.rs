@@ -2,6 +2,7 @@
 //! command-line type) and returns a typed result that `commands` prints.
 
 pub mod breaker;
+pub mod context;
 pub mod deletes;
 pub mod discover;
 pub mod health;

@@ -11,11 +11,12 @@ use futures::{StreamExt, stream};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::aws::AwsOptions;
 use crate::aws::change_set::{self, PreviewAction, ResourceChange, StackPreview};
 use crate::aws::stack::StackError;
-use crate::aws::{Aws, AwsOptions};
 use crate::model::function::{FunctionRequest, FunctionSettings, SettingChange};
 use crate::model::topology::{DeployPlan, SetSpec, StackPlan};
+use crate::ops::context::SetContext;
 use crate::ops::discover::DeployedSet;
 use crate::ops::marker_key;
 use crate::ops::membership;
@@ -24,8 +25,7 @@ use crate::progress::Reporter;
 
 /// A deploy of `spec`, decided.
 pub struct Prepared {
-    pub aws: Aws,
-    pub account: String,
+    pub set: SetContext,
     pub found: DeployedSet,
     /// The members whose addition finished.
     pub members: BTreeSet<String>,
@@ -68,13 +68,11 @@ pub async fn prepare(
 ) -> Result<Prepared> {
     function.requested.resolve(None).check()?;
     let prebuilt = Package::prebuilt(function.lambda_zip.as_deref(), function.architecture())?;
-    let aws = Aws::load(options, &spec.regions[0]).await;
-    let account = aws.account_id().await?;
-    let found =
-        membership::discover_in_partition(&aws, &spec.name, &account, spec.partition).await?;
-    membership::check_no_leftover_buckets(&found, &spec, &account)?;
+    let set = SetContext::connect(options, &spec.name, &spec.regions[0]).await?;
+    let found = membership::discover_in_partition(&set, spec.partition).await?;
+    membership::check_no_leftover_buckets(&found, &spec, &set.account)?;
     membership::check_no_dropped_members(&found, &spec)?;
-    let members = membership::complete_members(&aws, &spec.name, &account, &found).await?;
+    let members = membership::complete_members(&set, &found).await?;
     let deployed = found.settings();
     let settings = function.requested.resolve(deployed.as_ref());
     settings.check()?;
@@ -88,9 +86,9 @@ pub async fn prepare(
     // stacks keep theirs (UsePreviousValue), so `plan` needs no right to
     // the functions' secrets and can run where anyone may read its output.
     let marker_key = match key {
-        KeyUse::Read => Some(
-            marker_key::for_deploy(&aws, &spec.name, &membership::deployed_regions(&found)).await?,
-        ),
+        KeyUse::Read => {
+            Some(marker_key::for_deploy(&set, &membership::deployed_regions(&found)).await?)
+        }
         KeyUse::KeepDeployed => None,
         KeyUse::Rotate(keys) => Some(keys),
     };
@@ -103,8 +101,7 @@ pub async fn prepare(
     .await?;
     let plan = DeployPlan::new(spec, package.key.clone(), &settings, marker_key.as_ref());
     Ok(Prepared {
-        aws,
-        account,
+        set,
         found,
         members,
         deployed,
@@ -164,8 +161,7 @@ pub async fn preview(
     reporter: &dyn Reporter,
 ) -> Result<PlanResult> {
     let Prepared {
-        aws,
-        account,
+        set,
         found,
         plan,
         package,
@@ -173,9 +169,10 @@ pub async fn preview(
     } = prepared;
     let mut upload_to = Vec::new();
     for region in &plan.spec.regions {
-        let bucket = plan.spec.name.artifact_bucket(region, account);
+        let bucket = set.artifact_bucket(region);
         let present = found.artifact_buckets.contains(region)
-            && aws
+            && set
+                .aws
                 .objects(region, &bucket)
                 .holds(&package.key)
                 .await
@@ -187,7 +184,7 @@ pub async fn preview(
     let stacks: Vec<StackRow> = stream::iter(plan.stacks())
         .map(|stack_plan| async move {
             reporter.started(&stack_plan.region, &stack_plan.stack_name, "planning");
-            let preview = change_set::preview_stack(aws, stack_plan).await;
+            let preview = change_set::preview_stack(&set.aws, stack_plan).await;
             let row = row(stack_plan, preview);
             reporter.finished(
                 &stack_plan.region,
@@ -209,7 +206,7 @@ pub async fn preview(
             .any(|s| s.action != Some(PreviewAction::NoChange));
     Ok(PlanResult {
         name: plan.spec.name.to_string(),
-        account: account.clone(),
+        account: set.account.clone(),
         regions: plan.spec.regions.clone(),
         package: PackagePlan {
             package: package.clone(),

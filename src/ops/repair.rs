@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use futures::future::join_all;
-use toastrep_replication::repair::RunReport;
+pub use toastrep_replication::repair::RunReport;
 
 use crate::aws::Aws;
 use crate::model::names::SetName;
+use crate::ops::context::SetContext;
 use crate::ops::sync::{
     CloudRun, MapItems, NotReplicable, RegionRun, SyncCopy, SyncDelete, SyncFailure, SyncReport,
     UnreachableRegion,
@@ -30,22 +31,12 @@ fn state_machine_arn(name: &SetName, region: &str, account: &str) -> String {
 }
 
 /// The last run's report of `region`, if it ever ran.
-pub async fn last_run(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-) -> Result<Option<RunReport>> {
-    read_report(aws, name, account, region, "repair/last.json").await
+pub async fn last_run(set: &SetContext, region: &str) -> Result<Option<RunReport>> {
+    read_report(set, region, "repair/last.json").await
 }
 
-async fn read_report(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    region: &str,
-    key: &str,
-) -> Result<Option<RunReport>> {
+async fn read_report(set: &SetContext, region: &str, key: &str) -> Result<Option<RunReport>> {
+    let SetContext { aws, name, account } = set;
     let bucket = name.artifact_bucket(region, account);
     let Some(bytes) = aws.objects(region, &bucket).get(key).await? else {
         return Ok(None);
@@ -56,13 +47,8 @@ async fn read_report(
 }
 
 /// Starts a repair run in every region of `regions`, under one run id.
-pub async fn start(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
-    regions: &[String],
-    deep: bool,
-) -> Result<CloudRun> {
+pub async fn start(set: &SetContext, regions: &[String], deep: bool) -> Result<CloudRun> {
+    let SetContext { aws, name, account } = set;
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -100,12 +86,8 @@ pub async fn start(
 }
 
 /// Follows `run` until every region's execution ended, showing progress.
-async fn follow(
-    aws: &Aws,
-    name: &SetName,
-    run: &mut CloudRun,
-    reporter: &dyn Reporter,
-) -> Result<()> {
+async fn follow(set: &SetContext, run: &mut CloudRun, reporter: &dyn Reporter) -> Result<()> {
+    let SetContext { aws, name, .. } = set;
     reporter.started(
         name.as_str(),
         "sync --in-cloud",
@@ -166,19 +148,18 @@ async fn look(
 /// The runs' reports as one sync report, in the local sync's shape: copies
 /// and failures of every region, each region repaired by its own run.
 pub async fn report(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
+    set: &SetContext,
     regions: &[String],
     carry_deletes: bool,
     run: &mut CloudRun,
     seconds: f64,
 ) -> Result<SyncReport> {
+    let SetContext { name, .. } = set;
     let key = format!("repair/runs/{}/report.json", run.run);
     let reports = join_all(
         run.executions
             .iter()
-            .map(|e| read_report(aws, name, account, &e.region, &key)),
+            .map(|e| read_report(set, &e.region, &key)),
     )
     .await;
     let mut sync = SyncReport {
@@ -298,21 +279,17 @@ pub async fn report(
 
 /// Runs the repair now in every region, follows it and reports it.
 pub async fn sync_in_cloud(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
+    set: &SetContext,
     regions: &[String],
     carry_deletes: bool,
     deep: bool,
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
     let started = Instant::now();
-    let mut run = start(aws, name, account, regions, deep).await?;
-    follow(aws, name, &mut run, reporter).await?;
+    let mut run = start(set, regions, deep).await?;
+    follow(set, &mut run, reporter).await?;
     report(
-        aws,
-        name,
-        account,
+        set,
         regions,
         carry_deletes,
         &mut run,

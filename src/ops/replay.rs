@@ -26,12 +26,13 @@ use toastrep_replication::{
     parse_sns_event,
 };
 
+use crate::aws::AwsOptions;
 use crate::aws::functions::Function;
 use crate::aws::queues::{Queue, Received, Take};
-use crate::aws::{Aws, AwsOptions};
 use crate::bail_input;
 use crate::model::names::SetName;
 use crate::model::regions;
+use crate::ops::context::SetContext;
 use crate::ops::discover::{self, Located};
 use crate::ops::sync::set_replicator;
 use crate::progress::Reporter;
@@ -103,11 +104,8 @@ pub async fn replay(
         .and_then(|region| regions::partition_of(region))
         .map(|partition| regions::regions_in(partition).map(str::to_owned).collect())
         .unwrap_or_default();
-    let Located {
-        aws,
-        account,
-        found,
-    } = discover::locate(options, name, &search).await?;
+    let Located { set, found } = discover::locate(options, name, &search).await?;
+    let aws = &set.aws;
     let regions = discover::require_deployed(&found, name)?;
     if let Some(region) = only.first()
         && !regions.contains(region)
@@ -120,14 +118,12 @@ pub async fn replay(
         .iter()
         .filter(|region| only.is_empty() || only.contains(region))
         .collect();
-    let marker_key = crate::ops::marker_key::for_set(&aws, name, &regions).await?;
+    let marker_key = crate::ops::marker_key::for_set(&set, &regions).await?;
     // The function's own engine, on the set's buckets in its regions only:
     // a message naming any other bucket is refused, whoever put it in the
     // queue (and so is one that did not come from the set's topics).
     let replicator = set_replicator(
-        &aws,
-        name,
-        &account,
+        &set,
         &regions,
         &marker_key,
         // The deployed part size and concurrency, as the functions copy.
@@ -140,7 +136,7 @@ pub async fn replay(
     let results = join_all(queues.into_iter().map(|region| async {
         reporter.started(region, &name.dead_letter_queue(), "replaying");
         let deletes_to = carry_deletes.then(|| aws.function(region, &name.function()));
-        let result = replay_region(&aws, name, &replicator, region, dry_run, deletes_to).await;
+        let result = replay_region(&set, &replicator, region, dry_run, deletes_to).await;
         let result = result.unwrap_or_else(|error| RegionReplay {
             region: region.clone(),
             queue: name.dead_letter_queue(),
@@ -186,13 +182,13 @@ enum Outcome {
 type DeletesTo = Option<Function>;
 
 async fn replay_region(
-    aws: &Aws,
-    name: &SetName,
+    set: &SetContext,
     replicator: &Replicator<SdkStore>,
     region: &str,
     dry_run: bool,
     deletes_to: DeletesTo,
 ) -> Result<RegionReplay> {
+    let SetContext { aws, name, .. } = set;
     let queue = name.dead_letter_queue();
     let dead_letters = aws.queue(region, &queue).await?;
     let destination = replicator.set().bucket(region);

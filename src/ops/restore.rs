@@ -14,8 +14,8 @@ use toastrep_replication::{Bucket, KeyRestore};
 
 use crate::aws::objects::Versioning;
 use crate::bail_input;
-use crate::model::names::SetName;
-use crate::ops::discover::{self, Located};
+use crate::ops::context::SetContext;
+use crate::ops::discover::Located;
 use crate::ops::sync::set_engine;
 use crate::progress::Reporter;
 
@@ -70,17 +70,13 @@ pub struct RestoreRequest {
 
 pub async fn restore(
     located: &Located,
-    name: &SetName,
     request: &RestoreRequest,
     reporter: &dyn Reporter,
 ) -> Result<RestoreResult> {
-    let Located {
-        aws,
-        account,
-        found,
-    } = located;
+    let Located { set, found } = located;
+    let SetContext { aws, name, account } = set;
     let (aws, account, at) = (aws, account.as_str(), request.at);
-    let regions = discover::require_members(found, name, "restore")?;
+    let regions = located.members("restore")?;
     let buckets: Vec<Bucket> = regions
         .iter()
         .map(|r| Bucket::new(r, name.data_bucket(r, account)))
@@ -122,7 +118,7 @@ pub async fn restore(
     }
 
     let settings = found.settings().unwrap_or_default();
-    let (_, replicator) = set_engine(aws, name, account, &regions, &settings).await?;
+    let (_, replicator) = set_engine(set, &regions, &settings).await?;
     let started = Instant::now();
     let what = if request.dry_run {
         "planning"

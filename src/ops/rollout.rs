@@ -19,6 +19,7 @@ use crate::aws::change_set;
 use crate::aws::stack::{ResourceFailure, StackAction};
 use crate::model::function::SettingChange;
 use crate::model::topology::{CODE_VERSION_PARAMETER, DeployPlan, MARKER_KEY_PARAMETER, StackPlan};
+use crate::ops::context::SetContext;
 use crate::ops::discover;
 use crate::ops::membership::{self, set_joining_marker};
 use crate::ops::preview::Prepared;
@@ -85,8 +86,7 @@ pub async fn roll_out_prepared(
     reporter: &dyn Reporter,
 ) -> Result<DeployResult> {
     roll_out(
-        &prepared.aws,
-        &prepared.account,
+        &prepared.set,
         &prepared.plan,
         &prepared.package,
         &prepared.members,
@@ -99,20 +99,19 @@ pub async fn roll_out_prepared(
 /// Deploys a plan: the package, every stack, and for regions new to a set
 /// whose `members` were already deployed, the backfill and a verify.
 pub async fn roll_out(
-    aws: &Aws,
-    account: &str,
+    set: &SetContext,
     plan: &DeployPlan,
     package: &Package,
     members: &BTreeSet<String>,
     concurrency: usize,
     reporter: &dyn Reporter,
 ) -> Result<DeployResult> {
-    let name = &plan.spec.name;
+    let SetContext { aws, name, account } = set;
     // A brand-new set has nothing to backfill.
     let added = membership::added(members, &plan.spec.regions);
-    let (uploaded_to, versions) = upload_package(aws, plan, account, package, reporter).await?;
+    let (uploaded_to, versions) = upload_package(set, plan, package, reporter).await?;
     for region in &added {
-        set_joining_marker(aws, name, account, region, true).await?;
+        set_joining_marker(set, region, true).await?;
     }
 
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -197,17 +196,16 @@ pub async fn roll_out(
                 "backfilling the set's objects into {}",
                 added.join(", ")
             ));
-            let backfill = backfill(aws, plan, account, &added, reporter)
+            let backfill = backfill(set, plan, &added, reporter)
                 .await
                 .context("backfilling the added regions")?;
             backfill_report = Some(backfill);
             reporter.note("verifying the set");
             let located = discover::Located {
-                aws: aws.clone(),
-                account: account.to_owned(),
-                found: discover::discover(aws, name, account, &plan.spec.regions).await?,
+                set: set.clone(),
+                found: discover::discover(set, &plan.spec.regions).await?,
             };
-            let verify = verify::verify(&located, name, &VerifyOptions::default(), reporter)
+            let verify = verify::verify(&located, &VerifyOptions::default(), reporter)
                 .await
                 .context("verifying the set")?;
             let verified = verify.ok;
@@ -216,7 +214,7 @@ pub async fn roll_out(
                 anyhow::bail!("verify did not converge (see its report)");
             }
             for region in &added {
-                set_joining_marker(aws, name, account, region, false).await?;
+                set_joining_marker(set, region, false).await?;
             }
             Ok(())
         }
@@ -261,13 +259,12 @@ const BACKFILL_CONCURRENCY: usize = 32;
 /// replicator's rule for which write wins; a key deleted where the set
 /// carries deletes is not copied.
 async fn backfill(
-    aws: &Aws,
+    set: &SetContext,
     plan: &DeployPlan,
-    account: &str,
     into: &[String],
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
-    let (name, regions) = (&plan.spec.name, &plan.spec.regions);
+    let regions = &plan.spec.regions;
     let options = SyncOptions {
         prefix: None,
         dry_run: false,
@@ -279,20 +276,10 @@ async fn backfill(
     };
     // The same key as the set's functions: the added regions' copies must
     // carry markers they can verify.
-    let marker_key = crate::ops::marker_key::for_set(aws, name, regions).await?;
+    let marker_key = crate::ops::marker_key::for_set(set, regions).await?;
     // The set's own part size and concurrency, as its functions copy.
     let settings = plan.settings.copy_settings();
-    let report = sync::sync_set(
-        aws,
-        name,
-        account,
-        regions,
-        &marker_key,
-        &settings,
-        &options,
-        reporter,
-    )
-    .await?;
+    let report = sync::sync_set(set, regions, &marker_key, &settings, &options, reporter).await?;
     if !report.ok {
         anyhow::bail!(
             "the backfill did not copy everything: {} failures, unreachable regions {:?}",
@@ -304,19 +291,18 @@ async fn backfill(
 }
 
 async fn upload_package(
-    aws: &Aws,
+    set: &SetContext,
     plan: &DeployPlan,
-    account: &str,
     package: &Package,
     reporter: &dyn Reporter,
 ) -> Result<(Vec<String>, BTreeMap<String, String>)> {
     let results = join_all(plan.spec.regions.iter().map(|region| async move {
-        let bucket = plan.spec.name.artifact_bucket(region, account);
+        let bucket = set.artifact_bucket(region);
         reporter.started(region, &bucket, "uploading the function package");
         let change = artifacts::ensure_package(
-            &aws.objects(region, &bucket),
+            &set.aws.objects(region, &bucket),
             plan.spec.partition,
-            &artifacts::state_writer(&plan.spec.name, region, account, plan.spec.partition),
+            &artifacts::state_writer(&set.name, region, &set.account, plan.spec.partition),
             package,
         )
         .await;

@@ -12,10 +12,11 @@ use anyhow::Result;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::aws::{Aws, AwsOptions};
+use crate::aws::AwsOptions;
 use crate::error::InputError;
 use crate::model::function::FunctionSettings;
 use crate::model::rotation::{self, Step};
+use crate::ops::context::SetContext;
 use crate::ops::marker_key::{self, MarkerKeys};
 use crate::ops::membership;
 use crate::ops::preview::{self, KeyUse};
@@ -61,8 +62,8 @@ pub async fn rotate(
 ) -> Result<RotationResult> {
     let spec = &settings.spec;
     let name = &spec.name;
-    let aws = Aws::load(options, &spec.regions[0]).await;
-    let rings = marker_key::per_region(&aws, name, &spec.regions).await?;
+    let set = SetContext::connect(options, name, &spec.regions[0]).await?;
+    let rings = marker_key::per_region(&set, &spec.regions).await?;
     let missing: Vec<&String> = spec
         .regions
         .iter()
@@ -119,7 +120,7 @@ pub async fn rotate(
                 if ring.rotation() == toastrep_replication::Rotation::Sealing {
                     // Every copy the old key sealed is sealed again before
                     // the old key stops being accepted.
-                    let report = reseal(&aws, settings, &ring, reporter).await?;
+                    let report = reseal(&set, settings, &ring, reporter).await?;
                     let ok = report.ok;
                     result.resealed = Some(report);
                     if !ok {
@@ -147,7 +148,7 @@ pub async fn rotate(
         let waits = next.rotation() != toastrep_replication::Rotation::Steady;
         let drained = if ok && waits {
             // The longest an invocation of the earlier ring may still run.
-            let timeout = deployed(&aws, settings).await?.1.timeout;
+            let timeout = deployed(&set, settings).await?.timeout;
             let wait = drain.unwrap_or(Duration::from_secs(u64::from(timeout)));
             reporter.note(&format!(
                 "waiting {} s for invocations of the earlier ring to end",
@@ -203,25 +204,22 @@ async fn deploy_ring(
     rollout::roll_out_prepared(&prepared, settings.concurrency, reporter).await
 }
 
-/// The set's account and its settings as deployed.
-async fn deployed(aws: &Aws, settings: &DeploySettings) -> Result<(String, FunctionSettings)> {
-    let spec = &settings.spec;
-    let account = aws.account_id().await?;
-    let found =
-        membership::discover_in_partition(aws, &spec.name, &account, spec.partition).await?;
-    Ok((account, found.settings().unwrap_or_default()))
+/// The set's settings as deployed.
+async fn deployed(set: &SetContext, settings: &DeploySettings) -> Result<FunctionSettings> {
+    let found = membership::discover_in_partition(set, settings.spec.partition).await?;
+    Ok(found.settings().unwrap_or_default())
 }
 
 /// The deep sync of step 3: every region examined, every copy of the
 /// winner a retiring key sealed copied again under the current key.
 async fn reseal(
-    aws: &Aws,
+    set: &SetContext,
     settings: &DeploySettings,
     ring: &MarkerKeys,
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
     let spec = &settings.spec;
-    let (account, deployed) = deployed(aws, settings).await?;
+    let deployed = deployed(set, settings).await?;
     let options = SyncOptions {
         prefix: None,
         dry_run: false,
@@ -231,9 +229,7 @@ async fn reseal(
         carry_deletes: deployed.replicate_deletes,
     };
     sync_set(
-        aws,
-        &spec.name,
-        &account,
+        set,
         &spec.regions,
         ring,
         &deployed.copy_settings(),

@@ -29,10 +29,9 @@ use toastrep_replication::{
     Bucket, CopySettings, MarkerKeys, Replicator, SdkStore, SetBuckets as SetNaming, Unreplicable,
 };
 
-use crate::aws::Aws;
 use crate::model::function::FunctionSettings;
-use crate::model::names::SetName;
 use crate::ops::breaker::OpenBreakers;
+use crate::ops::context::SetContext;
 use crate::progress::Reporter;
 
 /// How often the progress line is refreshed.
@@ -194,15 +193,14 @@ pub struct SyncReport {
 /// [`SyncReport::unreachable`]; the others are still repaired.
 #[allow(clippy::too_many_arguments)]
 pub async fn sync_set(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
+    set: &SetContext,
     regions: &[String],
     marker_key: &MarkerKeys,
     settings: &CopySettings,
     options: &SyncOptions,
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
+    let SetContext { aws, name, account } = set;
     let started = Instant::now();
     if regions.is_empty() || regions.len() > MAX_REGIONS {
         bail!(
@@ -231,7 +229,7 @@ pub async fn sync_set(
         name: name.clone(),
         account: account.to_owned(),
     };
-    let replicator = set_replicator(aws, name, account, regions, marker_key, settings)
+    let replicator = set_replicator(set, regions, marker_key, settings)
         .carrying_deletes(options.carry_deletes)
         .gating_deletes(std::sync::Arc::new(breakers));
     let buckets: Vec<Bucket> = regions.iter().map(|r| replicator.set().bucket(r)).collect();
@@ -401,13 +399,12 @@ impl<'a> Tally<'a> {
 /// credentials, for set `name`'s buckets in `account` and `regions` only.
 /// Each region's client is made from the first region's on first use.
 pub fn set_replicator(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
+    set: &SetContext,
     regions: &[String],
     marker_key: &MarkerKeys,
     settings: &CopySettings,
 ) -> Replicator<SdkStore> {
+    let SetContext { aws, name, account } = set;
     let clients = aws.replication_clients(&regions[0]);
     // Only the set's buckets in its member regions: a notice or a listing
     // that names any other bucket is refused.
@@ -424,22 +421,13 @@ pub fn set_replicator(
 /// engine over them, with the set's marker key and deployed `settings`, as
 /// the functions run it.
 pub async fn set_engine(
-    aws: &Aws,
-    name: &SetName,
-    account: &str,
+    set: &SetContext,
     regions: &[String],
     settings: &FunctionSettings,
 ) -> Result<(Vec<Bucket>, Replicator<SdkStore>)> {
-    let marker_key = crate::ops::marker_key::for_set(aws, name, regions).await?;
-    let replicator = set_replicator(
-        aws,
-        name,
-        account,
-        regions,
-        &marker_key,
-        &settings.copy_settings(),
-    )
-    .carrying_deletes(settings.replicate_deletes);
+    let marker_key = crate::ops::marker_key::for_set(set, regions).await?;
+    let replicator = set_replicator(set, regions, &marker_key, &settings.copy_settings())
+        .carrying_deletes(settings.replicate_deletes);
     let buckets = regions.iter().map(|r| replicator.set().bucket(r)).collect();
     Ok((buckets, replicator))
 }

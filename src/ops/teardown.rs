@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::aws::Aws;
 use crate::aws::stack::{self, StackAction, StackError};
 use crate::bail_input;
-use crate::model::names::SetName;
 use crate::model::templates::Template;
 use crate::model::topology::{self, StackAt};
+use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
 use crate::progress::Reporter;
 
@@ -70,18 +70,14 @@ pub struct TeardownOptions {
 /// Deletes everything of set `name` that `located` found.
 pub async fn teardown(
     located: &Located,
-    name: &SetName,
     options: TeardownOptions,
     reporter: &dyn Reporter,
 ) -> Result<TeardownResult> {
-    let Located {
-        aws,
-        account,
-        found,
-    } = located;
+    let Located { set, found } = located;
+    let SetContext { aws, name, account } = set;
     let regions: Vec<String> = found.regions().into_iter().collect();
     if !options.discard_dead_letters {
-        refuse_unread_queues(aws, name, found.bases.keys()).await?;
+        refuse_unread_queues(set, found.bases.keys()).await?;
     }
 
     let pairs = topology::pairs(name, &regions);
@@ -91,8 +87,7 @@ pub async fn teardown(
     let subscriptions = pairs.iter().map(|pair| pair.subscription.clone());
     stacks.extend(
         delete_all(
-            aws,
-            name,
+            set,
             Template::Subscription,
             subscriptions.collect(),
             reporter,
@@ -100,12 +95,12 @@ pub async fn teardown(
         .await,
     );
     let grants = pairs.iter().map(|pair| pair.grant.clone());
-    stacks.extend(delete_all(aws, name, Template::Grant, grants.collect(), reporter).await);
+    stacks.extend(delete_all(set, Template::Grant, grants.collect(), reporter).await);
     let bases = found.bases.keys().map(|region| StackAt {
         name: name.base_stack(),
         region: region.clone(),
     });
-    stacks.extend(delete_all(aws, name, Template::Base, bases.collect(), reporter).await);
+    stacks.extend(delete_all(set, Template::Base, bases.collect(), reporter).await);
     // Only stacks that existed are worth a line.
     stacks.retain(|row| row.action != Some(StackAction::Absent));
     let stacks_ok = stacks.iter().all(|row| row.error.is_none());
@@ -151,10 +146,10 @@ struct Unread {
 /// deleting a base stack deletes its queues, and with them the only record
 /// of what was not replicated. `--discard-dead-letters` accepts that.
 pub async fn refuse_unread_queues(
-    aws: &Aws,
-    name: &SetName,
+    set: &SetContext,
     regions: impl IntoIterator<Item = &String>,
 ) -> Result<()> {
+    let SetContext { aws, name, .. } = set;
     let checks = regions.into_iter().flat_map(|region| {
         [
             (
@@ -205,12 +200,12 @@ pub async fn refuse_unread_queues(
 /// parallel. A stack of that name that is not the set's is left alone and
 /// reported, and does not stop the rest.
 pub async fn delete_all(
-    aws: &Aws,
-    name: &SetName,
+    set: &SetContext,
     kind: Template,
     stacks: Vec<StackAt>,
     reporter: &dyn Reporter,
 ) -> Vec<StackRow> {
+    let SetContext { aws, name, .. } = set;
     join_all(stacks.into_iter().map(|stack| async move {
         let StackAt {
             name: stack_name,

@@ -29,8 +29,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::aws::Aws;
-use crate::model::names::SetName;
-use crate::ops::discover::{self, Located};
+use crate::ops::context::SetContext;
+use crate::ops::discover::Located;
 use crate::progress::Reporter;
 
 /// Where probes live; outside any prefix a user is likely to have.
@@ -143,16 +143,12 @@ impl Default for VerifyOptions {
 /// Probes every pair of set `name`'s member regions.
 pub async fn verify(
     located: &Located,
-    name: &SetName,
     options: &VerifyOptions,
     reporter: &dyn Reporter,
 ) -> Result<VerifyResult> {
-    let Located {
-        aws,
-        account,
-        found,
-    } = located;
-    let regions = discover::require_members(found, name, "verify")?;
+    let Located { set, .. } = located;
+    let SetContext { aws, name, account } = set;
+    let regions = located.members("verify")?;
     let buckets: HashMap<String, String> = regions
         .iter()
         .map(|r| (r.clone(), name.data_bucket(r, account)))
