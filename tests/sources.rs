@@ -17,10 +17,7 @@ const NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
     ("replication/src/engine/sync.rs", "repair_key", 196),
     ("src/settings/mod.rs", "resolve", 174),
     ("src/model/topology.rs", "new", 159),
-    ("src/ops/rollout.rs", "roll_out", 155),
-    ("src/ops/sync.rs", "sync_set", 148),
     ("replication/src/engine/scan.rs", "scan", 144),
-    ("src/ops/deletes.rs", "deletes", 139),
     ("src/ops/repair.rs", "report", 131),
     ("src/ops/restore.rs", "restore", 131),
     (

@@ -9,9 +9,7 @@ use std::pin::Pin;
 use toastrep_replication::breaker_keys;
 use toastrep_replication::{DeleteGate, Gate, S3Notice, parse_s3_message};
 
-use crate::aws::Aws;
 use crate::aws::queues::{Queue, Take};
-use crate::model::names::SetName;
 use crate::ops::context::SetContext;
 
 /// The set's breakers as `sync` and the CLI's repairs see them: a delete a
@@ -20,24 +18,21 @@ use crate::ops::context::SetContext;
 /// made. (The function counts and holds the deletes its notices carry; the
 /// CLI carries none from a notice.)
 #[derive(Clone)]
-pub struct OpenBreakers {
-    pub aws: Aws,
-    pub name: SetName,
-    pub account: String,
-}
+pub struct OpenBreakers(pub SetContext);
 
 impl std::fmt::Debug for OpenBreakers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenBreakers")
-            .field("name", &self.name)
+            .field("name", &self.0.name)
             .finish_non_exhaustive()
     }
 }
 
 impl OpenBreakers {
     async fn is_open(&self, region: &str, source: &str) -> Result<bool> {
-        let bucket = self.name.artifact_bucket(region, &self.account);
+        let bucket = self.0.artifact_bucket(region);
         Ok(self
+            .0
             .aws
             .objects(region, bucket)
             .holds(&breaker_keys::open_key(source))

@@ -11,8 +11,11 @@
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::Serialize;
-use toastrep_replication::{Bucket, KeyRestore, ObjectStore, Undo};
+use toastrep_replication::{
+    Bucket, KeyRestore, MarkerKeys, ObjectStore, Replicator, SdkStore, Undo,
+};
 
+use crate::aws::queues::Queue;
 use crate::ops::breaker::{self, HeldDelete, OpenBreaker};
 use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
@@ -129,59 +132,30 @@ pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<Del
             }
             any |= !held.is_empty();
             let mut keys = Vec::new();
-            for HeldDelete {
-                notice,
-                receipt,
-                body,
-                seal,
-            } in held
-            {
-                let outcome = if let Some((buckets, replicator, key)) = &engine {
-                    // Only what the set's function wrote is acted on: a
-                    // message anyone else put in the queue stays there.
-                    let sealed = seal.as_deref().is_some_and(|seal| {
-                        // Sealed by the current key, or by the one a
-                        // rotation still accepts.
-                        key.live()
-                            .any(|key| breaker_keys::is_sealed(key, region, &body, seal))
-                    });
-                    if !sealed {
-                        result.refused.push(format!(
-                            "{} held in {region}: not written by the set's function (no valid seal), left in the queue",
-                            notice.key
-                        ));
-                        keys.push(HeldKey {
-                            key: notice.key,
-                            source: notice.region,
-                            marker: notice.version_id.unwrap_or_default(),
-                            outcome: Some("refused: not written by the set's function".into()),
-                        });
-                        continue;
-                    }
-                    let done = match action {
-                        Action::Release => replicator
-                            .replicate(&notice, &buckets[index])
-                            .await
-                            .map(|o| o.decision.to_string())
-                            .map_err(|e| e.to_string()),
-                        Action::Discard => undo(replicator, buckets, &notice).await,
-                        Action::Look => unreachable!("a look acts on nothing"),
-                    };
-                    match done {
-                        Ok(outcome) => {
-                            queue.delete(&receipt).await?;
-                            Some(outcome)
-                        }
-                        Err(error) => {
-                            result
-                                .failures
-                                .push(format!("{} held in {region}: {error}", notice.key));
-                            Some(format!("failed: {error}"))
+            for held in held {
+                let outcome = match &engine {
+                    Some(engine) => {
+                        let acted = act_on(engine, action, index, region, &held, &queue).await?;
+                        match acted {
+                            Acted::Done(outcome) => Some(outcome),
+                            Acted::Failed(error) => {
+                                result
+                                    .failures
+                                    .push(format!("{} held in {region}: {error}", held.notice.key));
+                                Some(format!("failed: {error}"))
+                            }
+                            Acted::Refused => {
+                                result.refused.push(format!(
+                                    "{} held in {region}: not written by the set's function (no valid seal), left in the queue",
+                                    held.notice.key
+                                ));
+                                Some("refused: not written by the set's function".into())
+                            }
                         }
                     }
-                } else {
-                    None
+                    None => None,
                 };
+                let notice = held.notice;
                 keys.push(HeldKey {
                     key: notice.key,
                     source: notice.region,
@@ -189,21 +163,7 @@ pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<Del
                     outcome,
                 });
             }
-            match by_region.get_mut(index) {
-                Some(seen) => {
-                    seen.held.extend(keys);
-                    for open in open_for {
-                        if !seen.open_for.iter().any(|s| s.source == open.source) {
-                            seen.open_for.push(open);
-                        }
-                    }
-                }
-                None => by_region.push(RegionDeletes {
-                    region: region.clone(),
-                    open_for,
-                    held: keys,
-                }),
-            }
+            merge_region(&mut by_region, index, region, open_for, keys);
         }
         if !any && pass > 0 {
             break;
@@ -219,6 +179,82 @@ pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<Del
     result.regions = by_region;
     result.ok = result.failures.is_empty() && result.refused.is_empty();
     Ok(result)
+}
+
+/// What acting on a held delete needs: the set's buckets, its engine, and
+/// the marker keys that seal what the set's function holds.
+type Engine = (Vec<Bucket>, Replicator<SdkStore>, MarkerKeys);
+
+/// What became of one held delete acted on.
+enum Acted {
+    /// Released or discarded, and taken off the queue: how.
+    Done(String),
+    /// Left in the queue: why.
+    Failed(String),
+    /// Not sealed by the set's function: left in the queue, never acted on.
+    Refused,
+}
+
+/// Releases or discards one held delete, then takes it off the queue. Only
+/// what the set's function wrote is acted on: a message anyone else put in
+/// the queue stays there.
+async fn act_on(
+    (buckets, replicator, key): &Engine,
+    action: Action,
+    index: usize,
+    region: &str,
+    held: &HeldDelete,
+    queue: &Queue,
+) -> Result<Acted> {
+    let sealed = held.seal.as_deref().is_some_and(|seal| {
+        // Sealed by the current key, or by the one a rotation still accepts.
+        key.live()
+            .any(|key| breaker_keys::is_sealed(key, region, &held.body, seal))
+    });
+    if !sealed {
+        return Ok(Acted::Refused);
+    }
+    let done = match action {
+        Action::Release => replicator
+            .replicate(&held.notice, &buckets[index])
+            .await
+            .map(|o| o.decision.to_string())
+            .map_err(|e| e.to_string()),
+        Action::Discard => undo(replicator, buckets, &held.notice).await,
+        Action::Look => unreachable!("a look acts on nothing"),
+    };
+    Ok(match done {
+        Ok(outcome) => {
+            queue.delete(&held.receipt).await?;
+            Acted::Done(outcome)
+        }
+        Err(error) => Acted::Failed(error),
+    })
+}
+
+/// Adds one pass's look at a region to what earlier passes saw there.
+fn merge_region(
+    by_region: &mut Vec<RegionDeletes>,
+    index: usize,
+    region: &str,
+    open_for: Vec<breaker::OpenBreaker>,
+    keys: Vec<HeldKey>,
+) {
+    match by_region.get_mut(index) {
+        Some(seen) => {
+            seen.held.extend(keys);
+            for open in open_for {
+                if !seen.open_for.iter().any(|s| s.source == open.source) {
+                    seen.open_for.push(open);
+                }
+            }
+        }
+        None => by_region.push(RegionDeletes {
+            region: region.to_owned(),
+            open_for,
+            held: keys,
+        }),
+    }
 }
 
 /// Undoes a held delete where it was made: the write it removed is written

@@ -106,16 +106,65 @@ pub async fn roll_out(
     concurrency: usize,
     reporter: &dyn Reporter,
 ) -> Result<DeployResult> {
-    let SetContext { aws, name, account } = set;
     // A brand-new set has nothing to backfill.
     let added = membership::added(members, &plan.spec.regions);
     let (uploaded_to, versions) = upload_package(set, plan, package, reporter).await?;
     for region in &added {
         set_joining_marker(set, region, true).await?;
     }
-
     let permits = Arc::new(Semaphore::new(concurrency));
-    // Each region's function is pinned to the package version checked there.
+    let mut rows = apply_bases(set, plan, &versions, &permits, reporter).await;
+    let failed_bases: Vec<String> = rows
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.region.clone())
+        .collect();
+    keep_bucket_rules(set, plan, &failed_bases).await?;
+    rows.extend(apply_pairs(set, plan, &failed_bases, &permits, reporter).await);
+    let stacks_ok = rows.iter().all(|r| r.error.is_none() && !r.skipped);
+
+    // Only once every subscription is in place: from then on the replicator
+    // copies every new upload into the added regions, so the backfill's
+    // listing, taken afterwards, misses nothing.
+    let mut joined = Joined::default();
+    if stacks_ok && !added.is_empty() {
+        joined = join_added(set, plan, &added, reporter).await;
+    }
+    let ok = stacks_ok && joined.error.is_none();
+    let up_to_date = ok
+        && added.is_empty()
+        && uploaded_to.is_empty()
+        && rows
+            .iter()
+            .all(|r| r.action == Some(StackAction::Unchanged));
+    Ok(DeployResult {
+        name: set.name.to_string(),
+        account: set.account.clone(),
+        regions: plan.spec.regions.clone(),
+        package: PackageResult {
+            package: package.clone(),
+            uploaded_to,
+        },
+        stacks: rows,
+        added,
+        backfill: joined.backfill,
+        verify: joined.verify,
+        error: joined.error,
+        setting_changes: Vec::new(),
+        up_to_date,
+        ok,
+    })
+}
+
+/// Every base stack, each region's function pinned to the package version
+/// checked there.
+async fn apply_bases(
+    set: &SetContext,
+    plan: &DeployPlan,
+    versions: &BTreeMap<String, String>,
+    permits: &Semaphore,
+    reporter: &dyn Reporter,
+) -> Vec<StackRow> {
     let bases: Vec<StackPlan> = plan
         .bases
         .iter()
@@ -128,29 +177,31 @@ pub async fn roll_out(
             base
         })
         .collect();
-    let mut rows: Vec<StackRow> = join_all(
+    join_all(
         bases
             .iter()
-            .map(|base| apply(aws, base, &permits, reporter)),
+            .map(|base| apply(&set.aws, base, permits, reporter)),
     )
-    .await;
-    let failed_bases: Vec<String> = rows
-        .iter()
-        .filter(|r| r.error.is_some())
-        .map(|r| r.region.clone())
-        .collect();
-    // The buckets' lifecycle rules, as the template declares them (see
-    // `lifecycle`), and the artifact bucket's: on every region whose base
-    // stack is in place.
+    .await
+}
+
+/// The buckets' lifecycle rules, as the template declares them (see
+/// `lifecycle`), and the artifact bucket's: on every region whose base
+/// stack is in place.
+async fn keep_bucket_rules(
+    set: &SetContext,
+    plan: &DeployPlan,
+    failed_bases: &[String],
+) -> Result<()> {
     let days = plan.settings.keep_noncurrent_days;
     futures::future::try_join_all(
         plan.bases
             .iter()
             .filter(|base| !failed_bases.contains(&base.region))
             .map(|base| async move {
-                let data = aws.objects(&base.region, name.data_bucket(&base.region, account));
-                let artifacts =
-                    aws.objects(&base.region, name.artifact_bucket(&base.region, account));
+                let region = &base.region;
+                let data = set.aws.objects(region, set.data_bucket(region));
+                let artifacts = set.aws.objects(region, set.artifact_bucket(region));
                 data.keep_noncurrent_for(days).await?;
                 artifacts.keep_artifacts_by_rule().await?;
                 // The log key beside the package, for `hash-key`.
@@ -162,6 +213,17 @@ pub async fn roll_out(
             }),
     )
     .await?;
+    Ok(())
+}
+
+/// Every pair's stacks, skipping a pair whose base stack failed on either side.
+async fn apply_pairs(
+    set: &SetContext,
+    plan: &DeployPlan,
+    failed_bases: &[String],
+    permits: &Arc<Semaphore>,
+    reporter: &dyn Reporter,
+) -> Vec<StackRow> {
     let pair_rows = join_all(plan.pairs.iter().map(|pair| {
         let permits = permits.clone();
         let blocked =
@@ -172,84 +234,67 @@ pub async fn roll_out(
             }
             // The grant first: the function must accept the topic's
             // invocations before the subscription starts sending them.
-            let grant = apply(aws, &pair.grant, &permits, reporter).await;
+            let grant = apply(&set.aws, &pair.grant, &permits, reporter).await;
             let subscription = if grant.error.is_some() {
                 skipped(&pair.subscription)
             } else {
-                apply(aws, &pair.subscription, &permits, reporter).await
+                apply(&set.aws, &pair.subscription, &permits, reporter).await
             };
             vec![grant, subscription]
         }
     }))
     .await;
-    rows.extend(pair_rows.into_iter().flatten());
-    let stacks_ok = rows.iter().all(|r| r.error.is_none() && !r.skipped);
+    pair_rows.into_iter().flatten().collect()
+}
 
-    // Only once every subscription is in place: from then on the replicator
-    // copies every new upload into the added regions, so the backfill's
-    // listing, taken afterwards, misses nothing.
-    let (mut backfill_report, mut verify_report, mut error) = (None, None, None);
-    let mut added_ok = true;
-    if stacks_ok && !added.is_empty() {
-        let result = async {
-            reporter.note(&format!(
-                "backfilling the set's objects into {}",
-                added.join(", ")
-            ));
-            let backfill = backfill(set, plan, &added, reporter)
-                .await
-                .context("backfilling the added regions")?;
-            backfill_report = Some(backfill);
-            reporter.note("verifying the set");
-            let located = discover::Located {
-                set: set.clone(),
-                found: discover::discover(set, &plan.spec.regions).await?,
-            };
-            let verify = verify::verify(&located, &VerifyOptions::default(), reporter)
-                .await
-                .context("verifying the set")?;
-            let verified = verify.ok;
-            verify_report = Some(verify);
-            if !verified {
-                anyhow::bail!("verify did not converge (see its report)");
-            }
-            for region in &added {
-                set_joining_marker(set, region, false).await?;
-            }
-            Ok(())
+/// What joining the added regions did: the backfill and the verify that
+/// ran, and why it stopped if it did not finish.
+#[derive(Default)]
+struct Joined {
+    backfill: Option<SyncReport>,
+    verify: Option<VerifyResult>,
+    error: Option<String>,
+}
+
+/// Backfills the added regions, verifies the set, and only then takes the
+/// joining markers away: an add that stopped half-way says so in `status`.
+async fn join_added(
+    set: &SetContext,
+    plan: &DeployPlan,
+    added: &[String],
+    reporter: &dyn Reporter,
+) -> Joined {
+    let mut joined = Joined::default();
+    let result = async {
+        reporter.note(&format!(
+            "backfilling the set's objects into {}",
+            added.join(", ")
+        ));
+        let backfill = backfill(set, plan, added, reporter)
+            .await
+            .context("backfilling the added regions")?;
+        joined.backfill = Some(backfill);
+        reporter.note("verifying the set");
+        let located = discover::Located {
+            set: set.clone(),
+            found: discover::discover(set, &plan.spec.regions).await?,
+        };
+        let verify = verify::verify(&located, &VerifyOptions::default(), reporter)
+            .await
+            .context("verifying the set")?;
+        let verified = verify.ok;
+        joined.verify = Some(verify);
+        if !verified {
+            anyhow::bail!("verify did not converge (see its report)");
         }
-        .await;
-        if let Err(e) = result {
-            added_ok = false;
-            error = Some(format!("{e:#}"));
+        for region in added {
+            set_joining_marker(set, region, false).await?;
         }
+        Ok(())
     }
-
-    let ok = stacks_ok && added_ok;
-    let up_to_date = ok
-        && added.is_empty()
-        && uploaded_to.is_empty()
-        && rows
-            .iter()
-            .all(|r| r.action == Some(StackAction::Unchanged));
-    let result = DeployResult {
-        name: name.to_string(),
-        account: account.to_owned(),
-        regions: plan.spec.regions.clone(),
-        package: PackageResult {
-            package: package.clone(),
-            uploaded_to,
-        },
-        stacks: rows,
-        added,
-        backfill: backfill_report,
-        verify: verify_report,
-        error,
-        setting_changes: Vec::new(),
-        up_to_date,
-        ok,
-    };
-    Ok(result)
+    .await;
+    joined.error = result.err().map(|e| format!("{e:#}"));
+    joined
 }
 
 /// Keys examined and copied at once by the backfill.

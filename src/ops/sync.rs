@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use toastrep_replication::engine::{
-    KeyRange, KeyRepair, MAX_REGIONS, ScanLimit, ScanOptions, ScanStep,
+    KeyRange, KeyRepair, MAX_REGIONS, ScanEnd, ScanLimit, ScanOptions, ScanStep,
 };
 use toastrep_replication::protocol::Reason;
 use toastrep_replication::{
@@ -30,6 +30,7 @@ use toastrep_replication::{
 };
 
 use crate::model::function::FunctionSettings;
+use crate::model::names::SetName;
 use crate::ops::breaker::OpenBreakers;
 use crate::ops::context::SetContext;
 use crate::progress::Reporter;
@@ -187,11 +188,10 @@ pub struct SyncReport {
     pub in_cloud: Option<CloudRun>,
 }
 
-/// Makes every region of set `name` hold the winning version of every key
+/// Makes every region of the set hold the winning version of every key
 /// (under `options.prefix`), copying only where a region lacks it or holds
 /// a losing write. Regions whose bucket cannot be listed are reported in
 /// [`SyncReport::unreachable`]; the others are still repaired.
-#[allow(clippy::too_many_arguments)]
 pub async fn sync_set(
     set: &SetContext,
     regions: &[String],
@@ -200,39 +200,24 @@ pub async fn sync_set(
     options: &SyncOptions,
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
-    let SetContext { aws, name, account } = set;
     let started = Instant::now();
+    let name = &set.name;
     if regions.is_empty() || regions.len() > MAX_REGIONS {
         bail!(
             "sync needs between 1 and {MAX_REGIONS} regions, not {}",
             regions.len()
         );
     }
-    let mut repair = vec![true; regions.len()];
-    if let Some(only) = &options.only_into {
-        repair = vec![false; regions.len()];
-        for region in only {
-            let Some(index) = regions.iter().position(|r| r == region) else {
-                bail!("sync into {region}: it is not one of the set's regions ({regions:?})");
-            };
-            repair[index] = true;
-        }
-    }
+    let repair = regions_to_repair(regions, options.only_into.as_deref())?;
     // One store for every region (clients per region), owned by the set's
     // account: the same engine the function runs, with the deployed
     // copy settings.
     // A delete sync would carry into a region whose mass-delete breaker
     // holds the region that made it stays held, like the notices the
     // breaker keeps: only `toastrep deletes` decides.
-    let breakers = OpenBreakers {
-        aws: aws.clone(),
-        name: name.clone(),
-        account: account.to_owned(),
-    };
     let replicator = set_replicator(set, regions, marker_key, settings)
         .carrying_deletes(options.carry_deletes)
-        .gating_deletes(std::sync::Arc::new(breakers));
-    let buckets: Vec<Bucket> = regions.iter().map(|r| replicator.set().bucket(r)).collect();
+        .gating_deletes(std::sync::Arc::new(OpenBreakers(set.clone())));
     let dry_run = options.dry_run;
     let what = if dry_run { "planning" } else { "repairing" };
     reporter.started(
@@ -250,13 +235,54 @@ pub async fn sync_set(
         limit: ScanLimit::default(),
     };
     let mut tally = Tally::new(regions);
-    let mut shown = Instant::now();
-    let progress = |scanned: u64, copies: usize| {
-        let verb = if dry_run { "planned" } else { "done" };
-        format!("{scanned} keys scanned, {copies} copies {verb}")
+    let end = scan_showing_progress(&replicator, &scan, &mut tally, name, reporter).await;
+    let mut report = tally.report(name, regions, options, end);
+    reporter.finished(
+        name.as_str(),
+        "sync",
+        &progress(dry_run, report.keys_scanned, report.copies.len()),
+        report.ok,
+    );
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Which of `regions` a sync repairs: all, or only those `only_into` names.
+fn regions_to_repair(regions: &[String], only_into: Option<&[String]>) -> Result<Vec<bool>> {
+    let Some(only) = only_into else {
+        return Ok(vec![true; regions.len()]);
     };
-    let end = replicator
-        .scan(&buckets, &scan, |step| match step {
+    let mut repair = vec![false; regions.len()];
+    for region in only {
+        let Some(index) = regions.iter().position(|r| r == region) else {
+            bail!("sync into {region}: it is not one of the set's regions ({regions:?})");
+        };
+        repair[index] = true;
+    }
+    Ok(repair)
+}
+
+fn progress(dry_run: bool, scanned: u64, copies: usize) -> String {
+    let verb = if dry_run { "planned" } else { "done" };
+    format!("{scanned} keys scanned, {copies} copies {verb}")
+}
+
+/// Runs the scan into `tally`, showing its progress every so often.
+async fn scan_showing_progress(
+    replicator: &Replicator<SdkStore>,
+    scan: &ScanOptions,
+    tally: &mut Tally<'_>,
+    name: &SetName,
+    reporter: &dyn Reporter,
+) -> ScanEnd {
+    let buckets: Vec<Bucket> = tally
+        .regions
+        .iter()
+        .map(|r| replicator.set().bucket(r))
+        .collect();
+    let mut shown = Instant::now();
+    replicator
+        .scan(&buckets, scan, |step| match step {
             ScanStep::Repaired(key, result) => tally.add(key, result),
             ScanStep::Merged(_) => {}
             ScanStep::Scanned(scanned) => {
@@ -265,75 +291,85 @@ pub async fn sync_set(
                     reporter.counted(
                         name.as_str(),
                         "sync",
-                        &progress(scanned, tally.copies.len()),
+                        &progress(scan.dry_run, scanned, tally.copies.len()),
                     );
                 }
             }
         })
-        .await;
-    let unreachable: Vec<UnreachableRegion> = end
-        .unreachable
-        .iter()
-        .map(|(i, error)| UnreachableRegion {
-            region: regions[*i].clone(),
-            error: error.clone(),
-        })
-        .collect();
-    let Tally {
-        mut copies,
-        mut deletes,
-        mut held,
-        mut not_replicable,
-        mut failures,
-        differing_by_delete,
-        ..
-    } = tally;
-    not_replicable.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
-    let ok = failures.is_empty() && unreachable.is_empty();
-    reporter.finished(
-        name.as_str(),
-        "sync",
-        &progress(end.keys_scanned, copies.len()),
-        ok,
-    );
+        .await
+}
 
-    copies.sort_by(|a, b| (&a.key, &a.destination).cmp(&(&b.key, &b.destination)));
-    failures.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
-    deletes.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
-    held.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
-    let count = copies.len() as u64;
-    let deleted = deletes.len() as u64;
-    Ok(SyncReport {
-        name: name.to_string(),
-        regions: regions.to_vec(),
-        prefix: options.prefix.clone(),
-        only_into: options.only_into.clone(),
-        dry_run,
-        keys_scanned: end.keys_scanned,
-        keys_examined: end.keys_examined,
-        copies_made: if dry_run { 0 } else { count },
-        copies_planned: if dry_run { count } else { 0 },
-        copies_skipped: 0,
-        bytes_copied: if dry_run {
-            0
-        } else {
-            copies.iter().map(|c| c.bytes).sum()
-        },
-        copies,
-        carry_deletes: options.carry_deletes,
-        deletes_made: if dry_run { 0 } else { deleted },
-        deletes_planned: if dry_run { deleted } else { 0 },
-        deletes,
-        deletes_held: held.len() as u64,
-        held,
-        not_replicable,
-        keys_differing_by_delete: differing_by_delete,
-        failures,
-        unreachable,
-        seconds: started.elapsed().as_secs_f64(),
-        ok,
-        in_cloud: None,
-    })
+impl Tally<'_> {
+    /// The report of a scan that ended with `end`, sorted by key; its
+    /// `seconds` are the caller's to set.
+    fn report(
+        self,
+        name: &SetName,
+        regions: &[String],
+        options: &SyncOptions,
+        end: ScanEnd,
+    ) -> SyncReport {
+        let unreachable: Vec<UnreachableRegion> = end
+            .unreachable
+            .iter()
+            .map(|(i, error)| UnreachableRegion {
+                region: regions[*i].clone(),
+                error: error.clone(),
+            })
+            .collect();
+        let Tally {
+            mut copies,
+            mut deletes,
+            mut held,
+            mut not_replicable,
+            mut failures,
+            differing_by_delete,
+            ..
+        } = self;
+        not_replicable.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
+        copies.sort_by(|a, b| (&a.key, &a.destination).cmp(&(&b.key, &b.destination)));
+        failures.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
+        deletes.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
+        held.sort_by(|a, b| (&a.key, &a.region).cmp(&(&b.key, &b.region)));
+        let ok = failures.is_empty() && unreachable.is_empty();
+        let dry_run = options.dry_run;
+        let count = copies.len() as u64;
+        let deleted = deletes.len() as u64;
+        let split = |n: u64| if dry_run { (0, n) } else { (n, 0) };
+        let ((copies_made, copies_planned), (deletes_made, deletes_planned)) =
+            (split(count), split(deleted));
+        SyncReport {
+            name: name.to_string(),
+            regions: regions.to_vec(),
+            prefix: options.prefix.clone(),
+            only_into: options.only_into.clone(),
+            dry_run,
+            keys_scanned: end.keys_scanned,
+            keys_examined: end.keys_examined,
+            copies_made,
+            copies_planned,
+            copies_skipped: 0,
+            bytes_copied: if dry_run {
+                0
+            } else {
+                copies.iter().map(|c| c.bytes).sum()
+            },
+            copies,
+            carry_deletes: options.carry_deletes,
+            deletes_made,
+            deletes_planned,
+            deletes,
+            deletes_held: held.len() as u64,
+            held,
+            not_replicable,
+            keys_differing_by_delete: differing_by_delete,
+            failures,
+            unreachable,
+            seconds: 0.0,
+            ok,
+            in_cloud: None,
+        }
+    }
 }
 
 /// What the scan's repairs add up to, in the report's terms.
