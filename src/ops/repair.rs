@@ -207,62 +207,7 @@ pub async fn report(
         };
         execution.invocations = report.invocations;
         execution.longest_invocation_ms = report.longest_invocation_ms;
-        // Every region lists the union of the set's keys.
-        sync.keys_scanned = sync.keys_scanned.max(report.tally.keys_scanned);
-        sync.keys_examined += report.tally.keys_examined;
-        sync.copies_made += report.tally.copies_made;
-        sync.bytes_copied += report.tally.bytes_copied;
-        sync.deletes_made += report.tally.deletes_made;
-        sync.deletes_held += report.tally.deletes_held;
-        sync.keys_differing_by_delete += report.tally.keys_differing_by_delete;
-        sync.copies
-            .extend(report.tally.copies.into_iter().map(|c| SyncCopy {
-                key: c.key,
-                source: c.source,
-                destination: region.clone(),
-                reason: c.reason,
-                bytes: c.bytes,
-            }));
-        sync.deletes
-            .extend(report.tally.deletes.into_iter().map(|key| SyncDelete {
-                key,
-                region: region.clone(),
-            }));
-        sync.not_replicable
-            .extend(
-                report
-                    .tally
-                    .not_replicable
-                    .into_iter()
-                    .map(|(key, why)| NotReplicable {
-                        key,
-                        region: region.clone(),
-                        why,
-                    }),
-            );
-        sync.failures
-            .extend(report.tally.failures.into_iter().map(|f| SyncFailure {
-                key: f.key,
-                region: f.region,
-                source: f.source,
-                error: f.error,
-            }));
-        if report.ranges_failed > 0 && report.tally.failure_count == 0 {
-            sync.failures.push(SyncFailure {
-                key: String::new(),
-                region: region.clone(),
-                source: None,
-                error: format!(
-                    "{} of {} ranges did not finish{}",
-                    report.ranges_failed,
-                    report.ranges,
-                    report.error.map(|e| format!(": {e}")).unwrap_or_default()
-                ),
-            });
-        }
-        for (region, error) in report.tally.unreachable {
-            unreachable.entry(region).or_insert(error);
-        }
+        add_region_report(&mut sync, &region, report, &mut unreachable);
     }
     sync.unreachable = unreachable
         .into_iter()
@@ -275,6 +220,71 @@ pub async fn report(
         && run.executions.iter().all(|e| e.status == "SUCCEEDED");
     sync.in_cloud = Some(run.clone());
     Ok(sync)
+}
+
+/// Adds one region's run report to the set's sync report.
+fn add_region_report(
+    sync: &mut SyncReport,
+    region: &str,
+    report: RunReport,
+    unreachable: &mut BTreeMap<String, String>,
+) {
+    // Every region lists the union of the set's keys.
+    sync.keys_scanned = sync.keys_scanned.max(report.tally.keys_scanned);
+    sync.keys_examined += report.tally.keys_examined;
+    sync.copies_made += report.tally.copies_made;
+    sync.bytes_copied += report.tally.bytes_copied;
+    sync.deletes_made += report.tally.deletes_made;
+    sync.deletes_held += report.tally.deletes_held;
+    sync.keys_differing_by_delete += report.tally.keys_differing_by_delete;
+    sync.copies
+        .extend(report.tally.copies.into_iter().map(|c| SyncCopy {
+            key: c.key,
+            source: c.source,
+            destination: region.to_owned(),
+            reason: c.reason,
+            bytes: c.bytes,
+        }));
+    sync.deletes
+        .extend(report.tally.deletes.into_iter().map(|key| SyncDelete {
+            key,
+            region: region.to_owned(),
+        }));
+    sync.not_replicable
+        .extend(
+            report
+                .tally
+                .not_replicable
+                .into_iter()
+                .map(|(key, why)| NotReplicable {
+                    key,
+                    region: region.to_owned(),
+                    why,
+                }),
+        );
+    sync.failures
+        .extend(report.tally.failures.into_iter().map(|f| SyncFailure {
+            key: f.key,
+            region: f.region,
+            source: f.source,
+            error: f.error,
+        }));
+    if report.ranges_failed > 0 && report.tally.failure_count == 0 {
+        sync.failures.push(SyncFailure {
+            key: String::new(),
+            region: region.to_owned(),
+            source: None,
+            error: format!(
+                "{} of {} ranges did not finish{}",
+                report.ranges_failed,
+                report.ranges,
+                report.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        });
+    }
+    for (region, error) in report.tally.unreachable {
+        unreachable.entry(region).or_insert(error);
+    }
 }
 
 /// Runs the repair now in every region, follows it and reports it.

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
-use toastrep_replication::{Bucket, KeyRestore};
+use toastrep_replication::{Bucket, KeyRestore, ReplicateError};
 
 use crate::aws::objects::Versioning;
 use crate::bail_input;
@@ -74,37 +74,18 @@ pub async fn restore(
     reporter: &dyn Reporter,
 ) -> Result<RestoreResult> {
     let Located { set, found } = located;
-    let SetContext { aws, name, account } = set;
-    let (aws, account, at) = (aws, account.as_str(), request.at);
+    let name = &set.name;
     let regions = located.members("restore")?;
     let buckets: Vec<Bucket> = regions
         .iter()
-        .map(|r| Bucket::new(r, name.data_bucket(r, account)))
+        .map(|r| Bucket::new(r, set.data_bucket(r)))
         .collect();
-
-    // Versions are what restore restores from: every bucket must keep them.
-    for bucket in &buckets {
-        let versioning = aws
-            .objects(&bucket.region, &bucket.name)
-            .versioning()
-            .await
-            .with_context(|| format!("reading the versioning of s3://{}", bucket.name))?;
-        if versioning != Versioning::Enabled {
-            bail_input!(
-                "s3://{} in {} does not have versioning enabled ({}), so it keeps no versions to restore from: redeploy the set with `toastrep deploy` to enable it (versions written from then on can be restored)",
-                bucket.name,
-                bucket.region,
-                match versioning {
-                    Versioning::Suspended => "suspended",
-                    _ => "never enabled",
-                }
-            );
-        }
-    }
+    require_versioning(set, &buckets).await?;
     let mut keys = BTreeSet::new();
     for bucket in &buckets {
         keys.extend(
-            aws.objects(&bucket.region, &bucket.name)
+            set.aws
+                .objects(&bucket.region, &bucket.name)
                 .keys_with_versions(&request.prefix)
                 .await?,
         );
@@ -131,9 +112,8 @@ pub async fn restore(
         &format!("{what} {} keys", keys.len()),
     );
     let total = keys.len() as u64;
-    let replicator = &replicator;
-    let buckets = &buckets;
-    let mut outcomes = futures::stream::iter(keys)
+    let (replicator, buckets, at) = (&replicator, &buckets, request.at);
+    let outcomes = futures::stream::iter(keys)
         .map(|key| async move {
             let outcome = replicator
                 .restore_key(&key, buckets, at.as_second(), request.dry_run)
@@ -154,8 +134,56 @@ pub async fn restore(
         seconds: 0.0,
         ok: true,
     };
+    let done = tally(outcomes, &regions, &mut result, |done| {
+        reporter.counted(name.as_str(), "restore", &done);
+    })
+    .await;
+    result.restored.sort_by(|a, b| a.key.cmp(&b.key));
+    result.failures.sort_by(|a, b| a.key.cmp(&b.key));
+    result.ok = result.failures.is_empty();
+    result.seconds = started.elapsed().as_secs_f64();
+    reporter.finished(name.as_str(), "restore", &done, result.ok);
+    Ok(result)
+}
+
+/// Versions are what restore restores from: every bucket must keep them.
+async fn require_versioning(set: &SetContext, buckets: &[Bucket]) -> Result<()> {
+    for bucket in buckets {
+        let versioning = set
+            .aws
+            .objects(&bucket.region, &bucket.name)
+            .versioning()
+            .await
+            .with_context(|| format!("reading the versioning of s3://{}", bucket.name))?;
+        if versioning != Versioning::Enabled {
+            bail_input!(
+                "s3://{} in {} does not have versioning enabled ({}), so it keeps no versions to restore from: redeploy the set with `toastrep deploy` to enable it (versions written from then on can be restored)",
+                bucket.name,
+                bucket.region,
+                match versioning {
+                    Versioning::Suspended => "suspended",
+                    _ => "never enabled",
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Adds every key's outcome to `result` as it comes, showing the count
+/// every so often; returns the last count's line.
+async fn tally(
+    mut outcomes: impl futures::Stream<Item = (String, Result<KeyRestore, ReplicateError>)> + Unpin,
+    regions: &[String],
+    result: &mut RestoreResult,
+    show: impl Fn(String),
+) -> String {
+    let total = result.keys;
     let mut done = 0u64;
     let mut last = Instant::now();
+    let line = |done: u64, result: &RestoreResult| {
+        format!("{done}/{total} keys, {} restored", result.restored.len())
+    };
     while let Some((key, outcome)) = outcomes.next().await {
         done += 1;
         match outcome {
@@ -180,24 +208,10 @@ pub async fn restore(
         }
         if last.elapsed() >= PROGRESS_EVERY {
             last = Instant::now();
-            reporter.counted(
-                name.as_str(),
-                "restore",
-                &format!("{done}/{total} keys, {} restored", result.restored.len()),
-            );
+            show(line(done, result));
         }
     }
-    result.restored.sort_by(|a, b| a.key.cmp(&b.key));
-    result.failures.sort_by(|a, b| a.key.cmp(&b.key));
-    result.ok = result.failures.is_empty();
-    result.seconds = started.elapsed().as_secs_f64();
-    reporter.finished(
-        name.as_str(),
-        "restore",
-        &format!("{done}/{total} keys, {} restored", result.restored.len()),
-        result.ok,
-    );
-    Ok(result)
+    line(done, result)
 }
 
 /// `--at`: an RFC 3339 time, not in the future.

@@ -63,40 +63,7 @@ pub async fn rotate(
     let spec = &settings.spec;
     let name = &spec.name;
     let set = SetContext::connect(options, name, &spec.regions[0]).await?;
-    let rings = marker_key::per_region(&set, &spec.regions).await?;
-    let missing: Vec<&String> = spec
-        .regions
-        .iter()
-        .filter(|region| !rings.iter().any(|(r, _)| r == *region))
-        .collect();
-    if !missing.is_empty() {
-        return Err(InputError::new(format!(
-            "set '{name}' holds no marker key in {}: rotate-key rotates a deployed set's key; \
-             run `toastrep deploy --name {name}` for these regions first",
-            missing
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into());
-    }
-    let all: Vec<MarkerKeys> = rings.into_iter().map(|(_, ring)| ring).collect();
-    let Some(mut ring) = rotation::combined(&all) else {
-        return Err(InputError::new(format!(
-            "the regions of set '{name}' hold marker key rings no rotation explains; run \
-             `toastrep deploy --name {name}` to see which regions differ"
-        ))
-        .into());
-    };
-    let mut start = all.iter().all(|r| *r == ring);
-    if !start {
-        // A rotation stopped between regions: every region gets the later
-        // step's ring first.
-        reporter.note(&format!(
-            "resuming a rotation of set '{name}' that stopped with its regions a step apart"
-        ));
-    }
+    let (mut ring, mut start) = deployed_rings(&set, &spec.regions, reporter).await?;
     let old_key_id = match ring.rotation() {
         toastrep_replication::Rotation::Sealing => {
             ring.accepted().next().map(|k| k.id()).unwrap_or_default()
@@ -147,15 +114,7 @@ pub async fn rotate(
         let ok = deploy.ok;
         let waits = next.rotation() != toastrep_replication::Rotation::Steady;
         let drained = if ok && waits {
-            // The longest an invocation of the earlier ring may still run.
-            let timeout = deployed(&set, settings).await?.timeout;
-            let wait = drain.unwrap_or(Duration::from_secs(u64::from(timeout)));
-            reporter.note(&format!(
-                "waiting {} s for invocations of the earlier ring to end",
-                wait.as_secs()
-            ));
-            tokio::time::sleep(wait).await;
-            wait.as_secs()
+            drain_earlier_ring(&set, settings, drain, reporter).await?
         } else {
             0
         };
@@ -174,6 +133,68 @@ pub async fn rotate(
     }
     result.new_key_id = ring.current_id();
     Ok(result)
+}
+
+/// The ring every region holds, and whether a rotation starts from it
+/// (false: one stopped with its regions a step apart, and resumes).
+async fn deployed_rings(
+    set: &SetContext,
+    regions: &[String],
+    reporter: &dyn Reporter,
+) -> Result<(MarkerKeys, bool)> {
+    let name = &set.name;
+    let rings = marker_key::per_region(set, regions).await?;
+    let missing: Vec<&String> = regions
+        .iter()
+        .filter(|region| !rings.iter().any(|(r, _)| r == *region))
+        .collect();
+    if !missing.is_empty() {
+        return Err(InputError::new(format!(
+            "set '{name}' holds no marker key in {}: rotate-key rotates a deployed set's key; \
+             run `toastrep deploy --name {name}` for these regions first",
+            missing
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
+    let all: Vec<MarkerKeys> = rings.into_iter().map(|(_, ring)| ring).collect();
+    let Some(ring) = rotation::combined(&all) else {
+        return Err(InputError::new(format!(
+            "the regions of set '{name}' hold marker key rings no rotation explains; run \
+             `toastrep deploy --name {name}` to see which regions differ"
+        ))
+        .into());
+    };
+    let start = all.iter().all(|r| *r == ring);
+    if !start {
+        // A rotation stopped between regions: every region gets the later
+        // step's ring first.
+        reporter.note(&format!(
+            "resuming a rotation of set '{name}' that stopped with its regions a step apart"
+        ));
+    }
+    Ok((ring, start))
+}
+
+/// Waits the longest an invocation of the earlier ring may still run;
+/// returns the seconds waited.
+async fn drain_earlier_ring(
+    set: &SetContext,
+    settings: &DeploySettings,
+    drain: Option<Duration>,
+    reporter: &dyn Reporter,
+) -> Result<u64> {
+    let timeout = deployed(set, settings).await?.timeout;
+    let wait = drain.unwrap_or(Duration::from_secs(u64::from(timeout)));
+    reporter.note(&format!(
+        "waiting {} s for invocations of the earlier ring to end",
+        wait.as_secs()
+    ));
+    tokio::time::sleep(wait).await;
+    Ok(wait.as_secs())
 }
 
 /// One step: a deploy of every region with `ring`, the set's regions and
