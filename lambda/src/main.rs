@@ -8,11 +8,11 @@ mod repair;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::clock::now_ms;
+use toastrep_replication::function::config::{FunctionConfig, LogKeys};
 use toastrep_replication::metrics::ReplicationMetrics;
-use toastrep_replication::protocol::key_ring;
 use toastrep_replication::{
-    Bucket, CopySettings, Decision, HandleError, MarkerKey, MarkerKeys, RegionalClients,
-    Replicator, SdkStore, SetBuckets, deadline, log_keys,
+    Bucket, Decision, HandleError, RegionalClients, Replicator, SdkStore, SetBuckets, deadline,
+    log_keys,
 };
 
 use breaker::Breaker;
@@ -40,87 +40,58 @@ async fn main() -> Result<(), Error> {
         s3_config = s3_config.force_path_style(true);
     }
 
-    let destination = Bucket::new(
-        required_env("AWS_REGION")?,
-        required_env("DESTINATION_BUCKET")?,
-    );
-    let set = SetBuckets::new(required_env("SET_NAME")?, required_env("ACCOUNT_ID")?);
-    let key = MarkerKey::from_hex(&required_env(key_ring::KEY_VARIABLE)?)
-        .map_err(|e| format!("environment variable {}: {e}", key_ring::KEY_VARIABLE))?;
-    // The rest of the ring: empty until the set's first `rotate-key`.
-    let ring = std::env::var(key_ring::RING_VARIABLE).unwrap_or_default();
-    let keys = MarkerKeys::from_config(key.clone(), &ring)?;
-    let settings = CopySettings::from_env()?;
-    // Object keys in log lines: a keyed hash unless the set says plain.
-    match std::env::var("LOG_KEYS").as_deref() {
-        Ok("hashed") | Err(_) => log_keys::hash_with(&key),
-        Ok("plain") => {}
-        Ok(other) => {
-            return Err(
-                format!("environment variable LOG_KEYS is {other:?}: use hashed or plain").into(),
-            );
-        }
+    let config = FunctionConfig::from_env()?;
+    let destination = Bucket::new(&config.region, &config.destination_bucket);
+    let set = SetBuckets::new(&config.set_name, &config.account);
+    let key = config.marker_keys.current().clone();
+    if config.log_keys == LogKeys::Hashed {
+        log_keys::hash_with(&key);
     }
+    let settings = config.copy.clone();
     tracing::info!(
         destination_bucket = %destination.name,
         destination_region = %destination.region,
         multipart_threshold = settings.multipart_threshold,
         part_size = settings.part_size,
         concurrency = settings.concurrency,
+        carry_deletes = config.deletes.is_some(),
         "replicator starting"
     );
     // Every call names the set's own account as the bucket owner, so a
     // bucket of the same name elsewhere is never read or written.
-    let set_account = set.account.clone();
     let store = SdkStore::new(RegionalClients::new(s3_config.clone().build()))
         .expecting_owner(&set.account);
-    let carry_deletes = match std::env::var("REPLICATE_DELETES").as_deref() {
-        Ok("true") => true,
-        Ok("false") | Err(_) => false,
-        Ok(other) => {
-            return Err(format!(
-                "environment variable REPLICATE_DELETES is {other:?}: use true or false"
-            )
-            .into());
-        }
-    };
-    tracing::info!(carry_deletes, "deletes");
+    let mut replicator = Replicator::new(store, config.marker_keys.clone(), set, settings)
+        .carrying_deletes(config.deletes.is_some());
     // Deletes carried from other regions pass the mass-delete breaker.
-    let breaker_key = key.clone();
-    let mut replicator =
-        Replicator::new(store, keys, set, settings).carrying_deletes(carry_deletes);
-    if carry_deletes {
+    if let Some(breaker) = &config.deletes {
         replicator = replicator.gating_deletes(std::sync::Arc::new(Breaker {
-            region: destination.region.clone(),
-            key: breaker_key.clone(),
-            per_minute: required_env("DELETE_BREAKER_PER_MINUTE")?
-                .parse()
-                .map_err(|e| format!("environment variable DELETE_BREAKER_PER_MINUTE: {e}"))?,
-            bucket: required_env("BREAKER_BUCKET")?,
-            account: set_account.clone(),
-            queue_url: required_env("HELD_DELETES_QUEUE_URL")?,
-            alarm: required_env("BREAKER_ALARM")?,
+            region: config.region.clone(),
+            key: key.clone(),
+            per_minute: breaker.per_minute,
+            bucket: breaker.bucket.clone(),
+            account: config.account.clone(),
+            queue_url: breaker.held_deletes_queue_url.clone(),
+            alarm: breaker.alarm.clone(),
             s3: aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
             sqs: aws_sdk_sqs::Client::new(&sdk_config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk_config),
         }));
     }
-    if let Ok(role_id) = std::env::var("REPLICATOR_ROLE_ID") {
-        replicator = replicator.writing_as_role(&role_id);
+    if let Some(role_id) = &config.role_id {
+        replicator = replicator.writing_as_role(role_id);
     }
     // The state machine's steps: the same engine, scanning ranges.
     let repair = Repair::new(
         &replicator,
-        destination.region.clone(),
+        config.region.clone(),
         format!(
             "toastrep-{}-{}-{}-code",
-            replicator.set().set,
-            destination.region,
-            set_account
+            config.set_name, config.region, config.account
         ),
-        required_env("AWS_LAMBDA_FUNCTION_NAME")?,
-        std::time::Duration::from_secs(repair::env_number("REPAIR_INVOCATION_SECONDS", 300)?),
-        repair::env_number("REPAIR_KEY_CONCURRENCY", 32)?,
+        config.function_name.clone(),
+        config.repair_invocation,
+        config.repair_key_concurrency,
         aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
         aws_sdk_lambda::Client::new(&sdk_config),
         aws_sdk_sfn::Client::new(&sdk_config),
@@ -225,8 +196,4 @@ fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     tokio::time::Instant::now() + left
-}
-
-fn required_env(name: &str) -> Result<String, Error> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} must be set").into())
 }

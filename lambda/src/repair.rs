@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt;
-use lambda_runtime::{Diagnostic, Error};
+use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -587,19 +587,6 @@ impl Repair<'_> {
             .await
             .insert(execution.to_owned(), tokio::time::Instant::now());
         Ok(())
-    }
-}
-
-/// Reads an environment variable as a number, or its default.
-pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map_err(|e| format!("environment variable {name}: {e}").into()),
-        Err(_) => Ok(default),
     }
 }
 

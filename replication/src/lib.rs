@@ -14,6 +14,7 @@ pub mod clients;
 pub mod clock;
 pub mod engine;
 pub mod event;
+pub mod function;
 pub mod handler;
 pub mod log_keys;
 pub mod metrics;

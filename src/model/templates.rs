@@ -76,4 +76,31 @@ mod tests {
             );
         }
     }
+
+    /// The function reads its configuration in one place
+    /// (`toastrep_replication::function::config`): the base stack must set
+    /// exactly the variables it names, or a setting would be deployed that
+    /// the function never reads.
+    #[test]
+    fn the_function_gets_exactly_the_variables_its_configuration_reads() {
+        use toastrep_replication::function::config::FROM_THE_STACK;
+        let body: serde_yaml::Value = serde_yaml::from_str(Template::Base.body()).unwrap();
+        let functions: Vec<&serde_yaml::Value> = body["Resources"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .filter(|r| r["Type"] == "AWS::Lambda::Function")
+            .collect();
+        assert_eq!(functions.len(), 1, "the base stack has one function");
+        let mut set: Vec<&str> = functions[0]["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        let mut read: Vec<&str> = FROM_THE_STACK.to_vec();
+        set.sort_unstable();
+        read.sort_unstable();
+        assert_eq!(set, read);
+    }
 }
