@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::architecture::Architecture;
+use crate::model::function::SettingsLayer;
 
 /// Provision and run an active-active, multi-region S3 replica set.
 ///
@@ -174,161 +175,46 @@ pub struct FunctionArgs {
     pub lambda_zip: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
-    /// The instruction set the function runs on: x86_64 (Lambda's default)
-    /// or arm64 (Graviton, about 20 % cheaper per GB-second). Left out, a
-    /// deployed set keeps its architecture and a new set gets x86_64.
-    #[arg(long, value_name = "ARCH", value_parser = architecture)]
-    pub architecture: Option<Architecture>,
     #[command(flatten)]
-    pub settings: SettingsArgs,
+    pub settings: SettingsLayer,
 }
 
-/// The set's settings, each kept as deployed when left out (and taken from
-/// the set file when it has them).
+/// The regions of a set to deploy (or to write in a set file).
 #[derive(Debug, Args)]
-pub struct SettingsArgs {
-    /// Objects larger than this many bytes are copied in parts (S3's single
-    /// copy limit is 5 GiB). Left out: kept, or 5368709120 (5 GiB) for a new set.
-    #[arg(long, value_name = "BYTES")]
-    pub multipart_threshold: Option<u64>,
-    /// The part size of multipart copies, in bytes (S3's minimum is 5 MiB).
-    /// Left out: kept, or 268435456 (256 MiB) for a new set.
-    #[arg(long, value_name = "BYTES")]
-    pub part_size: Option<u64>,
-    /// Parts copied at once by one multipart copy. Left out: kept, or 8.
-    #[arg(long, value_name = "N")]
-    pub copy_concurrency: Option<u32>,
-    /// How many days the function's logs are kept. Left out: kept, or 30.
-    #[arg(long, value_name = "DAYS")]
-    pub log_retention_days: Option<u32>,
-    /// Carry deletes to every other region: `on` (the flag alone says on)
-    /// or `off`. A delete carried removes the write it deleted, or one that
-    /// loses to it, never a write that raced it. Left out, a deployed set
-    /// keeps its setting and a new set keeps deletes where they are made.
-    #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
-    pub replicate_deletes: Option<Switch>,
-    /// Days an overwritten or deleted version is kept, for `restore`, before
-    /// it expires (expired delete markers are cleaned up too); 0 keeps every
-    /// version forever. Left out, a deployed set keeps its setting and a
-    /// new set keeps them 30 days.
-    #[arg(long, value_name = "DAYS")]
-    pub keep_noncurrent_days: Option<u32>,
-    /// The mass-delete breaker: past this many deletes a minute from one
-    /// region, its deletes are held (writes still replicate) until
-    /// `toastrep deletes` releases or discards them. Left out, a deployed
-    /// set keeps its setting and a new set gets 1000.
-    #[arg(long, value_name = "PER_MINUTE")]
-    pub delete_breaker: Option<u32>,
-    /// How the function's log lines name object keys: `hashed` (a keyed
-    /// hash; `toastrep hash-key` finds a key's lines) or `plain`. Keys often
-    /// hold personal data. Left out, a deployed set keeps its setting and a
-    /// new set logs them hashed.
-    #[arg(long, value_name = "hashed|plain")]
-    pub log_keys: Option<LogKeys>,
-    /// When each region's repair runs in the cloud: an EventBridge Scheduler
-    /// expression ('rate(6 hours)', 'cron(0 3 * * ? *)') or 'off'. Left
-    /// out, a deployed set keeps its schedule and a new set repairs daily.
-    #[arg(long, value_name = "EXPRESSION|off")]
-    pub repair_schedule: Option<String>,
-    /// Ranges one repair run repairs at once (its Distributed Map's
-    /// MaxConcurrency). Left out: kept, or 10 for a new set.
-    #[arg(long, value_name = "N")]
-    pub repair_concurrency: Option<u32>,
-    /// The latency alarm fires when the p99 from an object's event to its
-    /// copy exceeds this many seconds over 15 minutes. Left out: kept, or
-    /// 900 (S3 Replication Time Control's 15 minutes) for a new set.
-    #[arg(long, value_name = "SECONDS")]
-    pub latency_alarm_seconds: Option<u32>,
-    /// The repair alarm fires when one run copies more than this many
-    /// objects into a region. Left out: kept, or 1000 for a new set.
-    #[arg(long, value_name = "COPIES")]
-    pub repair_copies_alarm: Option<u64>,
-    /// An SNS topic (ARN) every alarm of the set notifies; '' for none.
-    /// Left out: kept.
-    #[arg(long, value_name = "ARN")]
-    pub alarm_topic: Option<String>,
-    /// An email address every alarm of the set notifies (it must confirm
-    /// the subscription); '' for none. Left out: kept.
-    #[arg(long, value_name = "ADDRESS")]
-    pub alarm_email: Option<String>,
-}
-
-/// How log lines name object keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogKeys {
-    Hashed,
-    Plain,
-}
-
-/// A setting switched on or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
-}
-
-fn architecture(value: &str) -> Result<Architecture, String> {
-    value.parse()
-}
-
-#[derive(Debug, Args)]
-pub struct InitArgs {
-    /// The replica set's name: lowercase letters, digits and single hyphens,
-    /// starting with a letter.
-    #[arg(long, value_name = "NAME")]
-    pub name: String,
-    /// The regions of the set, comma-separated (at least two).
-    #[arg(long, value_delimiter = ',', required = true, value_name = "REGIONS")]
-    pub regions: Vec<String>,
-    /// The instruction set the function runs on: x86_64 or arm64.
-    #[arg(long, value_name = "ARCH", value_parser = architecture)]
-    pub architecture: Option<Architecture>,
-    #[command(flatten)]
-    pub settings: SettingsArgs,
-    /// Replace a set file that exists.
-    #[arg(long)]
-    pub force: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct DeployArgs {
-    #[command(flatten)]
-    pub set: SetArgs,
+pub struct RegionsArgs {
     /// The regions of the set, comma-separated (at least two), e.g.
     /// us-east-1,eu-west-2,ap-northeast-1. Default: the set file's.
     #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
     pub regions: Vec<String>,
-    #[command(flatten)]
-    pub function: FunctionArgs,
-    /// How many stacks to deploy at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: u16,
-    /// Show what would be done, as `toastrep plan` does, and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
 }
 
+/// Where to look for a deployed set.
 #[derive(Debug, Args)]
-pub struct AddRegionArgs {
-    #[command(flatten)]
-    pub set: SetArgs,
-    /// The region to add.
-    #[arg(long, value_name = "REGION")]
-    pub region: String,
+pub struct LookInArgs {
+    /// Only look for the set in these regions (default: every region of the partition).
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
+    pub regions: Vec<String>,
+}
+
+/// How much of the work runs at once.
+#[derive(Debug, Args)]
+pub struct ConcurrencyArgs {
     /// How many stacks to deploy at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 }
 
+impl ConcurrencyArgs {
+    pub fn get(&self) -> usize {
+        usize::from(self.concurrency)
+    }
+}
+
+/// What removing a set, or a region of one, may also delete.
 #[derive(Debug, Args)]
-pub struct RemoveRegionArgs {
-    #[command(flatten)]
-    pub set: SetArgs,
-    /// The region to remove.
-    #[arg(long, value_name = "REGION")]
-    pub region: String,
-    /// Also delete every object version and delete marker in the region's
-    /// data bucket, and the bucket. Needs --yes or a confirmation typed at a terminal.
+pub struct RemovalArgs {
+    /// Also delete every object version and delete marker in the set's
+    /// buckets, and the buckets. Needs --yes or a confirmation typed at a terminal.
     #[arg(long)]
     pub delete_data: bool,
     /// Confirm --delete-data without asking.
@@ -341,33 +227,105 @@ pub struct RemoveRegionArgs {
     pub discard_dead_letters: bool,
 }
 
+/// Changes the argument `id` of a shared group in one command, where it
+/// says a little more or less there; in place (`mut_arg` would move it last
+/// in the command reference).
+fn adjust(id: &'static str, change: impl Fn(Arg) -> Arg) -> impl FnMut(Arg) -> Arg {
+    move |arg| {
+        if arg.get_id() == id { change(arg) } else { arg }
+    }
+}
+
+fn architecture(value: &str) -> Result<Architecture, String> {
+    value.parse()
+}
+
 #[derive(Debug, Args)]
+#[command(mut_args(adjust("regions", |a| a
+    .required(true)
+    .help("The regions of the set, comma-separated (at least two)"))))]
+pub struct InitArgs {
+    /// The replica set's name: lowercase letters, digits and single hyphens,
+    /// starting with a letter.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub regions: RegionsArgs,
+    #[command(flatten)]
+    pub settings: SettingsLayer,
+    /// Replace a set file that exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    #[command(flatten)]
+    pub regions: RegionsArgs,
+    #[command(flatten)]
+    pub function: FunctionArgs,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
+    /// Show what would be done, as `toastrep plan` does, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddRegionArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The region to add.
+    #[arg(long, value_name = "REGION")]
+    pub region: String,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(mut_args(adjust("delete_data", |a| a.help(
+    "Also delete every object version and delete marker in the region's data bucket, \
+     and the bucket. Needs --yes or a confirmation typed at a terminal"))))]
+pub struct RemoveRegionArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// The region to remove.
+    #[arg(long, value_name = "REGION")]
+    pub region: String,
+    #[command(flatten)]
+    pub removal: RemovalArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    mut_args(adjust("regions", |a| a.help(
+        "The regions the set should have, comma-separated (default: the set file's, \
+         else the regions it is deployed in)"))),
+    mut_args(adjust("concurrency", |a| a.help("How many stacks to examine at once"))),
+)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// The regions the set should have, comma-separated (default: the set
-    /// file's, else the regions it is deployed in).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: RegionsArgs,
     #[command(flatten)]
     pub function: FunctionArgs,
-    /// How many stacks to examine at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RotateKeyArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// The regions of the set, comma-separated. Default: the set file's.
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: RegionsArgs,
     #[command(flatten)]
     pub function: FunctionArgs,
-    /// How many stacks to deploy at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
     /// Seconds to wait after each of the first two steps, for invocations
     /// under the earlier keys to end. Default: the functions' timeout. A
     /// shorter wait risks copies that pass for original writes elsewhere.
@@ -379,9 +337,8 @@ pub struct RotateKeyArgs {
 pub struct HashKeyArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Only look for the set in these regions (default: every region of the partition).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: LookInArgs,
     /// The object keys to hash.
     #[arg(required = true, value_name = "KEY")]
     pub keys: Vec<String>,
@@ -391,9 +348,8 @@ pub struct HashKeyArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Only look for the set in these regions (default: every region of the partition).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: LookInArgs,
     /// Compare the functions' code with this package instead of the one the
     /// base stacks name (e.g. the package a deploy would ship).
     #[arg(long, value_name = "PATH")]
@@ -422,10 +378,8 @@ pub struct ManArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// The regions of the set, comma-separated (at least two). Default: the
-    /// set file's.
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: RegionsArgs,
     /// The directory to write the stacks, the package and `deploy.sh` to.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -434,12 +388,16 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    mut_args(adjust("regions", |a| a.help(
+        "Only these regions of the set (default: every region it is deployed in)"))),
+    mut_args(adjust("concurrency", |a| a.help("Probe uploads in flight at once").default_value("16"))),
+)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Only these regions of the set (default: every region it is deployed in).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: LookInArgs,
     /// Seconds to wait for every pair to converge.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
@@ -451,30 +409,18 @@ pub struct VerifyArgs {
     /// probe per region.
     #[arg(long, value_name = "K")]
     pub objects: Option<usize>,
-    /// Probe uploads in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct TeardownArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Only look for the set in these regions (default: every region of the partition).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
-    /// Also delete every object version and delete marker in the set's
-    /// buckets, and the buckets. Needs --yes or a confirmation typed at a terminal.
-    #[arg(long)]
-    pub delete_data: bool,
-    /// Confirm --delete-data without asking.
-    #[arg(long, requires = "delete_data")]
-    pub yes: bool,
-    /// Delete the set's dead-letter and held-deletes queues even if they
-    /// hold messages (failed replications, deletes the breaker held).
-    /// Without it, such messages stop the command before it changes anything.
-    #[arg(long)]
-    pub discard_dead_letters: bool,
+    #[command(flatten)]
+    pub regions: LookInArgs,
+    #[command(flatten)]
+    pub removal: RemovalArgs,
 }
 
 /// Where the function is built from.
@@ -516,9 +462,8 @@ pub struct ReplayArgs {
 pub struct DeletesArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Only look for the set in these regions (default: every region of the partition).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: LookInArgs,
     /// Carry the held deletes to the regions that hold them.
     #[arg(long, conflicts_with = "discard")]
     pub release: bool,
@@ -532,12 +477,12 @@ pub struct DeletesArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_args(adjust("concurrency", |a| a.help("Keys restored at once").default_value("16"))))]
 pub struct RestoreArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Only look for the set in these regions (default: every region of the partition).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: LookInArgs,
     /// The keys to restore: those starting with this prefix, as S3 prefixes
     /// go: `reports/2024` also takes `reports/2024-old/...`; end it with `/`
     /// (`reports/2024/`) for one folder only.
@@ -550,18 +495,17 @@ pub struct RestoreArgs {
     /// nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Keys restored at once.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(mut_args(adjust("concurrency", |a| a.help("Keys examined and copied at once").default_value("32"))))]
 pub struct SyncArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Only look for the set in these regions (default: every region of the partition).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub regions: LookInArgs,
     /// Only keys that start with this prefix, as S3 prefixes go:
     /// `reports/2024` also takes `reports/2024-old/...`; end it with `/` for
     /// one folder only.
@@ -585,7 +529,6 @@ pub struct SyncArgs {
     /// each region's last run.
     #[arg(long, requires = "in_cloud")]
     pub no_wait: bool,
-    /// Keys examined and copied at once.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
 }

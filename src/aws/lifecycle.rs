@@ -1,6 +1,7 @@
 //! The data buckets' lifecycle rules: how long overwritten and deleted
-//! versions are kept (`--keep-noncurrent-days`), and the cleanup of what
-//! nobody needs any more.
+//! versions are kept (the setting
+//! [`keep_noncurrent_days`](crate::model::function::FunctionSettings::keep_noncurrent_days)),
+//! and the cleanup of what nobody needs any more.
 //!
 //! The base template declares the same rules, which CloudFormation applies
 //! on AWS. `deploy` puts them on each bucket as well, and `status` and

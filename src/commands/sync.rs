@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use super::{Context, Report};
+use crate::model::function::setting_flag;
 use crate::ops::discover;
 use crate::ops::repair;
 use crate::ops::sync::{SyncOptions, SyncReport, sync_set};
@@ -142,8 +143,9 @@ fn render_text(report: &SyncReport) -> String {
     if report.keys_differing_by_delete > 0 {
         let _ = writeln!(
             text,
-            "{} keys differ only by a delete kept in the region that made it (the set does not carry deletes: `toastrep deploy --replicate-deletes on` carries them)",
-            report.keys_differing_by_delete
+            "{} keys differ only by a delete kept in the region that made it (the set does not carry deletes: `toastrep deploy {} on` carries them)",
+            report.keys_differing_by_delete,
+            setting_flag!(replicate_deletes)
         );
     }
     let _ = writeln!(

@@ -1,12 +1,12 @@
 //! The repair's schedule and the alarms' targets, checked as the base
-//! template's parameter patterns check them, before any AWS call.
-
-use crate::error::InputError;
+//! template's parameter patterns check them, before any AWS call. Each
+//! check says what is wrong with the value; the settings table puts the
+//! setting's flag in front.
 
 /// `off`, `rate(N unit)` or `cron(...)`: the EventBridge Scheduler
 /// expressions the repair accepts.
 /// <https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html>
-pub fn check(expression: &str) -> Result<(), InputError> {
+pub fn check(expression: &str) -> Result<(), String> {
     if expression == "off" {
         return Ok(());
     }
@@ -32,13 +32,20 @@ pub fn check(expression: &str) -> Result<(), InputError> {
     {
         return Ok(());
     }
-    Err(InputError::new(format!(
-        "--repair-schedule {expression:?} is not a schedule: use 'rate(1 day)', 'rate(6 hours)', 'rate(30 minutes)', 'cron(0 3 * * ? *)' (six fields, as EventBridge Scheduler reads them), or 'off'"
-    )))
+    Err(format!(
+        "{expression:?} is not a schedule: use 'rate(1 day)', 'rate(6 hours)', 'rate(30 minutes)', 'cron(0 3 * * ? *)' (six fields, as EventBridge Scheduler reads them), or 'off'"
+    ))
 }
 
 /// An SNS topic ARN and an email address, each optional ("").
-pub fn check_alarm_targets(topic: &str, email: &str) -> Result<(), InputError> {
+#[cfg(test)]
+pub fn check_alarm_targets(topic: &str, email: &str) -> Result<(), String> {
+    check_alarm_topic(topic)?;
+    check_alarm_email(email)
+}
+
+/// An SNS topic ARN, or "" for none.
+pub fn check_alarm_topic(topic: &str) -> Result<(), String> {
     if !topic.is_empty() {
         let parts: Vec<&str> = topic.split(':').collect();
         let valid = parts.len() == 6
@@ -48,19 +55,24 @@ pub fn check_alarm_targets(topic: &str, email: &str) -> Result<(), InputError> {
             && parts[4].bytes().all(|b| b.is_ascii_digit())
             && !parts[5].is_empty();
         if !valid {
-            return Err(InputError::new(format!(
-                "--alarm-topic {topic:?} is not an SNS topic ARN: give one such as arn:aws:sns:us-east-1:123456789012:pager, or '' for none"
-            )));
+            return Err(format!(
+                "{topic:?} is not an SNS topic ARN: give one such as arn:aws:sns:us-east-1:123456789012:pager, or '' for none"
+            ));
         }
     }
+    Ok(())
+}
+
+/// An email address, or "" for none.
+pub fn check_alarm_email(email: &str) -> Result<(), String> {
     if !email.is_empty() {
         let valid = email.split_once('@').is_some_and(|(user, domain)| {
             !user.is_empty() && domain.contains('.') && !domain.contains('@')
         }) && !email.contains(char::is_whitespace);
         if !valid {
-            return Err(InputError::new(format!(
-                "--alarm-email {email:?} is not an email address: give one such as oncall@example.com, or '' for none"
-            )));
+            return Err(format!(
+                "{email:?} is not an email address: give one such as oncall@example.com, or '' for none"
+            ));
         }
     }
     Ok(())

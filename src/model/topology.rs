@@ -205,61 +205,6 @@ impl DeployPlan {
                 parameters: BTreeMap::from([
                     ("SetName".into(), name.to_string()),
                     ("CodeKey".into(), code_key.clone()),
-                    (
-                        "LogRetentionDays".into(),
-                        settings.log_retention_days.to_string(),
-                    ),
-                    (
-                        "MultipartThreshold".into(),
-                        settings.multipart_threshold.to_string(),
-                    ),
-                    ("PartSize".into(), settings.part_size.to_string()),
-                    (
-                        "CopyConcurrency".into(),
-                        settings.copy_concurrency.to_string(),
-                    ),
-                    ("MemorySize".into(), settings.memory_size.to_string()),
-                    ("Timeout".into(), settings.timeout.to_string()),
-                    (
-                        "ReplicateDeletes".into(),
-                        settings.replicate_deletes.to_string(),
-                    ),
-                    (
-                        "KeepNoncurrentDays".into(),
-                        settings.keep_noncurrent_days.to_string(),
-                    ),
-                    (
-                        "DeleteBreakerPerMinute".into(),
-                        settings.delete_breaker_per_minute.to_string(),
-                    ),
-                    (
-                        "LogKeys".into(),
-                        if settings.hash_logged_keys {
-                            "hashed"
-                        } else {
-                            "plain"
-                        }
-                        .into(),
-                    ),
-                    ("Architecture".into(), settings.architecture.to_string()),
-                    (
-                        "RepairScheduleExpression".into(),
-                        settings.repair_schedule.clone(),
-                    ),
-                    (
-                        "RepairMaxConcurrency".into(),
-                        settings.repair_max_concurrency.to_string(),
-                    ),
-                    (
-                        "LatencyAlarmSeconds".into(),
-                        settings.latency_alarm_seconds.to_string(),
-                    ),
-                    (
-                        "RepairCopiesThreshold".into(),
-                        settings.repair_copies_threshold.to_string(),
-                    ),
-                    ("AlarmTopicArn".into(), settings.alarm_topic_arn.clone()),
-                    ("AlarmEmail".into(), settings.alarm_email.clone()),
                     // The set's one dashboard lives in one region's stack.
                     (
                         "DashboardBody".into(),
@@ -271,6 +216,7 @@ impl DeployPlan {
                     ),
                 ])
                 .into_iter()
+                .chain(settings.parameters())
                 .chain(marker_key.iter().flat_map(|(key, ring)| {
                     [
                         (MARKER_KEY_PARAMETER.into(), key.clone()),

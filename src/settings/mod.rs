@@ -16,12 +16,11 @@ use anyhow::Result;
 
 use crate::aws::AwsOptions;
 use crate::cli::{
-    self, Cli, Command, FunctionArgs, LogKeys as LogKeysArg, OutputFormat, SetArgs, SettingsArgs,
-    Switch,
+    self, Cli, Command, FunctionArgs, LookInArgs, OutputFormat, RegionsArgs, SetArgs,
 };
 use crate::error::InputError;
 use crate::model::architecture::Architecture;
-use crate::model::function::{FunctionRequest, LogKeys, Requested, SettingsLayer};
+use crate::model::function::{FunctionRequest, Requested};
 use crate::model::names::SetName;
 use crate::model::topology::{SetSpec, parse_regions};
 use crate::ops::deletes::Action;
@@ -210,12 +209,12 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::Deploy(args) => CommandSettings::Deploy(DeploySettings {
             spec: file.spec(&args.set, &args.regions)?,
             function: file.function(&args.function),
-            concurrency: usize::from(args.concurrency),
+            concurrency: args.concurrency.get(),
             dry_run: args.dry_run,
         }),
         Command::Plan(args) => {
             let name = file.name(&args.set)?;
-            let spec = if args.regions.is_empty() && file.regions().is_none() {
+            let spec = if args.regions.regions.is_empty() && file.regions().is_none() {
                 None
             } else {
                 Some(file.spec(&args.set, &args.regions)?)
@@ -224,7 +223,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
                 name,
                 spec,
                 function: file.function(&args.function),
-                concurrency: usize::from(args.concurrency),
+                concurrency: args.concurrency.get(),
             })
         }
         Command::Render(args) => CommandSettings::Render(RenderSettings {
@@ -235,15 +234,15 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::AddRegion(args) => CommandSettings::AddRegion(AddRegionSettings {
             name: file.name(&args.set)?,
             region: one_region(&args.region)?,
-            concurrency: usize::from(args.concurrency),
+            concurrency: args.concurrency.get(),
             set_file: file.path(),
         }),
         Command::RemoveRegion(args) => CommandSettings::RemoveRegion(RemoveRegionSettings {
             name: file.name(&args.set)?,
             region: one_region(&args.region)?,
-            delete_data: args.delete_data,
-            yes: args.yes,
-            discard_dead_letters: args.discard_dead_letters,
+            delete_data: args.removal.delete_data,
+            yes: args.removal.yes,
+            discard_dead_letters: args.removal.discard_dead_letters,
             set_file: file.path(),
         }),
         Command::Verify(args) if args.timeout == 0 => {
@@ -263,14 +262,14 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
                 timeout: Duration::from_secs(args.timeout),
                 probe_size: args.probe_size,
                 objects: args.objects,
-                concurrency: usize::from(args.concurrency),
+                concurrency: args.concurrency.get(),
             },
         }),
         Command::Teardown(args) => CommandSettings::Teardown(TeardownSettings {
             target: file.target(&args.set, &args.regions)?,
-            delete_data: args.delete_data,
-            yes: args.yes,
-            discard_dead_letters: args.discard_dead_letters,
+            delete_data: args.removal.delete_data,
+            yes: args.removal.yes,
+            discard_dead_letters: args.removal.discard_dead_letters,
         }),
         Command::Package(args) => CommandSettings::Package(PackageSettings {
             out: args.out,
@@ -301,7 +300,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
                     prefix: args.prefix,
                     dry_run: args.dry_run,
                     deep: args.deep,
-                    concurrency: usize::from(args.concurrency),
+                    concurrency: args.concurrency.get(),
                     only_into: None,
                     // Read from the deployed set by the sync itself.
                     carry_deletes: false,
@@ -322,7 +321,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
                 at: parse_time(&args.at)?,
                 prefix: args.prefix,
                 dry_run: args.dry_run,
-                concurrency: usize::from(args.concurrency),
+                concurrency: args.concurrency.get(),
             })
         }
         Command::Deletes(args) => CommandSettings::Deletes(DeletesSettings {
@@ -344,7 +343,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
             deploy: DeploySettings {
                 spec: file.spec(&args.set, &args.regions)?,
                 function: file.function(&args.function),
-                concurrency: usize::from(args.concurrency),
+                concurrency: args.concurrency.get(),
                 dry_run: false,
             },
             drain: args.drain_seconds.map(std::time::Duration::from_secs),
@@ -400,8 +399,9 @@ impl Layers {
     }
 
     /// A set's name and its regions: the flag's, else the set file's.
-    fn spec(&self, set: &SetArgs, regions: &[String]) -> Result<SetSpec, InputError> {
+    fn spec(&self, set: &SetArgs, regions: &RegionsArgs) -> Result<SetSpec, InputError> {
         let name = self.name(set)?;
+        let regions = &regions.regions;
         if !regions.is_empty() {
             return SetSpec::parse(name.as_str(), regions);
         }
@@ -414,19 +414,17 @@ impl Layers {
         }
     }
 
-    fn target(&self, set: &SetArgs, regions: &[String]) -> Result<Target, InputError> {
+    fn target(&self, set: &SetArgs, regions: &LookInArgs) -> Result<Target, InputError> {
         Ok(Target {
             name: self.name(set)?,
-            regions: parse_regions(regions)?,
+            regions: parse_regions(&regions.regions)?,
         })
     }
 
     fn function(&self, args: &FunctionArgs) -> FunctionRequest {
-        let mut flags = layer(&args.settings);
-        flags.architecture = args.architecture;
         FunctionRequest {
             requested: Requested {
-                flags,
+                flags: args.settings.clone(),
                 set_file: self
                     .loaded
                     .as_ref()
@@ -443,35 +441,10 @@ fn one_region(region: &str) -> Result<String, InputError> {
     Ok(parse_regions(&[region.to_owned()])?.remove(0))
 }
 
-/// The settings flags, as a layer.
-fn layer(args: &SettingsArgs) -> SettingsLayer {
-    SettingsLayer {
-        architecture: None,
-        multipart_threshold: args.multipart_threshold,
-        part_size: args.part_size,
-        copy_concurrency: args.copy_concurrency,
-        log_retention_days: args.log_retention_days,
-        replicate_deletes: args.replicate_deletes.map(|s| s == Switch::On),
-        keep_noncurrent_days: args.keep_noncurrent_days,
-        delete_breaker: args.delete_breaker,
-        log_keys: args.log_keys.map(|k| match k {
-            LogKeysArg::Hashed => LogKeys::Hashed,
-            LogKeysArg::Plain => LogKeys::Plain,
-        }),
-        repair_schedule: args.repair_schedule.clone(),
-        repair_concurrency: args.repair_concurrency,
-        latency_alarm_seconds: args.latency_alarm_seconds,
-        repair_copies_alarm: args.repair_copies_alarm,
-        alarm_topic: args.alarm_topic.clone(),
-        alarm_email: args.alarm_email.clone(),
-    }
-}
-
 /// `init`: the file's content, checked as deploy would check it.
 fn init(args: cli::InitArgs, path: Option<PathBuf>) -> Result<InitSettings> {
-    let spec = SetSpec::parse(&args.name, &args.regions)?;
-    let mut settings = layer(&args.settings);
-    settings.architecture = args.architecture;
+    let spec = SetSpec::parse(&args.name, &args.regions.regions)?;
+    let settings = args.settings;
     // The values a new set would get, checked before anything is written.
     settings
         .applied_to(Default::default())
