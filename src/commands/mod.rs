@@ -21,6 +21,9 @@ mod teardown;
 mod verify;
 mod words;
 
+pub use hash_key::HashedKey;
+pub use init::InitResult;
+
 use anyhow::Result;
 use serde::Serialize;
 

@@ -13,7 +13,7 @@ use crate::error::InputError;
 use crate::model::architecture::Architecture;
 
 /// Function settings that become base-stack parameters.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionSettings {
     pub log_retention_days: u32,
     pub multipart_threshold: u64,
@@ -358,7 +358,7 @@ impl SettingsLayer {
 
 /// Who asks for a setting's new value: what neither a flag nor the set
 /// file gives keeps its deployed value, and so is never a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Flag,
@@ -375,7 +375,7 @@ pub struct Requested {
 }
 
 /// One setting a deploy would change on a deployed set.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SettingChange {
     /// The flag's (and the set file's) name for it.
     pub setting: String,
