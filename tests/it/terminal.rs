@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{self, eventually, unique_name};
+use crate::harness::{self, Cleanup, eventually, unique_name};
 
 fn tmux(args: &[&str]) -> std::process::Output {
     Command::new("tmux")
@@ -21,6 +21,7 @@ fn quoted(word: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_draws_a_bar_per_stack_that_ends_ticked_in_a_real_terminal() {
     let name = unique_name("tty");
+    let cleanup = Cleanup::new(&name);
     let session = format!("toastrep-{name}");
     let zip = harness::lambda_zip();
     let deploy = [
@@ -77,7 +78,7 @@ async fn deploy_draws_a_bar_per_stack_that_ends_ticked_in_a_real_terminal() {
     )
     .await;
     tmux(&["kill-session", "-t", &session]);
-    crate::operate::teardown(&name);
+    cleanup.teardown();
 
     assert!(screen.contains("exited 0"), "{screen}");
     // Every stack's bar ends ticked with what was done, one line each.
