@@ -16,6 +16,8 @@ mod replay;
 mod restore;
 mod rotate_key;
 mod status;
+#[cfg(test)]
+mod summaries;
 mod sync;
 mod teardown;
 mod verify;

@@ -51,7 +51,7 @@ pub(super) fn confirm(name: &SetName, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
+pub(super) fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
     if result.regions.is_empty() {
         return format!(
             "Nothing of replica set '{}' was found in the regions searched: nothing to do.\n",
