@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::harness::{self, Cleanup, Upload, data_bucket, put, set_stacks, toastrep, unique_name};
+use crate::harness::{self, Cleanup, Upload, data_bucket, put, set_stacks, unique_name};
+use crate::operate::{deploy, zip_path};
 
 const FAILURE: &str = "the test fails with its set deployed and holding data";
 
@@ -16,16 +17,7 @@ async fn a_test_that_panics_leaves_nothing_of_its_set_behind() {
         let name = name.clone();
         std::thread::spawn(move || {
             let _cleanup = Cleanup::new(&name);
-            let zip = harness::lambda_zip();
-            let deploy = toastrep(&[
-                "deploy",
-                "--name",
-                &name,
-                "--regions",
-                "us-east-1,eu-west-2",
-                "--lambda-zip",
-                zip.to_str().unwrap(),
-            ]);
+            let deploy = deploy(&name, "us-east-1,eu-west-2", &zip_path());
             assert!(deploy.status.success(), "deploy {name}");
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
