@@ -1006,3 +1006,52 @@ fn rotate_key_that_reseals_every_copy() {
     };
     insta::assert_snapshot!("rotate-key", rotate_key::summary(&result));
 }
+
+/// What `--output json` prints reads back as the same result: the tests
+/// read every command's JSON as its type.
+fn assert_reads_back<T: serde::Serialize + serde::de::DeserializeOwned>(result: &T) {
+    let printed = serde_json::to_value(result).unwrap();
+    let read: T =
+        serde_json::from_value(printed.clone()).unwrap_or_else(|e| panic!("{e}: {printed:#}"));
+    assert_eq!(serde_json::to_value(&read).unwrap(), printed);
+}
+
+#[test]
+fn every_result_reads_back_from_its_json() {
+    let mut deploy = deploy_result(StackAction::Created);
+    deploy.stacks[0].failures = vec![ResourceFailure {
+        logical_id: "Bucket".into(),
+        resource_type: "AWS::S3::Bucket".into(),
+        status: "CREATE_FAILED".into(),
+        reason: "taken".into(),
+    }];
+    deploy.stacks[1].skipped = true;
+    deploy.backfill = Some(sync_report(&REGIONS));
+    assert_reads_back(&deploy);
+    let mut plan = plan_result(PreviewAction::Update);
+    plan.stacks[0].changes = vec![ResourceChange {
+        action: "Modify".into(),
+        logical_id: "Function".into(),
+        resource_type: "AWS::Lambda::Function".into(),
+        replacement: None,
+    }];
+    assert_reads_back(&plan);
+    assert_reads_back(&status_result(vec![healthy_region("us-east-1")]));
+    let pairs = vec![pair("us-east-1", "eu-west-2", 1, None)];
+    assert_reads_back(&verify_result(&REGIONS, 1, pairs));
+    assert_reads_back(&deletes_result(Action::Release, true, Some("released")));
+    let mut sync = sync_report(&REGIONS);
+    sync.copies = vec![SyncCopy {
+        key: "k".into(),
+        source: "us-east-1".into(),
+        destination: "eu-west-2".into(),
+        reason: Reason::Missing,
+        bytes: 1,
+    }];
+    sync.not_replicable = vec![NotReplicable {
+        key: "k".into(),
+        region: "eu-west-2".into(),
+        why: Unreplicable::Archived,
+    }];
+    assert_reads_back(&sync);
+}
