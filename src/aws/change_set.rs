@@ -15,7 +15,7 @@ use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::error::DisplayErrorContext;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::stack::{
     self, Phase, ResourceFailure, StackAction, StackError, StackOutcome, call_error, check_owner,
@@ -24,7 +24,7 @@ use crate::model::topology::StackPlan;
 use crate::progress::Reporter;
 
 /// What applying a stack's plan would do, found without changing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PreviewAction {
     Create,
@@ -49,7 +49,7 @@ impl fmt::Display for PreviewAction {
 }
 
 /// One resource a change set would touch.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ResourceChange {
     /// Add, Modify, Remove, ...
     pub action: String,
@@ -69,7 +69,7 @@ pub struct StackPreview {
     /// The stack's status when it is not one an update can start from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<ResourceChange>,
 }
 

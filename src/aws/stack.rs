@@ -11,13 +11,13 @@ use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_cloudformation::types::{
     Parameter, ResourceStatus, Stack, StackEvent, StackStatus, Tag,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::topology::{StackPlan, TAG_SET, TAG_STACK};
 use crate::progress::Reporter;
 
 /// What an operation did to a stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StackAction {
     Created,
@@ -57,7 +57,7 @@ pub struct StackOutcome {
 }
 
 /// A resource CloudFormation could not create, update or delete, with its reason.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResourceFailure {
     pub logical_id: String,
     pub resource_type: String,

@@ -19,7 +19,7 @@ pub async fn deletes(context: &Context, settings: &DeletesSettings) -> Result<Re
     Ok(Report::new(&result, text, result.ok))
 }
 
-fn render_text(result: &DeletesResult) -> String {
+pub(super) fn render_text(result: &DeletesResult) -> String {
     let mut text = String::new();
     let mut total = 0;
     for region in &result.regions {

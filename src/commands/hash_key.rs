@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toastrep_replication::log_keys;
 
 use super::{Context, Report};
@@ -13,7 +13,7 @@ use crate::ops::discover;
 use crate::settings::HashKeySettings;
 
 /// One key and what the logs call it.
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct HashedKey {
     pub key: String,
     pub logged_as: String,

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Report;
 use crate::bail_input;
@@ -11,7 +11,7 @@ use crate::model::function::SettingsLayer;
 use crate::settings::{InitSettings, set_file};
 
 /// The set file written.
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct InitResult {
     pub path: String,
     pub name: String,

@@ -16,10 +16,15 @@ mod replay;
 mod restore;
 mod rotate_key;
 mod status;
+#[cfg(test)]
+mod summaries;
 mod sync;
 mod teardown;
 mod verify;
 mod words;
+
+pub use hash_key::HashedKey;
+pub use init::InitResult;
 
 use anyhow::Result;
 use serde::Serialize;

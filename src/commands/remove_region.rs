@@ -36,7 +36,7 @@ pub async fn remove_region(context: &Context, settings: &RemoveRegionSettings) -
     Ok(Report::new(&result, text, result.ok))
 }
 
-fn summary(result: &RemoveResult, stacks_ok: bool) -> String {
+pub(super) fn summary(result: &RemoveResult, stacks_ok: bool) -> String {
     let mut text = format!(
         "Removing {} from replica set '{}'\n",
         result.region, result.name

@@ -22,7 +22,7 @@ pub async fn replay(context: &Context, settings: &ReplaySettings) -> Result<Repo
     Ok(Report::new(&result, text, result.ok))
 }
 
-fn render_text(result: &ReplayResult) -> String {
+pub(super) fn render_text(result: &ReplayResult) -> String {
     let mut text = String::new();
     let verb = if result.dry_run {
         "would replay"

@@ -25,7 +25,7 @@ pub async fn restore(context: &Context, settings: &RestoreSettings) -> Result<Re
     Ok(Report::new(&result, text, result.ok))
 }
 
-fn render_text(result: &RestoreResult) -> String {
+pub(super) fn render_text(result: &RestoreResult) -> String {
     let mut text = String::new();
     let verb = if result.dry_run {
         "would restore"

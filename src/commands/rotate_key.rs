@@ -21,7 +21,7 @@ pub async fn rotate_key(context: &Context, settings: &RotateKeySettings) -> Resu
     Ok(Report::new(&result, text, result.ok))
 }
 
-fn summary(result: &RotationResult) -> String {
+pub(super) fn summary(result: &RotationResult) -> String {
     let mut text = String::new();
     for step in &result.steps {
         let _ = writeln!(

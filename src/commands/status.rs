@@ -28,7 +28,7 @@ pub async fn status(context: &Context, settings: &StatusSettings) -> Result<Repo
     Ok(Report::new(&result, text, result.ok))
 }
 
-fn summary(result: &StatusResult) -> String {
+pub(super) fn summary(result: &StatusResult) -> String {
     let mut text = format!("Replica set '{}'\n", result.name);
     if let Some(deletes) = &result.deletes {
         let _ = writeln!(

@@ -72,7 +72,7 @@ fn in_cloud_lines(report: &SyncReport, text: &mut String) {
     }
 }
 
-fn render_text(report: &SyncReport) -> String {
+pub(super) fn render_text(report: &SyncReport) -> String {
     let mut text = String::new();
     if report.dry_run {
         for copy in &report.copies {

@@ -51,7 +51,7 @@ pub(super) fn confirm(name: &SetName, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
+pub(super) fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
     if result.regions.is_empty() {
         return format!(
             "Nothing of replica set '{}' was found in the regions searched: nothing to do.\n",
@@ -97,7 +97,7 @@ fn summary(result: &TeardownResult, stacks_ok: bool) -> String {
 
 /// A bucket's line in teardown's and remove-region's summaries.
 pub(super) fn bucket_line(row: &BucketRow) -> String {
-    let detail = match (row.action, &row.error) {
+    let detail = match (&*row.action, &row.error) {
         ("kept", _) => format!(
             "kept: holds {}{} object versions (delete with --delete-data)",
             row.versions,

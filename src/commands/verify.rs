@@ -20,7 +20,7 @@ pub async fn verify(context: &Context, settings: &VerifySettings) -> Result<Repo
     Ok(Report::new(&result, text, result.ok))
 }
 
-fn summary(result: &VerifyResult) -> String {
+pub(super) fn summary(result: &VerifyResult) -> String {
     let mut text = format!(
         "Replication latency in ms (max per pair), source (rows) to destination (columns), set '{}':\n",
         result.name

@@ -128,7 +128,7 @@ macro_rules! settings_table {
         }
 
         /// Function settings that become base-stack parameters.
-        #[derive(Debug, Clone, Serialize, JsonSchema)]
+        #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
         pub struct FunctionSettings {
             $(
                 $(#[doc = $doc])*
@@ -312,7 +312,7 @@ settings_table! {
     /// hold personal data. Left out, a deployed set keeps its setting and a
     /// new set logs them hashed.
     #[arg(value_name = "hashed|plain")]
-    #[serde(rename = "hash_logged_keys", serialize_with = "LogKeys::serialize_hashed")]
+    #[serde(rename = "hash_logged_keys", serialize_with = "LogKeys::serialize_hashed", deserialize_with = "LogKeys::deserialize_hashed")]
     #[schemars(
         with = "bool",
         description = "Whether the function logs object keys as their keyed hash (`LogKeys=hashed`) rather than plainly."
@@ -455,6 +455,18 @@ impl LogKeys {
     ) -> Result<S::Ok, S::Error> {
         serializer.serialize_bool(*value == LogKeys::Hashed)
     }
+
+    /// Reads back what [`LogKeys::serialize_hashed`] wrote.
+    fn deserialize_hashed<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<LogKeys, D::Error> {
+        let hashed = <bool as Deserialize>::deserialize(deserializer)?;
+        Ok(if hashed {
+            LogKeys::Hashed
+        } else {
+            LogKeys::Plain
+        })
+    }
 }
 
 impl fmt::Display for LogKeys {
@@ -476,7 +488,7 @@ impl FromStr for LogKeys {
 
 /// Who asks for a setting's new value: what neither a flag nor the set
 /// file gives keeps its deployed value, and so is never a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Flag,
@@ -493,7 +505,7 @@ pub struct Requested {
 }
 
 /// One setting a deploy would change on a deployed set.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SettingChange {
     /// The flag's (and the set file's) name for it.
     pub setting: String,
@@ -752,9 +764,10 @@ mod table_tests {
                 .to_str()
                 .unwrap()
                 .to_owned();
-            // The table, and a module of tests only.
+            // The table, and modules of tests only.
             if relative == "src/model/function.rs"
                 || relative == "src/model/template_constraints.rs"
+                || relative == "src/commands/summaries.rs"
             {
                 continue;
             }

@@ -21,7 +21,9 @@
 use toastrep_replication::{MarkerKey, MarkerKeys, Rotation};
 
 /// A step of a rotation, named as the command reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Accept,

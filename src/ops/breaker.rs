@@ -3,7 +3,7 @@
 //! are open (see the function's `breaker` module for how they open).
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use toastrep_replication::breaker_keys;
@@ -64,7 +64,7 @@ impl DeleteGate for OpenBreakers {
 }
 
 /// An open breaker: deletes from `source` are held in the region.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpenBreaker {
     pub source: String,
     /// What opened it, as the function recorded it.

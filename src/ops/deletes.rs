@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toastrep_replication::{
     Bucket, KeyRestore, MarkerKeys, ObjectStore, Replicator, SdkStore, Undo,
 };
@@ -31,7 +31,7 @@ const ACT_SECONDS: i32 = 300;
 const PASSES: usize = 5;
 
 /// What the operator asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Look,
@@ -49,7 +49,7 @@ impl Action {
     }
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DeletesResult {
     pub name: String,
     /// What was asked: look, release or discard.
@@ -64,14 +64,14 @@ pub struct DeletesResult {
     pub ok: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RegionDeletes {
     pub region: String,
     pub open_for: Vec<OpenBreaker>,
     pub held: Vec<HeldKey>,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct HeldKey {
     pub key: String,
     /// The region the delete was made in.

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::future::join_all;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::stack::DeployedStack;
 use crate::model::names::SetName;
@@ -22,7 +22,7 @@ use crate::ops::membership;
 use crate::package::Package;
 use crate::progress::Reporter;
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StatusResult {
     pub name: String,
     pub account: String,
@@ -33,7 +33,7 @@ pub struct StatusResult {
     pub ok: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RegionStatus {
     pub region: String,
     pub healthy: bool,
@@ -51,7 +51,7 @@ pub struct RegionStatus {
 }
 
 /// A region's last repair run, from its report.
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RepairRun {
     pub run: String,
     /// When it ended, Unix milliseconds.
@@ -71,7 +71,7 @@ pub struct RepairRun {
     pub ok: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BreakerStatus {
     /// Regions whose deletes this region holds.
     pub open_for: Vec<crate::ops::breaker::OpenBreaker>,
@@ -81,7 +81,7 @@ pub struct BreakerStatus {
     pub alarm: Option<String>,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DeleteSettings {
     /// Deletes are carried to every region (else kept where they are made).
     pub replicated: bool,
@@ -89,7 +89,7 @@ pub struct DeleteSettings {
     pub keep_noncurrent_days: u32,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StackStatus {
     pub stack_name: String,
     /// CloudFormation's status, or MISSING.
@@ -97,7 +97,7 @@ pub struct StackStatus {
     pub healthy: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionStatus {
     pub function_name: String,
     pub state: String,
@@ -109,7 +109,7 @@ pub struct FunctionStatus {
     pub code_matches: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct QueueStatus {
     pub queue_name: String,
     /// Messages waiting: events the function gave up on.
@@ -118,7 +118,7 @@ pub struct QueueStatus {
     pub in_flight: u64,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BucketStatus {
     pub bucket: String,
     pub objects: u64,

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context as _, Result};
 use futures::future::join_all;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::stack::StackAction;
 use crate::bail_input;
@@ -237,7 +237,7 @@ async fn deployed_package(set: &SetContext, region: &str, key: &str) -> Result<P
     Ok(package)
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RemoveResult {
     pub name: String,
     pub account: String,

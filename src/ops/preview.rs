@@ -4,12 +4,13 @@
 //! plan of every stack. `plan` then previews each stack's change set;
 //! `deploy` rolls them out ([`super::rollout`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use anyhow::Result;
 use futures::{StreamExt, stream};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsOptions;
 use crate::aws::change_set::{self, PreviewAction, ResourceChange, StackPreview};
@@ -112,7 +113,7 @@ pub async fn prepare(
 }
 
 /// What a deploy would do.
-#[derive(Serialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 pub struct PlanResult {
     pub name: String,
     pub account: String,
@@ -131,7 +132,7 @@ pub struct PlanResult {
 }
 
 /// The package a deploy would ship, and where it would upload it.
-#[derive(Serialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 pub struct PackagePlan {
     #[serde(flatten)]
     pub package: Package,
@@ -139,16 +140,17 @@ pub struct PackagePlan {
     pub upload_to: Vec<String>,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StackRow {
     pub stack_name: String,
     pub region: String,
-    pub kind: &'static str,
+    // A `Cow`, so that a result read back from JSON owns it.
+    pub kind: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<PreviewAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<ResourceChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -225,7 +227,7 @@ fn row(plan: &StackPlan, preview: Result<StackPreview, StackError>) -> StackRow 
     let mut row = StackRow {
         stack_name: plan.stack_name.clone(),
         region: plan.region.clone(),
-        kind: plan.template.kind(),
+        kind: plan.template.kind().into(),
         action: None,
         status: None,
         changes: Vec::new(),

@@ -13,13 +13,14 @@
 //! - a Lambda-destination style wrapper, whose `requestPayload` holds the
 //!   event, which is what the emulator (ministack) puts in a dead-letter queue.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use anyhow::{Context as _, Result};
 use futures::future::join_all;
 use futures::{StreamExt, stream};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use toastrep_replication::{
     Bucket, HandleError, Replicator, SdkStore, SetBuckets, handle_sns_event, parse_s3_message,
@@ -43,7 +44,7 @@ const VISIBILITY_SECONDS: i32 = 300;
 /// Messages replayed at once per region (one ReceiveMessage batch).
 const BATCH: i32 = 10;
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ReplayResult {
     pub name: String,
     pub dry_run: bool,
@@ -55,7 +56,7 @@ pub struct ReplayResult {
     pub ok: bool,
 }
 
-#[derive(Serialize, Default, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, Default, JsonSchema)]
 pub struct RegionReplay {
     pub region: String,
     pub queue: String,
@@ -77,11 +78,11 @@ pub struct RegionReplay {
     pub left: Vec<LeftMessage>,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct LeftMessage {
     pub message_id: String,
     /// failing, unparseable or refused.
-    pub outcome: &'static str,
+    pub outcome: Cow<'static, str>,
     pub reason: String,
     /// The function's own error, from AWS's ErrorMessage attribute, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,7 +243,7 @@ async fn replay_region(
                     }
                 }
                 Outcome::Left(left) => {
-                    match left.outcome {
+                    match &*left.outcome {
                         "unparseable" => result.unparseable += 1,
                         "refused" => result.refused += 1,
                         _ => result.failing += 1,
@@ -274,10 +275,10 @@ async fn replay_message(
 ) -> Outcome {
     let message_id = message.id.clone();
     let function_error = message.attributes.get("ErrorMessage").cloned();
-    let left = |outcome, reason: String| {
+    let left = |outcome: &'static str, reason: String| {
         Outcome::Left(LeftMessage {
             message_id: message_id.clone(),
-            outcome,
+            outcome: outcome.into(),
             reason,
             function_error: function_error.clone(),
         })

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use futures::StreamExt;
 use jiff::Timestamp;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toastrep_replication::{Bucket, KeyRestore, ReplicateError};
 
 use crate::aws::objects::Versioning;
@@ -22,7 +22,7 @@ use crate::progress::Reporter;
 /// How often the progress line is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RestoreResult {
     pub name: String,
     pub prefix: String,
@@ -43,7 +43,7 @@ pub struct RestoreResult {
     pub ok: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RestoredKey {
     pub key: String,
     /// The region whose version is written again, and that version.
@@ -54,7 +54,7 @@ pub struct RestoredKey {
     pub regions: Vec<String>,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RestoreFailure {
     pub key: String,
     pub error: String,

@@ -4,13 +4,14 @@
 //! objects the set already holds, and the set is verified; each carries its
 //! joining marker ([`super::membership`]) until both have passed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use futures::future::join_all;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::aws::Aws;
@@ -29,7 +30,7 @@ use crate::package::Package;
 use crate::progress::Reporter;
 use toastrep_replication::{MarkerKey, log_keys};
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 pub struct DeployResult {
     pub name: String,
     pub account: String,
@@ -55,7 +56,7 @@ pub struct DeployResult {
 }
 
 /// The package deployed, and where it was uploaded.
-#[derive(Serialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 pub struct PackageResult {
     #[serde(flatten)]
     pub package: Package,
@@ -63,19 +64,20 @@ pub struct PackageResult {
 }
 
 /// One stack's line in the result: an action, or an error with its causes.
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StackRow {
     pub stack_name: String,
     pub region: String,
-    pub kind: &'static str,
+    // A `Cow`, so that a result read back from JSON owns it.
+    pub kind: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<StackAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<ResourceFailure>,
     /// Not attempted, because a stack it depends on failed.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
 }
 
@@ -414,7 +416,7 @@ fn row(plan: &StackPlan) -> StackRow {
     StackRow {
         stack_name: plan.stack_name.clone(),
         region: plan.region.clone(),
-        kind: plan.template.kind(),
+        kind: plan.template.kind().into(),
         action: None,
         error: None,
         failures: Vec::new(),

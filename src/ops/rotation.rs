@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsOptions;
 use crate::error::InputError;
@@ -26,7 +26,7 @@ use crate::progress::Reporter;
 use crate::settings::DeploySettings;
 
 /// What a rotation did.
-#[derive(Serialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 pub struct RotationResult {
     pub name: String,
     pub regions: Vec<String>,
@@ -44,7 +44,7 @@ pub struct RotationResult {
     pub ok: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 pub struct StepResult {
     pub step: Step,
     /// Seconds waited after it, for invocations of the earlier ring to end.

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toastrep_replication::engine::{
     KeyRange, KeyRepair, MAX_REGIONS, ScanEnd, ScanLimit, ScanOptions, ScanStep,
 };
@@ -39,7 +39,7 @@ use crate::progress::Reporter;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// One region's run of the repair.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegionRun {
     pub region: String,
     pub execution_arn: String,
@@ -56,7 +56,9 @@ pub struct RegionRun {
 }
 
 /// A map run's item counts.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub struct MapItems {
     pub total: i64,
     pub succeeded: i64,
@@ -65,7 +67,7 @@ pub struct MapItems {
 }
 
 /// The runs `sync --in-cloud` started (and followed).
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CloudRun {
     pub run: String,
     pub executions: Vec<RegionRun>,
@@ -90,7 +92,7 @@ pub struct SyncOptions {
 }
 
 /// One copy, made or (on a dry run) planned.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncCopy {
     pub key: String,
     /// The region the winning version is copied from.
@@ -102,7 +104,7 @@ pub struct SyncCopy {
 
 /// A delete carried (or, on a dry run, planned): a delete marker put on a
 /// region's object of the key.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncDelete {
     pub key: String,
     pub region: String,
@@ -110,7 +112,7 @@ pub struct SyncDelete {
 
 /// A key whose winner can never be copied into a region as it is: the
 /// writer's choice, reported here and not as a failure.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotReplicable {
     pub key: String,
     /// The region it could not be copied into.
@@ -119,7 +121,7 @@ pub struct NotReplicable {
 }
 
 /// A key that could not be examined or copied.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncFailure {
     pub key: String,
     /// The region whose call failed.
@@ -130,14 +132,14 @@ pub struct SyncFailure {
 }
 
 /// A region whose bucket could not be listed: it was neither read nor repaired.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UnreachableRegion {
     pub region: String,
     pub error: String,
 }
 
 /// What `sync` found and did.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncReport {
     pub name: String,
     pub regions: Vec<String>,

@@ -5,10 +5,12 @@
 //! DeletionPolicy retains it); toastrep deletes one itself only when it holds
 //! no object version, or when --delete-data was confirmed.
 
+use std::borrow::Cow;
+
 use anyhow::Result;
 use futures::future::join_all;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::Aws;
 use crate::aws::stack::{self, StackAction, StackError};
@@ -19,7 +21,7 @@ use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
 use crate::progress::Reporter;
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TeardownResult {
     pub name: String,
     pub account: String,
@@ -29,7 +31,7 @@ pub struct TeardownResult {
     pub ok: bool,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StackRow {
     pub stack_name: String,
     pub region: String,
@@ -42,13 +44,14 @@ pub struct StackRow {
     pub note: Option<String>,
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BucketRow {
     pub bucket: String,
     pub region: String,
-    pub kind: &'static str,
+    // `Cow`s, so that a result read back from JSON owns them.
+    pub kind: Cow<'static, str>,
     /// deleted, or kept (it holds objects and --delete-data was not given).
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     /// Object versions found in it (for a kept bucket, at least this many).
     pub versions: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -286,16 +289,16 @@ pub async fn remove_bucket(
         Ok((action, versions)) => BucketRow {
             bucket,
             region: region.to_owned(),
-            kind,
-            action,
+            kind: kind.into(),
+            action: action.into(),
             versions,
             error: None,
         },
         Err(error) => BucketRow {
             bucket,
             region: region.to_owned(),
-            kind,
-            action: "failed",
+            kind: kind.into(),
+            action: "failed".into(),
             versions: 0,
             error: Some(format!("{error:#}")),
         },

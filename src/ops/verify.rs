@@ -25,7 +25,7 @@ use anyhow::{Context as _, Result};
 use futures::future::join_all;
 use futures::{StreamExt, TryStreamExt, stream};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::aws::Aws;
@@ -36,7 +36,7 @@ use crate::progress::Reporter;
 /// Where probes live; outside any prefix a user is likely to have.
 const PROBE_PREFIX: &str = ".toastrep/verify";
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct VerifyResult {
     pub name: String,
     pub regions: Vec<String>,
@@ -54,7 +54,7 @@ pub struct VerifyResult {
 }
 
 /// Replica copies of this run's probes, from the buckets' version history.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CopyCount {
     pub uploads: usize,
     /// Object versions under the run's prefix in the checked regions, minus
@@ -82,7 +82,7 @@ impl CopyCount {
     }
 }
 
-#[derive(Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PairResult {
     pub source: String,
     pub destination: String,

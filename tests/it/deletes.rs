@@ -9,11 +9,20 @@ use std::time::SystemTime;
 use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use futures::future::join_all;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use toastrep::model::function::{SettingChange, Source};
+use toastrep::ops::deletes::DeletesResult;
+use toastrep::ops::health::StatusResult;
+use toastrep::ops::preview::PlanResult;
+use toastrep::ops::replay::ReplayResult;
+use toastrep::ops::restore::RestoreResult;
+use toastrep::ops::rollout::DeployResult;
+use toastrep::ops::sync::SyncReport;
 
 use testkit::events::S3Record;
 
-use crate::harness::{self, eventually, json, s3, toastrep};
+use crate::harness::{self, Json, eventually, parse, s3, toastrep};
 use crate::replicator::{Set, THREE, WAIT, fields, put_decorated, sns_event};
 use crate::sync::Emu;
 
@@ -81,9 +90,9 @@ async fn deliver_everywhere(set: &Set, event: &Value) -> Vec<Value> {
     payloads
 }
 
-/// `toastrep` with `args` on the shared emulator, which must succeed: its JSON.
-fn toastrep_json(args: &[&str]) -> Value {
-    let (result, code) = Emu::shared().toastrep_json(args);
+/// `toastrep` with `args` on the shared emulator, which must succeed: its result.
+fn toastrep_json<T: DeserializeOwned>(args: &[&str]) -> Json<T> {
+    let (result, code) = harness::run_json(args);
     assert_eq!(code, Some(0), "toastrep {args:?}: {result}");
     result
 }
@@ -158,9 +167,9 @@ async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_st
             Some(&b"kept"[..])
         );
     }
-    let sync = toastrep_json(&["sync", "--name", &set.name]);
-    assert_eq!(sync["copies_made"], 1, "{sync}");
-    assert_eq!(sync["deletes_made"], 0, "{sync}");
+    let sync: Json<SyncReport> = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(sync.copies_made, 1, "{sync}");
+    assert_eq!(sync.deletes_made, 0, "{sync}");
     set.wait_everywhere("kept", b"kept").await;
 
     // A delete nobody heard of (eu-west-2's bucket sent no events while it
@@ -189,20 +198,20 @@ async fn deletes_reach_every_region_racing_writes_survive_and_version_deletes_st
     // Notifications stay off until sync has run: the emulator sends an
     // event after the request returns, so one switched back on at once can
     // still announce the delete and race sync to it.
-    let dry = toastrep_json(&["sync", "--name", &set.name, "--dry-run"]);
-    assert_eq!(dry["deletes_planned"], 2, "{dry}");
-    assert_eq!(dry["copies_planned"], 0, "{dry}");
+    let dry: Json<SyncReport> = toastrep_json(&["sync", "--name", &set.name, "--dry-run"]);
+    assert_eq!(dry.deletes_planned, 2, "{dry}");
+    assert_eq!(dry.copies_planned, 0, "{dry}");
     for region in ["us-east-1", "ap-northeast-1"] {
         assert!(!is_deleted(&set, region, "missed").await, "{region}");
     }
-    let sync = toastrep_json(&["sync", "--name", &set.name]);
+    let sync: Json<SyncReport> = toastrep_json(&["sync", "--name", &set.name]);
     // Sync carries it into both; the first one it makes is announced, and
     // the other region's function may carry that one before sync's second
     // lands (then sync finds it done). Either way, no failure, and deleted
     // everywhere.
-    let made = sync["deletes_made"].as_u64().unwrap();
+    let made = sync.deletes_made;
     assert!((1..=2).contains(&made), "{sync}");
-    assert_eq!(sync["ok"], true, "{sync}");
+    assert!(sync.ok, "{sync}");
     wait_deleted_everywhere(&set, "missed").await;
     notify(config.topic_configurations().to_vec())
         .await
@@ -255,8 +264,12 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
             "{rules:?}"
         );
     }
-    let status = toastrep_json(&["status", "--name", &set.name]);
-    assert_eq!(status["deletes"]["replicated"], false, "{status}");
+    let status: Json<StatusResult> = toastrep_json(&["status", "--name", &set.name]);
+    assert_eq!(
+        status.deletes.as_ref().map(|d| d.replicated),
+        Some(false),
+        "{status}"
+    );
 
     // Off: a delete stays in its region, whatever the functions are told.
     set.put("us-east-1", "local", b"x").await;
@@ -273,10 +286,10 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
         assert_eq!(payload["deleted"], 0, "{payload}");
     }
     // Sync does not bring it back, and says the key differs only by it.
-    let sync = toastrep_json(&["sync", "--name", &set.name]);
-    assert_eq!(sync["copies_made"], 0, "{sync}");
-    assert_eq!(sync["deletes_made"], 0, "{sync}");
-    assert_eq!(sync["keys_differing_by_delete"], 1, "{sync}");
+    let sync: Json<SyncReport> = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(sync.copies_made, 0, "{sync}");
+    assert_eq!(sync.deletes_made, 0, "{sync}");
+    assert_eq!(sync.keys_differing_by_delete, 1, "{sync}");
     assert!(is_deleted(&set, "eu-west-2", "local").await);
     for region in ["us-east-1", "ap-northeast-1"] {
         assert_eq!(set.body(region, "local").await.as_deref(), Some(&b"x"[..]));
@@ -295,31 +308,45 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
         "--keep-noncurrent-days",
         "7",
     ];
-    let plan = toastrep_json(&[&["plan"][..], &switch].concat());
+    let plan: Json<PlanResult> = toastrep_json(&[&["plan"][..], &switch].concat());
+    let change = |setting: &str, deployed: &str, planned: &str| SettingChange {
+        setting: setting.into(),
+        deployed: deployed.into(),
+        planned: planned.into(),
+        source: Source::Flag,
+    };
     assert_eq!(
-        plan["setting_changes"],
-        serde_json::json!([
-            {"setting": "keep-noncurrent-days", "deployed": "30", "planned": "7", "source": "flag"},
-            {"setting": "replicate-deletes", "deployed": "false", "planned": "true", "source": "flag"},
-        ]),
+        plan.setting_changes,
+        [
+            change("keep-noncurrent-days", "30", "7"),
+            change("replicate-deletes", "false", "true"),
+        ],
         "{plan}"
     );
-    assert_eq!(plan["settings"]["replicate_deletes"], true, "{plan}");
-    assert_eq!(plan["settings"]["keep_noncurrent_days"], 7, "{plan}");
-    toastrep_json(&[&["deploy"][..], &switch].concat());
+    assert!(plan.settings.replicate_deletes, "{plan}");
+    assert_eq!(plan.settings.keep_noncurrent_days, 7, "{plan}");
+    toastrep_json::<DeployResult>(&[&["deploy"][..], &switch].concat());
     // Healthy once the functions have taken their new configuration.
     let status = eventually("a healthy set", WAIT, || async {
         let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
-        out.status.success().then(|| json(&out))
+        out.status.success().then(|| parse::<StatusResult>(&out))
     })
     .await;
-    assert_eq!(status["deletes"]["replicated"], true, "{status}");
-    assert_eq!(status["deletes"]["keep_noncurrent_days"], 7, "{status}");
+    assert_eq!(
+        status.deletes.as_ref().map(|d| d.replicated),
+        Some(true),
+        "{status}"
+    );
+    assert_eq!(
+        status.deletes.as_ref().map(|d| d.keep_noncurrent_days),
+        Some(7),
+        "{status}"
+    );
     for region in THREE {
         assert_eq!(noncurrent_days(&set, region).await, Some(7), "{region}");
     }
     // A deploy that leaves the flags out keeps them.
-    let plan = toastrep_json(&[
+    let plan: Json<PlanResult> = toastrep_json(&[
         "plan",
         "--name",
         &set.name,
@@ -328,20 +355,20 @@ async fn deletes_stay_local_until_switched_on_and_old_versions_expire_by_rule() 
         "--lambda-zip",
         zip,
     ]);
-    assert_eq!(plan["settings"]["replicate_deletes"], true, "{plan}");
-    assert_eq!(plan["setting_changes"], serde_json::json!([]), "{plan}");
-    assert_eq!(plan["changes"], false, "{plan}");
+    assert!(plan.settings.replicate_deletes, "{plan}");
+    assert!(plan.setting_changes.is_empty(), "{plan}");
+    assert!(!plan.changes, "{plan}");
 
     // Now the delete kept before is carried: by sync, or by the function if
     // the delete's own notice is only now delivered (the emulator's delivery
     // may lag a busy machine). Sync carrying a missed delete is shown,
     // deterministically, in the test before.
-    let sync = toastrep_json(&["sync", "--name", &set.name]);
-    assert_eq!(sync["copies_made"], 0, "{sync}");
+    let sync: Json<SyncReport> = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(sync.copies_made, 0, "{sync}");
     wait_deleted_everywhere(&set, "local").await;
 
     // 0 keeps every version: no expiry rule.
-    toastrep_json(&[
+    toastrep_json::<DeployResult>(&[
         "deploy",
         "--name",
         &set.name,
@@ -409,7 +436,7 @@ async fn restore_brings_a_prefix_back_in_every_region_and_refuses_bad_input() {
     assert_eq!(set.version_counts("docs/").await, counts);
 
     // A dry run plans the three keys, leaves the newer one, changes nothing.
-    let dry = toastrep_json(&[
+    let dry: Json<RestoreResult> = toastrep_json(&[
         "restore",
         "--name",
         &set.name,
@@ -419,16 +446,16 @@ async fn restore_brings_a_prefix_back_in_every_region_and_refuses_bad_input() {
         &at,
         "--dry-run",
     ]);
-    assert_eq!(dry["restored"].as_array().unwrap().len(), 3, "{dry}");
-    assert_eq!(dry["none_then"], 1, "{dry}");
+    assert_eq!(dry.restored.len(), 3, "{dry}");
+    assert_eq!(dry.none_then, 1, "{dry}");
     assert_eq!(set.version_counts("docs/").await, counts);
 
     // Every region gets back each object as it was: bytes, headers,
     // metadata and tags. The key made later is left.
-    let done = toastrep_json(&[
+    let done: Json<RestoreResult> = toastrep_json(&[
         "restore", "--name", &set.name, "--prefix", "docs/", "--at", &at,
     ]);
-    assert_eq!(done["restored"].as_array().unwrap().len(), 3, "{done}");
+    assert_eq!(done.restored.len(), 3, "{done}");
     for ((key, fields_then), body) in keys.iter().zip(&before).zip(&bodies) {
         for region in THREE {
             assert_eq!(
@@ -445,11 +472,11 @@ async fn restore_brings_a_prefix_back_in_every_region_and_refuses_bad_input() {
         assert!(count > counts[region], "{region}");
     }
     // Restored once, there is nothing left to restore.
-    let again = toastrep_json(&[
+    let again: Json<RestoreResult> = toastrep_json(&[
         "restore", "--name", &set.name, "--prefix", "docs/", "--at", &at,
     ]);
-    assert_eq!(again["restored"].as_array().unwrap().len(), 0, "{again}");
-    assert_eq!(again["unchanged"], 3, "{again}");
+    assert_eq!(again.restored.len(), 0, "{again}");
+    assert_eq!(again.unchanged, 3, "{again}");
 
     // A bucket that keeps no versions is refused before anything is done.
     s3("ap-northeast-1")
@@ -487,22 +514,13 @@ async fn count_deleted(set: &Set, regions: &[&str], keys: &[String]) -> u64 {
 
 /// Regions whose delete breaker is open, and the deletes each holds, as
 /// `status` reports them.
-fn breakers(status: &Value) -> Vec<(String, u64)> {
-    status["regions"]
-        .as_array()
-        .unwrap()
+fn breakers(status: &StatusResult) -> Vec<(String, u64)> {
+    status
+        .regions
         .iter()
-        .filter(|r| {
-            !r["delete_breaker"]["open_for"]
-                .as_array()
-                .unwrap()
-                .is_empty()
-        })
-        .map(|r| {
-            (
-                r["region"].as_str().unwrap().to_owned(),
-                r["delete_breaker"]["held"].as_u64().unwrap(),
-            )
+        .filter_map(|r| {
+            let breaker = r.delete_breaker.as_ref().unwrap();
+            (!breaker.open_for.is_empty()).then(|| (r.region.clone(), breaker.held))
         })
         .collect()
 }
@@ -527,7 +545,7 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     let others = ["eu-west-2", "ap-northeast-1"];
     let status = eventually("the breaker open in both other regions", WAIT, || async {
         let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
-        let status = json(&out);
+        let status = parse::<StatusResult>(&out);
         let open = breakers(&status);
         let settled = open.len() == 2 && open.iter().all(|(_, held)| *held > 0);
         let carried = count_deleted(&set, &others, &burst).await;
@@ -538,9 +556,16 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
         (settled && carried + held >= 16 && out.status.code() == Some(1)).then_some(status)
     })
     .await;
-    for region in status["regions"].as_array().unwrap() {
-        if others.contains(&region["region"].as_str().unwrap()) {
-            assert_eq!(region["delete_breaker"]["alarm"], "ALARM", "{region}");
+    for region in &status.regions {
+        if others.contains(&region.region.as_str()) {
+            assert_eq!(
+                region
+                    .delete_breaker
+                    .as_ref()
+                    .and_then(|b| b.alarm.as_deref()),
+                Some("ALARM"),
+                "{region:?}"
+            );
         }
     }
 
@@ -551,19 +576,13 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     set.wait_everywhere("after/two", b"still").await;
 
     // A look, and a release without --yes, change nothing.
-    let look = toastrep_json(&["deletes", "--name", &set.name]);
-    let held_keys = |report: &Value| -> usize {
-        report["regions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["held"].as_array().unwrap().len())
-            .sum()
-    };
+    let look: Json<DeletesResult> = toastrep_json(&["deletes", "--name", &set.name]);
+    let held_keys =
+        |report: &DeletesResult| -> usize { report.regions.iter().map(|r| r.held.len()).sum() };
     let held = held_keys(&look);
     assert!(held > 0, "{look}");
-    let dry = toastrep_json(&["deletes", "--name", &set.name, "--release"]);
-    assert_eq!(dry["done"], false, "{dry}");
+    let dry: Json<DeletesResult> = toastrep_json(&["deletes", "--name", &set.name, "--release"]);
+    assert!(!dry.done, "{dry}");
     // (More may be held by now: deliveries and echoes still come in.)
     assert!(held_keys(&dry) >= held, "{dry}");
 
@@ -571,12 +590,13 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     // the emulator, whose events do not name the writer, a region's carried
     // deletes echo to the others, which may hold them too: they are
     // released with the rest.)
-    let released = toastrep_json(&["deletes", "--name", &set.name, "--release", "--yes"]);
+    let released: Json<DeletesResult> =
+        toastrep_json(&["deletes", "--name", &set.name, "--release", "--yes"]);
     assert!(held_keys(&released) >= held, "{released}");
     for key in &burst {
         wait_deleted_everywhere(&set, key).await;
     }
-    let status = toastrep_json(&["status", "--name", &set.name]);
+    let status: Json<StatusResult> = toastrep_json(&["status", "--name", &set.name]);
     assert!(breakers(&status).is_empty(), "{status}");
 
     // A second burst, discarded: the keys come back where they were
@@ -588,7 +608,7 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     }
     eventually("the breaker open again", WAIT, || async {
         let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
-        (breakers(&json(&out)).len() == 2).then_some(())
+        (breakers(&parse(&out)).len() == 2).then_some(())
     })
     .await;
     // Deletes still in flight to the function are held too; the discard
@@ -596,17 +616,17 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
     eventually("every delete of the burst counted", WAIT, || async {
         let carried = count_deleted(&set, &["us-east-1", "eu-west-2"], &second).await;
         let out = toastrep(&["status", "--name", &set.name, "--output", "json"]);
-        let held: u64 = breakers(&json(&out)).iter().map(|(_, h)| h).sum();
+        let held: u64 = breakers(&parse(&out)).iter().map(|(_, h)| h).sum();
         (carried + held >= 12).then_some(())
     })
     .await;
-    let discarded = toastrep_json(&["deletes", "--name", &set.name, "--discard", "--yes"]);
-    let undone: std::collections::BTreeSet<&str> = discarded["regions"]
-        .as_array()
-        .unwrap()
+    let discarded: Json<DeletesResult> =
+        toastrep_json(&["deletes", "--name", &set.name, "--discard", "--yes"]);
+    let undone: std::collections::BTreeSet<&str> = discarded
+        .regions
         .iter()
-        .flat_map(|r| r["held"].as_array().unwrap())
-        .map(|h| h["key"].as_str().unwrap())
+        .flat_map(|r| &r.held)
+        .map(|h| h.key.as_str())
         .collect();
     assert!(!undone.is_empty(), "{discarded}");
     // A key whose delete was held anywhere is back everywhere, the region
@@ -619,7 +639,7 @@ async fn a_burst_of_deletes_opens_the_breaker_while_writes_replicate_and_release
             wait_deleted_everywhere(&set, key).await;
         }
     }
-    let status = toastrep_json(&["status", "--name", &set.name]);
+    let status: Json<StatusResult> = toastrep_json(&["status", "--name", &set.name]);
     assert!(breakers(&status).is_empty(), "{status}");
 }
 
@@ -637,7 +657,7 @@ pub(crate) async fn notifications_off(set: &Set, region: &str) {
 
 /// The deletes `region`'s breaker holds, as `status` reports them; `None`
 /// while its breaker is closed.
-fn held_in(status: &Value, region: &str) -> Option<u64> {
+fn held_in(status: &StatusResult, region: &str) -> Option<u64> {
     breakers(status)
         .into_iter()
         .find(|(r, _)| r == region)
@@ -661,7 +681,7 @@ async fn a_held_burst_stays_held_through_sync_deep_sync_and_the_cloud_repair() {
         "every delete of the burst carried or held",
         WAIT,
         || async {
-            let status = json(&toastrep(&[
+            let status = parse::<StatusResult>(&toastrep(&[
                 "status", "--name", &set.name, "--output", "json",
             ]));
             let held = held_in(&status, "eu-west-2")?;
@@ -682,10 +702,10 @@ async fn a_held_burst_stays_held_through_sync_deep_sync_and_the_cloud_repair() {
     for extra in [&[][..], &["--deep"], &["--in-cloud", "--deep"]] {
         let mut args = vec!["sync", "--name", set.name.as_str()];
         args.extend_from_slice(extra);
-        let report = toastrep_json(&args);
-        assert_eq!(report["deletes_made"], 0, "sync {extra:?}: {report}");
+        let report: Json<SyncReport> = toastrep_json(&args);
+        assert_eq!(report.deletes_made, 0, "sync {extra:?}: {report}");
         assert_eq!(
-            report["deletes_held"],
+            report.deletes_held,
             current.len() as u64,
             "sync {extra:?}: {report}"
         );
@@ -698,12 +718,12 @@ async fn a_held_burst_stays_held_through_sync_deep_sync_and_the_cloud_repair() {
 
     // The operator decides: released, they are carried, and sync then
     // finds nothing held.
-    toastrep_json(&["deletes", "--name", &set.name, "--release", "--yes"]);
+    toastrep_json::<DeletesResult>(&["deletes", "--name", &set.name, "--release", "--yes"]);
     for key in &current {
         wait_deleted_everywhere(&set, key).await;
     }
-    let report = toastrep_json(&["sync", "--name", &set.name]);
-    assert_eq!(report["deletes_held"], 0, "{report}");
+    let report: Json<SyncReport> = toastrep_json(&["sync", "--name", &set.name]);
+    assert_eq!(report.deletes_held, 0, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -736,7 +756,7 @@ async fn deletes_from_a_session_named_like_the_function_are_counted() {
         assert_eq!(error, None, "{payload}");
     }
     // Counted like any other: past two a minute, the breaker holds the rest.
-    let status = json(&toastrep(&[
+    let status = parse::<StatusResult>(&toastrep(&[
         "status", "--name", &set.name, "--output", "json",
     ]));
     let held = held_in(&status, "eu-west-2").unwrap_or(0);
@@ -780,16 +800,18 @@ async fn a_held_delete_the_function_did_not_write_is_never_released() {
         .await
         .expect("SendMessage");
 
-    let (released, code) =
-        Emu::shared().toastrep_json(&["deletes", "--name", &set.name, "--release", "--yes"]);
+    let (released, code) = Emu::shared().toastrep_json::<DeletesResult>(&[
+        "deletes",
+        "--name",
+        &set.name,
+        "--release",
+        "--yes",
+    ]);
     assert_eq!(code, Some(1), "{released}");
-    let refused = released["refused"].as_array().unwrap();
+    let refused = &released.refused;
     assert_eq!(refused.len(), 1, "{released}");
     assert!(
-        refused[0]
-            .as_str()
-            .unwrap()
-            .contains("not written by the set's function"),
+        refused[0].contains("not written by the set's function"),
         "{released}"
     );
     assert!(!is_deleted(&set, "eu-west-2", &key).await, "{released}");
@@ -831,7 +853,8 @@ async fn replay_gives_a_dead_lettered_delete_back_to_the_function() {
 
     // Replayed, the delete is carried (by the function, through its
     // breaker), not dropped with its message.
-    let replayed = toastrep_json(&["replay", "--name", &set.name, "--region", "eu-west-2"]);
-    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    let replayed: Json<ReplayResult> =
+        toastrep_json(&["replay", "--name", &set.name, "--region", "eu-west-2"]);
+    assert_eq!(replayed.replayed, 1, "{replayed}");
     assert!(is_deleted(&set, "eu-west-2", &key).await, "{replayed}");
 }

@@ -14,7 +14,10 @@ use aws_sdk_lambda::types::{DeadLetterConfig, InvocationType};
 use futures::{StreamExt, stream};
 use serde_json::json;
 
-use crate::harness::{REGIONS, data_bucket, unique_name};
+use toastrep::ops::health::StatusResult;
+use toastrep::ops::replay::ReplayResult;
+
+use crate::harness::{REGIONS, data_bucket, parse, unique_name};
 use crate::sync::{Emu, body_of, sns_event};
 
 /// The rig of `tools/faults`, stopped when dropped (also when a test panics).
@@ -170,9 +173,9 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
 
     // Replay the dead letters (toastrep talks to the emulator directly).
     let out = emu.toastrep(&["replay", "--name", &name, "--output", "json"]);
-    let replay = crate::harness::json(&out);
+    let replay = parse::<ReplayResult>(&out);
     assert_eq!(out.status.code(), Some(0), "{replay}");
-    let dead_lettered = replay["replayed"].as_u64().unwrap();
+    let dead_lettered = replay.replayed;
 
     // A region that cannot be reached: toastrep through the proxy, with
     // every S3 call to ap-northeast-1 failing. It is named, and the others
@@ -184,12 +187,8 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
     let partial = Emu::at(&rig.proxy);
     let (cut_off, code) = partial.sync(&name, &[]);
     assert_eq!(code, Some(1), "{cut_off}");
-    assert_eq!(
-        cut_off["unreachable"].as_array().unwrap().len(),
-        1,
-        "{cut_off}"
-    );
-    assert_eq!(cut_off["unreachable"][0]["region"], "ap-northeast-1");
+    assert_eq!(cut_off.unreachable.len(), 1, "{cut_off}");
+    assert_eq!(cut_off.unreachable[0].region, "ap-northeast-1");
     // us-east-1 and eu-west-2 now hold every key either of them held (keys
     // only ap-northeast-1 holds must wait for it).
     let mid = emu.listings(&name).await;
@@ -206,8 +205,7 @@ async fn nothing_is_lost_under_faults_after_replay_and_sync() {
     // The full sync.
     let (report, code) = emu.sync(&name, &[]);
     assert_eq!(code, Some(0), "{report}");
-    let repaired =
-        cut_off["copies_made"].as_u64().unwrap() + report["copies_made"].as_u64().unwrap();
+    let repaired = cut_off.copies_made + report.copies_made;
 
     // Every region holds every object, byte for byte.
     let checks: Vec<(&str, &String, &str)> = uploads
@@ -330,24 +328,22 @@ async fn a_repair_that_cannot_read_a_region_is_reported_and_retried_by_the_next_
     );
     let (failed, code) = emu.sync(&name, &["--in-cloud"]);
     assert_eq!(code, Some(1), "{failed}");
-    assert_eq!(failed["ok"], false);
+    assert!(!failed.ok);
     assert!(
-        failed["unreachable"]
-            .as_array()
-            .unwrap()
+        failed
+            .unreachable
             .iter()
-            .any(|u| u["region"] == "ap-northeast-1"),
+            .any(|u| u.region == "ap-northeast-1"),
         "{failed}"
     );
-    let eu = failed["in_cloud"]["executions"]
-        .as_array()
-        .unwrap()
+    let failed_run = failed.in_cloud.as_ref().unwrap();
+    let eu = failed_run
+        .executions
         .iter()
-        .find(|e| e["region"] == "eu-west-2")
-        .unwrap()
-        .clone();
-    assert_eq!(eu["status"], "FAILED", "{eu}");
-    assert!(eu["ranges"]["failed"].as_i64().unwrap() > 0, "{eu}");
+        .find(|e| e.region == "eu-west-2")
+        .unwrap();
+    assert_eq!(eu.status, "FAILED", "{eu:?}");
+    assert!(eu.ranges.unwrap().failed > 0, "{eu:?}");
     assert!(rig.faulted() > 0);
     // What only the denied region holds is still missing elsewhere.
     let mut missing = 0;
@@ -359,30 +355,26 @@ async fn a_repair_that_cannot_read_a_region_is_reported_and_retried_by_the_next_
 
     // status reports the run that did not finish, and exits 1.
     let out = emu.toastrep(&["status", "--name", &name, "--output", "json"]);
-    let status = crate::harness::json(&out);
+    let status = parse::<StatusResult>(&out);
     assert_eq!(out.status.code(), Some(1), "{status}");
-    let region = status["regions"]
-        .as_array()
-        .unwrap()
+    let region = status
+        .regions
         .iter()
-        .find(|r| r["region"] == "eu-west-2")
+        .find(|r| r.region == "eu-west-2")
         .unwrap();
-    assert_eq!(region["last_repair"]["ok"], false, "{region}");
-    assert_eq!(region["last_repair"]["run"], failed["in_cloud"]["run"]);
+    let last = region.last_repair.as_ref().expect("a last repair");
+    assert!(!last.ok, "{region:?}");
+    assert_eq!(last.run, failed_run.run);
     assert!(
-        region["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p.as_str().unwrap().contains("did not finish")),
-        "{region}"
+        region.problems.iter().any(|p| p.contains("did not finish")),
+        "{region:?}"
     );
 
     // The next run, with the region readable again, repairs it all.
     rig.set_rules(json!([]));
     let (repaired, code) = emu.sync(&name, &["--in-cloud"]);
     assert_eq!(code, Some(0), "{repaired}");
-    assert_eq!(repaired["copies_made"], missing as u64, "{repaired}");
+    assert_eq!(repaired.copies_made, missing as u64, "{repaired}");
     for region in ["us-east-1", "eu-west-2"] {
         let listing = emu.listing(&name, region).await;
         assert!(
@@ -391,7 +383,12 @@ async fn a_repair_that_cannot_read_a_region_is_reported_and_retried_by_the_next_
         );
     }
     let out = emu.toastrep(&["status", "--name", &name, "--output", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", crate::harness::json(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        parse::<StatusResult>(&out)
+    );
 
     emu.teardown(&name);
 }

@@ -3,11 +3,14 @@
 //! waits are the shared `testkit`'s, re-exported here.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
+use serde::de::DeserializeOwned;
 
 pub use testkit::emulator::endpoint;
 pub use testkit::emulator::shared::{
@@ -70,8 +73,130 @@ pub fn run(command: &mut Command) -> Output {
     output
 }
 
-pub fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+/// A command's `--output json` result, read as the library's own result
+/// type (`ops::sync::SyncReport`, `ops::health::StatusResult`, ...): a field
+/// the command no longer prints fails to compile, not to match. It shows as
+/// the JSON the command printed, for assertion messages.
+pub struct Json<T> {
+    value: T,
+    text: String,
+}
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> Deref for Json<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> fmt::Display for Json<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What a command printed on stdout, read as its result type `T`.
+pub fn parse<T: DeserializeOwned>(output: &Output) -> Json<T> {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not a {}: {e}\n{text}",
+            std::any::type_name::<T>()
+        )
+    });
+    Json { value, text }
+}
+
+/// As [`parse`], `None` when stdout is not a `T` (a failure's JSON): for a
+/// test that waits for a command to succeed.
+pub fn try_parse<T: DeserializeOwned>(output: &Output) -> Option<Json<T>> {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let value = serde_json::from_str(&text).ok()?;
+    Some(Json { value, text })
+}
+
+/// Runs toastrep with `args` and `--output json`: its result and exit code.
+pub fn run_json<T: DeserializeOwned>(args: &[&str]) -> (Json<T>, Option<i32>) {
+    let out = toastrep(&[args, &["--output", "json"]].concat());
+    (parse(&out), out.status.code())
+}
+
+/// Tears set `name` down, data, dead letters and all, when dropped: also
+/// when the test panics, so that a failing test leaves nothing behind in
+/// the emulator the other tests share. Made before the set is deployed, so
+/// that a deploy that fails half way is cleaned up too.
+pub struct Cleanup {
+    name: String,
+    endpoint: String,
+    regions: Option<String>,
+    armed: bool,
+}
+
+impl Cleanup {
+    /// Set `name` of the shared emulator.
+    pub fn new(name: &str) -> Cleanup {
+        Cleanup::at(&endpoint(), name)
+    }
+
+    /// Set `name` of the emulator at `endpoint`.
+    pub fn at(endpoint: &str, name: &str) -> Cleanup {
+        Cleanup {
+            name: name.to_owned(),
+            endpoint: endpoint.to_owned(),
+            regions: None,
+            armed: true,
+        }
+    }
+
+    /// The set's regions, when teardown is not to look for them.
+    pub fn regions(mut self, regions: &[&str]) -> Cleanup {
+        self.regions = Some(regions.join(","));
+        self
+    }
+
+    /// Tears the set down now, and fails the test unless that succeeds.
+    pub fn teardown(mut self) {
+        self.armed = false;
+        let out = self.run();
+        assert!(out.status.success(), "teardown {} failed", self.name);
+    }
+
+    /// The test has torn the set down itself: nothing is left to do.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+
+    fn run(&self) -> Output {
+        let mut command = toastrep_command();
+        command
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .args(["teardown", "--name", &self.name]);
+        if let Some(regions) = &self.regions {
+            command.args(["--regions", regions]);
+        }
+        // A test's cleanup: whatever a test left in the queues goes too.
+        command.args(["--delete-data", "--yes", "--discard-dead-letters"]);
+        run(&mut command)
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Never a second panic while unwinding: the run's output says why.
+        if !self.run().status.success() {
+            eprintln!("--- cleanup: teardown of {} failed", self.name);
+        }
+    }
 }
 
 pub fn stderr(output: &Output) -> String {

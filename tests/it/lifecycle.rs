@@ -5,8 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use toastrep::aws::stack::StackAction;
+use toastrep::ops::rollout::DeployResult;
+use toastrep::ops::teardown::TeardownResult;
+use toastrep::ops::verify::VerifyResult;
+
 use crate::harness::{
-    self, REGIONS, Upload, artifact_bucket, bucket_exists, data_bucket, json,
+    self, Cleanup, REGIONS, Upload, artifact_bucket, bucket_exists, data_bucket, parse,
     put_and_assert_replicated, s3, set_stacks, toastrep, unique_name,
 };
 
@@ -59,41 +64,38 @@ fn deploy_args<'a>(name: &'a str, zip: &'a str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
     let name = unique_name("life");
+    let cleanup = Cleanup::new(&name);
     let zip = harness::lambda_zip();
     let zip = zip.to_str().unwrap();
 
     // Deploy: 3 bases, 6 grants, 6 subscriptions, all created.
     let first = toastrep(&deploy_args(&name, zip));
     assert!(first.status.success());
-    let result = json(&first);
-    let stacks = result["stacks"].as_array().unwrap();
+    let result = parse::<DeployResult>(&first);
+    let stacks = &result.stacks;
     assert_eq!(stacks.len(), 15);
-    assert!(stacks.iter().all(|s| s["action"] == "created"), "{result}");
-    assert_eq!(
-        result["package"]["uploaded_to"].as_array().unwrap().len(),
-        3
+    assert!(
+        stacks
+            .iter()
+            .all(|s| s.action == Some(StackAction::Created)),
+        "{result}"
     );
+    assert_eq!(result.package.uploaded_to.len(), 3);
 
     replicates_every_upload_exactly_once(&name).await;
 
     // Deploy again with nothing changed: nothing created, updated or uploaded.
     let second = toastrep(&deploy_args(&name, zip));
     assert!(second.status.success());
-    let result = json(&second);
-    assert_eq!(result["up_to_date"], true, "{result}");
+    let result = parse::<DeployResult>(&second);
+    assert!(result.up_to_date, "{result}");
     assert!(
-        result["stacks"]
-            .as_array()
-            .unwrap()
+        result
+            .stacks
             .iter()
-            .all(|s| s["action"] == "unchanged")
+            .all(|s| s.action == Some(StackAction::Unchanged))
     );
-    assert!(
-        result["package"]["uploaded_to"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(result.package.uploaded_to.is_empty());
 
     // A healthy set verifies.
     let verify = toastrep(&[
@@ -106,9 +108,9 @@ async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
         "json",
     ]);
     assert_eq!(verify.status.code(), Some(0));
-    let result = json(&verify);
-    assert_eq!(result["pairs"].as_array().unwrap().len(), 6);
-    assert!(result["failed"].as_array().unwrap().is_empty());
+    let result = parse::<VerifyResult>(&verify);
+    assert_eq!(result.pairs.len(), 6);
+    assert!(result.failed.is_empty());
     assert_no_probes_left(&name).await;
 
     // Break ap-northeast-1's function: verify fails and names the pairs into it.
@@ -123,12 +125,7 @@ async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
         "json",
     ]);
     assert_eq!(verify.status.code(), Some(1));
-    let failed: Vec<String> = json(&verify)["failed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_owned())
-        .collect();
+    let failed = parse::<VerifyResult>(&verify).into_inner().failed;
     assert_eq!(
         failed,
         ["eu-west-2 -> ap-northeast-1", "us-east-1 -> ap-northeast-1"]
@@ -151,12 +148,11 @@ async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
             "objects in {region} after teardown: {keys:?}"
         );
     }
-    let result = json(&teardown);
-    let kept = result["buckets"]
-        .as_array()
-        .unwrap()
+    let result = parse::<TeardownResult>(&teardown);
+    let kept = result
+        .buckets
         .iter()
-        .filter(|b| b["kind"] == "data" && b["action"] == "kept")
+        .filter(|b| b.kind == "data" && b.action == "kept")
         .count();
     assert_eq!(kept, 3, "{result}");
 
@@ -172,6 +168,7 @@ async fn three_region_set_deploys_replicates_verifies_and_tears_down() {
     let again = toastrep(&["teardown", "--name", &name]);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to do"));
+    cleanup.disarm();
 }
 
 async fn replicates_every_upload_exactly_once(name: &str) {
@@ -291,6 +288,7 @@ async fn failed_stack_is_reported_with_its_reason_and_a_rerun_completes_the_set(
         .await
         .expect("CreateBucket in the other account");
     let regions = "us-east-1,eu-west-2";
+    let cleanup = Cleanup::new(&name).regions(&["us-east-1", "eu-west-2"]);
     let args = [
         "deploy",
         "--name",
@@ -325,19 +323,24 @@ async fn failed_stack_is_reported_with_its_reason_and_a_rerun_completes_the_set(
         .expect("DeleteBucket");
     let fixed = toastrep(&[&args[..], &["--output", "json"]].concat());
     assert_eq!(fixed.status.code(), Some(0));
-    let result = json(&fixed);
+    let result = parse::<DeployResult>(&fixed);
     let action = |stack: &str, region: &str| {
-        result["stacks"]
-            .as_array()
-            .unwrap()
+        result
+            .stacks
             .iter()
-            .find(|s| s["stack_name"] == stack && s["region"] == region)
-            .map(|s| s["action"].as_str().unwrap().to_owned())
+            .find(|s| s.stack_name == stack && s.region == region)
+            .map(|s| s.action)
     };
     let base = format!("toastrep-{name}");
-    assert_eq!(action(&base, "eu-west-2").as_deref(), Some("recreated"));
-    assert_eq!(action(&base, "us-east-1").as_deref(), Some("unchanged"));
-    assert_eq!(result["stacks"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        action(&base, "eu-west-2"),
+        Some(Some(StackAction::Recreated))
+    );
+    assert_eq!(
+        action(&base, "us-east-1"),
+        Some(Some(StackAction::Unchanged))
+    );
+    assert_eq!(result.stacks.len(), 6);
 
     let teardown = toastrep(&[
         "teardown",
@@ -350,6 +353,7 @@ async fn failed_stack_is_reported_with_its_reason_and_a_rerun_completes_the_set(
     ]);
     assert!(teardown.status.success());
     harness::assert_nothing_created(&name).await;
+    cleanup.disarm();
 }
 
 fn other_account_s3(region: &str) -> aws_sdk_s3::Client {

@@ -1,6 +1,7 @@
 //! toastrep's integration tests, one binary: the CLI against the emulator.
 //! Run them with `tools/test`, which starts the emulator and builds the package.
 
+mod cleanup;
 mod deletes;
 mod faults;
 mod harness;

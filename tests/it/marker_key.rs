@@ -3,8 +3,15 @@
 
 use std::collections::HashMap;
 
-use crate::harness::{self, ACCOUNT, json, stderr, toastrep, unique_name};
-use crate::operate::{deploy, stack_state, teardown, zip_path};
+use toastrep::aws::stack::StackAction;
+use toastrep::model::rotation::Step;
+use toastrep::ops::preview::PlanResult;
+use toastrep::ops::rollout::DeployResult;
+use toastrep::ops::rotation::RotationResult;
+use toastrep::ops::sync::SyncReport;
+
+use crate::harness::{self, ACCOUNT, Cleanup, parse, stderr, toastrep, unique_name};
+use crate::operate::{deploy, stack_state, zip_path};
 
 /// The environment of the set's function in a region.
 async fn function_environment(name: &str, region: &str) -> HashMap<String, String> {
@@ -51,6 +58,7 @@ async fn the_one_key(name: &str, regions: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_set_keeps_one_marker_key_through_redeploy_plan_and_add_region() {
     let name = unique_name("key");
+    let cleanup = Cleanup::new(&name);
     let zip = zip_path();
     let regions = ["us-east-1", "eu-west-2"];
     let first = deploy(&name, &regions.join(","), &zip);
@@ -65,7 +73,8 @@ async fn a_set_keeps_one_marker_key_through_redeploy_plan_and_add_region() {
     // A redeploy changes nothing, the key included.
     let again = deploy(&name, &regions.join(","), &zip);
     assert_eq!(again.status.code(), Some(0));
-    assert_eq!(json(&again)["up_to_date"], true, "{}", json(&again));
+    let result = parse::<DeployResult>(&again);
+    assert!(result.up_to_date, "{result}");
     assert_eq!(the_one_key(&name, &regions).await, key);
 
     // plan and deploy --dry-run of the unchanged set: no change anywhere, the
@@ -86,8 +95,8 @@ async fn a_set_keeps_one_marker_key_through_redeploy_plan_and_add_region() {
         ]);
         let plan = toastrep(&args);
         assert_eq!(plan.status.code(), Some(0), "{args:?}");
-        let result = json(&plan);
-        assert_eq!(result["changes"], false, "{args:?}: {result}");
+        let result = parse::<PlanResult>(&plan);
+        assert!(!result.changes, "{args:?}: {result}");
         assert!(!result.to_string().contains(&key));
     }
 
@@ -105,25 +114,26 @@ async fn a_set_keeps_one_marker_key_through_redeploy_plan_and_add_region() {
         "json",
     ]);
     assert_eq!(added.status.code(), Some(0));
-    for stack in json(&added)["stacks"].as_array().unwrap() {
-        if stack["kind"] == "base" && stack["region"] != third {
-            let expected = if stack["region"] == "eu-west-2" {
-                "updated"
+    for stack in &parse::<DeployResult>(&added).stacks {
+        if stack.kind == "base" && stack.region != third {
+            let expected = if stack.region == "eu-west-2" {
+                StackAction::Updated
             } else {
-                "unchanged"
+                StackAction::Unchanged
             };
-            assert_eq!(stack["action"], expected, "{stack}");
+            assert_eq!(stack.action, Some(expected), "{stack:?}");
         }
     }
     let all = [regions[0], regions[1], third];
     assert_eq!(the_one_key(&name, &all).await, key);
 
-    teardown(&name);
+    cleanup.teardown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn regions_whose_functions_hold_different_marker_keys_are_refused_with_the_fix() {
     let name = unique_name("keys");
+    let cleanup = Cleanup::new(&name);
     let zip = zip_path();
     let regions = ["us-east-1", "eu-west-2"];
     assert!(deploy(&name, &regions.join(","), &zip).status.success());
@@ -192,8 +202,9 @@ async fn regions_whose_functions_hold_different_marker_keys_are_refused_with_the
         "json",
     ]);
     assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
-    assert_eq!(json(&plan)["changes"], false, "{}", json(&plan));
-    let shown = format!("{}{}", json(&plan), stderr(&plan));
+    let result = parse::<PlanResult>(&plan);
+    assert!(!result.changes, "{result}");
+    let shown = format!("{result}{}", stderr(&plan));
     assert!(!shown.contains(&key) && !shown.contains(&other));
     // Nothing was changed.
     assert_eq!(stack_state(&name, &regions).await, before);
@@ -203,7 +214,7 @@ async fn regions_whose_functions_hold_different_marker_keys_are_refused_with_the
             .is_empty()
     );
 
-    teardown(&name);
+    cleanup.teardown();
 }
 
 /// The marker on `key`'s current object in `region`.
@@ -242,6 +253,7 @@ fn rotate_key(name: &str, regions: &[&str], zip: &str) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on() {
     let name = unique_name("rot");
+    let cleanup = Cleanup::new(&name);
     let zip = zip_path();
     let regions = ["us-east-1", "eu-west-2"];
     assert!(deploy(&name, &regions.join(","), &zip).status.success());
@@ -254,16 +266,11 @@ async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on(
 
     let rotated = rotate_key(&name, &regions, &zip);
     assert_eq!(rotated.status.code(), Some(0), "{}", stderr(&rotated));
-    let result = json(&rotated);
-    let steps: Vec<&str> = result["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(steps, ["accept", "seal", "retire"], "{result}");
+    let result = parse::<RotationResult>(&rotated);
+    let steps: Vec<Step> = result.steps.iter().map(|s| s.step).collect();
+    assert_eq!(steps, [Step::Accept, Step::Seal, Step::Retire], "{result}");
     assert!(
-        result["resealed"]["copies_made"].as_u64().unwrap() >= 1,
+        result.resealed.as_ref().unwrap().copies_made >= 1,
         "{result}"
     );
     let new = the_one_key(&name, &regions).await;
@@ -273,8 +280,8 @@ async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on(
         !out.contains(&new) && !out.contains(&old),
         "a key in the output"
     );
-    let new_id = result["new_key_id"].as_str().unwrap().to_owned();
-    assert_ne!(result["old_key_id"], result["new_key_id"]);
+    let new_id = result.new_key_id.clone();
+    assert_ne!(result.old_key_id, result.new_key_id);
     for region in regions {
         let ring = function_environment(&name, region).await["MARKER_KEY_RING"].clone();
         assert!(
@@ -311,13 +318,14 @@ async fn rotate_key_replaces_the_key_reseals_every_copy_and_replication_goes_on(
         "json",
     ]);
     assert_eq!(sync.status.code(), Some(0), "{}", stderr(&sync));
-    assert_eq!(json(&sync)["copies_planned"], 0, "{}", json(&sync));
+    let report = parse::<SyncReport>(&sync);
+    assert_eq!(report.copies_planned, 0, "{report}");
 
     // Run again: a new rotation, from the key the last one made.
     let again = rotate_key(&name, &regions, &zip);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
-    assert_eq!(json(&again)["old_key_id"].as_str(), Some(new_id.as_str()));
+    assert_eq!(parse::<RotationResult>(&again).old_key_id, new_id);
     harness::assert_replica(&name, "us-east-1", &after).await;
 
-    teardown(&name);
+    cleanup.teardown();
 }

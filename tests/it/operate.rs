@@ -8,10 +8,19 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use toastrep::aws::change_set::PreviewAction;
+use toastrep::aws::stack::StackAction;
+use toastrep::model::architecture::Architecture;
+use toastrep::model::function::{SettingChange, Source};
+use toastrep::ops::health::StatusResult;
+use toastrep::ops::membership::RemoveResult;
+use toastrep::ops::preview::PlanResult;
+use toastrep::ops::rollout::DeployResult;
+
 use crate::harness::{
-    self, ACCOUNT, REGIONS, Upload, artifact_bucket, assert_replica, bucket_exists, data_bucket,
-    eventually, json, put, put_and_assert_replicated, s3, set_stacks, sqs, stderr, toastrep,
-    unique_name,
+    self, ACCOUNT, Cleanup, REGIONS, Upload, artifact_bucket, assert_replica, bucket_exists,
+    data_bucket, eventually, parse, put, put_and_assert_replicated, run_json, s3, set_stacks, sqs,
+    stderr, toastrep, unique_name,
 };
 
 const FOURTH: &str = "eu-central-1";
@@ -50,11 +59,6 @@ pub(crate) fn deploy(name: &str, regions: &str, zip: &str) -> std::process::Outp
     ])
 }
 
-/// A test's cleanup, on the shared emulator.
-pub(crate) fn teardown(name: &str) {
-    crate::sync::Emu::shared().teardown(name);
-}
-
 pub(crate) fn zip_path() -> String {
     harness::lambda_zip().to_str().unwrap().to_owned()
 }
@@ -62,6 +66,7 @@ pub(crate) fn zip_path() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_data() {
     let name = unique_name("grow");
+    let cleanup = Cleanup::new(&name);
     let zip = zip_path();
     assert!(deploy(&name, &REGIONS.join(","), &zip).status.success());
 
@@ -88,25 +93,28 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
         "json",
     ]);
     assert_eq!(added.status.code(), Some(0));
-    let result = json(&added);
-    assert_eq!(result["added"], serde_json::json!([FOURTH]), "{result}");
-    assert_eq!(result["backfill"]["copies_made"], 6, "{result}");
-    assert_eq!(result["verify"]["ok"], true, "{result}");
+    let result = parse::<DeployResult>(&added);
+    assert_eq!(result.added, [FOURTH], "{result}");
+    assert_eq!(
+        result.backfill.as_ref().map(|b| b.copies_made),
+        Some(6),
+        "{result}"
+    );
+    assert_eq!(result.verify.as_ref().map(|v| v.ok), Some(true), "{result}");
     // The members' stacks were not touched: only the new base and its
     // pairs, and the dashboard's stack (the region that sorted first), whose
     // dashboard now shows the new region.
     let home = "ap-northeast-1";
-    for stack in result["stacks"].as_array().unwrap() {
-        let involves_new =
-            stack["region"] == FOURTH || stack["stack_name"].as_str().unwrap().ends_with(FOURTH);
+    for stack in &result.stacks {
+        let involves_new = stack.region == FOURTH || stack.stack_name.ends_with(FOURTH);
         let expected = if involves_new {
-            "created"
-        } else if stack["kind"] == "base" && stack["region"] == home {
-            "updated"
+            StackAction::Created
+        } else if stack.kind == "base" && stack.region == home {
+            StackAction::Updated
         } else {
-            "unchanged"
+            StackAction::Unchanged
         };
-        assert_eq!(stack["action"], expected, "{stack}");
+        assert_eq!(stack.action, Some(expected), "{stack:?}");
     }
     let dashboard = crate::harness::cloudwatch(home)
         .get_dashboard()
@@ -132,14 +140,17 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
     put_and_assert_replicated(&name, &fresh, &all).await;
 
     // status sees four healthy regions, and the backfilled objects.
-    let status = toastrep(&["status", "--name", &name, "--output", "json"]);
-    assert_eq!(status.status.code(), Some(0));
-    let status = json(&status);
-    let regions = status["regions"].as_array().unwrap();
+    let (status, code) = run_json::<StatusResult>(&["status", "--name", &name]);
+    assert_eq!(code, Some(0));
+    let regions = &status.regions;
     assert_eq!(regions.len(), 4, "{status}");
-    let fourth = regions.iter().find(|r| r["region"] == FOURTH).unwrap();
-    assert_eq!(fourth["bucket"]["objects"], 10, "{fourth}");
-    assert_eq!(fourth["stacks"].as_array().unwrap().len(), 7, "{fourth}");
+    let fourth = regions.iter().find(|r| r.region == FOURTH).unwrap();
+    assert_eq!(
+        fourth.bucket.as_ref().map(|b| b.objects),
+        Some(10),
+        "{fourth:?}"
+    );
+    assert_eq!(fourth.stacks.len(), 7, "{fourth:?}");
 
     // Remove it again.
     let removed = toastrep(&[
@@ -152,9 +163,9 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
         "json",
     ]);
     assert_eq!(removed.status.code(), Some(0));
-    let result = json(&removed);
+    let result = parse::<RemoveResult>(&removed);
     // 3 subscriptions and 3 grants each way, and the base.
-    assert_eq!(result["stacks"].as_array().unwrap().len(), 13, "{result}");
+    assert_eq!(result.stacks.len(), 13, "{result}");
     assert!(set_stacks(FOURTH, &name).await.is_empty());
     for region in REGIONS {
         let left: Vec<String> = set_stacks(region, &name)
@@ -180,7 +191,7 @@ async fn a_fourth_region_is_backfilled_and_replicates_and_removing_it_keeps_its_
     let verify = toastrep(&["verify", "--name", &name, "--timeout", "30"]);
     assert_eq!(verify.status.code(), Some(0));
 
-    teardown(&name);
+    cleanup.teardown();
     assert!(!bucket_exists(FOURTH, &data_bucket(&name, FOURTH)).await);
 }
 
@@ -203,35 +214,26 @@ fn changed_package() -> PathBuf {
 }
 
 /// What a plan says per stack: (stack, region) → (action, [(change, type, logical id)]).
-type PlanView = BTreeMap<(String, String), (String, Vec<(String, String, String)>)>;
+type PlanView = BTreeMap<(String, String), (PreviewAction, Vec<(String, String, String)>)>;
 
-fn plan_view(result: &serde_json::Value) -> PlanView {
-    result["stacks"]
-        .as_array()
-        .unwrap()
+fn plan_view(result: &PlanResult) -> PlanView {
+    result
+        .stacks
         .iter()
         .map(|s| {
-            let changes = s["changes"]
-                .as_array()
+            let changes = s
+                .changes
+                .iter()
                 .map(|c| {
-                    c.iter()
-                        .map(|c| {
-                            (
-                                c["action"].as_str().unwrap().to_owned(),
-                                c["resource_type"].as_str().unwrap().to_owned(),
-                                c["logical_id"].as_str().unwrap().to_owned(),
-                            )
-                        })
-                        .collect()
+                    (
+                        c.action.clone(),
+                        c.resource_type.clone(),
+                        c.logical_id.clone(),
+                    )
                 })
-                .unwrap_or_default();
-            (
-                (
-                    s["stack_name"].as_str().unwrap().to_owned(),
-                    s["region"].as_str().unwrap().to_owned(),
-                ),
-                (s["action"].as_str().unwrap().to_owned(), changes),
-            )
+                .collect();
+            let action = s.action.unwrap_or_else(|| panic!("no action for {s:?}"));
+            ((s.stack_name.clone(), s.region.clone()), (action, changes))
         })
         .collect()
 }
@@ -282,6 +284,7 @@ pub(crate) async fn stack_state(name: &str, regions: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_changes() {
     let name = unique_name("plan");
+    let cleanup = Cleanup::new(&name);
     let zip = zip_path();
     let regions = ["us-east-1", "eu-west-2"];
     assert!(deploy(&name, &regions.join(","), &zip).status.success());
@@ -298,18 +301,14 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         "json",
     ]);
     assert_eq!(plan.status.code(), Some(0));
-    let result = json(&plan);
-    assert_eq!(result["changes"], false, "{result}");
-    assert!(
-        result["package"]["upload_to"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    let result = parse::<PlanResult>(&plan);
+    assert!(!result.changes, "{result}");
+    assert!(result.package.upload_to.is_empty());
     let view = plan_view(&result);
     assert_eq!(view.len(), 6);
     assert!(
-        view.values().all(|(a, c)| a == "no_change" && c.is_empty()),
+        view.values()
+            .all(|(a, c)| *a == PreviewAction::NoChange && c.is_empty()),
         "{view:?}"
     );
 
@@ -326,20 +325,20 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         "json",
     ]);
     assert_eq!(plan.status.code(), Some(0));
-    let result = json(&plan);
-    assert_eq!(result["changes"], true);
-    let mut upload_to: Vec<&str> = result["package"]["upload_to"]
-        .as_array()
-        .unwrap()
+    let result = parse::<PlanResult>(&plan);
+    assert!(result.changes);
+    let mut upload_to: Vec<&str> = result
+        .package
+        .upload_to
         .iter()
-        .map(|r| r.as_str().unwrap())
+        .map(String::as_str)
         .collect();
     upload_to.sort();
     assert_eq!(upload_to, ["eu-west-2", "us-east-1"]);
     let code_view = plan_view(&result);
     for ((stack, region), (action, changes)) in &code_view {
         if *stack == format!("toastrep-{name}") {
-            assert_eq!(action, "update", "{stack} in {region}");
+            assert_eq!(*action, PreviewAction::Update, "{stack} in {region}");
             let function = (
                 "Modify".to_owned(),
                 "AWS::Lambda::Function".to_owned(),
@@ -348,8 +347,8 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
             assert_eq!(changes, &vec![function], "{stack} in {region}");
         } else {
             assert_eq!(
-                (action.as_str(), changes.len()),
-                ("no_change", 0),
+                (*action, changes.len()),
+                (PreviewAction::NoChange, 0),
                 "{stack}"
             );
         }
@@ -368,7 +367,7 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         "json",
     ]);
     assert_eq!(dry.status.code(), Some(0));
-    assert_eq!(plan_view(&json(&dry)), code_view);
+    assert_eq!(plan_view(&parse(&dry)), code_view);
 
     // A template change (a parameter of the base template): the log group, in
     // the base stacks only.
@@ -386,16 +385,11 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         "json",
     ]);
     assert_eq!(plan.status.code(), Some(0));
-    let result = json(&plan);
-    assert!(
-        result["package"]["upload_to"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    let result = parse::<PlanResult>(&plan);
+    assert!(result.package.upload_to.is_empty());
     for ((stack, region), (action, changes)) in plan_view(&result) {
         if stack == format!("toastrep-{name}") {
-            assert_eq!(action, "update", "{stack} in {region}");
+            assert_eq!(action, PreviewAction::Update, "{stack} in {region}");
             assert!(
                 changes
                     .iter()
@@ -403,7 +397,7 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
                 "{changes:?}"
             );
         } else {
-            assert_eq!(action, "no_change", "{stack}");
+            assert_eq!(action, PreviewAction::NoChange, "{stack}");
         }
     }
 
@@ -422,17 +416,24 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         "json",
     ]);
     assert_eq!(plan.status.code(), Some(0));
-    let result = json(&plan);
+    let result = parse::<PlanResult>(&plan);
     assert_eq!(
-        result["setting_changes"],
-        serde_json::json!([{"setting": "architecture", "deployed": "x86_64",
-            "planned": "arm64", "source": "flag"}])
+        result.setting_changes,
+        [SettingChange {
+            setting: "architecture".into(),
+            deployed: "x86_64".into(),
+            planned: "arm64".into(),
+            source: Source::Flag,
+        }]
     );
-    assert_eq!(result["settings"]["repair_schedule"], "rate(1 day)");
-    assert_eq!(result["package"]["architecture"], "arm64");
+    assert_eq!(result.settings.repair_schedule, "rate(1 day)");
+    assert_eq!(
+        result.package.package.architecture,
+        Some(Architecture::Arm64)
+    );
     for ((stack, region), (action, changes)) in plan_view(&result) {
         if stack == format!("toastrep-{name}") {
-            assert_eq!(action, "update", "{stack} in {region}");
+            assert_eq!(action, PreviewAction::Update, "{stack} in {region}");
             assert!(
                 changes
                     .iter()
@@ -440,7 +441,7 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
                 "{changes:?}"
             );
         } else {
-            assert_eq!(action, "no_change", "{stack}");
+            assert_eq!(action, PreviewAction::NoChange, "{stack}");
         }
     }
 
@@ -463,14 +464,14 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
     // function in every region runs the new package.
     let deployed = deploy(&name, &regions.join(","), changed);
     assert!(deployed.status.success());
-    let result = json(&deployed);
-    for stack in result["stacks"].as_array().unwrap() {
-        let expected = if stack["kind"] == "base" {
-            "updated"
+    let result = parse::<DeployResult>(&deployed);
+    for stack in &result.stacks {
+        let expected = if stack.kind == "base" {
+            StackAction::Updated
         } else {
-            "unchanged"
+            StackAction::Unchanged
         };
-        assert_eq!(stack["action"], expected, "{stack}");
+        assert_eq!(stack.action, Some(expected), "{stack:?}");
     }
     // CloudFormation on AWS completes a code update only once the function
     // is Active again; the emulator completes it while the function is still
@@ -497,12 +498,13 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
     put(&name, &object).await;
     assert_replica(&name, "eu-west-2", &object).await;
 
-    teardown(&name);
+    cleanup.teardown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
     let name = unique_name("stat");
+    let cleanup = Cleanup::new(&name);
     let zip = zip_path();
     let (good, bad) = ("us-east-1", "eu-west-2");
     assert!(
@@ -510,9 +512,9 @@ async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
             .status
             .success()
     );
-    let healthy = toastrep(&["status", "--name", &name, "--output", "json"]);
-    assert_eq!(healthy.status.code(), Some(0));
-    assert_eq!(json(&healthy)["healthy"], true);
+    let (healthy, code) = run_json::<StatusResult>(&["status", "--name", &name]);
+    assert_eq!(code, Some(0));
+    assert!(healthy.healthy);
 
     let function = format!("toastrep-{name}-replicator");
     let lambda = harness::lambda(bad);
@@ -574,29 +576,25 @@ async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
 
     let status = toastrep(&["status", "--name", &name, "--output", "json"]);
     assert_eq!(status.status.code(), Some(1));
-    let result = json(&status);
-    assert_eq!(result["healthy"], false);
-    let region = |r: &str| {
-        result["regions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["region"] == r)
-            .unwrap()
-            .clone()
-    };
+    let result = parse::<StatusResult>(&status);
+    assert!(!result.healthy);
+    let region = |r: &str| result.regions.iter().find(|x| x.region == r).unwrap();
     let broken = region(bad);
-    assert_eq!(broken["healthy"], false, "{broken}");
-    assert_eq!(broken["function"]["code_matches"], false, "{broken}");
-    assert!(
-        broken["dead_letter_queue"]["messages"].as_u64().unwrap() >= 1,
-        "{broken}"
+    assert!(!broken.healthy, "{broken:?}");
+    assert_eq!(
+        broken.function.as_ref().map(|f| f.code_matches),
+        Some(false),
+        "{broken:?}"
     );
-    let problems = broken["problems"].to_string();
+    assert!(
+        broken.dead_letter_queue.as_ref().unwrap().messages >= 1,
+        "{broken:?}"
+    );
+    let problems = broken.problems.join("\n");
     assert!(problems.contains("dead-letter queue holds"), "{problems}");
     assert!(problems.contains("not the deployed package"), "{problems}");
     let fine = region(good);
-    assert_eq!(fine["healthy"], true, "{fine}");
+    assert!(fine.healthy, "{fine:?}");
     // The text flags it too.
     let text = toastrep(&["status", "--name", &name]);
     assert_eq!(text.status.code(), Some(1));
@@ -604,12 +602,13 @@ async fn status_flags_a_broken_function_and_a_non_empty_dead_letter_queue() {
     assert!(text.contains(&format!("{bad} UNHEALTHY")), "{text}");
     assert!(text.contains("  ! dead-letter queue holds"), "{text}");
 
-    teardown(&name);
+    cleanup.teardown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_killed_after_its_base_stacks_completes_on_the_next_run() {
     let name = unique_name("kill");
+    let cleanup = Cleanup::new(&name);
     let zip = zip_path();
     let regions = "us-east-1,eu-west-2";
     // One stack at a time, so the kill lands between stacks.
@@ -646,18 +645,17 @@ async fn a_deploy_killed_after_its_base_stacks_completes_on_the_next_run() {
 
     let again = deploy(&name, regions, &zip);
     assert_eq!(again.status.code(), Some(0));
-    let result = json(&again);
-    for stack in result["stacks"].as_array().unwrap() {
-        if stack["kind"] == "base" {
-            assert_eq!(stack["action"], "unchanged", "{stack}");
+    let result = parse::<DeployResult>(&again);
+    for stack in &result.stacks {
+        if stack.kind == "base" {
+            assert_eq!(stack.action, Some(StackAction::Unchanged), "{stack:?}");
         }
     }
     assert!(
-        result["stacks"]
-            .as_array()
-            .unwrap()
+        result
+            .stacks
             .iter()
-            .any(|s| s["action"] == "created"),
+            .any(|s| s.action == Some(StackAction::Created)),
         "{result}"
     );
     let verify = toastrep(&["verify", "--name", &name, "--timeout", "30"]);
@@ -692,15 +690,10 @@ async fn a_deploy_killed_after_its_base_stacks_completes_on_the_next_run() {
     );
     let status = toastrep(&["status", "--name", &name, "--output", "json"]);
     assert_eq!(status.status.code(), Some(1));
-    let result = json(&status);
-    let joining: Vec<&serde_json::Value> = result["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["joining"] == true)
-        .collect();
+    let result = parse::<StatusResult>(&status);
+    let joining: Vec<_> = result.regions.iter().filter(|r| r.joining).collect();
     assert_eq!(joining.len(), 1, "{result}");
-    assert_eq!(joining[0]["region"], third);
+    assert_eq!(joining[0].region, third);
 
     let again = toastrep(&[
         "add-region",
@@ -712,9 +705,13 @@ async fn a_deploy_killed_after_its_base_stacks_completes_on_the_next_run() {
         "json",
     ]);
     assert_eq!(again.status.code(), Some(0));
-    let result = json(&again);
-    assert_eq!(result["backfill"]["copies_made"], 1, "{result}");
-    assert_eq!(result["verify"]["ok"], true, "{result}");
+    let result = parse::<DeployResult>(&again);
+    assert_eq!(
+        result.backfill.as_ref().map(|b| b.copies_made),
+        Some(1),
+        "{result}"
+    );
+    assert_eq!(result.verify.as_ref().map(|v| v.ok), Some(true), "{result}");
     assert_replica(&name, third, &object).await;
     let status = toastrep(&["status", "--name", &name]);
     assert_eq!(
@@ -722,7 +719,7 @@ async fn a_deploy_killed_after_its_base_stacks_completes_on_the_next_run() {
         Some(0),
         "healthy once the add finished"
     );
-    teardown(&name);
+    cleanup.teardown();
 }
 
 /// Reads a running deploy's progress (stderr, one line per event) and kills
@@ -767,6 +764,7 @@ async fn bad_input_for_region_commands_exits_2_and_changes_nothing() {
     harness::assert_nothing_created(&ghost).await;
 
     let name = unique_name("bad");
+    let cleanup = Cleanup::new(&name);
     let regions = ["us-east-1", "eu-west-2"];
     assert!(deploy(&name, &regions.join(","), &zip).status.success());
     let before = stack_state(&name, &["us-east-1", "eu-west-2", "ap-northeast-1"]).await;
@@ -839,7 +837,7 @@ async fn bad_input_for_region_commands_exits_2_and_changes_nothing() {
     );
     assert!(!bucket_exists("ap-northeast-1", &artifact_bucket(&name, "ap-northeast-1")).await);
     assert!(bucket_exists("eu-west-2", &data_bucket(&name, "eu-west-2")).await);
-    teardown(&name);
+    cleanup.teardown();
 }
 
 #[test]
@@ -938,9 +936,13 @@ async fn removing_a_region_with_its_data_first_syncs_what_only_it_holds() {
 
     let removed = toastrep(&remove);
     assert_eq!(removed.status.code(), Some(0), "{}", stderr(&removed));
-    let result = json(&removed);
-    assert_eq!(result["sync"]["ok"], true, "{result}");
-    assert_eq!(result["sync"]["copies_made"], 2, "{result}");
+    let result = parse::<RemoveResult>(&removed);
+    assert_eq!(result.sync.as_ref().map(|s| s.ok), Some(true), "{result}");
+    assert_eq!(
+        result.sync.as_ref().map(|s| s.copies_made),
+        Some(2),
+        "{result}"
+    );
     for region in &THREE[..2] {
         assert_eq!(
             set.body(region, "only-here").await.as_deref(),

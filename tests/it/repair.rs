@@ -5,8 +5,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use toastrep::ops::health::StatusResult;
+use toastrep::ops::sync::CloudRun;
+use toastrep_replication::protocol::Reason;
 
-use crate::harness::{self, ACCOUNT, REGIONS, eventually, scheduler, unique_name};
+use crate::harness::{self, ACCOUNT, Json, REGIONS, eventually, scheduler, unique_name};
 use crate::sync::Emu;
 
 /// First characters spread over the first run's ranges (by first character).
@@ -98,6 +101,7 @@ fn declared(document: &Value) -> Vec<(String, Vec<Vec<String>>)> {
 async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ranges() {
     let emu = Emu::shared();
     let name = unique_name("cloud");
+    let cleanup = emu.cleanup(&name);
     // Two ranges at once per region: every range is a function process on
     // the one emulator the other tests share.
     emu.deploy_with(&name, &["--repair-concurrency", "2"]);
@@ -122,26 +126,26 @@ async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ran
     );
 
     // One run: every region's state machine repairs its own bucket.
-    let (report, code) = emu.toastrep_json(&["sync", "--name", &name, "--in-cloud"]);
+    let (report, code) = emu.sync(&name, &["--in-cloud"]);
     assert_eq!(code, Some(0), "{report}");
-    assert_eq!(report["keys_scanned"], 100, "{report}");
-    assert_eq!(report["copies_made"], missing as u64, "{report}");
-    assert_eq!(report["failures"], json!([]));
-    let copies = report["copies"].as_array().unwrap();
+    assert_eq!(report.keys_scanned, 100, "{report}");
+    assert_eq!(report.copies_made, missing as u64, "{report}");
+    assert!(report.failures.is_empty(), "{report}");
     assert!(
-        copies
+        report
+            .copies
             .iter()
-            .all(|c| c["destination"] == "eu-west-2" && c["reason"] == "missing")
+            .all(|c| c.destination == "eu-west-2" && c.reason == Reason::Missing)
     );
-    let executions = report["in_cloud"]["executions"].as_array().unwrap();
+    let executions = &report.in_cloud.as_ref().unwrap().executions;
     assert_eq!(executions.len(), 3);
     for execution in executions {
-        assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
-        let ranges = &execution["ranges"];
+        assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+        let ranges = execution.ranges.unwrap();
         // A Distributed Map over many ranges, every one repaired.
-        assert!(ranges["total"].as_i64().unwrap() > 1, "{execution}");
-        assert_eq!(ranges["succeeded"], ranges["total"], "{execution}");
-        assert_eq!(ranges["failed"], 0, "{execution}");
+        assert!(ranges.total > 1, "{execution:?}");
+        assert_eq!(ranges.succeeded, ranges.total, "{execution:?}");
+        assert_eq!(ranges.failed, 0, "{execution:?}");
     }
     let after = emu.settle(&name).await;
     for listing in &after {
@@ -150,19 +154,20 @@ async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ran
     assert_eq!(after[1].len(), 100);
 
     // Converged: a second run copies nothing.
-    let (again, code) = emu.toastrep_json(&["sync", "--name", &name, "--in-cloud"]);
+    let (again, code) = emu.sync(&name, &["--in-cloud"]);
     assert_eq!(code, Some(0), "{again}");
-    assert_eq!(again["copies_made"], 0, "{again}");
-    assert!(again["keys_scanned"].as_u64().unwrap() >= 100);
+    assert_eq!(again.copies_made, 0, "{again}");
+    assert!(again.keys_scanned >= 100);
 
     // status shows each region's last run.
-    let (status, code) = emu.toastrep_json(&["status", "--name", &name]);
+    let (status, code) = emu.toastrep_json::<StatusResult>(&["status", "--name", &name]);
     assert_eq!(code, Some(0), "{status}");
-    for region in status["regions"].as_array().unwrap() {
-        let run = &region["last_repair"];
-        assert_eq!(run["ok"], true, "{region}");
-        assert_eq!(run["run"], again["in_cloud"]["run"], "{region}");
-        assert_eq!(run["copies_made"], 0, "{region}");
+    let again_run = &again.in_cloud.as_ref().unwrap().run;
+    for region in &status.regions {
+        let run = region.last_repair.as_ref().expect("a last repair");
+        assert!(run.ok, "{region:?}");
+        assert_eq!(&run.run, again_run, "{region:?}");
+        assert_eq!(run.copies_made, 0, "{region:?}");
     }
 
     // The metrics: the replicator's copies into us-east-1 (from the other
@@ -226,13 +231,14 @@ async fn sync_in_cloud_repairs_a_region_that_slept_through_uploads_over_many_ran
     assert_eq!(run["Region"], "eu-west-2");
     declared(run);
 
-    emu.teardown(&name);
+    cleanup.teardown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
     let emu = Emu::shared();
     let name = unique_name("sched");
+    let cleanup = emu.cleanup(&name);
     let zip = harness::lambda_zip();
     let regions = REGIONS.join(",");
     let deploy = |extra: &[&str]| {
@@ -352,23 +358,25 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
         assert!(gone.is_err(), "the schedule in {region} is still there");
     }
     // --no-wait starts the runs and returns; status shows them once done.
-    let (started, code) = emu.toastrep_json(&["sync", "--name", &name, "--in-cloud", "--no-wait"]);
+    let (started, code) =
+        emu.toastrep_json::<CloudRun>(&["sync", "--name", &name, "--in-cloud", "--no-wait"]);
     assert_eq!(code, Some(0), "{started}");
-    let run = started["run"].as_str().expect("a run id").to_owned();
-    assert_eq!(
-        started["executions"].as_array().unwrap().len(),
-        3,
-        "{started}"
-    );
+    let run = started.run.clone();
+    assert_eq!(started.executions.len(), 3, "{started}");
     eventually(
         "the started runs in status",
         Duration::from_secs(120),
         || async {
-            let (status, _) = emu.toastrep_json(&["status", "--name", &name]);
-            status["regions"]
-                .as_array()?
+            let out = emu.toastrep(&["status", "--name", &name, "--output", "json"]);
+            let status: Json<StatusResult> = harness::try_parse(&out)?;
+            status
+                .regions
                 .iter()
-                .all(|r| r["last_repair"]["run"] == run.as_str() && r["last_repair"]["ok"] == true)
+                .all(|r| {
+                    r.last_repair
+                        .as_ref()
+                        .is_some_and(|last| last.run == run && last.ok)
+                })
                 .then_some(())
         },
     )
@@ -384,7 +392,7 @@ async fn the_schedule_alarms_and_dashboard_come_and_go_with_the_set() {
             .is_err()
     );
 
-    emu.teardown(&name);
+    cleanup.teardown();
     for region in REGIONS {
         assert_eq!(
             alarms(region).await,
@@ -454,6 +462,6 @@ async fn a_repair_step_from_anyone_but_a_running_execution_is_refused() {
     }
     // The state machine's own runs still repair.
     let emu = Emu::shared();
-    let (report, code) = emu.toastrep_json(&["sync", "--name", &set.name, "--in-cloud"]);
+    let (report, code) = emu.sync(&set.name, &["--in-cloud"]);
     assert_eq!(code, Some(0), "{report}");
 }

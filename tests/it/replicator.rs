@@ -20,7 +20,12 @@ use testkit::events::{self, S3Record, fixture};
 use testkit::keys::awkward_keys;
 use testkit::upload::{self, decorate};
 
-use crate::harness::{self, data_bucket, endpoint, eventually, json, s3, toastrep, unique_name};
+use toastrep::ops::sync::SyncReport;
+use toastrep::ops::verify::{CopyCount, VerifyResult};
+
+use crate::harness::{
+    self, Cleanup, data_bucket, endpoint, eventually, parse, s3, toastrep, unique_name,
+};
 
 pub(crate) const THREE: [&str; 3] = ["us-east-1", "eu-west-2", "ap-northeast-1"];
 const FIVE: [&str; 5] = [
@@ -39,12 +44,15 @@ pub(crate) const WAIT: Duration = Duration::from_secs(300);
 pub(crate) struct Set {
     pub(crate) name: String,
     pub(crate) regions: Vec<&'static str>,
+    _cleanup: Cleanup,
 }
 
 impl Set {
     pub(crate) fn deploy(prefix: &str, regions: &[&'static str], extra: &[&str]) -> Set {
+        let name = unique_name(prefix);
         let set = Set {
-            name: unique_name(prefix),
+            _cleanup: Cleanup::new(&name).regions(regions),
+            name,
             regions: regions.to_vec(),
         };
         let zip = harness::lambda_zip();
@@ -184,23 +192,6 @@ impl Set {
             .map(|p| serde_json::from_slice(p.as_ref()).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
         (out.function_error().map(str::to_owned), payload)
-    }
-}
-
-impl Drop for Set {
-    fn drop(&mut self) {
-        let regions = self.regions.join(",");
-        toastrep(&[
-            "teardown",
-            "--name",
-            &self.name,
-            "--regions",
-            &regions,
-            "--delete-data",
-            "--yes",
-            // A test's cleanup: whatever a test left in the queues goes too.
-            "--discard-dead-letters",
-        ]);
     }
 }
 
@@ -422,7 +413,7 @@ async fn upload_and_count_copies(set: &Set, prefix: &str, count: usize) -> usize
     counts.values().sum::<usize>() - count
 }
 
-fn verify_copies(set: &Set, objects: usize) -> Value {
+fn verify_copies(set: &Set, objects: usize) -> CopyCount {
     let objects = objects.to_string();
     let out = toastrep(&[
         "verify",
@@ -439,9 +430,9 @@ fn verify_copies(set: &Set, objects: usize) -> Value {
         "--output",
         "json",
     ]);
-    let result = json(&out);
+    let result = parse::<VerifyResult>(&out);
     assert_eq!(out.status.code(), Some(0), "{result}");
-    result["copies"].clone()
+    result.into_inner().copies
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -449,8 +440,8 @@ async fn three_regions_thirty_uploads_make_exactly_sixty_copies() {
     let set = Set::deploy("rp-cnt3", &THREE, &[]);
     assert_eq!(upload_and_count_copies(&set, "count/", 30).await, 60);
     let copies = verify_copies(&set, 12);
-    assert_eq!(copies["copies"], 24, "{copies}");
-    assert_eq!(copies["per_upload"], 2.0, "{copies}");
+    assert_eq!(copies.copies, Some(24), "{copies:?}");
+    assert_eq!(copies.per_upload, Some(2.0), "{copies:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -458,8 +449,8 @@ async fn five_regions_twenty_uploads_make_exactly_eighty_copies() {
     let set = Set::deploy("rp-cnt5", &FIVE, &[]);
     assert_eq!(upload_and_count_copies(&set, "count/", 20).await, 80);
     let copies = verify_copies(&set, 10);
-    assert_eq!(copies["copies"], 40, "{copies}");
-    assert_eq!(copies["per_upload"], 4.0, "{copies}");
+    assert_eq!(copies.copies, Some(40), "{copies:?}");
+    assert_eq!(copies.per_upload, Some(4.0), "{copies:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -520,11 +511,11 @@ async fn verify_fails_when_a_region_gets_a_redundant_copy() {
         "json",
     ]);
     meddler.await.unwrap();
-    let result = json(&out);
+    let result = parse::<VerifyResult>(&out);
     assert_eq!(out.status.code(), Some(1), "{result}");
-    assert!(result["failed"].as_array().unwrap().is_empty(), "{result}");
-    assert_eq!(result["copies"]["copies"], 13, "{result}");
-    assert_eq!(result["copies"]["exact"], false, "{result}");
+    assert!(result.failed.is_empty(), "{result}");
+    assert_eq!(result.copies.copies, Some(13), "{result}");
+    assert!(!result.copies.exact, "{result}");
     let text = toastrep(&["verify", "--name", &set.name, "--regions", &THREE.join(",")]);
     assert!(
         String::from_utf8_lossy(&text.stdout).contains("Copies per upload: 2.00"),
@@ -709,9 +700,9 @@ async fn large_object_is_copied_in_parts_byte_identical_with_no_upload_left() {
     let out = toastrep(&[
         "sync", "--name", &set.name, "--prefix", synced, "--output", "json",
     ]);
-    let repaired = json(&out);
+    let repaired = parse::<SyncReport>(&out);
     assert_eq!(out.status.code(), Some(0), "{repaired}");
-    assert_eq!(repaired["copies_made"], 1, "{repaired}");
+    assert_eq!(repaired.copies_made, 1, "{repaired}");
     let etag = set.versions("us-east-1", synced).await.remove(0).etag;
     assert!(
         etag.trim_matches('"').ends_with("-2"),

@@ -9,11 +9,15 @@ use sha2::{Digest, Sha256};
 
 use std::time::Duration;
 
+use toastrep::aws::stack::StackAction;
+use toastrep::commands::HashedKey;
+use toastrep::ops::teardown::TeardownResult;
+
 use crate::harness::{
-    ACCOUNT, artifact_bucket, assert_nothing_created, cloudformation, eventually, json, s3,
-    set_stacks, stderr, toastrep, unique_name,
+    ACCOUNT, Cleanup, artifact_bucket, assert_nothing_created, cloudformation, eventually, parse,
+    s3, set_stacks, stderr, toastrep, unique_name,
 };
-use crate::operate::{deploy, teardown, zip_path};
+use crate::operate::{deploy, zip_path};
 use crate::sync::Emu;
 
 const PAIR: [&str; 2] = ["us-east-1", "eu-west-2"];
@@ -37,6 +41,7 @@ async fn a_set_name_whose_stacks_could_be_another_sets_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn teardown_keeps_dead_letters_unless_told_and_leaves_another_sets_stack_alone() {
     let name = unique_name("keep");
+    let cleanup = Cleanup::new(&name);
     let regions = PAIR.join(",");
     assert!(deploy(&name, &regions, &zip_path()).status.success());
 
@@ -110,15 +115,15 @@ async fn teardown_keeps_dead_letters_unless_told_and_leaves_another_sets_stack_a
         "json",
     ]);
     assert!(out.status.success(), "teardown failed");
-    let result = json(&out);
-    let row = result["stacks"]
-        .as_array()
-        .unwrap()
+    cleanup.disarm();
+    let result = parse::<TeardownResult>(&out);
+    let row = result
+        .stacks
         .iter()
-        .find(|row| row["stack_name"] == grant.as_str())
+        .find(|row| row.stack_name == grant)
         .expect("the other set's stack is reported");
-    assert_eq!(row["action"], "left_alone", "{row}");
-    assert!(row["note"].as_str().unwrap().contains(&other_set), "{row}");
+    assert_eq!(row.action, Some(StackAction::LeftAlone), "{row:?}");
+    assert!(row.note.as_ref().unwrap().contains(&other_set), "{row:?}");
     let left = cfn
         .describe_stacks()
         .stack_name(&grant)
@@ -137,6 +142,7 @@ async fn teardown_keeps_dead_letters_unless_told_and_leaves_another_sets_stack_a
 #[tokio::test(flavor = "multi_thread")]
 async fn a_package_planted_under_the_expected_key_is_refused() {
     let name = unique_name("plant");
+    let cleanup = Cleanup::new(&name);
     let regions = PAIR.join(",");
     let zip = zip_path();
     assert!(deploy(&name, &regions, &zip).status.success());
@@ -268,7 +274,7 @@ async fn a_package_planted_under_the_expected_key_is_refused() {
         state_writer(&bucket_policy(&bucket).await).as_deref(),
         Some(role_arn.as_str())
     );
-    teardown(&name);
+    cleanup.teardown();
 }
 
 async fn bucket_policy(bucket: &str) -> serde_json::Value {
@@ -337,7 +343,9 @@ async fn the_functions_log_a_keyed_hash_of_object_keys_not_the_keys() {
 
     let out = toastrep(&["hash-key", "--name", &set.name, key, "--output", "json"]);
     assert!(out.status.success());
-    let hashed = json(&out)[0]["logged_as"].as_str().unwrap().to_owned();
+    let hashed = parse::<Vec<HashedKey>>(&out).into_inner()[0]
+        .logged_as
+        .clone();
     assert!(hashed.starts_with("k:"), "{hashed}");
 
     // eu-west-2's function copied it: its decision line names the hash.

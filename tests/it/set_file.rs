@@ -7,19 +7,23 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use toastrep::commands::InitResult;
+use toastrep::model::function::{SettingChange, Source};
+use toastrep::ops::preview::PlanResult;
+use toastrep::ops::rollout::DeployResult;
 
-use crate::harness::{self, json, run, stderr, toastrep_command, unique_name};
+use crate::harness::{self, Cleanup, Json, parse, run, stderr, toastrep_command, unique_name};
 
 /// Runs toastrep in `dir`, where the set file is.
 fn toastrep_in(dir: &Path, args: &[&str]) -> Output {
     run(toastrep_command().current_dir(dir).args(args))
 }
 
-fn ok_json(dir: &Path, args: &[&str]) -> Value {
+fn ok_json<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> Json<T> {
     let out = toastrep_in(dir, &[args, &["--output", "json"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    json(&out)
+    parse(&out)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -29,18 +33,15 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn settings_of(plan: &Value) -> Vec<(String, String, String, String)> {
-    plan["setting_changes"]
-        .as_array()
-        .unwrap()
+fn settings_of(changes: &[SettingChange]) -> Vec<(String, String, String, Source)> {
+    changes
         .iter()
         .map(|c| {
-            let text = |k: &str| c[k].as_str().unwrap().to_owned();
             (
-                text("setting"),
-                text("deployed"),
-                text("planned"),
-                text("source"),
+                c.setting.clone(),
+                c.deployed.clone(),
+                c.planned.clone(),
+                c.source,
             )
         })
         .collect()
@@ -49,12 +50,13 @@ fn settings_of(plan: &Value) -> Vec<(String, String, String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_set_file_is_what_deploy_and_plan_read_and_no_redeploy_reverts_a_setting() {
     let name = unique_name("file");
+    let cleanup = Cleanup::new(&name);
     let dir = scratch(&name);
     let zip = harness::lambda_zip();
     let zip = zip.to_str().unwrap();
     let file = dir.join("toastrep.toml");
 
-    let init = ok_json(
+    let init: Json<InitResult> = ok_json(
         &dir,
         &[
             "init",
@@ -66,7 +68,7 @@ async fn the_set_file_is_what_deploy_and_plan_read_and_no_redeploy_reverts_a_set
             "8388608",
         ],
     );
-    assert_eq!(init["settings"]["part-size"], 8388608, "{init}");
+    assert_eq!(init.settings.part_size, Some(8388608), "{init}");
     let written = std::fs::read_to_string(&file).unwrap();
     // A second init would lose the first: refused, and the file is as it was.
     let again = toastrep_in(
@@ -78,19 +80,16 @@ async fn the_set_file_is_what_deploy_and_plan_read_and_no_redeploy_reverts_a_set
     assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
 
     // No name, no regions: the file's.
-    let deployed = ok_json(&dir, &["deploy", "--lambda-zip", zip, "--quiet"]);
-    assert_eq!(deployed["name"], name.as_str(), "{deployed}");
-    assert_eq!(
-        deployed["regions"],
-        serde_json::json!(["us-east-1", "eu-west-2"])
-    );
-    let plan = ok_json(&dir, &["plan", "--lambda-zip", zip]);
-    assert_eq!(plan["changes"], false, "{plan}");
-    assert_eq!(plan["settings"]["part_size"], 8388608, "{plan}");
+    let deployed: Json<DeployResult> = ok_json(&dir, &["deploy", "--lambda-zip", zip, "--quiet"]);
+    assert_eq!(deployed.name, name, "{deployed}");
+    assert_eq!(deployed.regions, ["us-east-1", "eu-west-2"]);
+    let plan: Json<PlanResult> = ok_json(&dir, &["plan", "--lambda-zip", zip]);
+    assert!(!plan.changes, "{plan}");
+    assert_eq!(plan.settings.part_size, 8388608, "{plan}");
 
     // A flag the file does not name: deployed, then kept by the next deploy
     // that leaves it out.
-    ok_json(
+    ok_json::<DeployResult>(
         &dir,
         &[
             "deploy",
@@ -101,9 +100,9 @@ async fn the_set_file_is_what_deploy_and_plan_read_and_no_redeploy_reverts_a_set
             "--quiet",
         ],
     );
-    let plan = ok_json(&dir, &["plan", "--lambda-zip", zip]);
-    assert_eq!(settings_of(&plan), [], "{plan}");
-    assert_eq!(plan["settings"]["keep_noncurrent_days"], 7, "{plan}");
+    let plan: Json<PlanResult> = ok_json(&dir, &["plan", "--lambda-zip", zip]);
+    assert_eq!(settings_of(&plan.setting_changes), [], "{plan}");
+    assert_eq!(plan.settings.keep_noncurrent_days, 7, "{plan}");
 
     // A reviewed change to the file: plan shows it, from the file, before
     // deploy makes it; a flag still wins over the file.
@@ -119,51 +118,52 @@ async fn the_set_file_is_what_deploy_and_plan_read_and_no_redeploy_reverts_a_set
         text.contains("Setting to change: log-retention-days 30 -> 7 (from the set file)"),
         "{text}"
     );
-    let flagged = ok_json(
+    let flagged: Json<PlanResult> = ok_json(
         &dir,
         &["plan", "--lambda-zip", zip, "--log-retention-days", "14"],
     );
     assert_eq!(
-        settings_of(&flagged),
+        settings_of(&flagged.setting_changes),
         [(
             "log-retention-days".into(),
             "30".into(),
             "14".into(),
-            "flag".into()
+            Source::Flag
         )]
     );
-    let deployed = ok_json(&dir, &["deploy", "--lambda-zip", zip, "--quiet"]);
+    let deployed: Json<DeployResult> = ok_json(&dir, &["deploy", "--lambda-zip", zip, "--quiet"]);
     assert_eq!(
-        settings_of(&deployed),
+        settings_of(&deployed.setting_changes),
         [(
             "log-retention-days".into(),
             "30".into(),
             "7".into(),
-            "set_file".into()
+            Source::SetFile
         )]
     );
-    let plan = ok_json(&dir, &["plan", "--lambda-zip", zip]);
-    assert_eq!(plan["changes"], false, "{plan}");
+    let plan: Json<PlanResult> = ok_json(&dir, &["plan", "--lambda-zip", zip]);
+    assert!(!plan.changes, "{plan}");
 
     // The file follows the set when a region is added.
-    let added = ok_json(
+    let added: Json<DeployResult> = ok_json(
         &dir,
         &["add-region", "--region", "ap-northeast-1", "--quiet"],
     );
-    assert_eq!(added["added"], serde_json::json!(["ap-northeast-1"]));
+    assert_eq!(added.added, ["ap-northeast-1"]);
     let file_now = std::fs::read_to_string(&file).unwrap();
     assert!(
         file_now.contains(r#"regions = ["us-east-1", "eu-west-2", "ap-northeast-1"]"#),
         "{file_now}"
     );
     assert!(file_now.contains("log-retention-days = 7"), "{file_now}");
-    let plan = ok_json(&dir, &["plan", "--lambda-zip", zip]);
-    assert_eq!(plan["changes"], false, "{plan}");
+    let plan: Json<PlanResult> = ok_json(&dir, &["plan", "--lambda-zip", zip]);
+    assert!(!plan.changes, "{plan}");
 
     // Teardown of three regions in a log: a line per stack state change,
     // none per resource event.
     let teardown = toastrep_in(&dir, &["teardown"]);
     assert_eq!(teardown.status.code(), Some(0));
+    cleanup.disarm();
     let lines: Vec<String> = stderr(&teardown).lines().map(str::to_owned).collect();
     let stacks = 3 + 6 + 6;
     assert!(

@@ -9,12 +9,16 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::{StreamExt, stream};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use toastrep::ops::replay::ReplayResult;
+use toastrep::ops::sync::SyncReport;
+use toastrep_replication::protocol::Reason;
 
 use testkit::Emulator;
 use testkit::events::{self, S3Record};
 
-use crate::harness::{self, ACCOUNT, REGIONS, json, unique_name};
+use crate::harness::{self, ACCOUNT, Cleanup, Json, REGIONS, parse, unique_name};
 
 /// One emulator (the shared one, or the fault tests' own), with the set
 /// operations these tests share. Its clients are the testkit's.
@@ -97,27 +101,23 @@ impl Emu {
         assert!(out.status.success(), "deploy {name} {extra:?} failed");
     }
 
+    /// Set `name` of this emulator, torn down when dropped.
+    pub fn cleanup(&self, name: &str) -> Cleanup {
+        Cleanup::at(&self.endpoint, name)
+    }
+
     pub fn teardown(&self, name: &str) {
-        // A test's cleanup: whatever a test left in the queues goes too.
-        let out = self.toastrep(&[
-            "teardown",
-            "--name",
-            name,
-            "--delete-data",
-            "--yes",
-            "--discard-dead-letters",
-        ]);
-        assert!(out.status.success(), "teardown {name} failed");
+        self.cleanup(name).teardown();
     }
 
-    /// `toastrep` with `args` and `--output json`: its JSON and exit code.
-    pub fn toastrep_json(&self, args: &[&str]) -> (Value, Option<i32>) {
+    /// `toastrep` with `args` and `--output json`: its result and exit code.
+    pub fn toastrep_json<T: DeserializeOwned>(&self, args: &[&str]) -> (Json<T>, Option<i32>) {
         let out = self.toastrep(&[args, &["--output", "json"]].concat());
-        (json(&out), out.status.code())
+        (parse(&out), out.status.code())
     }
 
-    /// `toastrep sync` with `extra` arguments, as JSON, and its exit code.
-    pub fn sync(&self, name: &str, extra: &[&str]) -> (Value, Option<i32>) {
+    /// `toastrep sync` with `extra` arguments: its report and exit code.
+    pub fn sync(&self, name: &str, extra: &[&str]) -> (Json<SyncReport>, Option<i32>) {
         self.toastrep_json(&[&["sync", "--name", name], extra].concat())
     }
 
@@ -274,6 +274,7 @@ fn assert_converged(listings: &[BTreeMap<String, String>], keys: usize) {
 async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_changes_nothing() {
     let emu = Emu::shared();
     let name = unique_name("asleep");
+    let cleanup = emu.cleanup(&name);
     emu.deploy(&name);
 
     // eu-west-2's function hears nothing while 100 objects are uploaded
@@ -297,14 +298,13 @@ async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_chan
         futures::future::join_all(REGIONS.iter().map(|r| emu.versions(&name, r))).await;
     let (plan, code) = emu.sync(&name, &["--dry-run"]);
     assert_eq!(code, Some(0), "{plan}");
-    assert_eq!(plan["dry_run"], true);
-    assert_eq!(plan["keys_scanned"], 100);
-    assert_eq!(plan["copies_made"], 0);
-    assert_eq!(plan["copies_planned"], missing_in_eu as u64, "{plan}");
-    let copies = plan["copies"].as_array().unwrap();
-    assert!(copies.iter().all(|c| c["destination"] == "eu-west-2"
-        && c["reason"] == "missing"
-        && !before[1].contains_key(c["key"].as_str().unwrap())));
+    assert!(plan.dry_run);
+    assert_eq!(plan.keys_scanned, 100);
+    assert_eq!(plan.copies_made, 0);
+    assert_eq!(plan.copies_planned, missing_in_eu as u64, "{plan}");
+    assert!(plan.copies.iter().all(|c| c.destination == "eu-west-2"
+        && c.reason == Reason::Missing
+        && !before[1].contains_key(&c.key)));
     let versions_after =
         futures::future::join_all(REGIONS.iter().map(|r| emu.versions(&name, r))).await;
     assert_eq!(
@@ -315,8 +315,8 @@ async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_chan
     // The real run makes those copies, and the region is complete.
     let (report, code) = emu.sync(&name, &[]);
     assert_eq!(code, Some(0), "{report}");
-    assert_eq!(report["copies_made"], missing_in_eu as u64, "{report}");
-    assert_eq!(report["failures"], json!([]));
+    assert_eq!(report.copies_made, missing_in_eu as u64, "{report}");
+    assert!(report.failures.is_empty(), "{report}");
     let after = emu.settle(&name).await;
     assert_converged(&after, 100);
     for (key, region) in &uploads {
@@ -346,16 +346,17 @@ async fn sync_completes_a_region_that_slept_through_uploads_and_its_dry_run_chan
     // Nothing left to do.
     let (again, code) = emu.sync(&name, &[]);
     assert_eq!(code, Some(0));
-    assert_eq!(again["copies_made"], 0, "{again}");
-    assert_eq!(again["keys_examined"], 0, "{again}");
+    assert_eq!(again.copies_made, 0, "{again}");
+    assert_eq!(again.keys_examined, 0, "{again}");
 
-    emu.teardown(&name);
+    cleanup.teardown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
     let emu = Emu::shared();
     let name = unique_name("writers");
+    let cleanup = emu.cleanup(&name);
     emu.deploy(&name);
 
     // Three rounds; in each, every key is written in all three regions at
@@ -404,11 +405,11 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
 
     let (report, code) = emu.sync(&name, &["--concurrency", "8"]);
     assert_eq!(code, Some(0), "{report}");
-    assert_eq!(report["failures"], json!([]));
-    assert_eq!(report["keys_scanned"], 50, "{report}");
-    assert_eq!(report["keys_examined"], 50, "{report}");
+    assert!(report.failures.is_empty(), "{report}");
+    assert_eq!(report.keys_scanned, 50, "{report}");
+    assert_eq!(report.keys_examined, 50, "{report}");
     // Each key's winner is copied into the two regions that lost.
-    assert_eq!(report["copies_made"], 100, "{report}");
+    assert_eq!(report.copies_made, 100, "{report}");
     let after = emu.settle(&name).await;
     assert_converged(&after, 50);
     // Every region holds one of the final round's writes, byte for byte.
@@ -422,10 +423,10 @@ async fn sync_converges_concurrent_writers_and_a_second_sync_copies_nothing() {
 
     let (again, code) = emu.sync(&name, &[]);
     assert_eq!(code, Some(0));
-    assert_eq!(again["copies_made"], 0, "{again}");
-    assert_eq!(again["keys_examined"], 0, "{again}");
+    assert_eq!(again.copies_made, 0, "{again}");
+    assert_eq!(again.keys_examined, 0, "{again}");
 
-    emu.teardown(&name);
+    cleanup.teardown();
 }
 
 /// The Lambda SNS event S3 → SNS delivers (the shape AWS dead-letters),
@@ -481,6 +482,7 @@ async fn queue_bodies(emu: &Emu, region: &str, url: &str, expected: usize) -> Ve
 async fn replay_deletes_only_messages_whose_records_all_succeeded() {
     let emu = Emu::shared();
     let name = unique_name("replay");
+    let cleanup = emu.cleanup(&name);
     emu.deploy(&name);
     let source = "us-east-1";
     let destination = "eu-west-2";
@@ -563,11 +565,11 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         "--output",
         "json",
     ]);
-    let dry = json(&out);
+    let dry = parse::<ReplayResult>(&out);
     assert_eq!(out.status.code(), Some(1), "{dry}");
-    assert_eq!(dry["replayed"], 2, "{dry}");
-    assert_eq!(dry["unparseable"], 1, "{dry}");
-    assert_eq!(dry["refused"], 1, "{dry}");
+    assert_eq!(dry.replayed, 2, "{dry}");
+    assert_eq!(dry.unparseable, 1, "{dry}");
+    assert_eq!(dry.refused, 1, "{dry}");
     assert_eq!(queue_bodies(&emu, destination, &url, 4).await, sent);
     assert!(good_in_destination().await.is_none());
 
@@ -575,24 +577,18 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
     // one still fails and stays (its good record was copied all the same);
     // the forged one is refused untouched; the garbage stays, with the reason.
     let out = emu.toastrep(&["replay", "--name", &name, "--output", "json"]);
-    let result = json(&out);
+    let result = parse::<ReplayResult>(&out);
     assert_eq!(out.status.code(), Some(1), "{result}");
-    assert_eq!(result["replayed"], 1, "{result}");
-    assert_eq!(result["failing"], 1, "{result}");
-    assert_eq!(result["unparseable"], 1, "{result}");
-    assert_eq!(result["refused"], 1, "{result}");
-    let eu = result["regions"]
-        .as_array()
-        .unwrap()
+    assert_eq!(result.replayed, 1, "{result}");
+    assert_eq!(result.failing, 1, "{result}");
+    assert_eq!(result.unparseable, 1, "{result}");
+    assert_eq!(result.refused, 1, "{result}");
+    let eu = result
+        .regions
         .iter()
-        .find(|r| r["region"] == destination)
+        .find(|r| r.region == destination)
         .unwrap();
-    let reasons: Vec<&str> = eu["left"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["reason"].as_str().unwrap())
-        .collect();
+    let reasons: Vec<&str> = eu.left.iter().map(|l| l.reason.as_str()).collect();
     assert!(
         reasons.iter().any(|r| r.contains("not a bucket of set")),
         "{reasons:?}"
@@ -621,5 +617,5 @@ async fn replay_deletes_only_messages_whose_records_all_succeeded() {
         good_body.as_slice()
     );
 
-    emu.teardown(&name);
+    cleanup.teardown();
 }
