@@ -648,6 +648,20 @@ mod table_tests {
     use super::*;
     use crate::model::templates::Template;
 
+    /// A setting the table sends to the function reaches a variable the
+    /// function's configuration reads (`toastrep_replication::function::config`).
+    #[test]
+    fn the_function_reads_every_variable_the_table_sets() {
+        use toastrep_replication::function::config::FROM_THE_STACK;
+        let unread: Vec<&str> = SETTINGS
+            .iter()
+            .filter_map(|s| s.env)
+            .filter(|env| !FROM_THE_STACK.contains(env))
+            .collect();
+        assert!(unread.is_empty(), "the function reads none of {unread:?}");
+        assert!(SETTINGS.iter().filter(|s| s.env.is_some()).count() >= 5);
+    }
+
     #[test]
     fn clap_and_serde_name_each_setting_as_the_table_does() {
         let command = <SettingsLayer as clap::Args>::augment_args(clap::Command::new("t"));
