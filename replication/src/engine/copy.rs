@@ -13,11 +13,11 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::{Replicator, deadline};
-use crate::protocol::Seen;
 use crate::protocol::marker::{Copied, metadata_for_copy, user_metadata};
+use crate::protocol::{Precondition, Seen};
 use crate::store::{
-    Bucket, CopyRequest, ErrorKind, ObjectStore, Part, Precondition, StoreError, StoreResult,
-    Unreplicable, Written,
+    Bucket, CopyRequest, ErrorKind, ObjectStore, Part, StoreError, StoreResult, Unreplicable,
+    Written,
 };
 
 /// S3's limit for one CopyObject and for one part of a multipart copy

@@ -4,8 +4,8 @@
 
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::protocol::delete::delete_candidate;
-use crate::protocol::{CheckDecision, Seen, check_candidates, decide_check};
-use crate::store::{Bucket, ObjectStore, VersionEntry};
+use crate::protocol::{CheckDecision, Seen, VersionEntry, check_candidates, decide_check};
+use crate::store::{Bucket, ObjectStore};
 
 /// What a check did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::event::S3Notice;
+use crate::protocol::{Headers, ObjectHead, Precondition, VersionEntry};
 use crate::store::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
-    Precondition, StoreError, StoreResult, Unreplicable, VersionEntry, Written,
+    Bucket, CopyRequest, ErrorKind, KeyPage, Lookup, ObjectStore, Part, StoreError, StoreResult,
+    Unreplicable, Written,
 };
 
 use super::executor::yield_now;

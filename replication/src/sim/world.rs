@@ -17,8 +17,8 @@ use crate::engine::{
 };
 use crate::event::S3Notice;
 use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
-use crate::protocol::{Kind, MarkerKey, MarkerKeys, Seen};
-use crate::store::{Bucket, Headers};
+use crate::protocol::{Headers, Kind, MarkerKey, MarkerKeys, Seen};
+use crate::store::Bucket;
 
 /// Region names, in an order that is not their sorted order, so the
 /// tie-break is exercised both ways.

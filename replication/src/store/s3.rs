@@ -13,10 +13,11 @@ use aws_sdk_s3::types::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
-    Precondition, StoreError, StoreResult, Unreplicable, VersionEntry, Written,
+    Bucket, CopyRequest, ErrorKind, KeyPage, Lookup, ObjectStore, Part, StoreError, StoreResult,
+    Unreplicable, Written,
 };
 use crate::clients::RegionalClients;
+use crate::protocol::{Headers, ObjectHead, Precondition, VersionEntry};
 use crate::s3_error::{self, S3Error};
 
 /// The store on real S3 (or any S3 endpoint the SDK is pointed at).

@@ -18,8 +18,8 @@ use testkit::events::{self, S3Record};
 use testkit::keys::awkward_keys;
 use testkit::upload::{self, decorate};
 use toastrep_replication::protocol::marker::{Copied, MARKER, metadata_for_copy};
-use toastrep_replication::protocol::{Histories, Kind, compare};
-use toastrep_replication::store::{CopyRequest, Precondition, Written};
+use toastrep_replication::protocol::{Histories, Kind, Precondition, compare};
+use toastrep_replication::store::{CopyRequest, Written};
 use toastrep_replication::{
     CopySettings, Decision, HandleError, MarkerKeys, ObjectStore, ReplicateError, S3Notice,
     handle_sns_event,
