@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use lambda_runtime::Error;
-use toastrep_replication::breaker_keys::{self, open_key};
+use toastrep_replication::function::breaker_keys::{self, open_key};
 use toastrep_replication::{DeleteGate, Gate, S3Notice};
 
 /// Where the breaker keeps its state and its held deletes.
@@ -173,7 +173,7 @@ impl Breaker {
         tracing::info!(
             target: "toastrep::decision",
             decision = "held",
-            key = %toastrep_replication::log_keys::shown(&notice.key),
+            key = %toastrep_replication::function::log_keys::shown(&notice.key),
             source_region = %notice.region,
             version_id = notice.version_id.as_deref().unwrap_or(""),
         );

@@ -8,11 +8,14 @@ mod repair;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::clock::now_ms;
-use toastrep_replication::metrics::ReplicationMetrics;
+use toastrep_replication::function::handler::{HandleError, handle_sns_event_observed};
+use toastrep_replication::function::log_keys;
+use toastrep_replication::function::metrics::ReplicationMetrics;
 use toastrep_replication::protocol::key_ring;
+use toastrep_replication::store::s3::RegionalClients;
 use toastrep_replication::{
-    Bucket, CopySettings, Decision, HandleError, MarkerKey, MarkerKeys, RegionalClients,
-    Replicator, SdkStore, SetBuckets, deadline, log_keys,
+    Bucket, CopySettings, Decision, MarkerKey, MarkerKeys, Replicator, SdkStore, SetBuckets,
+    deadline,
 };
 
 use breaker::Breaker;
@@ -158,12 +161,9 @@ async fn handle(
     let mut metrics = ReplicationMetrics::new(&replicator.set().set, &destination.region);
     let handled = deadline::within(
         deadline,
-        toastrep_replication::handle_sns_event_observed(
-            replicator,
-            destination,
-            &event.payload,
-            |notice, result| metrics.record(notice, result, now_ms()),
-        ),
+        handle_sns_event_observed(replicator, destination, &event.payload, |notice, result| {
+            metrics.record(notice, result, now_ms())
+        }),
     )
     .await;
     // CloudWatch Logs turns these lines into metrics (Embedded Metric

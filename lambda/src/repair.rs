@@ -1,5 +1,5 @@
 //! The cloud repair's three steps, as this region's state machine invokes
-//! them (see `toastrep_replication::repair` for the protocol). Each region
+//! them (see `toastrep_replication::function::repair` for the protocol). Each region
 //! repairs only its own bucket, reading every member region: the role's
 //! own permissions (write here, read the others through the grant stacks)
 //! are all it needs.
@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use toastrep_replication::clock::now_ms;
 use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
-use toastrep_replication::metrics::repair_documents;
-use toastrep_replication::repair::{
+use toastrep_replication::function::metrics::repair_documents;
+use toastrep_replication::function::repair::{
     ManifestItem, Plan, RangePart, RangeRequest, RepairRequest, RunReport, first_bounds,
     learned_bounds, sample_every, summarise,
 };

@@ -112,7 +112,7 @@ pub enum EventError {
     MissingField { index: usize, field: &'static str },
     #[error("S3 record {index} has event source {found:?}, not aws:s3")]
     WrongEventSource { index: usize, found: String },
-    #[error("object key {:?} is not valid form-encoded UTF-8", crate::log_keys::shown(.raw).to_string())]
+    #[error("object key {:?} is not valid form-encoded UTF-8", crate::function::log_keys::shown(.raw).to_string())]
     InvalidKey { raw: String },
 }
 

@@ -18,7 +18,7 @@ use crate::ops::breaker::{self, HeldDelete, OpenBreaker};
 use crate::ops::discover::{self, Located};
 use crate::ops::marker_key;
 use crate::ops::sync::set_replicator;
-use toastrep_replication::breaker_keys;
+use toastrep_replication::function::breaker_keys;
 
 /// How long held deletes stay hidden while they are read (then shown
 /// again) or acted on (then deleted, or back after this long).

@@ -104,7 +104,7 @@ pub enum ReplicateError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "s3://{bucket}/{} in {region} changed under {rounds} decisions in a row; another attempt will decide again", crate::log_keys::shown(.key)
+        "s3://{bucket}/{} in {region} changed under {rounds} decisions in a row; another attempt will decide again", crate::function::log_keys::shown(.key)
     )]
     Contended {
         region: String,

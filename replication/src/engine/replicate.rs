@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
-use crate::log_keys;
+use crate::function::log_keys;
 use crate::protocol::{CopyDecision, Kind, SourceDecision, decide_copy, decide_source};
 use crate::store::{Bucket, ErrorKind, ObjectStore, Unreplicable};
 

@@ -145,7 +145,7 @@ impl Unreplicable {
 
 /// A failed store call, classified.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} s3://{bucket}/{} in {region}: {message}", crate::log_keys::shown(.key))]
+#[error("{operation} s3://{bucket}/{} in {region}: {message}", crate::function::log_keys::shown(.key))]
 pub struct StoreError {
     pub kind: ErrorKind,
     pub operation: &'static str,

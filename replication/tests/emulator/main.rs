@@ -17,12 +17,12 @@ use harness::{
 use testkit::events::{self, S3Record};
 use testkit::keys::awkward_keys;
 use testkit::upload::{self, decorate};
+use toastrep_replication::function::handler::{HandleError, handle_sns_event};
 use toastrep_replication::protocol::marker::{Copied, MARKER, metadata_for_copy};
 use toastrep_replication::protocol::{Histories, Kind, Precondition, compare};
 use toastrep_replication::store::{CopyRequest, Written};
 use toastrep_replication::{
-    CopySettings, Decision, HandleError, MarkerKeys, ObjectStore, ReplicateError, S3Notice,
-    handle_sns_event,
+    CopySettings, Decision, MarkerKeys, ObjectStore, ReplicateError, S3Notice,
 };
 
 const MIB: usize = 1024 * 1024;

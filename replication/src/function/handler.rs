@@ -78,7 +78,7 @@ pub async fn handle_sns_event_observed<S: ObjectStore>(
                     .collect()
             })
             .unwrap_or_default();
-        if crate::log_keys::hashing() {
+        if crate::function::log_keys::hashing() {
             let bytes: Vec<usize> = messages.iter().map(|m| m.len()).collect();
             tracing::error!(target: "toastrep::event", error = %error, message_bytes = ?bytes, "malformed event");
         } else {

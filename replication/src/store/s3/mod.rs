@@ -16,9 +16,13 @@ use super::{
     Bucket, CopyRequest, ErrorKind, KeyPage, Lookup, ObjectStore, Part, StoreError, StoreResult,
     Unreplicable, Written,
 };
-use crate::clients::RegionalClients;
 use crate::protocol::{Headers, ObjectHead, Precondition, VersionEntry};
-use crate::s3_error::{self, S3Error};
+use error::{ErrorKind as S3ErrorKind, S3Error};
+
+mod clients;
+mod error;
+
+pub use clients::RegionalClients;
 
 /// The store on real S3 (or any S3 endpoint the SDK is pointed at).
 #[derive(Debug)]
@@ -62,13 +66,13 @@ where
             _ if operation == "HeadObject" && error.is_bare_bad_request() => {
                 ErrorKind::NotReplicable(Unreplicable::CustomerKey)
             }
-            s3_error::ErrorKind::CustomerKey => ErrorKind::NotReplicable(Unreplicable::CustomerKey),
-            s3_error::ErrorKind::NotFound => ErrorKind::NotFound,
-            s3_error::ErrorKind::PreconditionFailed => ErrorKind::PreconditionFailed,
-            s3_error::ErrorKind::Retryable => ErrorKind::Retryable,
-            s3_error::ErrorKind::Permanent => ErrorKind::Permanent,
-            s3_error::ErrorKind::Archived => ErrorKind::NotReplicable(Unreplicable::Archived),
-            s3_error::ErrorKind::MetadataTooLarge => {
+            S3ErrorKind::CustomerKey => ErrorKind::NotReplicable(Unreplicable::CustomerKey),
+            S3ErrorKind::NotFound => ErrorKind::NotFound,
+            S3ErrorKind::PreconditionFailed => ErrorKind::PreconditionFailed,
+            S3ErrorKind::Retryable => ErrorKind::Retryable,
+            S3ErrorKind::Permanent => ErrorKind::Permanent,
+            S3ErrorKind::Archived => ErrorKind::NotReplicable(Unreplicable::Archived),
+            S3ErrorKind::MetadataTooLarge => {
                 ErrorKind::NotReplicable(Unreplicable::MetadataTooLarge)
             }
         };
