@@ -8,8 +8,9 @@ mod repair;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::clock::now_ms;
+use toastrep_replication::engine::KeyNames;
 use toastrep_replication::function::handler::{HandleError, handle_sns_event_observed};
-use toastrep_replication::function::log_keys;
+use toastrep_replication::function::log_keys::LogKeys;
 use toastrep_replication::function::metrics::ReplicationMetrics;
 use toastrep_replication::protocol::key_ring;
 use toastrep_replication::store::s3::RegionalClients;
@@ -55,15 +56,15 @@ async fn main() -> Result<(), Error> {
     let keys = MarkerKeys::from_config(key.clone(), &ring)?;
     let settings = CopySettings::from_env()?;
     // Object keys in log lines: a keyed hash unless the set says plain.
-    match std::env::var("LOG_KEYS").as_deref() {
-        Ok("hashed") | Err(_) => log_keys::hash_with(&key),
-        Ok("plain") => {}
+    let log_keys = match std::env::var("LOG_KEYS").as_deref() {
+        Ok("hashed") | Err(_) => LogKeys::hashed(&key),
+        Ok("plain") => LogKeys::Plain,
         Ok(other) => {
             return Err(
                 format!("environment variable LOG_KEYS is {other:?}: use hashed or plain").into(),
             );
         }
-    }
+    };
     tracing::info!(
         destination_bucket = %destination.name,
         destination_region = %destination.region,
@@ -90,12 +91,14 @@ async fn main() -> Result<(), Error> {
     tracing::info!(carry_deletes, "deletes");
     // Deletes carried from other regions pass the mass-delete breaker.
     let breaker_key = key.clone();
-    let mut replicator =
-        Replicator::new(store, keys, set, settings).carrying_deletes(carry_deletes);
+    let mut replicator = Replicator::new(store, keys, set, settings)
+        .carrying_deletes(carry_deletes)
+        .naming_keys(std::sync::Arc::new(log_keys.clone()));
     if carry_deletes {
         replicator = replicator.gating_deletes(std::sync::Arc::new(Breaker {
             region: destination.region.clone(),
             key: breaker_key.clone(),
+            log_keys,
             per_minute: required_env("DELETE_BREAKER_PER_MINUTE")?
                 .parse()
                 .map_err(|e| format!("environment variable DELETE_BREAKER_PER_MINUTE: {e}"))?,
@@ -193,7 +196,7 @@ async fn handle(
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))
         }
-        Err(error) => Err(diagnostic(&error)),
+        Err(error) => Err(diagnostic(&error, replicator.key_names())),
     }
 }
 
@@ -206,7 +209,7 @@ async fn handle(
 /// while an Err sends it, after the platform's bounded two retries (never
 /// more: SNS invokes asynchronously), to the dead-letter queue, where a human
 /// can read it and `replay` it.
-fn diagnostic(error: &HandleError) -> Diagnostic {
+fn diagnostic(error: &HandleError, names: &dyn KeyNames) -> Diagnostic {
     let error_type = match error {
         HandleError::Malformed(_) => "MalformedEvent",
         HandleError::Records { .. } if error.is_retryable() => "ReplicationFailedRetryable",
@@ -214,17 +217,13 @@ fn diagnostic(error: &HandleError) -> Diagnostic {
     };
     Diagnostic {
         error_type: error_type.to_owned(),
-        error_message: error.to_string(),
+        error_message: error.naming_keys(names),
     }
 }
 
-/// The invocation's deadline on this process's monotonic clock.
-fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
-    let left = context
-        .deadline()
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    tokio::time::Instant::now() + left
+/// The invocation's deadline, in Unix milliseconds (the replicator's clock).
+fn deadline_of(context: &lambda_runtime::Context) -> i64 {
+    i64::try_from(context.deadline).unwrap_or(i64::MAX)
 }
 
 fn required_env(name: &str) -> Result<String, Error> {

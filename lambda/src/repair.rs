@@ -263,7 +263,7 @@ impl<'a> Repair<'a> {
     pub async fn range(
         &self,
         mut request: RangeRequest,
-        deadline: tokio::time::Instant,
+        deadline: i64,
     ) -> Result<Value, Diagnostic> {
         run_id(&request.run)?;
         let members = self.members().await?;
@@ -288,12 +288,13 @@ impl<'a> Repair<'a> {
         let started = std::time::Instant::now();
         let buckets: Vec<_> = request.regions.iter().map(|r| self.set.bucket(r)).collect();
         // At least one batch of keys goes through, however little time is left.
-        let now = tokio::time::Instant::now();
+        let now = now_ms();
         let latest = deadline
-            .checked_sub(DEADLINE_MARGIN)
-            .unwrap_or(now)
+            .saturating_sub(DEADLINE_MARGIN.as_millis() as i64)
             .max(now);
-        let stop = (now + self.budget).min(latest);
+        let stop = now
+            .saturating_add(self.budget.as_millis() as i64)
+            .min(latest);
         let options = ScanOptions {
             range: KeyRange {
                 after: request.resume_after.clone().or(request.range.after.clone()),
@@ -480,11 +481,7 @@ pub fn is_repair(payload: &Value) -> bool {
 
 impl Repair<'_> {
     /// Runs the step `payload` asks for.
-    pub async fn handle(
-        &self,
-        payload: Value,
-        deadline: tokio::time::Instant,
-    ) -> Result<Value, Diagnostic> {
+    pub async fn handle(&self, payload: Value, deadline: i64) -> Result<Value, Diagnostic> {
         let request: RepairRequest = serde_json::from_value(payload)
             .map_err(|e| fail("InvalidRepairRequest", format!("not a repair step: {e}")))?;
         match request {

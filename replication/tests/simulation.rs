@@ -587,6 +587,7 @@ fn an_own_region_notice_of_the_functions_own_write_needs_no_request() {
             set,
             CopySettings::default(),
         )
+        .clocked(std::sync::Arc::new(s3.clone()))
         .writing_as_role("AROAEXAMPLE"),
     );
     let decide = |principal: &str| {
@@ -675,12 +676,15 @@ fn discarding_a_delete_never_overwrites_a_later_write() {
     // Undoes the delete `marker` in region 0; returns what it did and the
     // current ETag of each region afterwards.
     let undo = |s3: &SimS3, marker: &str| {
-        let replicator = Rc::new(Replicator::new(
-            s3.clone(),
-            MarkerKey::for_tests("undo"),
-            set.clone(),
-            CopySettings::default(),
-        ));
+        let replicator = Rc::new(
+            Replicator::new(
+                s3.clone(),
+                MarkerKey::for_tests("undo"),
+                set.clone(),
+                CopySettings::default(),
+            )
+            .clocked(std::sync::Arc::new(s3.clone())),
+        );
         let done = Rc::new(RefCell::new(None));
         let (slot, all, marker) = (Rc::clone(&done), buckets.clone(), marker.to_owned());
         let mut executor = Executor::default();
@@ -784,12 +788,15 @@ fn unreplicable_is_reported_not_failed(
     let buckets = vec![east.clone(), west.clone()];
     let s3 = SimS3::new(1, &buckets, false);
     let version = write(&s3, &east.name);
-    let replicator = Rc::new(Replicator::new(
-        s3.clone(),
-        MarkerKey::for_tests("id"),
-        set,
-        CopySettings::default(),
-    ));
+    let replicator = Rc::new(
+        Replicator::new(
+            s3.clone(),
+            MarkerKey::for_tests("id"),
+            set,
+            CopySettings::default(),
+        )
+        .clocked(std::sync::Arc::new(s3.clone())),
+    );
     let notice = S3Notice {
         event_name: "ObjectCreated:Put".into(),
         region: east.region.clone(),

@@ -74,16 +74,14 @@ impl KeyRange {
 pub struct ScanLimit {
     /// Stop once this many keys were merged (the simulation's budget).
     pub keys: Option<u64>,
-    /// Stop at this instant (a Lambda invocation's budget).
-    pub deadline: Option<tokio::time::Instant>,
+    /// Stop at this time, in Unix milliseconds on the replicator's clock
+    /// (a Lambda invocation's budget).
+    pub deadline: Option<i64>,
 }
 
 impl ScanLimit {
-    fn reached(&self, keys: u64) -> bool {
-        self.keys.is_some_and(|k| keys >= k)
-            || self
-                .deadline
-                .is_some_and(|d| tokio::time::Instant::now() >= d)
+    fn reached(&self, keys: u64, now_ms: i64) -> bool {
+        self.keys.is_some_and(|k| keys >= k) || self.deadline.is_some_and(|d| now_ms >= d)
     }
 }
 
@@ -210,8 +208,14 @@ impl<S: ObjectStore> Replicator<S> {
                         cursor.done = true;
                         cursor.page.clear();
                         live[i] = false;
-                        end.unreachable
-                            .push((i, format!("listing s3://{}: {error}", buckets[i].name)));
+                        end.unreachable.push((
+                            i,
+                            format!(
+                                "listing s3://{}: {}",
+                                buckets[i].name,
+                                self.naming_key_of(&error)
+                            ),
+                        ));
                     }
                 }
             }
@@ -258,7 +262,8 @@ impl<S: ObjectStore> Replicator<S> {
                 last = Some(key);
                 // Look at the limit (and the clock) often enough.
                 if batch.len() >= concurrency * 4
-                    || (options.limit.keys.is_some() && options.limit.reached(end.keys_scanned))
+                    || (options.limit.keys.is_some()
+                        && options.limit.reached(end.keys_scanned, self.clock.now_ms()))
                 {
                     break;
                 }
@@ -280,7 +285,7 @@ impl<S: ObjectStore> Replicator<S> {
             if exhausted {
                 return end;
             }
-            if last.is_some() && options.limit.reached(end.keys_scanned) {
+            if last.is_some() && options.limit.reached(end.keys_scanned, self.clock.now_ms()) {
                 end.resume_after = last;
                 return end;
             }

@@ -89,7 +89,7 @@ impl<S: ObjectStore> Replicator<S> {
                             tracing::info!(
                                 target: "toastrep::decision",
                                 decision = "deleted",
-                                key = %crate::function::log_keys::shown(key),
+                                key = %self.key_names.name(key),
                                 bucket = %bucket.name,
                                 region = %bucket.region,
                                 "a delete beside the current object deletes it: put back on top"
@@ -115,7 +115,7 @@ impl<S: ObjectStore> Replicator<S> {
                     tracing::info!(
                         target: "toastrep::decision",
                         decision = "restored",
-                        key = %crate::function::log_keys::shown(key),
+                        key = %self.key_names.name(key),
                         bucket = %bucket.name,
                         region = %bucket.region,
                         origin_region = %winner.write.region,

@@ -9,15 +9,17 @@
 //! and grepped for (`toastrep hash-key` prints a key's hash); without the
 //! set's secret, no one can test a guessed key against the log.
 //!
-//! The function chooses once, at start ([`hash_with`]); the CLI never does,
-//! so its own messages, shown to the operator who ran it, name keys plainly.
+//! The function chooses once, at start, and hands its [`LogKeys`] to what
+//! logs keys (the replicator, the breaker); the CLI never hashes, so its own
+//! messages, shown to the operator who ran it, name keys plainly.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::OnceLock;
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::engine::KeyNames;
 use crate::protocol::marker::MarkerKey;
 
 /// The purpose the log key is derived from the marker key for.
@@ -25,16 +27,41 @@ const PURPOSE: &str = "toastrep log keys v1";
 /// Bytes of the HMAC kept: 96 bits.
 const HASH_BYTES: usize = 12;
 
-static LOG_KEY: OnceLock<[u8; 32]> = OnceLock::new();
-
-/// From now on, keys are logged as their keyed hash under the set's key.
-pub fn hash_with(marker_key: &MarkerKey) {
-    let _ = LOG_KEY.set(log_key(marker_key));
+/// How the function's logs name object keys.
+#[derive(Clone)]
+pub enum LogKeys {
+    Plain,
+    /// As their keyed hash under this derived key (see [`log_key`]).
+    Hashed([u8; 32]),
 }
 
-/// Whether keys are logged as hashes.
-pub fn hashing() -> bool {
-    LOG_KEY.get().is_some()
+impl LogKeys {
+    /// Keys logged as their keyed hash under the set's `marker_key`.
+    pub fn hashed(marker_key: &MarkerKey) -> LogKeys {
+        LogKeys::Hashed(log_key(marker_key))
+    }
+}
+
+impl fmt::Debug for LogKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogKeys::Plain => "LogKeys::Plain",
+            LogKeys::Hashed(_) => "LogKeys::Hashed(…)",
+        })
+    }
+}
+
+impl KeyNames for LogKeys {
+    fn name<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        match self {
+            LogKeys::Plain => Cow::Borrowed(key),
+            LogKeys::Hashed(log_key) => Cow::Owned(hash_under(log_key, key)),
+        }
+    }
+
+    fn hides_keys(&self) -> bool {
+        matches!(self, LogKeys::Hashed(_))
+    }
 }
 
 /// The hash `key` is logged as under the set's `marker_key`.
@@ -60,22 +87,6 @@ pub fn hash_under(log_key: &[u8; 32], key: &str) -> String {
     )
 }
 
-/// `key` as logs show it: itself, or its keyed hash once [`hash_with`] ran.
-pub fn shown(key: &str) -> Shown<'_> {
-    Shown(key)
-}
-
-pub struct Shown<'a>(&'a str);
-
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match LOG_KEY.get() {
-            Some(log_key) => f.write_str(&hash_under(log_key, self.0)),
-            None => f.write_str(self.0),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +106,36 @@ mod tests {
         );
         assert!(!hashed.contains("jane"));
         assert_eq!(hashed.len(), 2 + 2 * HASH_BYTES);
+    }
+
+    #[test]
+    fn hashed_log_keys_name_a_key_by_its_hash() {
+        let set = MarkerKey::for_tests("set");
+        let key = "customers/jane.doe@example.com/invoice.pdf";
+        assert_eq!(LogKeys::hashed(&set).name(key), hash(&set, key));
+        assert!(LogKeys::hashed(&set).hides_keys());
+        assert_eq!(LogKeys::Plain.name(key), key);
+        assert!(!LogKeys::Plain.hides_keys());
+    }
+
+    #[test]
+    fn a_failure_names_its_key_as_the_logs_do() {
+        use crate::engine::ReplicateError;
+        use crate::store::{ErrorKind, StoreError};
+        let keys = LogKeys::hashed(&MarkerKey::for_tests("set"));
+        let key = "customers/jane.doe@example.com/invoice.pdf";
+        let error = ReplicateError::Store(StoreError {
+            kind: ErrorKind::Permanent,
+            operation: "HeadObject",
+            region: "eu-west-2".into(),
+            bucket: "b".into(),
+            key: key.into(),
+            message: "S3 answered HTTP 400".into(),
+        });
+        let logged = error.naming_keys(&keys);
+        assert!(!logged.contains("jane"), "{logged}");
+        assert!(logged.contains(keys.name(key).as_ref()), "{logged}");
+        assert_eq!(error.naming_keys(&LogKeys::Plain), error.to_string());
+        assert!(error.to_string().contains(key));
     }
 }

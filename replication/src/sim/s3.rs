@@ -5,8 +5,11 @@
 //! Each write queues event notifications for the world to deliver.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::clock::Clock;
 use crate::event::S3Notice;
 use crate::protocol::{Headers, ObjectHead, Precondition, VersionEntry};
 use crate::store::{
@@ -533,6 +536,22 @@ pub fn head_of(v: &Version) -> ObjectHead {
         etag_is_md5: !v.etag.contains('-'),
         metadata: v.metadata.clone(),
         headers: v.headers.clone(),
+    }
+}
+
+/// The simulated time is the replicators' clock too: a deadline passes
+/// only as the schedule advances it.
+impl Clock for SimS3 {
+    fn now_ms(&self) -> i64 {
+        self.clock_ms() as i64
+    }
+
+    fn sleep_until(&self, at_ms: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            while self.now_ms() < at_ms {
+                yield_now().await;
+            }
+        })
     }
 }
 

@@ -526,7 +526,8 @@ impl World {
             self.set.clone(),
             self.settings.clone(),
         )
-        .carrying_deletes(self.carry_deletes);
+        .carrying_deletes(self.carry_deletes)
+        .clocked(Arc::new(self.s3.clone()));
         if let (Some(breakers), Some(per_minute)) = (&self.breakers, self.breaker) {
             replicator = replicator.gating_deletes(Arc::new(SimGate {
                 region: self.buckets[region].region.clone(),

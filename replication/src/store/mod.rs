@@ -145,7 +145,7 @@ impl Unreplicable {
 
 /// A failed store call, classified.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} s3://{bucket}/{} in {region}: {message}", crate::function::log_keys::shown(.key))]
+#[error("{}", self.naming_key(.key))]
 pub struct StoreError {
     pub kind: ErrorKind,
     pub operation: &'static str,
@@ -156,6 +156,15 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    /// The message, with the key written as `key` (the function's logs
+    /// name keys by a hash: see `engine::KeyNames`).
+    pub fn naming_key(&self, key: &str) -> String {
+        format!(
+            "{} s3://{}/{key} in {}: {}",
+            self.operation, self.bucket, self.region, self.message
+        )
+    }
+
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Retryable
     }

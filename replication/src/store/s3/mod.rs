@@ -204,10 +204,7 @@ macro_rules! with_headers {
 
 impl ObjectStore for SdkStore {
     fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default()
+        crate::clock::now_ms().div_euclid(1000)
     }
 
     async fn head(&self, bucket: &Bucket, key: &str, version: Option<&str>) -> StoreResult<Lookup> {
