@@ -22,7 +22,7 @@ use super::executor::yield_now;
 /// An object's bytes, by identity: the same id is the same bytes.
 pub type Content = u64;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub version_id: String,
     pub etag: String,
@@ -141,6 +141,16 @@ impl SimS3 {
             .get(key)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every bucket's every key's history, oldest first, by bucket name.
+    pub fn objects(&self) -> BTreeMap<String, BTreeMap<String, Vec<Version>>> {
+        let state = self.state();
+        state
+            .buckets
+            .iter()
+            .map(|(name, (_, objects))| (name.clone(), objects.clone()))
+            .collect()
     }
 
     /// Every key that has a history in any bucket.
