@@ -25,7 +25,6 @@ const NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
     ),
     ("src/commands/status.rs", "summary", 121),
     ("replication/src/sim/world.rs", "random", 118),
-    ("lambda/src/repair.rs", "range", 113),
     ("replication/src/sim/world.rs", "user", 106),
 ];
 

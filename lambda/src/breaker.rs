@@ -18,7 +18,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use lambda_runtime::Error;
-use toastrep_replication::breaker_keys::{self, open_key};
+use toastrep_replication::engine::KeyNames as _;
+use toastrep_replication::function::breaker_keys::{self, open_key};
+use toastrep_replication::function::log_keys::LogKeys;
 use toastrep_replication::{DeleteGate, Gate, S3Notice};
 
 /// Where the breaker keeps its state and its held deletes.
@@ -30,6 +32,8 @@ pub struct Breaker {
     /// The set's marker key: held deletes carry its seal, so `toastrep
     /// deletes` acts only on messages this function wrote.
     pub key: toastrep_replication::MarkerKey,
+    /// How the held delete's line names its key.
+    pub log_keys: LogKeys,
     /// The artifact bucket, where the counts are kept.
     pub bucket: String,
     /// The set's account: the expected owner of the bucket.
@@ -173,7 +177,7 @@ impl Breaker {
         tracing::info!(
             target: "toastrep::decision",
             decision = "held",
-            key = %toastrep_replication::log_keys::shown(&notice.key),
+            key = %self.log_keys.name(&notice.key),
             source_region = %notice.region,
             version_id = notice.version_id.as_deref().unwrap_or(""),
         );
@@ -187,9 +191,7 @@ impl DeleteGate for Breaker {
         notice: &'a S3Notice,
     ) -> Pin<Box<dyn Future<Output = Result<Gate, String>> + Send + 'a>> {
         Box::pin(async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = toastrep_replication::clock::now_ms().div_euclid(1000);
             if self.allows(notice, now).await.map_err(|e| e.to_string())? {
                 return Ok(Gate::Carry);
             }

@@ -8,12 +8,12 @@ mod repair;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use toastrep_replication::clock::now_ms;
-use toastrep_replication::function::config::{FunctionConfig, LogKeys};
-use toastrep_replication::metrics::ReplicationMetrics;
-use toastrep_replication::{
-    Bucket, Decision, HandleError, RegionalClients, Replicator, SdkStore, SetBuckets, deadline,
-    log_keys,
-};
+use toastrep_replication::engine::KeyNames;
+use toastrep_replication::function::config::FunctionConfig;
+use toastrep_replication::function::handler::{HandleError, handle_sns_event_observed};
+use toastrep_replication::function::metrics::ReplicationMetrics;
+use toastrep_replication::store::s3::RegionalClients;
+use toastrep_replication::{Bucket, Decision, Replicator, SdkStore, SetBuckets, deadline};
 
 use breaker::Breaker;
 use repair::Repair;
@@ -44,9 +44,7 @@ async fn main() -> Result<(), Error> {
     let destination = Bucket::new(&config.region, &config.destination_bucket);
     let set = SetBuckets::new(&config.set_name, &config.account);
     let key = config.marker_keys.current().clone();
-    if config.log_keys == LogKeys::Hashed {
-        log_keys::hash_with(&key);
-    }
+    let log_keys = config.log_keys.clone();
     let settings = config.copy.clone();
     tracing::info!(
         destination_bucket = %destination.name,
@@ -62,12 +60,14 @@ async fn main() -> Result<(), Error> {
     let store = SdkStore::new(RegionalClients::new(s3_config.clone().build()))
         .expecting_owner(&set.account);
     let mut replicator = Replicator::new(store, config.marker_keys.clone(), set, settings)
-        .carrying_deletes(config.deletes.is_some());
+        .carrying_deletes(config.deletes.is_some())
+        .naming_keys(std::sync::Arc::new(log_keys.clone()));
     // Deletes carried from other regions pass the mass-delete breaker.
     if let Some(breaker) = &config.deletes {
         replicator = replicator.gating_deletes(std::sync::Arc::new(Breaker {
             region: config.region.clone(),
             key: key.clone(),
+            log_keys,
             per_minute: breaker.per_minute,
             bucket: breaker.bucket.clone(),
             account: config.account.clone(),
@@ -129,12 +129,9 @@ async fn handle(
     let mut metrics = ReplicationMetrics::new(&replicator.set().set, &destination.region);
     let handled = deadline::within(
         deadline,
-        toastrep_replication::handle_sns_event_observed(
-            replicator,
-            destination,
-            &event.payload,
-            |notice, result| metrics.record(notice, result, now_ms()),
-        ),
+        handle_sns_event_observed(replicator, destination, &event.payload, |notice, result| {
+            metrics.record(notice, result, now_ms())
+        }),
     )
     .await;
     // CloudWatch Logs turns these lines into metrics (Embedded Metric
@@ -164,7 +161,7 @@ async fn handle(
                 "bytes": outcomes.iter().map(|o| o.bytes).sum::<u64>(),
             }))
         }
-        Err(error) => Err(diagnostic(&error)),
+        Err(error) => Err(diagnostic(&error, replicator.key_names())),
     }
 }
 
@@ -177,7 +174,7 @@ async fn handle(
 /// while an Err sends it, after the platform's bounded two retries (never
 /// more: SNS invokes asynchronously), to the dead-letter queue, where a human
 /// can read it and `replay` it.
-fn diagnostic(error: &HandleError) -> Diagnostic {
+fn diagnostic(error: &HandleError, names: &dyn KeyNames) -> Diagnostic {
     let error_type = match error {
         HandleError::Malformed(_) => "MalformedEvent",
         HandleError::Records { .. } if error.is_retryable() => "ReplicationFailedRetryable",
@@ -185,15 +182,11 @@ fn diagnostic(error: &HandleError) -> Diagnostic {
     };
     Diagnostic {
         error_type: error_type.to_owned(),
-        error_message: error.to_string(),
+        error_message: error.naming_keys(names),
     }
 }
 
-/// The invocation's deadline on this process's monotonic clock.
-fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
-    let left = context
-        .deadline()
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    tokio::time::Instant::now() + left
+/// The invocation's deadline, in Unix milliseconds (the replicator's clock).
+fn deadline_of(context: &lambda_runtime::Context) -> i64 {
+    i64::try_from(context.deadline).unwrap_or(i64::MAX)
 }

@@ -1,5 +1,5 @@
 //! The cloud repair's three steps, as this region's state machine invokes
-//! them (see `toastrep_replication::repair` for the protocol). Each region
+//! them (see `toastrep_replication::function::repair` for the protocol). Each region
 //! repairs only its own bucket, reading every member region: the role's
 //! own permissions (write here, read the others through the grant stacks)
 //! are all it needs.
@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use toastrep_replication::clock::now_ms;
 use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
-use toastrep_replication::metrics::repair_documents;
-use toastrep_replication::repair::{
+use toastrep_replication::function::metrics::repair_documents;
+use toastrep_replication::function::repair::{
     ManifestItem, Plan, RangePart, RangeRequest, RepairRequest, RunReport, first_bounds,
     learned_bounds, sample_every, summarise,
 };
@@ -263,37 +263,20 @@ impl<'a> Repair<'a> {
     pub async fn range(
         &self,
         mut request: RangeRequest,
-        deadline: tokio::time::Instant,
+        deadline: i64,
     ) -> Result<Value, Diagnostic> {
         run_id(&request.run)?;
-        let members = self.members().await?;
-        if let Some(stranger) = request.regions.iter().find(|r| !members.contains(*r)) {
-            return Err(fail(
-                "InvalidRepairRequest",
-                format!(
-                    "{stranger} is not a member region of set {} (members: {members:?})",
-                    self.set.set
-                ),
-            ));
-        }
-        let Some(own) = request.regions.iter().position(|r| *r == self.region) else {
-            return Err(fail(
-                "InvalidRepairRequest",
-                format!(
-                    "the request's regions do not include this one, {}",
-                    self.region
-                ),
-            ));
-        };
+        let own = self.own_index(&request.regions).await?;
         let started = std::time::Instant::now();
         let buckets: Vec<_> = request.regions.iter().map(|r| self.set.bucket(r)).collect();
         // At least one batch of keys goes through, however little time is left.
-        let now = tokio::time::Instant::now();
+        let now = now_ms();
         let latest = deadline
-            .checked_sub(DEADLINE_MARGIN)
-            .unwrap_or(now)
+            .saturating_sub(DEADLINE_MARGIN.as_millis() as i64)
             .max(now);
-        let stop = (now + self.budget).min(latest);
+        let stop = now
+            .saturating_add(self.budget.as_millis() as i64)
+            .min(latest);
         let options = ScanOptions {
             range: KeyRange {
                 after: request.resume_after.clone().or(request.range.after.clone()),
@@ -370,6 +353,33 @@ impl<'a> Repair<'a> {
             ));
         }
         serde_json::to_value(RepairRequest::RepairRange(request)).map_err(internal)
+    }
+
+    /// Where this region is among a range request's regions, each of which
+    /// must be a member of the set: a request naming any other is refused.
+    async fn own_index(&self, regions: &[String]) -> Result<usize, Diagnostic> {
+        let members = self.members().await?;
+        if let Some(stranger) = regions.iter().find(|r| !members.contains(*r)) {
+            return Err(fail(
+                "InvalidRepairRequest",
+                format!(
+                    "{stranger} is not a member region of set {} (members: {members:?})",
+                    self.set.set
+                ),
+            ));
+        }
+        regions
+            .iter()
+            .position(|r| *r == self.region)
+            .ok_or_else(|| {
+                fail(
+                    "InvalidRepairRequest",
+                    format!(
+                        "the request's regions do not include this one, {}",
+                        self.region
+                    ),
+                )
+            })
     }
 
     /// Step 3: the run's report, metrics and the next run's bounds.
@@ -480,11 +490,7 @@ pub fn is_repair(payload: &Value) -> bool {
 
 impl Repair<'_> {
     /// Runs the step `payload` asks for.
-    pub async fn handle(
-        &self,
-        payload: Value,
-        deadline: tokio::time::Instant,
-    ) -> Result<Value, Diagnostic> {
+    pub async fn handle(&self, payload: Value, deadline: i64) -> Result<Value, Diagnostic> {
         let request: RepairRequest = serde_json::from_value(payload)
             .map_err(|e| fail("InvalidRepairRequest", format!("not a repair step: {e}")))?;
         match request {

@@ -12,6 +12,8 @@
 //! must never be dead-lettered over a field we never read. The fixtures are
 //! checked against `aws_lambda_events` in the tests, so they stay real shapes.
 
+use std::fmt;
+
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 
@@ -96,7 +98,7 @@ pub enum EventError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("SNS record {index} (message {message_id}) is not an S3 notification: {source}")]
+    #[error("{}", not_s3_message(*.index, .message_id, .source))]
     NotS3Message {
         index: usize,
         message_id: String,
@@ -112,8 +114,32 @@ pub enum EventError {
     MissingField { index: usize, field: &'static str },
     #[error("S3 record {index} has event source {found:?}, not aws:s3")]
     WrongEventSource { index: usize, found: String },
-    #[error("object key {:?} is not valid form-encoded UTF-8", crate::log_keys::shown(.raw).to_string())]
+    #[error("{}", invalid_key(.raw))]
     InvalidKey { raw: String },
+}
+
+fn not_s3_message(index: usize, message_id: &str, source: impl fmt::Display) -> String {
+    format!("SNS record {index} (message {message_id}) is not an S3 notification: {source}")
+}
+
+fn invalid_key(key: &str) -> String {
+    format!("object key {key:?} is not valid form-encoded UTF-8")
+}
+
+impl EventError {
+    /// The message, with object keys written as `name` writes them (the
+    /// function's logs name keys by a hash: see `engine::KeyNames`).
+    pub fn naming_keys(&self, name: &dyn Fn(&str) -> String) -> String {
+        match self {
+            EventError::NotS3Message {
+                index,
+                message_id,
+                source,
+            } => not_s3_message(*index, message_id, source.naming_keys(name)),
+            EventError::InvalidKey { raw } => invalid_key(&name(raw)),
+            _ => self.to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -233,7 +233,7 @@ pub fn artifact_policy(bucket: &str, partition: &str, writer: &str) -> serde_jso
 }
 
 /// Where the artifact bucket keeps the set's log key (see
-/// `toastrep_replication::log_keys::log_key`), for `hash-key`: readable
+/// `toastrep_replication::function::log_keys::log_key`), for `hash-key`: readable
 /// with `s3:GetObject` on this one object, without the marker key.
 pub const LOG_KEY_OBJECT: &str = "toastrep/log-key";
 

@@ -96,8 +96,8 @@ impl Aws {
     pub fn replication_clients(
         &self,
         region: &str,
-    ) -> toastrep_replication::clients::RegionalClients {
-        toastrep_replication::clients::RegionalClients::new(self.s3_config(region))
+    ) -> toastrep_replication::store::s3::RegionalClients {
+        toastrep_replication::store::s3::RegionalClients::new(self.s3_config(region))
     }
 
     /// Checks that credentials exist and are accepted, and returns the account

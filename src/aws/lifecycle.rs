@@ -82,7 +82,7 @@ fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
                 .status(ExpirationStatus::Enabled)
                 .filter(
                     LifecycleRuleFilter::builder()
-                        .prefix(toastrep_replication::breaker_keys::COUNTS)
+                        .prefix(toastrep_replication::function::breaker_keys::COUNTS)
                         .build(),
                 )
                 .expiration(LifecycleExpiration::builder().days(1).build())

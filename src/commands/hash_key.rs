@@ -1,10 +1,10 @@
 //! `toastrep hash-key`: the hash under which the set's functions log an
-//! object key (see `toastrep_replication::log_keys`), to find its lines.
+//! object key (see `toastrep_replication::function::log_keys`), to find its lines.
 
 use anyhow::Result;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use toastrep_replication::log_keys;
+use toastrep_replication::function::log_keys;
 
 use super::{Context, Report};
 use crate::aws::artifacts;

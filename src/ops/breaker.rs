@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
-use toastrep_replication::breaker_keys;
+use toastrep_replication::function::breaker_keys;
 use toastrep_replication::{DeleteGate, Gate, S3Notice, parse_s3_message};
 
 use crate::aws::queues::{Queue, Take};

@@ -21,7 +21,7 @@ use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
 use crate::ops::marker_key;
 use crate::ops::sync::set_replicator;
-use toastrep_replication::breaker_keys;
+use toastrep_replication::function::breaker_keys;
 
 /// How long held deletes stay hidden while they are read (then shown
 /// again) or acted on (then deleted, or back after this long).

@@ -98,9 +98,14 @@ pub async fn for_deploy(set: &SetContext, deployed: &[String]) -> Result<MarkerK
     generate().map(MarkerKeys::from)
 }
 
-/// A new random key.
+/// A new random key, from the operating system's generator: the one place
+/// a set's marker key is made.
 pub fn generate() -> Result<MarkerKey> {
-    MarkerKey::generate().context("generating the set's marker key")
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no random bytes from the operating system: {e}"))
+        .context("generating the set's marker key")?;
+    Ok(MarkerKey::from_bytes(bytes))
 }
 
 async fn read(set: &SetContext, region: &str) -> Result<Found> {
@@ -232,6 +237,13 @@ fn list(regions: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_key_is_new_each_time_and_reads_back() {
+        let (a, b) = (generate().unwrap(), generate().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(MarkerKey::from_hex(&a.to_hex()).unwrap(), a);
+    }
 
     fn name() -> SetName {
         SetName::parse("demo").unwrap()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use futures::future::join_all;
-pub use toastrep_replication::repair::RunReport;
+pub use toastrep_replication::function::repair::RunReport;
 
 use crate::aws::Aws;
 use crate::model::names::SetName;

@@ -22,9 +22,9 @@ use futures::{StreamExt, stream};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use toastrep_replication::function::handler::{HandleError, handle_sns_event};
 use toastrep_replication::{
-    Bucket, HandleError, Replicator, SdkStore, SetBuckets, handle_sns_event, parse_s3_message,
-    parse_sns_event,
+    Bucket, Replicator, SdkStore, SetBuckets, parse_s3_message, parse_sns_event,
 };
 
 use crate::aws::AwsOptions;

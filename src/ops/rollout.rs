@@ -28,7 +28,8 @@ use crate::ops::sync::{self, SyncOptions, SyncReport};
 use crate::ops::verify::{self, VerifyOptions, VerifyResult};
 use crate::package::Package;
 use crate::progress::Reporter;
-use toastrep_replication::{MarkerKey, log_keys};
+use toastrep_replication::MarkerKey;
+use toastrep_replication::function::log_keys;
 
 #[derive(Serialize, Deserialize, JsonSchema)]
 pub struct DeployResult {

@@ -414,12 +414,14 @@ async fn the_functions_log_a_keyed_hash_of_object_keys_not_the_keys() {
         assert_ne!(kept.trim(), marker_key.to_hex());
         assert_eq!(
             kept.trim(),
-            hex::encode(toastrep_replication::log_keys::log_key(&marker_key))
+            hex::encode(toastrep_replication::function::log_keys::log_key(
+                &marker_key
+            ))
         );
     }
     assert_eq!(
         hashed,
-        toastrep_replication::log_keys::hash(&marker_key, key)
+        toastrep_replication::function::log_keys::hash(&marker_key, key)
     );
     // Without it (a set deployed by an earlier release): exit 2, and the fix.
     for region in PAIR {

@@ -10,14 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
-use tokio::time::Instant;
-
 use super::{Replicator, deadline};
-use crate::protocol::Seen;
+use crate::clock;
 use crate::protocol::marker::{Copied, metadata_for_copy, user_metadata};
+use crate::protocol::{Precondition, Seen};
 use crate::store::{
-    Bucket, CopyRequest, ErrorKind, ObjectStore, Part, Precondition, StoreError, StoreResult,
-    Unreplicable, Written,
+    Bucket, CopyRequest, ErrorKind, ObjectStore, Part, StoreError, StoreResult, Unreplicable,
+    Written,
 };
 
 /// S3's limit for one CopyObject and for one part of a multipart copy
@@ -226,7 +225,7 @@ impl<S: ObjectStore> Replicator<S> {
     /// does running out of the invocation's time ([`deadline`]).
     async fn copy_in_parts(&self, request: &CopyRequest, size: u64) -> StoreResult<Written> {
         let stop_at = deadline::copies_stop_at();
-        if stop_at.is_some_and(|stop| Instant::now() >= stop) {
+        if stop_at.is_some_and(|stop| self.clock.now_ms() >= stop) {
             return Err(out_of_time(request, "not started"));
         }
         // UploadPartCopy has no tagging directive: the tags go on the
@@ -237,9 +236,13 @@ impl<S: ObjectStore> Replicator<S> {
             .await?;
         let upload_id = self.store.create_upload(request, &tags).await?;
         let copied = match stop_at {
-            Some(stop) => tokio::time::timeout_at(stop, self.copy_parts(request, size, &upload_id))
-                .await
-                .unwrap_or_else(|_| Err(out_of_time(request, "stopped and aborted"))),
+            Some(stop) => clock::until(
+                &*self.clock,
+                stop,
+                self.copy_parts(request, size, &upload_id),
+            )
+            .await
+            .unwrap_or_else(|| Err(out_of_time(request, "stopped and aborted"))),
             None => self.copy_parts(request, size, &upload_id).await,
         };
         match copied {
@@ -258,7 +261,10 @@ impl<S: ObjectStore> Replicator<S> {
                         )
                         .await
                 {
-                    tracing::warn!(%error, "could not set the tags again after a multipart copy");
+                    tracing::warn!(
+                        error = %self.naming_key_of(&error),
+                        "could not set the tags again after a multipart copy"
+                    );
                 }
                 Ok(written)
             }
@@ -273,7 +279,11 @@ impl<S: ObjectStore> Replicator<S> {
                     .abort_upload(&request.destination, &request.key, &upload_id)
                     .await
                 {
-                    tracing::warn!(%abort, upload_id, "could not abort a failed multipart copy");
+                    tracing::warn!(
+                        abort = %self.naming_key_of(&abort),
+                        upload_id,
+                        "could not abort a failed multipart copy"
+                    );
                 }
                 Err(error)
             }

@@ -6,31 +6,32 @@
 //!
 //! The deadline is scoped to one invocation's future ([`within`]) rather
 //! than held by the replicator, which serves every invocation of a warm
-//! function; outside a scope (the CLI) there is no deadline.
+//! function; outside a scope (the CLI) there is no deadline. It is read
+//! against the replicator's [`crate::clock::Clock`], so the simulation's
+//! time drives it too.
 
 use std::future::Future;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 /// Kept back from the deadline: the abort, the decision line and the
 /// function's answer must still fit.
 pub const ABORT_MARGIN: Duration = Duration::from_secs(10);
 
 tokio::task_local! {
-    static DEADLINE: Instant;
+    static DEADLINE: i64;
 }
 
-/// Runs `work` with `deadline` as the time its copies must be done by.
-pub async fn within<F: Future>(deadline: Instant, work: F) -> F::Output {
-    DEADLINE.scope(deadline, work).await
+/// Runs `work` with `deadline_ms` (Unix milliseconds) as the time its
+/// copies must be done by.
+pub async fn within<F: Future>(deadline_ms: i64, work: F) -> F::Output {
+    DEADLINE.scope(deadline_ms, work).await
 }
 
-/// When copies must stop, [`ABORT_MARGIN`] before the deadline, if there
-/// is one.
-pub(crate) fn copies_stop_at() -> Option<Instant> {
+/// When copies must stop (Unix milliseconds), [`ABORT_MARGIN`] before the
+/// deadline, if there is one.
+pub(crate) fn copies_stop_at() -> Option<i64> {
     DEADLINE
         .try_with(|deadline| *deadline)
         .ok()
-        .map(|deadline| deadline.checked_sub(ABORT_MARGIN).unwrap_or(deadline))
+        .map(|deadline| deadline.saturating_sub(ABORT_MARGIN.as_millis() as i64))
 }

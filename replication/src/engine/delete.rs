@@ -4,11 +4,12 @@
 use super::replicate::Decision;
 use super::{Carried, Gate, ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
+use crate::protocol::VersionEntry;
 use crate::protocol::delete::may_win;
 use crate::protocol::{
     DeleteDecision, Seen, State, Tombstone, beats, best_of, check_candidates, decide_delete,
 };
-use crate::store::{Bucket, Lookup, ObjectStore, VersionEntry};
+use crate::store::{Bucket, Lookup, ObjectStore};
 
 impl<S: ObjectStore> Replicator<S> {
     /// A region's state of `key`: its current object, the delete on top

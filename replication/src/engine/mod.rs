@@ -5,6 +5,7 @@
 mod copy;
 pub mod deadline;
 mod delete;
+mod key_names;
 mod replicate;
 mod restore;
 mod scan;
@@ -21,11 +22,13 @@ pub use copy::{
     CopySettings, MAX_CONCURRENCY, MAX_COPY_SIZE, MIN_PART_SIZE, SettingsError,
     effective_part_size, part_ranges,
 };
+pub use key_names::{KeyNames, PlainKeys};
 pub use replicate::{Decision, Outcome};
 pub use restore::{KeyRestore, Undo};
 pub use scan::{KeyRange, MAX_REGIONS, ScanEnd, ScanLimit, ScanOptions, ScanStep, needs_repair};
 pub use sync::{KeyRepair, RepairFailure, RepairedCopy};
 
+use crate::clock::{Clock, SystemClock};
 use crate::event::S3Notice;
 use crate::protocol::{Histories, MarkerKeys, NeedHistory, Seen};
 use crate::store::{Bucket, ObjectStore, StoreError};
@@ -103,9 +106,7 @@ impl SetBuckets {
 pub enum ReplicateError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "s3://{bucket}/{} in {region} changed under {rounds} decisions in a row; another attempt will decide again", crate::log_keys::shown(.key)
-    )]
+    #[error("{}", contended(.region, .bucket, .key, *.rounds))]
     Contended {
         region: String,
         bucket: String,
@@ -125,7 +126,27 @@ pub enum ReplicateError {
     },
 }
 
+fn contended(region: &str, bucket: &str, key: &str, rounds: usize) -> String {
+    format!(
+        "s3://{bucket}/{key} in {region} changed under {rounds} decisions in a row; another attempt will decide again"
+    )
+}
+
 impl ReplicateError {
+    /// The message, with keys named by `names`.
+    pub fn naming_keys(&self, names: &dyn KeyNames) -> String {
+        match self {
+            ReplicateError::Store(error) => error.naming_key(&names.name(&error.key)),
+            ReplicateError::Contended {
+                region,
+                bucket,
+                key,
+                rounds,
+            } => contended(region, bucket, &names.name(key), *rounds),
+            ReplicateError::Gate(_) | ReplicateError::Foreign { .. } => self.to_string(),
+        }
+    }
+
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -192,6 +213,10 @@ pub struct Replicator<S> {
     carry_deletes: bool,
     /// What carried deletes pass first, if anything.
     gate: Option<Arc<dyn DeleteGate>>,
+    /// The engine's only time: deadlines, and how long a notice took.
+    clock: Arc<dyn Clock>,
+    /// How log lines and failure messages name object keys.
+    key_names: Arc<dyn KeyNames>,
 }
 
 impl<S: ObjectStore> Replicator<S> {
@@ -209,7 +234,32 @@ impl<S: ObjectStore> Replicator<S> {
             own_writer: None,
             carry_deletes: false,
             gate: None,
+            clock: Arc::new(SystemClock),
+            key_names: Arc::new(PlainKeys),
         }
+    }
+
+    /// Names object keys in log lines and failure messages as `names`
+    /// does (the function's hash them).
+    pub fn naming_keys(mut self, names: Arc<dyn KeyNames>) -> Replicator<S> {
+        self.key_names = names;
+        self
+    }
+
+    pub fn key_names(&self) -> &dyn KeyNames {
+        &*self.key_names
+    }
+
+    /// A store's failure, its key named as this replicator's logs name keys.
+    fn naming_key_of(&self, error: &StoreError) -> String {
+        error.naming_key(&self.key_names.name(&error.key))
+    }
+
+    /// Times everything by `clock` instead of the system's (the
+    /// simulation's, driven by its simulated time).
+    pub fn clocked(mut self, clock: Arc<dyn Clock>) -> Replicator<S> {
+        self.clock = clock;
+        self
     }
 
     /// Carried deletes pass `gate` before they are made.

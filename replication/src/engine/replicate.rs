@@ -1,13 +1,10 @@
 //! One notice, into one destination: decide, write, check, and log one
 //! decision line.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::event::S3Notice;
-use crate::log_keys;
 use crate::protocol::{CopyDecision, Kind, SourceDecision, decide_copy, decide_source};
 use crate::store::{Bucket, ErrorKind, ObjectStore, Unreplicable};
 
@@ -86,7 +83,7 @@ impl<S: ObjectStore> Replicator<S> {
         notice: &S3Notice,
         destination: &Bucket,
     ) -> Result<Outcome, ReplicateError> {
-        let started = Instant::now();
+        let started = self.clock.now_ms();
         let result = match self.decide_and_write(notice, destination).await {
             // Reading the source (or the destination) showed an object no
             // one can copy as it is: decided once, like a refused copy.
@@ -100,12 +97,12 @@ impl<S: ObjectStore> Replicator<S> {
             }
             result => result,
         };
-        let millis = started.elapsed().as_millis() as u64;
+        let millis = self.clock.now_ms().saturating_sub(started).max(0) as u64;
         match &result {
             Ok(outcome) => tracing::info!(
                 target: "toastrep::decision",
                 decision = outcome.decision.as_str(),
-                key = %log_keys::shown(&notice.key),
+                key = %self.key_names.name(&notice.key),
                 source_region = %notice.region,
                 destination_region = %destination.region,
                 bytes = outcome.bytes,
@@ -116,13 +113,13 @@ impl<S: ObjectStore> Replicator<S> {
             Err(error) => tracing::info!(
                 target: "toastrep::decision",
                 decision = "failed",
-                key = %log_keys::shown(&notice.key),
+                key = %self.key_names.name(&notice.key),
                 source_region = %notice.region,
                 destination_region = %destination.region,
                 ms = millis,
                 version_id = notice.version_id.as_deref().unwrap_or(""),
                 retryable = error.is_retryable(),
-                error = %error,
+                error = %error.naming_keys(&*self.key_names),
             ),
         }
         result.map(|outcome| Outcome { millis, ..outcome })

@@ -4,8 +4,8 @@
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::protocol::delete::history_at;
 use crate::protocol::marker::user_metadata;
-use crate::protocol::{CopyDecision, Seen, State, beats, decide_copy, decide_sync};
-use crate::store::{Bucket, ObjectStore, VersionEntry};
+use crate::protocol::{CopyDecision, Seen, State, VersionEntry, beats, decide_copy, decide_sync};
+use crate::store::{Bucket, ObjectStore};
 
 /// What restore's writes are marked as made by.
 const RESTORE: &str = "restore";

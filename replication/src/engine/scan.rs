@@ -74,16 +74,14 @@ impl KeyRange {
 pub struct ScanLimit {
     /// Stop once this many keys were merged (the simulation's budget).
     pub keys: Option<u64>,
-    /// Stop at this instant (a Lambda invocation's budget).
-    pub deadline: Option<tokio::time::Instant>,
+    /// Stop at this time, in Unix milliseconds on the replicator's clock
+    /// (a Lambda invocation's budget).
+    pub deadline: Option<i64>,
 }
 
 impl ScanLimit {
-    fn reached(&self, keys: u64) -> bool {
-        self.keys.is_some_and(|k| keys >= k)
-            || self
-                .deadline
-                .is_some_and(|d| tokio::time::Instant::now() >= d)
+    fn reached(&self, keys: u64, now_ms: i64) -> bool {
+        self.keys.is_some_and(|k| keys >= k) || self.deadline.is_some_and(|d| now_ms >= d)
     }
 }
 
@@ -171,50 +169,8 @@ impl<S: ObjectStore> Replicator<S> {
         let mut live = vec![true; buckets.len()];
         let concurrency = options.concurrency.max(1);
         loop {
-            // Refill every empty cursor, all regions at once.
-            let fills = join_all(cursors.iter().enumerate().map(|(i, cursor)| async move {
-                if !cursor.page.is_empty() || cursor.done {
-                    return None;
-                }
-                Some(
-                    self.store()
-                        .list_keys(
-                            &buckets[i],
-                            options.prefix.as_deref(),
-                            cursor.after.as_deref(),
-                        )
-                        .await,
-                )
-            }))
-            .await;
-            for (i, fill) in fills.into_iter().enumerate() {
-                let cursor = &mut cursors[i];
-                match fill {
-                    None => {}
-                    Some(Ok(page)) => {
-                        let more = page.next.is_some();
-                        cursor.after = page
-                            .keys
-                            .last()
-                            .map(|(k, _)| k.clone())
-                            .or(cursor.after.take());
-                        let before = page.keys.len();
-                        cursor.page.extend(
-                            page.keys
-                                .into_iter()
-                                .filter(|(k, _)| !options.range.beyond(k)),
-                        );
-                        cursor.done = !more || cursor.page.len() < before || cursor.page.is_empty();
-                    }
-                    Some(Err(error)) => {
-                        cursor.done = true;
-                        cursor.page.clear();
-                        live[i] = false;
-                        end.unreachable
-                            .push((i, format!("listing s3://{}: {error}", buckets[i].name)));
-                    }
-                }
-            }
+            self.refill(buckets, options, &mut cursors, &mut live, &mut end)
+                .await;
             // Merge up to the first key where some live listing has to
             // be fetched again: past it, that region's keys are unknown.
             let horizon = cursors
@@ -258,7 +214,8 @@ impl<S: ObjectStore> Replicator<S> {
                 last = Some(key);
                 // Look at the limit (and the clock) often enough.
                 if batch.len() >= concurrency * 4
-                    || (options.limit.keys.is_some() && options.limit.reached(end.keys_scanned))
+                    || (options.limit.keys.is_some()
+                        && options.limit.reached(end.keys_scanned, self.clock.now_ms()))
                 {
                     break;
                 }
@@ -280,9 +237,71 @@ impl<S: ObjectStore> Replicator<S> {
             if exhausted {
                 return end;
             }
-            if last.is_some() && options.limit.reached(end.keys_scanned) {
+            if last.is_some() && options.limit.reached(end.keys_scanned, self.clock.now_ms()) {
                 end.resume_after = last;
                 return end;
+            }
+        }
+    }
+
+    /// Refills every empty cursor, all regions at once. A region whose
+    /// listing fails is out of the scan: it is recorded as unreachable, and
+    /// nothing is repaired from or into it.
+    async fn refill(
+        &self,
+        buckets: &[Bucket],
+        options: &ScanOptions,
+        cursors: &mut [Cursor],
+        live: &mut [bool],
+        end: &mut ScanEnd,
+    ) {
+        let fills = join_all(cursors.iter().enumerate().map(|(i, cursor)| async move {
+            if !cursor.page.is_empty() || cursor.done {
+                return None;
+            }
+            Some(
+                self.store()
+                    .list_keys(
+                        &buckets[i],
+                        options.prefix.as_deref(),
+                        cursor.after.as_deref(),
+                    )
+                    .await,
+            )
+        }))
+        .await;
+        for (i, fill) in fills.into_iter().enumerate() {
+            let cursor = &mut cursors[i];
+            match fill {
+                None => {}
+                Some(Ok(page)) => {
+                    let more = page.next.is_some();
+                    cursor.after = page
+                        .keys
+                        .last()
+                        .map(|(k, _)| k.clone())
+                        .or(cursor.after.take());
+                    let before = page.keys.len();
+                    cursor.page.extend(
+                        page.keys
+                            .into_iter()
+                            .filter(|(k, _)| !options.range.beyond(k)),
+                    );
+                    cursor.done = !more || cursor.page.len() < before || cursor.page.is_empty();
+                }
+                Some(Err(error)) => {
+                    cursor.done = true;
+                    cursor.page.clear();
+                    live[i] = false;
+                    end.unreachable.push((
+                        i,
+                        format!(
+                            "listing s3://{}: {}",
+                            buckets[i].name,
+                            self.naming_key_of(&error)
+                        ),
+                    ));
+                }
             }
         }
     }

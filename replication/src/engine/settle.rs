@@ -4,8 +4,8 @@
 
 use super::{ROUNDS, ReplicateError, Replicator};
 use crate::protocol::delete::delete_candidate;
-use crate::protocol::{CheckDecision, Seen, check_candidates, decide_check};
-use crate::store::{Bucket, ObjectStore, VersionEntry};
+use crate::protocol::{CheckDecision, Seen, VersionEntry, check_candidates, decide_check};
+use crate::store::{Bucket, ObjectStore};
 
 /// What a check did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl<S: ObjectStore> Replicator<S> {
                             tracing::info!(
                                 target: "toastrep::decision",
                                 decision = "deleted",
-                                key = %crate::log_keys::shown(key),
+                                key = %self.key_names.name(key),
                                 bucket = %bucket.name,
                                 region = %bucket.region,
                                 "a delete beside the current object deletes it: put back on top"
@@ -115,7 +115,7 @@ impl<S: ObjectStore> Replicator<S> {
                     tracing::info!(
                         target: "toastrep::decision",
                         decision = "restored",
-                        key = %crate::log_keys::shown(key),
+                        key = %self.key_names.name(key),
                         bucket = %bucket.name,
                         region = %bucket.region,
                         origin_region = %winner.write.region,

@@ -116,7 +116,7 @@ impl<S: ObjectStore> Replicator<S> {
                         result.failures.push(RepairFailure {
                             region: i,
                             source: None,
-                            error: error.to_string(),
+                            error: error.naming_keys(&*self.key_names),
                         });
                     }
                 }
@@ -133,7 +133,7 @@ impl<S: ObjectStore> Replicator<S> {
                     result.failures.push(RepairFailure {
                         region: 0,
                         source: None,
-                        error: error.to_string(),
+                        error: error.naming_keys(&*self.key_names),
                     });
                     return result;
                 }
@@ -173,7 +173,7 @@ impl<S: ObjectStore> Replicator<S> {
                         Err(error) => result.failures.push(RepairFailure {
                             region,
                             source: None,
-                            error: error.to_string(),
+                            error: error.naming_keys(&*self.key_names),
                         }),
                     }
                 }
@@ -204,7 +204,7 @@ impl<S: ObjectStore> Replicator<S> {
                         Err(error) => result.failures.push(RepairFailure {
                             region,
                             source: None,
-                            error: error.to_string(),
+                            error: error.naming_keys(&*self.key_names),
                         }),
                     }
                 }
@@ -250,7 +250,7 @@ impl<S: ObjectStore> Replicator<S> {
                     Err(error) => result.failures.push(RepairFailure {
                         region: destination,
                         source: Some(plan.source),
-                        error: error.to_string(),
+                        error: error.naming_keys(&*self.key_names),
                     }),
                 }
             }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::engine::{CopySettings, SettingsError};
+use crate::function::log_keys::LogKeys;
 use crate::protocol::key_ring::{KEY_VARIABLE, RING_VARIABLE};
 use crate::protocol::marker::MarkerKeyError;
 use crate::protocol::{MarkerKey, MarkerKeys, RingError};
@@ -60,15 +61,6 @@ pub const FROM_THE_STACK: &[&str] = &[
     var::RUST_LOG,
 ];
 
-/// How object keys appear in the function's log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogKeys {
-    /// A keyed hash (`toastrep hash-key` finds a key's lines).
-    Hashed,
-    /// The keys themselves.
-    Plain,
-}
-
 /// Where the mass-delete breaker keeps its state and sends what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -90,6 +82,7 @@ pub struct FunctionConfig {
     pub function_name: String,
     pub copy: CopySettings,
     pub marker_keys: MarkerKeys,
+    /// How log lines name object keys: a keyed hash unless the set says plain.
     pub log_keys: LogKeys,
     /// The role the function writes as: S3 events name its session as the
     /// writer of the function's own copies.
@@ -135,7 +128,7 @@ impl FunctionConfig {
         let ring = read.optional(var::MARKER_KEY_RING).unwrap_or_default();
         let marker_keys = MarkerKeys::from_config(key, &ring)?;
         let log_keys = match read.optional(var::LOG_KEYS).as_deref() {
-            None | Some("hashed") => LogKeys::Hashed,
+            None | Some("hashed") => LogKeys::hashed(marker_keys.current()),
             Some("plain") => LogKeys::Plain,
             Some(other) => return Err(read.invalid(var::LOG_KEYS, other, "hashed or plain")),
         };
@@ -245,7 +238,7 @@ mod tests {
     fn the_least_a_stack_sets_gives_the_defaults() {
         let config = config(&environment(&[])).unwrap();
         assert_eq!(config.region, "eu-west-2");
-        assert_eq!(config.log_keys, LogKeys::Hashed);
+        assert!(matches!(config.log_keys, LogKeys::Hashed(_)));
         assert_eq!(config.deletes, None);
         assert_eq!(config.role_id, None);
         assert_eq!(config.repair_invocation, Duration::from_secs(300));

@@ -17,8 +17,7 @@
 #[cfg(doc)]
 use super::check_candidates;
 use super::write::{Histories, NeedHistory, Write, beats};
-use super::{SKEW, Seen};
-use crate::store::{Precondition, VersionEntry};
+use super::{Precondition, SKEW, Seen, VersionEntry};
 
 /// A key deleted in one region: a delete marker is its current version.
 #[derive(Debug, Clone, PartialEq, Eq)]

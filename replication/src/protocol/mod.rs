@@ -30,12 +30,13 @@
 pub mod delete;
 pub mod key_ring;
 pub mod marker;
+pub mod observed;
 pub mod write;
 
-use crate::store::{ObjectHead, Precondition, VersionEntry};
 pub use delete::{DeleteDecision, State, Tombstone, decide_delete};
 pub use key_ring::{RingError, Rotation};
 pub use marker::{MarkerKey, MarkerKeys, SKEW};
+pub use observed::{Headers, ObjectHead, Precondition, VersionEntry};
 pub use write::{Histories, NeedHistory, Write, beats, compare};
 
 /// What a version is, once its marker is checked.

@@ -1,7 +1,6 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::store::Headers;
 
 fn head(version: &str, last_modified: i64) -> ObjectHead {
     ObjectHead {

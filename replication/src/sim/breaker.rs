@@ -17,7 +17,7 @@ use crate::engine::{DeleteGate, Gate};
 use crate::event::S3Notice;
 
 /// Every region's breaker, shared by the regions' gates.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Breakers {
     /// (destination, source, minute) → the delete markers counted.
     counts: BTreeMap<(String, String, u64), BTreeSet<String>>,

@@ -9,4 +9,4 @@ pub mod executor;
 pub mod s3;
 pub mod world;
 
-pub use world::{Scenario, Summary, UserOp, run, run_burst, run_scenario};
+pub use world::{Scenario, Snapshot, Summary, Traced, UserOp, run, run_burst, run_scenario};

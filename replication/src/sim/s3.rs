@@ -5,12 +5,16 @@
 //! Each write queues event notifications for the world to deliver.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::clock::Clock;
 use crate::event::S3Notice;
+use crate::protocol::{Headers, ObjectHead, Precondition, VersionEntry};
 use crate::store::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
-    Precondition, StoreError, StoreResult, Unreplicable, VersionEntry, Written,
+    Bucket, CopyRequest, ErrorKind, KeyPage, Lookup, ObjectStore, Part, StoreError, StoreResult,
+    Unreplicable, Written,
 };
 
 use super::executor::yield_now;
@@ -18,7 +22,7 @@ use super::executor::yield_now;
 /// An object's bytes, by identity: the same id is the same bytes.
 pub type Content = u64;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub version_id: String,
     pub etag: String,
@@ -137,6 +141,16 @@ impl SimS3 {
             .get(key)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every bucket's every key's history, oldest first, by bucket name.
+    pub fn objects(&self) -> BTreeMap<String, BTreeMap<String, Vec<Version>>> {
+        let state = self.state();
+        state
+            .buckets
+            .iter()
+            .map(|(name, (_, objects))| (name.clone(), objects.clone()))
+            .collect()
     }
 
     /// Every key that has a history in any bucket.
@@ -532,6 +546,22 @@ pub fn head_of(v: &Version) -> ObjectHead {
         etag_is_md5: !v.etag.contains('-'),
         metadata: v.metadata.clone(),
         headers: v.headers.clone(),
+    }
+}
+
+/// The simulated time is the replicators' clock too: a deadline passes
+/// only as the schedule advances it.
+impl Clock for SimS3 {
+    fn now_ms(&self) -> i64 {
+        self.clock_ms() as i64
+    }
+
+    fn sleep_until(&self, at_ms: i64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            while self.now_ms() < at_ms {
+                yield_now().await;
+            }
+        })
     }
 }
 

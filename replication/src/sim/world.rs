@@ -13,12 +13,12 @@ use super::breaker::{Breakers, SimGate};
 use super::executor::Executor;
 use super::s3::{Faults, SimS3, Version, head_of};
 use crate::engine::{
-    CopySettings, KeyRange, Replicator, ScanLimit, ScanOptions, ScanStep, SetBuckets,
+    CopySettings, KeyRange, Outcome, Replicator, ScanLimit, ScanOptions, ScanStep, SetBuckets,
 };
 use crate::event::S3Notice;
 use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
-use crate::protocol::{Kind, MarkerKey, MarkerKeys, Seen};
-use crate::store::{Bucket, Headers};
+use crate::protocol::{Headers, Kind, MarkerKey, MarkerKeys, Seen};
+use crate::store::Bucket;
 
 /// Region names, in an order that is not their sorted order, so the
 /// tie-break is exercised both ways.
@@ -369,7 +369,7 @@ impl Scenario {
 }
 
 /// What a schedule did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub regions: usize,
     pub user_writes: usize,
@@ -395,6 +395,36 @@ pub struct Summary {
     /// Deletes a repair would have carried, held by a breaker.
     pub repair_held: usize,
     pub steps: u64,
+    /// What the schedule left behind, and how it got there.
+    pub end: Snapshot,
+}
+
+/// Everything a schedule leaves behind, and every delivery's outcome on
+/// the way: two runs of one seed must agree on all of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Bucket name → key → its history, oldest first: every version's
+    /// bytes, metadata (markers included), headers and tags, and every
+    /// delete marker.
+    pub objects: BTreeMap<String, BTreeMap<String, Vec<Version>>>,
+    /// Every delivery, in the order its attempt finished.
+    pub trace: Vec<Traced>,
+    /// Deliveries left in the dead-letter queue.
+    pub dead_letters: Vec<(S3Notice, usize, u32)>,
+    /// The breakers' counts, open breakers, held and admitted deletes.
+    pub breakers: Option<Breakers>,
+    pub open_uploads: usize,
+    pub clock_ms: u64,
+}
+
+/// One delivery's attempt and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traced {
+    pub notice: S3Notice,
+    pub destination: usize,
+    pub attempt: u32,
+    /// The outcome, or the failure's message.
+    pub result: Result<Outcome, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -410,6 +440,7 @@ struct Mail {
     pending: Vec<Delivery>,
     dead: Vec<Delivery>,
     retried: u64,
+    trace: Vec<Traced>,
 }
 
 struct World {
@@ -526,7 +557,8 @@ impl World {
             self.set.clone(),
             self.settings.clone(),
         )
-        .carrying_deletes(self.carry_deletes);
+        .carrying_deletes(self.carry_deletes)
+        .clocked(Arc::new(self.s3.clone()));
         if let (Some(breakers), Some(per_minute)) = (&self.breakers, self.breaker) {
             replicator = replicator.gating_deletes(Arc::new(SimGate {
                 region: self.buckets[region].region.clone(),
@@ -670,7 +702,24 @@ impl World {
         self.summary.version_deletes = self.version_deletes.len();
         self.summary.kept_local = self.kept_local.get();
         self.summary.retried = self.mail.borrow().retried;
+        self.summary.end = self.snapshot();
         Ok(self.summary)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mail = self.mail.borrow();
+        Snapshot {
+            objects: self.s3.objects(),
+            trace: mail.trace.clone(),
+            dead_letters: mail
+                .dead
+                .iter()
+                .map(|d| (d.notice.clone(), d.destination, d.attempt))
+                .collect(),
+            breakers: self.breakers.as_ref().map(|_| self.breakers().clone()),
+            open_uploads: self.s3.open_uploads(),
+            clock_ms: self.s3.clock_ms(),
+        }
     }
 
     fn breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {
@@ -831,6 +880,15 @@ impl World {
                 );
             }
             let mut mail = mail.borrow_mut();
+            mail.trace.push(Traced {
+                notice: delivery.notice.clone(),
+                destination: delivery.destination,
+                attempt: delivery.attempt,
+                result: result
+                    .as_ref()
+                    .map(Clone::clone)
+                    .map_err(ToString::to_string),
+            });
             match result {
                 Ok(_) => {}
                 // The platform retries an asynchronous invocation twice.

@@ -9,6 +9,8 @@ pub mod s3;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::protocol::{Headers, ObjectHead, Precondition, VersionEntry};
+
 /// A bucket and the region it lives in (calls are signed for that region).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bucket {
@@ -23,50 +25,6 @@ impl Bucket {
             name: name.into(),
         }
     }
-}
-
-/// The headers a writer can set on an object, which a copy keeps. With
-/// MetadataDirective REPLACE S3 keeps none of them unless they are sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers {
-    pub content_type: Option<String>,
-    pub cache_control: Option<String>,
-    pub content_disposition: Option<String>,
-    pub content_encoding: Option<String>,
-    pub content_language: Option<String>,
-    /// The Expires header as stored (an HTTP date).
-    pub expires: Option<String>,
-    pub website_redirect_location: Option<String>,
-    /// `None` is STANDARD.
-    pub storage_class: Option<String>,
-    /// The additional checksum's algorithm (CRC32, CRC32C, SHA1, SHA256,
-    /// CRC64NVME), so a copy computes the same kind.
-    pub checksum_algorithm: Option<String>,
-    /// Object Lock retention and legal hold, kept where the destination
-    /// bucket has Object Lock.
-    pub object_lock_mode: Option<String>,
-    pub object_lock_retain_until: Option<String>,
-    pub object_lock_legal_hold: Option<String>,
-}
-
-/// One object version as HeadObject describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectHead {
-    /// `null` on an unversioned bucket.
-    pub version_id: String,
-    /// Without quotes.
-    pub etag: String,
-    /// Whole seconds since the epoch.
-    pub last_modified: i64,
-    pub size: u64,
-    /// Whether the ETag is the content's MD5: S3's is for an object
-    /// uploaded in one part, unencrypted or encrypted with S3's own keys;
-    /// not for one uploaded in parts or encrypted with a KMS or customer
-    /// key.
-    pub etag_is_md5: bool,
-    /// User metadata, names lowercased.
-    pub metadata: BTreeMap<String, String>,
-    pub headers: Headers,
 }
 
 /// What HeadObject found.
@@ -88,45 +46,6 @@ impl Lookup {
             Lookup::DeleteMarker | Lookup::Missing => None,
         }
     }
-}
-
-/// One entry of a key's history, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VersionEntry {
-    Object {
-        version_id: String,
-        etag: String,
-        last_modified: i64,
-    },
-    DeleteMarker {
-        version_id: String,
-        last_modified: i64,
-    },
-}
-
-impl VersionEntry {
-    pub fn version_id(&self) -> &str {
-        match self {
-            VersionEntry::Object { version_id, .. }
-            | VersionEntry::DeleteMarker { version_id, .. } => version_id,
-        }
-    }
-
-    pub fn last_modified(&self) -> i64 {
-        match self {
-            VersionEntry::Object { last_modified, .. }
-            | VersionEntry::DeleteMarker { last_modified, .. } => *last_modified,
-        }
-    }
-}
-
-/// A condition on the destination of a write: what the decision saw there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Precondition {
-    /// The destination's current object still has this ETag.
-    IfMatch(String),
-    /// The destination still has no current object.
-    IfNoneMatch,
 }
 
 /// A server-side copy of one exact source version.
@@ -226,7 +145,7 @@ impl Unreplicable {
 
 /// A failed store call, classified.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} s3://{bucket}/{} in {region}: {message}", crate::log_keys::shown(.key))]
+#[error("{}", self.naming_key(.key))]
 pub struct StoreError {
     pub kind: ErrorKind,
     pub operation: &'static str,
@@ -237,6 +156,15 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    /// The message, with the key written as `key` (the function's logs
+    /// name keys by a hash: see `engine::KeyNames`).
+    pub fn naming_key(&self, key: &str) -> String {
+        format!(
+            "{} s3://{}/{key} in {}: {}",
+            self.operation, self.bucket, self.region, self.message
+        )
+    }
+
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Retryable
     }

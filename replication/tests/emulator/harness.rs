@@ -15,13 +15,11 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::{Client, Config};
 use testkit::{Emulator, unique_name, wait_past};
-use toastrep_replication::protocol::Seen;
-use toastrep_replication::store::{
-    CopyRequest, KeyPage, Lookup, ObjectHead, Part, StoreResult, VersionEntry, Written,
-};
+use toastrep_replication::protocol::{ObjectHead, Seen, VersionEntry};
+use toastrep_replication::store::s3::RegionalClients;
+use toastrep_replication::store::{CopyRequest, KeyPage, Lookup, Part, StoreResult, Written};
 use toastrep_replication::{
-    CopySettings, MarkerKey, ObjectStore, RegionalClients, Replicator, S3Notice, SdkStore,
-    SetBuckets,
+    CopySettings, MarkerKey, ObjectStore, Replicator, S3Notice, SdkStore, SetBuckets,
 };
 
 pub const REGION_A: &str = "us-east-1";

@@ -17,12 +17,12 @@ use harness::{
 use testkit::events::{self, S3Record};
 use testkit::keys::awkward_keys;
 use testkit::upload::{self, decorate};
+use toastrep_replication::function::handler::{HandleError, handle_sns_event};
 use toastrep_replication::protocol::marker::{Copied, MARKER, metadata_for_copy};
-use toastrep_replication::protocol::{Histories, Kind, compare};
-use toastrep_replication::store::{CopyRequest, Precondition, Written};
+use toastrep_replication::protocol::{Histories, Kind, Precondition, compare};
+use toastrep_replication::store::{CopyRequest, Written};
 use toastrep_replication::{
-    CopySettings, Decision, HandleError, MarkerKeys, ObjectStore, ReplicateError, S3Notice,
-    handle_sns_event,
+    CopySettings, Decision, MarkerKeys, ObjectStore, ReplicateError, S3Notice,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -414,12 +414,14 @@ async fn multipart_copy_of_a_source_deleted_mid_copy_aborts_its_upload() {
 /// invocation, with its own time, copies the object.
 #[tokio::test]
 async fn multipart_copy_out_of_time_aborts_its_upload_before_the_deadline() {
+    use toastrep_replication::clock::Clock as _;
     use toastrep_replication::deadline::{ABORT_MARGIN, within};
     let set = TestSet::create().await;
     let (a, b) = (&set.a, &set.b);
     let key = "slow.bin";
     let notice = a.put(key, &pattern(12 * MIB, 4)).await;
-    let deadline = tokio::time::Instant::now() + ABORT_MARGIN + Duration::from_secs(2);
+    let deadline = toastrep_replication::clock::now_ms()
+        + (ABORT_MARGIN + Duration::from_secs(2)).as_millis() as i64;
     // Part 2 lasts until well past the time copies must stop by (the
     // deadline itself), unless the copy gives it up first.
     let waited_out = Arc::new(AtomicBool::new(false));
@@ -427,7 +429,9 @@ async fn multipart_copy_out_of_time_aborts_its_upload_before_the_deadline() {
     let store = MeddlingStore::new().before(Before::CopyPart(2), move || {
         let part_two_ends = part_two_ends.clone();
         async move {
-            tokio::time::sleep_until(deadline).await;
+            toastrep_replication::clock::SystemClock
+                .sleep_until(deadline)
+                .await;
             part_two_ends.store(true, AtomicOrdering::SeqCst);
         }
     });

@@ -4,18 +4,18 @@
 
 use futures::StreamExt;
 
-use crate::engine::{Outcome, ReplicateError, Replicator};
+use crate::engine::{KeyNames, Outcome, PlainKeys, ReplicateError, Replicator};
 use crate::event::{EventError, S3Notice, parse_sns_event};
 use crate::store::{Bucket, ObjectStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
     /// Permanent: retrying cannot fix the message.
-    #[error("malformed event: {0}")]
+    #[error("{}", malformed(.0))]
     Malformed(#[from] EventError),
     /// Some records failed; the others were attempted. Retrying the whole
     /// event is safe: records already copied come back `skipped_up_to_date`.
-    #[error("{} of {total} records failed ({} retryable): {}", .failures.len(), retryable_count(.failures), summarise(.failures))]
+    #[error("{}", records_failed(*.total, .failures, &PlainKeys))]
     Records {
         total: usize,
         failures: Vec<(S3Notice, ReplicateError)>,
@@ -32,16 +32,38 @@ impl HandleError {
     }
 }
 
-fn retryable_count(failures: &[(S3Notice, ReplicateError)]) -> usize {
-    failures.iter().filter(|(_, e)| e.is_retryable()).count()
+impl HandleError {
+    /// The message, with object keys named by `names` (the function's
+    /// logs and answers name them by a hash).
+    pub fn naming_keys(&self, names: &dyn KeyNames) -> String {
+        match self {
+            HandleError::Malformed(error) => {
+                malformed(error.naming_keys(&|key: &str| names.name(key).into_owned()))
+            }
+            HandleError::Records { total, failures } => records_failed(*total, failures, names),
+        }
+    }
 }
 
-fn summarise(failures: &[(S3Notice, ReplicateError)]) -> String {
-    failures
+fn malformed(error: impl std::fmt::Display) -> String {
+    format!("malformed event: {error}")
+}
+
+fn records_failed(
+    total: usize,
+    failures: &[(S3Notice, ReplicateError)],
+    names: &dyn KeyNames,
+) -> String {
+    let retryable = failures.iter().filter(|(_, e)| e.is_retryable()).count();
+    let summary = failures
         .iter()
-        .map(|(_, e)| e.to_string())
+        .map(|(_, e)| e.naming_keys(names))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    format!(
+        "{} of {total} records failed ({retryable} retryable): {summary}",
+        failures.len()
+    )
 }
 
 /// Parses a raw Lambda SNS event and replicates every notice in it into
@@ -78,7 +100,9 @@ pub async fn handle_sns_event_observed<S: ObjectStore>(
                     .collect()
             })
             .unwrap_or_default();
-        if crate::log_keys::hashing() {
+        let names = replicator.key_names();
+        let error = error.naming_keys(&|key: &str| names.name(key).into_owned());
+        if names.hides_keys() {
             let bytes: Vec<usize> = messages.iter().map(|m| m.len()).collect();
             tracing::error!(target: "toastrep::event", error = %error, message_bytes = ?bytes, "malformed event");
         } else {

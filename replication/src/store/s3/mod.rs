@@ -13,11 +13,16 @@ use aws_sdk_s3::types::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{
-    Bucket, CopyRequest, ErrorKind, Headers, KeyPage, Lookup, ObjectHead, ObjectStore, Part,
-    Precondition, StoreError, StoreResult, Unreplicable, VersionEntry, Written,
+    Bucket, CopyRequest, ErrorKind, KeyPage, Lookup, ObjectStore, Part, StoreError, StoreResult,
+    Unreplicable, Written,
 };
-use crate::clients::RegionalClients;
-use crate::s3_error::{self, S3Error};
+use crate::protocol::{Headers, ObjectHead, Precondition, VersionEntry};
+use error::{ErrorKind as S3ErrorKind, S3Error};
+
+mod clients;
+mod error;
+
+pub use clients::RegionalClients;
 
 /// The store on real S3 (or any S3 endpoint the SDK is pointed at).
 #[derive(Debug)]
@@ -61,13 +66,13 @@ where
             _ if operation == "HeadObject" && error.is_bare_bad_request() => {
                 ErrorKind::NotReplicable(Unreplicable::CustomerKey)
             }
-            s3_error::ErrorKind::CustomerKey => ErrorKind::NotReplicable(Unreplicable::CustomerKey),
-            s3_error::ErrorKind::NotFound => ErrorKind::NotFound,
-            s3_error::ErrorKind::PreconditionFailed => ErrorKind::PreconditionFailed,
-            s3_error::ErrorKind::Retryable => ErrorKind::Retryable,
-            s3_error::ErrorKind::Permanent => ErrorKind::Permanent,
-            s3_error::ErrorKind::Archived => ErrorKind::NotReplicable(Unreplicable::Archived),
-            s3_error::ErrorKind::MetadataTooLarge => {
+            S3ErrorKind::CustomerKey => ErrorKind::NotReplicable(Unreplicable::CustomerKey),
+            S3ErrorKind::NotFound => ErrorKind::NotFound,
+            S3ErrorKind::PreconditionFailed => ErrorKind::PreconditionFailed,
+            S3ErrorKind::Retryable => ErrorKind::Retryable,
+            S3ErrorKind::Permanent => ErrorKind::Permanent,
+            S3ErrorKind::Archived => ErrorKind::NotReplicable(Unreplicable::Archived),
+            S3ErrorKind::MetadataTooLarge => {
                 ErrorKind::NotReplicable(Unreplicable::MetadataTooLarge)
             }
         };
@@ -199,10 +204,7 @@ macro_rules! with_headers {
 
 impl ObjectStore for SdkStore {
     fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default()
+        crate::clock::now_ms().div_euclid(1000)
     }
 
     async fn head(&self, bucket: &Bucket, key: &str, version: Option<&str>) -> StoreResult<Lookup> {

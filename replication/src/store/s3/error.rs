@@ -77,24 +77,11 @@ impl S3Error {
         }
     }
 
-    pub fn is_retryable(&self) -> bool {
-        self.kind == ErrorKind::Retryable
-    }
-
     /// A 400 without an error code: what HeadObject (which has no body to
     /// carry a code) answers for an SSE-C object asked without its key.
     /// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html>
     pub fn is_bare_bad_request(&self) -> bool {
         self.code.is_none() && self.status == Some(400)
-    }
-
-    /// The object (or the exact version, or the ETag we asked for) no longer
-    /// exists at the source: a skip, not a failure.
-    pub fn is_gone(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::NotFound | ErrorKind::PreconditionFailed
-        )
     }
 }
 
