@@ -23,7 +23,6 @@ const NOT_YET_SPLIT: &[(&str, &str, usize)] = &[
         "decide_and_write",
         124,
     ),
-    ("src/commands/status.rs", "summary", 121),
     ("replication/src/sim/world.rs", "random", 118),
     ("replication/src/sim/world.rs", "user", 106),
 ];

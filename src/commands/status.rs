@@ -9,7 +9,7 @@ use indicatif::HumanBytes;
 use super::words::{deletes_phrase, kept_phrase};
 use super::{Context, Report};
 use crate::ops::discover;
-use crate::ops::health::StatusResult;
+use crate::ops::health::{RepairRun, StatusResult};
 use crate::package::Package;
 use crate::settings::StatusSettings;
 use toastrep_replication::clock::now_ms;
@@ -87,43 +87,7 @@ pub(super) fn summary(result: &StatusResult) -> String {
                 breaker.alarm.as_deref().unwrap_or("unknown")
             );
         }
-        match &region.last_repair {
-            Some(run) => {
-                let _ = writeln!(
-                    text,
-                    "  last repair   {} ({}, {:.0} s ago), {:.1} s, {} keys examined, {} copies, {} failures",
-                    if run.ok { "ok" } else { "FAILED" },
-                    run.run,
-                    (now_ms() - run.finished_ms).max(0) as f64 / 1000.0,
-                    run.seconds,
-                    run.keys_examined,
-                    run.copies_made,
-                    run.failures + run.ranges_failed as u64
-                );
-                if run.not_replicable > 0 {
-                    let _ = writeln!(
-                        text,
-                        "  not replicable {} object(s) cannot be copied here as they are (not failures):",
-                        run.not_replicable
-                    );
-                    for object in &run.not_replicable_objects {
-                        let _ = writeln!(text, "    {}: {}", object.key, object.why.why());
-                    }
-                    let listed = run.not_replicable_objects.len() as u64;
-                    if run.not_replicable > listed {
-                        let _ = writeln!(
-                            text,
-                            "    ... and {} more (a `toastrep sync --name {}` lists them all)",
-                            run.not_replicable - listed,
-                            result.name
-                        );
-                    }
-                }
-            }
-            None => {
-                let _ = writeln!(text, "  last repair   none yet");
-            }
-        }
+        repair_lines(&mut text, region.last_repair.as_ref(), &result.name);
         if let Some(bucket) = &region.bucket {
             let _ = writeln!(
                 text,
@@ -148,6 +112,47 @@ pub(super) fn summary(result: &StatusResult) -> String {
         let _ = writeln!(text, "UNHEALTHY: {}", bad.join(", "));
     }
     text
+}
+
+/// The region's last repair run, and what it found it can never copy.
+fn repair_lines(text: &mut String, last_repair: Option<&RepairRun>, name: &str) {
+    match last_repair {
+        Some(run) => {
+            let _ = writeln!(
+                text,
+                "  last repair   {} ({}, {:.0} s ago), {:.1} s, {} keys examined, {} copies, {} failures",
+                if run.ok { "ok" } else { "FAILED" },
+                run.run,
+                (now_ms() - run.finished_ms).max(0) as f64 / 1000.0,
+                run.seconds,
+                run.keys_examined,
+                run.copies_made,
+                run.failures + run.ranges_failed as u64
+            );
+            if run.not_replicable > 0 {
+                let _ = writeln!(
+                    text,
+                    "  not replicable {} object(s) cannot be copied here as they are (not failures):",
+                    run.not_replicable
+                );
+                for object in &run.not_replicable_objects {
+                    let _ = writeln!(text, "    {}: {}", object.key, object.why.why());
+                }
+                let listed = run.not_replicable_objects.len() as u64;
+                if run.not_replicable > listed {
+                    let _ = writeln!(
+                        text,
+                        "    ... and {} more (a `toastrep sync --name {}` lists them all)",
+                        run.not_replicable - listed,
+                        name
+                    );
+                }
+            }
+        }
+        None => {
+            let _ = writeln!(text, "  last repair   none yet");
+        }
+    }
 }
 
 #[cfg(test)]
