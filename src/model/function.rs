@@ -692,16 +692,7 @@ mod table_tests {
     fn the_function_reads_each_setting_from_the_variable_the_table_names() {
         let body: serde_yaml::Value = serde_yaml::from_str(Template::Base.body()).unwrap();
         let parameters = body["Parameters"].as_mapping().unwrap();
-        let functions: Vec<&serde_yaml::Value> = body["Resources"]
-            .as_mapping()
-            .unwrap()
-            .values()
-            .filter(|r| r["Type"] == "AWS::Lambda::Function")
-            .collect();
-        assert_eq!(functions.len(), 1, "the base template has one function");
-        let variables = functions[0]["Properties"]["Environment"]["Variables"]
-            .as_mapping()
-            .unwrap();
+        let variables = &crate::model::templates::function_variables();
         let reference = |value: &serde_yaml::Value| match value {
             serde_yaml::Value::Tagged(tagged) if tagged.tag == "!Ref" => {
                 tagged.value.as_str().map(str::to_owned)

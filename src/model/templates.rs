@@ -59,6 +59,24 @@ impl Template {
     }
 }
 
+/// The base template's function's environment, as the template writes it
+/// (values are the template's `!Ref`s and `!Sub`s).
+#[cfg(test)]
+pub(crate) fn function_variables() -> serde_yaml::Mapping {
+    let body: serde_yaml::Value = serde_yaml::from_str(Template::Base.body()).unwrap();
+    let functions: Vec<&serde_yaml::Value> = body["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::Lambda::Function")
+        .collect();
+    assert_eq!(functions.len(), 1, "the base template has one function");
+    functions[0]["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap()
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,20 +102,8 @@ mod tests {
     #[test]
     fn the_function_gets_exactly_the_variables_its_configuration_reads() {
         use toastrep_replication::function::config::FROM_THE_STACK;
-        let body: serde_yaml::Value = serde_yaml::from_str(Template::Base.body()).unwrap();
-        let functions: Vec<&serde_yaml::Value> = body["Resources"]
-            .as_mapping()
-            .unwrap()
-            .values()
-            .filter(|r| r["Type"] == "AWS::Lambda::Function")
-            .collect();
-        assert_eq!(functions.len(), 1, "the base stack has one function");
-        let mut set: Vec<&str> = functions[0]["Properties"]["Environment"]["Variables"]
-            .as_mapping()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str().unwrap())
-            .collect();
+        let variables = function_variables();
+        let mut set: Vec<&str> = variables.keys().map(|k| k.as_str().unwrap()).collect();
         let mut read: Vec<&str> = FROM_THE_STACK.to_vec();
         set.sort_unstable();
         read.sort_unstable();
