@@ -127,29 +127,9 @@ fn sync_report(regions: &[&str]) -> SyncReport {
     SyncReport {
         name: NAME.into(),
         regions: strings(regions),
-        prefix: None,
-        only_into: None,
-        dry_run: false,
-        keys_scanned: 0,
-        keys_examined: 0,
-        copies_made: 0,
-        copies_planned: 0,
-        copies_skipped: 0,
-        bytes_copied: 0,
-        copies: Vec::new(),
-        carry_deletes: false,
-        deletes_made: 0,
-        deletes_planned: 0,
-        deletes: Vec::new(),
-        deletes_held: 0,
-        held: Vec::new(),
-        not_replicable: Vec::new(),
-        keys_differing_by_delete: 0,
-        failures: Vec::new(),
-        unreachable: Vec::new(),
         seconds: 2.4,
         ok: true,
-        in_cloud: None,
+        ..SyncReport::default()
     }
 }
 

@@ -165,29 +165,10 @@ pub async fn report(
     let mut sync = SyncReport {
         name: name.to_string(),
         regions: regions.to_vec(),
-        prefix: None,
-        only_into: None,
-        dry_run: false,
-        keys_scanned: 0,
-        keys_examined: 0,
-        copies_made: 0,
-        copies_planned: 0,
-        copies_skipped: 0,
-        bytes_copied: 0,
-        copies: Vec::new(),
         carry_deletes,
-        deletes_made: 0,
-        deletes_planned: 0,
-        deletes: Vec::new(),
-        deletes_held: 0,
-        held: Vec::new(),
-        not_replicable: Vec::new(),
-        keys_differing_by_delete: 0,
-        failures: Vec::new(),
-        unreachable: Vec::new(),
         seconds,
         ok: true,
-        in_cloud: None,
+        ..SyncReport::default()
     };
     let mut unreachable = BTreeMap::new();
     for (execution, report) in run.executions.iter_mut().zip(reports) {

@@ -139,7 +139,9 @@ pub struct UnreachableRegion {
 }
 
 /// What `sync` found and did.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+// `Default`: a sync that has done nothing yet, which the cloud repair's
+// report adds each region's run to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncReport {
     pub name: String,
     pub regions: Vec<String>,
