@@ -75,6 +75,18 @@ pub struct Outcome {
     pub millis: u64,
 }
 
+impl Outcome {
+    /// An outcome, before its time is measured.
+    fn of(decision: Decision, bytes: u64, restores: u32) -> Self {
+        Self {
+            decision,
+            bytes,
+            restores,
+            millis: 0,
+        }
+    }
+}
+
 impl<S: ObjectStore> Replicator<S> {
     /// Replicates `notice` into `destination` and logs exactly one
     /// `toastrep::decision` line.
@@ -88,12 +100,7 @@ impl<S: ObjectStore> Replicator<S> {
             // Reading the source (or the destination) showed an object no
             // one can copy as it is: decided once, like a refused copy.
             Err(ReplicateError::Store(error)) if let Some(why) = error.unreplicable() => {
-                Ok(Outcome {
-                    decision: Decision::NotReplicable(why),
-                    bytes: 0,
-                    restores: 0,
-                    millis: 0,
-                })
+                Ok(Outcome::of(Decision::NotReplicable(why), 0, 0))
             }
             result => result,
         };
@@ -140,114 +147,120 @@ impl<S: ObjectStore> Replicator<S> {
                 bucket: source.name,
             });
         }
-        if notice.is_removal() {
-            let decision = self
-                .carry_delete(notice, &source, destination, &cause(notice))
-                .await?;
-            return Ok(Outcome {
-                decision,
-                bytes: 0,
-                restores: 0,
-                millis: 0,
-            });
-        }
-        let key = notice.key.as_str();
         let by = cause(notice);
-        let by = by.as_str();
-        let outcome = |decision, bytes, restores| Outcome {
-            decision,
-            bytes,
-            restores,
-            millis: 0,
-        };
-        if source == *destination {
-            // The writer's identity, where the event carries it (AWS: the
-            // role session; the emulator says "EXAMPLE"): this function's
-            // own copy or restore, which its writer checked. Without it, a
-            // HeadObject finds the same.
-            let own = self.own_writer.as_deref();
-            if own.is_some_and(|own| {
-                notice
-                    .principal
-                    .as_deref()
-                    .is_some_and(|p| p.starts_with(own))
-            }) {
-                return Ok(outcome(Decision::SkippedCopy, 0, 0));
-            }
-            return self.check_local_write(notice, destination, by).await;
+        if notice.is_removal() {
+            let decision = self.carry_delete(notice, &source, destination, &by).await?;
+            return Ok(Outcome::of(decision, 0, 0));
         }
-
+        if source == *destination {
+            return self.own_region_write(notice, destination, &by).await;
+        }
         // A failed condition means the source or the destination changed
         // since it was looked at (a 412 does not say which): look again.
         for _ in 0..ROUNDS {
-            let current = self.seen(&source, key, None).await?;
-            match decide_source(notice.version_id.as_deref(), current.as_ref()) {
-                // The current object is another region's write, named by
-                // its own notices; it cannot be a copy of this notice's.
-                SourceDecision::Replica => return Ok(outcome(Decision::SkippedCopy, 0, 0)),
-                SourceDecision::Gone => {
-                    let restores = self.owed_check(notice, destination, by).await?;
-                    return Ok(outcome(Decision::SkippedGone, 0, restores));
-                }
-                SourceDecision::Replicate => {}
-            }
-            let current = current.expect("a write to replicate is current");
-            let state = self.state(destination, key).await?;
-            let decision = self
-                .with_histories(key, |h| decide_copy(&current, &state, h))
-                .await?;
-            let held = state.object().cloned();
-            let precondition = match decision {
-                CopyDecision::Deleted => return Ok(outcome(Decision::SkippedDeleted, 0, 0)),
-                CopyDecision::Beaten => {
-                    // What beats the source may be a restore this notice's
-                    // earlier attempt made before it failed: its check is owed.
-                    let held = held.expect("only a held write beats the source");
-                    let restores = if held.made_by(by) {
-                        self.settle_knowing(destination, key, Some(held), by)
-                            .await?
-                            .restores
-                    } else {
-                        0
-                    };
-                    return Ok(outcome(Decision::SkippedUpToDate, 0, restores));
-                }
-                CopyDecision::Holds => {
-                    // A retry of a copy that landed: its check may be owed.
-                    let settled = self.settle_knowing(destination, key, held, by).await?;
-                    return Ok(outcome(
-                        Decision::SkippedUpToDate,
-                        settled.bytes,
-                        settled.restores,
-                    ));
-                }
-                CopyDecision::Copy(precondition) => precondition,
-            };
-            match self
-                .write_copy(&source, key, &current, destination, precondition, by)
-                .await
-            {
-                Ok(_) => {
-                    let settled = self.settle(destination, key, by).await?;
-                    return Ok(outcome(
-                        Decision::Copied,
-                        current.head.size + settled.bytes,
-                        settled.restores,
-                    ));
-                }
-                Err(error) if error.is_condition() || error.kind == ErrorKind::NotFound => {}
-                Err(error) if let Some(why) = error.unreplicable() => {
-                    return Ok(outcome(Decision::NotReplicable(why), 0, 0));
-                }
-                Err(error) => return Err(error.into()),
+            if let Some(outcome) = self.copy_round(notice, &source, destination, &by).await? {
+                return Ok(outcome);
             }
         }
         Err(ReplicateError::Contended {
             region: destination.region.clone(),
             bucket: destination.name.clone(),
-            key: key.to_owned(),
+            key: notice.key.clone(),
             rounds: ROUNDS,
         })
+    }
+
+    /// A write in the function's own region: its own copy or restore needs
+    /// nothing; anyone else's is checked against the rest of the set.
+    async fn own_region_write(
+        &self,
+        notice: &S3Notice,
+        destination: &Bucket,
+        by: &str,
+    ) -> Result<Outcome, ReplicateError> {
+        // The writer's identity, where the event carries it (AWS: the role
+        // session; the emulator says "EXAMPLE"): this function's own copy
+        // or restore, which its writer checked. Without it, a HeadObject
+        // finds the same.
+        let own = self.own_writer.as_deref();
+        if own.is_some_and(|own| {
+            notice
+                .principal
+                .as_deref()
+                .is_some_and(|p| p.starts_with(own))
+        }) {
+            return Ok(Outcome::of(Decision::SkippedCopy, 0, 0));
+        }
+        self.check_local_write(notice, destination, by).await
+    }
+
+    /// One look at the source and the destination, and the copy it calls
+    /// for. `None` when a condition failed: something changed since it was
+    /// looked at, so decide again.
+    async fn copy_round(
+        &self,
+        notice: &S3Notice,
+        source: &Bucket,
+        destination: &Bucket,
+        by: &str,
+    ) -> Result<Option<Outcome>, ReplicateError> {
+        let key = notice.key.as_str();
+        let current = self.seen(source, key, None).await?;
+        match decide_source(notice.version_id.as_deref(), current.as_ref()) {
+            // The current object is another region's write, named by its
+            // own notices; it cannot be a copy of this notice's.
+            SourceDecision::Replica => return Ok(Some(Outcome::of(Decision::SkippedCopy, 0, 0))),
+            SourceDecision::Gone => {
+                let restores = self.owed_check(notice, destination, by).await?;
+                return Ok(Some(Outcome::of(Decision::SkippedGone, 0, restores)));
+            }
+            SourceDecision::Replicate => {}
+        }
+        let current = current.expect("a write to replicate is current");
+        let state = self.state(destination, key).await?;
+        let decision = self
+            .with_histories(key, |h| decide_copy(&current, &state, h))
+            .await?;
+        let held = state.object().cloned();
+        let precondition = match decision {
+            CopyDecision::Deleted => return Ok(Some(Outcome::of(Decision::SkippedDeleted, 0, 0))),
+            CopyDecision::Beaten => {
+                // What beats the source may be a restore this notice's
+                // earlier attempt made before it failed: its check is owed.
+                let held = held.expect("only a held write beats the source");
+                let restores = if held.made_by(by) {
+                    self.settle_knowing(destination, key, Some(held), by)
+                        .await?
+                        .restores
+                } else {
+                    0
+                };
+                return Ok(Some(Outcome::of(Decision::SkippedUpToDate, 0, restores)));
+            }
+            CopyDecision::Holds => {
+                // A retry of a copy that landed: its check may be owed.
+                let settled = self.settle_knowing(destination, key, held, by).await?;
+                let outcome =
+                    Outcome::of(Decision::SkippedUpToDate, settled.bytes, settled.restores);
+                return Ok(Some(outcome));
+            }
+            CopyDecision::Copy(precondition) => precondition,
+        };
+        match self
+            .write_copy(source, key, &current, destination, precondition, by)
+            .await
+        {
+            Ok(_) => {
+                let settled = self.settle(destination, key, by).await?;
+                let bytes = current.head.size + settled.bytes;
+                Ok(Some(Outcome::of(Decision::Copied, bytes, settled.restores)))
+            }
+            Err(error) if error.is_condition() || error.kind == ErrorKind::NotFound => Ok(None),
+            Err(error) if let Some(why) = error.unreplicable() => {
+                Ok(Some(Outcome::of(Decision::NotReplicable(why), 0, 0)))
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// An earlier attempt at this notice may have written (a copy, or a
@@ -296,12 +309,11 @@ impl<S: ObjectStore> Replicator<S> {
                     let settled = self
                         .settle_knowing(bucket, &notice.key, Some(current), by)
                         .await?;
-                    return Ok(Outcome {
-                        decision: Decision::SkippedGone,
-                        bytes: settled.bytes,
-                        restores: settled.restores,
-                        millis: 0,
-                    });
+                    return Ok(Outcome::of(
+                        Decision::SkippedGone,
+                        settled.bytes,
+                        settled.restores,
+                    ));
                 }
                 Decision::SkippedGone
             }
@@ -325,12 +337,7 @@ impl<S: ObjectStore> Replicator<S> {
                 });
             }
         };
-        Ok(Outcome {
-            decision,
-            bytes: 0,
-            restores: 0,
-            millis: 0,
-        })
+        Ok(Outcome::of(decision, 0, 0))
     }
 }
 

@@ -167,72 +167,14 @@ impl<S: ObjectStore> Replicator<S> {
             })
             .collect();
         let mut live = vec![true; buckets.len()];
-        let concurrency = options.concurrency.max(1);
         loop {
             self.refill(buckets, options, &mut cursors, &mut live, &mut end)
                 .await;
-            // Merge up to the first key where some live listing has to
-            // be fetched again: past it, that region's keys are unknown.
-            let horizon = cursors
-                .iter()
-                .filter(|c| !c.done)
-                .filter_map(|c| c.page.back().map(|(k, _)| k.clone()))
-                .min();
-            let mut batch = Vec::new();
-            let mut last = None;
-            while let Some(key) = cursors
-                .iter()
-                .filter_map(|c| c.page.front().map(|(k, _)| k))
-                .min()
-                .cloned()
-            {
-                if horizon.as_ref().is_some_and(|h| key > *h) {
-                    break;
-                }
-                let mut present = Vec::new();
-                for (i, cursor) in cursors.iter_mut().enumerate() {
-                    if cursor.page.front().is_some_and(|(k, _)| *k == key) {
-                        let (_, etag) = cursor.page.pop_front().expect("the front was just seen");
-                        if live[i] {
-                            present.push((i, etag));
-                        }
-                    }
-                }
-                end.keys_scanned += 1;
-                step(ScanStep::Merged(&key));
-                let repair: Vec<bool> = (0..buckets.len())
-                    .map(|i| live[i] && options.repair.get(i).copied().unwrap_or(false))
-                    .collect();
-                let examine = if options.deep {
-                    repair.iter().any(|r| *r)
-                } else {
-                    needs_repair(&present, &live, &repair, self.carry_deletes)
-                };
-                if examine {
-                    batch.push((key.clone(), repair));
-                }
-                last = Some(key);
-                // Look at the limit (and the clock) often enough.
-                if batch.len() >= concurrency * 4
-                    || (options.limit.keys.is_some()
-                        && options.limit.reached(end.keys_scanned, self.clock.now_ms()))
-                {
-                    break;
-                }
-            }
+            let (batch, last) =
+                self.merge_batch(buckets, options, &mut cursors, &live, &mut end, &mut step);
             let exhausted = cursors.iter().all(|c| c.done && c.page.is_empty());
             end.keys_examined += batch.len() as u64;
-            let mut results = futures::stream::iter(batch)
-                .map(|(key, repair)| async move {
-                    let result = self
-                        .repair_key(&key, buckets, &repair, options.dry_run)
-                        .await;
-                    (key, result)
-                })
-                .buffer_unordered(concurrency);
-            while let Some((key, result)) = results.next().await {
-                step(ScanStep::Repaired(&key, &result));
-            }
+            self.repair_batch(batch, buckets, options, &mut step).await;
             step(ScanStep::Scanned(end.keys_scanned));
             if exhausted {
                 return end;
@@ -241,6 +183,93 @@ impl<S: ObjectStore> Replicator<S> {
                 end.resume_after = last;
                 return end;
             }
+        }
+    }
+
+    /// Merges the listings' fronts, key by key, up to the first key where
+    /// some live listing has to be fetched again (past it, that region's
+    /// keys are unknown), or until a batch is full or the limit reached.
+    /// The keys to examine, each with the regions to repair, and the last
+    /// key merged.
+    fn merge_batch(
+        &self,
+        buckets: &[Bucket],
+        options: &ScanOptions,
+        cursors: &mut [Cursor],
+        live: &[bool],
+        end: &mut ScanEnd,
+        step: &mut impl FnMut(ScanStep<'_>),
+    ) -> (Vec<(String, Vec<bool>)>, Option<String>) {
+        let concurrency = options.concurrency.max(1);
+        let horizon = cursors
+            .iter()
+            .filter(|c| !c.done)
+            .filter_map(|c| c.page.back().map(|(k, _)| k.clone()))
+            .min();
+        let mut batch = Vec::new();
+        let mut last = None;
+        while let Some(key) = cursors
+            .iter()
+            .filter_map(|c| c.page.front().map(|(k, _)| k))
+            .min()
+            .cloned()
+        {
+            if horizon.as_ref().is_some_and(|h| key > *h) {
+                break;
+            }
+            let mut present = Vec::new();
+            for (i, cursor) in cursors.iter_mut().enumerate() {
+                if cursor.page.front().is_some_and(|(k, _)| *k == key) {
+                    let (_, etag) = cursor.page.pop_front().expect("the front was just seen");
+                    if live[i] {
+                        present.push((i, etag));
+                    }
+                }
+            }
+            end.keys_scanned += 1;
+            step(ScanStep::Merged(&key));
+            let repair: Vec<bool> = (0..buckets.len())
+                .map(|i| live[i] && options.repair.get(i).copied().unwrap_or(false))
+                .collect();
+            let examine = if options.deep {
+                repair.iter().any(|r| *r)
+            } else {
+                needs_repair(&present, live, &repair, self.carry_deletes)
+            };
+            if examine {
+                batch.push((key.clone(), repair));
+            }
+            last = Some(key);
+            // Look at the limit (and the clock) often enough.
+            if batch.len() >= concurrency * 4
+                || (options.limit.keys.is_some()
+                    && options.limit.reached(end.keys_scanned, self.clock.now_ms()))
+            {
+                break;
+            }
+        }
+        (batch, last)
+    }
+
+    /// Repairs a batch's keys, `options.concurrency` at a time, reporting
+    /// each as it finishes.
+    async fn repair_batch(
+        &self,
+        batch: Vec<(String, Vec<bool>)>,
+        buckets: &[Bucket],
+        options: &ScanOptions,
+        step: &mut impl FnMut(ScanStep<'_>),
+    ) {
+        let mut results = futures::stream::iter(batch)
+            .map(|(key, repair)| async move {
+                let result = self
+                    .repair_key(&key, buckets, &repair, options.dry_run)
+                    .await;
+                (key, result)
+            })
+            .buffer_unordered(options.concurrency.max(1));
+        while let Some((key, result)) = results.next().await {
+            step(ScanStep::Repaired(&key, &result));
         }
     }
 
