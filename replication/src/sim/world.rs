@@ -142,97 +142,137 @@ pub struct Scenario {
     pub retire: bool,
 }
 
-impl Scenario {
-    /// A random scenario for `seed`.
-    pub fn random(seed: u64) -> Scenario {
-        let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed_5eed);
-        let regions = [2, 3, 5][rng.usize(0..3)];
-        let keys = rng.usize(1..=3);
-        let key = |rng: &mut fastrand::Rng| ["k", "a b+c/ü", "k2"][rng.usize(0..keys)].to_owned();
-        let mut ops = Vec::new();
-        for _ in 0..rng.usize(2..=7) {
+/// What a random scenario is drawn with: the generator, and the regions and
+/// keys drawn first.
+struct Draw {
+    rng: fastrand::Rng,
+    regions: usize,
+    keys: usize,
+}
+
+impl Draw {
+    fn region(&mut self) -> usize {
+        self.rng.usize(0..self.regions)
+    }
+
+    fn key(&mut self) -> String {
+        ["k", "a b+c/ü", "k2"][self.rng.usize(0..self.keys)].to_owned()
+    }
+
+    /// The users' writes: puts, and now and then a server-side copy, a
+    /// re-upload of another region's object, a forged marker, and a
+    /// re-upload after the marker's window.
+    fn writes(&mut self, ops: &mut Vec<(u64, UserOp)>) {
+        for _ in 0..self.rng.usize(2..=7) {
             let op = UserOp::Put {
-                region: rng.usize(0..regions),
-                key: key(&mut rng),
+                region: self.region(),
+                key: self.key(),
             };
-            ops.push((rng.u64(0..2500), op));
+            ops.push((self.rng.u64(0..2500), op));
         }
-        if rng.u32(0..10) < 3 {
-            let from = key(&mut rng);
+        if self.rng.u32(0..10) < 3 {
+            let from = self.key();
             let op = UserOp::Copy {
-                region: rng.usize(0..regions),
+                region: self.region(),
                 to: format!("copy-of-{from}"),
                 from,
             };
-            ops.push((rng.u64(1500..4000), op));
+            ops.push((self.rng.u64(1500..4000), op));
         }
-        if rng.u32(0..10) < 3 {
-            let from = rng.usize(0..regions);
-            let region = (from + rng.usize(1..regions)) % regions;
+        if self.rng.u32(0..10) < 3 {
+            let from = self.region();
+            let region = (from + self.rng.usize(1..self.regions)) % self.regions;
             let op = UserOp::Reupload {
                 region,
                 from,
-                key: key(&mut rng),
+                key: self.key(),
             };
-            ops.push((rng.u64(1500..4000), op));
+            ops.push((self.rng.u64(1500..4000), op));
         }
-        if rng.u32(0..10) < 2 {
+        if self.rng.u32(0..10) < 2 {
             let op = UserOp::Forged {
-                region: rng.usize(0..regions),
-                key: key(&mut rng),
+                region: self.region(),
+                key: self.key(),
             };
-            ops.push((rng.u64(0..4000), op));
+            ops.push((self.rng.u64(0..4000), op));
         }
-        if rng.u32(0..10) < 1 {
+        if self.rng.u32(0..10) < 1 {
             // A replica re-uploaded to its own key and region after the
             // marker's window: a new write.
-            let at = rng.u64(4000..5000);
+            let at = self.rng.u64(4000..5000);
             ops.push((at, UserOp::Wait { seconds: 16 * 60 }));
-            let region = rng.usize(0..regions);
+            let region = self.region();
+            let key = self.key();
             ops.push((
                 at + 1,
                 UserOp::Reupload {
                     region,
                     from: region,
-                    key: key(&mut rng),
+                    key,
                 },
             ));
         }
-        if rng.u32(0..10) < 5 {
-            // Deletes racing writes, anywhere in the schedule.
-            for _ in 0..rng.usize(1..=3) {
+    }
+
+    /// The users' deletes: racing the writes, of one version, and after
+    /// the writes have spread.
+    fn deletes(&mut self, ops: &mut Vec<(u64, UserOp)>) {
+        if self.rng.u32(0..10) < 5 {
+            for _ in 0..self.rng.usize(1..=3) {
                 let op = UserOp::Delete {
-                    region: rng.usize(0..regions),
-                    key: key(&mut rng),
+                    region: self.region(),
+                    key: self.key(),
                 };
-                ops.push((rng.u64(0..4000), op));
+                ops.push((self.rng.u64(0..4000), op));
             }
         }
-        if rng.u32(0..10) < 2 {
+        if self.rng.u32(0..10) < 2 {
             let op = UserOp::DeleteVersion {
-                region: rng.usize(0..regions),
-                key: key(&mut rng),
+                region: self.region(),
+                key: self.key(),
             };
-            ops.push((rng.u64(500..4000), op));
+            ops.push((self.rng.u64(500..4000), op));
         }
-        if rng.u32(0..10) < 2 {
+        if self.rng.u32(0..10) < 2 {
             // A delete after the writes: every region that heard of them
             // holds them by then.
-            let key = key(&mut rng);
+            let key = self.key();
             ops.push((5000, UserOp::Quiesce));
-            let region = rng.usize(0..regions);
+            let region = self.region();
             ops.push((5001, UserOp::Delete { region, key }));
         }
+    }
+}
+
+impl Scenario {
+    /// A random scenario for `seed`.
+    pub fn random(seed: u64) -> Scenario {
+        let mut draw = Draw {
+            rng: fastrand::Rng::with_seed(seed ^ 0x5eed_5eed),
+            regions: 0,
+            keys: 0,
+        };
+        draw.regions = [2, 3, 5][draw.rng.usize(0..3)];
+        draw.keys = draw.rng.usize(1..=3);
+        let mut ops = Vec::new();
+        draw.writes(&mut ops);
+        draw.deletes(&mut ops);
         // Drawn apart, so the scenarios of earlier seeds stay as they were.
-        let mut more = fastrand::Rng::with_seed(seed ^ 0x00b0_d1e5);
-        if more.u32(0..10) < 2 {
+        let mut more = Draw {
+            rng: fastrand::Rng::with_seed(seed ^ 0x00b0_d1e5),
+            ..draw
+        };
+        if more.rng.u32(0..10) < 2 {
             let op = UserOp::Rebadged {
-                region: more.usize(0..regions),
-                key: ["k", "a b+c/ü", "k2"][more.usize(0..keys)].to_owned(),
-                same_size: more.bool(),
+                region: more.region(),
+                key: more.key(),
+                same_size: more.rng.bool(),
             };
-            ops.push((more.u64(500..4000), op));
+            ops.push((more.rng.u64(500..4000), op));
         }
+        let Draw {
+            mut rng, regions, ..
+        } = draw;
         ops.sort_by_key(|(at, _)| *at);
         let multipart = rng.bool();
         Scenario {
@@ -907,24 +947,7 @@ impl World {
 
     fn user(&mut self, op: &UserOp, max_size: u64) {
         match op {
-            UserOp::Put { region, key } => {
-                let size = self.rng.u64(1..=max_size);
-                let tag = self.rng.u32(0..100).to_string();
-                let version = self.s3.user_put(
-                    &self.buckets[*region].name,
-                    key,
-                    size,
-                    BTreeMap::from([("writer".to_owned(), format!("{region}-{tag}"))]),
-                    Headers {
-                        content_type: Some(format!("text/x-{tag}")),
-                        cache_control: Some("max-age=60".into()),
-                        storage_class: self.rng.bool().then(|| "STANDARD_IA".to_owned()),
-                        ..Headers::default()
-                    },
-                    vec![("t".to_owned(), tag)],
-                );
-                self.user_writes.push((*region, key.clone(), version));
-            }
+            UserOp::Put { region, key } => self.user_put(*region, key, max_size),
             UserOp::Copy { region, from, to } => {
                 if let Some(version) = self.s3.user_copy(&self.buckets[*region].name, from, to) {
                     self.user_writes.push((*region, to.clone(), version));
@@ -939,47 +962,12 @@ impl World {
                     self.user_writes.push((*region, key.clone(), version));
                 }
             }
-            UserOp::Forged { region, key } => {
-                let other = REGIONS[(region + 1) % REGIONS.len()];
-                let forged = format!(
-                    "v1;region={other};time=4102444800;version=x;etag=y;written={};mac={}",
-                    self.s3.clock_ms() / 1000,
-                    "0".repeat(32)
-                );
-                let version = self.s3.user_put(
-                    &self.buckets[*region].name,
-                    key,
-                    10,
-                    BTreeMap::from([(MARKER.to_owned(), forged)]),
-                    Headers::default(),
-                    Vec::new(),
-                );
-                self.user_writes.push((*region, key.clone(), version));
-            }
+            UserOp::Forged { region, key } => self.user_forges(*region, key),
             UserOp::Rebadged {
                 region,
                 key,
                 same_size,
-            } => {
-                let bucket = &self.buckets[*region].name;
-                let history = self.s3.history(bucket, key);
-                if let Some(current) = history.last().filter(|v| !v.delete_marker) {
-                    let size = if *same_size {
-                        current.size
-                    } else {
-                        current.size % max_size + 1
-                    };
-                    let version = self.s3.user_put(
-                        bucket,
-                        key,
-                        size,
-                        current.metadata.clone(),
-                        current.headers.clone(),
-                        current.tags.clone(),
-                    );
-                    self.user_writes.push((*region, key.clone(), version));
-                }
-            }
+            } => self.user_rebadges(*region, key, *same_size, max_size),
             UserOp::Delete { region, key } => {
                 let marker = self.s3.user_delete(&self.buckets[*region].name, key);
                 self.user_deletes.push((*region, key.clone(), marker));
@@ -1010,6 +998,70 @@ impl World {
                 self.user_writes.len()
             );
         }
+    }
+
+    /// A user's write of new bytes, with metadata, headers and tags drawn.
+    fn user_put(&mut self, region: usize, key: &str, max_size: u64) {
+        let size = self.rng.u64(1..=max_size);
+        let tag = self.rng.u32(0..100).to_string();
+        let version = self.s3.user_put(
+            &self.buckets[region].name,
+            key,
+            size,
+            BTreeMap::from([("writer".to_owned(), format!("{region}-{tag}"))]),
+            Headers {
+                content_type: Some(format!("text/x-{tag}")),
+                cache_control: Some("max-age=60".into()),
+                storage_class: self.rng.bool().then(|| "STANDARD_IA".to_owned()),
+                ..Headers::default()
+            },
+            vec![("t".to_owned(), tag)],
+        );
+        self.user_writes.push((region, key.to_owned(), version));
+    }
+
+    /// A user's write carrying a marker no key sealed: a new write, never
+    /// mistaken for a replica.
+    fn user_forges(&mut self, region: usize, key: &str) {
+        let other = REGIONS[(region + 1) % REGIONS.len()];
+        let forged = format!(
+            "v1;region={other};time=4102444800;version=x;etag=y;written={};mac={}",
+            self.s3.clock_ms() / 1000,
+            "0".repeat(32)
+        );
+        let version = self.s3.user_put(
+            &self.buckets[region].name,
+            key,
+            10,
+            BTreeMap::from([(MARKER.to_owned(), forged)]),
+            Headers::default(),
+            Vec::new(),
+        );
+        self.user_writes.push((region, key.to_owned(), version));
+    }
+
+    /// A user's write of the current object's metadata (its marker
+    /// included) on other bytes, or on bytes of the same size: a new write.
+    fn user_rebadges(&mut self, region: usize, key: &str, same_size: bool, max_size: u64) {
+        let bucket = &self.buckets[region].name;
+        let history = self.s3.history(bucket, key);
+        let Some(current) = history.last().filter(|v| !v.delete_marker) else {
+            return;
+        };
+        let size = if same_size {
+            current.size
+        } else {
+            current.size % max_size + 1
+        };
+        let version = self.s3.user_put(
+            bucket,
+            key,
+            size,
+            current.metadata.clone(),
+            current.headers.clone(),
+            current.tags.clone(),
+        );
+        self.user_writes.push((region, key.to_owned(), version));
     }
 
     /// One repair of every key; returns the copies it made. Seeded, it is
