@@ -1,7 +1,6 @@
 //! The artifact bucket of each region, which toastrep creates, owns and
 //! deletes: Lambda reads a function's code from a bucket in its own region.
 
-use anyhow::{Context, Result};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
@@ -17,9 +16,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 
 use super::objects::Objects;
+use super::{AwsError, CallError};
 use crate::bail_input;
 use crate::model::names::SetName;
 use crate::package::Package;
+
+type Result<T, E = CallError> = std::result::Result<T, E>;
 
 /// What ensuring the bucket and the package did, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub async fn ensure_package(
     partition: &str,
     writer: &str,
     package: &Package,
-) -> Result<EnsuredPackage> {
+) -> Result<EnsuredPackage, AwsError> {
     let (s3, bucket, region) = (
         &artifacts.client,
         artifacts.name.as_str(),
@@ -80,8 +82,8 @@ pub async fn ensure_package(
         )),
         Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => None,
         Err(error) => {
-            return Err(anyhow::Error::new(error)
-                .context(format!("reading s3://{bucket}/{} in {region}", package.key)));
+            let target = format!("s3://{bucket}/{} in {region}", package.key);
+            return Err(CallError::of("HeadObject", target, error).into());
         }
     };
     let (upload, mut version) = match found {
@@ -112,15 +114,17 @@ pub async fn ensure_package(
             .checksum_sha256(&wanted)
             .send()
             .await
-            .with_context(|| format!("uploading {} to s3://{bucket} in {region}", package.key))?;
+            .map_err(|e| {
+                let target = format!("s3://{bucket}/{} in {region}", package.key);
+                CallError::of("PutObject", target, e)
+            })?;
         version = put.version_id().map(str::to_owned);
     }
     let Some(version) = version.filter(|v| v != "null") else {
-        anyhow::bail!(
-            "s3://{bucket}/{} in {region} has no version id although the bucket is versioned: \
-             the function's code cannot be pinned to the package checked; deploy again",
-            package.key
-        );
+        let target = format!("s3://{bucket}/{} in {region}", package.key);
+        let detail = "no version id although the bucket is versioned: the function's code \
+                      cannot be pinned to the package checked; deploy again";
+        return Err(CallError::answered("PutObject", target, detail).into());
     };
     Ok(EnsuredPackage {
         change: ArtifactChange {
@@ -139,7 +143,7 @@ async fn ensure_versioning(s3: &Client, bucket: &str) -> Result<()> {
         .bucket(bucket)
         .send()
         .await
-        .with_context(|| format!("reading the versioning of artifact bucket {bucket}"))?;
+        .map_err(|e| CallError::of("GetBucketVersioning", bucket, e))?;
     if status.status() == Some(&BucketVersioningStatus::Enabled) {
         return Ok(());
     }
@@ -152,12 +156,12 @@ async fn ensure_versioning(s3: &Client, bucket: &str) -> Result<()> {
         )
         .send()
         .await
-        .with_context(|| format!("turning on versioning of artifact bucket {bucket}"))?;
+        .map_err(|e| CallError::of("PutBucketVersioning", bucket, e))?;
     Ok(())
 }
 
 /// Creates the bucket; `false` if this account already owns it.
-async fn create_bucket(s3: &Client, bucket: &str, region: &str) -> Result<bool> {
+async fn create_bucket(s3: &Client, bucket: &str, region: &str) -> Result<bool, AwsError> {
     let mut request = s3.create_bucket().bucket(bucket);
     // us-east-1 is S3's default location and rejects an explicit constraint.
     if region != "us-east-1" {
@@ -176,8 +180,10 @@ async fn create_bucket(s3: &Client, bucket: &str, region: &str) -> Result<bool> 
             ))
             .into(),
         ),
-        Err(error) => Err(anyhow::Error::new(error)
-            .context(format!("creating artifact bucket {bucket} in {region}"))),
+        Err(error) => {
+            let target = format!("{bucket} in {region}");
+            Err(CallError::of("CreateBucket", target, error).into())
+        }
     }
 }
 
@@ -186,8 +192,7 @@ async fn policy(s3: &Client, bucket: &str) -> Result<Option<serde_json::Value>> 
     match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(found) => Ok(found.policy().and_then(|p| serde_json::from_str(p).ok())),
         Err(error) if error.code() == Some("NoSuchBucketPolicy") => Ok(None),
-        Err(error) => Err(anyhow::Error::new(error)
-            .context(format!("reading the policy of artifact bucket {bucket}"))),
+        Err(error) => Err(CallError::of("GetBucketPolicy", bucket, error)),
     }
 }
 
@@ -276,7 +281,7 @@ async fn harden(s3: &Client, bucket: &str, policy: &serde_json::Value) -> Result
         )
         .send()
         .await
-        .with_context(|| format!("blocking public access to {bucket}"))?;
+        .map_err(|e| CallError::of("PutPublicAccessBlock", bucket, e))?;
     s3.put_bucket_encryption()
         .bucket(bucket)
         .server_side_encryption_configuration(
@@ -286,15 +291,17 @@ async fn harden(s3: &Client, bucket: &str, policy: &serde_json::Value) -> Result
                         .apply_server_side_encryption_by_default(
                             ServerSideEncryptionByDefault::builder()
                                 .sse_algorithm(ServerSideEncryption::Aes256)
-                                .build()?,
+                                .build()
+                                .map_err(|e| CallError::other("PutBucketEncryption", bucket, e))?,
                         )
                         .build(),
                 )
-                .build()?,
+                .build()
+                .map_err(|e| CallError::other("PutBucketEncryption", bucket, e))?,
         )
         .send()
         .await
-        .with_context(|| format!("setting default encryption on {bucket}"))?;
+        .map_err(|e| CallError::of("PutBucketEncryption", bucket, e))?;
     put_policy(s3, bucket, policy).await
 }
 
@@ -304,6 +311,6 @@ async fn put_policy(s3: &Client, bucket: &str, policy: &serde_json::Value) -> Re
         .policy(policy.to_string())
         .send()
         .await
-        .with_context(|| format!("setting the policy of artifact bucket {bucket}"))?;
+        .map_err(|e| CallError::of("PutBucketPolicy", bucket, e))?;
     Ok(())
 }

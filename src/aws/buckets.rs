@@ -1,11 +1,14 @@
 //! Bucket contents: counting what a bucket holds, and emptying it when, and
 //! only when, the user asked for exactly that.
 
-use anyhow::{Context as _, Result};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+
+use super::CallError;
+
+type Result<T, E = CallError> = std::result::Result<T, E>;
 
 /// Pages of ListObjectVersions, which the SDK offers no paginator for: the
 /// next page starts after the key and version markers of the last.
@@ -37,7 +40,7 @@ impl<'a> VersionPages<'a> {
             .set_version_id_marker(version_marker)
             .send()
             .await
-            .with_context(|| format!("listing object versions of {}", self.bucket));
+            .map_err(|e| CallError::of("ListObjectVersions", self.bucket, e));
         if let Ok(page) = &page
             && page.is_truncated() == Some(true)
         {
@@ -156,17 +159,19 @@ async fn purge_matching(
                 Delete::builder()
                     .set_objects(Some(targets))
                     .quiet(true)
-                    .build()?,
+                    .build()
+                    .map_err(|e| CallError::other("DeleteObjects", bucket, e))?,
             )
             .send()
             .await
-            .with_context(|| format!("deleting object versions in {bucket}"))?;
+            .map_err(|e| CallError::of("DeleteObjects", bucket, e))?;
         if let Some(error) = out.errors().first() {
-            anyhow::bail!(
-                "deleting {} in {bucket} failed: {}",
+            let detail = format!(
+                "deleting {} failed: {}",
                 error.key().unwrap_or_default(),
                 error.message().unwrap_or_default()
             );
+            return Err(CallError::answered("DeleteObjects", bucket, detail));
         }
         deleted += count;
     }
@@ -186,6 +191,6 @@ pub async fn delete_bucket(s3: &Client, bucket: &str) -> Result<bool> {
     match s3.delete_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
         Err(error) if error.code() == Some("NoSuchBucket") => Ok(false),
-        Err(error) => Err(anyhow::Error::new(error).context(format!("deleting bucket {bucket}"))),
+        Err(error) => Err(CallError::of("DeleteBucket", bucket, error)),
     }
 }

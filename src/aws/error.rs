@@ -13,7 +13,7 @@ pub struct CallError {
     code: Option<String>,
     detail: String,
     #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl CallError {
@@ -27,7 +27,7 @@ impl CallError {
             code: error.code().map(str::to_owned),
             // DisplayErrorContext walks the chain down to the cause.
             detail: DisplayErrorContext(&error).to_string(),
-            source: Box::new(error),
+            source: Some(Box::new(error)),
         }
     }
 
@@ -45,7 +45,23 @@ impl CallError {
             target: target.into(),
             code: None,
             detail: error.to_string(),
-            source: Box::new(error),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// A call the service answered, whose answer says it did not do what
+    /// was asked (a batch item that failed, a version id missing).
+    pub(super) fn answered(
+        operation: &'static str,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> CallError {
+        CallError {
+            operation,
+            target: target.into(),
+            code: None,
+            detail: detail.into(),
+            source: None,
         }
     }
 
@@ -53,4 +69,14 @@ impl CallError {
     pub fn code(&self) -> Option<&str> {
         self.code.as_deref()
     }
+}
+
+/// What a step of `aws/` that can also find the user's input wrong fails
+/// with: a call, or the input (exit status 2, nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Input(#[from] crate::error::InputError),
 }

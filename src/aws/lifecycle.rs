@@ -10,13 +10,17 @@
 //! apply a bucket's `LifecycleConfiguration` from a template; this way it
 //! holds there too.)
 
-use anyhow::{Context as _, Result};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::BuildError;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
     LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
 };
+
+use super::CallError;
+
+type Result<T, E = CallError> = std::result::Result<T, E>;
 
 /// The rule that expires noncurrent versions (the template's too).
 const EXPIRE_NONCURRENT: &str = "expire-noncurrent-versions";
@@ -25,7 +29,7 @@ const ABORT_UPLOADS: &str = "abort-incomplete-multipart-uploads";
 
 /// The rules for a bucket keeping noncurrent versions `days` days (0:
 /// forever), exactly as the base template declares them.
-fn configuration(days: u32) -> Result<BucketLifecycleConfiguration> {
+fn configuration(days: u32) -> Result<BucketLifecycleConfiguration, BuildError> {
     let everything = || LifecycleRuleFilter::builder().prefix("").build();
     let mut rules = vec![
         LifecycleRule::builder()
@@ -47,7 +51,8 @@ fn configuration(days: u32) -> Result<BucketLifecycleConfiguration> {
                 .filter(everything())
                 .noncurrent_version_expiration(
                     NoncurrentVersionExpiration::builder()
-                        .noncurrent_days(i32::try_from(days).context("days")?)
+                        // Settings check the days; past i32 is forever anyway.
+                        .noncurrent_days(i32::try_from(days).unwrap_or(i32::MAX))
                         .build(),
                 )
                 // A delete marker with nothing left below it goes too.
@@ -59,9 +64,9 @@ fn configuration(days: u32) -> Result<BucketLifecycleConfiguration> {
                 .build()?,
         );
     }
-    Ok(BucketLifecycleConfiguration::builder()
+    BucketLifecycleConfiguration::builder()
         .set_rules(Some(rules))
-        .build()?)
+        .build()
 }
 
 /// The artifact bucket's rules: the delete breaker's counts (one small
@@ -69,13 +74,13 @@ fn configuration(days: u32) -> Result<BucketLifecycleConfiguration> {
 /// minute's count being all it reads; and, the bucket being versioned,
 /// what was overwritten or deleted goes after 30 days (an earlier package
 /// stays as long as a stack may roll back to it: its key is its own).
-fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
+fn artifact_configuration() -> Result<BucketLifecycleConfiguration, BuildError> {
     let noncurrent = |days| {
         NoncurrentVersionExpiration::builder()
             .noncurrent_days(days)
             .build()
     };
-    Ok(BucketLifecycleConfiguration::builder()
+    BucketLifecycleConfiguration::builder()
         .rules(
             LifecycleRule::builder()
                 .id("expire-delete-counts")
@@ -97,26 +102,32 @@ fn artifact_configuration() -> Result<BucketLifecycleConfiguration> {
                 .noncurrent_version_expiration(noncurrent(30))
                 .build()?,
         )
-        .build()?)
+        .build()
 }
 
 /// Puts the artifact bucket's rule on `bucket`.
 pub async fn apply_artifacts(s3: &Client, bucket: &str) -> Result<()> {
-    put(s3, bucket, artifact_configuration()?).await
+    put(s3, bucket, artifact_configuration()).await
 }
 
 /// Puts the rules for `days` on `bucket`.
 pub async fn apply(s3: &Client, bucket: &str, days: u32) -> Result<()> {
-    put(s3, bucket, configuration(days)?).await
+    put(s3, bucket, configuration(days)).await
 }
 
-async fn put(s3: &Client, bucket: &str, rules: BucketLifecycleConfiguration) -> Result<()> {
+async fn put(
+    s3: &Client,
+    bucket: &str,
+    rules: Result<BucketLifecycleConfiguration, BuildError>,
+) -> Result<()> {
+    const OPERATION: &str = "PutBucketLifecycleConfiguration";
+    let rules = rules.map_err(|e| CallError::other(OPERATION, bucket, e))?;
     s3.put_bucket_lifecycle_configuration()
         .bucket(bucket)
         .lifecycle_configuration(rules)
         .send()
         .await
-        .with_context(|| format!("setting the lifecycle rules of {bucket}"))?;
+        .map_err(|e| CallError::of(OPERATION, bucket, e))?;
     Ok(())
 }
 
@@ -132,7 +143,11 @@ pub async fn noncurrent_days(s3: &Client, bucket: &str) -> Result<u32> {
         Ok(out) => out.rules.unwrap_or_default(),
         Err(error) if error.code() == Some("NoSuchLifecycleConfiguration") => Vec::new(),
         Err(error) => {
-            return Err(error).with_context(|| format!("reading the lifecycle rules of {bucket}"));
+            return Err(CallError::of(
+                "GetBucketLifecycleConfiguration",
+                bucket,
+                error,
+            ));
         }
     };
     Ok(rules

@@ -15,7 +15,7 @@ pub mod stack;
 pub mod state_machines;
 
 pub use clients::{Aws, AwsOptions};
-pub use error::CallError;
+pub use error::{AwsError, CallError};
 
 #[cfg(test)]
 mod boundary {

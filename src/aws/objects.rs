@@ -195,47 +195,47 @@ impl Objects {
     }
 
     /// Object versions under `prefix`, delete markers not counted.
-    pub async fn version_count(&self, prefix: &str) -> anyhow::Result<u64> {
+    pub async fn version_count(&self, prefix: &str) -> Result<u64, CallError> {
         buckets::version_count(&self.client, &self.name, prefix).await
     }
 
     /// Every key under `prefix` with a version or a delete marker.
-    pub async fn keys_with_versions(&self, prefix: &str) -> anyhow::Result<BTreeSet<String>> {
+    pub async fn keys_with_versions(&self, prefix: &str) -> Result<BTreeSet<String>, CallError> {
         buckets::keys_with_versions(&self.client, &self.name, prefix).await
     }
 
     /// Versions and delete markers, counted up to `limit` versions.
-    pub async fn count(&self, limit: u64) -> anyhow::Result<buckets::Contents> {
+    pub async fn count(&self, limit: u64) -> Result<buckets::Contents, CallError> {
         buckets::count(&self.client, &self.name, limit).await
     }
 
     /// Deletes every version (or only the delete markers) in the bucket.
-    pub async fn purge(&self, only_markers: bool) -> anyhow::Result<u64> {
+    pub async fn purge(&self, only_markers: bool) -> Result<u64, CallError> {
         buckets::purge(&self.client, &self.name, only_markers).await
     }
 
     /// Deletes every version under `prefix`.
-    pub async fn purge_prefix(&self, prefix: &str) -> anyhow::Result<u64> {
+    pub async fn purge_prefix(&self, prefix: &str) -> Result<u64, CallError> {
         buckets::purge_prefix(&self.client, &self.name, prefix).await
     }
 
     /// Deletes the (empty) bucket; `false` when it was already gone.
-    pub async fn delete_bucket(&self) -> anyhow::Result<bool> {
+    pub async fn delete_bucket(&self) -> Result<bool, CallError> {
         buckets::delete_bucket(&self.client, &self.name).await
     }
 
     /// Puts the data bucket's lifecycle rules for `days`.
-    pub async fn keep_noncurrent_for(&self, days: u32) -> anyhow::Result<()> {
+    pub async fn keep_noncurrent_for(&self, days: u32) -> Result<(), CallError> {
         lifecycle::apply(&self.client, &self.name, days).await
     }
 
     /// Puts the artifact bucket's lifecycle rule.
-    pub async fn keep_artifacts_by_rule(&self) -> anyhow::Result<()> {
+    pub async fn keep_artifacts_by_rule(&self) -> Result<(), CallError> {
         lifecycle::apply_artifacts(&self.client, &self.name).await
     }
 
     /// How many days the bucket keeps noncurrent versions (0: for good).
-    pub async fn noncurrent_days(&self) -> anyhow::Result<u32> {
+    pub async fn noncurrent_days(&self) -> Result<u32, CallError> {
         lifecycle::noncurrent_days(&self.client, &self.name).await
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 
-use super::Aws;
+use super::{Aws, CallError};
 
 /// A failed SQS call.
 pub type QueueError = super::CallError;
@@ -42,16 +42,16 @@ pub struct Take<'a> {
 
 impl Aws {
     /// The URL of queue `name` in `region`.
-    async fn queue_url(&self, region: &str, name: &str) -> anyhow::Result<String> {
-        use anyhow::Context as _;
+    async fn queue_url(&self, region: &str, name: &str) -> Result<String, QueueError> {
+        let target = || format!("{name} in {region}");
         self.sqs(region)
             .get_queue_url()
             .queue_name(name)
             .send()
             .await
-            .with_context(|| format!("finding queue {name} in {region}"))?
+            .map_err(|e| CallError::of("GetQueueUrl", target(), e))?
             .queue_url
-            .with_context(|| format!("GetQueueUrl for {name} in {region} returned no URL"))
+            .ok_or_else(|| CallError::answered("GetQueueUrl", target(), "no URL in the answer"))
     }
 
     /// [`Aws::queue_depth`] of a queue that may not exist: `None` if it
@@ -60,7 +60,7 @@ impl Aws {
         &self,
         region: &str,
         name: &str,
-    ) -> anyhow::Result<Option<(String, u64, u64)>> {
+    ) -> Result<Option<(String, u64, u64)>, QueueError> {
         let found = self
             .sqs(region)
             .get_queue_url()
@@ -85,8 +85,7 @@ impl Aws {
         &self,
         region: &str,
         name: &str,
-    ) -> anyhow::Result<(String, u64, u64)> {
-        use anyhow::Context as _;
+    ) -> Result<(String, u64, u64), QueueError> {
         use aws_sdk_sqs::types::QueueAttributeName;
         let url = self.queue_url(region, name).await?;
         let out = self
@@ -97,8 +96,7 @@ impl Aws {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("GetQueueAttributes {name} in {region}"))?;
+            .map_err(|e| CallError::of("GetQueueAttributes", format!("{name} in {region}"), e))?;
         let number = |attribute: QueueAttributeName| {
             out.attributes()
                 .and_then(|a| a.get(&attribute))
@@ -113,7 +111,7 @@ impl Aws {
     }
 
     /// Queue `name` in `region`.
-    pub async fn queue(&self, region: &str, name: &str) -> anyhow::Result<Queue> {
+    pub async fn queue(&self, region: &str, name: &str) -> Result<Queue, QueueError> {
         Ok(Queue {
             url: self.queue_url(region, name).await?,
             client: self.sqs(region),
@@ -136,7 +134,7 @@ impl Queue {
             ))
             .send()
             .await
-            .map_err(|e| super::CallError::of("ReceiveMessage", &self.url, e))?;
+            .map_err(|e| CallError::of("ReceiveMessage", &self.url, e))?;
         Ok(out
             .messages()
             .iter()
@@ -163,7 +161,7 @@ impl Queue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| super::CallError::of("DeleteMessage", &self.url, e))
+            .map_err(|e| CallError::of("DeleteMessage", &self.url, e))
     }
 
     /// Makes messages taken visible again now, rather than when their
@@ -194,7 +192,7 @@ impl Queue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| super::CallError::of("ChangeMessageVisibilityBatch", &self.url, e))?;
+                .map_err(|e| CallError::of("ChangeMessageVisibilityBatch", &self.url, e))?;
         }
         Ok(())
     }
