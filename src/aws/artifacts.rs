@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::objects::Objects;
 use crate::bail_input;
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 use crate::package::Package;
 
 /// What ensuring the bucket and the package did, for the summary.
@@ -46,11 +47,7 @@ pub async fn ensure_package(
     writer: &str,
     package: &Package,
 ) -> Result<EnsuredPackage> {
-    let (s3, bucket, region) = (
-        &artifacts.client,
-        artifacts.name.as_str(),
-        &artifacts.region,
-    );
+    let (s3, bucket, region) = (&artifacts.client, artifacts.name.as_str(), artifacts.region);
     let bucket_created = create_bucket(s3, bucket, region).await?;
     let wanted_policy = artifact_policy(bucket, partition, writer);
     if bucket_created {
@@ -157,13 +154,13 @@ async fn ensure_versioning(s3: &Client, bucket: &str) -> Result<()> {
 }
 
 /// Creates the bucket; `false` if this account already owns it.
-async fn create_bucket(s3: &Client, bucket: &str, region: &str) -> Result<bool> {
+async fn create_bucket(s3: &Client, bucket: &str, region: Region) -> Result<bool> {
     let mut request = s3.create_bucket().bucket(bucket);
     // us-east-1 is S3's default location and rejects an explicit constraint.
     if region != "us-east-1" {
         request = request.create_bucket_configuration(
             CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
+                .location_constraint(BucketLocationConstraint::from(region.as_str()))
                 .build(),
         );
     }
@@ -257,7 +254,7 @@ pub async fn log_key_in(artifacts: &Objects) -> Result<Option<String>> {
 }
 
 /// The ARN of the replicator role that may write a set's state in `region`.
-pub fn state_writer(name: &SetName, region: &str, account: &str, partition: &str) -> String {
+pub fn state_writer(name: &SetName, region: Region, account: &str, partition: &str) -> String {
     format!("arn:{partition}:iam::{account}:role/{}", name.role(region))
 }
 
