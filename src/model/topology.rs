@@ -286,30 +286,44 @@ fn pair_plan(name: &SetName, pair: Pair) -> PairPlan {
         ("toastrep:destination", pair.destination.as_str()),
     ];
     PairPlan {
-        grant: StackPlan {
-            stack_name: pair.grant.name,
-            region: pair.grant.region,
-            template: Template::Grant,
-            parameters: BTreeMap::from([
-                ("SetName".into(), name.to_string()),
-                ("SourceRegion".into(), pair.source.to_string()),
-            ]),
-            keep_previous: BTreeSet::new(),
-            tags: tags(name, Template::Grant, endpoints),
-        },
-        subscription: StackPlan {
-            stack_name: pair.subscription.name,
-            region: pair.subscription.region,
-            template: Template::Subscription,
-            parameters: BTreeMap::from([
-                ("SetName".into(), name.to_string()),
-                ("DestinationRegion".into(), pair.destination.to_string()),
-            ]),
-            keep_previous: BTreeSet::new(),
-            tags: tags(name, Template::Subscription, endpoints),
-        },
+        grant: pair_stack(
+            name,
+            pair.grant,
+            Template::Grant,
+            ("SourceRegion", pair.source),
+            endpoints,
+        ),
+        subscription: pair_stack(
+            name,
+            pair.subscription,
+            Template::Subscription,
+            ("DestinationRegion", pair.destination),
+            endpoints,
+        ),
         source: pair.source,
         destination: pair.destination,
+    }
+}
+
+/// One stack of a pair: where it lives, and the parameter naming the
+/// pair's other end.
+fn pair_stack(
+    name: &SetName,
+    at: StackAt,
+    template: Template,
+    (parameter, other): (&str, Region),
+    endpoints: [(&str, &str); 2],
+) -> StackPlan {
+    StackPlan {
+        stack_name: at.name,
+        region: at.region,
+        template,
+        parameters: BTreeMap::from([
+            ("SetName".into(), name.to_string()),
+            (parameter.into(), other.to_string()),
+        ]),
+        keep_previous: BTreeSet::new(),
+        tags: tags(name, template, endpoints),
     }
 }
 
