@@ -93,13 +93,13 @@ impl SetName {
 
     /// The grant stack in `destination`'s region that lets `source`'s topic
     /// invoke the local function and the function read `source`'s bucket.
-    pub fn grant_stack(&self, source: &str) -> String {
+    pub fn grant_stack(&self, source: Region) -> String {
         format!("{PREFIX}-{}{}{source}", self.0, PAIR_INFIXES[0])
     }
 
     /// The subscription stack in the source region that subscribes
     /// `destination`'s function to the local topic.
-    pub fn subscription_stack(&self, destination: &str) -> String {
+    pub fn subscription_stack(&self, destination: Region) -> String {
         format!("{PREFIX}-{}{}{destination}", self.0, PAIR_INFIXES[1])
     }
 
@@ -220,7 +220,7 @@ mod tests {
         assert!(colliding.is_err());
         assert_eq!(
             format!("{PREFIX}-x1-from-us-east-1"),
-            x.grant_stack("us-east-1")
+            x.grant_stack("us-east-1".into())
         );
         for bad in ["x1-to-eu-west-2", "from-a", "a-to", "to-b", "a-from"] {
             let err = SetName::parse(bad).unwrap_err().to_string();

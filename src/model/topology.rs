@@ -370,11 +370,11 @@ pub fn pairs(name: &SetName, regions: &[Region]) -> Vec<Pair> {
                 source,
                 destination,
                 grant: StackAt {
-                    name: name.grant_stack(&source),
+                    name: name.grant_stack(source),
                     region: destination,
                 },
                 subscription: StackAt {
-                    name: name.subscription_stack(&destination),
+                    name: name.subscription_stack(destination),
                     region: source,
                 },
             });

@@ -27,7 +27,7 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// The ARN of the repair state machine of set `name` in `region`.
 fn state_machine_arn(name: &SetName, region: Region, account: &str) -> String {
-    let partition = crate::model::regions::partition_of(&region).unwrap_or("aws");
+    let partition = region.partition();
     format!("arn:{partition}:states:{region}:{account}:stateMachine:toastrep-{name}-repair")
 }
 
