@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 
+use crate::error::InputError;
 use crate::model::architecture::Architecture;
 use crate::model::function::SettingsLayer;
+use crate::model::regions::{self, Region, RegionSearch};
 
 /// Provision and run an active-active, multi-region S3 replica set.
 ///
@@ -184,16 +186,29 @@ pub struct FunctionArgs {
 pub struct RegionsArgs {
     /// The regions of the set, comma-separated (at least two), e.g.
     /// us-east-1,eu-west-2,ap-northeast-1. Default: the set file's.
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS", value_parser = region)]
+    pub regions: Vec<Region>,
 }
 
 /// Where to look for a deployed set.
 #[derive(Debug, Args)]
 pub struct LookInArgs {
     /// Only look for the set in these regions (default: every region of the partition).
-    #[arg(long, value_delimiter = ',', value_name = "REGIONS")]
-    pub regions: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "REGIONS", value_parser = region)]
+    pub regions: Vec<Region>,
+}
+
+impl LookInArgs {
+    /// Where to look: the regions given (each once), else, with none
+    /// given, every region of the partition.
+    pub fn search(&self) -> Result<RegionSearch, InputError> {
+        if self.regions.is_empty() {
+            return Ok(RegionSearch::WholePartition);
+        }
+        Ok(RegionSearch::These(regions::distinct(
+            self.regions.clone(),
+        )?))
+    }
 }
 
 /// How much of the work runs at once.
@@ -240,6 +255,10 @@ fn architecture(value: &str) -> Result<Architecture, String> {
     value.parse()
 }
 
+fn region(value: &str) -> Result<Region, InputError> {
+    Region::parse(value)
+}
+
 #[derive(Debug, Args)]
 #[command(mut_args(adjust("regions", |a| a
     .required(true)
@@ -278,8 +297,8 @@ pub struct AddRegionArgs {
     #[command(flatten)]
     pub set: SetArgs,
     /// The region to add.
-    #[arg(long, value_name = "REGION")]
-    pub region: String,
+    #[arg(long, value_name = "REGION", value_parser = region)]
+    pub region: Region,
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
 }
@@ -292,8 +311,8 @@ pub struct RemoveRegionArgs {
     #[command(flatten)]
     pub set: SetArgs,
     /// The region to remove.
-    #[arg(long, value_name = "REGION")]
-    pub region: String,
+    #[arg(long, value_name = "REGION", value_parser = region)]
+    pub region: Region,
     #[command(flatten)]
     pub removal: RemovalArgs,
 }
@@ -450,8 +469,8 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub set: SetArgs,
     /// Only this region's dead-letter queue (default: every region of the set).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
+    #[arg(long, value_name = "REGION", value_parser = region)]
+    pub region: Option<Region>,
     /// Read and parse the messages and say what would be replayed; copy and
     /// delete nothing.
     #[arg(long)]

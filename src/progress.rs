@@ -9,19 +9,21 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-/// What long-running work tells the user while it runs.
+/// What long-running work tells the user while it runs. Each line is
+/// shown under its `scope`: the region the work is in, or the set's name
+/// for work over all of its regions (a sync, a restore).
 pub trait Reporter: Send + Sync {
     /// A unit of work (a stack, a bucket) has started.
-    fn started(&self, region: &str, item: &str, what: &str);
+    fn started(&self, scope: &str, item: &str, what: &str);
     /// Something happened inside it (a resource event).
-    fn progressed(&self, region: &str, item: &str, message: &str);
+    fn progressed(&self, scope: &str, item: &str, message: &str);
     /// How far it has come (keys examined, copies made): sent often, shown
     /// as often as the reporter likes.
-    fn counted(&self, region: &str, item: &str, message: &str) {
-        self.progressed(region, item, message);
+    fn counted(&self, scope: &str, item: &str, message: &str) {
+        self.progressed(scope, item, message);
     }
     /// It has ended; `ok` tells how.
-    fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool);
+    fn finished(&self, scope: &str, item: &str, outcome: &str, ok: bool);
     /// A free-standing line.
     fn note(&self, message: &str);
 }
@@ -68,20 +70,20 @@ impl Lines {
 const COUNT_EVERY: Duration = Duration::from_secs(30);
 
 impl Reporter for Lines {
-    fn started(&self, region: &str, item: &str, what: &str) {
-        eprintln!("[{region}] {item}: {what}");
+    fn started(&self, scope: &str, item: &str, what: &str) {
+        eprintln!("[{scope}] {item}: {what}");
     }
 
-    fn progressed(&self, region: &str, item: &str, message: &str) {
+    fn progressed(&self, scope: &str, item: &str, message: &str) {
         if self.events {
-            eprintln!("[{region}] {item}: {message}");
+            eprintln!("[{scope}] {item}: {message}");
         }
     }
 
-    fn counted(&self, region: &str, item: &str, message: &str) {
+    fn counted(&self, scope: &str, item: &str, message: &str) {
         let now = Instant::now();
         let mut counted = self.counted.lock().expect("no panic holds the lock");
-        let last = counted.entry((region.to_owned(), item.to_owned()));
+        let last = counted.entry((scope.to_owned(), item.to_owned()));
         let due = match &last {
             std::collections::hash_map::Entry::Occupied(at) => {
                 self.events || now.duration_since(*at.get()) >= COUNT_EVERY
@@ -90,13 +92,13 @@ impl Reporter for Lines {
         };
         if due {
             last.insert_entry(now);
-            eprintln!("[{region}] {item}: {message}");
+            eprintln!("[{scope}] {item}: {message}");
         }
     }
 
-    fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool) {
+    fn finished(&self, scope: &str, item: &str, outcome: &str, ok: bool) {
         let mark = if ok { "done" } else { "FAILED" };
-        eprintln!("[{region}] {item}: {mark}: {outcome}");
+        eprintln!("[{scope}] {item}: {mark}: {outcome}");
     }
 
     fn note(&self, message: &str) {
@@ -112,29 +114,29 @@ struct Bars {
 }
 
 impl Reporter for Bars {
-    fn started(&self, region: &str, item: &str, what: &str) {
+    fn started(&self, scope: &str, item: &str, what: &str) {
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
                 .expect("the template is valid"),
         );
-        bar.set_prefix(format!("[{region}] {item}"));
+        bar.set_prefix(format!("[{scope}] {item}"));
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
         self.bars
             .lock()
             .expect("no panic holds the lock")
-            .insert((region.to_owned(), item.to_owned()), bar);
+            .insert((scope.to_owned(), item.to_owned()), bar);
     }
 
-    fn progressed(&self, region: &str, item: &str, message: &str) {
-        if let Some(bar) = self.bar(region, item) {
+    fn progressed(&self, scope: &str, item: &str, message: &str) {
+        if let Some(bar) = self.bar(scope, item) {
             bar.set_message(message.to_owned());
         }
     }
 
-    fn finished(&self, region: &str, item: &str, outcome: &str, ok: bool) {
-        if let Some(bar) = self.bar(region, item) {
+    fn finished(&self, scope: &str, item: &str, outcome: &str, ok: bool) {
+        if let Some(bar) = self.bar(scope, item) {
             let mark = if ok { "✔" } else { "✘" };
             bar.finish_with_message(format!("{mark} {outcome}"));
         }
@@ -146,11 +148,11 @@ impl Reporter for Bars {
 }
 
 impl Bars {
-    fn bar(&self, region: &str, item: &str) -> Option<ProgressBar> {
+    fn bar(&self, scope: &str, item: &str) -> Option<ProgressBar> {
         self.bars
             .lock()
             .expect("no panic holds the lock")
-            .get(&(region.to_owned(), item.to_owned()))
+            .get(&(scope.to_owned(), item.to_owned()))
             .cloned()
     }
 }

@@ -19,6 +19,7 @@ use super::objects::Objects;
 use super::{AwsError, CallError};
 use crate::bail_input;
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 use crate::package::Package;
 
 type Result<T, E = CallError> = std::result::Result<T, E>;
@@ -48,11 +49,7 @@ pub async fn ensure_package(
     writer: &str,
     package: &Package,
 ) -> Result<EnsuredPackage, AwsError> {
-    let (s3, bucket, region) = (
-        &artifacts.client,
-        artifacts.name.as_str(),
-        &artifacts.region,
-    );
+    let (s3, bucket, region) = (&artifacts.client, artifacts.name.as_str(), artifacts.region);
     let bucket_created = create_bucket(s3, bucket, region).await?;
     let wanted_policy = artifact_policy(bucket, partition, writer);
     if bucket_created {
@@ -161,13 +158,13 @@ async fn ensure_versioning(s3: &Client, bucket: &str) -> Result<()> {
 }
 
 /// Creates the bucket; `false` if this account already owns it.
-async fn create_bucket(s3: &Client, bucket: &str, region: &str) -> Result<bool, AwsError> {
+async fn create_bucket(s3: &Client, bucket: &str, region: Region) -> Result<bool, AwsError> {
     let mut request = s3.create_bucket().bucket(bucket);
     // us-east-1 is S3's default location and rejects an explicit constraint.
     if region != "us-east-1" {
         request = request.create_bucket_configuration(
             CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
+                .location_constraint(BucketLocationConstraint::from(region.as_str()))
                 .build(),
         );
     }
@@ -262,7 +259,7 @@ pub async fn log_key_in(artifacts: &Objects) -> Result<Option<String>> {
 }
 
 /// The ARN of the replicator role that may write a set's state in `region`.
-pub fn state_writer(name: &SetName, region: &str, account: &str, partition: &str) -> String {
+pub fn state_writer(name: &SetName, region: Region, account: &str, partition: &str) -> String {
     format!("arn:{partition}:iam::{account}:role/{}", name.role(region))
 }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::stack::{
     self, Phase, ResourceFailure, StackAction, StackError, StackOutcome, call_error, check_owner,
 };
+use crate::model::regions::Region;
 use crate::model::topology::StackPlan;
 use crate::progress::Reporter;
 
@@ -64,7 +65,7 @@ pub struct ResourceChange {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StackPreview {
     pub stack_name: String,
-    pub region: String,
+    pub region: Region,
     pub action: PreviewAction,
     /// The stack's status when it is not one an update can start from.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,11 +88,11 @@ pub async fn preview_stack(
     aws: &crate::aws::Aws,
     plan: &StackPlan,
 ) -> Result<StackPreview, StackError> {
-    let cfn = &aws.cloudformation(&plan.region);
-    let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
+    let cfn = &aws.cloudformation(plan.region);
+    let (name, region) = (plan.stack_name.as_str(), plan.region);
     let preview = |action, status: Option<&str>, changes| StackPreview {
         stack_name: name.into(),
-        region: region.into(),
+        region,
         action,
         status: status.map(str::to_owned),
         changes,
@@ -137,7 +138,7 @@ pub async fn apply_stack(
         "a plan that keeps deployed values it does not know is previewed, never applied"
     );
     let start = Instant::now();
-    let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
+    let (name, region) = (plan.stack_name.as_str(), plan.region);
     let cfn = &aws.cloudformation(region);
     let mut recreated = false;
     loop {
@@ -148,7 +149,7 @@ pub async fn apply_stack(
         {
             if phase == Some(Phase::Busy) {
                 let status = stack::status_of(stack);
-                reporter.started(region, name, &format!("waiting: {status}"));
+                reporter.started(&region, name, &format!("waiting: {status}"));
                 stack::wait_settled(cfn, name, region, HashSet::new(), reporter).await?;
                 continue;
             }
@@ -166,7 +167,7 @@ pub async fn apply_stack(
                 Some(Phase::Stuck | Phase::CreateFailed) => {
                     return Err(StackError::Stuck {
                         stack: name.into(),
-                        region: region.into(),
+                        region,
                         hint: stuck_hint(&status),
                         status,
                     });
@@ -183,7 +184,7 @@ pub async fn apply_stack(
         } else {
             (ChangeSetType::Update, "updating")
         };
-        reporter.started(region, name, doing);
+        reporter.started(&region, name, doing);
         let change_set = match make_change_set(cfn, plan, kind).await {
             Ok(change_set) => change_set,
             Err(error) => {
@@ -230,7 +231,7 @@ fn stuck_hint(status: &str) -> &'static str {
 fn outcome(plan: &StackPlan, action: StackAction, start: Instant) -> StackOutcome {
     StackOutcome {
         stack_name: plan.stack_name.clone(),
-        region: plan.region.clone(),
+        region: plan.region,
         action,
         seconds: start.elapsed().as_secs_f64(),
     }
@@ -243,7 +244,7 @@ async fn make_change_set(
     plan: &StackPlan,
     kind: ChangeSetType,
 ) -> Result<ChangeSet, StackError> {
-    let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
+    let (name, region) = (plan.stack_name.as_str(), plan.region);
     // Unique per call, so two runs never touch each other's change sets.
     let change_set = format!(
         "toastrep-{}-{}",
@@ -279,7 +280,7 @@ async fn make_change_set(
 /// logged: the stack is as it was, and CloudFormation drops a stack's other
 /// change sets when one is executed.
 async fn discard(cfn: &Client, plan: &StackPlan, change_set: &str) {
-    let (name, region) = (plan.stack_name.as_str(), plan.region.as_str());
+    let (name, region) = (plan.stack_name.as_str(), plan.region);
     if let Err(error) = cfn
         .delete_change_set()
         .stack_name(name)
@@ -289,7 +290,7 @@ async fn discard(cfn: &Client, plan: &StackPlan, change_set: &str) {
     {
         tracing::warn!(
             stack = name,
-            region,
+            %region,
             "could not delete change set {change_set}: {}",
             DisplayErrorContext(&error)
         );
@@ -301,7 +302,7 @@ async fn discard(cfn: &Client, plan: &StackPlan, change_set: &str) {
 async fn read_change_set(
     cfn: &Client,
     name: &str,
-    region: &str,
+    region: Region,
     change_set: &str,
 ) -> Result<Option<Vec<ResourceChange>>, StackError> {
     let mut delay = Duration::from_millis(100);
@@ -327,7 +328,7 @@ async fn read_change_set(
                 }
                 return Err(StackError::Failed {
                     stack: name.into(),
-                    region: region.into(),
+                    region,
                     status: "change set FAILED".into(),
                     failures: vec![ResourceFailure {
                         logical_id: change_set.into(),
@@ -354,7 +355,7 @@ async fn read_change_set(
                 None => return Ok(Some(changes)),
             }
         };
-        tracing::debug!(stack = name, region, ?status, "change set not ready");
+        tracing::debug!(stack = name, %region, ?status, "change set not ready");
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(Duration::from_secs(3));
     }

@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig, timeout::TimeoutConfig};
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
@@ -16,6 +16,7 @@ use aws_sdk_sts::error::{DisplayErrorContext, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 use crate::error::InputError;
+use crate::model::regions::Region;
 
 /// Where and as whom to call AWS.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +39,7 @@ pub struct Aws {
 impl Aws {
     /// Loads the configuration. `region` is used only where a call needs some
     /// region and the environment names none (STS, for the account id).
-    pub async fn load(options: &AwsOptions, region: &str) -> Self {
+    pub async fn load(options: &AwsOptions, region: Region) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
                 // Fail fast on an endpoint that does not answer, instead of the
@@ -57,7 +58,7 @@ impl Aws {
         if configured_region.is_none() {
             config = config
                 .into_builder()
-                .region(Region::new(region.to_owned()))
+                .region(SdkRegion::new(region.as_str()))
                 .build();
         }
         Self {
@@ -67,9 +68,11 @@ impl Aws {
         }
     }
 
-    /// The region the environment or profile names, if any.
-    pub fn region(&self) -> Option<&str> {
-        self.configured_region.as_deref()
+    /// The region the environment or profile names, if toastrep knows it.
+    pub fn region(&self) -> Option<Region> {
+        self.configured_region
+            .as_deref()
+            .and_then(|region| Region::parse(region).ok())
     }
 
     pub fn endpoint_url(&self) -> Option<&str> {
@@ -79,15 +82,15 @@ impl Aws {
     /// The S3 configuration for a region. A custom endpoint (an emulator, an
     /// S3-compatible store, a VPC endpoint by IP) gets path-style addressing:
     /// virtual-hosted names do not resolve against an IP address.
-    fn s3_config(&self, region: &str) -> aws_sdk_s3::Config {
+    fn s3_config(&self, region: Region) -> aws_sdk_s3::Config {
         aws_sdk_s3::config::Builder::from(&self.config)
-            .region(Region::new(region.to_owned()))
+            .region(SdkRegion::new(region.as_str()))
             .force_path_style(self.endpoint_url().is_some())
             .interceptor(ExpectedOwner(self.account.clone()))
             .build()
     }
 
-    pub(in crate::aws) fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+    pub(in crate::aws) fn s3(&self, region: Region) -> aws_sdk_s3::Client {
         aws_sdk_s3::Client::from_conf(self.s3_config(region))
     }
 
@@ -95,7 +98,7 @@ impl Aws {
     /// each made like [`Aws::s3`]'s.
     pub fn replication_clients(
         &self,
-        region: &str,
+        region: Region,
     ) -> toastrep_replication::store::s3::RegionalClients {
         toastrep_replication::store::s3::RegionalClients::new(self.s3_config(region))
     }
@@ -149,9 +152,9 @@ macro_rules! regional_clients {
     ($($method:ident => $sdk:ident),* $(,)?) => {
         impl Aws {
             $(
-                pub(in crate::aws) fn $method(&self, region: &str) -> $sdk::Client {
+                pub(in crate::aws) fn $method(&self, region: Region) -> $sdk::Client {
                     let config = $sdk::config::Builder::from(&self.config)
-                        .region(Region::new(region.to_owned()))
+                        .region(SdkRegion::new(region.as_str()))
                         .build();
                     $sdk::Client::from_conf(config)
                 }
@@ -254,7 +257,7 @@ mod tests {
         let aws = Aws {
             config: SdkConfig::builder()
                 .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
+                .region(SdkRegion::new("us-east-1"))
                 .endpoint_url(&url)
                 .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
                     aws_sdk_sts::config::Credentials::for_tests(),
@@ -264,7 +267,7 @@ mod tests {
             account: Arc::default(),
         };
         let _ = aws.account.set("111122223333".to_owned());
-        let s3 = aws.s3("us-east-1");
+        let s3 = aws.s3(Region::US_EAST_1);
         let next = || requests.recv_timeout(Duration::from_secs(10)).unwrap();
 
         let _ = s3.head_object().bucket("b").key("k").send().await;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use aws_sdk_lambda::primitives::Blob;
 
 use super::Aws;
+use crate::model::regions::Region;
 
 /// A failed Lambda call.
 pub type FunctionError = super::CallError;
@@ -14,7 +15,7 @@ pub type FunctionError = super::CallError;
 #[derive(Debug, Clone)]
 pub struct Function {
     pub name: String,
-    pub region: String,
+    pub region: Region,
     client: aws_sdk_lambda::Client,
 }
 
@@ -47,7 +48,7 @@ pub struct Environment {
 
 impl Aws {
     /// Function `name` in `region`.
-    pub fn function(&self, region: &str, name: &str) -> Function {
+    pub fn function(&self, region: Region, name: &str) -> Function {
         Function {
             name: name.to_owned(),
             region: region.to_owned(),

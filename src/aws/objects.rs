@@ -10,12 +10,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::BucketVersioningStatus;
 
 use super::{Aws, CallError, buckets, lifecycle};
+use crate::model::regions::Region;
 
 /// A bucket in its region.
 #[derive(Debug, Clone)]
 pub struct Objects {
     pub name: String,
-    pub region: String,
+    pub region: Region,
     pub(super) client: Client,
 }
 
@@ -38,7 +39,7 @@ pub enum Versioning {
 
 impl Aws {
     /// Bucket `name` in `region`.
-    pub fn objects(&self, region: &str, name: impl Into<String>) -> Objects {
+    pub fn objects(&self, region: Region, name: impl Into<String>) -> Objects {
         Objects {
             name: name.into(),
             region: region.to_owned(),
@@ -52,7 +53,7 @@ impl Aws {
     /// ListBuckets is global: `region` is only where it is asked.
     pub async fn bucket_names(
         &self,
-        region: &str,
+        region: Region,
         prefix: &str,
     ) -> Result<BTreeSet<String>, CallError> {
         let mut pages = self

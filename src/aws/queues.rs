@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 
 use super::{Aws, CallError};
+use crate::model::regions::Region;
 
 /// A failed SQS call.
 pub type QueueError = super::CallError;
@@ -42,7 +43,7 @@ pub struct Take<'a> {
 
 impl Aws {
     /// The URL of queue `name` in `region`.
-    async fn queue_url(&self, region: &str, name: &str) -> Result<String, QueueError> {
+    async fn queue_url(&self, region: Region, name: &str) -> Result<String, QueueError> {
         let target = || format!("{name} in {region}");
         self.sqs(region)
             .get_queue_url()
@@ -58,7 +59,7 @@ impl Aws {
     /// does not.
     pub async fn queue_depth_if_exists(
         &self,
-        region: &str,
+        region: Region,
         name: &str,
     ) -> Result<Option<(String, u64, u64)>, QueueError> {
         let found = self
@@ -83,7 +84,7 @@ impl Aws {
     /// and messages received but not yet deleted.
     pub async fn queue_depth(
         &self,
-        region: &str,
+        region: Region,
         name: &str,
     ) -> Result<(String, u64, u64), QueueError> {
         use aws_sdk_sqs::types::QueueAttributeName;
@@ -111,7 +112,7 @@ impl Aws {
     }
 
     /// Queue `name` in `region`.
-    pub async fn queue(&self, region: &str, name: &str) -> Result<Queue, QueueError> {
+    pub async fn queue(&self, region: Region, name: &str) -> Result<Queue, QueueError> {
         Ok(Queue {
             url: self.queue_url(region, name).await?,
             client: self.sqs(region),

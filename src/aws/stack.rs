@@ -13,6 +13,7 @@ use aws_sdk_cloudformation::types::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::model::regions::Region;
 use crate::model::topology::{StackPlan, TAG_SET, TAG_STACK};
 use crate::progress::Reporter;
 
@@ -51,7 +52,7 @@ impl fmt::Display for StackAction {
 #[derive(Debug, Clone, Serialize)]
 pub struct StackOutcome {
     pub stack_name: String,
-    pub region: String,
+    pub region: Region,
     pub action: StackAction,
     pub seconds: f64,
 }
@@ -73,7 +74,7 @@ pub enum StackError {
     )]
     Failed {
         stack: String,
-        region: String,
+        region: Region,
         status: String,
         failures: Vec<ResourceFailure>,
     },
@@ -82,7 +83,7 @@ pub enum StackError {
     )]
     NotOurs {
         stack: String,
-        region: String,
+        region: Region,
         owner: String,
         wanted: String,
     },
@@ -91,14 +92,14 @@ pub enum StackError {
     )]
     NotOursToDelete {
         stack: String,
-        region: String,
+        region: Region,
         found: String,
         wanted: String,
     },
     #[error("stack {stack} in {region} is {status}: {hint}")]
     Stuck {
         stack: String,
-        region: String,
+        region: Region,
         status: String,
         hint: &'static str,
     },
@@ -106,7 +107,7 @@ pub enum StackError {
     Call {
         operation: &'static str,
         stack: String,
-        region: String,
+        region: Region,
         message: String,
     },
 }
@@ -187,7 +188,7 @@ impl crate::aws::Aws {
     /// Stack `name` in `region`; `None` if it does not exist.
     pub async fn stack(
         &self,
-        region: &str,
+        region: Region,
         name: &str,
     ) -> Result<Option<DeployedStack>, StackError> {
         let cfn = self.cloudformation(region);
@@ -202,7 +203,7 @@ impl crate::aws::Aws {
 pub(super) async fn describe_stack(
     cfn: &Client,
     stack: &str,
-    region: &str,
+    region: Region,
 ) -> Result<Option<Stack>, StackError> {
     match cfn.describe_stacks().stack_name(stack).send().await {
         Ok(out) => Ok(out
@@ -222,7 +223,7 @@ pub(super) async fn describe_stack(
 pub async fn delete_stack(
     aws: &crate::aws::Aws,
     name: &str,
-    region: &str,
+    region: Region,
     owner: &str,
     kind: &str,
     reporter: &dyn Reporter,
@@ -236,7 +237,7 @@ pub async fn delete_stack(
             if found != (Some(owner), Some(kind)) {
                 return Err(StackError::NotOursToDelete {
                     stack: name.into(),
-                    region: region.into(),
+                    region,
                     found: match found {
                         (Some(set), Some(found_kind)) => format!("set '{set}', {found_kind} stack"),
                         (Some(set), None) => format!("set '{set}'"),
@@ -245,14 +246,14 @@ pub async fn delete_stack(
                     wanted: format!("set '{owner}', {kind} stack"),
                 });
             }
-            reporter.started(region, name, "deleting");
+            reporter.started(&region, name, "deleting");
             delete_existing(cfn, name, region, reporter).await?;
             StackAction::Deleted
         }
     };
     Ok(StackOutcome {
         stack_name: name.into(),
-        region: region.into(),
+        region,
         action,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -261,7 +262,7 @@ pub async fn delete_stack(
 pub(super) async fn delete_existing(
     cfn: &Client,
     name: &str,
-    region: &str,
+    region: Region,
     reporter: &dyn Reporter,
 ) -> Result<(), StackError> {
     let seen = seen_events(cfn, name).await;
@@ -346,7 +347,7 @@ pub(super) fn check_owner(stack: &Stack, plan: &StackPlan) -> Result<(), StackEr
         Some(owner) if owner == wanted => Ok(()),
         owner => Err(StackError::NotOurs {
             stack: plan.stack_name.clone(),
-            region: plan.region.clone(),
+            region: plan.region,
             owner: owner.unwrap_or("none (not made by toastrep)").to_owned(),
             wanted: wanted.clone(),
         }),
@@ -380,7 +381,7 @@ pub(super) fn tags(plan: &StackPlan) -> Vec<Tag> {
 pub(super) async fn expect_healthy(
     stack: &Stack,
     name: &str,
-    region: &str,
+    region: Region,
     cfn: &Client,
 ) -> Result<(), StackError> {
     if Phase::of_stack(stack) == Phase::Healthy {
@@ -390,10 +391,10 @@ pub(super) async fn expect_healthy(
     }
 }
 
-async fn failed(cfn: &Client, stack: &Stack, name: &str, region: &str) -> StackError {
+async fn failed(cfn: &Client, stack: &Stack, name: &str, region: Region) -> StackError {
     StackError::Failed {
         stack: name.into(),
-        region: region.into(),
+        region,
         status: status_of(stack).into(),
         failures: resource_failures(cfn, stack, name).await,
     }
@@ -540,7 +541,7 @@ pub(super) async fn seen_events(cfn: &Client, stack: &str) -> HashSet<String> {
 pub(super) async fn wait_settled(
     cfn: &Client,
     name: &str,
-    region: &str,
+    region: Region,
     seen: HashSet<String>,
     reporter: &dyn Reporter,
 ) -> Result<Stack, StackError> {
@@ -548,7 +549,7 @@ pub(super) async fn wait_settled(
         Some(stack) => Ok(stack),
         None => Err(StackError::Stuck {
             stack: name.into(),
-            region: region.into(),
+            region,
             status: "DELETED".into(),
             hint: "it was deleted while toastrep waited for it; run the command again",
         }),
@@ -559,7 +560,7 @@ pub(super) async fn wait_settled(
 async fn wait_gone(
     cfn: &Client,
     name: &str,
-    region: &str,
+    region: Region,
     seen: HashSet<String>,
     reporter: &dyn Reporter,
 ) -> Result<Option<Stack>, StackError> {
@@ -569,7 +570,7 @@ async fn wait_gone(
 async fn wait(
     cfn: &Client,
     name: &str,
-    region: &str,
+    region: Region,
     mut seen: HashSet<String>,
     reporter: &dyn Reporter,
 ) -> Result<Option<Stack>, StackError> {
@@ -589,7 +590,7 @@ async fn wait(
             if let Some(id) = event.event_id() {
                 seen.insert(id.to_owned());
             }
-            reporter.progressed(region, name, &describe_event(&event));
+            reporter.progressed(&region, name, &describe_event(&event));
         }
         match stack {
             Some(stack) if Phase::of_stack(&stack) == Phase::Busy => {}
@@ -625,7 +626,7 @@ fn is_missing_stack<E: ProvideErrorMetadata>(
 pub(super) fn call_error<E>(
     operation: &'static str,
     stack: &str,
-    region: &str,
+    region: Region,
     error: &aws_sdk_cloudformation::error::SdkError<E>,
 ) -> StackError
 where
@@ -634,7 +635,7 @@ where
     StackError::Call {
         operation,
         stack: stack.into(),
-        region: region.into(),
+        region,
         message: DisplayErrorContext(error).to_string(),
     }
 }

@@ -3,6 +3,7 @@
 //! item counts).
 
 use super::{Aws, CallError};
+use crate::model::regions::Region;
 
 /// An execution as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ impl Aws {
     /// returns the execution's ARN.
     pub async fn start_execution(
         &self,
-        region: &str,
+        region: Region,
         arn: &str,
         run: &str,
         input: &str,
@@ -49,7 +50,7 @@ impl Aws {
     }
 
     /// Execution `arn` in `region` as it is now.
-    pub async fn execution(&self, region: &str, arn: &str) -> Result<Execution, CallError> {
+    pub async fn execution(&self, region: Region, arn: &str) -> Result<Execution, CallError> {
         use aws_sdk_sfn::types::ExecutionStatus;
         let sfn = self.sfn(region);
         let described = sfn

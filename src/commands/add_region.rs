@@ -19,7 +19,7 @@ use crate::settings::AddRegionSettings;
 use crate::settings::set_file;
 
 pub async fn add_region(context: &Context, settings: &AddRegionSettings) -> Result<Report> {
-    let (name, region) = (&settings.name, settings.region.as_str());
+    let (name, region) = (&settings.name, settings.region);
     let set = SetContext::connect(&context.aws, name, region).await?;
     let joining = membership::plan_joining(&set, region).await?;
     let result = rollout::roll_out(

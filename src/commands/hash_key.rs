@@ -26,8 +26,8 @@ pub async fn hash_key(context: &Context, settings: &HashKeySettings) -> Result<R
     // Only the derived log key, which the artifact bucket keeps: finding a
     // key's log lines needs no right to the marker key (which seals markers).
     let region = &regions[0];
-    let bucket = located.set.artifact_bucket(region);
-    let log_key = artifacts::log_key_in(&located.set.aws.objects(region, &bucket))
+    let bucket = located.set.artifact_bucket(*region);
+    let log_key = artifacts::log_key_in(&located.set.aws.objects(*region, &bucket))
         .await?
         .and_then(|hex| {
             let mut key = [0u8; 32];

@@ -15,6 +15,7 @@ use crate::settings::{InitSettings, set_file};
 pub struct InitResult {
     pub path: String,
     pub name: String,
+    // The regions as the file lists them (see `SetFile`).
     pub regions: Vec<String>,
     /// The settings it gives; the rest keep their deployed value (or the
     /// default, for a new set).

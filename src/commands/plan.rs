@@ -11,6 +11,7 @@ use super::words::{deletes_phrase, kept_phrase};
 use super::{Context, Report};
 use crate::aws::change_set::PreviewAction;
 use crate::model::function::{SettingChange, Source};
+use crate::model::regions::RegionSearch;
 use crate::model::topology::SetSpec;
 use crate::ops::discover;
 use crate::ops::preview::{self, PlanResult};
@@ -21,9 +22,11 @@ pub async fn plan(context: &Context, settings: &PlanSettings) -> Result<Report> 
         Some(spec) => spec.clone(),
         None => {
             // No list: plan for the regions the set is deployed in.
-            let located = discover::locate(&context.aws, &settings.name, &[]).await?;
+            let located =
+                discover::locate(&context.aws, &settings.name, &RegionSearch::WholePartition)
+                    .await?;
             let regions = discover::require_deployed(&located.found, &settings.name)?;
-            SetSpec::parse(settings.name.as_str(), &regions)?
+            SetSpec::new(settings.name.clone(), regions)?
         }
     };
     let reporter = context.reporter.as_ref();

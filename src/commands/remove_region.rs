@@ -14,7 +14,7 @@ use crate::settings::RemoveRegionSettings;
 use crate::settings::set_file;
 
 pub async fn remove_region(context: &Context, settings: &RemoveRegionSettings) -> Result<Report> {
-    let (name, region) = (&settings.name, settings.region.as_str());
+    let (name, region) = (&settings.name, settings.region);
     if settings.delete_data && !settings.yes {
         confirm(name, &format!("the data bucket of '{name}' in {region}"))?;
     }

@@ -109,7 +109,7 @@ fn write_files(plan: &DeployPlan, package: &Package, out: &Path) -> Result<()> {
     )?;
     write(&out.join(package_path(package)), &package.zip)?;
     for stack in plan.stacks() {
-        let base = out.join("stacks").join(&stack.region);
+        let base = out.join("stacks").join(stack.region.as_str());
         write(
             &base.join(format!("{}.yaml", stack.stack_name)),
             stack.template.body().as_bytes(),
@@ -151,7 +151,7 @@ fn parameters_file(stack: &StackPlan) -> serde_json::Value {
 
 fn parameters_path(stack: &StackPlan, out: &Path) -> std::path::PathBuf {
     out.join("stacks")
-        .join(&stack.region)
+        .join(stack.region.as_str())
         .join(format!("{}.parameters.json", stack.stack_name))
 }
 
@@ -196,7 +196,7 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
         "# 1. An artifact bucket per region, holding the function package: public access blocked, TLS only (as deploy makes it).".to_owned(),
     ];
     for region in &plan.spec.regions {
-        let bucket = name.artifact_bucket(region, "${ACCOUNT}");
+        let bucket = name.artifact_bucket(*region, "${ACCOUNT}");
         lines.push(format!("aws s3 mb \"s3://{bucket}\" --region {region}"));
         lines.push(format!(
             "aws s3api put-public-access-block --bucket \"{bucket}\" --region {region} --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true"
@@ -204,7 +204,7 @@ fn shell_commands(plan: &DeployPlan, package: &Package, out: &Path) -> Vec<Strin
         // The policy names the bucket, so it holds ${ACCOUNT}: double quotes,
         // which the shell expands, around JSON whose own quotes are escaped.
         let writer =
-            artifacts::state_writer(&plan.spec.name, region, "${ACCOUNT}", plan.spec.partition);
+            artifacts::state_writer(&plan.spec.name, *region, "${ACCOUNT}", plan.spec.partition);
         let policy = artifacts::artifact_policy(&bucket, plan.spec.partition, &writer).to_string();
         lines.push(format!(
             "aws s3api put-bucket-policy --bucket \"{bucket}\" --region {region} --policy \"{}\"",
@@ -246,7 +246,7 @@ fn escape_double_quoted(text: &str) -> String {
 fn deploy_command(stack: &StackPlan, out: &Path, q: &dyn Fn(&str) -> String) -> String {
     let template = out
         .join("stacks")
-        .join(&stack.region)
+        .join(stack.region.as_str())
         .join(format!("{}.yaml", stack.stack_name));
     let parameters = q(&parameters_path(stack, out).display().to_string());
     // A stack that takes the key deploys from the private copy with the

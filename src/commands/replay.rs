@@ -13,7 +13,7 @@ pub async fn replay(context: &Context, settings: &ReplaySettings) -> Result<Repo
     let result = crate::ops::replay::replay(
         &context.aws,
         &settings.name,
-        settings.region.as_deref(),
+        settings.region,
         settings.dry_run,
         context.reporter.as_ref(),
     )

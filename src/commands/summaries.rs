@@ -15,6 +15,7 @@ use super::{
 use crate::aws::change_set::{PreviewAction, ResourceChange};
 use crate::aws::stack::{ResourceFailure, StackAction, StackError};
 use crate::model::function::{FunctionSettings, SettingChange, Source};
+use crate::model::regions::Region;
 use crate::model::rotation::Step;
 use crate::ops::breaker::OpenBreaker;
 use crate::ops::deletes::{Action, DeletesResult, HeldKey, RegionDeletes};
@@ -40,8 +41,8 @@ const NAME: &str = "media";
 const ACCOUNT: &str = "123456789012";
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-2"];
 
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
+fn regions(items: &[&str]) -> Vec<Region> {
+    items.iter().map(|s| (*s).into()).collect()
 }
 
 /// A package with a fixed name and size (a real one's hash changes with
@@ -91,7 +92,7 @@ fn deploy_row(
 ) -> rollout::StackRow {
     rollout::StackRow {
         stack_name: stack.to_owned(),
-        region: region.to_owned(),
+        region: region.into(),
         kind: Cow::Borrowed(kind),
         action: Some(action),
         error: None,
@@ -104,10 +105,10 @@ fn deploy_result(action: StackAction) -> DeployResult {
     DeployResult {
         name: NAME.into(),
         account: ACCOUNT.into(),
-        regions: strings(&REGIONS),
+        regions: regions(&REGIONS),
         package: PackageResult {
             package: package(),
-            uploaded_to: strings(&REGIONS),
+            uploaded_to: regions(&REGIONS),
         },
         stacks: two_region_stacks()
             .into_iter()
@@ -123,10 +124,10 @@ fn deploy_result(action: StackAction) -> DeployResult {
     }
 }
 
-fn sync_report(regions: &[&str]) -> SyncReport {
+fn sync_report(names: &[&str]) -> SyncReport {
     SyncReport {
         name: NAME.into(),
-        regions: strings(regions),
+        regions: regions(names),
         seconds: 2.4,
         ok: true,
         ..SyncReport::default()
@@ -155,7 +156,7 @@ fn verify_result(regions: &[&str], objects: usize, pairs: Vec<PairResult>) -> Ve
     let copies = objects * (regions.len() - 1);
     VerifyResult {
         name: NAME.into(),
-        regions: strings(regions),
+        regions: self::regions(regions),
         objects,
         timeout_seconds: 60,
         seconds: 3.2,
@@ -226,7 +227,7 @@ fn add_region_with_its_backfill_and_verify() {
     let third = "ap-northeast-1";
     let mut result = deploy_result(StackAction::Unchanged);
     result.regions.push(third.into());
-    result.package.uploaded_to = strings(&[third]);
+    result.package.uploaded_to = regions(&[third]);
     result.stacks.push(deploy_row(
         &format!("toastrep-{NAME}"),
         third,
@@ -234,9 +235,9 @@ fn add_region_with_its_backfill_and_verify() {
         StackAction::Created,
     ));
     result.stacks[1].action = Some(StackAction::Updated);
-    result.added = strings(&[third]);
+    result.added = regions(&[third]);
     let mut backfill = sync_report(&["us-east-1", "eu-west-2", third]);
-    backfill.only_into = Some(strings(&[third]));
+    backfill.only_into = Some(regions(&[third]));
     backfill.keys_scanned = 120;
     backfill.keys_examined = 120;
     backfill.copies_made = 120;
@@ -261,7 +262,7 @@ fn plan_row(
 ) -> preview::StackRow {
     preview::StackRow {
         stack_name: stack.to_owned(),
-        region: region.to_owned(),
+        region: region.into(),
         kind: Cow::Borrowed(kind),
         action: Some(action),
         status: None,
@@ -274,7 +275,7 @@ fn plan_result(action: PreviewAction) -> PlanResult {
     PlanResult {
         name: NAME.into(),
         account: ACCOUNT.into(),
-        regions: strings(&REGIONS),
+        regions: regions(&REGIONS),
         package: PackagePlan {
             package: package(),
             upload_to: Vec::new(),
@@ -302,7 +303,7 @@ fn plan_of_an_up_to_date_set() {
 #[test]
 fn plan_of_a_code_and_setting_change() {
     let mut result = plan_result(PreviewAction::NoChange);
-    result.package.upload_to = strings(&REGIONS);
+    result.package.upload_to = regions(&REGIONS);
     result.settings.log_retention_days = 7;
     result.setting_changes = vec![SettingChange {
         setting: "log-retention-days".into(),
@@ -336,7 +337,7 @@ fn plan_of_a_new_region_next_to_a_blocked_stack() {
     let third = "ap-northeast-1";
     let mut result = plan_result(PreviewAction::NoChange);
     result.regions.push(third.into());
-    result.package.upload_to = strings(&[third]);
+    result.package.upload_to = regions(&[third]);
     result.settings.replicate_deletes = true;
     result.settings.keep_noncurrent_days = 0;
     result.stacks[0].action = Some(PreviewAction::Blocked);
@@ -356,7 +357,7 @@ fn plan_of_a_new_region_next_to_a_blocked_stack() {
     failed.action = None;
     failed.error = Some("the change set could not be made: Throttling: Rate exceeded".into());
     result.stacks.push(failed);
-    result.added = strings(&[third]);
+    result.added = regions(&[third]);
     result.changes = true;
     result.ok = false;
     insta::assert_snapshot!("plan-new-region", plan::summary(&result));
@@ -710,7 +711,7 @@ fn teardown_that_keeps_the_data() {
     grant.note = Some(
         StackError::NotOursToDelete {
             stack: grant.stack_name.clone(),
-            region: grant.region.clone(),
+            region: grant.region,
             found: format!("set '{NAME}-from-us-east-1', base stack"),
             wanted: format!("set '{NAME}', grant stack"),
         }
@@ -719,7 +720,7 @@ fn teardown_that_keeps_the_data() {
     let result = TeardownResult {
         name: NAME.into(),
         account: ACCOUNT.into(),
-        regions: strings(&REGIONS),
+        regions: regions(&REGIONS),
         stacks,
         buckets: vec![
             bucket_row("us-east-1", "data", "kept", 10_000),
@@ -757,7 +758,7 @@ fn teardown_whose_stack_cannot_be_deleted() {
     let result = TeardownResult {
         name: NAME.into(),
         account: ACCOUNT.into(),
-        regions: strings(&REGIONS),
+        regions: regions(&REGIONS),
         stacks,
         buckets: Vec::new(),
         ok: false,
@@ -782,7 +783,7 @@ fn teardown_of_a_set_that_is_not_there() {
 fn remove_region_with_its_data() {
     let leaving = "ap-northeast-1";
     let mut sync = sync_report(&["us-east-1", "eu-west-2", leaving]);
-    sync.only_into = Some(strings(&REGIONS));
+    sync.only_into = Some(regions(&REGIONS));
     sync.keys_scanned = 40;
     sync.keys_examined = 2;
     sync.copies_made = 2;
@@ -803,7 +804,7 @@ fn remove_region_with_its_data() {
         name: NAME.into(),
         account: ACCOUNT.into(),
         region: leaving.into(),
-        remaining: strings(&REGIONS),
+        remaining: regions(&REGIONS),
         stacks,
         sync: Some(sync),
         buckets: vec![
@@ -832,7 +833,7 @@ fn replay_that_leaves_what_still_fails() {
                 queue: format!("toastrep-{NAME}-dlq"),
                 messages: 2,
                 replayed: 2,
-                ..RegionReplay::default()
+                ..RegionReplay::new("us-east-1".into(), String::new())
             },
             RegionReplay {
                 region: "eu-west-2".into(),
@@ -865,7 +866,7 @@ fn replay_that_leaves_what_still_fails() {
                 region: "ap-northeast-1".into(),
                 queue: format!("toastrep-{NAME}-dlq"),
                 error: Some("ReceiveMessage: AccessDenied".into()),
-                ..RegionReplay::default()
+                ..RegionReplay::new("us-east-1".into(), String::new())
             },
         ],
         replayed: 3,
@@ -884,7 +885,7 @@ fn restore_dry_run() {
         source: source.into(),
         version: version.into(),
         bytes: 2_048,
-        regions: strings(&["us-east-1", "eu-west-2", "ap-northeast-1"]),
+        regions: regions(&["us-east-1", "eu-west-2", "ap-northeast-1"]),
     };
     let result = RestoreResult {
         name: NAME.into(),
@@ -973,7 +974,7 @@ fn rotate_key_that_reseals_every_copy() {
     resealed.copies_made = 250;
     let result = RotationResult {
         name: NAME.into(),
-        regions: strings(&REGIONS),
+        regions: regions(&REGIONS),
         old_key_id: "1a2b3c4d".into(),
         new_key_id: "5e6f7a8b".into(),
         steps: vec![

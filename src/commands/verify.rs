@@ -25,7 +25,13 @@ pub(super) fn summary(result: &VerifyResult) -> String {
         "Replication latency in ms (max per pair), source (rows) to destination (columns), set '{}':\n",
         result.name
     );
-    let width = result.regions.iter().map(String::len).max().unwrap_or(8) + 2;
+    let width = result
+        .regions
+        .iter()
+        .map(|region| region.len())
+        .max()
+        .unwrap_or(8)
+        + 2;
     let _ = write!(text, "{:width$}", "");
     for region in &result.regions {
         let _ = write!(text, "{region:>width$}");

@@ -7,10 +7,11 @@
 use serde_json::{Value, json};
 
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 
 /// The dashboard body for set `name` in `regions`, as one JSON string
 /// (CloudFormation's `DashboardBody`).
-pub fn body(name: &SetName, regions: &[String]) -> String {
+pub fn body(name: &SetName, regions: &[Region]) -> String {
     // In one order whatever order the regions come in: an unchanged set
     // renders an unchanged body.
     let mut regions = regions.to_vec();
@@ -78,7 +79,7 @@ mod tests {
     #[test]
     fn every_widget_searches_every_region() {
         let name = SetName::parse("photos").unwrap();
-        let regions = vec!["eu-west-2".to_owned(), "us-east-1".to_owned()];
+        let regions: Vec<Region> = vec!["eu-west-2".into(), "us-east-1".into()];
         let body: Value = serde_json::from_str(&body(&name, &regions)).unwrap();
         let widgets = body["widgets"].as_array().unwrap();
         assert_eq!(widgets.len(), 4);
@@ -98,14 +99,14 @@ mod tests {
     #[test]
     fn the_body_fits_a_cloudformation_parameter_for_five_regions() {
         let name = SetName::parse("a-twenty-one-letters1").unwrap();
-        let regions: Vec<String> = [
+        let regions: Vec<Region> = [
             "ap-southeast-1",
             "ap-northeast-1",
             "eu-central-1",
             "us-east-1",
             "sa-east-1",
         ]
-        .map(String::from)
+        .map(Region::from)
         .to_vec();
         let body = body(&name, &regions);
         assert!(body.len() <= 4096, "{} bytes", body.len());

@@ -143,7 +143,7 @@ macro_rules! settings_table {
             /// The region whose base stack holds the set's dashboard, once
             /// deployed: it stays there when regions are added, so adding one
             /// updates only that dashboard and never moves it.
-            pub dashboard_home: Option<String>,
+            pub dashboard_home: Option<crate::model::regions::Region>,
         }
 
         impl Default for FunctionSettings {

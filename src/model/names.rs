@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::error::InputError;
+use crate::model::regions::Region;
 
 const PREFIX: &str = "toastrep";
 /// S3 bucket names are at most 63 characters.
@@ -92,13 +93,13 @@ impl SetName {
 
     /// The grant stack in `destination`'s region that lets `source`'s topic
     /// invoke the local function and the function read `source`'s bucket.
-    pub fn grant_stack(&self, source: &str) -> String {
+    pub fn grant_stack(&self, source: Region) -> String {
         format!("{PREFIX}-{}{}{source}", self.0, PAIR_INFIXES[0])
     }
 
     /// The subscription stack in the source region that subscribes
     /// `destination`'s function to the local topic.
-    pub fn subscription_stack(&self, destination: &str) -> String {
+    pub fn subscription_stack(&self, destination: Region) -> String {
         format!("{PREFIX}-{}{}{destination}", self.0, PAIR_INFIXES[1])
     }
 
@@ -109,19 +110,19 @@ impl SetName {
     /// names from SET_NAME and ACCOUNT_ID (its environment, set by the base
     /// stack) in `toastrep-replication`, and the templates with `!Sub`: change
     /// all three together.
-    pub fn data_bucket(&self, region: &str, account: &str) -> String {
+    pub fn data_bucket(&self, region: Region, account: &str) -> String {
         format!("{PREFIX}-{}-{region}-{account}", self.0)
     }
 
     /// The bucket toastrep uploads the function package to, one per region.
     /// The suffix keeps it apart from every data bucket, which ends in the
     /// account id, whatever the set names.
-    pub fn artifact_bucket(&self, region: &str, account: &str) -> String {
+    pub fn artifact_bucket(&self, region: Region, account: &str) -> String {
         format!("{PREFIX}-{}-{region}-{account}-code", self.0)
     }
 
     /// IAM role names are global to the account, so the region is part of it.
-    pub fn role(&self, region: &str) -> String {
+    pub fn role(&self, region: Region) -> String {
         format!("{PREFIX}-{}-{region}", self.0)
     }
 
@@ -139,7 +140,7 @@ impl SetName {
     }
 
     /// In alarm while the region's delete breaker holds deletes.
-    pub fn breaker_alarm(&self, region: &str) -> String {
+    pub fn breaker_alarm(&self, region: Region) -> String {
         format!("{PREFIX}-{}-delete-breaker-{region}", self.0)
     }
 }
@@ -152,11 +153,11 @@ impl fmt::Display for SetName {
 
 /// Checks that every name derived from `name` fits AWS's limits in every
 /// region. The error names the tightest limit, so its advice holds for all.
-pub fn check_lengths<'a>(
+pub fn check_lengths(
     name: &SetName,
-    regions: impl IntoIterator<Item = &'a str>,
+    regions: impl IntoIterator<Item = Region>,
 ) -> Result<(), InputError> {
-    let mut worst: Option<(usize, &str, String, usize, &str)> = None;
+    let mut worst: Option<(usize, &str, String, usize, Region)> = None;
     for region in regions {
         let derived = [
             (
@@ -219,7 +220,7 @@ mod tests {
         assert!(colliding.is_err());
         assert_eq!(
             format!("{PREFIX}-x1-from-us-east-1"),
-            x.grant_stack("us-east-1")
+            x.grant_stack("us-east-1".into())
         );
         for bad in ["x1-to-eu-west-2", "from-a", "a-to", "to-b", "a-from"] {
             let err = SetName::parse(bad).unwrap_err().to_string();
@@ -233,9 +234,9 @@ mod tests {
     #[test]
     fn derived_names_fit_or_the_error_says_how_long_a_name_may_be() {
         let ok = SetName::parse(&"a".repeat(21)).unwrap();
-        check_lengths(&ok, ["ap-northeast-1"]).unwrap();
+        check_lengths(&ok, ["ap-northeast-1".into()]).unwrap();
         let long = SetName::parse(&"a".repeat(22)).unwrap();
-        let err = check_lengths(&long, ["ap-northeast-1"])
+        let err = check_lengths(&long, ["ap-northeast-1".into()])
             .unwrap_err()
             .to_string();
         assert!(err.contains("at most 21 characters"), "{err}");

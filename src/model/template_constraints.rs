@@ -13,7 +13,7 @@ use super::function::{
     FunctionSettings, MAX_BREAKER, MAX_KEEP_DAYS, MAX_REPAIR_CONCURRENCY, RETENTION_DAYS,
 };
 use super::names::{self, SetName};
-use super::regions;
+use super::regions::{self, Region};
 use super::schedule;
 use super::templates::Template;
 use super::topology::{DeployPlan, SetSpec};
@@ -44,7 +44,7 @@ fn pattern(template: Template, key: &str) -> Regex {
     Regex::new(&format!("^(?:{pattern})$")).expect("the pattern compiles")
 }
 
-fn every_region() -> Vec<&'static str> {
+fn every_region() -> Vec<Region> {
     ["aws", "aws-cn", "aws-us-gov"]
         .into_iter()
         .flat_map(regions::regions_in)
@@ -113,7 +113,10 @@ fn the_region_parameters_take_every_region_the_cli_takes() {
     ] {
         let allowed = pattern(template, key);
         for region in every_region() {
-            assert!(allowed.is_match(region), "{region} in {template:?}'s {key}");
+            assert!(
+                allowed.is_match(&region),
+                "{region} in {template:?}'s {key}"
+            );
         }
     }
 }
@@ -300,7 +303,7 @@ fn the_names_the_templates_build_are_the_clis_and_fit_for_the_longest_set_name()
         };
         let values = BTreeMap::from([
             ("SetName", set.as_str()),
-            ("AWS::Region", region),
+            ("AWS::Region", region.as_str()),
             ("AWS::AccountId", account),
             ("SourceRegion", other),
             ("DestinationRegion", other),

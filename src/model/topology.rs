@@ -12,7 +12,7 @@ use toastrep_replication::MarkerKeys;
 use crate::error::InputError;
 use crate::model::function::FunctionSettings;
 use crate::model::names::{self, SetName};
-use crate::model::regions;
+use crate::model::regions::{self, Region};
 use crate::model::templates::Template;
 
 /// Tag keys on every stack of a set. Stacks, not buckets, carry them: they
@@ -24,15 +24,22 @@ pub const TAG_STACK: &str = "toastrep:stack";
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SetSpec {
     pub name: SetName,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub partition: &'static str,
 }
 
 impl SetSpec {
-    /// Checks a name and a region list as the user typed them.
+    /// Checks a name and a region list as the user typed them (a set
+    /// file's).
     pub fn parse(name: &str, regions: &[String]) -> Result<Self, InputError> {
         let name = SetName::parse(name)?;
-        let regions = parse_regions(regions)?;
+        Self::new(name, parse_regions(regions)?)
+    }
+
+    /// Checks known regions for a set: at least two, none twice, one
+    /// partition, and short enough for every derived name.
+    pub fn new(name: SetName, regions: Vec<Region>) -> Result<Self, InputError> {
+        let regions = regions::distinct(regions)?;
         if regions.len() < 2 {
             return Err(InputError::new(format!(
                 "a replica set needs at least two regions, got {}: pass --regions with two or more, e.g. --regions us-east-1,eu-west-2",
@@ -40,7 +47,7 @@ impl SetSpec {
             )));
         }
         let partition = same_partition(&regions)?;
-        names::check_lengths(&name, regions.iter().map(String::as_str))?;
+        names::check_lengths(&name, regions.iter().copied())?;
         Ok(Self {
             name,
             regions,
@@ -50,36 +57,17 @@ impl SetSpec {
 }
 
 /// Checks region names: each known, none twice. Keeps the user's order.
-pub fn parse_regions(input: &[String]) -> Result<Vec<String>, InputError> {
-    let mut seen = BTreeSet::new();
-    let mut regions = Vec::new();
-    for raw in input {
-        let region = raw.trim();
-        if regions::partition_of(region).is_none() {
-            let hint = match regions::closest(region) {
-                Some(near) => format!("did you mean '{near}'?"),
-                None => "use an AWS region code such as us-east-1 or eu-west-2".to_owned(),
-            };
-            return Err(InputError::new(format!(
-                "'{region}' is not an AWS region: {hint}"
-            )));
-        }
-        if !seen.insert(region.to_owned()) {
-            return Err(InputError::new(format!(
-                "region '{region}' is listed twice: list each region once"
-            )));
-        }
-        regions.push(region.to_owned());
-    }
-    Ok(regions)
+pub fn parse_regions(input: &[String]) -> Result<Vec<Region>, InputError> {
+    let regions = input
+        .iter()
+        .map(|raw| Region::parse(raw))
+        .collect::<Result<_, _>>()?;
+    regions::distinct(regions)
 }
 
-fn same_partition(regions: &[String]) -> Result<&'static str, InputError> {
-    let first = regions::partition_of(&regions[0]).expect("regions are checked");
-    if let Some(other) = regions
-        .iter()
-        .find(|r| regions::partition_of(r) != Some(first))
-    {
+fn same_partition(regions: &[Region]) -> Result<&'static str, InputError> {
+    let first = regions[0].partition();
+    if let Some(other) = regions.iter().find(|r| r.partition() != first) {
         return Err(InputError::new(format!(
             "regions '{}' and '{other}' are in different AWS partitions, which cannot deliver \
              events to each other: use regions of one partition",
@@ -106,7 +94,7 @@ const SECRET_PARAMETERS: &[&str] = &[MARKER_KEY_PARAMETER, MARKER_KEY_RING_PARAM
 #[derive(Clone, Serialize, schemars::JsonSchema)]
 pub struct StackPlan {
     pub stack_name: String,
-    pub region: String,
+    pub region: Region,
     pub template: Template,
     /// The values to deploy. Serialized (plan.json, `--output json`) and
     /// debug-printed with the secret ones masked.
@@ -155,8 +143,8 @@ fn serialize_shown<S: serde::Serializer>(
 /// permission in the function's region.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PairPlan {
-    pub source: String,
-    pub destination: String,
+    pub source: Region,
+    pub destination: Region,
     /// In the destination region; deployed first.
     pub grant: StackPlan,
     /// In the source region; deployed once the grant is in place.
@@ -185,92 +173,15 @@ impl DeployPlan {
         settings: &FunctionSettings,
         marker_key: Option<&MarkerKeys>,
     ) -> Self {
-        let marker_key = marker_key.map(MarkerKeys::to_config);
-        let name = &spec.name;
-        // The deployed home while it is a member, else the region that
-        // sorts first.
-        let dashboard_home = settings
-            .dashboard_home
-            .as_ref()
-            .filter(|home| spec.regions.contains(home))
-            .or_else(|| spec.regions.iter().min())
-            .cloned();
+        let bases = BaseParameters::new(&spec, &code_key, settings, marker_key);
         let bases = spec
             .regions
             .iter()
-            .map(|region| StackPlan {
-                stack_name: name.base_stack(),
-                region: region.clone(),
-                template: Template::Base,
-                parameters: BTreeMap::from([
-                    ("SetName".into(), name.to_string()),
-                    ("CodeKey".into(), code_key.clone()),
-                    // The set's one dashboard lives in one region's stack.
-                    (
-                        "DashboardBody".into(),
-                        if Some(region) == dashboard_home.as_ref() {
-                            crate::model::dashboard::body(name, &spec.regions)
-                        } else {
-                            String::new()
-                        },
-                    ),
-                ])
-                .into_iter()
-                .chain(settings.parameters())
-                .chain(marker_key.iter().flat_map(|(key, ring)| {
-                    [
-                        (MARKER_KEY_PARAMETER.into(), key.clone()),
-                        (MARKER_KEY_RING_PARAMETER.into(), ring.clone()),
-                    ]
-                }))
-                .collect(),
-                // A preview keeps the key and the code's version as
-                // deployed (a deploy gives both; see rollout).
-                keep_previous: match marker_key {
-                    Some(_) => BTreeSet::new(),
-                    None => BTreeSet::from([
-                        MARKER_KEY_PARAMETER.to_owned(),
-                        MARKER_KEY_RING_PARAMETER.to_owned(),
-                        CODE_VERSION_PARAMETER.to_owned(),
-                    ]),
-                },
-                tags: tags(name, Template::Base, []),
-            })
+            .map(|region| bases.stack(&spec.name, *region))
             .collect();
-        let pairs = pairs(name, &spec.regions)
+        let pairs = pairs(&spec.name, &spec.regions)
             .into_iter()
-            .map(|pair| {
-                let endpoints = [
-                    ("toastrep:source", pair.source.as_str()),
-                    ("toastrep:destination", pair.destination.as_str()),
-                ];
-                PairPlan {
-                    grant: StackPlan {
-                        stack_name: pair.grant.name,
-                        region: pair.grant.region,
-                        template: Template::Grant,
-                        parameters: BTreeMap::from([
-                            ("SetName".into(), name.to_string()),
-                            ("SourceRegion".into(), pair.source.clone()),
-                        ]),
-                        keep_previous: BTreeSet::new(),
-                        tags: tags(name, Template::Grant, endpoints),
-                    },
-                    subscription: StackPlan {
-                        stack_name: pair.subscription.name,
-                        region: pair.subscription.region,
-                        template: Template::Subscription,
-                        parameters: BTreeMap::from([
-                            ("SetName".into(), name.to_string()),
-                            ("DestinationRegion".into(), pair.destination.clone()),
-                        ]),
-                        keep_previous: BTreeSet::new(),
-                        tags: tags(name, Template::Subscription, endpoints),
-                    },
-                    source: pair.source,
-                    destination: pair.destination,
-                }
-            })
+            .map(|pair| pair_plan(&spec.name, pair))
             .collect();
         Self {
             spec,
@@ -291,18 +202,143 @@ impl DeployPlan {
     }
 }
 
+/// What every base stack of a plan is given, but the dashboard, which one
+/// region's stack holds.
+struct BaseParameters {
+    shared: BTreeMap<String, String>,
+    /// The marker key's and the key ring's parameters; none for a preview.
+    marker_key: Option<(String, String)>,
+    dashboard_home: Option<Region>,
+    dashboard: String,
+}
+
+impl BaseParameters {
+    fn new(
+        spec: &SetSpec,
+        code_key: &str,
+        settings: &FunctionSettings,
+        marker_key: Option<&MarkerKeys>,
+    ) -> Self {
+        let shared = BTreeMap::from([
+            ("SetName".into(), spec.name.to_string()),
+            ("CodeKey".into(), code_key.to_owned()),
+        ])
+        .into_iter()
+        .chain(settings.parameters())
+        .collect();
+        // The deployed home while it is a member, else the region that
+        // sorts first.
+        let dashboard_home = settings
+            .dashboard_home
+            .filter(|home| spec.regions.contains(home))
+            .or_else(|| spec.regions.iter().min().copied());
+        Self {
+            shared,
+            marker_key: marker_key.map(MarkerKeys::to_config),
+            dashboard_home,
+            dashboard: crate::model::dashboard::body(&spec.name, &spec.regions),
+        }
+    }
+
+    fn stack(&self, name: &SetName, region: Region) -> StackPlan {
+        // The set's one dashboard lives in one region's stack.
+        let dashboard = if Some(region) == self.dashboard_home {
+            self.dashboard.clone()
+        } else {
+            String::new()
+        };
+        let marker_key = self.marker_key.iter().flat_map(|(key, ring)| {
+            [
+                (MARKER_KEY_PARAMETER.into(), key.clone()),
+                (MARKER_KEY_RING_PARAMETER.into(), ring.clone()),
+            ]
+        });
+        StackPlan {
+            stack_name: name.base_stack(),
+            region,
+            template: Template::Base,
+            parameters: self
+                .shared
+                .clone()
+                .into_iter()
+                .chain([("DashboardBody".into(), dashboard)])
+                .chain(marker_key)
+                .collect(),
+            // A preview keeps the key and the code's version as
+            // deployed (a deploy gives both; see rollout).
+            keep_previous: match self.marker_key {
+                Some(_) => BTreeSet::new(),
+                None => BTreeSet::from([
+                    MARKER_KEY_PARAMETER.to_owned(),
+                    MARKER_KEY_RING_PARAMETER.to_owned(),
+                    CODE_VERSION_PARAMETER.to_owned(),
+                ]),
+            },
+            tags: tags(name, Template::Base, []),
+        }
+    }
+}
+
+/// A pair's two stacks, each tagged with both ends.
+fn pair_plan(name: &SetName, pair: Pair) -> PairPlan {
+    let endpoints = [
+        ("toastrep:source", pair.source.as_str()),
+        ("toastrep:destination", pair.destination.as_str()),
+    ];
+    PairPlan {
+        grant: pair_stack(
+            name,
+            pair.grant,
+            Template::Grant,
+            ("SourceRegion", pair.source),
+            endpoints,
+        ),
+        subscription: pair_stack(
+            name,
+            pair.subscription,
+            Template::Subscription,
+            ("DestinationRegion", pair.destination),
+            endpoints,
+        ),
+        source: pair.source,
+        destination: pair.destination,
+    }
+}
+
+/// One stack of a pair: where it lives, and the parameter naming the
+/// pair's other end.
+fn pair_stack(
+    name: &SetName,
+    at: StackAt,
+    template: Template,
+    (parameter, other): (&str, Region),
+    endpoints: [(&str, &str); 2],
+) -> StackPlan {
+    StackPlan {
+        stack_name: at.name,
+        region: at.region,
+        template,
+        parameters: BTreeMap::from([
+            ("SetName".into(), name.to_string()),
+            (parameter.into(), other.to_string()),
+        ]),
+        keep_previous: BTreeSet::new(),
+        tags: tags(name, template, endpoints),
+    }
+}
+
 /// A stack by its name and the region it lives in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackAt {
     pub name: String,
-    pub region: String,
+    pub region: Region,
 }
 
 /// The two stacks that link one region's topic to another's function.
 #[derive(Debug, Clone)]
 pub struct Pair {
-    pub source: String,
-    pub destination: String,
+    pub source: Region,
+    pub destination: Region,
     /// In the destination region.
     pub grant: StackAt,
     /// In the source region.
@@ -311,12 +347,12 @@ pub struct Pair {
 
 impl Pair {
     /// Whether the pair links `region` with another, either way.
-    pub fn touches(&self, region: &str) -> bool {
+    pub fn touches(&self, region: Region) -> bool {
         self.source == region || self.destination == region
     }
 
     /// Its stacks that live in `region`.
-    pub fn stacks_in<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a StackAt> {
+    pub fn stacks_in(&self, region: Region) -> impl Iterator<Item = &StackAt> {
         [&self.grant, &self.subscription]
             .into_iter()
             .filter(move |stack| stack.region == region)
@@ -326,20 +362,20 @@ impl Pair {
 /// The one statement of a set's pairs: every ordered pair of `regions`, in
 /// the regions' order. Deploy, teardown, remove-region and status all take
 /// their pair stacks from here.
-pub fn pairs(name: &SetName, regions: &[String]) -> Vec<Pair> {
+pub fn pairs(name: &SetName, regions: &[Region]) -> Vec<Pair> {
     let mut pairs = Vec::new();
-    for source in regions {
-        for destination in regions.iter().filter(|d| *d != source) {
+    for &source in regions {
+        for &destination in regions.iter().filter(|d| **d != source) {
             pairs.push(Pair {
-                source: source.clone(),
-                destination: destination.clone(),
+                source,
+                destination,
                 grant: StackAt {
                     name: name.grant_stack(source),
-                    region: destination.clone(),
+                    region: destination,
                 },
                 subscription: StackAt {
                     name: name.subscription_stack(destination),
-                    region: source.clone(),
+                    region: source,
                 },
             });
         }
@@ -475,10 +511,12 @@ mod tests {
     #[test]
     fn a_region_has_four_pair_stacks_per_other_member() {
         let name = SetName::parse("demo").unwrap();
-        let members = regions(&["us-east-1", "eu-west-2", "ap-northeast-1"]);
+        let members: Vec<Region> = ["us-east-1", "eu-west-2", "ap-northeast-1"]
+            .map(Region::from)
+            .to_vec();
         let touching: Vec<Pair> = pairs(&name, &members)
             .into_iter()
-            .filter(|p| p.touches("ap-northeast-1"))
+            .filter(|p| p.touches("ap-northeast-1".into()))
             .collect();
         assert_eq!(touching.len(), 4);
         let at = |name: &str, region: &str| StackAt {
@@ -498,7 +536,7 @@ mod tests {
         // Its own region holds one stack of each pair it is in.
         let home: usize = touching
             .iter()
-            .map(|p| p.stacks_in("ap-northeast-1").count())
+            .map(|p| p.stacks_in("ap-northeast-1".into()).count())
             .sum();
         assert_eq!(home, 4);
     }

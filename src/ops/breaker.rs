@@ -10,6 +10,7 @@ use toastrep_replication::function::breaker_keys;
 use toastrep_replication::{DeleteGate, Gate, S3Notice, parse_s3_message};
 
 use crate::aws::queues::{Queue, Take};
+use crate::model::regions::Region;
 use crate::ops::context::SetContext;
 
 /// The set's breakers as `sync` and the CLI's repairs see them: a delete a
@@ -29,7 +30,7 @@ impl std::fmt::Debug for OpenBreakers {
 }
 
 impl OpenBreakers {
-    async fn is_open(&self, region: &str, source: &str) -> Result<bool> {
+    async fn is_open(&self, region: Region, source: &str) -> Result<bool> {
         let bucket = self.0.artifact_bucket(region);
         Ok(self
             .0
@@ -56,6 +57,8 @@ impl DeleteGate for OpenBreakers {
         source: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>> {
         Box::pin(async move {
+            // The engine names regions as strings; they are the set's own.
+            let destination = Region::parse(destination).map_err(|e| e.to_string())?;
             self.is_open(destination, source)
                 .await
                 .map_err(|e| format!("{e:#}"))
@@ -83,7 +86,7 @@ pub struct HeldDelete {
 }
 
 /// The breakers open in `region`.
-pub async fn open_breakers(set: &SetContext, region: &str) -> Result<Vec<OpenBreaker>> {
+pub async fn open_breakers(set: &SetContext, region: Region) -> Result<Vec<OpenBreaker>> {
     let SetContext { aws, name, account } = set;
     let bucket = aws.objects(region, name.artifact_bucket(region, account));
     let listed = match bucket.list(breaker_keys::OPEN).await {
@@ -107,7 +110,7 @@ pub async fn open_breakers(set: &SetContext, region: &str) -> Result<Vec<OpenBre
 
 /// Closes the breaker for deletes from `source` in `region`: its deletes
 /// are carried again. Only toastrep's own state object goes.
-pub async fn close(set: &SetContext, region: &str, source: &str) -> Result<()> {
+pub async fn close(set: &SetContext, region: Region, source: &str) -> Result<()> {
     let SetContext { aws, name, account } = set;
     aws.objects(region, name.artifact_bucket(region, account))
         .delete(&breaker_keys::open_key(source))
@@ -116,7 +119,7 @@ pub async fn close(set: &SetContext, region: &str, source: &str) -> Result<()> {
 }
 
 /// How many deletes `region` holds (visible and in flight).
-pub async fn held_count(set: &SetContext, region: &str) -> Result<u64> {
+pub async fn held_count(set: &SetContext, region: Region) -> Result<u64> {
     let SetContext { aws, name, .. } = set;
     let (_, waiting, in_flight) = aws.queue_depth(region, &name.held_deletes_queue()).await?;
     Ok(waiting + in_flight)
@@ -126,7 +129,7 @@ pub async fn held_count(set: &SetContext, region: &str) -> Result<u64> {
 /// come back unless deleted): to look at them, or to act on them.
 pub async fn receive_held(
     set: &SetContext,
-    region: &str,
+    region: Region,
     hide: i32,
 ) -> Result<(Queue, Vec<HeldDelete>)> {
     let SetContext { aws, name, .. } = set;
@@ -166,7 +169,7 @@ pub async fn receive_held(
 }
 
 /// The state of `region`'s delete breaker alarm, when it can be read.
-pub async fn alarm_state(set: &SetContext, region: &str) -> Option<String> {
+pub async fn alarm_state(set: &SetContext, region: Region) -> Option<String> {
     let SetContext { aws, name, .. } = set;
     aws.alarm_state(region, &name.breaker_alarm(region))
         .await

@@ -3,6 +3,7 @@
 use crate::aws::{Aws, AwsOptions};
 use crate::error::InputError;
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 
 /// A replica set as toastrep reaches it: how to call AWS, the account the
 /// credentials belong to (the expected owner of every bucket of the set), and
@@ -23,7 +24,7 @@ impl SetContext {
     pub async fn connect(
         options: &AwsOptions,
         name: &SetName,
-        region: &str,
+        region: Region,
     ) -> Result<Self, InputError> {
         let aws = Aws::load(options, region).await;
         let account = aws.account_id().await?;
@@ -35,12 +36,12 @@ impl SetContext {
     }
 
     /// The set's data bucket in `region`.
-    pub fn data_bucket(&self, region: &str) -> String {
+    pub fn data_bucket(&self, region: Region) -> String {
         self.name.data_bucket(region, &self.account)
     }
 
     /// The set's artifact bucket in `region`.
-    pub fn artifact_bucket(&self, region: &str) -> String {
+    pub fn artifact_bucket(&self, region: Region) -> String {
         self.name.artifact_bucket(region, &self.account)
     }
 }

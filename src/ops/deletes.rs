@@ -16,6 +16,7 @@ use toastrep_replication::{
 };
 
 use crate::aws::queues::Queue;
+use crate::model::regions::Region;
 use crate::ops::breaker::{self, HeldDelete, OpenBreaker};
 use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
@@ -66,7 +67,7 @@ pub struct DeletesResult {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RegionDeletes {
-    pub region: String,
+    pub region: Region,
     pub open_for: Vec<OpenBreaker>,
     pub held: Vec<HeldKey>,
 }
@@ -123,9 +124,9 @@ pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<Del
     for pass in 0..passes {
         let mut any = false;
         for (index, region) in regions.iter().enumerate() {
-            let open_for = breaker::open_breakers(set, region).await?;
+            let open_for = breaker::open_breakers(set, *region).await?;
             let hide = if act { ACT_SECONDS } else { LOOK_SECONDS };
-            let (queue, held) = breaker::receive_held(set, region, hide).await?;
+            let (queue, held) = breaker::receive_held(set, *region, hide).await?;
             if !act {
                 // Only looked at: back in the queue for whoever acts on them.
                 breaker::show_again(&queue, &held).await?;
@@ -135,7 +136,7 @@ pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<Del
             for held in held {
                 let outcome = match &engine {
                     Some(engine) => {
-                        let acted = act_on(engine, action, index, region, &held, &queue).await?;
+                        let acted = act_on(engine, action, index, *region, &held, &queue).await?;
                         match acted {
                             Acted::Done(outcome) => Some(outcome),
                             Acted::Failed(error) => {
@@ -163,7 +164,7 @@ pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<Del
                     outcome,
                 });
             }
-            merge_region(&mut by_region, index, region, open_for, keys);
+            merge_region(&mut by_region, index, *region, open_for, keys);
         }
         if !any && pass > 0 {
             break;
@@ -171,8 +172,8 @@ pub async fn deletes(located: &Located, action: Action, yes: bool) -> Result<Del
     }
     if act && result.failures.is_empty() {
         for region in &regions {
-            for open in breaker::open_breakers(set, region).await? {
-                breaker::close(set, region, &open.source).await?;
+            for open in breaker::open_breakers(set, *region).await? {
+                breaker::close(set, *region, &open.source).await?;
             }
         }
     }
@@ -202,14 +203,14 @@ async fn act_on(
     (buckets, replicator, key): &Engine,
     action: Action,
     index: usize,
-    region: &str,
+    region: Region,
     held: &HeldDelete,
     queue: &Queue,
 ) -> Result<Acted> {
     let sealed = held.seal.as_deref().is_some_and(|seal| {
         // Sealed by the current key, or by the one a rotation still accepts.
         key.live()
-            .any(|key| breaker_keys::is_sealed(key, region, &held.body, seal))
+            .any(|key| breaker_keys::is_sealed(key, &region, &held.body, seal))
     });
     if !sealed {
         return Ok(Acted::Refused);
@@ -236,7 +237,7 @@ async fn act_on(
 fn merge_region(
     by_region: &mut Vec<RegionDeletes>,
     index: usize,
-    region: &str,
+    region: Region,
     open_for: Vec<breaker::OpenBreaker>,
     keys: Vec<HeldKey>,
 ) {

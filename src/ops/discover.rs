@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use crate::aws::AwsOptions;
 use crate::aws::stack::DeployedStack;
 use crate::model::names::SetName;
-use crate::model::regions;
+use crate::model::regions::{self, Region, RegionSearch};
 use crate::model::topology::TAG_SET;
 use crate::ops::context::SetContext;
 
@@ -25,16 +25,15 @@ pub struct Located {
     pub found: DeployedSet,
 }
 
-/// Checks the credentials, then finds what is deployed of set `name` in the
-/// `given` regions (every region of the partition when none are given).
-pub async fn locate(options: &AwsOptions, name: &SetName, given: &[String]) -> Result<Located> {
-    let set = SetContext::connect(
-        options,
-        name,
-        given.first().map_or("us-east-1", String::as_str),
-    )
-    .await?;
-    let candidates = candidate_regions(given, set.aws.region());
+/// Checks the credentials, then finds what is deployed of set `name` where
+/// `search` says to look.
+pub async fn locate(
+    options: &AwsOptions,
+    name: &SetName,
+    search: &RegionSearch,
+) -> Result<Located> {
+    let set = SetContext::connect(options, name, search.first()).await?;
+    let candidates = search.candidates(set.aws.region());
     let found = discover(&set, &candidates).await?;
     Ok(Located { set, found })
 }
@@ -45,11 +44,11 @@ const PARALLEL_REGIONS: usize = 12;
 /// What is deployed of a set.
 pub struct DeployedSet {
     /// Region → its base stack.
-    pub bases: BTreeMap<String, DeployedStack>,
+    pub bases: BTreeMap<Region, DeployedStack>,
     /// Regions whose data bucket exists (with or without a stack).
-    pub data_buckets: BTreeSet<String>,
+    pub data_buckets: BTreeSet<Region>,
     /// Regions whose artifact bucket exists.
-    pub artifact_buckets: BTreeSet<String>,
+    pub artifact_buckets: BTreeSet<Region>,
 }
 
 impl DeployedSet {
@@ -64,7 +63,7 @@ impl DeployedSet {
     }
 
     /// The region whose base stack holds the set's dashboard.
-    pub fn dashboard_home(&self) -> Option<String> {
+    pub fn dashboard_home(&self) -> Option<Region> {
         self.bases
             .iter()
             .find(|(_, base)| {
@@ -72,11 +71,11 @@ impl DeployedSet {
                     .get("DashboardBody")
                     .is_some_and(|body| !body.is_empty())
             })
-            .map(|(region, _)| region.clone())
+            .map(|(region, _)| *region)
     }
 
     /// Regions where anything of the set exists.
-    pub fn regions(&self) -> BTreeSet<String> {
+    pub fn regions(&self) -> BTreeSet<Region> {
         self.bases
             .keys()
             .chain(&self.data_buckets)
@@ -86,21 +85,11 @@ impl DeployedSet {
     }
 }
 
-/// The regions to look in: the ones given, or every region of the partition of
-/// the configured region (the `aws` partition when none is configured).
-fn candidate_regions(given: &[String], configured: Option<&str>) -> Vec<String> {
-    if !given.is_empty() {
-        return given.to_vec();
-    }
-    let partition = configured.and_then(regions::partition_of).unwrap_or("aws");
-    regions::regions_in(partition).map(str::to_owned).collect()
-}
-
 /// Finds the set's base stacks and buckets in the candidate regions.
-pub async fn discover(set: &SetContext, candidates: &[String]) -> Result<DeployedSet> {
-    let bases: Vec<(String, Option<DeployedStack>)> = stream::iter(candidates.iter().cloned())
+pub async fn discover(set: &SetContext, candidates: &[Region]) -> Result<DeployedSet> {
+    let bases: Vec<(Region, Option<DeployedStack>)> = stream::iter(candidates.iter().copied())
         .map(|region| async move {
-            let stack = base_stack(set, &region).await?;
+            let stack = base_stack(set, region).await?;
             Ok::<_, anyhow::Error>((region, stack))
         })
         .buffer_unordered(PARALLEL_REGIONS)
@@ -110,15 +99,19 @@ pub async fn discover(set: &SetContext, candidates: &[String]) -> Result<Deploye
         .into_iter()
         .filter_map(|(region, stack)| Some((region, stack?)))
         .collect();
-    let buckets = set_buckets(set, candidates.first().map_or("us-east-1", String::as_str)).await?;
+    let buckets = set_buckets(
+        set,
+        candidates.first().copied().unwrap_or(Region::US_EAST_1),
+    )
+    .await?;
     let mut data_buckets = BTreeSet::new();
     let mut artifact_buckets = BTreeSet::new();
-    for region in candidates {
+    for &region in candidates {
         if buckets.contains(&set.data_bucket(region)) {
-            data_buckets.insert(region.clone());
+            data_buckets.insert(region);
         }
         if buckets.contains(&set.artifact_bucket(region)) {
-            artifact_buckets.insert(region.clone());
+            artifact_buckets.insert(region);
         }
     }
     Ok(DeployedSet {
@@ -128,7 +121,7 @@ pub async fn discover(set: &SetContext, candidates: &[String]) -> Result<Deploye
     })
 }
 
-async fn base_stack(set: &SetContext, region: &str) -> Result<Option<DeployedStack>> {
+async fn base_stack(set: &SetContext, region: Region) -> Result<Option<DeployedStack>> {
     let name = &set.name;
     match set.aws.stack(region, &name.base_stack()).await {
         Ok(Some(stack)) if stack.tag(TAG_SET) == Some(name.as_str()) => Ok(Some(stack)),
@@ -138,7 +131,7 @@ async fn base_stack(set: &SetContext, region: &str) -> Result<Option<DeployedSta
             // error; nothing of the set can be there.
             let text = error.to_string();
             if text.contains("InvalidClientTokenId") || text.contains("UnrecognizedClient") {
-                tracing::debug!(region, "region not enabled for this account; skipped");
+                tracing::debug!(%region, "region not enabled for this account; skipped");
                 Ok(None)
             } else {
                 Err(error.into())
@@ -149,15 +142,15 @@ async fn base_stack(set: &SetContext, region: &str) -> Result<Option<DeployedSta
 
 /// Names of the account's buckets that may belong to the set. ListBuckets is
 /// global, so one call covers every region.
-async fn set_buckets(set: &SetContext, region: &str) -> Result<BTreeSet<String>> {
+async fn set_buckets(set: &SetContext, region: Region) -> Result<BTreeSet<String>> {
     let prefix = format!("{}-", set.name.base_stack());
     Ok(set.aws.bucket_names(region, &prefix).await?)
 }
 
 /// The set's regions for commands that need it deployed (verify, status...):
 /// an error naming the fix when it is not.
-pub fn require_deployed(set: &DeployedSet, name: &SetName) -> Result<Vec<String>> {
-    let regions: Vec<String> = set.bases.keys().cloned().collect();
+pub fn require_deployed(set: &DeployedSet, name: &SetName) -> Result<Vec<Region>> {
+    let regions: Vec<Region> = set.bases.keys().copied().collect();
     if regions.is_empty() {
         return Err(crate::error::InputError::new(format!(
             "no replica set named '{name}' is deployed in the regions searched: check the name, or deploy it with `toastrep deploy --name {name} --regions ...`"
@@ -169,12 +162,12 @@ pub fn require_deployed(set: &DeployedSet, name: &SetName) -> Result<Vec<String>
 
 /// The set's regions for commands that work between regions (verify, sync):
 /// like [`require_deployed`], and at least two of them.
-pub fn require_members(set: &DeployedSet, name: &SetName, command: &str) -> Result<Vec<String>> {
+pub fn require_members(set: &DeployedSet, name: &SetName, command: &str) -> Result<Vec<Region>> {
     let regions = require_deployed(set, name)?;
     if regions.len() < 2 {
         return Err(crate::error::InputError::new(format!(
             "set '{name}' is deployed only in {} among the regions searched: {command} needs at least two regions (widen --regions, or deploy more)",
-            regions.join(", ")
+            regions::list(&regions)
         ))
         .into());
     }
@@ -183,12 +176,12 @@ pub fn require_members(set: &DeployedSet, name: &SetName, command: &str) -> Resu
 
 impl Located {
     /// The set's regions, for commands that need it deployed.
-    pub fn deployed(&self) -> Result<Vec<String>> {
+    pub fn deployed(&self) -> Result<Vec<Region>> {
         require_deployed(&self.found, &self.set.name)
     }
 
     /// The set's regions, for commands that work between regions.
-    pub fn members(&self, command: &str) -> Result<Vec<String>> {
+    pub fn members(&self, command: &str) -> Result<Vec<Region>> {
         require_members(&self.found, &self.set.name, command)
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::stack::DeployedStack;
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 use crate::model::topology;
 use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
@@ -35,7 +36,7 @@ pub struct StatusResult {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RegionStatus {
-    pub region: String,
+    pub region: Region,
     pub healthy: bool,
     /// What is wrong, one line each; empty when healthy.
     pub problems: Vec<String>,
@@ -147,7 +148,7 @@ pub async fn status(
                 .and_then(|key| sha256_in_key(key)),
         };
         let member = Member {
-            region,
+            region: *region,
             members: &members,
             base: &found.bases[region],
             joining: joining.contains(region),
@@ -160,7 +161,7 @@ pub async fn status(
     let first = &members[0];
     let kept = set
         .aws
-        .objects(first, set.data_bucket(first))
+        .objects(*first, set.data_bucket(*first))
         .noncurrent_days()
         .await
         .ok();
@@ -190,8 +191,8 @@ fn sha256_in_key(key: &str) -> Option<String> {
 
 /// One member region, as its status is asked.
 struct Member<'a> {
-    region: &'a str,
-    members: &'a [String],
+    region: Region,
+    members: &'a [Region],
     base: &'a DeployedStack,
     joining: bool,
 }
@@ -305,7 +306,7 @@ async fn stacks_status(set: &SetContext, member: &Member<'_>) -> Vec<StackStatus
 fn repair_run(
     r: crate::ops::repair::RunReport,
     name: &SetName,
-    region: &str,
+    region: Region,
     problems: &mut Vec<String>,
 ) -> RepairRun {
     if !r.ok {
@@ -382,7 +383,7 @@ fn function_problems(function: &FunctionStatus) -> Vec<String> {
     problems
 }
 
-async fn breaker_status(set: &SetContext, region: &str) -> Result<BreakerStatus> {
+async fn breaker_status(set: &SetContext, region: Region) -> Result<BreakerStatus> {
     let (open_for, held, alarm) = tokio::join!(
         crate::ops::breaker::open_breakers(set, region),
         crate::ops::breaker::held_count(set, region),
@@ -397,7 +398,7 @@ async fn breaker_status(set: &SetContext, region: &str) -> Result<BreakerStatus>
 
 async fn function_status(
     set: &SetContext,
-    region: &str,
+    region: Region,
     expected_hex: Option<String>,
 ) -> Result<FunctionStatus> {
     let function_name = set.name.function();
@@ -422,7 +423,7 @@ async fn function_status(
     })
 }
 
-async fn queue_status(set: &SetContext, region: &str) -> Result<QueueStatus> {
+async fn queue_status(set: &SetContext, region: Region) -> Result<QueueStatus> {
     let queue_name = set.name.dead_letter_queue();
     let (_, messages, in_flight) = set.aws.queue_depth(region, &queue_name).await?;
     Ok(QueueStatus {
@@ -434,7 +435,7 @@ async fn queue_status(set: &SetContext, region: &str) -> Result<QueueStatus> {
 
 /// Current objects and their bytes, from a full listing (S3's CloudWatch
 /// size metrics are a day old, and absent for new buckets).
-async fn bucket_status(set: &SetContext, region: &str) -> Result<BucketStatus> {
+async fn bucket_status(set: &SetContext, region: Region) -> Result<BucketStatus> {
     let bucket = set.data_bucket(region);
     let listed = set.aws.objects(region, &bucket).list("").await?;
     Ok(BucketStatus {

@@ -22,6 +22,7 @@ pub use toastrep_replication::{MarkerKey, MarkerKeys};
 use crate::aws::functions::Environment;
 use crate::error::InputError;
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 use crate::ops::context::SetContext;
 
 /// The base-stack parameter holding the key (NoEcho in `templates/base.yaml`).
@@ -48,7 +49,7 @@ enum Found {
 /// (not deployed there, or deployed before sets had a marker key). Regions
 /// holding different keys are an error naming them and the fix, as is a
 /// function whose configuration cannot be read.
-pub async fn existing(set: &SetContext, regions: &[String]) -> Result<Option<MarkerKeys>> {
+pub async fn existing(set: &SetContext, regions: &[Region]) -> Result<Option<MarkerKeys>> {
     let SetContext { name, .. } = set;
     agree(name, per_region(set, regions).await?)
 }
@@ -56,10 +57,10 @@ pub async fn existing(set: &SetContext, regions: &[String]) -> Result<Option<Mar
 /// The key ring each region's function holds, for the regions whose
 /// function holds one: `rotate-key` reads them without asking them to
 /// agree, since an interrupted rotation leaves regions a step apart.
-pub async fn per_region(set: &SetContext, regions: &[String]) -> Result<Vec<(String, MarkerKeys)>> {
-    let reads = join_all(regions.iter().map(|region| async move {
+pub async fn per_region(set: &SetContext, regions: &[Region]) -> Result<Vec<(Region, MarkerKeys)>> {
+    let reads = join_all(regions.iter().map(|&region| async move {
         let found = read(set, region).await;
-        (region.clone(), found)
+        (region, found)
     }))
     .await;
     let mut keys = Vec::new();
@@ -73,7 +74,7 @@ pub async fn per_region(set: &SetContext, regions: &[String]) -> Result<Vec<(Str
 
 /// The deployed set's key, for the commands that write markers (`sync`,
 /// `replay`): an error naming the fix when its functions hold none.
-pub async fn for_set(set: &SetContext, regions: &[String]) -> Result<MarkerKeys> {
+pub async fn for_set(set: &SetContext, regions: &[Region]) -> Result<MarkerKeys> {
     let SetContext { name, .. } = set;
     match existing(set, regions).await? {
         Some(key) => Ok(key),
@@ -91,7 +92,7 @@ pub async fn for_set(set: &SetContext, regions: &[String]) -> Result<MarkerKeys>
 /// The key a deploy passes to every base stack: the one the set's functions
 /// in `deployed` hold, read before any stack changes, or a new one for a set
 /// that has none yet.
-pub async fn for_deploy(set: &SetContext, deployed: &[String]) -> Result<MarkerKeys> {
+pub async fn for_deploy(set: &SetContext, deployed: &[Region]) -> Result<MarkerKeys> {
     if let Some(key) = existing(set, deployed).await? {
         return Ok(key);
     }
@@ -108,7 +109,7 @@ pub fn generate() -> Result<MarkerKey> {
     Ok(MarkerKey::from_bytes(bytes))
 }
 
-async fn read(set: &SetContext, region: &str) -> Result<Found> {
+async fn read(set: &SetContext, region: Region) -> Result<Found> {
     let SetContext { aws, name, .. } = set;
     match aws.function(region, &name.function()).configuration().await {
         Ok(Some(config)) => from_environment(name, region, Some(&config.environment)),
@@ -119,7 +120,7 @@ async fn read(set: &SetContext, region: &str) -> Result<Found> {
 
 fn from_environment(
     name: &SetName,
-    region: &str,
+    region: Region,
     environment: Option<&Environment>,
 ) -> Result<Found> {
     if let Some((code, message)) = environment.and_then(|e| e.error.as_ref()) {
@@ -162,7 +163,7 @@ fn from_environment(
     Ok(Found::Key(keys))
 }
 
-fn unreadable(name: &SetName, region: &str, detail: &str) -> anyhow::Error {
+fn unreadable(name: &SetName, region: Region, detail: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "the set's marker key could not be read from its function {} in {region}: {detail}; \
          toastrep needs lambda:GetFunctionConfiguration on that function, and kms:Decrypt \
@@ -174,13 +175,10 @@ fn unreadable(name: &SetName, region: &str, detail: &str) -> anyhow::Error {
 
 /// The one key of every region that holds one; an error naming the regions
 /// of each key (never the keys) when they differ.
-fn agree(name: &SetName, keys: Vec<(String, MarkerKeys)>) -> Result<Option<MarkerKeys>> {
-    let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+fn agree(name: &SetName, keys: Vec<(Region, MarkerKeys)>) -> Result<Option<MarkerKeys>> {
+    let mut groups: BTreeMap<(String, String), Vec<Region>> = BTreeMap::new();
     for (region, key) in &keys {
-        groups
-            .entry(key.to_config())
-            .or_default()
-            .push(region.clone());
+        groups.entry(key.to_config()).or_default().push(*region);
     }
     if groups.len() <= 1 {
         return Ok(keys.into_iter().next().map(|(_, key)| key));
@@ -195,7 +193,7 @@ fn agree(name: &SetName, keys: Vec<(String, MarkerKeys)>) -> Result<Option<Marke
         ))
         .into());
     }
-    let mut groups: Vec<Vec<String>> = groups.into_values().collect();
+    let mut groups: Vec<Vec<Region>> = groups.into_values().collect();
     // Largest group first; equal sizes by region, so the message is stable.
     groups.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     let described: Vec<String> = groups
@@ -230,7 +228,7 @@ fn agree(name: &SetName, keys: Vec<(String, MarkerKeys)>) -> Result<Option<Marke
     .into())
 }
 
-fn list(regions: &[String]) -> String {
+fn list(regions: &[Region]) -> String {
     regions.join(", ")
 }
 
@@ -266,7 +264,7 @@ mod tests {
         let key = MarkerKey::for_tests("a");
         let found = from_environment(
             &name(),
-            "us-east-1",
+            "us-east-1".into(),
             Some(&environment(&[
                 (ALWAYS_SET, "b"),
                 (VARIABLE, &key.to_hex()),
@@ -276,12 +274,12 @@ mod tests {
         assert_eq!(found, Found::Key(key.into()));
         let older = from_environment(
             &name(),
-            "us-east-1",
+            "us-east-1".into(),
             Some(&environment(&[(ALWAYS_SET, "b")])),
         );
         assert_eq!(older.unwrap(), Found::NoKey);
         for unread in [None, Some(environment(&[]))] {
-            let err = from_environment(&name(), "eu-west-2", unread.as_ref())
+            let err = from_environment(&name(), "eu-west-2".into(), unread.as_ref())
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -299,7 +297,7 @@ mod tests {
             )),
             variables: None,
         };
-        let err = from_environment(&name(), "eu-west-2", Some(&denied))
+        let err = from_environment(&name(), "eu-west-2".into(), Some(&denied))
             .unwrap_err()
             .to_string();
         assert!(err.contains("AccessDeniedException"), "{err}");
@@ -310,7 +308,7 @@ mod tests {
     fn a_malformed_key_is_an_error_that_does_not_show_it() {
         let err = from_environment(
             &name(),
-            "us-east-1",
+            "us-east-1".into(),
             Some(&environment(&[
                 (ALWAYS_SET, "b"),
                 (VARIABLE, "secret-but-bad"),

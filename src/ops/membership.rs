@@ -25,6 +25,7 @@ use crate::aws::stack::StackAction;
 use crate::bail_input;
 use crate::model::function::FunctionSettings;
 use crate::model::regions;
+use crate::model::regions::Region;
 use crate::model::templates::Template;
 use crate::model::topology::{self, DeployPlan, Pair, SetSpec, StackAt};
 use crate::ops::context::SetContext;
@@ -38,34 +39,31 @@ use crate::progress::Reporter;
 /// Finds the set in every region of the partition: a member missing from the
 /// region list must be noticed, wherever it is.
 pub async fn discover_in_partition(set: &SetContext, partition: &str) -> Result<DeployedSet> {
-    let candidates: Vec<String> = regions::regions_in(partition).map(str::to_owned).collect();
+    let candidates: Vec<Region> = regions::regions_in(partition).collect();
     discover::discover(set, &candidates).await
 }
 
 /// The regions holding a base stack of the set.
-pub fn deployed_regions(found: &DeployedSet) -> Vec<String> {
+pub fn deployed_regions(found: &DeployedSet) -> Vec<Region> {
     found.bases.keys().cloned().collect()
 }
 
 /// A deploy never deletes a region: removing one is a separate, deliberate
 /// command, since it stops replication there.
 pub fn check_no_dropped_members(found: &DeployedSet, spec: &SetSpec) -> Result<()> {
-    let dropped: Vec<&String> = found
+    let dropped: Vec<Region> = found
         .bases
         .keys()
         .filter(|r| !spec.regions.contains(r))
+        .copied()
         .collect();
     if let Some(region) = dropped.first() {
-        let members: Vec<&str> = found.bases.keys().map(String::as_str).collect();
+        let members: Vec<Region> = found.bases.keys().copied().collect();
         bail_input!(
             "set '{}' is deployed in {}, and --regions leaves out {}: deploy never removes a region; to remove it, run `toastrep remove-region --name {} --region {region}`, or add it to --regions",
             spec.name,
-            members.join(", "),
-            dropped
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            regions::list(&members),
+            regions::list(&dropped),
             spec.name
         );
     }
@@ -76,7 +74,7 @@ pub fn check_no_dropped_members(found: &DeployedSet, spec: &SetSpec) -> Result<(
 const JOINING_MARKER: &str = "toastrep/joining";
 
 /// The regions with a base stack whose addition has finished (no marker).
-pub async fn complete_members(set: &SetContext, found: &DeployedSet) -> Result<BTreeSet<String>> {
+pub async fn complete_members(set: &SetContext, found: &DeployedSet) -> Result<BTreeSet<Region>> {
     let joining = joining_regions(set, found).await?;
     Ok(found
         .bases
@@ -89,7 +87,7 @@ pub async fn complete_members(set: &SetContext, found: &DeployedSet) -> Result<B
 /// The regions of `regions` new to a set whose finished `members` these
 /// are: backfilled and verified once their stacks are in place. A
 /// brand-new set (no members) has nothing to backfill.
-pub fn added(members: &BTreeSet<String>, regions: &[String]) -> Vec<String> {
+pub fn added(members: &BTreeSet<Region>, regions: &[Region]) -> Vec<Region> {
     if members.is_empty() {
         return Vec::new();
     }
@@ -101,19 +99,19 @@ pub fn added(members: &BTreeSet<String>, regions: &[String]) -> Vec<String> {
 }
 
 /// The regions with a base stack whose addition has not finished.
-pub async fn joining_regions(set: &SetContext, found: &DeployedSet) -> Result<BTreeSet<String>> {
+pub async fn joining_regions(set: &SetContext, found: &DeployedSet) -> Result<BTreeSet<Region>> {
     let checks = found
         .bases
         .keys()
         .filter(|r| found.artifact_buckets.contains(*r))
         .map(|region| async move {
-            let bucket = set.artifact_bucket(region);
+            let bucket = set.artifact_bucket(*region);
             let joining = set
                 .aws
-                .objects(region, bucket)
+                .objects(*region, bucket)
                 .holds(JOINING_MARKER)
                 .await?;
-            anyhow::Ok(joining.then(|| region.clone()))
+            anyhow::Ok(joining.then_some(*region))
         });
     let mut joining = BTreeSet::new();
     for result in join_all(checks).await {
@@ -122,7 +120,7 @@ pub async fn joining_regions(set: &SetContext, found: &DeployedSet) -> Result<BT
     Ok(joining)
 }
 
-pub async fn set_joining_marker(set: &SetContext, region: &str, joining: bool) -> Result<()> {
+pub async fn set_joining_marker(set: &SetContext, region: Region, joining: bool) -> Result<()> {
     let bucket = set.aws.objects(region, set.artifact_bucket(region));
     if joining {
         let note = b"added by toastrep; removed once the backfill and verify passed\n";
@@ -140,7 +138,7 @@ pub fn check_no_leftover_buckets(found: &DeployedSet, spec: &SetSpec, account: &
         if found.data_buckets.contains(region) && !found.bases.contains_key(region) {
             bail_input!(
                 "bucket {} in {region} is left from an earlier deployment of '{}' (teardown keeps buckets that hold objects), and a new base stack cannot take it over: copy its objects elsewhere and delete it, or use another set name",
-                spec.name.data_bucket(region, account),
+                spec.name.data_bucket(*region, account),
                 spec.name
             );
         }
@@ -155,35 +153,34 @@ pub struct Joining {
     pub plan: DeployPlan,
     pub package: Package,
     /// The members whose addition finished.
-    pub members: BTreeSet<String>,
+    pub members: BTreeSet<Region>,
 }
 
 /// The plan of set `name` grown by `region`.
-pub async fn plan_joining(set: &SetContext, region: &str) -> Result<Joining> {
+pub async fn plan_joining(set: &SetContext, region: Region) -> Result<Joining> {
     let SetContext { name, account, .. } = set;
     crate::model::names::check_lengths(name, [region])?;
-    let partition = regions::partition_of(region).expect("regions are checked");
-    let found = discover_in_partition(set, partition).await?;
+    let found = discover_in_partition(set, region.partition()).await?;
     let deployed = discover::require_deployed(&found, name)?;
     let members = complete_members(set, &found).await?;
-    if members.contains(region) {
+    if members.contains(&region) {
         bail_input!(
             "{region} is already a region of set '{name}' (it is deployed in {}): to bring it up to date run `toastrep deploy`, to see its health `toastrep status --name {name}`",
-            deployed.join(", ")
+            regions::list(&deployed)
         );
     }
     // A member to copy from: the package and settings the set runs.
     let Some(source) = members.iter().next() else {
         bail_input!(
             "set '{name}' has no region whose deployment finished (only {}, being added): finish it with `toastrep deploy --name {name} --regions ...` listing its regions",
-            deployed.join(", ")
+            regions::list(&deployed)
         );
     };
-    let mut regions: Vec<String> = deployed.clone();
-    if !regions.iter().any(|r| r == region) {
-        regions.push(region.to_owned());
+    let mut regions: Vec<Region> = deployed.clone();
+    if !regions.contains(&region) {
+        regions.push(region);
     }
-    let spec = SetSpec::parse(name.as_str(), &regions)?;
+    let spec = SetSpec::new(name.clone(), regions)?;
     check_no_leftover_buckets(&found, &spec, account)?;
 
     let base = &found.bases[source];
@@ -195,7 +192,7 @@ pub async fn plan_joining(set: &SetContext, region: &str) -> Result<Joining> {
             "the base stack of '{name}' in {source} has no CodeKey parameter, so it was not made by this toastrep: redeploy the set with `toastrep deploy`"
         );
     };
-    let package = deployed_package(set, source, code_key).await?;
+    let package = deployed_package(set, *source, code_key).await?;
     // Older toastreps shipped packages unchecked; the new region must run it.
     package.check_runs_on(settings.architecture)?;
     // The members' key, read before any stack changes: the new region must
@@ -211,7 +208,7 @@ pub async fn plan_joining(set: &SetContext, region: &str) -> Result<Joining> {
 
 /// The package a member runs, read from its artifact bucket and checked
 /// against the hash in its name.
-async fn deployed_package(set: &SetContext, region: &str, key: &str) -> Result<Package> {
+async fn deployed_package(set: &SetContext, region: Region, key: &str) -> Result<Package> {
     let bucket = set.artifact_bucket(region);
     let zip = set
         .aws
@@ -241,9 +238,9 @@ async fn deployed_package(set: &SetContext, region: &str, key: &str) -> Result<P
 pub struct RemoveResult {
     pub name: String,
     pub account: String,
-    pub region: String,
+    pub region: Region,
     /// The set's regions afterwards.
-    pub remaining: Vec<String>,
+    pub remaining: Vec<Region>,
     pub stacks: Vec<StackRow>,
     /// With --delete-data: the sync from every member into the remaining
     /// regions, run before the leaving bucket's data is deleted (writes it
@@ -259,14 +256,14 @@ pub struct RemoveResult {
 /// them, and once its bucket is gone they can never be replayed.
 async fn refuse_dead_letters_elsewhere(
     set: &SetContext,
-    region: &str,
-    remaining: &[String],
+    region: Region,
+    remaining: &[Region],
 ) -> Result<()> {
     let SetContext { aws, name, .. } = set;
     let queue = name.dead_letter_queue();
     let depths = join_all(remaining.iter().map(|r| {
         let queue = &queue;
-        async move { (r, aws.queue_depth_if_exists(r, queue).await) }
+        async move { (r, aws.queue_depth_if_exists(*r, queue).await) }
     }))
     .await;
     let mut holding = Vec::new();
@@ -292,22 +289,20 @@ async fn refuse_dead_letters_elsewhere(
 /// Takes `region` out of set `name`.
 pub async fn remove_region(
     set: &SetContext,
-    region: &str,
+    region: Region,
     options: teardown::TeardownOptions,
     reporter: &dyn Reporter,
 ) -> Result<RemoveResult> {
     let SetContext { aws, name, account } = set;
-    let region = region.to_owned();
-    let partition = regions::partition_of(&region).expect("regions are checked");
-    let found = discover_in_partition(set, partition).await?;
+    let found = discover_in_partition(set, region.partition()).await?;
     let members = discover::require_deployed(&found, name)?;
     if !members.contains(&region) {
         bail_input!(
             "{region} is not a region of set '{name}' (it is deployed in {}): check --region",
-            members.join(", ")
+            regions::list(&members)
         );
     }
-    let remaining: Vec<String> = members.iter().filter(|r| **r != region).cloned().collect();
+    let remaining: Vec<Region> = members.iter().filter(|r| **r != region).copied().collect();
     if remaining.len() < 2 {
         bail_input!(
             "removing {region} would leave set '{name}' with only {}, and a replica set needs two regions: to delete the whole set, run `toastrep teardown --name {name}`",
@@ -318,14 +313,14 @@ pub async fn remove_region(
         teardown::refuse_unread_queues(set, [&region]).await?;
     }
     if options.delete_data {
-        refuse_dead_letters_elsewhere(set, &region, &remaining).await?;
+        refuse_dead_letters_elsewhere(set, region, &remaining).await?;
     }
 
     // Its pairs with every member, both ways: subscriptions first, so no
     // event is sent to a function whose permission is already gone.
     let pairs: Vec<Pair> = topology::pairs(name, &members)
         .into_iter()
-        .filter(|pair| pair.touches(&region))
+        .filter(|pair| pair.touches(region))
         .collect();
     let subscriptions = pairs.iter().map(|p| p.subscription.clone()).collect();
     let grants = pairs.iter().map(|p| p.grant.clone()).collect();
@@ -347,7 +342,7 @@ pub async fn remove_region(
     if stacks.iter().all(|r| r.error.is_none()) {
         let base = vec![StackAt {
             name: name.base_stack(),
-            region: region.clone(),
+            region,
         }];
         stacks.extend(teardown::delete_all(set, Template::Base, base, reporter).await);
     }
@@ -357,16 +352,16 @@ pub async fn remove_region(
     let mut buckets = Vec::new();
     if stacks_ok {
         if found.data_buckets.contains(&region) {
-            let bucket = set.data_bucket(&region);
+            let bucket = set.data_bucket(region);
             buckets.push(
-                teardown::remove_bucket(aws, &region, bucket, "data", delete_data, reporter).await,
+                teardown::remove_bucket(aws, region, bucket, "data", delete_data, reporter).await,
             );
         }
         if found.artifact_buckets.contains(&region) {
             // Only toastrep's own packages (and markers) live there.
-            let bucket = set.artifact_bucket(&region);
+            let bucket = set.artifact_bucket(region);
             buckets.push(
-                teardown::remove_bucket(aws, &region, bucket, "artifact", true, reporter).await,
+                teardown::remove_bucket(aws, region, bucket, "artifact", true, reporter).await,
             );
         }
     }
@@ -390,8 +385,8 @@ pub async fn remove_region(
 async fn sync_into_remaining(
     set: &SetContext,
     found: &DeployedSet,
-    members: &[String],
-    remaining: &[String],
+    members: &[Region],
+    remaining: &[Region],
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
     let settings = found.settings().unwrap_or_default();

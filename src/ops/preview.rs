@@ -16,6 +16,7 @@ use crate::aws::AwsOptions;
 use crate::aws::change_set::{self, PreviewAction, ResourceChange, StackPreview};
 use crate::aws::stack::StackError;
 use crate::model::function::{FunctionRequest, FunctionSettings, SettingChange};
+use crate::model::regions::Region;
 use crate::model::topology::{DeployPlan, SetSpec, StackPlan};
 use crate::ops::context::SetContext;
 use crate::ops::discover::DeployedSet;
@@ -29,7 +30,7 @@ pub struct Prepared {
     pub set: SetContext,
     pub found: DeployedSet,
     /// The members whose addition finished.
-    pub members: BTreeSet<String>,
+    pub members: BTreeSet<Region>,
     /// What the set runs now (none for a new set).
     pub deployed: Option<FunctionSettings>,
     /// The settings the deploy changes on a deployed set.
@@ -41,7 +42,7 @@ pub struct Prepared {
 impl Prepared {
     /// Regions new to a deployed set: backfilled and verified once their
     /// stacks are in place. A brand-new set has nothing to backfill.
-    pub fn added(&self) -> Vec<String> {
+    pub fn added(&self) -> Vec<Region> {
         membership::added(&self.members, &self.plan.spec.regions)
     }
 }
@@ -69,7 +70,7 @@ pub async fn prepare(
 ) -> Result<Prepared> {
     function.requested.resolve(None).check()?;
     let prebuilt = Package::prebuilt(function.lambda_zip.as_deref(), function.architecture())?;
-    let set = SetContext::connect(options, &spec.name, &spec.regions[0]).await?;
+    let set = SetContext::connect(options, &spec.name, spec.regions[0]).await?;
     let found = membership::discover_in_partition(&set, spec.partition).await?;
     membership::check_no_leftover_buckets(&found, &spec, &set.account)?;
     membership::check_no_dropped_members(&found, &spec)?;
@@ -117,7 +118,7 @@ pub async fn prepare(
 pub struct PlanResult {
     pub name: String,
     pub account: String,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub package: PackagePlan,
     /// Every setting the deploy would give the set.
     pub settings: FunctionSettings,
@@ -125,7 +126,7 @@ pub struct PlanResult {
     pub setting_changes: Vec<SettingChange>,
     pub stacks: Vec<StackRow>,
     /// Regions new to the deployed set: they would be backfilled and verified.
-    pub added: Vec<String>,
+    pub added: Vec<Region>,
     /// Whether a deploy would change anything.
     pub changes: bool,
     pub ok: bool,
@@ -137,13 +138,13 @@ pub struct PackagePlan {
     #[serde(flatten)]
     pub package: Package,
     /// Regions whose artifact bucket lacks the package.
-    pub upload_to: Vec<String>,
+    pub upload_to: Vec<Region>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StackRow {
     pub stack_name: String,
-    pub region: String,
+    pub region: Region,
     // A `Cow`, so that a result read back from JSON owns it.
     pub kind: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,16 +172,16 @@ pub async fn preview(
     } = prepared;
     let mut upload_to = Vec::new();
     for region in &plan.spec.regions {
-        let bucket = set.artifact_bucket(region);
+        let bucket = set.artifact_bucket(*region);
         let present = found.artifact_buckets.contains(region)
             && set
                 .aws
-                .objects(region, &bucket)
+                .objects(*region, &bucket)
                 .holds(&package.key)
                 .await
                 .unwrap_or(false);
         if !present {
-            upload_to.push(region.clone());
+            upload_to.push(*region);
         }
     }
     let stacks: Vec<StackRow> = stream::iter(plan.stacks())
@@ -226,7 +227,7 @@ pub async fn preview(
 fn row(plan: &StackPlan, preview: Result<StackPreview, StackError>) -> StackRow {
     let mut row = StackRow {
         stack_name: plan.stack_name.clone(),
-        region: plan.region.clone(),
+        region: plan.region,
         kind: plan.template.kind().into(),
         action: None,
         status: None,

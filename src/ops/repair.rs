@@ -14,6 +14,7 @@ pub use toastrep_replication::function::repair::RunReport;
 
 use crate::aws::Aws;
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 use crate::ops::context::SetContext;
 use crate::ops::sync::{
     CloudRun, MapItems, NotReplicable, RegionRun, SyncCopy, SyncDelete, SyncFailure, SyncReport,
@@ -25,17 +26,17 @@ use crate::progress::Reporter;
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// The ARN of the repair state machine of set `name` in `region`.
-fn state_machine_arn(name: &SetName, region: &str, account: &str) -> String {
-    let partition = crate::model::regions::partition_of(region).unwrap_or("aws");
+fn state_machine_arn(name: &SetName, region: Region, account: &str) -> String {
+    let partition = region.partition();
     format!("arn:{partition}:states:{region}:{account}:stateMachine:toastrep-{name}-repair")
 }
 
 /// The last run's report of `region`, if it ever ran.
-pub async fn last_run(set: &SetContext, region: &str) -> Result<Option<RunReport>> {
+pub async fn last_run(set: &SetContext, region: Region) -> Result<Option<RunReport>> {
     read_report(set, region, "repair/last.json").await
 }
 
-async fn read_report(set: &SetContext, region: &str, key: &str) -> Result<Option<RunReport>> {
+async fn read_report(set: &SetContext, region: Region, key: &str) -> Result<Option<RunReport>> {
     let SetContext { aws, name, account } = set;
     let bucket = name.artifact_bucket(region, account);
     let Some(bytes) = aws.objects(region, &bucket).get(key).await? else {
@@ -47,7 +48,7 @@ async fn read_report(set: &SetContext, region: &str, key: &str) -> Result<Option
 }
 
 /// Starts a repair run in every region of `regions`, under one run id.
-pub async fn start(set: &SetContext, regions: &[String], deep: bool) -> Result<CloudRun> {
+pub async fn start(set: &SetContext, regions: &[Region], deep: bool) -> Result<CloudRun> {
     let SetContext { aws, name, account } = set;
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -57,8 +58,8 @@ pub async fn start(set: &SetContext, regions: &[String], deep: bool) -> Result<C
     let started = join_all(regions.iter().map(|region| {
         let (run, input) = (&run, &input);
         async move {
-            let arn = state_machine_arn(name, region, account);
-            aws.start_execution(region, &arn, run, input)
+            let arn = state_machine_arn(name, *region, account);
+            aws.start_execution(*region, &arn, run, input)
                 .await
                 .with_context(|| {
                     format!(
@@ -66,7 +67,7 @@ pub async fn start(set: &SetContext, regions: &[String], deep: bool) -> Result<C
                     )
                 })
                 .map(|execution_arn| RegionRun {
-                    region: region.clone(),
+                    region: *region,
                     execution_arn,
                     status: "RUNNING".into(),
                     ranges: None,
@@ -133,7 +134,7 @@ async fn look(
     execution: &RegionRun,
 ) -> Result<(String, Option<MapItems>, Option<String>)> {
     let now = aws
-        .execution(&execution.region, &execution.execution_arn)
+        .execution(execution.region, &execution.execution_arn)
         .await
         .with_context(|| format!("following {}", execution.execution_arn))?;
     let items = now.items.map(|counts| MapItems {
@@ -149,7 +150,7 @@ async fn look(
 /// and failures of every region, each region repaired by its own run.
 pub async fn report(
     set: &SetContext,
-    regions: &[String],
+    regions: &[Region],
     carry_deletes: bool,
     run: &mut CloudRun,
     seconds: f64,
@@ -159,7 +160,7 @@ pub async fn report(
     let reports = join_all(
         run.executions
             .iter()
-            .map(|e| read_report(set, &e.region, &key)),
+            .map(|e| read_report(set, e.region, &key)),
     )
     .await;
     let mut sync = SyncReport {
@@ -172,12 +173,12 @@ pub async fn report(
     };
     let mut unreachable = BTreeMap::new();
     for (execution, report) in run.executions.iter_mut().zip(reports) {
-        let region = execution.region.clone();
+        let region = execution.region;
         let Some(report) = report? else {
             // The run ended before its report step (the plan failed).
             sync.failures.push(SyncFailure {
                 key: String::new(),
-                region: region.clone(),
+                region,
                 source: None,
                 error: format!(
                     "the repair run in {region} reported nothing: {}",
@@ -188,7 +189,7 @@ pub async fn report(
         };
         execution.invocations = report.invocations;
         execution.longest_invocation_ms = report.longest_invocation_ms;
-        add_region_report(&mut sync, &region, report, &mut unreachable);
+        add_region_report(&mut sync, region, report, &mut unreachable)?;
     }
     sync.unreachable = unreachable
         .into_iter()
@@ -206,10 +207,10 @@ pub async fn report(
 /// Adds one region's run report to the set's sync report.
 fn add_region_report(
     sync: &mut SyncReport,
-    region: &str,
+    region: Region,
     report: RunReport,
-    unreachable: &mut BTreeMap<String, String>,
-) {
+    unreachable: &mut BTreeMap<Region, String>,
+) -> Result<()> {
     // Every region lists the union of the set's keys.
     sync.keys_scanned = sync.keys_scanned.max(report.tally.keys_scanned);
     sync.keys_examined += report.tally.keys_examined;
@@ -218,14 +219,20 @@ fn add_region_report(
     sync.deletes_made += report.tally.deletes_made;
     sync.deletes_held += report.tally.deletes_held;
     sync.keys_differing_by_delete += report.tally.keys_differing_by_delete;
-    sync.copies
-        .extend(report.tally.copies.into_iter().map(|c| SyncCopy {
+    // The function names regions as strings; one toastrep does not know
+    // is a report this toastrep cannot read.
+    let named = |name: &str| {
+        Region::parse(name).with_context(|| format!("reading the repair report of {region}"))
+    };
+    for c in report.tally.copies {
+        sync.copies.push(SyncCopy {
             key: c.key,
-            source: c.source,
-            destination: region.to_owned(),
+            source: named(&c.source)?,
+            destination: region,
             reason: c.reason,
             bytes: c.bytes,
-        }));
+        });
+    }
     sync.deletes
         .extend(report.tally.deletes.into_iter().map(|key| SyncDelete {
             key,
@@ -243,17 +250,18 @@ fn add_region_report(
                     why,
                 }),
         );
-    sync.failures
-        .extend(report.tally.failures.into_iter().map(|f| SyncFailure {
+    for f in report.tally.failures {
+        sync.failures.push(SyncFailure {
             key: f.key,
-            region: f.region,
-            source: f.source,
+            region: named(&f.region)?,
+            source: f.source.as_deref().map(named).transpose()?,
             error: f.error,
-        }));
+        });
+    }
     if report.ranges_failed > 0 && report.tally.failure_count == 0 {
         sync.failures.push(SyncFailure {
             key: String::new(),
-            region: region.to_owned(),
+            region,
             source: None,
             error: format!(
                 "{} of {} ranges did not finish{}",
@@ -263,15 +271,16 @@ fn add_region_report(
             ),
         });
     }
-    for (region, error) in report.tally.unreachable {
-        unreachable.entry(region).or_insert(error);
+    for (other, error) in report.tally.unreachable {
+        unreachable.entry(named(&other)?).or_insert(error);
     }
+    Ok(())
 }
 
 /// Runs the repair now in every region, follows it and reports it.
 pub async fn sync_in_cloud(
     set: &SetContext,
-    regions: &[String],
+    regions: &[Region],
     carry_deletes: bool,
     deep: bool,
     reporter: &dyn Reporter,

@@ -32,7 +32,8 @@ use crate::aws::functions::Function;
 use crate::aws::queues::{Queue, Received, Take};
 use crate::bail_input;
 use crate::model::names::SetName;
-use crate::model::regions;
+use crate::model::regions::Region;
+use crate::model::regions::{self, RegionSearch};
 use crate::ops::context::SetContext;
 use crate::ops::discover::{self, Located};
 use crate::ops::sync::set_replicator;
@@ -56,9 +57,9 @@ pub struct ReplayResult {
     pub ok: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize, Default, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RegionReplay {
-    pub region: String,
+    pub region: Region,
     pub queue: String,
     /// Messages received.
     pub messages: usize,
@@ -78,6 +79,23 @@ pub struct RegionReplay {
     pub left: Vec<LeftMessage>,
 }
 
+impl RegionReplay {
+    /// A region's replay before any message is read.
+    pub fn new(region: Region, queue: String) -> Self {
+        Self {
+            region,
+            queue,
+            messages: 0,
+            replayed: 0,
+            failing: 0,
+            unparseable: 0,
+            refused: 0,
+            error: None,
+            left: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct LeftMessage {
     pub message_id: String,
@@ -93,31 +111,29 @@ pub struct LeftMessage {
 pub async fn replay(
     options: &AwsOptions,
     name: &SetName,
-    only: Option<&str>,
+    only: Option<Region>,
     dry_run: bool,
     reporter: &dyn Reporter,
 ) -> Result<ReplayResult> {
-    let only: Vec<String> = only.map(str::to_owned).into_iter().collect();
     // The whole set even when --region picks one queue: a message is
     // checked against every member region, its sources' too.
-    let search: Vec<String> = only
-        .first()
-        .and_then(|region| regions::partition_of(region))
-        .map(|partition| regions::regions_in(partition).map(str::to_owned).collect())
-        .unwrap_or_default();
+    let search = match only {
+        Some(region) => RegionSearch::These(regions::regions_in(region.partition()).collect()),
+        None => RegionSearch::WholePartition,
+    };
     let Located { set, found } = discover::locate(options, name, &search).await?;
     let aws = &set.aws;
     let regions = discover::require_deployed(&found, name)?;
-    if let Some(region) = only.first()
-        && !regions.contains(region)
+    if let Some(region) = only
+        && !regions.contains(&region)
     {
         bail_input!(
             "set '{name}' is not deployed in {region}: pass one of its regions to --region, or leave it out"
         );
     }
-    let queues: Vec<&String> = regions
+    let queues: Vec<&Region> = regions
         .iter()
-        .filter(|region| only.is_empty() || only.contains(region))
+        .filter(|region| only.is_none_or(|only| only == **region))
         .collect();
     let marker_key = crate::ops::marker_key::for_set(&set, &regions).await?;
     // The function's own engine, on the set's buckets in its regions only:
@@ -136,13 +152,11 @@ pub async fn replay(
     let carry_deletes = found.settings().unwrap_or_default().replicate_deletes;
     let results = join_all(queues.into_iter().map(|region| async {
         reporter.started(region, &name.dead_letter_queue(), "replaying");
-        let deletes_to = carry_deletes.then(|| aws.function(region, &name.function()));
-        let result = replay_region(&set, &replicator, region, dry_run, deletes_to).await;
+        let deletes_to = carry_deletes.then(|| aws.function(*region, &name.function()));
+        let result = replay_region(&set, &replicator, *region, dry_run, deletes_to).await;
         let result = result.unwrap_or_else(|error| RegionReplay {
-            region: region.clone(),
-            queue: name.dead_letter_queue(),
             error: Some(format!("{error:#}")),
-            ..RegionReplay::default()
+            ..RegionReplay::new(*region, name.dead_letter_queue())
         });
         let ok = result.error.is_none() && result.left.is_empty();
         reporter.finished(
@@ -185,19 +199,15 @@ type DeletesTo = Option<Function>;
 async fn replay_region(
     set: &SetContext,
     replicator: &Replicator<SdkStore>,
-    region: &str,
+    region: Region,
     dry_run: bool,
     deletes_to: DeletesTo,
 ) -> Result<RegionReplay> {
     let SetContext { aws, name, .. } = set;
     let queue = name.dead_letter_queue();
     let dead_letters = aws.queue(region, &queue).await?;
-    let destination = replicator.set().bucket(region);
-    let mut result = RegionReplay {
-        region: region.to_owned(),
-        queue: queue.clone(),
-        ..RegionReplay::default()
-    };
+    let destination = replicator.set().bucket(&region);
+    let mut result = RegionReplay::new(region, queue.clone());
     let mut seen = HashSet::new();
     let mut to_release = Vec::new();
     loop {

@@ -14,6 +14,7 @@ use toastrep_replication::{Bucket, KeyRestore, ReplicateError};
 
 use crate::aws::objects::Versioning;
 use crate::bail_input;
+use crate::model::regions::Region;
 use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
 use crate::ops::sync::set_engine;
@@ -47,11 +48,11 @@ pub struct RestoreResult {
 pub struct RestoredKey {
     pub key: String,
     /// The region whose version is written again, and that version.
-    pub source: String,
+    pub source: Region,
     pub version: String,
     pub bytes: u64,
     /// The regions that get it.
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -78,14 +79,14 @@ pub async fn restore(
     let regions = located.members("restore")?;
     let buckets: Vec<Bucket> = regions
         .iter()
-        .map(|r| Bucket::new(r, set.data_bucket(r)))
+        .map(|r| Bucket::new(r.as_str(), set.data_bucket(*r)))
         .collect();
-    require_versioning(set, &buckets).await?;
+    require_versioning(set, &regions, &buckets).await?;
     let mut keys = BTreeSet::new();
-    for bucket in &buckets {
+    for (&region, bucket) in regions.iter().zip(&buckets) {
         keys.extend(
             set.aws
-                .objects(&bucket.region, &bucket.name)
+                .objects(region, &bucket.name)
                 .keys_with_versions(&request.prefix)
                 .await?,
         );
@@ -147,11 +148,15 @@ pub async fn restore(
 }
 
 /// Versions are what restore restores from: every bucket must keep them.
-async fn require_versioning(set: &SetContext, buckets: &[Bucket]) -> Result<()> {
-    for bucket in buckets {
+async fn require_versioning(
+    set: &SetContext,
+    regions: &[Region],
+    buckets: &[Bucket],
+) -> Result<()> {
+    for (&region, bucket) in regions.iter().zip(buckets) {
         let versioning = set
             .aws
-            .objects(&bucket.region, &bucket.name)
+            .objects(region, &bucket.name)
             .versioning()
             .await
             .with_context(|| format!("reading the versioning of s3://{}", bucket.name))?;
@@ -174,7 +179,7 @@ async fn require_versioning(set: &SetContext, buckets: &[Bucket]) -> Result<()> 
 /// every so often; returns the last count's line.
 async fn tally(
     mut outcomes: impl futures::Stream<Item = (String, Result<KeyRestore, ReplicateError>)> + Unpin,
-    regions: &[String],
+    regions: &[Region],
     result: &mut RestoreResult,
     show: impl Fn(String),
 ) -> String {
@@ -196,10 +201,10 @@ async fn tally(
                 regions: into,
             }) => result.restored.push(RestoredKey {
                 key,
-                source: regions[source].clone(),
+                source: regions[source],
                 version,
                 bytes,
-                regions: into.iter().map(|&i| regions[i].clone()).collect(),
+                regions: into.iter().map(|&i| regions[i]).collect(),
             }),
             Err(error) => result.failures.push(RestoreFailure {
                 key,

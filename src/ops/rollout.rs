@@ -19,6 +19,7 @@ use crate::aws::artifacts;
 use crate::aws::change_set;
 use crate::aws::stack::{ResourceFailure, StackAction};
 use crate::model::function::SettingChange;
+use crate::model::regions::Region;
 use crate::model::topology::{CODE_VERSION_PARAMETER, DeployPlan, MARKER_KEY_PARAMETER, StackPlan};
 use crate::ops::context::SetContext;
 use crate::ops::discover;
@@ -35,11 +36,11 @@ use toastrep_replication::function::log_keys;
 pub struct DeployResult {
     pub name: String,
     pub account: String,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub package: PackageResult,
     pub stacks: Vec<StackRow>,
     /// Regions new to an already deployed set: backfilled, then verified.
-    pub added: Vec<String>,
+    pub added: Vec<Region>,
     /// The backfill's report (the objects copied into the added regions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backfill: Option<SyncReport>,
@@ -61,14 +62,14 @@ pub struct DeployResult {
 pub struct PackageResult {
     #[serde(flatten)]
     pub package: Package,
-    pub uploaded_to: Vec<String>,
+    pub uploaded_to: Vec<Region>,
 }
 
 /// One stack's line in the result: an action, or an error with its causes.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StackRow {
     pub stack_name: String,
-    pub region: String,
+    pub region: Region,
     // A `Cow`, so that a result read back from JSON owns it.
     pub kind: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,7 +106,7 @@ pub async fn roll_out(
     set: &SetContext,
     plan: &DeployPlan,
     package: &Package,
-    members: &BTreeSet<String>,
+    members: &BTreeSet<Region>,
     concurrency: usize,
     reporter: &dyn Reporter,
 ) -> Result<DeployResult> {
@@ -113,14 +114,14 @@ pub async fn roll_out(
     let added = membership::added(members, &plan.spec.regions);
     let (uploaded_to, versions) = upload_package(set, plan, package, reporter).await?;
     for region in &added {
-        set_joining_marker(set, region, true).await?;
+        set_joining_marker(set, *region, true).await?;
     }
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut rows = apply_bases(set, plan, &versions, &permits, reporter).await;
-    let failed_bases: Vec<String> = rows
+    let failed_bases: Vec<Region> = rows
         .iter()
         .filter(|r| r.error.is_some())
-        .map(|r| r.region.clone())
+        .map(|r| r.region)
         .collect();
     keep_bucket_rules(set, plan, &failed_bases).await?;
     rows.extend(apply_pairs(set, plan, &failed_bases, &permits, reporter).await);
@@ -164,7 +165,7 @@ pub async fn roll_out(
 async fn apply_bases(
     set: &SetContext,
     plan: &DeployPlan,
-    versions: &BTreeMap<String, String>,
+    versions: &BTreeMap<Region, String>,
     permits: &Semaphore,
     reporter: &dyn Reporter,
 ) -> Vec<StackRow> {
@@ -194,7 +195,7 @@ async fn apply_bases(
 async fn keep_bucket_rules(
     set: &SetContext,
     plan: &DeployPlan,
-    failed_bases: &[String],
+    failed_bases: &[Region],
 ) -> Result<()> {
     let days = plan.settings.keep_noncurrent_days;
     futures::future::try_join_all(
@@ -203,8 +204,8 @@ async fn keep_bucket_rules(
             .filter(|base| !failed_bases.contains(&base.region))
             .map(|base| async move {
                 let region = &base.region;
-                let data = set.aws.objects(region, set.data_bucket(region));
-                let artifacts = set.aws.objects(region, set.artifact_bucket(region));
+                let data = set.aws.objects(*region, set.data_bucket(*region));
+                let artifacts = set.aws.objects(*region, set.artifact_bucket(*region));
                 data.keep_noncurrent_for(days).await?;
                 artifacts.keep_artifacts_by_rule().await?;
                 // The log key beside the package, for `hash-key`.
@@ -223,7 +224,7 @@ async fn keep_bucket_rules(
 async fn apply_pairs(
     set: &SetContext,
     plan: &DeployPlan,
-    failed_bases: &[String],
+    failed_bases: &[Region],
     permits: &Arc<Semaphore>,
     reporter: &dyn Reporter,
 ) -> Vec<StackRow> {
@@ -264,7 +265,7 @@ struct Joined {
 async fn join_added(
     set: &SetContext,
     plan: &DeployPlan,
-    added: &[String],
+    added: &[Region],
     reporter: &dyn Reporter,
 ) -> Joined {
     let mut joined = Joined::default();
@@ -291,7 +292,7 @@ async fn join_added(
             anyhow::bail!("verify did not converge (see its report)");
         }
         for region in added {
-            set_joining_marker(set, region, false).await?;
+            set_joining_marker(set, *region, false).await?;
         }
         Ok(())
     }
@@ -309,7 +310,7 @@ const BACKFILL_CONCURRENCY: usize = 32;
 async fn backfill(
     set: &SetContext,
     plan: &DeployPlan,
-    into: &[String],
+    into: &[Region],
     reporter: &dyn Reporter,
 ) -> Result<SyncReport> {
     let regions = &plan.spec.regions;
@@ -343,14 +344,14 @@ async fn upload_package(
     plan: &DeployPlan,
     package: &Package,
     reporter: &dyn Reporter,
-) -> Result<(Vec<String>, BTreeMap<String, String>)> {
+) -> Result<(Vec<Region>, BTreeMap<Region, String>)> {
     let results = join_all(plan.spec.regions.iter().map(|region| async move {
-        let bucket = set.artifact_bucket(region);
+        let bucket = set.artifact_bucket(*region);
         reporter.started(region, &bucket, "uploading the function package");
         let change = artifacts::ensure_package(
-            &set.aws.objects(region, &bucket),
+            &set.aws.objects(*region, &bucket),
             plan.spec.partition,
-            &artifacts::state_writer(&set.name, region, &set.account, plan.spec.partition),
+            &artifacts::state_writer(&set.name, *region, &set.account, plan.spec.partition),
             package,
         )
         .await;
@@ -367,7 +368,7 @@ async fn upload_package(
             ),
             Err(error) => reporter.finished(region, &bucket, &format!("{error:#}"), false),
         }
-        change.map(|c| (region.clone(), c))
+        change.map(|c| (*region, c))
     }))
     .await;
     let mut uploaded = Vec::new();
@@ -375,7 +376,7 @@ async fn upload_package(
     for result in results {
         let (region, ensured) = result?;
         if ensured.change.package_uploaded {
-            uploaded.push(region.clone());
+            uploaded.push(region);
         }
         versions.insert(region, ensured.version);
     }
@@ -416,7 +417,7 @@ async fn apply(
 fn row(plan: &StackPlan) -> StackRow {
     StackRow {
         stack_name: plan.stack_name.clone(),
-        region: plan.region.clone(),
+        region: plan.region,
         kind: plan.template.kind().into(),
         action: None,
         error: None,

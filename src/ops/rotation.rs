@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::AwsOptions;
 use crate::error::InputError;
 use crate::model::function::FunctionSettings;
+use crate::model::regions::Region;
 use crate::model::rotation::{self, Step};
 use crate::ops::context::SetContext;
 use crate::ops::marker_key::{self, MarkerKeys};
@@ -29,7 +30,7 @@ use crate::settings::DeploySettings;
 #[derive(Serialize, Deserialize, JsonSchema)]
 pub struct RotationResult {
     pub name: String,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     /// The id of the key the set sealed with before (8 hex digits, as
     /// markers name it; never the key).
     pub old_key_id: String,
@@ -62,7 +63,7 @@ pub async fn rotate(
 ) -> Result<RotationResult> {
     let spec = &settings.spec;
     let name = &spec.name;
-    let set = SetContext::connect(options, name, &spec.regions[0]).await?;
+    let set = SetContext::connect(options, name, spec.regions[0]).await?;
     let (mut ring, mut start) = deployed_rings(&set, &spec.regions, reporter).await?;
     let old_key_id = match ring.rotation() {
         toastrep_replication::Rotation::Sealing => {
@@ -139,12 +140,12 @@ pub async fn rotate(
 /// (false: one stopped with its regions a step apart, and resumes).
 async fn deployed_rings(
     set: &SetContext,
-    regions: &[String],
+    regions: &[Region],
     reporter: &dyn Reporter,
 ) -> Result<(MarkerKeys, bool)> {
     let name = &set.name;
     let rings = marker_key::per_region(set, regions).await?;
-    let missing: Vec<&String> = regions
+    let missing: Vec<&Region> = regions
         .iter()
         .filter(|region| !rings.iter().any(|(r, _)| r == *region))
         .collect();

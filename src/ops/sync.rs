@@ -31,6 +31,7 @@ use toastrep_replication::{
 
 use crate::model::function::FunctionSettings;
 use crate::model::names::SetName;
+use crate::model::regions::Region;
 use crate::ops::breaker::OpenBreakers;
 use crate::ops::context::SetContext;
 use crate::progress::Reporter;
@@ -41,7 +42,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// One region's run of the repair.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegionRun {
-    pub region: String,
+    pub region: Region,
     pub execution_arn: String,
     /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
     pub status: String,
@@ -85,7 +86,7 @@ pub struct SyncOptions {
     /// Keys examined and copied at once.
     pub concurrency: usize,
     /// Repair only these regions (the others are still read, as sources).
-    pub only_into: Option<Vec<String>>,
+    pub only_into: Option<Vec<Region>>,
     /// The set carries deletes: a delete that deletes the winner goes to
     /// every region.
     pub carry_deletes: bool,
@@ -96,8 +97,8 @@ pub struct SyncOptions {
 pub struct SyncCopy {
     pub key: String,
     /// The region the winning version is copied from.
-    pub source: String,
-    pub destination: String,
+    pub source: Region,
+    pub destination: Region,
     pub reason: Reason,
     pub bytes: u64,
 }
@@ -107,7 +108,7 @@ pub struct SyncCopy {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncDelete {
     pub key: String,
-    pub region: String,
+    pub region: Region,
 }
 
 /// A key whose winner can never be copied into a region as it is: the
@@ -116,7 +117,7 @@ pub struct SyncDelete {
 pub struct NotReplicable {
     pub key: String,
     /// The region it could not be copied into.
-    pub region: String,
+    pub region: Region,
     pub why: Unreplicable,
 }
 
@@ -125,16 +126,16 @@ pub struct NotReplicable {
 pub struct SyncFailure {
     pub key: String,
     /// The region whose call failed.
-    pub region: String,
+    pub region: Region,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Region>,
     pub error: String,
 }
 
 /// A region whose bucket could not be listed: it was neither read nor repaired.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UnreachableRegion {
-    pub region: String,
+    pub region: Region,
     pub error: String,
 }
 
@@ -144,11 +145,11 @@ pub struct UnreachableRegion {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SyncReport {
     pub name: String,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub only_into: Option<Vec<String>>,
+    pub only_into: Option<Vec<Region>>,
     pub dry_run: bool,
     /// Distinct keys seen over all regions.
     pub keys_scanned: u64,
@@ -198,7 +199,7 @@ pub struct SyncReport {
 /// [`SyncReport::unreachable`]; the others are still repaired.
 pub async fn sync_set(
     set: &SetContext,
-    regions: &[String],
+    regions: &[Region],
     marker_key: &MarkerKeys,
     settings: &CopySettings,
     options: &SyncOptions,
@@ -252,7 +253,7 @@ pub async fn sync_set(
 }
 
 /// Which of `regions` a sync repairs: all, or only those `only_into` names.
-fn regions_to_repair(regions: &[String], only_into: Option<&[String]>) -> Result<Vec<bool>> {
+fn regions_to_repair(regions: &[Region], only_into: Option<&[Region]>) -> Result<Vec<bool>> {
     let Some(only) = only_into else {
         return Ok(vec![true; regions.len()]);
     };
@@ -309,7 +310,7 @@ impl Tally<'_> {
     fn report(
         self,
         name: &SetName,
-        regions: &[String],
+        regions: &[Region],
         options: &SyncOptions,
         end: ScanEnd,
     ) -> SyncReport {
@@ -317,7 +318,7 @@ impl Tally<'_> {
             .unreachable
             .iter()
             .map(|(i, error)| UnreachableRegion {
-                region: regions[*i].clone(),
+                region: regions[*i],
                 error: error.clone(),
             })
             .collect();
@@ -378,7 +379,7 @@ impl Tally<'_> {
 
 /// What the scan's repairs add up to, in the report's terms.
 struct Tally<'a> {
-    regions: &'a [String],
+    regions: &'a [Region],
     copies: Vec<SyncCopy>,
     deletes: Vec<SyncDelete>,
     held: Vec<SyncDelete>,
@@ -388,7 +389,7 @@ struct Tally<'a> {
 }
 
 impl<'a> Tally<'a> {
-    fn new(regions: &'a [String]) -> Tally<'a> {
+    fn new(regions: &'a [Region]) -> Tally<'a> {
         Tally {
             regions,
             copies: Vec::new(),
@@ -404,32 +405,32 @@ impl<'a> Tally<'a> {
         let regions = self.regions;
         self.copies.extend(result.copies.iter().map(|c| SyncCopy {
             key: key.to_owned(),
-            source: regions[c.source].clone(),
-            destination: regions[c.destination].clone(),
+            source: regions[c.source],
+            destination: regions[c.destination],
             reason: c.reason,
             bytes: c.bytes,
         }));
         self.deletes
             .extend(result.deletes.iter().map(|d| SyncDelete {
                 key: key.to_owned(),
-                region: regions[d.region].clone(),
+                region: regions[d.region],
             }));
         self.held.extend(result.held.iter().map(|d| SyncDelete {
             key: key.to_owned(),
-            region: regions[d.region].clone(),
+            region: regions[d.region],
         }));
         self.not_replicable
             .extend(result.not_replicable.iter().map(|(i, why)| NotReplicable {
                 key: key.to_owned(),
-                region: regions[*i].clone(),
+                region: regions[*i],
                 why: *why,
             }));
         self.differing_by_delete += u64::from(result.differs_only_by_delete());
         self.failures
             .extend(result.failures.iter().map(|f| SyncFailure {
                 key: key.to_owned(),
-                region: regions[f.region].clone(),
-                source: f.source.map(|s| regions[s].clone()),
+                region: regions[f.region],
+                source: f.source.map(|s| regions[s]),
                 error: f.error.clone(),
             }));
     }
@@ -440,15 +441,16 @@ impl<'a> Tally<'a> {
 /// Each region's client is made from the first region's on first use.
 pub fn set_replicator(
     set: &SetContext,
-    regions: &[String],
+    regions: &[Region],
     marker_key: &MarkerKeys,
     settings: &CopySettings,
 ) -> Replicator<SdkStore> {
     let SetContext { aws, name, account } = set;
-    let clients = aws.replication_clients(&regions[0]);
+    let clients = aws.replication_clients(regions[0]);
     // Only the set's buckets in its member regions: a notice or a listing
     // that names any other bucket is refused.
-    let naming = SetNaming::new(name.as_str(), account).within(regions);
+    let members: Vec<String> = regions.iter().map(ToString::to_string).collect();
+    let naming = SetNaming::new(name.as_str(), account).within(&members);
     Replicator::new(
         SdkStore::new(clients).expecting_owner(account),
         marker_key.clone(),
@@ -462,7 +464,7 @@ pub fn set_replicator(
 /// the functions run it.
 pub async fn set_engine(
     set: &SetContext,
-    regions: &[String],
+    regions: &[Region],
     settings: &FunctionSettings,
 ) -> Result<(Vec<Bucket>, Replicator<SdkStore>)> {
     let marker_key = crate::ops::marker_key::for_set(set, regions).await?;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::Aws;
 use crate::aws::stack::{self, StackAction, StackError};
 use crate::bail_input;
+use crate::model::regions::Region;
 use crate::model::templates::Template;
 use crate::model::topology::{self, StackAt};
 use crate::ops::context::SetContext;
@@ -25,7 +26,7 @@ use crate::progress::Reporter;
 pub struct TeardownResult {
     pub name: String,
     pub account: String,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub stacks: Vec<StackRow>,
     pub buckets: Vec<BucketRow>,
     pub ok: bool,
@@ -34,7 +35,7 @@ pub struct TeardownResult {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StackRow {
     pub stack_name: String,
-    pub region: String,
+    pub region: Region,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<StackAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,7 +48,7 @@ pub struct StackRow {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BucketRow {
     pub bucket: String,
-    pub region: String,
+    pub region: Region,
     // `Cow`s, so that a result read back from JSON owns them.
     pub kind: Cow<'static, str>,
     /// deleted, or kept (it holds objects and --delete-data was not given).
@@ -78,7 +79,7 @@ pub async fn teardown(
 ) -> Result<TeardownResult> {
     let Located { set, found } = located;
     let SetContext { aws, name, account } = set;
-    let regions: Vec<String> = found.regions().into_iter().collect();
+    let regions: Vec<Region> = found.regions().into_iter().collect();
     if !options.discard_dead_letters {
         refuse_unread_queues(set, found.bases.keys()).await?;
     }
@@ -101,7 +102,7 @@ pub async fn teardown(
     stacks.extend(delete_all(set, Template::Grant, grants.collect(), reporter).await);
     let bases = found.bases.keys().map(|region| StackAt {
         name: name.base_stack(),
-        region: region.clone(),
+        region: *region,
     });
     stacks.extend(delete_all(set, Template::Base, bases.collect(), reporter).await);
     // Only stacks that existed are worth a line.
@@ -111,14 +112,14 @@ pub async fn teardown(
     let mut bucket_rows = Vec::new();
     if stacks_ok {
         let data = found.data_buckets.iter().map(|region| {
-            let bucket = name.data_bucket(region, account);
-            remove_bucket(aws, region, bucket, "data", options.delete_data, reporter)
+            let bucket = name.data_bucket(*region, account);
+            remove_bucket(aws, *region, bucket, "data", options.delete_data, reporter)
         });
         bucket_rows.extend(join_all(data).await);
         // The artifact buckets hold only toastrep's own packages.
         let artifacts = found.artifact_buckets.iter().map(|region| {
-            let bucket = name.artifact_bucket(region, account);
-            remove_bucket(aws, region, bucket, "artifact", true, reporter)
+            let bucket = name.artifact_bucket(*region, account);
+            remove_bucket(aws, *region, bucket, "artifact", true, reporter)
         });
         bucket_rows.extend(join_all(artifacts).await);
     }
@@ -137,7 +138,7 @@ pub async fn teardown(
 /// A queue of the set that still holds messages: its base stack would
 /// delete them with it.
 struct Unread {
-    region: String,
+    region: Region,
     queue: String,
     messages: u64,
     /// What the messages are, and how to deal with them first.
@@ -150,7 +151,7 @@ struct Unread {
 /// of what was not replicated. `--discard-dead-letters` accepts that.
 pub async fn refuse_unread_queues(
     set: &SetContext,
-    regions: impl IntoIterator<Item = &String>,
+    regions: impl IntoIterator<Item = &Region>,
 ) -> Result<()> {
     let SetContext { aws, name, .. } = set;
     let checks = regions.into_iter().flat_map(|region| {
@@ -168,9 +169,9 @@ pub async fn refuse_unread_queues(
         ]
     });
     let found = join_all(checks.map(|(region, queue, what)| async move {
-        let depth = aws.queue_depth_if_exists(region, &queue).await?;
+        let depth = aws.queue_depth_if_exists(*region, &queue).await?;
         Ok::<_, anyhow::Error>(depth.map(|(_, waiting, in_flight)| Unread {
-            region: region.clone(),
+            region: *region,
             queue,
             messages: waiting + in_flight,
             what,
@@ -217,7 +218,7 @@ pub async fn delete_all(
         let result = stack::delete_stack(
             aws,
             &stack_name,
-            &region,
+            region,
             name.as_str(),
             kind.kind(),
             reporter,
@@ -265,7 +266,7 @@ pub async fn delete_all(
 /// that does, after emptying it; otherwise keeps it and says how full it is.
 pub async fn remove_bucket(
     aws: &Aws,
-    region: &str,
+    region: Region,
     bucket: String,
     kind: &'static str,
     delete_data: bool,
@@ -277,11 +278,11 @@ pub async fn remove_bucket(
         if contents.versions > 0 && !delete_data {
             return Ok(("kept", contents.versions));
         }
-        reporter.started(region, &bucket, "emptying and deleting");
+        reporter.started(&region, &bucket, "emptying and deleting");
         // Without --delete-data only delete markers are removed: no data.
         objects.purge(!delete_data).await?;
         objects.delete_bucket().await?;
-        reporter.finished(region, &bucket, "deleted", true);
+        reporter.finished(&region, &bucket, "deleted", true);
         Ok(("deleted", contents.versions))
     }
     .await;

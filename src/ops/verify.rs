@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::aws::Aws;
+use crate::model::regions::Region;
 use crate::ops::context::SetContext;
 use crate::ops::discover::Located;
 use crate::progress::Reporter;
@@ -39,7 +40,7 @@ const PROBE_PREFIX: &str = ".toastrep/verify";
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct VerifyResult {
     pub name: String,
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub objects: usize,
     pub timeout_seconds: u64,
     /// Seconds from the first upload to the last replica seen.
@@ -84,8 +85,8 @@ impl CopyCount {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PairResult {
-    pub source: String,
-    pub destination: String,
+    pub source: Region,
+    pub destination: Region,
     pub converged: bool,
     pub objects: usize,
     pub replicated: usize,
@@ -101,14 +102,14 @@ pub struct PairResult {
 #[derive(Default)]
 struct Uploaded {
     /// Key → (region, ETag).
-    probes: Mutex<HashMap<String, (String, String)>>,
+    probes: Mutex<HashMap<String, (Region, String)>>,
     /// Set once every upload has ended: the watchers stop at this instant.
     deadline: OnceLock<Instant>,
 }
 
 /// A probe uploaded into one region.
 struct Probe {
-    region: String,
+    region: Region,
     key: String,
     etag: String,
     body: Vec<u8>,
@@ -149,9 +150,9 @@ pub async fn verify(
     let Located { set, .. } = located;
     let SetContext { aws, name, account } = set;
     let regions = located.members("verify")?;
-    let buckets: HashMap<String, String> = regions
+    let buckets: HashMap<Region, String> = regions
         .iter()
-        .map(|r| (r.clone(), name.data_bucket(r, account)))
+        .map(|&r| (r, name.data_bucket(r, account)))
         .collect();
     let run = run_id();
     let prefix = format!("{PROBE_PREFIX}/{run}/");
@@ -166,7 +167,7 @@ pub async fn verify(
     let uploaded = Uploaded::default();
     let uploading = async {
         let probes: Result<Vec<Probe>> = stream::iter((0..count).map(|i| {
-            let region = regions[i % regions.len()].clone();
+            let region = regions[i % regions.len()];
             let key = format!("{prefix}{region}/{i:06}");
             upload_probe(aws, region, &buckets, key, options.probe_size, &uploaded)
         }))
@@ -177,11 +178,10 @@ pub async fn verify(
         let _ = uploaded.deadline.set(Instant::now() + options.timeout);
         probes
     };
-    let watching = join_all(
-        regions
-            .iter()
-            .map(|destination| watch(aws, destination, &buckets[destination], &prefix, &uploaded)),
-    );
+    let watching =
+        join_all(regions.iter().map(|destination| {
+            watch(aws, *destination, &buckets[destination], &prefix, &uploaded)
+        }));
     let (probes, sightings) = futures::join!(uploading, watching);
     let deadline = *uploaded.deadline.get().expect("set once uploading ended");
     let probes = match probes {
@@ -195,14 +195,14 @@ pub async fn verify(
             return Err(error);
         }
     };
-    let mut seen: HashMap<(&str, &str), Duration> = HashMap::new();
+    let mut seen: HashMap<(Region, &str), Duration> = HashMap::new();
     for (destination, sighting) in regions.iter().zip(&sightings) {
         for probe in probes.iter().filter(|p| &p.region != destination) {
             if let Some((etag, at)) = sighting.get(&probe.key)
                 && *etag == probe.etag
             {
                 seen.insert(
-                    (destination.as_str(), probe.key.as_str()),
+                    (*destination, probe.key.as_str()),
                     at.saturating_duration_since(probe.uploaded),
                 );
             }
@@ -260,8 +260,8 @@ fn probe_body(key: &str, size: usize) -> Vec<u8> {
 
 async fn upload_probe(
     aws: &Aws,
-    region: String,
-    buckets: &HashMap<String, String>,
+    region: Region,
+    buckets: &HashMap<Region, String>,
     key: String,
     size: usize,
     uploaded: &Uploaded,
@@ -269,7 +269,7 @@ async fn upload_probe(
     let body = probe_body(&key, size);
     let bucket = &buckets[&region];
     let etag = aws
-        .objects(&region, bucket)
+        .objects(region, bucket)
         .put(&key, body.clone())
         .await
         .with_context(|| format!("uploading the probe s3://{bucket}/{key} in {region}"))?;
@@ -277,7 +277,7 @@ async fn upload_probe(
         .probes
         .lock()
         .expect("no panic holds the lock")
-        .insert(key.clone(), (region.clone(), etag.clone()));
+        .insert(key.clone(), (region, etag.clone()));
     Ok(Probe {
         etag,
         region,
@@ -292,7 +292,7 @@ async fn upload_probe(
 /// deadline passes. Returns key → (ETag, when first seen with it).
 async fn watch(
     aws: &Aws,
-    destination: &str,
+    destination: Region,
     bucket: &str,
     prefix: &str,
     uploaded: &Uploaded,
@@ -321,7 +321,7 @@ async fn watch(
                 .lock()
                 .expect("no panic holds the lock")
                 .iter()
-                .filter(|(_, (region, _))| region != destination)
+                .filter(|(_, (region, _))| *region != destination)
                 .all(|(key, (_, etag))| seen.get(key).is_some_and(|(e, _)| e == etag));
             if complete || Instant::now() >= *deadline {
                 return seen;
@@ -339,7 +339,7 @@ async fn watch(
 /// redundant copy is counted too. `None` if a listing failed.
 async fn settled_version_count(
     aws: &Aws,
-    buckets: &HashMap<String, String>,
+    buckets: &HashMap<Region, String>,
     prefix: &str,
     deadline: Instant,
 ) -> Option<usize> {
@@ -356,13 +356,13 @@ async fn settled_version_count(
 
 async fn count_versions(
     aws: &Aws,
-    buckets: &HashMap<String, String>,
+    buckets: &HashMap<Region, String>,
     prefix: &str,
 ) -> Option<usize> {
     let counts = join_all(buckets.iter().map(|(region, bucket)| async move {
         // Delete markers are not copies: only versions count.
         let total = aws
-            .objects(region, bucket)
+            .objects(*region, bucket)
             .version_count(prefix)
             .await
             .inspect_err(|error| {
@@ -378,9 +378,9 @@ async fn count_versions(
 /// Reads every replica back and drops the ones whose bytes differ.
 async fn compare_bytes(
     aws: &Aws,
-    buckets: &HashMap<String, String>,
+    buckets: &HashMap<Region, String>,
     probes: &[Probe],
-    seen: &mut HashMap<(&str, &str), Duration>,
+    seen: &mut HashMap<(Region, &str), Duration>,
 ) {
     let checks = seen.keys().map(|(destination, key)| async move {
         let probe = probes
@@ -388,7 +388,7 @@ async fn compare_bytes(
             .find(|p| p.key == *key)
             .expect("seen probes exist");
         let object = aws
-            .objects(destination, &buckets[*destination])
+            .objects(*destination, &buckets[destination])
             .get(key)
             .await;
         let same = matches!(object, Ok(Some(bytes)) if bytes == probe.body);
@@ -402,9 +402,9 @@ async fn compare_bytes(
 }
 
 /// Deletes every version of this run's probes in every region.
-async fn remove_probes(aws: &Aws, buckets: &HashMap<String, String>, prefix: &str) {
+async fn remove_probes(aws: &Aws, buckets: &HashMap<Region, String>, prefix: &str) {
     join_all(buckets.iter().map(|(region, bucket)| async move {
-        if let Err(error) = aws.objects(region, bucket).purge_prefix(prefix).await {
+        if let Err(error) = aws.objects(*region, bucket).purge_prefix(prefix).await {
             tracing::warn!(bucket, "could not remove the probes: {error:#}");
         }
     }))
@@ -412,9 +412,9 @@ async fn remove_probes(aws: &Aws, buckets: &HashMap<String, String>, prefix: &st
 }
 
 fn pair_results(
-    regions: &[String],
+    regions: &[Region],
     probes: &[Probe],
-    seen: &HashMap<(&str, &str), Duration>,
+    seen: &HashMap<(Region, &str), Duration>,
 ) -> Vec<PairResult> {
     let mut pairs = Vec::new();
     for source in regions {
@@ -422,13 +422,13 @@ fn pair_results(
         for destination in regions.iter().filter(|d| *d != source) {
             let mut latencies: Vec<u64> = sent
                 .iter()
-                .filter_map(|p| seen.get(&(destination.as_str(), p.key.as_str())))
+                .filter_map(|p| seen.get(&(*destination, p.key.as_str())))
                 .map(|d| d.as_millis() as u64)
                 .collect();
             latencies.sort_unstable();
             pairs.push(PairResult {
-                source: source.clone(),
-                destination: destination.clone(),
+                source: *source,
+                destination: *destination,
                 converged: latencies.len() == sent.len(),
                 objects: sent.len(),
                 replicated: latencies.len(),

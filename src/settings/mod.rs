@@ -16,12 +16,14 @@ use anyhow::Result;
 
 use crate::aws::AwsOptions;
 use crate::cli::{
-    self, Cli, Command, FunctionArgs, LookInArgs, OutputFormat, RegionsArgs, SetArgs,
+    self, Cli, Command, ConcurrencyArgs, DeletesArgs, FunctionArgs, GlobalArgs, LookInArgs,
+    OutputFormat, PlanArgs, RegionsArgs, RestoreArgs, SetArgs, SyncArgs, VerifyArgs,
 };
 use crate::error::InputError;
 use crate::model::architecture::Architecture;
 use crate::model::function::{FunctionRequest, Requested};
 use crate::model::names::SetName;
+use crate::model::regions::{Region, RegionSearch};
 use crate::model::topology::{SetSpec, parse_regions};
 use crate::ops::deletes::Action;
 use crate::ops::restore::parse_time;
@@ -37,12 +39,11 @@ pub struct GlobalSettings {
     pub quiet: bool,
 }
 
-/// A deployed set to find: its name, and the regions to look in (every
-/// region of the partition when empty).
+/// A deployed set to find: its name, and where to look for it.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: SetName,
-    pub regions: Vec<String>,
+    pub regions: RegionSearch,
 }
 
 pub struct InitSettings {
@@ -74,7 +75,7 @@ pub struct RenderSettings {
 
 pub struct AddRegionSettings {
     pub name: SetName,
-    pub region: String,
+    pub region: Region,
     pub concurrency: usize,
     /// The set file to add the region to, when one is in use.
     pub set_file: Option<PathBuf>,
@@ -82,7 +83,7 @@ pub struct AddRegionSettings {
 
 pub struct RemoveRegionSettings {
     pub name: SetName,
-    pub region: String,
+    pub region: Region,
     pub delete_data: bool,
     pub yes: bool,
     pub discard_dead_letters: bool,
@@ -109,7 +110,7 @@ pub struct PackageSettings {
 
 pub struct ReplaySettings {
     pub name: SetName,
-    pub region: Option<String>,
+    pub region: Option<Region>,
     pub dry_run: bool,
 }
 
@@ -189,177 +190,27 @@ pub struct Settings {
 
 /// The settings for a command line.
 pub fn resolve(cli: Cli) -> Result<Settings> {
-    let global = GlobalSettings {
-        aws: AwsOptions {
-            profile: cli.global.profile.clone(),
-            endpoint_url: cli.global.endpoint_url.clone(),
-        },
-        json: cli.global.output == OutputFormat::Json,
-        verbose: cli.global.verbose,
-        quiet: cli.global.quiet,
-    };
+    let global = global(&cli.global);
     // `init` writes the file; every other command reads it when present.
     let loaded = match &cli.command {
         Command::Init(_) | Command::Completions(_) | Command::Man(_) | Command::Package(_) => None,
         _ => set_file::locate(cli.global.set_file.as_deref())?,
     };
     let file = Layers { loaded };
-    let command = match cli.command {
-        Command::Init(args) => CommandSettings::Init(init(args, cli.global.set_file)?),
-        Command::Deploy(args) => CommandSettings::Deploy(DeploySettings {
-            spec: file.spec(&args.set, &args.regions)?,
-            function: file.function(&args.function),
-            concurrency: args.concurrency.get(),
-            dry_run: args.dry_run,
-        }),
-        Command::Plan(args) => {
-            let name = file.name(&args.set)?;
-            let spec = if args.regions.regions.is_empty() && file.regions().is_none() {
-                None
-            } else {
-                Some(file.spec(&args.set, &args.regions)?)
-            };
-            CommandSettings::Plan(PlanSettings {
-                name,
-                spec,
-                function: file.function(&args.function),
-                concurrency: args.concurrency.get(),
-            })
-        }
-        Command::Render(args) => CommandSettings::Render(RenderSettings {
-            spec: file.spec(&args.set, &args.regions)?,
-            function: file.function(&args.function),
-            out: args.out,
-        }),
-        Command::AddRegion(args) => CommandSettings::AddRegion(AddRegionSettings {
-            name: file.name(&args.set)?,
-            region: one_region(&args.region)?,
-            concurrency: args.concurrency.get(),
-            set_file: file.path(),
-        }),
-        Command::RemoveRegion(args) => CommandSettings::RemoveRegion(RemoveRegionSettings {
-            name: file.name(&args.set)?,
-            region: one_region(&args.region)?,
-            delete_data: args.removal.delete_data,
-            yes: args.removal.yes,
-            discard_dead_letters: args.removal.discard_dead_letters,
-            set_file: file.path(),
-        }),
-        Command::Verify(args) if args.timeout == 0 => {
-            return Err(InputError::new(
-                "--timeout 0 leaves no time to replicate: give a number of seconds, e.g. --timeout 60",
-            )
-            .into());
-        }
-        Command::Verify(args) if args.objects == Some(0) => {
-            return Err(
-                InputError::new("--objects 0 uploads nothing to check: give at least 1").into(),
-            );
-        }
-        Command::Verify(args) => CommandSettings::Verify(VerifySettings {
-            target: file.target(&args.set, &args.regions)?,
-            options: VerifyOptions {
-                timeout: Duration::from_secs(args.timeout),
-                probe_size: args.probe_size,
-                objects: args.objects,
-                concurrency: args.concurrency.get(),
-            },
-        }),
-        Command::Teardown(args) => CommandSettings::Teardown(TeardownSettings {
-            target: file.target(&args.set, &args.regions)?,
-            delete_data: args.removal.delete_data,
-            yes: args.removal.yes,
-            discard_dead_letters: args.removal.discard_dead_letters,
-        }),
-        Command::Package(args) => CommandSettings::Package(PackageSettings {
-            out: args.out,
-            architecture: args.architecture,
-            function_source: args.source.function_source,
-        }),
-        Command::Replay(args) => CommandSettings::Replay(ReplaySettings {
-            name: file.name(&args.set)?,
-            region: args.region.as_deref().map(one_region).transpose()?,
-            dry_run: args.dry_run,
-        }),
-        Command::Sync(args) => {
-            if args.prefix.as_deref() == Some("") {
-                return Err(InputError::new(
-                    "--prefix is empty: leave it out to sync every key, or give the start of the keys to sync",
-                )
-                .into());
-            }
-            if args.in_cloud && (args.dry_run || args.prefix.is_some()) {
-                return Err(InputError::new(
-                    "--in-cloud repairs every key and changes what it finds: leave out --dry-run and --prefix, or run the local `toastrep sync` for those",
-                )
-                .into());
-            }
-            CommandSettings::Sync(SyncSettings {
-                target: file.target(&args.set, &args.regions)?,
-                options: SyncOptions {
-                    prefix: args.prefix,
-                    dry_run: args.dry_run,
-                    deep: args.deep,
-                    concurrency: args.concurrency.get(),
-                    only_into: None,
-                    // Read from the deployed set by the sync itself.
-                    carry_deletes: false,
-                },
-                in_cloud: args.in_cloud,
-                no_wait: args.no_wait,
-            })
-        }
-        Command::Restore(args) => {
-            if args.prefix.is_empty() {
-                return Err(InputError::new(
-                    "--prefix is empty: give the start of the keys to restore (restore never runs over a whole set by accident)",
-                )
-                .into());
-            }
-            CommandSettings::Restore(RestoreSettings {
-                target: file.target(&args.set, &args.regions)?,
-                at: parse_time(&args.at)?,
-                prefix: args.prefix,
-                dry_run: args.dry_run,
-                concurrency: args.concurrency.get(),
-            })
-        }
-        Command::Deletes(args) => CommandSettings::Deletes(DeletesSettings {
-            target: file.target(&args.set, &args.regions)?,
-            action: if args.release {
-                Action::Release
-            } else if args.discard {
-                Action::Discard
-            } else {
-                Action::Look
-            },
-            yes: args.yes,
-        }),
-        Command::Status(args) => CommandSettings::Status(StatusSettings {
-            target: file.target(&args.set, &args.regions)?,
-            lambda_zip: args.lambda_zip,
-        }),
-        Command::RotateKey(args) => CommandSettings::RotateKey(RotateKeySettings {
-            deploy: DeploySettings {
-                spec: file.spec(&args.set, &args.regions)?,
-                function: file.function(&args.function),
-                concurrency: args.concurrency.get(),
-                dry_run: false,
-            },
-            drain: args.drain_seconds.map(std::time::Duration::from_secs),
-        }),
-        Command::HashKey(args) => CommandSettings::HashKey(HashKeySettings {
-            target: file.target(&args.set, &args.regions)?,
-            keys: args.keys,
-        }),
-        Command::Completions(args) => CommandSettings::Completions(args.shell),
-        Command::Man(args) => CommandSettings::Man(if args.markdown {
-            ManSettings::Markdown
-        } else {
-            ManSettings::Roff(args.out)
-        }),
-    };
+    let command = file.command(cli.command, cli.global.set_file)?;
     Ok(Settings { global, command })
+}
+
+fn global(args: &GlobalArgs) -> GlobalSettings {
+    GlobalSettings {
+        aws: AwsOptions {
+            profile: args.profile.clone(),
+            endpoint_url: args.endpoint_url.clone(),
+        },
+        json: args.output == OutputFormat::Json,
+        verbose: args.verbose,
+        quiet: args.quiet,
+    }
 }
 
 /// The set file (when there is one), under the flags.
@@ -368,6 +219,185 @@ struct Layers {
 }
 
 impl Layers {
+    /// One command's settings: its flags over this set file.
+    fn command(&self, command: Command, set_file: Option<PathBuf>) -> Result<CommandSettings> {
+        Ok(match command {
+            Command::Init(args) => CommandSettings::Init(init(args, set_file)?),
+            Command::Deploy(args) => CommandSettings::Deploy(DeploySettings {
+                dry_run: args.dry_run,
+                ..self.deploy(&args.set, &args.regions, &args.function, &args.concurrency)?
+            }),
+            Command::Plan(args) => CommandSettings::Plan(self.plan(&args)?),
+            Command::Render(args) => CommandSettings::Render(RenderSettings {
+                spec: self.spec(&args.set, &args.regions)?,
+                function: self.function(&args.function),
+                out: args.out,
+            }),
+            Command::AddRegion(args) => CommandSettings::AddRegion(AddRegionSettings {
+                name: self.name(&args.set)?,
+                region: args.region,
+                concurrency: args.concurrency.get(),
+                set_file: self.path(),
+            }),
+            Command::RemoveRegion(args) => CommandSettings::RemoveRegion(RemoveRegionSettings {
+                name: self.name(&args.set)?,
+                region: args.region,
+                delete_data: args.removal.delete_data,
+                yes: args.removal.yes,
+                discard_dead_letters: args.removal.discard_dead_letters,
+                set_file: self.path(),
+            }),
+            Command::Verify(args) => CommandSettings::Verify(self.verify(&args)?),
+            Command::Teardown(args) => CommandSettings::Teardown(TeardownSettings {
+                target: self.target(&args.set, &args.regions)?,
+                delete_data: args.removal.delete_data,
+                yes: args.removal.yes,
+                discard_dead_letters: args.removal.discard_dead_letters,
+            }),
+            Command::Package(args) => CommandSettings::Package(PackageSettings {
+                out: args.out,
+                architecture: args.architecture,
+                function_source: args.source.function_source,
+            }),
+            Command::Replay(args) => CommandSettings::Replay(ReplaySettings {
+                name: self.name(&args.set)?,
+                region: args.region,
+                dry_run: args.dry_run,
+            }),
+            Command::Sync(args) => CommandSettings::Sync(self.sync(args)?),
+            Command::Restore(args) => CommandSettings::Restore(self.restore(args)?),
+            Command::Deletes(args) => CommandSettings::Deletes(self.deletes(&args)?),
+            Command::Status(args) => CommandSettings::Status(StatusSettings {
+                target: self.target(&args.set, &args.regions)?,
+                lambda_zip: args.lambda_zip,
+            }),
+            Command::RotateKey(args) => CommandSettings::RotateKey(RotateKeySettings {
+                deploy: self.deploy(&args.set, &args.regions, &args.function, &args.concurrency)?,
+                drain: args.drain_seconds.map(Duration::from_secs),
+            }),
+            Command::HashKey(args) => CommandSettings::HashKey(HashKeySettings {
+                target: self.target(&args.set, &args.regions)?,
+                keys: args.keys,
+            }),
+            Command::Completions(args) => CommandSettings::Completions(args.shell),
+            Command::Man(args) => CommandSettings::Man(if args.markdown {
+                ManSettings::Markdown
+            } else {
+                ManSettings::Roff(args.out)
+            }),
+        })
+    }
+
+    /// A deploy's settings (rotate-key deploys at each step): not a dry run.
+    fn deploy(
+        &self,
+        set: &SetArgs,
+        regions: &RegionsArgs,
+        function: &FunctionArgs,
+        concurrency: &ConcurrencyArgs,
+    ) -> Result<DeploySettings, InputError> {
+        Ok(DeploySettings {
+            spec: self.spec(set, regions)?,
+            function: self.function(function),
+            concurrency: concurrency.get(),
+            dry_run: false,
+        })
+    }
+
+    fn plan(&self, args: &PlanArgs) -> Result<PlanSettings, InputError> {
+        let name = self.name(&args.set)?;
+        let spec = if args.regions.regions.is_empty() && self.regions().is_none() {
+            None
+        } else {
+            Some(self.spec(&args.set, &args.regions)?)
+        };
+        Ok(PlanSettings {
+            name,
+            spec,
+            function: self.function(&args.function),
+            concurrency: args.concurrency.get(),
+        })
+    }
+
+    fn verify(&self, args: &VerifyArgs) -> Result<VerifySettings, InputError> {
+        if args.timeout == 0 {
+            return Err(InputError::new(
+                "--timeout 0 leaves no time to replicate: give a number of seconds, e.g. --timeout 60",
+            ));
+        }
+        if args.objects == Some(0) {
+            return Err(InputError::new(
+                "--objects 0 uploads nothing to check: give at least 1",
+            ));
+        }
+        Ok(VerifySettings {
+            target: self.target(&args.set, &args.regions)?,
+            options: VerifyOptions {
+                timeout: Duration::from_secs(args.timeout),
+                probe_size: args.probe_size,
+                objects: args.objects,
+                concurrency: args.concurrency.get(),
+            },
+        })
+    }
+
+    fn sync(&self, args: SyncArgs) -> Result<SyncSettings, InputError> {
+        if args.prefix.as_deref() == Some("") {
+            return Err(InputError::new(
+                "--prefix is empty: leave it out to sync every key, or give the start of the keys to sync",
+            ));
+        }
+        if args.in_cloud && (args.dry_run || args.prefix.is_some()) {
+            return Err(InputError::new(
+                "--in-cloud repairs every key and changes what it finds: leave out --dry-run and --prefix, or run the local `toastrep sync` for those",
+            ));
+        }
+        Ok(SyncSettings {
+            target: self.target(&args.set, &args.regions)?,
+            options: SyncOptions {
+                prefix: args.prefix,
+                dry_run: args.dry_run,
+                deep: args.deep,
+                concurrency: args.concurrency.get(),
+                only_into: None,
+                // Read from the deployed set by the sync itself.
+                carry_deletes: false,
+            },
+            in_cloud: args.in_cloud,
+            no_wait: args.no_wait,
+        })
+    }
+
+    fn restore(&self, args: RestoreArgs) -> Result<RestoreSettings> {
+        if args.prefix.is_empty() {
+            return Err(InputError::new(
+                "--prefix is empty: give the start of the keys to restore (restore never runs over a whole set by accident)",
+            )
+            .into());
+        }
+        Ok(RestoreSettings {
+            target: self.target(&args.set, &args.regions)?,
+            at: parse_time(&args.at)?,
+            prefix: args.prefix,
+            dry_run: args.dry_run,
+            concurrency: args.concurrency.get(),
+        })
+    }
+
+    fn deletes(&self, args: &DeletesArgs) -> Result<DeletesSettings, InputError> {
+        Ok(DeletesSettings {
+            target: self.target(&args.set, &args.regions)?,
+            action: if args.release {
+                Action::Release
+            } else if args.discard {
+                Action::Discard
+            } else {
+                Action::Look
+            },
+            yes: args.yes,
+        })
+    }
+
     fn path(&self) -> Option<PathBuf> {
         self.loaded.as_ref().map(|l| l.path.clone())
     }
@@ -401,12 +431,12 @@ impl Layers {
     /// A set's name and its regions: the flag's, else the set file's.
     fn spec(&self, set: &SetArgs, regions: &RegionsArgs) -> Result<SetSpec, InputError> {
         let name = self.name(set)?;
-        let regions = &regions.regions;
-        if !regions.is_empty() {
-            return SetSpec::parse(name.as_str(), regions);
+        if !regions.regions.is_empty() {
+            return SetSpec::new(name, regions.regions.clone());
         }
         match &self.loaded {
-            Some(loaded) => SetSpec::parse(name.as_str(), &loaded.file.regions)
+            Some(loaded) => parse_regions(&loaded.file.regions)
+                .and_then(|regions| SetSpec::new(name, regions))
                 .map_err(|error| InputError::new(format!("in {}: {error}", loaded.path.display()))),
             None => Err(InputError::new(
                 "which regions? pass --regions with two or more, e.g. --regions us-east-1,eu-west-2, or write them in a set file with `toastrep init`",
@@ -417,7 +447,7 @@ impl Layers {
     fn target(&self, set: &SetArgs, regions: &LookInArgs) -> Result<Target, InputError> {
         Ok(Target {
             name: self.name(set)?,
-            regions: parse_regions(&regions.regions)?,
+            regions: regions.search()?,
         })
     }
 
@@ -437,13 +467,9 @@ impl Layers {
     }
 }
 
-fn one_region(region: &str) -> Result<String, InputError> {
-    Ok(parse_regions(&[region.to_owned()])?.remove(0))
-}
-
 /// `init`: the file's content, checked as deploy would check it.
 fn init(args: cli::InitArgs, path: Option<PathBuf>) -> Result<InitSettings> {
-    let spec = SetSpec::parse(&args.name, &args.regions.regions)?;
+    let spec = SetSpec::new(SetName::parse(&args.name)?, args.regions.regions)?;
     let settings = args.settings;
     // The values a new set would get, checked before anything is written.
     settings
@@ -454,7 +480,7 @@ fn init(args: cli::InitArgs, path: Option<PathBuf>) -> Result<InitSettings> {
         path: path.unwrap_or_else(|| PathBuf::from(set_file::FILE_NAME)),
         file: SetFile {
             name: spec.name.to_string(),
-            regions: spec.regions,
+            regions: spec.regions.iter().map(ToString::to_string).collect(),
             settings,
         },
         force: args.force,

@@ -20,11 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
 use crate::model::function::SettingsLayer;
+use crate::model::regions::Region;
 
 /// The file's name, looked for in the working directory.
 pub const FILE_NAME: &str = "toastrep.toml";
 
-/// What a set file holds.
+/// What a set file holds. Its regions stay as written: they are checked
+/// when a command takes them (so a typo in the list stops only the
+/// commands that use the list, and is reported with the file's name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetFile {
@@ -92,7 +95,7 @@ pub fn render(file: &SetFile) -> String {
 /// takes it out, keeping the file's order, comments and layout:
 /// add-region and remove-region keep the file true to the set. Returns the
 /// regions it lists now.
-pub fn edit_regions(path: &Path, region: &str, member: bool) -> Result<Vec<String>, InputError> {
+pub fn edit_regions(path: &Path, region: Region, member: bool) -> Result<Vec<String>, InputError> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         InputError::new(format!(
             "cannot read the set file {}: {error}",
@@ -107,9 +110,9 @@ pub fn edit_regions(path: &Path, region: &str, member: bool) -> Result<Vec<Strin
             ))
         })?
         .regions;
-    regions.retain(|r| r != region);
+    regions.retain(|r| *r != region);
     if member {
-        regions.push(region.to_owned());
+        regions.push(region.to_string());
     }
     write_regions(path, &regions)?;
     Ok(regions)
@@ -177,7 +180,7 @@ mod tests {
             "# ours\nname = \"media\"\nregions = [\"us-east-1\", \"eu-west-2\"]\n\n[settings]\n# why\npart-size = 8388608\n",
         )
         .unwrap();
-        let listed = edit_regions(&path, "ap-northeast-1", true).unwrap();
+        let listed = edit_regions(&path, "ap-northeast-1".into(), true).unwrap();
         assert_eq!(listed, ["us-east-1", "eu-west-2", "ap-northeast-1"]);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();

@@ -520,7 +520,7 @@ fn breakers(status: &StatusResult) -> Vec<(String, u64)> {
         .iter()
         .filter_map(|r| {
             let breaker = r.delete_breaker.as_ref().unwrap();
-            (!breaker.open_for.is_empty()).then(|| (r.region.clone(), breaker.held))
+            (!breaker.open_for.is_empty()).then(|| (r.region.to_string(), breaker.held))
         })
         .collect()
 }

@@ -233,7 +233,10 @@ fn plan_view(result: &PlanResult) -> PlanView {
                 })
                 .collect();
             let action = s.action.unwrap_or_else(|| panic!("no action for {s:?}"));
-            ((s.stack_name.clone(), s.region.clone()), (action, changes))
+            (
+                (s.stack_name.clone(), s.region.to_string()),
+                (action, changes),
+            )
         })
         .collect()
 }
@@ -331,7 +334,7 @@ async fn plan_shows_no_change_then_exactly_what_a_code_or_template_change_change
         .package
         .upload_to
         .iter()
-        .map(String::as_str)
+        .map(|region| region.as_str())
         .collect();
     upload_to.sort();
     assert_eq!(upload_to, ["eu-west-2", "us-east-1"]);
