@@ -29,9 +29,27 @@ macro_rules! bail_input {
 
 /// The exit status for an error: 2 when the user must fix the input, 1 otherwise.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    if error.chain().any(|cause| cause.is::<InputError>()) {
-        2
-    } else {
-        1
+    // A typed error that can be the input's fault says so itself: its
+    // transparent variant hides the `InputError` from the chain.
+    let is_input = |cause: &(dyn std::error::Error + 'static)| {
+        cause.is::<InputError>()
+            || cause
+                .downcast_ref::<crate::aws::AwsError>()
+                .is_some_and(crate::aws::AwsError::is_input)
+    };
+    if error.chain().any(is_input) { 2 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::AwsError;
+
+    #[test]
+    fn an_input_error_inside_a_typed_error_exits_2() {
+        let error = anyhow::Error::from(AwsError::from(InputError::new("the name is taken")))
+            .context("ensuring the artifact bucket");
+        assert_eq!(exit_code(&error), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("a call failed")), 1);
     }
 }

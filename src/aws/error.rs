@@ -80,3 +80,10 @@ pub enum AwsError {
     #[error(transparent)]
     Input(#[from] crate::error::InputError),
 }
+
+impl AwsError {
+    /// Whether the user must fix the input (exit status 2).
+    pub fn is_input(&self) -> bool {
+        matches!(self, Self::Input(_))
+    }
+}
