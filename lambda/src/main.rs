@@ -2,20 +2,20 @@
 //! `toastrep-replication`. All decisions live in the library, which the CLI
 //! shares; this file only reads configuration and maps results.
 
-mod breaker;
 mod repair;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
-use toastrep_replication::clock::now_ms;
+use toastrep_replication::clock::{SystemClock, now_ms};
 use toastrep_replication::engine::KeyNames;
+use toastrep_replication::function::breaker::Breaker;
 use toastrep_replication::function::config::FunctionConfig;
 use toastrep_replication::function::handler::{HandleError, handle_sns_event_observed};
 use toastrep_replication::function::metrics::ReplicationMetrics;
+use toastrep_replication::store::aws::{CloudWatchAlarm, S3Artifacts, SqsHeldDeletes};
 use toastrep_replication::store::s3::RegionalClients;
 use toastrep_replication::{Bucket, Decision, Replicator, SdkStore, SetBuckets, deadline};
 
-use breaker::Breaker;
 use repair::Repair;
 
 #[tokio::main]
@@ -69,13 +69,20 @@ async fn main() -> Result<(), Error> {
             key: key.clone(),
             log_keys,
             per_minute: breaker.per_minute,
-            bucket: breaker.bucket.clone(),
-            account: config.account.clone(),
-            queue_url: breaker.held_deletes_queue_url.clone(),
-            alarm: breaker.alarm.clone(),
-            s3: aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
-            sqs: aws_sdk_sqs::Client::new(&sdk_config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk_config),
+            artifacts: S3Artifacts {
+                s3: aws_sdk_s3::Client::from_conf(s3_config.clone().build()),
+                bucket: breaker.bucket.clone(),
+                account: config.account.clone(),
+            },
+            held: SqsHeldDeletes {
+                sqs: aws_sdk_sqs::Client::new(&sdk_config),
+                queue_url: breaker.held_deletes_queue_url.clone(),
+            },
+            alarm: CloudWatchAlarm {
+                cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk_config),
+                name: breaker.alarm.clone(),
+            },
+            clock: std::sync::Arc::new(SystemClock),
         }));
     }
     if let Some(role_id) = &config.role_id {

@@ -158,24 +158,30 @@ fn the_schedules_exercise_what_they_claim() {
     }
 }
 
-/// The mass-delete breaker holds a burst of deletes past its limit; no
-/// repair carries what it holds (`sync`, `sync --deep`, the cloud repair,
-/// any number of times); released, every delete reaches every region and
-/// the set goes quiet. `TOASTREP_SIM_BURSTS` sets how many (default 2,000).
+/// A burst of deletes past the breaker's limit, with notices duplicated,
+/// reordered and dropped, runs the function's own breaker (its counts, its
+/// open breaker, its sealed held deletes): it opens and raises its alarm;
+/// it holds, and no repair carries what it holds (`sync`, `sync --deep`,
+/// the cloud repair, any number of times); released as `toastrep deletes
+/// --release` releases (sealed messages only, in passes), every delete
+/// reaches every region and the set goes quiet. `TOASTREP_SIM_BURSTS`
+/// sets how many (default 10,000).
 #[test]
-fn a_held_burst_of_deletes_stays_held_through_every_repair_until_released() {
+fn a_burst_of_duplicated_reordered_deletes_opens_the_breaker_which_holds_until_released() {
     let seeds: Vec<u64> = match std::env::var("TOASTREP_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("TOASTREP_SIM_SEED is a number")],
-        Err(_) => (0..env_u64("TOASTREP_SIM_BURSTS", 2_000)).collect(),
+        Err(_) => (0..env_u64("TOASTREP_SIM_BURSTS", 10_000)).collect(),
     };
     let failures = run_all(seeds, |seed| run_burst(seed).map(|_| ()));
     report(
-        "a_held_burst_of_deletes_stays_held_through_every_repair_until_released",
+        "a_burst_of_duplicated_reordered_deletes_opens_the_breaker_which_holds_until_released",
         &failures,
     );
-    // The schedules do what they claim: repairs meet held deletes, by the
-    // local sync's way and the cloud repair's, and the releases carry them.
+    // The schedules do what they claim: breakers open, repairs meet held
+    // deletes, by the local sync's way and the cloud repair's, and the
+    // releases carry them, with notices doubled along the way.
     let runs: Vec<_> = (0..200).map(|seed| run_burst(seed).unwrap()).collect();
+    assert!(runs.iter().all(|r| r.breakers_opened > 0));
     assert!(
         runs.iter()
             .any(|r| r.repair_held > 0 && r.cloud_repairs > 0)
@@ -185,6 +191,7 @@ fn a_held_burst_of_deletes_stays_held_through_every_repair_until_released() {
             .any(|r| r.repair_held > 0 && r.cloud_repairs == 0)
     );
     assert!(runs.iter().all(|r| r.held_deletes > 0));
+    assert!(runs.iter().any(|r| r.duplicated > 0 && r.dropped > 0));
     assert!(runs.iter().any(|r| r.deleted_everywhere > 0));
 }
 

@@ -4,6 +4,7 @@
 //! crate only wires the runtime to it; the CLI's `replay` handles events
 //! through the same code.
 
+pub mod breaker;
 pub mod breaker_keys;
 pub mod config;
 pub mod handler;

@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod executor;
 pub mod s3;
+pub mod services;
 pub mod world;
 
 pub use world::{Scenario, Snapshot, Summary, Traced, UserOp, run, run_burst, run_scenario};

@@ -7,9 +7,9 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::breaker::{Breakers, SimGate};
+use super::breaker::{BreakerState, Breakers, SimGate};
 use super::executor::Executor;
 use super::s3::{Faults, SimS3, Version, head_of};
 use crate::engine::{
@@ -31,6 +31,12 @@ const REGIONS: [&str; 5] = [
 ];
 /// Steps after which a schedule that has not gone quiet fails.
 const STEP_LIMIT: u64 = 400_000;
+
+/// Passes of one release over the held-deletes queues (`deletes`' own).
+const RELEASE_PASSES: usize = 5;
+
+/// Releases an operator runs before the breakers must be quiet.
+const RELEASE_ROUNDS: usize = 5;
 
 /// What a user does, at a time in the schedule.
 /// Serialized as recorded regressions are (`tests/regressions.json`).
@@ -434,6 +440,8 @@ pub struct Summary {
     pub held_deletes: u64,
     /// Deletes a repair would have carried, held by a breaker.
     pub repair_held: usize,
+    /// Breakers that opened (each raised its region's alarm).
+    pub breakers_opened: usize,
     pub steps: u64,
     /// What the schedule left behind, and how it got there.
     pub end: Snapshot,
@@ -452,7 +460,7 @@ pub struct Snapshot {
     /// Deliveries left in the dead-letter queue.
     pub dead_letters: Vec<(S3Notice, usize, u32)>,
     /// The breakers' counts, open breakers, held and admitted deletes.
-    pub breakers: Option<Breakers>,
+    pub breakers: Option<BreakerState>,
     pub open_uploads: usize,
     pub clock_ms: u64,
 }
@@ -492,7 +500,6 @@ struct World {
     replicators: Vec<Rc<Replicator<SimS3>>>,
     set: SetBuckets,
     settings: CopySettings,
-    breaker: Option<u32>,
     /// Every key the set's markers may verify under, for the checks.
     key: MarkerKeys,
     /// The numbers of `key`'s keys (see [`marker_key`]): (current, accepted).
@@ -504,7 +511,7 @@ struct World {
     /// Ground truth: every user write, in the order it was made.
     user_writes: Vec<(usize, String, Version)>,
     /// The regions' mass-delete breakers, when the set has them.
-    breakers: Option<Arc<Mutex<Breakers>>>,
+    breakers: Option<Arc<Breakers>>,
     /// Every user delete: region, key, and its delete marker.
     user_deletes: Vec<(usize, String, String)>,
     /// Versions users deleted by id: (region, version id).
@@ -555,7 +562,11 @@ impl World {
             .map(|r| set.bucket(r))
             .collect();
         let s3 = SimS3::new(seed, &buckets, scenario.ignore_copy_conditions);
-        let breakers = scenario.breaker.map(|_| Arc::<Mutex<Breakers>>::default());
+        let regions: Vec<String> = buckets.iter().map(|b| b.region.clone()).collect();
+        let breakers = scenario.breaker.map(|per_minute| {
+            let key = marker_keys(0, &[]);
+            Arc::new(Breakers::new(&regions, per_minute, key.current(), &s3))
+        });
         let mut world = World {
             rng: fastrand::Rng::with_seed(seed),
             deep_sync: scenario.deep_sync,
@@ -564,7 +575,6 @@ impl World {
             replicators: Vec::new(),
             set,
             settings: scenario.settings.clone(),
-            breaker: scenario.breaker,
             key: marker_keys(scenario.final_keys.0, &scenario.final_keys.1),
             key_numbers: scenario.final_keys.clone(),
             executor: Executor::default(),
@@ -599,11 +609,9 @@ impl World {
         )
         .carrying_deletes(self.carry_deletes)
         .clocked(Arc::new(self.s3.clone()));
-        if let (Some(breakers), Some(per_minute)) = (&self.breakers, self.breaker) {
+        if let Some(breakers) = &self.breakers {
             replicator = replicator.gating_deletes(Arc::new(SimGate {
                 region: self.buckets[region].region.clone(),
-                per_minute,
-                clock: self.s3.clone(),
                 breakers: Arc::clone(breakers),
             }));
         }
@@ -756,18 +764,14 @@ impl World {
                 .iter()
                 .map(|d| (d.notice.clone(), d.destination, d.attempt))
                 .collect(),
-            breakers: self.breakers.as_ref().map(|_| self.breakers().clone()),
+            breakers: self.breakers.as_ref().map(|b| b.state()),
             open_uploads: self.s3.open_uploads(),
             clock_ms: self.s3.clock_ms(),
         }
     }
 
-    fn breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {
-        self.breakers
-            .as_ref()
-            .expect("a set with a breaker")
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn breakers(&self) -> Arc<Breakers> {
+        Arc::clone(self.breakers.as_ref().expect("a set with a breaker"))
     }
 
     /// The repairs while breakers hold deletes: the dead letters replayed,
@@ -788,13 +792,7 @@ impl World {
         // over minutes opens no breaker: then nothing is held, and the rest
         // of the run checks it like any other. The test asserts that the
         // schedules do open breakers (`held_deletes`).
-        for (region, notice) in &breakers.held {
-            if breakers
-                .admitted
-                .contains(&(region.clone(), notice.key.clone()))
-            {
-                continue;
-            }
+        for (region, notice) in &breakers.held_only() {
             let bucket = &self.buckets[self.index_of(region)];
             let history = self.s3.history(&bucket.name, &notice.key);
             if history.last().is_none_or(|top| top.delete_marker) {
@@ -817,25 +815,59 @@ impl World {
     }
 
     /// The operator releases every held delete (`toastrep deletes
-    /// --release`): the breakers close and each held notice is carried.
+    /// --release`): the sealed messages of every region's queue are carried
+    /// there, by the engine with no gate, in passes (a carried delete's own
+    /// notices may be held again in a region not yet done); then the
+    /// breakers close. An operator who finds a breaker open again (late
+    /// echoes of the burst, counted in a new minute) releases again.
     fn release(&mut self) -> Result<(), String> {
-        let held = {
-            let mut breakers = self.breakers();
-            breakers.released = true;
-            breakers.open.clear();
-            std::mem::take(&mut breakers.held)
-        };
-        self.summary.held_deletes = held.len() as u64;
-        for (region, notice) in held {
-            let destination = self.index_of(&region);
-            self.mail.borrow_mut().pending.push(Delivery {
-                notice,
-                destination,
-                attempt: 0,
-            });
+        let breakers = self.breakers();
+        self.summary.held_deletes = breakers.held_count() as u64;
+        for round in 0.. {
+            if round == RELEASE_ROUNDS {
+                return Err(format!(
+                    "the breakers still hold deletes after {RELEASE_ROUNDS} releases: {:?}",
+                    breakers.state()
+                ));
+            }
+            for _ in 0..RELEASE_PASSES {
+                let held = breakers.take_sealed()?;
+                if held.is_empty() {
+                    break;
+                }
+                for (region, notice) in held {
+                    let destination = self.index_of(&region);
+                    let replicator = Rc::new(
+                        Replicator::new(
+                            self.s3.clone(),
+                            marker_keys(0, &[]),
+                            self.set.clone(),
+                            self.settings.clone(),
+                        )
+                        .carrying_deletes(true)
+                        .clocked(Arc::new(self.s3.clone())),
+                    );
+                    let bucket = self.buckets[destination].clone();
+                    let breakers = Arc::clone(&breakers);
+                    self.executor.spawn(async move {
+                        // A failed release stays in the queue for the next
+                        // pass, as `deletes` leaves it.
+                        if replicator.replicate(&notice, &bucket).await.is_err() {
+                            breakers.keep(&region, &notice).await;
+                        }
+                    });
+                }
+                self.settle()?;
+            }
+            breakers.close_all();
+            if !breakers.any_holding() {
+                break;
+            }
         }
+        self.summary.breakers_opened = breakers.opened();
         self.settle()
     }
+
     fn quiet(&self) -> bool {
         self.executor.is_empty() && self.mail.borrow().pending.is_empty()
     }

@@ -4,7 +4,9 @@
 //! S3 in [`crate::sim`], which the deterministic simulation drives through
 //! exactly the same replication code.
 
+pub mod aws;
 pub mod s3;
+pub mod services;
 
 use std::collections::BTreeMap;
 use std::future::Future;
