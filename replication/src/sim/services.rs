@@ -54,6 +54,27 @@ impl Artifacts for MemoryArtifacts {
         Ok(lock(&self.objects).contains_key(key))
     }
 
+    async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str) -> ServiceResult<()> {
+        yield_now().await;
+        lock(&self.objects).insert(key.to_owned(), body);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> ServiceResult<Option<Vec<u8>>> {
+        yield_now().await;
+        Ok(lock(&self.objects).get(key).cloned())
+    }
+
+    async fn list(&self, prefix: &str) -> ServiceResult<Vec<String>> {
+        yield_now().await;
+        let objects = lock(&self.objects);
+        Ok(objects
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+
     async fn create(&self, key: &str, body: Vec<u8>, _content_type: &str) -> ServiceResult<bool> {
         yield_now().await;
         let mut objects = lock(&self.objects);

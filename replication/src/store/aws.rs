@@ -6,7 +6,10 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
-use super::services::{Alarm, Artifacts, HeldDeletes, HeldMessage, ServiceError, ServiceResult};
+use super::services::{
+    Alarm, Artifacts, ControlPlane, Execution, HeldDeletes, HeldMessage, ServiceError,
+    ServiceResult,
+};
 
 /// The region's artifact bucket, owned by the set's account.
 #[derive(Debug, Clone)]
@@ -83,6 +86,63 @@ impl Artifacts for S3Artifacts {
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
             Err(error) => Err(self.failed("HeadObject", key)(error)),
         }
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> ServiceResult<()> {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.account)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(self.failed("PutObject", key))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> ServiceResult<Option<Vec<u8>>> {
+        let got = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.account)
+            .key(key)
+            .send()
+            .await;
+        let object = match got {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.failed("GetObject", key)(e)),
+        };
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| ServiceError::new("GetObject", self.target(key), e))?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn list(&self, prefix: &str) -> ServiceResult<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.account)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(self.failed("ListObjectsV2", prefix))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        Ok(keys)
     }
 
     async fn create(&self, key: &str, body: Vec<u8>, content_type: &str) -> ServiceResult<bool> {
@@ -162,5 +222,52 @@ impl Alarm for CloudWatchAlarm {
                 )
             })?;
         Ok(())
+    }
+}
+
+/// Lambda and Step Functions, as the repair steps ask them.
+#[derive(Debug, Clone)]
+pub struct SdkControlPlane {
+    pub lambda: aws_sdk_lambda::Client,
+    pub sfn: aws_sdk_sfn::Client,
+}
+
+impl ControlPlane for SdkControlPlane {
+    async fn function_policy(&self, function: &str) -> ServiceResult<String> {
+        let policy = self
+            .lambda
+            .get_policy()
+            .function_name(function)
+            .send()
+            .await
+            .map_err(|e| {
+                ServiceError::new(
+                    "GetPolicy",
+                    function,
+                    aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+                )
+            })?;
+        Ok(policy.policy().unwrap_or("{}").to_owned())
+    }
+
+    async fn execution(&self, arn: &str) -> ServiceResult<Execution> {
+        let described = self
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                ServiceError::new(
+                    "DescribeExecution",
+                    arn,
+                    aws_sdk_sfn::error::DisplayErrorContext(&e).to_string(),
+                )
+            })?;
+        Ok(Execution {
+            running: described.status() == &aws_sdk_sfn::types::ExecutionStatus::Running,
+            status: described.status().as_str().to_owned(),
+            state_machine_arn: described.state_machine_arn().to_owned(),
+        })
     }
 }

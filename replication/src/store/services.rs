@@ -5,7 +5,9 @@
 //! - [`Artifacts`]: the region's artifact bucket, where the breaker keeps
 //!   its counts and open breakers;
 //! - [`HeldDeletes`]: the queue the breaker holds deletes in;
-//! - [`Alarm`]: the alarm an opening breaker raises.
+//! - [`Alarm`]: the alarm an opening breaker raises;
+//! - [`ControlPlane`]: what the repair steps ask Lambda and Step Functions
+//!   (the function's member regions, whether an execution runs).
 //!
 //! [`crate::store::aws`] implements them on the SDK; `crate::sim::services`
 //! in memory.
@@ -37,8 +39,8 @@ impl ServiceError {
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
-/// The region's artifact bucket, as the breaker uses it: small objects
-/// under its own prefixes.
+/// The region's artifact bucket, as the breaker and the repair use it:
+/// small objects under their own prefixes.
 pub trait Artifacts: Send + Sync {
     /// Writes an empty object at `key` (again, if it is there).
     fn put_empty(&self, key: &str) -> impl Future<Output = ServiceResult<()>> + Send;
@@ -48,6 +50,20 @@ pub trait Artifacts: Send + Sync {
 
     /// Whether `key` exists.
     fn exists(&self, key: &str) -> impl Future<Output = ServiceResult<bool>> + Send;
+
+    /// Writes `body` at `key`, replacing what is there.
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = ServiceResult<()>> + Send;
+
+    /// The body at `key`, or `None` when there is no such key.
+    fn get(&self, key: &str) -> impl Future<Output = ServiceResult<Option<Vec<u8>>>> + Send;
+
+    /// Every key that starts with `prefix`, in order.
+    fn list(&self, prefix: &str) -> impl Future<Output = ServiceResult<Vec<String>>> + Send;
 
     /// Writes `body` at `key` unless `key` exists: `true` when this call
     /// created it, `false` when it was already there (conditional write).
@@ -83,4 +99,23 @@ pub trait HeldDeletes: Send + Sync {
 /// The alarm an opening breaker raises.
 pub trait Alarm: Send + Sync {
     fn raise(&self, reason: &str) -> impl Future<Output = ServiceResult<()>> + Send;
+}
+
+/// A Step Functions execution, as DescribeExecution reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    pub running: bool,
+    /// Its status as Step Functions names it (`RUNNING`, `SUCCEEDED`, ...).
+    pub status: String,
+    pub state_machine_arn: String,
+}
+
+/// What the repair steps ask the control plane.
+pub trait ControlPlane: Send + Sync {
+    /// The resource policy of `function`, as JSON: who may invoke it.
+    fn function_policy(&self, function: &str)
+    -> impl Future<Output = ServiceResult<String>> + Send;
+
+    /// The execution `arn`.
+    fn execution(&self, arn: &str) -> impl Future<Output = ServiceResult<Execution>> + Send;
 }

@@ -1,51 +1,111 @@
-//! The cloud repair's three steps, as this region's state machine invokes
-//! them (see `toastrep_replication::function::repair` for the protocol). Each region
-//! repairs only its own bucket, reading every member region: the role's
-//! own permissions (write here, read the others through the grant stacks)
-//! are all it needs.
+//! The cloud repair's three steps, as a region's state machine invokes the
+//! function (see [`super`] for the protocol). Each region repairs only its
+//! own bucket, reading every member region: the role's own permissions
+//! (write here, read the others through the grant stacks) are all it needs.
 //!
-//! The member regions are the topics allowed to invoke this function (its
+//! The member regions are the topics allowed to invoke the function (its
 //! resource policy: the grant stacks' permissions and its own region's):
 //! exactly the regions whose buckets its role may read. A request naming
 //! any other region is refused.
 //!
-//! What a run keeps lives in this region's artifact bucket, under
-//! `repair/`:
+//! What a run keeps lives in the region's artifact bucket, under `repair/`:
 //! - `repair/runs/RUN/plan.json` and `ranges.json` (the map's manifest);
 //! - `repair/runs/RUN/parts/INDEX-PART.json`: one per range invocation;
 //! - `repair/runs/RUN/report.json`, and a copy in `repair/last.json`;
 //! - `repair/bounds.json`: range bounds learned from the last whole run.
+//!
+//! The steps run on the [`services`](crate::store::services) traits and an
+//! injected clock: the function runs them on AWS, the simulation in memory.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt;
-use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use toastrep_replication::clock::now_ms;
-use toastrep_replication::engine::{KeyRange, ScanLimit, ScanOptions, ScanStep};
-use toastrep_replication::function::metrics::repair_documents;
-use toastrep_replication::function::repair::{
+
+use super::{
     ManifestItem, Plan, RangePart, RangeRequest, RepairRequest, RunReport, first_bounds,
     learned_bounds, sample_every, summarise,
 };
-use toastrep_replication::{Replicator, SdkStore, SetBuckets};
-use tokio::sync::Mutex;
+use crate::clock::Clock;
+use crate::engine::{KeyRange, Replicator, ScanLimit, ScanOptions, ScanStep, SetBuckets};
+use crate::function::metrics::repair_documents;
+use crate::store::ObjectStore;
+use crate::store::services::{Artifacts, ControlPlane, ServiceError};
 
-/// A range invocation stops scanning this long before Lambda's deadline,
-/// so the keys in flight finish and its part is written.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+/// A range invocation stops scanning this long (ms) before the
+/// invocation's deadline, so the keys in flight finish and its part is
+/// written.
+const DEADLINE_MARGIN_MS: i64 = 60_000;
 
-/// How long a range invocation trusts the member regions it read.
-const MEMBERS_FRESH: Duration = Duration::from_secs(300);
+/// How long (ms) a range invocation trusts the member regions it read.
+const MEMBERS_FRESH_MS: i64 = 300_000;
 
-/// How long a running execution, once Step Functions said so, is trusted
-/// without asking again: a range's invocations follow each other closely,
-/// and DescribeExecution is rate-limited.
-const EXECUTION_FRESH: Duration = Duration::from_secs(60);
+/// How long (ms) a running execution, once Step Functions said so, is
+/// trusted without asking again: a range's invocations follow each other
+/// closely, and DescribeExecution is rate-limited.
+const EXECUTION_FRESH_MS: i64 = 60_000;
+
+/// Why a step failed. Its [`StepError::error_type`] is what the state
+/// machine sees: it retries `RepairStepFailed` and nothing else.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The request is not one the function acts on.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request does not come from a running execution of the set's
+    /// state machine.
+    #[error("repair step for run {run:?} refused: {why}")]
+    Unauthenticated { run: String, why: String },
+    /// A service call failed (retried by the state machine).
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+    /// A run's record could not be read or written as JSON.
+    #[error("{0}")]
+    Record(String),
+    /// The range finished with keys unrepaired or a region unread.
+    #[error("{0}")]
+    RangeIncomplete(String),
+    /// The run's report is not ok: its summary, and the run's metric
+    /// documents, printed all the same.
+    #[error("{summary}")]
+    RepairIncomplete {
+        summary: String,
+        metrics: Vec<Value>,
+    },
+}
+
+impl StepError {
+    /// The error type the state machine matches on.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            StepError::Invalid(_) => "InvalidRepairRequest",
+            StepError::Unauthenticated { .. } => "UnauthenticatedRepairStep",
+            StepError::Failed(_) | StepError::Record(_) => "RepairStepFailed",
+            StepError::RangeIncomplete(_) => "RangeIncomplete",
+            StepError::RepairIncomplete { .. } => "RepairIncomplete",
+        }
+    }
+}
+
+/// A step's answer to the state machine, and the metric documents (EMF) to
+/// print.
+#[derive(Debug)]
+pub struct Stepped {
+    pub answer: Value,
+    pub metrics: Vec<Value>,
+}
+
+impl From<Value> for Stepped {
+    fn from(answer: Value) -> Stepped {
+        Stepped {
+            answer,
+            metrics: Vec::new(),
+        }
+    }
+}
 
 /// Range bounds learned from a whole run.
 #[derive(Debug, serde::Deserialize, Serialize)]
@@ -54,40 +114,15 @@ struct Bounds {
     bounds: Vec<String>,
 }
 
-pub struct Repair<'a> {
-    pub replicator: &'a Replicator<SdkStore>,
-    pub region: String,
-    pub set: SetBuckets,
-    /// This region's artifact bucket.
-    pub artifacts: String,
-    pub function: String,
-    /// The longest a range invocation scans before it hands on its cursor.
-    pub budget: Duration,
-    /// Keys examined at once within a range.
-    pub concurrency: usize,
-    pub s3: aws_sdk_s3::Client,
-    pub lambda: aws_sdk_lambda::Client,
-    pub sfn: aws_sdk_sfn::Client,
-    /// The member regions, and when they were read.
-    members: Mutex<Option<(tokio::time::Instant, BTreeSet<String>)>>,
-    /// Executions Step Functions said were running, and when.
-    executions: Mutex<HashMap<String, tokio::time::Instant>>,
-}
-
-fn fail(error_type: &str, message: impl Into<String>) -> Diagnostic {
-    Diagnostic {
-        error_type: error_type.to_owned(),
-        error_message: message.into(),
-    }
-}
-
-fn internal(error: impl std::fmt::Display) -> Diagnostic {
-    fail("RepairStepFailed", error.to_string())
+/// Whether `payload` is a repair step rather than an SNS event. SNS
+/// delivers its envelope (`Records`), never a top-level `toastrep`.
+pub fn is_repair(payload: &Value) -> bool {
+    payload.get("toastrep").is_some()
 }
 
 /// A run's id names objects: only what an execution name can be, so it
 /// never escapes its prefix.
-fn run_id(run: &str) -> Result<&str, Diagnostic> {
+fn run_id(run: &str) -> Result<&str, StepError> {
     let fine = !run.is_empty()
         && run.len() <= 80
         && run
@@ -96,59 +131,104 @@ fn run_id(run: &str) -> Result<&str, Diagnostic> {
     if fine {
         Ok(run)
     } else {
-        Err(fail(
-            "InvalidRepairRequest",
-            format!("run {run:?} is not an execution name (letters, digits, - and _)"),
-        ))
+        Err(StepError::Invalid(format!(
+            "run {run:?} is not an execution name (letters, digits, - and _)"
+        )))
     }
 }
 
-impl<'a> Repair<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        replicator: &'a Replicator<SdkStore>,
-        region: String,
-        artifacts: String,
-        function: String,
-        budget: Duration,
-        concurrency: usize,
-        s3: aws_sdk_s3::Client,
-        lambda: aws_sdk_lambda::Client,
-        sfn: aws_sdk_sfn::Client,
-    ) -> Repair<'a> {
-        Repair {
+/// The repair steps of one region's function.
+pub struct RepairSteps<'a, S, A, C> {
+    pub replicator: &'a Replicator<S>,
+    pub region: String,
+    pub set: SetBuckets,
+    /// This region's artifact bucket, and its name for the answers.
+    pub artifacts: A,
+    pub artifact_bucket: String,
+    /// The function's name, whose resource policy names the members.
+    pub function: String,
+    /// The longest (ms) a range invocation scans before it hands on its
+    /// cursor.
+    pub budget_ms: i64,
+    /// Keys examined at once within a range.
+    pub concurrency: usize,
+    pub control: C,
+    pub clock: Arc<dyn Clock>,
+    /// The member regions, and when (ms) they were read.
+    members: Mutex<Option<(i64, BTreeSet<String>)>>,
+    /// Executions Step Functions said were running, and when (ms).
+    executions: Mutex<HashMap<String, i64>>,
+}
+
+/// Where a region's repair steps read and write, and what they may take.
+pub struct StepsSetup<A, C> {
+    pub region: String,
+    pub artifacts: A,
+    pub artifact_bucket: String,
+    pub function: String,
+    pub budget_ms: i64,
+    pub concurrency: usize,
+    pub control: C,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<'a, S: ObjectStore, A: Artifacts, C: ControlPlane> RepairSteps<'a, S, A, C> {
+    pub fn new(replicator: &'a Replicator<S>, setup: StepsSetup<A, C>) -> Self {
+        RepairSteps {
             set: replicator.set().clone(),
             replicator,
-            region,
-            artifacts,
-            function,
-            budget,
-            concurrency,
-            s3,
-            lambda,
-            sfn,
+            region: setup.region,
+            artifacts: setup.artifacts,
+            artifact_bucket: setup.artifact_bucket,
+            function: setup.function,
+            budget_ms: setup.budget_ms,
+            concurrency: setup.concurrency,
+            control: setup.control,
+            clock: setup.clock,
             members: Mutex::new(None),
             executions: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Runs the step `payload` asks for; `deadline` is the invocation's,
+    /// in Unix milliseconds.
+    pub async fn handle(&self, payload: Value, deadline: i64) -> Result<Stepped, StepError> {
+        let request: RepairRequest = serde_json::from_value(payload)
+            .map_err(|e| StepError::Invalid(format!("not a repair step: {e}")))?;
+        match request {
+            RepairRequest::RepairPlan {
+                run,
+                execution,
+                input,
+            } => {
+                self.authenticate(&execution, &run).await?;
+                self.plan(&run, &input).await.map(Stepped::from)
+            }
+            RepairRequest::RepairRange(range) => {
+                self.authenticate(&range.execution, &range.run).await?;
+                self.range(range, deadline).await.map(Stepped::from)
+            }
+            RepairRequest::RepairReport {
+                run,
+                execution,
+                error,
+            } => {
+                self.authenticate(&execution, &run).await?;
+                self.report(&run, error.as_ref()).await
+            }
+        }
+    }
+
     /// The member regions: the set's topics allowed to invoke this
     /// function, read afresh.
-    async fn read_members(&self) -> Result<BTreeSet<String>, Diagnostic> {
-        let policy = self
-            .lambda
-            .get_policy()
-            .function_name(&self.function)
-            .send()
-            .await
-            .map_err(|e| {
-                internal(format!(
-                    "reading the function's policy: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
-        let policy: Value = serde_json::from_str(policy.policy().unwrap_or("{}"))
-            .map_err(|e| internal(format!("the function's policy: {e}")))?;
+    async fn read_members(&self) -> Result<BTreeSet<String>, StepError> {
+        let policy = self.control.function_policy(&self.function).await?;
+        let policy: Value = serde_json::from_str(&policy)
+            .map_err(|e| StepError::Record(format!("the function's policy: {e}")))?;
         let mut members: BTreeSet<String> = policy["Statement"]
             .as_array()
             .into_iter()
@@ -158,73 +238,41 @@ impl<'a> Repair<'a> {
             .map(str::to_owned)
             .collect();
         members.insert(self.region.clone());
-        *self.members.lock().await = Some((tokio::time::Instant::now(), members.clone()));
+        *lock(&self.members) = Some((self.clock.now_ms(), members.clone()));
         Ok(members)
     }
 
-    /// The member regions as read within [`MEMBERS_FRESH`]: a range's
+    /// The member regions as read within [`MEMBERS_FRESH_MS`]: a range's
     /// invocations check their requests against it without a control-plane
     /// call each (GetPolicy is rate-limited), and a warm process still
     /// learns of a region added or removed.
-    async fn members(&self) -> Result<BTreeSet<String>, Diagnostic> {
-        if let Some((read, members)) = self.members.lock().await.as_ref()
-            && read.elapsed() < MEMBERS_FRESH
+    async fn members(&self) -> Result<BTreeSet<String>, StepError> {
+        let now = self.clock.now_ms();
+        if let Some((read, members)) = lock(&self.members).as_ref()
+            && now - read < MEMBERS_FRESH_MS
         {
             return Ok(members.clone());
         }
         self.read_members().await
     }
 
-    async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<(), Diagnostic> {
-        let body = serde_json::to_vec(value).map_err(internal)?;
-        self.s3
-            .put_object()
-            .bucket(&self.artifacts)
-            .expected_bucket_owner(&self.set.account)
-            .key(key)
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| {
-                internal(format!(
-                    "writing s3://{}/{key}: {}",
-                    self.artifacts,
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
-        Ok(())
+    async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<(), StepError> {
+        let body = serde_json::to_vec(value).map_err(|e| StepError::Record(e.to_string()))?;
+        Ok(self.artifacts.put(key, body, "application/json").await?)
     }
 
-    /// The object at `key`, or `None` if there is none.
-    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Diagnostic> {
-        let got = self
-            .s3
-            .get_object()
-            .bucket(&self.artifacts)
-            .expected_bucket_owner(&self.set.account)
-            .key(key)
-            .send()
-            .await;
-        let object = match got {
-            Ok(object) => object,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => {
-                return Err(internal(format!(
-                    "reading s3://{}/{key}: {}",
-                    self.artifacts,
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )));
-            }
+    /// The record at `key`, or `None` if there is none.
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StepError> {
+        let Some(bytes) = self.artifacts.get(key).await? else {
+            return Ok(None);
         };
-        let bytes = object.body.collect().await.map_err(internal)?.into_bytes();
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| internal(format!("s3://{}/{key}: {e}", self.artifacts)))
+            .map_err(|e| StepError::Record(format!("s3://{}/{key}: {e}", self.artifact_bucket)))
     }
 
     /// Step 1: the ranges, as the map's manifest.
-    pub async fn plan(&self, run: &str, input: &Value) -> Result<Value, Diagnostic> {
+    pub async fn plan(&self, run: &str, input: &Value) -> Result<Value, StepError> {
         let run = run_id(run)?;
         // A run covers the members of when it starts.
         let regions: Vec<String> = self.read_members().await?.into_iter().collect();
@@ -246,14 +294,15 @@ impl<'a> Repair<'a> {
             manifest,
             ranges: items.len(),
             sample_every: sample_every(last.map_or(0, |r| r.tally.keys_scanned)),
-            started_ms: now_ms(),
+            started_ms: self.clock.now_ms(),
         };
         self.put_json(&format!("repair/runs/{run}/plan.json"), &plan)
             .await?;
-        let mut answer = serde_json::to_value(&plan).map_err(internal)?;
+        let mut answer =
+            serde_json::to_value(&plan).map_err(|e| StepError::Record(e.to_string()))?;
         // `deep` (examine every key) is the execution's choice.
         answer["deep"] = json!(input["deep"].as_bool().unwrap_or(false));
-        answer["artifacts"] = json!(self.artifacts);
+        answer["artifacts"] = json!(self.artifact_bucket);
         tracing::info!(target: "toastrep::repair", run, ranges = plan.ranges, regions = ?plan.regions, "repair planned");
         Ok(answer)
     }
@@ -264,19 +313,14 @@ impl<'a> Repair<'a> {
         &self,
         mut request: RangeRequest,
         deadline: i64,
-    ) -> Result<Value, Diagnostic> {
+    ) -> Result<Value, StepError> {
         run_id(&request.run)?;
         let own = self.own_index(&request.regions).await?;
-        let started = std::time::Instant::now();
         let buckets: Vec<_> = request.regions.iter().map(|r| self.set.bucket(r)).collect();
         // At least one batch of keys goes through, however little time is left.
-        let now = now_ms();
-        let latest = deadline
-            .saturating_sub(DEADLINE_MARGIN.as_millis() as i64)
-            .max(now);
-        let stop = now
-            .saturating_add(self.budget.as_millis() as i64)
-            .min(latest);
+        let now = self.clock.now_ms();
+        let latest = deadline.saturating_sub(DEADLINE_MARGIN_MS).max(now);
+        let stop = now.saturating_add(self.budget_ms).min(latest);
         let options = ScanOptions {
             range: KeyRange {
                 after: request.resume_after.clone().or(request.range.after.clone()),
@@ -320,7 +364,7 @@ impl<'a> Repair<'a> {
             .iter()
             .map(|(i, e)| (regions[*i].clone(), e.clone()))
             .collect();
-        part.millis = started.elapsed().as_millis() as u64;
+        part.millis = self.clock.now_ms().saturating_sub(now).max(0) as u64;
         let run = request.run.clone();
         self.put_json(
             &format!(
@@ -344,79 +388,49 @@ impl<'a> Repair<'a> {
         request.resume_after = end.resume_after;
         if request.done && request.failed {
             // The map counts this item as failed; the report has the why.
-            return Err(fail(
-                "RangeIncomplete",
-                format!(
-                    "range {} of run {run} left keys unrepaired or a region unread (see repair/runs/{run}/report.json)",
-                    request.index
-                ),
-            ));
+            return Err(StepError::RangeIncomplete(format!(
+                "range {} of run {run} left keys unrepaired or a region unread (see repair/runs/{run}/report.json)",
+                request.index
+            )));
         }
-        serde_json::to_value(RepairRequest::RepairRange(request)).map_err(internal)
+        serde_json::to_value(RepairRequest::RepairRange(request))
+            .map_err(|e| StepError::Record(e.to_string()))
     }
 
     /// Where this region is among a range request's regions, each of which
     /// must be a member of the set: a request naming any other is refused.
-    async fn own_index(&self, regions: &[String]) -> Result<usize, Diagnostic> {
+    async fn own_index(&self, regions: &[String]) -> Result<usize, StepError> {
         let members = self.members().await?;
         if let Some(stranger) = regions.iter().find(|r| !members.contains(*r)) {
-            return Err(fail(
-                "InvalidRepairRequest",
-                format!(
-                    "{stranger} is not a member region of set {} (members: {members:?})",
-                    self.set.set
-                ),
-            ));
+            return Err(StepError::Invalid(format!(
+                "{stranger} is not a member region of set {} (members: {members:?})",
+                self.set.set
+            )));
         }
         regions
             .iter()
             .position(|r| *r == self.region)
             .ok_or_else(|| {
-                fail(
-                    "InvalidRepairRequest",
-                    format!(
-                        "the request's regions do not include this one, {}",
-                        self.region
-                    ),
-                )
+                StepError::Invalid(format!(
+                    "the request's regions do not include this one, {}",
+                    self.region
+                ))
             })
     }
 
     /// Step 3: the run's report, metrics and the next run's bounds.
-    pub async fn report(&self, run: &str, error: Option<&Value>) -> Result<Value, Diagnostic> {
+    pub async fn report(&self, run: &str, error: Option<&Value>) -> Result<Stepped, StepError> {
         let run = run_id(run)?;
         let Some(plan) = self
             .get_json::<Plan>(&format!("repair/runs/{run}/plan.json"))
             .await?
         else {
-            return Err(fail(
-                "InvalidRepairRequest",
-                format!("run {run} has no plan"),
-            ));
+            return Err(StepError::Invalid(format!("run {run} has no plan")));
         };
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .s3
-                .list_objects_v2()
-                .bucket(&self.artifacts)
-                .expected_bucket_owner(&self.set.account)
-                .prefix(format!("repair/runs/{run}/parts/"))
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| internal(aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
-            token = page.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let keys = self
+            .artifacts
+            .list(&format!("repair/runs/{run}/parts/"))
+            .await?;
         let parts: Vec<RangePart> = futures::stream::iter(keys)
             .map(|key| async move { self.get_json::<RangePart>(&key).await })
             .buffer_unordered(16)
@@ -428,7 +442,7 @@ impl<'a> Repair<'a> {
         let error = error
             .filter(|e| !e.is_null())
             .map(|e| e.get("Cause").or(e.get("Error")).unwrap_or(e).to_string());
-        let report = summarise(&plan, &self.region, &parts, now_ms(), error);
+        let report = summarise(&plan, &self.region, &parts, self.clock.now_ms(), error);
         self.put_json(&format!("repair/runs/{run}/report.json"), &report)
             .await?;
         self.put_json("repair/last.json", &report).await?;
@@ -444,7 +458,7 @@ impl<'a> Repair<'a> {
             )
             .await?;
         }
-        for document in repair_documents(
+        let metrics = repair_documents(
             &self.set.set,
             &self.region,
             &report.tally.copies_by_source,
@@ -452,9 +466,7 @@ impl<'a> Repair<'a> {
             report.tally.copies_made + report.tally.deletes_made,
             report.tally.failure_count + report.ranges_failed as u64,
             report.finished_ms,
-        ) {
-            println!("{document}");
-        }
+        );
         tracing::info!(
             target: "toastrep::repair",
             run, ok = report.ok, ranges = report.ranges, ranges_failed = report.ranges_failed,
@@ -474,46 +486,16 @@ impl<'a> Repair<'a> {
             "failures": report.tally.failure_count,
         });
         if report.ok {
-            Ok(summary)
+            Ok(Stepped {
+                answer: summary,
+                metrics,
+            })
         } else {
             // The execution fails, and with it the repair alarm.
-            Err(fail("RepairIncomplete", summary.to_string()))
-        }
-    }
-}
-
-/// Whether `payload` is a repair step rather than an SNS event. SNS
-/// delivers its envelope (`Records`), never a top-level `toastrep`.
-pub fn is_repair(payload: &Value) -> bool {
-    payload.get("toastrep").is_some()
-}
-
-impl Repair<'_> {
-    /// Runs the step `payload` asks for.
-    pub async fn handle(&self, payload: Value, deadline: i64) -> Result<Value, Diagnostic> {
-        let request: RepairRequest = serde_json::from_value(payload)
-            .map_err(|e| fail("InvalidRepairRequest", format!("not a repair step: {e}")))?;
-        match request {
-            RepairRequest::RepairPlan {
-                run,
-                execution,
-                input,
-            } => {
-                self.authenticate(&execution, &run).await?;
-                self.plan(&run, &input).await
-            }
-            RepairRequest::RepairRange(range) => {
-                self.authenticate(&range.execution, &range.run).await?;
-                self.range(range, deadline).await
-            }
-            RepairRequest::RepairReport {
-                run,
-                execution,
-                error,
-            } => {
-                self.authenticate(&execution, &run).await?;
-                self.report(&run, error.as_ref()).await
-            }
+            Err(StepError::RepairIncomplete {
+                summary: summary.to_string(),
+                metrics,
+            })
         }
     }
 
@@ -522,14 +504,14 @@ impl Repair<'_> {
     /// as its run: anyone else allowed to invoke the function (a step is an
     /// ordinary invoke) cannot start a scan or write the run's records.
     /// Step Functions says so (DescribeExecution); an answer is trusted for
-    /// [`EXECUTION_FRESH`].
-    async fn authenticate(&self, execution: &str, run: &str) -> Result<(), Diagnostic> {
+    /// [`EXECUTION_FRESH_MS`].
+    async fn authenticate(&self, execution: &str, run: &str) -> Result<(), StepError> {
         let state_machine = format!("toastrep-{}-repair", self.set.set);
         let refuse = |why: String| {
-            Err(fail(
-                "UnauthenticatedRepairStep",
-                format!("repair step for run {run:?} refused: {why}"),
-            ))
+            Err(StepError::Unauthenticated {
+                run: run.to_owned(),
+                why,
+            })
         };
         // arn:PARTITION:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME
         let parts: Vec<&str> = execution.split(':').collect();
@@ -557,41 +539,27 @@ impl Repair<'_> {
         if *name != run {
             return refuse(format!("{execution} is not run {run}"));
         }
-        if let Some(seen) = self.executions.lock().await.get(execution)
-            && seen.elapsed() < EXECUTION_FRESH
+        let now = self.clock.now_ms();
+        if lock(&self.executions)
+            .get(execution)
+            .is_some_and(|seen| now - seen < EXECUTION_FRESH_MS)
         {
             return Ok(());
         }
-        let described = self
-            .sfn
-            .describe_execution()
-            .execution_arn(execution)
-            .send()
-            .await
-            .map_err(|e| {
-                fail(
-                    "UnauthenticatedRepairStep",
-                    format!(
-                        "repair step for run {run:?} refused: DescribeExecution {execution}: {}",
-                        aws_sdk_sfn::error::DisplayErrorContext(e)
-                    ),
-                )
-            })?;
-        let running = described.status() == &aws_sdk_sfn::types::ExecutionStatus::Running;
+        let described = match self.control.execution(execution).await {
+            Ok(described) => described,
+            Err(error) => return refuse(error.to_string()),
+        };
         let ours = described
-            .state_machine_arn()
+            .state_machine_arn
             .ends_with(&format!(":stateMachine:{state_machine}"));
-        if !(running && ours) {
+        if !(described.running && ours) {
             return refuse(format!(
                 "{execution} is {} ({})",
-                described.status().as_str(),
-                described.state_machine_arn()
+                described.status, described.state_machine_arn
             ));
         }
-        self.executions
-            .lock()
-            .await
-            .insert(execution.to_owned(), tokio::time::Instant::now());
+        lock(&self.executions).insert(execution.to_owned(), now);
         Ok(())
     }
 }
@@ -605,9 +573,9 @@ mod tests {
         // What SNS delivers is its envelope: a writer's message is inside
         // it, so no bucket writer can make the function run a repair step.
         for fixture in [
-            include_str!("../../replication/tests/fixtures/sns-put.json"),
-            include_str!("../../replication/tests/fixtures/sns-multi.json"),
-            include_str!("../../replication/tests/fixtures/sns-test-event.json"),
+            include_str!("../../../tests/fixtures/sns-put.json"),
+            include_str!("../../../tests/fixtures/sns-multi.json"),
+            include_str!("../../../tests/fixtures/sns-test-event.json"),
         ] {
             let event: Value = serde_json::from_str(fixture).unwrap();
             assert!(!is_repair(&event));

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{KeyRange, KeyRepair};
 
+pub mod steps;
+
 /// What the state machine asks the function; `toastrep` names the step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "toastrep", rename_all = "kebab-case")]
