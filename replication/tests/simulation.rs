@@ -11,7 +11,7 @@ use std::time::Instant;
 use std::collections::BTreeMap;
 
 use toastrep_replication::sim::s3::Faults;
-use toastrep_replication::sim::{Scenario, UserOp, run, run_burst, run_scenario};
+use toastrep_replication::sim::{Scenario, UserOp, run, run_burst, run_cloud_repair, run_scenario};
 use toastrep_replication::{CopySettings, Unreplicable};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -193,6 +193,65 @@ fn a_burst_of_duplicated_reordered_deletes_opens_the_breaker_which_holds_until_r
     assert!(runs.iter().all(|r| r.held_deletes > 0));
     assert!(runs.iter().any(|r| r.duplicated > 0 && r.dropped > 0));
     assert!(runs.iter().any(|r| r.deleted_everywhere > 0));
+}
+
+/// The cloud repair repairs what lost and failed notifications left (the
+/// dead letters replayed first), as each region's state machine runs the
+/// function's repair steps (plan, ranges resumed until done, report):
+/// first while S3 and the artifact buckets fail (a step that fails is retried as the state
+/// machine's Retry does; a range that leaves keys fails, and so does its
+/// run), then on a healthy platform, where one run repairs everything and
+/// the set goes quiet. A step in the name of a finished execution is
+/// refused. `TOASTREP_SIM_REPAIRS` sets how many (default 10,000).
+#[test]
+fn a_cloud_repair_whose_ranges_fail_is_retried_and_converges() {
+    let seeds: Vec<u64> = match std::env::var("TOASTREP_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("TOASTREP_SIM_SEED is a number")],
+        Err(_) => (0..env_u64("TOASTREP_SIM_REPAIRS", 10_000)).collect(),
+    };
+    let started = Instant::now();
+    let count = seeds.len();
+    let failures = run_all(seeds, |seed| run_cloud_repair(seed, true).map(|_| ()));
+    eprintln!(
+        "simulation: {count} cloud repairs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    report(
+        "a_cloud_repair_whose_ranges_fail_is_retried_and_converges",
+        &failures,
+    );
+    // The schedules do what they claim: steps retried, runs failed and
+    // repaired by a later one, and the cloud repair copying.
+    let runs: Vec<_> = (0..300)
+        .map(|seed| run_cloud_repair(seed, true).unwrap())
+        .collect();
+    let retried = runs.iter().filter(|r| r.steps_retried > 0).count();
+    let failed = runs.iter().filter(|r| r.runs_failed > 0).count();
+    let copied = runs.iter().filter(|r| r.sync_copies > 0).count();
+    eprintln!(
+        "simulation: of 300 cloud repairs, {retried} retried a step, {failed} had a run fail, {copied} copied"
+    );
+    assert!(retried > 0 && failed > 0 && copied > 0);
+    assert!(
+        runs.iter()
+            .any(|r| r.runs_failed > 0 && r.steps_retried > 0)
+    );
+    // Three runs on a failing platform, then one on a healthy one.
+    assert!(runs.iter().all(|r| r.cloud_repairs >= 4));
+}
+
+/// A known gap, found by the scenario above with the replay after the
+/// faulty runs: a delivery copies an older write over a newer one and
+/// fails before its check (its notice is dead-lettered, owing the check);
+/// a faulty repair run then copies over that copy and its own check fails
+/// too. The replayed notice's check is owed only while its own copy is on
+/// top, so nothing puts the newer write back: the set converges on the
+/// older one (the newer stays a noncurrent version). Replaying the
+/// dead-letter queue before a repair, as the runbook says, avoids it.
+#[test]
+#[ignore = "known gap: a check owed by a dead letter is lost once a repair writes over its copy"]
+fn a_repair_whose_check_fails_while_a_notice_owes_one() {
+    run_cloud_repair(3309, false).unwrap();
 }
 
 /// The set's marker key rotated while users write, in `rotate-key`'s two

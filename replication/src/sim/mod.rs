@@ -6,8 +6,11 @@
 
 pub mod breaker;
 pub mod executor;
+pub mod repair;
 pub mod s3;
 pub mod services;
 pub mod world;
 
-pub use world::{Scenario, Snapshot, Summary, Traced, UserOp, run, run_burst, run_scenario};
+pub use world::{
+    Scenario, Snapshot, Summary, Traced, UserOp, run, run_burst, run_cloud_repair, run_scenario,
+};

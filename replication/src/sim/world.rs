@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::breaker::{BreakerState, Breakers, SimGate};
 use super::executor::Executor;
+use super::repair::{FlakyArtifacts, Run, RunOutcome, SimControl};
 use super::s3::{Faults, SimS3, Version, head_of};
 use crate::engine::{
     CopySettings, KeyRange, Outcome, Replicator, ScanLimit, ScanOptions, ScanStep, SetBuckets,
@@ -34,6 +35,9 @@ const STEP_LIMIT: u64 = 400_000;
 
 /// Passes of one release over the held-deletes queues (`deletes`' own).
 const RELEASE_PASSES: usize = 5;
+
+/// Runs of the cloud repair while the platform fails.
+const FAULTY_CLOUD_RUNS: usize = 3;
 
 /// Releases an operator runs before the breakers must be quiet.
 const RELEASE_ROUNDS: usize = 5;
@@ -434,8 +438,13 @@ pub struct Summary {
     pub dead_lettered: u64,
     pub store_writes: u64,
     pub sync_copies: usize,
-    /// Repairs run as the cloud repair runs them (per region, by range).
+    /// Runs of every region's cloud repair.
     pub cloud_repairs: usize,
+    /// Cloud repair steps retried after a failure (`RepairStepFailed`).
+    pub steps_retried: u64,
+    /// Region runs of the cloud repair that failed (a range left keys
+    /// unrepaired, or a step failed every attempt); a later run repaired.
+    pub runs_failed: usize,
     /// Deletes the breakers held, then released.
     pub held_deletes: u64,
     /// Deletes a repair would have carried, held by a breaker.
@@ -518,6 +527,12 @@ struct World {
     version_deletes: Vec<(usize, String)>,
     /// Regions left deleted while others hold the key (deletes not carried).
     kept_local: std::cell::Cell<usize>,
+    /// Each region's artifact bucket, where its cloud repair keeps its runs.
+    artifacts: Vec<FlakyArtifacts>,
+    /// Lambda and Step Functions, for the cloud repair.
+    control: SimControl,
+    /// Whether a repair runs in the cloud; `None`: as the seed picks.
+    in_cloud: Option<bool>,
     carry_deletes: bool,
     drop: u32,
     duplicate: u32,
@@ -554,6 +569,30 @@ pub fn run_burst(seed: u64) -> Result<Summary, String> {
     world.check_quiet(start, &scenario)
 }
 
+/// Runs the random scenario of `seed`, repaired by the cloud repair while
+/// S3 and the artifact buckets still fail: steps are retried, ranges fail
+/// and leave keys, and runs report as not ok, until a run on a healthy
+/// platform repairs everything (see [`World::repair_in_cloud`]).
+///
+/// With `replay_first`, the operator replays the dead-letter queue before
+/// the faulty runs, as `toastrep replay` is run once a failure is seen.
+/// Without it, a faulty run's copy can land on a key whose dead-lettered
+/// notice still owes its check, and the check the copy owes then fails
+/// too: the known gap of `a_repair_whose_check_fails_while_a_notice_owes_one`
+/// in `tests/simulation.rs`.
+pub fn run_cloud_repair(seed: u64, replay_first: bool) -> Result<Summary, String> {
+    let scenario = Scenario::random(seed);
+    let mut world = World::new(seed, &scenario);
+    world.in_cloud = Some(true);
+    let start = world.write(&scenario)?;
+    if replay_first {
+        world.replay()?;
+    }
+    world.repair_in_cloud(&scenario)?;
+    world.repair()?;
+    world.check_quiet(start, &scenario)
+}
+
 impl World {
     fn new(seed: u64, scenario: &Scenario) -> World {
         let set = SetBuckets::new("sim", "000000000000");
@@ -567,6 +606,7 @@ impl World {
             let key = marker_keys(0, &[]);
             Arc::new(Breakers::new(&regions, per_minute, key.current(), &s3))
         });
+        let control = SimControl::new(&set, &regions);
         let mut world = World {
             rng: fastrand::Rng::with_seed(seed),
             deep_sync: scenario.deep_sync,
@@ -585,6 +625,11 @@ impl World {
             user_deletes: Vec::new(),
             version_deletes: Vec::new(),
             kept_local: Default::default(),
+            artifacts: (0..scenario.regions as u64)
+                .map(|r| FlakyArtifacts::new(seed ^ r))
+                .collect(),
+            control,
+            in_cloud: None,
             carry_deletes: scenario.carry_deletes,
             drop: scenario.drop,
             duplicate: scenario.duplicate,
@@ -648,6 +693,14 @@ impl World {
     /// The operator replays the dead-letter queue, then runs one sync. No
     /// more faults or losses from here: these are the repairs.
     fn replay_and_sync(&mut self) -> Result<usize, String> {
+        self.replay()?;
+        let copies = self.sync()?;
+        self.settle()?;
+        Ok(copies)
+    }
+
+    /// The operator replays the dead-letter queue, on a healthy platform.
+    fn replay(&mut self) -> Result<(), String> {
         self.s3.set_faults(Faults::default());
         self.drop = 0;
         self.duplicate = 0;
@@ -657,10 +710,7 @@ impl World {
             .borrow_mut()
             .pending
             .extend(dead.into_iter().map(|d| Delivery { attempt: 0, ..d }));
-        self.settle()?;
-        let copies = self.sync()?;
-        self.settle()?;
-        Ok(copies)
+        self.settle()
     }
 
     /// 2. The repairs, after which the set has converged.
@@ -1098,39 +1148,34 @@ impl World {
 
     /// One repair of every key; returns the copies it made. Seeded, it is
     /// either `toastrep sync` (one scan of the whole key space, repairing
-    /// every region) or the cloud repair (each region's own scans, over
-    /// ranges split at random bounds, each stopped after a few keys and
-    /// resumed from its cursor, repairing only that region).
+    /// every region) or the cloud repair (every region's state machine
+    /// running the function's repair steps, each repairing only its own
+    /// region; see [`Run`]).
     fn sync(&mut self) -> Result<usize, String> {
+        let in_cloud = match self.in_cloud {
+            Some(in_cloud) => in_cloud,
+            None => self.rng.bool(),
+        };
+        if in_cloud {
+            let outcomes = self.cloud_repair()?;
+            if let Some(failed) = outcomes.iter().find(|o| !o.ok) {
+                return Err(format!(
+                    "the cloud repair failed without faults: {failed:?}"
+                ));
+            }
+            let tally = |o: &RunOutcome| o.report.as_ref().map(|r| r.tally.clone());
+            let tallies: Vec<_> = outcomes.iter().filter_map(tally).collect();
+            self.summary.repair_held += tallies
+                .iter()
+                .map(|t| t.deletes_held as usize)
+                .sum::<usize>();
+            return Ok(tallies.iter().map(|t| t.copies_made as usize).sum());
+        }
         let copies = Rc::new(RefCell::new(0usize));
         let held = Rc::new(RefCell::new(0usize));
         let failures = Rc::new(RefCell::new(Vec::new()));
         let regions = self.buckets.len();
-        let in_cloud = self.rng.bool();
-        let jobs: Vec<(Vec<bool>, KeyRange, Option<u64>)> = if in_cloud {
-            self.summary.cloud_repairs += 1;
-            let mut bounds: Vec<String> = self
-                .s3
-                .keys()
-                .into_iter()
-                .filter(|_| self.rng.bool())
-                .collect();
-            bounds.sort();
-            bounds.dedup();
-            let ranges = KeyRange::split_at(&bounds);
-            (0..regions)
-                .flat_map(|r| {
-                    let only: Vec<bool> = (0..regions).map(|i| i == r).collect();
-                    let limit = self.rng.u64(1..=3);
-                    ranges
-                        .iter()
-                        .map(move |range| (only.clone(), range.clone(), Some(limit)))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        } else {
-            vec![(vec![true; regions], KeyRange::all(), None)]
-        };
+        let jobs = vec![(vec![true; regions], KeyRange::all(), None::<u64>)];
         let deep = self.deep_sync;
         let trace = std::env::var_os("TOASTREP_SIM_TRACE").is_some();
         for (repair, range, limit) in jobs {
@@ -1619,6 +1664,105 @@ impl World {
                 .collect::<Vec<_>>()
                 .join(", "),
         )
+    }
+}
+
+impl World {
+    /// Runs of the cloud repair while S3 fails as it did for the users'
+    /// writes and each artifact bucket fails its own share of calls; then
+    /// the platform is healthy again, and [`World::repair`] follows with
+    /// the dead letters replayed and one more cloud run that must be ok.
+    /// A run that failed wrote its report or never got to, and the run
+    /// after it starts afresh.
+    fn repair_in_cloud(&mut self, scenario: &Scenario) -> Result<(), String> {
+        self.s3.set_faults(scenario.faults);
+        for artifacts in &self.artifacts {
+            artifacts.set_faults(self.rng.u32(0..=200));
+        }
+        for _ in 0..FAULTY_CLOUD_RUNS {
+            let outcomes = self.cloud_repair()?;
+            let copies = outcomes.iter().filter_map(|o| o.report.as_ref());
+            self.summary.sync_copies += copies.map(|r| r.tally.copies_made as usize).sum::<usize>();
+            for outcome in outcomes.iter().filter(|o| !o.ok) {
+                self.summary.runs_failed += 1;
+                let reported_failure = outcome.report.as_ref().is_some_and(|r| !r.ok);
+                if outcome.error.is_none() && !reported_failure {
+                    return Err(format!(
+                        "a run failed yet neither its execution nor its report says so: {outcome:?}"
+                    ));
+                }
+            }
+        }
+        for artifacts in &self.artifacts {
+            artifacts.set_faults(0);
+        }
+        self.check_finished_runs_refused()
+    }
+
+    /// A step naming an execution that has ended is refused, by a fresh
+    /// instance of the function: no one who may invoke it can start a scan
+    /// in a run's name once the run is over.
+    fn check_finished_runs_refused(&mut self) -> Result<(), String> {
+        let run = Run {
+            region: self.buckets[0].region.clone(),
+            run: format!("run-{}", self.summary.cloud_repairs),
+            artifacts: self.artifacts[0].clone(),
+            control: self.control.clone(),
+            clock: self.s3.clone(),
+            budget_ms: 100,
+            deep: false,
+            shuffle: 0,
+        };
+        let replicator = Rc::clone(&self.replicators[0]);
+        let refused = Rc::new(RefCell::new(None));
+        let answer = Rc::clone(&refused);
+        let execution = run.execution(&self.set);
+        let request = serde_json::json!({
+            "toastrep": "repair-range", "run": run.run, "execution": execution,
+            "regions": [run.region], "index": 0, "range": {}, "sample_every": 100,
+        });
+        self.executor.spawn(async move {
+            let steps = run.steps(&replicator);
+            let result = steps.handle(request, i64::MAX).await;
+            *answer.borrow_mut() = Some(result.map(|s| s.answer).map_err(|e| e.error_type()));
+        });
+        self.settle()?;
+        match refused.take() {
+            Some(Err("UnauthenticatedRepairStep")) => Ok(()),
+            other => Err(format!(
+                "a step of the finished execution {execution} was not refused: {other:?}"
+            )),
+        }
+    }
+
+    /// One run of every region's repair state machine, all at once, each
+    /// with a seeded budget and map order; what each came to.
+    fn cloud_repair(&mut self) -> Result<Vec<RunOutcome>, String> {
+        self.summary.cloud_repairs += 1;
+        let outcomes = Rc::new(RefCell::new(Vec::new()));
+        for (region, bucket) in self.buckets.iter().enumerate() {
+            let run = Run {
+                region: bucket.region.clone(),
+                run: format!("run-{}", self.summary.cloud_repairs),
+                artifacts: self.artifacts[region].clone(),
+                control: self.control.clone(),
+                clock: self.s3.clone(),
+                budget_ms: self.rng.i64(20..=400),
+                deep: self.deep_sync,
+                shuffle: self.rng.u64(..),
+            };
+            let replicator = Rc::clone(&self.replicators[region]);
+            let outcomes = Rc::clone(&outcomes);
+            self.executor.spawn(async move {
+                let outcome = run.execute(replicator).await;
+                outcomes.borrow_mut().push(outcome);
+            });
+        }
+        self.settle()?;
+        let mut outcomes = outcomes.take();
+        outcomes.sort_by(|a, b| a.region.cmp(&b.region));
+        self.summary.steps_retried += outcomes.iter().map(|o| o.retried).sum::<u64>();
+        Ok(outcomes)
     }
 }
 

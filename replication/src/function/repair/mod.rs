@@ -234,6 +234,9 @@ pub struct RangePart {
     /// Candidate range bounds for the next run.
     pub samples: Vec<String>,
     pub millis: u64,
+    /// This invocation finished its range.
+    #[serde(default)]
+    pub done: bool,
 }
 
 /// Copies and failures a part lists by name; the counts are always whole.
@@ -282,19 +285,22 @@ pub fn summarise(
         error,
         ..RunReport::default()
     };
-    let mut failed = BTreeMap::<usize, bool>::new();
+    // Range → (a part failed, a part finished it).
+    let mut ranges = BTreeMap::<usize, (bool, bool)>::new();
     for part in parts {
-        *failed.entry(part.index).or_insert(false) |= !part.tally.ok();
+        let range = ranges.entry(part.index).or_default();
+        range.0 |= !part.tally.ok();
+        range.1 |= part.done;
         report.invocations += 1;
         report.longest_invocation_ms = report.longest_invocation_ms.max(part.millis);
         report.tally.add(&part.tally);
     }
-    // A range failed if any of its parts did, or if it never reported
-    // (the map gave up on it, or the function died). Parts are named by
+    // A range failed if any of its parts did, or if none finished it: it
+    // never reported, or stopped part-way (the map gave up on it after a
+    // step failed every attempt, or the function died). Parts are named by
     // range and invocation, so a retried invocation replaces its part.
-    let reported = failed.len();
-    report.ranges_failed =
-        failed.values().filter(|bad| **bad).count() + plan.ranges.saturating_sub(reported);
+    let finished = ranges.values().filter(|(bad, done)| !bad && *done).count();
+    report.ranges_failed = plan.ranges.saturating_sub(finished);
     report.ok = report.ranges_failed == 0 && report.tally.ok() && report.error.is_none();
     report
 }
@@ -387,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn a_range_that_never_reported_counts_as_failed() {
+    fn a_range_that_never_finished_counts_as_failed() {
         let plan = Plan {
             run: "r".into(),
             regions: vec!["a".into()],
@@ -398,6 +404,7 @@ mod tests {
         };
         let part = |index, failures| RangePart {
             index,
+            done: true,
             tally: Tally {
                 keys_scanned: 10,
                 copies_made: 2,
@@ -413,6 +420,15 @@ mod tests {
         assert!(!report.ok);
         let whole = summarise(&plan, "a", &[part(0, 0), part(1, 0), part(2, 0)], 5, None);
         assert!(whole.ok);
+        // A range whose invocations stopped before one finished it (its
+        // next step failed every attempt) is not repaired.
+        let cut = RangePart {
+            done: false,
+            ..part(2, 0)
+        };
+        let stopped = summarise(&plan, "a", &[part(0, 0), part(1, 0), cut], 5, None);
+        assert_eq!(stopped.ranges_failed, 1);
+        assert!(!stopped.ok);
     }
 
     #[test]

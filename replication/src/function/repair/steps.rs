@@ -365,6 +365,7 @@ impl<'a, S: ObjectStore, A: Artifacts, C: ControlPlane> RepairSteps<'a, S, A, C>
             .map(|(i, e)| (regions[*i].clone(), e.clone()))
             .collect();
         part.millis = self.clock.now_ms().saturating_sub(now).max(0) as u64;
+        part.done = end.resume_after.is_none();
         let run = request.run.clone();
         self.put_json(
             &format!(
