@@ -152,3 +152,42 @@ fn no_function_is_longer_than_a_hundred_lines() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Where each crate may name the AWS SDK: the CLI's `src/aws/`, the
+/// protocol crate's `store/` and the function's `main`. Everything else
+/// works on the project's own types, so a new call has one place to go.
+const SDK_BOUNDARY: &[&str] = &["src/aws/", "replication/src/store/", "lambda/src/main.rs"];
+
+#[test]
+fn only_the_aws_modules_use_the_sdk() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    let mut outside = Vec::new();
+    for path in sources() {
+        let relative = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let uses = ["aws_sdk_", "aws_smithy_", "aws_config::", "aws_types::"]
+            .iter()
+            .any(|krate| text.contains(krate));
+        if !uses {
+            continue;
+        }
+        seen += 1;
+        if !SDK_BOUNDARY
+            .iter()
+            .any(|inside| relative.starts_with(inside))
+        {
+            outside.push(relative);
+        }
+    }
+    // The rule was checked against the code that does call the SDK.
+    assert!(seen >= 10, "only {seen} files use the SDK");
+    assert!(
+        outside.is_empty(),
+        "the AWS SDK used outside src/aws/, replication/src/store/ and lambda/src/main.rs (move the call behind a typed function there): {outside:#?}"
+    );
+}

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use serde_json::{Map, Value, json};
 
 use crate::engine::{Decision, Outcome, ReplicateError};
@@ -225,8 +224,8 @@ fn document_in(
 
 /// An S3 event time (`2024-05-01T12:00:00.123Z`) as Unix milliseconds.
 fn unix_ms(time: &str) -> Option<i64> {
-    let time = DateTime::from_str(time, DateTimeFormat::DateTime).ok()?;
-    time.to_millis().ok()
+    let time: jiff::Timestamp = time.parse().ok()?;
+    Some(time.as_millisecond())
 }
 
 #[cfg(test)]
