@@ -94,10 +94,20 @@ impl SetBuckets {
         ) else {
             return None;
         };
-        let ours = account == self.account
-            && name == format!("toastrep-{}-events", self.set)
-            && self.is_member(region);
+        let ours = account == self.account && name == self.topic() && self.is_member(region);
         ours.then_some(region)
+    }
+
+    /// The name of the set's event topic in each region, as
+    /// `templates/base.yaml` names it.
+    pub fn topic(&self) -> String {
+        format!("toastrep-{}-events", self.set)
+    }
+
+    /// The name of the set's repair state machine in each region, as
+    /// `templates/base.yaml` names it.
+    pub fn repair_state_machine(&self) -> String {
+        format!("toastrep-{}-repair", self.set)
     }
 }
 

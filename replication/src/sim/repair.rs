@@ -145,10 +145,7 @@ impl SimControl {
         let statements: Vec<Value> = regions
             .iter()
             .map(|region| {
-                let topic = format!(
-                    "arn:aws:sns:{region}:{}:toastrep-{}-events",
-                    set.account, set.set
-                );
+                let topic = format!("arn:aws:sns:{region}:{}:{}", set.account, set.topic());
                 json!({"Effect": "Allow", "Condition": {"ArnLike": {"AWS:SourceArn": topic}}})
             })
             .collect();
@@ -220,8 +217,11 @@ impl Run {
     /// The execution's ARN, as `$$.Execution.Id` gives it.
     pub fn execution(&self, set: &SetBuckets) -> String {
         format!(
-            "arn:aws:states:{}:{}:execution:toastrep-{}-repair:{}",
-            self.region, set.account, set.set, self.run
+            "arn:aws:states:{}:{}:execution:{}:{}",
+            self.region,
+            set.account,
+            set.repair_state_machine(),
+            self.run
         )
     }
 

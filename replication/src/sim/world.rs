@@ -17,6 +17,7 @@ use crate::engine::{
     CopySettings, KeyRange, Outcome, Replicator, ScanLimit, ScanOptions, ScanStep, SetBuckets,
 };
 use crate::event::S3Notice;
+use crate::function::repair::Tally;
 use crate::protocol::marker::{MARKER, RESERVED_PREFIX};
 use crate::protocol::{Headers, Kind, MarkerKey, MarkerKeys, Seen};
 use crate::store::Bucket;
@@ -1163,70 +1164,61 @@ impl World {
                     "the cloud repair failed without faults: {failed:?}"
                 ));
             }
-            let tally = |o: &RunOutcome| o.report.as_ref().map(|r| r.tally.clone());
-            let tallies: Vec<_> = outcomes.iter().filter_map(tally).collect();
-            self.summary.repair_held += tallies
-                .iter()
+            self.summary.repair_held += reported(&outcomes)
                 .map(|t| t.deletes_held as usize)
                 .sum::<usize>();
-            return Ok(tallies.iter().map(|t| t.copies_made as usize).sum());
+            return Ok(copies_made(&outcomes));
         }
         let copies = Rc::new(RefCell::new(0usize));
         let held = Rc::new(RefCell::new(0usize));
         let failures = Rc::new(RefCell::new(Vec::new()));
         let regions = self.buckets.len();
-        let jobs = vec![(vec![true; regions], KeyRange::all(), None::<u64>)];
         let deep = self.deep_sync;
         let trace = std::env::var_os("TOASTREP_SIM_TRACE").is_some();
-        for (repair, range, limit) in jobs {
-            let replicator = Rc::clone(&self.replicators[0]);
-            let buckets = self.buckets.clone();
-            let (copies, failures) = (Rc::clone(&copies), Rc::clone(&failures));
-            let held = Rc::clone(&held);
-            self.executor.spawn(async move {
-                let mut options = ScanOptions {
-                    range,
-                    prefix: None,
-                    repair,
-                    dry_run: false,
-                    deep,
-                    concurrency: 2,
-                    limit: ScanLimit {
-                        keys: limit,
-                        deadline: None,
-                    },
-                };
-                loop {
-                    if trace {
-                        eprintln!("scan {:?} repairing {:?}", options.range, options.repair);
-                    }
-                    let end = replicator
-                        .scan(&buckets, &options, |step| {
-                            if let ScanStep::Repaired(key, repair) = step {
-                                if trace {
-                                    eprintln!("  repaired {key:?}: {repair:?}");
-                                }
-                                *copies.borrow_mut() += repair.copies.len();
-                                *held.borrow_mut() += repair.held.len();
-                                failures.borrow_mut().extend(
-                                    repair
-                                        .failures
-                                        .iter()
-                                        .map(|f| format!("{key}: {}", f.error)),
-                                );
-                            }
-                        })
-                        .await;
-                    failures
-                        .borrow_mut()
-                        .extend(end.unreachable.into_iter().map(|(_, e)| e));
-                    match end.resume_after {
-                        Some(after) => options.range.after = Some(after),
-                        None => break,
-                    }
+        let replicator = Rc::clone(&self.replicators[0]);
+        let buckets = self.buckets.clone();
+        let tally = (Rc::clone(&copies), Rc::clone(&held), Rc::clone(&failures));
+        self.executor.spawn(async move {
+            let (copies, held, failures) = tally;
+            let mut options = ScanOptions {
+                range: KeyRange::all(),
+                prefix: None,
+                repair: vec![true; regions],
+                dry_run: false,
+                deep,
+                concurrency: 2,
+                limit: ScanLimit::default(),
+            };
+            loop {
+                if trace {
+                    eprintln!("scan {:?} repairing {:?}", options.range, options.repair);
                 }
-            });
-        }
+                let end = replicator
+                    .scan(&buckets, &options, |step| {
+                        if let ScanStep::Repaired(key, repair) = step {
+                            if trace {
+                                eprintln!("  repaired {key:?}: {repair:?}");
+                            }
+                            *copies.borrow_mut() += repair.copies.len();
+                            *held.borrow_mut() += repair.held.len();
+                            failures.borrow_mut().extend(
+                                repair
+                                    .failures
+                                    .iter()
+                                    .map(|f| format!("{key}: {}", f.error)),
+                            );
+                        }
+                    })
+                    .await;
+                failures
+                    .borrow_mut()
+                    .extend(end.unreachable.into_iter().map(|(_, e)| e));
+                match end.resume_after {
+                    Some(after) => options.range.after = Some(after),
+                    None => break,
+                }
+            }
+        });
         self.settle()?;
         let failures = failures.borrow();
         if !failures.is_empty() {
@@ -1681,8 +1673,7 @@ impl World {
         }
         for _ in 0..FAULTY_CLOUD_RUNS {
             let outcomes = self.cloud_repair()?;
-            let copies = outcomes.iter().filter_map(|o| o.report.as_ref());
-            self.summary.sync_copies += copies.map(|r| r.tally.copies_made as usize).sum::<usize>();
+            self.summary.sync_copies += copies_made(&outcomes);
             for outcome in outcomes.iter().filter(|o| !o.ok) {
                 self.summary.runs_failed += 1;
                 let reported_failure = outcome.report.as_ref().is_some_and(|r| !r.ok);
@@ -1703,16 +1694,7 @@ impl World {
     /// instance of the function: no one who may invoke it can start a scan
     /// in a run's name once the run is over.
     fn check_finished_runs_refused(&mut self) -> Result<(), String> {
-        let run = Run {
-            region: self.buckets[0].region.clone(),
-            run: format!("run-{}", self.summary.cloud_repairs),
-            artifacts: self.artifacts[0].clone(),
-            control: self.control.clone(),
-            clock: self.s3.clone(),
-            budget_ms: 100,
-            deep: false,
-            shuffle: 0,
-        };
+        let run = self.repair_run(0, 100, 0);
         let replicator = Rc::clone(&self.replicators[0]);
         let refused = Rc::new(RefCell::new(None));
         let answer = Rc::clone(&refused);
@@ -1735,22 +1717,30 @@ impl World {
         }
     }
 
+    /// `region`'s run of the current cloud repair: its number, its
+    /// artifact bucket, the set's control plane and the simulated clock.
+    fn repair_run(&self, region: usize, budget_ms: i64, shuffle: u64) -> Run {
+        Run {
+            region: self.buckets[region].region.clone(),
+            run: format!("run-{}", self.summary.cloud_repairs),
+            artifacts: self.artifacts[region].clone(),
+            control: self.control.clone(),
+            clock: self.s3.clone(),
+            budget_ms,
+            deep: self.deep_sync,
+            shuffle,
+        }
+    }
+
     /// One run of every region's repair state machine, all at once, each
     /// with a seeded budget and map order; what each came to.
     fn cloud_repair(&mut self) -> Result<Vec<RunOutcome>, String> {
         self.summary.cloud_repairs += 1;
         let outcomes = Rc::new(RefCell::new(Vec::new()));
-        for (region, bucket) in self.buckets.iter().enumerate() {
-            let run = Run {
-                region: bucket.region.clone(),
-                run: format!("run-{}", self.summary.cloud_repairs),
-                artifacts: self.artifacts[region].clone(),
-                control: self.control.clone(),
-                clock: self.s3.clone(),
-                budget_ms: self.rng.i64(20..=400),
-                deep: self.deep_sync,
-                shuffle: self.rng.u64(..),
-            };
+        for region in 0..self.buckets.len() {
+            let budget_ms = self.rng.i64(20..=400);
+            let shuffle = self.rng.u64(..);
+            let run = self.repair_run(region, budget_ms, shuffle);
             let replicator = Rc::clone(&self.replicators[region]);
             let outcomes = Rc::clone(&outcomes);
             self.executor.spawn(async move {
@@ -1791,6 +1781,18 @@ impl World {
             .collect::<Vec<_>>()
             .join(" < ")
     }
+}
+
+/// The tallies of the runs that reported.
+fn reported(outcomes: &[RunOutcome]) -> impl Iterator<Item = &Tally> {
+    outcomes
+        .iter()
+        .filter_map(|o| o.report.as_ref().map(|r| &r.tally))
+}
+
+/// The copies the runs that reported made.
+fn copies_made(outcomes: &[RunOutcome]) -> usize {
+    reported(outcomes).map(|t| t.copies_made as usize).sum()
 }
 
 fn user_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<&String, &String> {

@@ -507,7 +507,7 @@ impl<'a, S: ObjectStore, A: Artifacts, C: ControlPlane> RepairSteps<'a, S, A, C>
     /// Step Functions says so (DescribeExecution); an answer is trusted for
     /// [`EXECUTION_FRESH_MS`].
     async fn authenticate(&self, execution: &str, run: &str) -> Result<(), StepError> {
-        let state_machine = format!("toastrep-{}-repair", self.set.set);
+        let state_machine = self.set.repair_state_machine();
         let refuse = |why: String| {
             Err(StepError::Unauthenticated {
                 run: run.to_owned(),
